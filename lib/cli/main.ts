@@ -1,0 +1,201 @@
+/**
+ * The `socp` command line: serve, chat, info, help, --version.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { fingerprint, loadOrCreateIdentity } from "../net/identity.ts";
+import { PortInUse, startNode } from "../net/node.ts";
+import { Store } from "../store/sqlite.ts";
+import { VERSION } from "../version.ts";
+import { CHAT_HELP, runChat } from "./chat.ts";
+import { serveConfig, UsageError } from "./config.ts";
+
+const HELP = `socp ${VERSION}: a Secure Overlay Chat Protocol (SOCP v1.3) node and client
+
+Usage:
+  socp serve [--host H] [--port P] [--data DIR] [--env-file F] [--public-host H] [--log-level L]
+  socp chat --server URL [--name NAME] [--key FILE]
+  socp info [--data DIR] [--env-file F]
+  socp help [command]
+  socp --version
+
+Run "socp <command> --help" for a command's options.
+`;
+
+const COMMANDS: Record<string, { help: string; options: Record<string, { type: "string" | "boolean" }> }> = {
+  serve: {
+    help: `socp serve: run a node (WebSocket + HTTP on one port)
+
+Options (flag, then environment variable, then .env file, then default):
+  --host H          address to listen on            SOCP_HOST        0.0.0.0
+  --port P          port (0 picks a free one)       SOCP_PORT        8765
+  --data DIR        SQLite file and identity        SOCP_DATA        ./socp-data
+  --public-host H   host name others use to reach us SOCP_PUBLIC_HOST (the listen host)
+  --env-file F      read settings from F            (./.env when present)
+  --log-level L     debug, info, warn or error      SOCP_LOG_LEVEL   info
+Other settings: SOCP_NODE_PASSPHRASE (seals the identity key; default: a random secret in DIR/node.secret),
+SOCP_MAX_FRAME_BYTES (262144), SOCP_FRESHNESS_SECONDS (600),
+SOCP_LAB_WEAK_KEYS=1 and SOCP_LAB_REPLAY=1 (deliberately weakened lab modes; never in production).
+`,
+    options: {
+      host: { type: "string" },
+      port: { type: "string" },
+      data: { type: "string" },
+      "env-file": { type: "string" },
+      "public-host": { type: "string" },
+      "log-level": { type: "string" },
+      help: { type: "boolean" },
+    },
+  },
+  chat: {
+    help: `socp chat: talk to people on a node
+
+Options:
+  --server URL   ws://host:port of a node (required)
+  --name NAME    your display name; also names your key file
+  --key FILE     key file (default: $SOCP_HOME/keys/NAME.json, SOCP_HOME defaults to ~/.socp)
+The key file is created on first use and encrypted with a passphrase (asked for, or SOCP_PASSPHRASE).
+
+${CHAT_HELP}`,
+    options: {
+      server: { type: "string" },
+      name: { type: "string" },
+      key: { type: "string" },
+      help: { type: "boolean" },
+    },
+  },
+  info: {
+    help: `socp info: print this node's server id, public key and bootstrap entry
+
+Options:
+  --data DIR       data directory (SOCP_DATA, default ./socp-data); the identity is created if missing
+  --env-file F     read settings from F
+  --port P         the port others connect to (SOCP_PORT, default 8765)
+  --public-host H  the host others connect to (SOCP_PUBLIC_HOST, default localhost)
+`,
+    options: {
+      data: { type: "string" },
+      "env-file": { type: "string" },
+      port: { type: "string" },
+      "public-host": { type: "string" },
+      help: { type: "boolean" },
+    },
+  },
+};
+
+function parse(cmd: string, args: string[]): Record<string, string | undefined> & { help?: boolean } {
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: COMMANDS[cmd].options,
+      strict: true,
+      allowPositionals: true,
+    });
+    if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}" for socp ${cmd}`);
+    return values as Record<string, string | undefined> & { help?: boolean };
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`${(e as Error).message.replace(/\. To specify.*$/s, "")} (see socp ${cmd} --help)`);
+  }
+}
+
+async function serve(args: string[]): Promise<number> {
+  const flags = parse("serve", args);
+  if (flags.help) return print(COMMANDS.serve.help);
+  const cfg = serveConfig(flags);
+  let node;
+  try {
+    node = await startNode({ ...cfg, logSink: (l) => console.error(l) });
+  } catch (e) {
+    if (e instanceof PortInUse) throw new UsageError(e.message);
+    throw e;
+  }
+  const stop = () => {
+    node.close().then(() => Deno.exit(0));
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  await node.finished;
+  return 0;
+}
+
+async function info(args: string[]): Promise<number> {
+  const flags = parse("info", args);
+  if (flags.help) return print(COMMANDS.info.help);
+  const cfg = serveConfig({
+    data: flags.data,
+    "env-file": flags["env-file"],
+    port: flags.port,
+    "public-host": flags["public-host"],
+  });
+  mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+  const store = Store.open(join(cfg.dataDir, "socp.db"));
+  try {
+    const id = await loadOrCreateIdentity(store, cfg.dataDir, {
+      passphrase: cfg.nodePassphrase,
+      now: Date.now(),
+    });
+    const host = cfg.publicHost ?? "localhost";
+    const port = cfg.port || 8765;
+    console.log(`server_id:   ${id.serverId}`);
+    console.log(`fingerprint: ${await fingerprint(id.key.spki)}`);
+    console.log(`pubkey:      ${id.key.publicKey}`);
+    console.log(`bootstrap:   ${host}:${port}#${id.key.publicKey}`);
+    console.log("");
+    console.log("bootstrap_servers:");
+    console.log(`  - host: "${host}"`);
+    console.log(`    port: ${port}`);
+    console.log(`    pubkey: "${id.key.publicKey}"`);
+  } finally {
+    store.close();
+  }
+  return 0;
+}
+
+function print(text: string): number {
+  console.log(text.trimEnd());
+  return 0;
+}
+
+/** Run the command line; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  try {
+    const [cmd, ...rest] = args;
+    if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
+      const topic = cmd === "help" ? rest[0] : undefined;
+      if (topic && !COMMANDS[topic]) throw new UsageError(`unknown command "${topic}"`);
+      return print(topic ? COMMANDS[topic].help : HELP);
+    }
+    if (cmd === "--version" || cmd === "-V" || cmd === "version") return print(`socp ${VERSION}`);
+    switch (cmd) {
+      case "serve":
+        return await serve(rest);
+      case "chat": {
+        const flags = parse("chat", rest);
+        if (flags.help) return print(COMMANDS.chat.help);
+        if (!flags.server) {
+          throw new UsageError("socp chat needs --server URL (e.g. --server ws://localhost:8765)");
+        }
+        return await runChat({ server: flags.server, name: flags.name, key: flags.key });
+      }
+      case "info":
+        return await info(rest);
+      default:
+        throw new UsageError(
+          cmd.startsWith("-")
+            ? `unknown option "${cmd}"`
+            : `unknown command "${cmd}"; commands: serve, chat, info, help`,
+        );
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`socp: ${e.message}`);
+      return 2;
+    }
+    console.error(`socp: ${(e as Error).message ?? e}`);
+    return 1;
+  }
+}

@@ -1,0 +1,25 @@
+/**
+ * Per-connection limits of PROFILE §11: token bucket, freshness window, connections per address.
+ *
+ * @module
+ */
+import type { Conn, Limits } from "./types.ts";
+
+/** Take one token from the connection's bucket; false when it is empty. */
+export function takeToken(conn: Conn, limits: Limits, now: number): boolean {
+  const elapsed = Math.max(0, now - conn.refilledAt);
+  conn.tokens = Math.min(limits.rateBurst, conn.tokens + (elapsed * limits.ratePerSec) / 1000);
+  conn.refilledAt = now;
+  if (conn.tokens < 1) return false;
+  conn.tokens -= 1;
+  return true;
+}
+
+/** `null` when `ts` is within the freshness window, else the reason. */
+export function staleness(ts: number, now: number, limits: Limits): string | null {
+  const skew = Math.abs(now - ts);
+  if (skew <= limits.freshnessMs) return null;
+  return `frame ts is ${Math.round(skew / 1000)} s from the server clock (limit ${
+    Math.round(limits.freshnessMs / 1000)
+  } s)`;
+}

@@ -1,0 +1,57 @@
+/**
+ * Effect builder used by every handler: frames, errors, closes, logs and store writes go into one ordered list.
+ *
+ * @module
+ */
+import type { Envelope } from "../protocol/envelope.ts";
+import type { ErrorCode, MessageType, PayloadOf } from "../protocol/messages.ts";
+import type { Effect, LogLevel, PersistOp, State } from "./types.ts";
+
+/** Collects effects for one reducer step. */
+export class Out {
+  readonly effects: Effect[] = [];
+
+  constructor(readonly state: State, readonly now: number) {}
+
+  /** A new server-originated frame (the shell signs it). */
+  frame<T extends MessageType>(type: T, to: string, payload: PayloadOf<T>, ts = this.now): Envelope<T> {
+    return { type, from: this.state.config.serverId, to, ts, payload };
+  }
+
+  /** Send a frame; `sign` asks the shell to sign it with the server key. */
+  send(conn: number, frame: Envelope, sign = true): void {
+    this.effects.push({ kind: "send", conn, frame, sign });
+  }
+
+  /** Send an ERROR frame and count a strike when asked; closes the connection at the strike limit. */
+  error(conn: number, to: string, code: ErrorCode, detail: string, strike = false): void {
+    this.send(conn, this.frame("ERROR", to, { code, detail }));
+    this.log("info", "frame.refused", { conn, code, detail });
+    if (strike) this.strike(conn, detail);
+  }
+
+  /** Count a strike against a connection (PROFILE §11). */
+  strike(conn: number, why: string): void {
+    const c = this.state.conns.get(conn);
+    if (!c) return;
+    c.strikes++;
+    if (c.strikes >= this.state.config.limits.maxStrikes) {
+      this.close(conn, 1008, `too many invalid frames (${c.strikes}); last: ${why}`.slice(0, 120));
+    }
+  }
+
+  /** Close a connection. */
+  close(conn: number, code: number, reason: string): void {
+    this.effects.push({ kind: "close", conn, code, reason });
+  }
+
+  /** Persist a change. */
+  persist(op: PersistOp): void {
+    this.effects.push({ kind: "persist", op });
+  }
+
+  /** Emit a log line. */
+  log(level: LogLevel, event: string, fields: Record<string, string | number | boolean> = {}): void {
+    this.effects.push({ kind: "log", level, event, fields });
+  }
+}

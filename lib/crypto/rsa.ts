@@ -1,0 +1,244 @@
+/**
+ * RSA through WebCrypto only (PROFILE §2): RSA-4096 generation, PSS sign (maximum salt, 478 bytes for
+ * RSA-4096) and verify (maximum salt, then 32), multi-block OAEP (SHA-256, MGF1-SHA-256, empty label), and an
+ * import cache keyed by the key string so each peer key is parsed once.
+ *
+ * @example
+ * ```ts
+ * const pair = await generateKeyPair();
+ * const sig = await pair.sign(new TextEncoder().encode("hi"));
+ * await verifySignature(pair.publicKey, new TextEncoder().encode("hi"), sig); // true
+ * ```
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { decodeBase64Url, encodeBase64Url } from "../protocol/base64url.ts";
+import { concatBytes } from "../protocol/der.ts";
+import { decodePublicKey, encodeSpki } from "../protocol/keys.ts";
+
+const HASH_LEN = 32;
+type Bytes = Uint8Array<ArrayBuffer>;
+
+function ab(b: Uint8Array): Bytes {
+  return (b.buffer instanceof ArrayBuffer && b.byteOffset === 0 && b.byteLength === b.buffer.byteLength)
+    ? b as Bytes
+    : new Uint8Array(b) as Bytes;
+}
+
+/** Maximum PSS salt for a modulus of `bytes` bytes with SHA-256 (478 for RSA-4096). */
+export function maxSaltLength(modulusBytes: number): number {
+  return modulusBytes - HASH_LEN - 2;
+}
+
+/** Maximum OAEP plaintext per block (446 for RSA-4096). */
+export function oaepBlockSize(modulusBytes: number): number {
+  return modulusBytes - 2 * HASH_LEN - 2;
+}
+
+/** SHA-256 of bytes, synchronously. */
+export function sha256(data: Uint8Array | string): Uint8Array {
+  return new Uint8Array(createHash("sha256").update(data).digest());
+}
+
+/** Lowercase hex of SHA-256. */
+export function sha256Hex(data: Uint8Array | string): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** A private key able to sign (PSS) and decrypt (OAEP); the same RSA key material serves both. */
+export class PrivateKey {
+  private constructor(
+    private readonly signKey: CryptoKey,
+    private readonly decryptKey: CryptoKey,
+    /** base64url(DER SPKI) of the public half. */
+    readonly publicKey: string,
+    /** DER SPKI of the public half. */
+    readonly spki: Uint8Array,
+    /** Modulus size in bytes. */
+    readonly modulusBytes: number,
+  ) {}
+
+  /** Import a PKCS#8 DER private key. Throws when the bytes are not an RSA private key. */
+  static async fromPkcs8(pkcs8: Uint8Array): Promise<PrivateKey> {
+    const signKey = await crypto.subtle.importKey(
+      "pkcs8",
+      ab(pkcs8),
+      { name: "RSA-PSS", hash: "SHA-256" },
+      true,
+      [
+        "sign",
+      ],
+    );
+    const decryptKey = await crypto.subtle.importKey(
+      "pkcs8",
+      ab(pkcs8),
+      { name: "RSA-OAEP", hash: "SHA-256" },
+      false,
+      ["decrypt"],
+    );
+    const jwk = await crypto.subtle.exportKey("jwk", signKey);
+    const pub = await crypto.subtle.importKey(
+      "jwk",
+      { kty: "RSA", n: jwk.n, e: jwk.e, alg: "PS256", ext: true },
+      { name: "RSA-PSS", hash: "SHA-256" },
+      true,
+      ["verify"],
+    );
+    const spki = new Uint8Array(await crypto.subtle.exportKey("spki", pub));
+    const bits = (signKey.algorithm as RsaHashedKeyAlgorithm).modulusLength;
+    return new PrivateKey(signKey, decryptKey, encodeSpki(spki), spki, bits / 8);
+  }
+
+  /** Import a PEM "PRIVATE KEY" (PKCS#8) text. */
+  static fromPem(pem: string): Promise<PrivateKey> {
+    const m = /-----BEGIN PRIVATE KEY-----([\s\S]+?)-----END PRIVATE KEY-----/.exec(pem);
+    const der = m ? decodeBase64Url(m[1].replace(/\s+/g, "")) : null;
+    if (!der) throw new Error("not a PEM PKCS#8 private key");
+    return PrivateKey.fromPkcs8(der);
+  }
+
+  /** PSS-sign `data` with the maximum salt length (PROFILE §2). */
+  async sign(data: Uint8Array): Promise<string> {
+    const sig = await crypto.subtle.sign(
+      { name: "RSA-PSS", saltLength: maxSaltLength(this.modulusBytes) },
+      this.signKey,
+      ab(data),
+    );
+    return encodeBase64Url(new Uint8Array(sig));
+  }
+
+  /** PSS-sign with an explicit salt length (tests of other dialects use 32). */
+  async signWithSalt(data: Uint8Array, saltLength: number): Promise<string> {
+    const sig = await crypto.subtle.sign({ name: "RSA-PSS", saltLength }, this.signKey, ab(data));
+    return encodeBase64Url(new Uint8Array(sig));
+  }
+
+  /** Multi-block OAEP decrypt of base64url ciphertext; throws when it is not ours or is corrupt. */
+  async decrypt(ciphertext: string): Promise<Uint8Array> {
+    const bytes = decodeBase64Url(ciphertext);
+    const k = this.modulusBytes;
+    if (!bytes || bytes.length === 0 || bytes.length % k !== 0) {
+      throw new Error(`ciphertext must be a multiple of ${k} bytes`);
+    }
+    const parts: Uint8Array[] = [];
+    for (let o = 0; o < bytes.length; o += k) {
+      parts.push(
+        new Uint8Array(
+          await crypto.subtle.decrypt({ name: "RSA-OAEP" }, this.decryptKey, ab(bytes.subarray(o, o + k))),
+        ),
+      );
+    }
+    return concatBytes(...parts);
+  }
+
+  /** Export as PKCS#8 DER (for encrypted storage only). */
+  async exportPkcs8(): Promise<Uint8Array> {
+    return new Uint8Array(await crypto.subtle.exportKey("pkcs8", this.signKey));
+  }
+}
+
+/** Generate a new RSA key pair (4096 bits unless the weak-keys lab mode asks for less). */
+export async function generateKeyPair(bits = 4096): Promise<PrivateKey> {
+  const pair = await crypto.subtle.generateKey(
+    { name: "RSA-PSS", modulusLength: bits, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" },
+    true,
+    ["sign", "verify"],
+  );
+  const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", pair.privateKey));
+  return PrivateKey.fromPkcs8(pkcs8);
+}
+
+interface Imported {
+  verify: CryptoKey;
+  encrypt: CryptoKey;
+  modulusBytes: number;
+}
+
+const CACHE_MAX = 4096;
+const cache = new Map<string, Promise<Imported | null>>();
+
+/** Import a public key string (any accepted form) for verify and encrypt; `null` if it is not a key. */
+export function importPublicKey(keyText: string): Promise<Imported | null> {
+  const hit = cache.get(keyText);
+  if (hit) {
+    cache.delete(keyText); // refresh LRU position
+    cache.set(keyText, hit);
+    return hit;
+  }
+  const p = (async () => {
+    const d = decodePublicKey(keyText);
+    if (!d.ok) return null;
+    try {
+      const spki = ab(d.key.spki);
+      const verify = await crypto.subtle.importKey(
+        "spki",
+        spki,
+        { name: "RSA-PSS", hash: "SHA-256" },
+        false,
+        [
+          "verify",
+        ],
+      );
+      const encrypt = await crypto.subtle.importKey(
+        "spki",
+        spki,
+        { name: "RSA-OAEP", hash: "SHA-256" },
+        false,
+        [
+          "encrypt",
+        ],
+      );
+      return { verify, encrypt, modulusBytes: Math.ceil(d.key.bits / 8) };
+    } catch {
+      return null;
+    }
+  })();
+  cache.set(keyText, p);
+  if (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value!);
+  return p;
+}
+
+/**
+ * Verify a base64url PSS signature over any of `preimages` (tried in order), each with the maximum salt then
+ * salt 32. Returns the index of the preimage that verified, or -1.
+ */
+export async function verifyAny(keyText: string, preimages: Uint8Array[], sig: string): Promise<number> {
+  const key = await importPublicKey(keyText);
+  const sigBytes = decodeBase64Url(sig);
+  if (!key || !sigBytes || sigBytes.length !== key.modulusBytes) return -1;
+  const salts = [maxSaltLength(key.modulusBytes), HASH_LEN];
+  for (let i = 0; i < preimages.length; i++) {
+    for (const saltLength of salts) {
+      if (
+        await crypto.subtle.verify(
+          { name: "RSA-PSS", saltLength },
+          key.verify,
+          ab(sigBytes),
+          ab(preimages[i]),
+        )
+      ) return i;
+    }
+  }
+  return -1;
+}
+
+/** Verify one preimage (see {@linkcode verifyAny}). */
+export async function verifySignature(keyText: string, data: Uint8Array, sig: string): Promise<boolean> {
+  return (await verifyAny(keyText, [data], sig)) === 0;
+}
+
+/** Multi-block OAEP encrypt to a public key string (PROFILE §2); base64url of the concatenated blocks. */
+export async function encryptTo(keyText: string, plaintext: Uint8Array): Promise<string> {
+  const key = await importPublicKey(keyText);
+  if (!key) throw new Error("recipient key is not a usable RSA public key");
+  const block = oaepBlockSize(key.modulusBytes);
+  const parts: Uint8Array[] = [];
+  for (let o = 0; o === 0 || o < plaintext.length; o += block) {
+    parts.push(
+      new Uint8Array(
+        await crypto.subtle.encrypt({ name: "RSA-OAEP" }, key.encrypt, ab(plaintext.subarray(o, o + block))),
+      ),
+    );
+  }
+  return encodeBase64Url(concatBytes(...parts));
+}

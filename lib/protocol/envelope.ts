@@ -1,0 +1,124 @@
+/**
+ * The SOCP envelope and the frame parser: text in, typed envelope or typed {@linkcode ProtocolError} out.
+ * Never throws on bad input.
+ *
+ * @example
+ * ```ts
+ * const r = parseFrame('{"type":"HEARTBEAT","from":"a","to":"b","ts":1,"payload":{}}');
+ * if (r.ok) r.envelope.type; // "HEARTBEAT"
+ * ```
+ * @module
+ */
+import {
+  type ErrorCode,
+  isMessageType,
+  type MessageType,
+  type PayloadOf,
+  PAYLOADS,
+  TYPE_ALIASES,
+} from "./messages.ts";
+import { Invalid } from "./schema.ts";
+
+/** A frame of message type `T`. */
+export interface Envelope<T extends MessageType = MessageType> {
+  type: T;
+  from: string;
+  to: string;
+  ts: number;
+  payload: PayloadOf<T>;
+  /** base64url PSS signature over the canonical payload; `""` or absent when unsigned. */
+  sig?: string;
+}
+
+/** Any envelope, discriminated by `type`. */
+export type AnyEnvelope = { [T in MessageType]: Envelope<T> }[MessageType];
+
+/** Why a frame was refused by the parser. */
+export interface ProtocolError {
+  code: ErrorCode;
+  detail: string;
+  /** The frame's `type`/`from` when they could be read (for error replies and logs). */
+  type?: string;
+  from?: string;
+}
+
+/** Result of {@linkcode parseFrame}. */
+export type ParseResult = { ok: true; envelope: AnyEnvelope } | { ok: false; error: ProtocolError };
+
+function fail(detail: string, code: ErrorCode = "UNKNOWN_TYPE", o?: Record<string, unknown>): ParseResult {
+  const error: ProtocolError = { code, detail };
+  if (o && typeof o.type === "string") error.type = o.type.slice(0, 64);
+  if (o && typeof o.from === "string") error.from = o.from.slice(0, 128);
+  return { ok: false, error };
+}
+
+/** Parse one WebSocket text frame (a trailing newline is tolerated). */
+export function parseFrame(text: string): ParseResult {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text.endsWith("\n") ? text.replace(/\r?\n$/, "") : text);
+  } catch (e) {
+    return fail(`malformed JSON: ${(e as Error).message}`);
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    return fail("frame must be a JSON object");
+  }
+  return parseObject(raw as Record<string, unknown>);
+}
+
+/** Validate an already-parsed object as an envelope. */
+export function parseObject(o: Record<string, unknown>): ParseResult {
+  if (typeof o.type !== "string") return fail("frame has no string field 'type'", "UNKNOWN_TYPE", o);
+  const type = TYPE_ALIASES[o.type] ?? o.type;
+  if (!isMessageType(type)) return fail(`unknown message type "${o.type.slice(0, 64)}"`, "UNKNOWN_TYPE", o);
+  if (type === "CTRL_CLOSE") {
+    // The standard shows CTRL_CLOSE as a bare {"type":"CTRL_CLOSE"}; fill what is missing.
+    const envelope: Envelope<"CTRL_CLOSE"> = {
+      type,
+      from: typeof o.from === "string" ? o.from : "",
+      to: typeof o.to === "string" ? o.to : "",
+      ts: Number.isSafeInteger(o.ts) ? o.ts as number : 0,
+      payload: o.payload && typeof o.payload === "object" ? o.payload as Record<string, unknown> : {},
+    };
+    return { ok: true, envelope };
+  }
+  if (typeof o.from !== "string" || o.from.length === 0 || o.from.length > 128) {
+    return fail("'from' must be a string of 1 to 128 characters", "UNKNOWN_TYPE", o);
+  }
+  if (typeof o.to !== "string" || o.to.length > 256) return fail("'to' must be a string", "UNKNOWN_TYPE", o);
+  if (typeof o.ts !== "number" || !Number.isSafeInteger(o.ts) || o.ts < 0) {
+    return fail("'ts' must be a non-negative integer (milliseconds)", "UNKNOWN_TYPE", o);
+  }
+  if (o.sig !== undefined && o.sig !== null && typeof o.sig !== "string") {
+    return fail("'sig' must be a string", "UNKNOWN_TYPE", o);
+  }
+  const payload = PAYLOADS[type](o.payload, "payload");
+  if (payload instanceof Invalid) return fail(`${type}: ${payload.message}`, "UNKNOWN_TYPE", o);
+  const envelope = { type, from: o.from, to: o.to, ts: o.ts, payload } as AnyEnvelope;
+  if (typeof o.sig === "string") envelope.sig = o.sig;
+  return { ok: true, envelope };
+}
+
+/** Serialise an envelope for the wire (field order as the standard lists them). */
+export function serializeEnvelope(e: Envelope): string {
+  return JSON.stringify({
+    type: e.type,
+    from: e.from,
+    to: e.to,
+    ts: e.ts,
+    payload: e.payload,
+    sig: e.sig ?? "",
+  });
+}
+
+const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+/** True for a UUID in 8-4-4-4-12 hex form (any version; user ids are compared as sent). */
+export function isUuid(s: string): boolean {
+  return UUID_RE.test(s);
+}
+
+/** True for a server id we accept from peers: 1–128 printable characters (PROFILE §5). */
+export function isServerId(s: string): boolean {
+  return s.length >= 1 && s.length <= 128 && /^[\x21-\x7e]+$/.test(s);
+}

@@ -1,0 +1,116 @@
+/**
+ * Every SOCP v1.3 message type and its payload shape (SOCP-1.3 §5, PROFILE §5–§12), with a validator each.
+ *
+ * @example
+ * ```ts
+ * PAYLOADS.MSG_DIRECT({ ciphertext: "x", sender_pub: "k", content_sig: "s" }, "payload"); // the payload
+ * ```
+ * @module
+ */
+import { anyObject, array, type Check, integer, literal, object, optional, string } from "./schema.ts";
+
+/** Largest string a key field may hold (PEM text of an RSA-4096 key is ~800 characters). */
+const KEY = string(1, 16_384);
+/** Ciphertexts and signatures: base64url text, bounded by the frame limit anyway. */
+const B64 = string(0, 64 * 1024 * 1024);
+const ID = string(1, 128);
+const HOST = string(1, 255);
+const PORT = integer(0, 65535);
+
+const serverIntro = object({ host: HOST, port: PORT, pubkey: KEY });
+const serverEntry = object({ server_id: ID, host: HOST, port: PORT, pubkey: KEY });
+const clientEntry = object({
+  user_id: ID,
+  host: optional(string(0, 255)),
+  port: optional(PORT),
+  pubkey: KEY,
+});
+
+/** Payload validators by message type. */
+export const PAYLOADS = {
+  SERVER_HELLO_JOIN: serverIntro,
+  SERVER_HELLO_LINK: serverIntro,
+  SERVER_ANNOUNCE: serverIntro,
+  SERVER_WELCOME: object({
+    assigned_id: ID,
+    servers: optional(array(serverEntry, 4096)),
+    clients: optional(array(clientEntry, 1_000_000)),
+    server_pub: optional(KEY),
+    public_channel: optional(object({ version: integer(0), creator_pub: KEY, wrapped_key: B64 })),
+  }),
+  USER_ADVERTISE: object({ user_id: ID, server_id: ID, meta: optional(anyObject), pubkey: optional(KEY) }),
+  USER_REMOVE: object({ user_id: ID, server_id: ID }),
+  SERVER_DELIVER: object({
+    user_id: ID,
+    ciphertext: B64,
+    sender: ID,
+    sender_pub: KEY,
+    content_sig: B64,
+    orig_ts: optional(integer(0)),
+  }),
+  HEARTBEAT: anyObject,
+  USER_HELLO: object({
+    client: optional(string(0, 256)),
+    pubkey: KEY,
+    enc_pubkey: optional(KEY),
+    meta: optional(anyObject),
+    ts: optional(integer(0)),
+    nonce: optional(string(0, 256)),
+  }),
+  MSG_DIRECT: object({ ciphertext: B64, sender_pub: KEY, content_sig: B64 }),
+  USER_DELIVER: object({ ciphertext: B64, sender: ID, sender_pub: KEY, content_sig: B64 }),
+  PUBLIC_CHANNEL_ADD: object({ add: array(ID, 100_000), if_version: integer(0) }),
+  PUBLIC_CHANNEL_UPDATED: object({
+    version: integer(0),
+    wraps: array(object({ member_id: ID, wrapped_key: B64 }), 100_000),
+  }),
+  PUBLIC_CHANNEL_KEY_SHARE: object({
+    shares: array(object({ member: ID, wrapped_public_channel_key: B64 }), 100_000),
+    creator_pub: KEY,
+    content_sig: B64,
+  }),
+  MSG_PUBLIC_CHANNEL: object({ ciphertext: B64, sender_pub: KEY, content_sig: B64 }),
+  FILE_START: object({
+    file_id: ID,
+    name: string(1, 1024),
+    size: integer(0),
+    sha256: string(64, 64),
+    mode: literal("dm", "public"),
+    content_sig: optional(B64),
+  }),
+  FILE_CHUNK: object({ file_id: ID, index: integer(0), ciphertext: B64 }),
+  FILE_END: object({ file_id: ID }),
+  ACK: object({ msg_ref: string(0, 1024) }),
+  ERROR: object({ code: string(1, 64), detail: optional(string(0, 4096)) }),
+  CTRL_CLOSE: anyObject,
+} as const;
+
+/** The message types this node understands (case-sensitive). */
+export type MessageType = keyof typeof PAYLOADS;
+
+/** The payload type of message type `T`. */
+export type PayloadOf<T extends MessageType> = (typeof PAYLOADS)[T] extends Check<infer P> ? P : never;
+
+/** Type aliases accepted on input (PROFILE §5). */
+export const TYPE_ALIASES: Readonly<Record<string, MessageType>> = { MSG_PRIVATE: "MSG_DIRECT" };
+
+/** True when `t` names a message type (after aliasing). */
+export function isMessageType(t: string): t is MessageType {
+  return Object.hasOwn(PAYLOADS, t);
+}
+
+/** The six standard error codes (SOCP-1.3 §8). */
+export type ErrorCode =
+  | "USER_NOT_FOUND"
+  | "INVALID_SIG"
+  | "BAD_KEY"
+  | "TIMEOUT"
+  | "UNKNOWN_TYPE"
+  | "NAME_IN_USE";
+
+/** Frame types a server may send as the first frame of an inbound server link. */
+export const SERVER_FIRST_FRAMES: readonly MessageType[] = [
+  "SERVER_HELLO_JOIN",
+  "SERVER_HELLO_LINK",
+  "SERVER_ANNOUNCE",
+];

@@ -1,0 +1,174 @@
+/**
+ * The SQLite adapter on `node:sqlite`: schema with numbered migrations (PRAGMA user_version), WAL mode, one
+ * small function per query. Holds the standard's `users`, `groups`, `group_members` tables and the node's
+ * own `identity` table.
+ *
+ * @example
+ * ```ts
+ * const store = Store.open("./socp-data/socp.db");
+ * store.upsertUser({ userId, pubkey, encPubkey: pubkey, meta: null, version: 1 });
+ * store.close();
+ * ```
+ * @module
+ */
+import { DatabaseSync } from "node:sqlite";
+import type { UserRecord } from "../core/types.ts";
+import type { SealedKey } from "../crypto/keyfile.ts";
+
+/** Ordered schema migrations; index i takes the file from version i to i+1. Append only. */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE users(
+     user_id       TEXT PRIMARY KEY,
+     pubkey        TEXT NOT NULL,
+     privkey_store TEXT NOT NULL,
+     pake_password TEXT NOT NULL,
+     meta          TEXT,
+     version       INT  NOT NULL
+   );
+   CREATE TABLE groups(
+     group_id   TEXT PRIMARY KEY,
+     creator_id TEXT NOT NULL,
+     created_at INT,
+     meta       TEXT,
+     version    INT  NOT NULL
+   );
+   CREATE TABLE group_members(
+     group_id    TEXT NOT NULL,
+     member_id   TEXT NOT NULL,
+     role        TEXT,
+     wrapped_key TEXT NOT NULL,
+     added_at    INT,
+     PRIMARY KEY (group_id, member_id)
+   );
+   CREATE TABLE identity(
+     id          INTEGER PRIMARY KEY CHECK (id = 1),
+     server_id   TEXT NOT NULL,
+     pubkey      TEXT NOT NULL,
+     sealed_key  TEXT NOT NULL,
+     created_at  INT  NOT NULL
+   );`,
+  `ALTER TABLE users ADD COLUMN enc_pubkey TEXT;
+   ALTER TABLE users ADD COLUMN created_at INT;`,
+];
+
+/** The schema version this code writes. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** The node's identity row. */
+export interface IdentityRow {
+  serverId: string;
+  pubkey: string;
+  sealed: SealedKey;
+}
+
+/** Thrown when a database file is newer than this program. */
+export class SchemaTooNew extends Error {}
+
+/** A SQLite-backed store. Every method is synchronous; writes are committed when they return. */
+export class Store {
+  private constructor(private readonly db: DatabaseSync) {}
+
+  /** Open (creating and migrating as needed) the database at `path` (":memory:" for tests). */
+  static open(path: string): Store {
+    const db = new DatabaseSync(path);
+    db.exec(
+      "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+    );
+    const store = new Store(db);
+    store.migrate();
+    return store;
+  }
+
+  /** The file's schema version. */
+  schemaVersion(): number {
+    return Number((this.db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version);
+  }
+
+  private migrate(): void {
+    const current = this.schemaVersion();
+    if (current > SCHEMA_VERSION) {
+      throw new SchemaTooNew(
+        `database schema version ${current} is newer than this program understands (${SCHEMA_VERSION}); upgrade socp`,
+      );
+    }
+    for (let v = current; v < SCHEMA_VERSION; v++) {
+      this.tx(() => {
+        this.db.exec(MIGRATIONS[v]);
+        this.db.exec(`PRAGMA user_version = ${v + 1}`);
+      });
+    }
+  }
+
+  /** Run `fn` in one transaction. */
+  tx<T>(fn: () => T): T {
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const r = fn();
+      this.db.exec("COMMIT");
+      return r;
+    } catch (e) {
+      this.db.exec("ROLLBACK");
+      throw e;
+    }
+  }
+
+  /** Insert or update a user binding. The server never holds users' private keys or passwords. */
+  upsertUser(u: UserRecord, now = 0): void {
+    this.db.prepare(
+      `INSERT INTO users(user_id, pubkey, enc_pubkey, privkey_store, pake_password, meta, version, created_at)
+       VALUES (?, ?, ?, '', '', ?, ?, ?)
+       ON CONFLICT(user_id) DO UPDATE SET pubkey = excluded.pubkey, enc_pubkey = excluded.enc_pubkey,
+         meta = excluded.meta, version = excluded.version`,
+    ).run(u.userId, u.pubkey, u.encPubkey, u.meta ? JSON.stringify(u.meta) : null, u.version, now);
+  }
+
+  /** Every bound user. */
+  listUsers(): UserRecord[] {
+    const rows = this.db.prepare("SELECT user_id, pubkey, enc_pubkey, meta, version FROM users").all() as {
+      user_id: string;
+      pubkey: string;
+      enc_pubkey: string | null;
+      meta: string | null;
+      version: number;
+    }[];
+    return rows.map((r) => ({
+      userId: r.user_id,
+      pubkey: r.pubkey,
+      encPubkey: r.enc_pubkey ?? r.pubkey,
+      meta: parseMeta(r.meta),
+      version: Number(r.version),
+    }));
+  }
+
+  /** The stored identity, if any. */
+  getIdentity(): IdentityRow | null {
+    const r = this.db.prepare("SELECT server_id, pubkey, sealed_key FROM identity WHERE id = 1").get() as
+      | { server_id: string; pubkey: string; sealed_key: string }
+      | undefined;
+    return r ? { serverId: r.server_id, pubkey: r.pubkey, sealed: JSON.parse(r.sealed_key) } : null;
+  }
+
+  /** Store the identity (server id, public key, sealed private key). */
+  setIdentity(id: IdentityRow, now: number): void {
+    this.db.prepare(
+      `INSERT INTO identity(id, server_id, pubkey, sealed_key, created_at) VALUES (1, ?, ?, ?, ?)
+       ON CONFLICT(id) DO UPDATE SET server_id = excluded.server_id, pubkey = excluded.pubkey,
+         sealed_key = excluded.sealed_key`,
+    ).run(id.serverId, id.pubkey, JSON.stringify(id.sealed), now);
+  }
+
+  /** Close the database. */
+  close(): void {
+    if (this.db.isOpen) this.db.close();
+  }
+}
+
+function parseMeta(text: string | null): Record<string, unknown> | null {
+  if (!text) return null;
+  try {
+    const v = JSON.parse(text);
+    return v && typeof v === "object" && !Array.isArray(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
