@@ -42,7 +42,7 @@ export function quoteString(s: string, ascii = true): string {
     const c = s.charCodeAt(i);
     let rep: string | undefined;
     if (c < 0x20 || c === 0x22 || c === 0x5c) rep = SHORT[s[i]] ?? hex4(c);
-    else if (ascii && c > 0x7e) rep = c === 0x7f ? undefined : hex4(c);
+    else if (ascii && c > 0x7e) rep = hex4(c); // Python escapes DEL (0x7f) too
     if (rep !== undefined) {
       out += s.slice(start, i) + rep;
       start = i + 1;

@@ -1,0 +1,84 @@
+/** Helpers to drive the pure reducer in tests: build events, pick effects. */
+import { initState, reduce } from "../../lib/core/reduce.ts";
+import {
+  DEFAULT_LIMITS,
+  type Effect,
+  type Event,
+  type NodeConfig,
+  type State,
+} from "../../lib/core/types.ts";
+import { sha256Hex } from "../../lib/crypto/rsa.ts";
+import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
+import { type AnyEnvelope, parseFrame } from "../../lib/protocol/envelope.ts";
+
+export const SERVER = "3f0e5f0a-8c1b-4b7e-9d2a-6a1f2c3b4d5e";
+export const ALICE = "a11ce000-0000-4000-8000-000000000001";
+export const BOB = "b0b00000-0000-4000-8000-000000000002";
+export const CAROL = "ca201000-0000-4000-8000-000000000003";
+export const T0 = 1_700_000_000_000;
+
+export function config(over: Partial<NodeConfig> = {}): NodeConfig {
+  return {
+    serverId: SERVER,
+    serverPub: "SERVER-PUB",
+    limits: { ...DEFAULT_LIMITS },
+    labWeakKeys: false,
+    labReplay: false,
+    ...over,
+  };
+}
+
+/** A reducer under test with a log of every effect. */
+export class Harness {
+  state: State;
+  now = T0;
+  constructor(cfg: NodeConfig = config()) {
+    this.state = initState(cfg, []);
+  }
+  step(ev: Event): Effect[] {
+    const r = reduce(this.state, ev);
+    this.state = r.state;
+    return r.effects;
+  }
+  connect(conn: number, addr = "127.0.0.1"): Effect[] {
+    return this.step({ kind: "connected", conn, addr, now: this.now });
+  }
+  /** Feed a frame (object or raw text) with a given signature check outcome. */
+  frame(
+    conn: number,
+    f: Record<string, unknown> | string,
+    sig: "valid" | "invalid" | "absent" = "absent",
+    sigKey?: string,
+  ): Effect[] {
+    const parsed = parseFrame(typeof f === "string" ? f : JSON.stringify(f));
+    const digest = parsed.ok ? sha256Hex(canonicalJson(parsed.envelope.payload)) : "";
+    return this.step({ kind: "frame", conn, now: this.now, parsed, digest, sig, sigKey });
+  }
+  hello(conn: number, user: string, pubkey: string, extra: Record<string, unknown> = {}): Effect[] {
+    return this.frame(conn, {
+      type: "USER_HELLO",
+      from: user,
+      to: "",
+      ts: this.now,
+      payload: { client: "t", pubkey, enc_pubkey: pubkey, ...extra },
+      sig: "",
+    });
+  }
+}
+
+/** The frames sent to `conn` (or all frames) in an effect list. */
+export function sent(effects: Effect[], conn?: number): AnyEnvelope[] {
+  return effects.flatMap((e) =>
+    e.kind === "send" && (conn === undefined || e.conn === conn) ? [e.frame as AnyEnvelope] : []
+  );
+}
+
+/** The close effects. */
+export function closes(effects: Effect[]): { conn: number; code: number }[] {
+  return effects.flatMap((e) => e.kind === "close" ? [{ conn: e.conn, code: e.code }] : []);
+}
+
+/** The error codes sent. */
+export function errors(effects: Effect[]): string[] {
+  return sent(effects).flatMap((f) => f.type === "ERROR" ? [f.payload.code] : []);
+}
