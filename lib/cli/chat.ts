@@ -125,6 +125,6 @@ export async function runChat(opts: { server: string; name?: string; key?: strin
       say(`! ${(e as Error).message}`);
     }
   }
-  client.close();
+  await client.close();
   return 0;
 }

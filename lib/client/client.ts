@@ -122,6 +122,16 @@ export class SocpClient {
     });
   }
 
+  private helloDone?: (ok: boolean, err?: Error) => void;
+  private helloFallback?: ReturnType<typeof setTimeout>;
+
+  private finishHello(): void {
+    clearTimeout(this.helloFallback);
+    const done = this.helloDone;
+    this.helloDone = undefined;
+    done?.(true);
+  }
+
   private emit(e: ClientEvent): void {
     if (this.onEvent) this.onEvent(e);
     else this.buffered.push(e);
@@ -176,7 +186,11 @@ export class SocpClient {
           new Error("the server's ACK signature does not verify with the key it presented"),
         );
       }
-      return hello(true);
+      // PROFILE §6: the snapshot of who is online follows the ACK and our own advert comes last, so wait for it
+      // (briefly: servers in other dialects may never advertise us back to ourselves).
+      this.helloDone = hello;
+      this.helloFallback = setTimeout(() => this.finishHello(), 1500);
+      return;
     }
     if (!this.serverId) {
       if (env.type === "ERROR") {
@@ -214,6 +228,7 @@ export class SocpClient {
         const had = this.directory.has(p.user_id);
         this.directory.set(p.user_id, peer);
         if (!had) this.emit({ kind: "joined", peer });
+        if (p.user_id === this.userId) this.finishHello();
         break;
       }
       case "USER_REMOVE": {
@@ -307,21 +322,28 @@ export class SocpClient {
     );
   }
 
-  /** Say CTRL_CLOSE and close the socket. */
-  close(): void {
+  /**
+   * Say CTRL_CLOSE and close the socket. Resolves once the close handshake is done (so every frame sent before
+   * has left), or after `timeoutMs`.
+   */
+  close(timeoutMs = 3000): Promise<void> {
+    if (this.ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+    const done = new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, timeoutMs);
+      this.ws.addEventListener("close", () => (clearTimeout(t), resolve()));
+    });
     try {
       if (this.ws.readyState === WebSocket.OPEN) {
-        this.ws.send(
-          serializeEnvelope({
-            type: "CTRL_CLOSE",
-            from: this.userId,
-            to: this.serverId,
-            ts: Date.now(),
-            payload: {},
-          }),
-        );
+        this.ws.send(serializeEnvelope({
+          type: "CTRL_CLOSE",
+          from: this.userId,
+          to: this.serverId,
+          ts: Date.now(),
+          payload: {},
+        }));
       }
       this.ws.close(1000);
-    } catch { /* already closed */ }
+    } catch { /* already closing */ }
+    return done;
   }
 }

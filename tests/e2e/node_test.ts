@@ -1,0 +1,211 @@
+/**
+ * End-to-end: the real `socp serve` process on a free loopback port, driven by WebSocket clients.
+ */
+import assert from "node:assert/strict";
+import { type ClientEvent, HelloRefused, SocpClient } from "../../lib/client/client.ts";
+import { fixtureKey } from "../helpers/keys.ts";
+import { NodeProcess } from "../helpers/node_process.ts";
+import { type Frame, RawPeer, sleep } from "../helpers/ws_peer.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+const ALICE = "a11ce000-0000-4000-8000-00000000e2e1";
+const BOB = "b0b00000-0000-4000-8000-00000000e2e2";
+const CAROL = "ca201000-0000-4000-8000-00000000e2e3";
+const DAVE = "da4e0000-0000-4000-8000-00000000e2e4";
+
+function events(c: SocpClient): ClientEvent[] {
+  const got: ClientEvent[] = [...c.drainBuffered()];
+  c.onEvent = (e) => got.push(e);
+  return got;
+}
+
+async function until<T>(f: () => T | undefined, what: string, ms = 5000): Promise<T> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const v = f();
+    if (v !== undefined) return v;
+    await sleep(20);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function rawHello(url: string, user: string, pubkey: string): Promise<RawPeer> {
+  const p = await RawPeer.open(url);
+  p.send({
+    type: "USER_HELLO",
+    from: user,
+    to: "",
+    ts: Date.now(),
+    payload: { client: "raw", pubkey, enc_pubkey: pubkey },
+    sig: "",
+  });
+  return p;
+}
+
+const node = await NodeProcess.start();
+const k1 = await fixtureKey("user1");
+const k2 = await fixtureKey("user2");
+const k3 = await fixtureKey("user3");
+
+Deno.test({ name: "two users exchange DMs both ways, and each verifies what arrives", ...opts }, async () => {
+  const alice = await SocpClient.connect(node.url, { userId: ALICE, key: k1, displayName: "alice" });
+  const bob = await SocpClient.connect(node.url, { userId: BOB, key: k2, displayName: "bob" });
+  const ae = events(alice);
+  const be = events(bob);
+  await until(() => alice.directory.get(BOB), "alice sees bob");
+  assert.equal(alice.serverId, node.serverId);
+  assert.deepEqual(bob.list().map((p) => p.name), ["alice", "bob"]);
+  assert.ok(bob.directory.get(ALICE)!.verified, "advert signed by the server");
+
+  await alice.tell("bob", "hello bob, ünïcode ✓");
+  await bob.tell(ALICE, "hi alice " + "long ".repeat(200)); // > 446 bytes: multi-block OAEP
+  const toBob = await until(() => be.find((e) => e.kind === "dm"), "bob's DM");
+  const toAlice = await until(() => ae.find((e) => e.kind === "dm"), "alice's DM");
+  assert.deepEqual([toBob.kind === "dm" && toBob.text, toBob.kind === "dm" && toBob.verified], [
+    "hello bob, ünïcode ✓",
+    true,
+  ]);
+  assert.ok(toAlice.kind === "dm" && toAlice.verified && toAlice.text.startsWith("hi alice long"));
+  assert.equal(toAlice.kind === "dm" && toAlice.fromName, "bob");
+
+  bob.close();
+  await until(() => ae.find((e) => e.kind === "left"), "alice sees bob leave");
+  assert.ok(!alice.directory.has(BOB));
+  alice.close();
+});
+
+Deno.test({ name: "a second connection for an online user id gets NAME_IN_USE", ...opts }, async () => {
+  const first = await SocpClient.connect(node.url, { userId: CAROL, key: k3 });
+  await assert.rejects(
+    () => SocpClient.connect(node.url, { userId: CAROL, key: k3 }),
+    (e) => e instanceof HelloRefused && e.code === "NAME_IN_USE",
+  );
+  first.close();
+});
+
+Deno.test({ name: "a 2048-bit key gets BAD_KEY", ...opts }, async () => {
+  const weak = await fixtureKey("rsa2048");
+  await assert.rejects(
+    () => SocpClient.connect(node.url, { userId: crypto.randomUUID(), key: weak }),
+    (e) => e instanceof HelloRefused && e.code === "BAD_KEY" && /2048-bit/.test(e.message),
+  );
+});
+
+Deno.test({ name: "a hello signed with another key gets INVALID_SIG", ...opts }, async () => {
+  const p = await RawPeer.open(node.url);
+  const payload = { client: "raw", enc_pubkey: k1.publicKey, pubkey: k1.publicKey };
+  const sig = await k2.sign(new TextEncoder().encode(JSON.stringify(payload)));
+  p.send({ type: "USER_HELLO", from: crypto.randomUUID(), to: "", ts: Date.now(), payload, sig });
+  await p.error("INVALID_SIG");
+  p.close();
+});
+
+Deno.test(
+  { name: "unknown type, malformed JSON, and an unknown recipient each get their error", ...opts },
+  async () => {
+    const user = crypto.randomUUID();
+    const p = await rawHello(node.url, user, (await fixtureKey("user4")).publicKey);
+    await p.waitFor((f) => f.type === "ACK");
+    p.send({ type: "WHO_IS_THERE", from: user, to: "x", ts: Date.now(), payload: {} });
+    assert.match((await p.error("UNKNOWN_TYPE")).payload.detail, /unknown message type "WHO_IS_THERE"/);
+    p.send("{this is not json");
+    assert.match((await p.error("UNKNOWN_TYPE")).payload.detail, /malformed JSON/);
+    p.send({
+      type: "MSG_DIRECT",
+      from: user,
+      to: DAVE,
+      ts: Date.now(),
+      payload: { ciphertext: "AA", sender_pub: "x", content_sig: "AA" },
+    });
+    const nf: Frame = await p.error("USER_NOT_FOUND");
+    assert.equal(nf.from, node.serverId);
+    assert.ok(nf.sig.length > 600, "errors are signed by the server");
+    p.close();
+  },
+);
+
+Deno.test({ name: "a replayed frame is delivered once; a spoofed `from` is refused", ...opts }, async () => {
+  const u1 = crypto.randomUUID();
+  const u2 = crypto.randomUUID();
+  const a = await rawHello(node.url, u1, (await fixtureKey("user5")).publicKey);
+  const b = await rawHello(node.url, u2, (await fixtureKey("user6")).publicKey);
+  await a.waitFor((f) => f.type === "ACK");
+  await b.waitFor((f) => f.type === "ACK");
+  const dm = {
+    type: "MSG_DIRECT",
+    from: u1,
+    to: u2,
+    ts: Date.now(),
+    payload: { ciphertext: "AAAA", sender_pub: "k", content_sig: "s" },
+    sig: "",
+  };
+  a.send(dm);
+  a.send(dm);
+  a.send({ ...dm, from: u2, ts: dm.ts + 1 }); // spoofed: claims to be b
+  await a.error("INVALID_SIG");
+  await b.waitFor((f) => f.type === "USER_DELIVER");
+  await sleep(300);
+  assert.equal(b.count("USER_DELIVER"), 1);
+  const d = b.frames.find((f) => f.type === "USER_DELIVER");
+  assert.equal(d.ts, dm.ts, "original ts kept");
+  assert.equal(d.payload.sender, u1);
+  a.close();
+  b.close();
+});
+
+Deno.test({ name: "a frame over 256 KiB closes the socket with 1009", ...opts }, async () => {
+  const p = await RawPeer.open(node.url);
+  p.send("x".repeat(256 * 1024 + 1));
+  assert.equal((await p.closed).code, 1009);
+});
+
+Deno.test({ name: "HTTP: /.well-known/socp, /healthz, /metrics and the status page", ...opts }, async () => {
+  const wk = await (await fetch(`${node.http}/.well-known/socp`)).json();
+  assert.deepEqual(Object.keys(wk).sort(), ["lab_modes", "protocol", "pubkey", "server_id", "software"]);
+  assert.equal(wk.protocol, "SOCP/1.3");
+  assert.equal(wk.server_id, node.serverId);
+  assert.deepEqual(wk.lab_modes, []);
+  const hz = await (await fetch(`${node.http}/healthz`)).json();
+  assert.equal(hz.status, "ok");
+  assert.equal(typeof hz.users_online, "number");
+  const m = await (await fetch(`${node.http}/metrics`)).text();
+  assert.match(m, /^socp_frames_in_total \d+$/m);
+  const page = await (await fetch(`${node.http}/`)).text();
+  assert.ok(page.includes(node.serverId) && page.includes("socp chat --server"));
+  assert.equal((await fetch(`${node.http}/nope`)).status, 404);
+  await (await fetch(`${node.http}/nope`)).body?.cancel();
+});
+
+Deno.test({ name: "the log shows events without secrets", ...opts }, () => {
+  const all = node.logs.join("\n");
+  assert.match(all, /INFO user\.joined user=/);
+  assert.ok(!all.includes("PRIVATE KEY") && !all.includes(k1.publicKey.slice(50, 120)));
+});
+
+Deno.test(
+  { name: "a restart after SIGKILL keeps the server id, the key and the user bindings", ...opts },
+  async () => {
+    const n1 = await NodeProcess.start();
+    const wk1 = await (await fetch(`${n1.http}/.well-known/socp`)).json();
+    const user = crypto.randomUUID();
+    const c = await SocpClient.connect(n1.url, { userId: user, key: k1 });
+    c.close();
+    await n1.kill("SIGKILL");
+    const n2 = await NodeProcess.start({ dataDir: n1.dataDir });
+    const wk2 = await (await fetch(`${n2.http}/.well-known/socp`)).json();
+    assert.equal(wk2.server_id, wk1.server_id);
+    assert.equal(wk2.pubkey, wk1.pubkey);
+    await assert.rejects(
+      () => SocpClient.connect(n2.url, { userId: user, key: k2 }),
+      (e) => e instanceof HelloRefused && e.code === "BAD_KEY",
+    );
+    const again = await SocpClient.connect(n2.url, { userId: user, key: k1 });
+    again.close();
+    await n2.kill("SIGTERM");
+  },
+);
+
+Deno.test({ name: "stop the shared node", ...opts }, async () => {
+  const status = await node.kill("SIGTERM");
+  assert.equal(status.code, 0, "SIGTERM is a clean shutdown");
+});
