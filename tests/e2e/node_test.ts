@@ -209,3 +209,39 @@ Deno.test({ name: "stop the shared node", ...opts }, async () => {
   const status = await node.kill("SIGTERM");
   assert.equal(status.code, 0, "SIGTERM is a clean shutdown");
 });
+
+Deno.test({
+  name: "lab modes are announced in /healthz, /.well-known/socp and the log, and do what they say",
+  ...opts,
+}, async () => {
+  const lab = await NodeProcess.start({ env: { SOCP_LAB_REPLAY: "1", SOCP_LAB_WEAK_KEYS: "1" } });
+  try {
+    const hz = await (await fetch(`${lab.http}/healthz`)).json();
+    assert.deepEqual(hz.lab_modes, ["weak-keys", "replay"]);
+    const wk = await (await fetch(`${lab.http}/.well-known/socp`)).json();
+    assert.deepEqual(wk.lab_modes, ["weak-keys", "replay"]);
+    assert.ok(lab.logs.some((l) => /WARN lab_mode\.on modes=weak-keys,replay/.test(l)));
+    // weak keys accepted; a replayed frame is delivered twice.
+    const weak = await fixtureKey("rsa1024");
+    const u1 = crypto.randomUUID();
+    const u2 = crypto.randomUUID();
+    const a = await rawHello(lab.url, u1, weak.publicKey);
+    const b = await rawHello(lab.url, u2, k2.publicKey);
+    await a.waitFor((f) => f.type === "ACK");
+    await b.waitFor((f) => f.type === "ACK");
+    const dm = {
+      type: "MSG_DIRECT",
+      from: u1,
+      to: u2,
+      ts: Date.now() - 3_600_000,
+      payload: { ciphertext: "AAAA", sender_pub: "k", content_sig: "s" },
+    };
+    a.send(dm);
+    a.send(dm);
+    await until(() => b.count("USER_DELIVER") === 2 ? true : undefined, "two deliveries");
+    a.close();
+    b.close();
+  } finally {
+    await lab.kill();
+  }
+});
