@@ -5,7 +5,16 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { parseEnv } from "node:util";
-import { DEFAULT_LIMITS, type Limits, type LogLevel } from "../core/types.ts";
+import { parse as parseYaml } from "yaml";
+import {
+  type BootstrapEntry,
+  DEFAULT_FEDERATION,
+  DEFAULT_LIMITS,
+  type FederationConfig,
+  type Limits,
+  type LogLevel,
+} from "../core/types.ts";
+import { parseAcceptableKey } from "../protocol/keys.ts";
 import { isLogLevel } from "../net/log.ts";
 
 /** A user-facing configuration error (printed without a stack, exit code 2). */
@@ -19,9 +28,62 @@ export interface ServeConfig {
   publicHost?: string;
   logLevel: LogLevel;
   limits: Limits;
+  federation: FederationConfig;
   labWeakKeys: boolean;
   labReplay: boolean;
   nodePassphrase?: string;
+}
+
+/** Parse one `host:port#PUBKEY` bootstrap entry (IPv6 hosts in brackets). */
+export function parseBootstrapEntry(text: string, weakKeys = false): BootstrapEntry {
+  const m = /^\s*(\[[^\]]+\]|[^:#\s]+):(\d+)#(\S+)\s*$/.exec(text);
+  if (!m) {
+    throw new UsageError(
+      `bootstrap entry "${text.slice(0, 60)}" must look like host:port#PUBKEY (see socp info)`,
+    );
+  }
+  return checkedEntry(m[1].replace(/^\[|\]$/g, ""), m[2], m[3], `bootstrap entry ${m[1]}:${m[2]}`, weakKeys);
+}
+
+function checkedEntry(
+  host: string,
+  port: unknown,
+  pubkey: unknown,
+  what: string,
+  weakKeys: boolean,
+): BootstrapEntry {
+  const p = intSetting(String(port), `port of ${what}`, 1, 65535);
+  const k = parseAcceptableKey(pubkey, { allowedBits: weakKeys ? [1024, 2048, 3072, 4096] : [4096] });
+  if (!k.ok) throw new UsageError(`${what}: pubkey: ${k.reason}`);
+  return { host, port: p, pubkey: pubkey as string };
+}
+
+/** Read the standard's YAML bootstrap file (`bootstrap_servers: [{host, port, pubkey}]`). */
+export function loadBootstrapFile(path: string, weakKeys = false): BootstrapEntry[] {
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new UsageError(`cannot read bootstrap file ${path}: ${(e as Error).message.split("\n")[0]}`);
+  }
+  const list = (doc as { bootstrap_servers?: unknown } | null)?.bootstrap_servers;
+  if (!Array.isArray(list)) throw new UsageError(`${path}: expected a list under bootstrap_servers:`);
+  return list.map((e, i) => {
+    const o = (e ?? {}) as Record<string, unknown>;
+    if (typeof o.host !== "string" || !o.host) throw new UsageError(`${path}: entry ${i + 1} has no host`);
+    return checkedEntry(o.host, o.port, o.pubkey, `${path} entry ${i + 1}`, weakKeys);
+  });
+}
+
+/** Parse a duration in seconds (fractions allowed) into milliseconds. */
+export function secondsSetting(text: string, what: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!/^\s*\d+(\.\d+)?\s*$/.test(text) || !Number.isFinite(n) || n < min || n > max) {
+    throw new UsageError(
+      `invalid ${what} "${text}": expected seconds from ${min} to ${max} (fractions allowed)`,
+    );
+  }
+  return Math.round(n * 1000);
 }
 
 /** Read a .env file into a plain object; a missing default file is fine, a missing named file is an error. */
@@ -57,9 +119,11 @@ function truthy(v: string | undefined): boolean {
 }
 
 /** Build the serve config from parsed flags and the environment. */
-export function serveConfig(flags: Record<string, string | undefined>): ServeConfig {
-  const env = envLookup(loadEnvFile(flags["env-file"]));
-  const pick = (flag: string, name: string) => flags[flag] ?? env(name);
+export function serveConfig(
+  flags: Record<string, string | boolean | string[] | undefined>,
+): ServeConfig {
+  const env = envLookup(loadEnvFile(flags["env-file"] as string | undefined));
+  const pick = (flag: string, name: string) => (flags[flag] as string | undefined) ?? env(name);
   const portText = pick("port", "SOCP_PORT");
   const logLevel = pick("log-level", "SOCP_LOG_LEVEL") ?? "info";
   if (!isLogLevel(logLevel)) {
@@ -74,14 +138,40 @@ export function serveConfig(flags: Record<string, string | undefined>): ServeCon
       : {}),
     ...(fresh ? { freshnessMs: intSetting(fresh, "SOCP_FRESHNESS_SECONDS", 1, 365 * 86400) * 1000 } : {}),
   };
+  const labWeakKeys = truthy(env("SOCP_LAB_WEAK_KEYS")) || truthy(env("SOCP_BACKDOOR_WEAK_KEYS"));
+  const flagEntries = (flags.bootstrap as string[] | undefined) ?? [];
+  const envEntries = flagEntries.length ? [] : (env("SOCP_BOOTSTRAP") ?? "").split(/[,\s]+/).filter(Boolean);
+  const file = pick("bootstrap-file", "SOCP_BOOTSTRAP_FILE");
+  const bootstrap = [
+    ...[...flagEntries, ...envEntries].map((e) => parseBootstrapEntry(e, labWeakKeys)),
+    ...(file ? loadBootstrapFile(file, labWeakKeys) : []),
+  ];
+  const hb = pick("heartbeat-interval", "SOCP_HEARTBEAT_INTERVAL");
+  const lt = pick("link-timeout", "SOCP_LINK_TIMEOUT");
+  const federation: FederationConfig = {
+    ...DEFAULT_FEDERATION,
+    bootstrap,
+    introducer: flags.introducer === true || truthy(env("SOCP_INTRODUCER")),
+    ...(hb ? { heartbeatMs: secondsSetting(hb, "--heartbeat-interval", 0.05, 3600) } : {}),
+    ...(lt ? { linkTimeoutMs: secondsSetting(lt, "--link-timeout", 0.1, 86400) } : {}),
+    allowedServerKeys: (env("SOCP_ALLOWED_SERVER_KEYS") ?? "").split(/[,\s]+/).filter(Boolean),
+  };
+  if (federation.linkTimeoutMs <= federation.heartbeatMs) {
+    throw new UsageError(
+      `--link-timeout (${federation.linkTimeoutMs / 1000} s) must be longer than --heartbeat-interval (${
+        federation.heartbeatMs / 1000
+      } s)`,
+    );
+  }
   return {
+    federation,
     host: pick("host", "SOCP_HOST") ?? "0.0.0.0",
     port: portText === undefined ? 8765 : intSetting(portText, "--port", 0, 65535),
     dataDir: pick("data", "SOCP_DATA") ?? "./socp-data",
     publicHost: pick("public-host", "SOCP_PUBLIC_HOST"),
     logLevel,
     limits,
-    labWeakKeys: truthy(env("SOCP_LAB_WEAK_KEYS")) || truthy(env("SOCP_BACKDOOR_WEAK_KEYS")),
+    labWeakKeys,
     labReplay: truthy(env("SOCP_LAB_REPLAY")) || truthy(env("SOCP_BACKDOOR_REPLAY")),
     nodePassphrase: env("SOCP_NODE_PASSPHRASE") || undefined,
   };

@@ -17,6 +17,8 @@ const HELP = `socp ${VERSION}: a Secure Overlay Chat Protocol (SOCP v1.3) node a
 
 Usage:
   socp serve [--host H] [--port P] [--data DIR] [--env-file F] [--public-host H] [--log-level L]
+             [--bootstrap host:port#PUBKEY ...] [--bootstrap-file F] [--introducer]
+             [--heartbeat-interval S] [--link-timeout S]
   socp chat --server URL [--name NAME] [--key FILE]
   socp info [--data DIR] [--env-file F]
   socp help [command]
@@ -25,7 +27,10 @@ Usage:
 Run "socp <command> --help" for a command's options.
 `;
 
-const COMMANDS: Record<string, { help: string; options: Record<string, { type: "string" | "boolean" }> }> = {
+const COMMANDS: Record<
+  string,
+  { help: string; options: Record<string, { type: "string" | "boolean"; multiple?: boolean }> }
+> = {
   serve: {
     help: `socp serve: run a node (WebSocket + HTTP on one port)
 
@@ -36,6 +41,17 @@ Options (flag, then environment variable, then .env file, then default):
   --public-host H   host name others use to reach us SOCP_PUBLIC_HOST (the listen host)
   --env-file F      read settings from F            (./.env when present)
   --log-level L     debug, info, warn or error      SOCP_LOG_LEVEL   info
+
+Federation (joining other servers):
+  --bootstrap host:port#PUBKEY   an introducer to join through (repeatable; the entry
+                                 "socp info" prints there)                    SOCP_BOOTSTRAP (comma-separated)
+  --bootstrap-file F             YAML in the standard's shape:
+                                   bootstrap_servers: [{host, port, pubkey}]  SOCP_BOOTSTRAP_FILE
+  --introducer                   start a network alone; do not join           SOCP_INTRODUCER=1
+  --heartbeat-interval S         seconds between heartbeats (fractions ok)    SOCP_HEARTBEAT_INTERVAL  15
+  --link-timeout S               silence that closes a link                   SOCP_LINK_TIMEOUT        45
+With no reachable bootstrap entry the node serves as the first server (introducer) of a new network and keeps
+trying the list. SOCP_ALLOWED_SERVER_KEYS (comma-separated keys) admits only those servers.
 Other settings: SOCP_NODE_PASSPHRASE (seals the identity key; default: a random secret in DIR/node.secret),
 SOCP_MAX_FRAME_BYTES (262144), SOCP_FRESHNESS_SECONDS (600),
 SOCP_LAB_WEAK_KEYS=1 and SOCP_LAB_REPLAY=1 (deliberately weakened lab modes; never in production).
@@ -47,6 +63,11 @@ SOCP_LAB_WEAK_KEYS=1 and SOCP_LAB_REPLAY=1 (deliberately weakened lab modes; nev
       "env-file": { type: "string" },
       "public-host": { type: "string" },
       "log-level": { type: "string" },
+      bootstrap: { type: "string", multiple: true },
+      "bootstrap-file": { type: "string" },
+      introducer: { type: "boolean" },
+      "heartbeat-interval": { type: "string" },
+      "link-timeout": { type: "string" },
       help: { type: "boolean" },
     },
   },
@@ -86,7 +107,9 @@ Options:
   },
 };
 
-function parse(cmd: string, args: string[]): Record<string, string | undefined> & { help?: boolean } {
+type Flags = Record<string, string | boolean | string[] | undefined> & { help?: boolean };
+
+function parse(cmd: string, args: string[]): Flags {
   try {
     const { values, positionals } = parseArgs({
       args,
@@ -95,7 +118,7 @@ function parse(cmd: string, args: string[]): Record<string, string | undefined> 
       allowPositionals: true,
     });
     if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}" for socp ${cmd}`);
-    return values as Record<string, string | undefined> & { help?: boolean };
+    return values as Flags;
   } catch (e) {
     if (e instanceof UsageError) throw e;
     throw new UsageError(`${(e as Error).message.replace(/\. To specify.*$/s, "")} (see socp ${cmd} --help)`);
@@ -179,7 +202,8 @@ export async function main(args: string[]): Promise<number> {
         if (!flags.server) {
           throw new UsageError("socp chat needs --server URL (e.g. --server ws://localhost:8765)");
         }
-        return await runChat({ server: flags.server, name: flags.name, key: flags.key });
+        const str = (v: unknown) => typeof v === "string" ? v : undefined;
+        return await runChat({ server: flags.server as string, name: str(flags.name), key: str(flags.key) });
       }
       case "info":
         return await info(rest);

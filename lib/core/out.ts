@@ -20,6 +20,8 @@ export class Out {
 
   /** Send a frame; `sign` asks the shell to sign it with the server key. */
   send(conn: number, frame: Envelope, sign = true): void {
+    const c = this.state.conns.get(conn);
+    if (c) c.lastSent = this.now;
     this.effects.push({ kind: "send", conn, frame, sign });
   }
 

@@ -25,6 +25,11 @@ export function toLocalUsers(out: Out, frame: Envelope, sign: boolean, except?: 
   }
 }
 
+/** Send a frame to every linked server. */
+export function toServers(out: Out, frame: Envelope, sign: boolean): void {
+  for (const conn of out.state.links.values()) out.send(conn, frame, sign);
+}
+
 /** Send a newcomer every advert of the users already online (stored frames, unchanged). */
 export function sendSnapshot(out: Out, conn: number, except: string): void {
   for (const p of out.state.presence.values()) {
@@ -42,5 +47,6 @@ export function userLeft(out: Out, userId: string): void {
   out.state.presence.delete(userId);
   const remove = out.frame("USER_REMOVE", "*", { user_id: userId, server_id: out.state.config.serverId });
   toLocalUsers(out, remove, true);
+  toServers(out, remove, true);
   out.log("info", "user.left", { user: userId });
 }

@@ -1,27 +1,43 @@
 /**
  * The reducer: `reduce(state, event) -> { state, effects }`, synchronous and deterministic. One table lists
- * every message type, who may send it, and its handler (the one place that names every legal transition).
+ * every message type, which connection roles may send it, and its handler: the one place that names every legal
+ * transition.
  *
  * @example
  * ```ts
- * let state = initState(config, []);
+ * let state = initState(config, [], []);
  * const step = reduce(state, { kind: "connected", conn: 1, addr: "127.0.0.1", now: 0 });
  * state = step.state; // step.effects: what the shell must do
  * ```
  * @module
  */
 import type { AnyEnvelope, Envelope } from "../protocol/envelope.ts";
+import { sameKeyMaterial } from "../protocol/keys.ts";
 import type { MessageType } from "../protocol/messages.ts";
 import { SeenCache } from "./dedupe.ts";
+import {
+  dialConnected,
+  dialFailed,
+  linkDown,
+  linkTimers,
+  onAnnounce,
+  onJoin,
+  onLinkHello,
+  onRemoteAdvert,
+  onRemoteRemove,
+  onWelcome,
+  started,
+} from "./federation.ts";
 import { staleness, takeToken } from "./limits.ts";
 import { Out } from "./out.ts";
 import { userLeft } from "./presence.ts";
-import { direct } from "./routing.ts";
-import type { Conn, Event, NodeConfig, Role, State, Step, UserRecord } from "./types.ts";
+import { direct, serverDeliver } from "./routing.ts";
+import type { Conn, Event, NodeConfig, Role, ServerRecord, State, Step, UserRecord } from "./types.ts";
 import { hello } from "./users.ts";
+import { expectedKey } from "./verify.ts";
 
-/** A fresh state, with the users already bound in the store. */
-export function initState(config: NodeConfig, users: UserRecord[]): State {
+/** A fresh state, with the users bound and the servers pinned in the store. */
+export function initState(config: NodeConfig, users: UserRecord[], servers: ServerRecord[] = []): State {
   return {
     config,
     conns: new Map(),
@@ -30,46 +46,102 @@ export function initState(config: NodeConfig, users: UserRecord[]): State {
     users: new Map(users.map((u) => [u.userId, u])),
     presence: new Map(),
     seen: new SeenCache(config.limits.seenTtlMs, config.limits.seenMax),
+    servers: new Map(servers.map((s) => [s.serverId, s])),
+    links: new Map(),
+    linkDialer: new Map(),
+    dials: new Map(),
+    backoff: new Map(),
+    nextToken: 1,
+    join: { phase: "idle", retryMs: 1000 },
+    advertise: { host: "", port: 0 },
   };
 }
 
-interface Rule {
-  /** Roles allowed to send this type. */
-  from: Role[];
-  handle(out: Out, conn: Conn, env: AnyEnvelope): void;
-}
+type Handler = (out: Out, conn: Conn, env: AnyEnvelope, fresh?: string) => void;
+type Rule = Partial<Record<Role, Handler>>;
 
-const USER_ONLY: Role[] = ["user"];
+const logOnly: Handler = (out, conn, env) =>
+  out.log("info", `peer.${env.type.toLowerCase()}`, {
+    conn: conn.id,
+    server: conn.serverId ?? env.from,
+    ...(env.type === "ERROR" ? { code: env.payload.code, detail: env.payload.detail ?? "" } : {}),
+  });
 
-/** Every message type this node accepts, and from whom. Types missing here are refused with UNKNOWN_TYPE. */
+/**
+ * Every message type this node accepts, and from which connection role. A type missing here, or sent from a role
+ * not listed, is refused with UNKNOWN_TYPE.
+ */
 const RULES: Partial<Record<MessageType, Rule>> = {
   USER_HELLO: {
-    from: ["pending"],
-    handle: (out, conn, env) => hello(out, conn, env as Envelope<"USER_HELLO">),
+    pending: (out, conn, env) => conn.dial ? undefined : hello(out, conn, env as Envelope<"USER_HELLO">),
   },
-  MSG_DIRECT: {
-    from: USER_ONLY,
-    handle: (out, conn, env) => direct(out, conn.id, env as Envelope<"MSG_DIRECT">),
+  MSG_DIRECT: { user: (out, conn, env) => direct(out, conn.id, env as Envelope<"MSG_DIRECT">) },
+  SERVER_HELLO_JOIN: {
+    pending: (out, conn, env, fresh) => onJoin(out, conn, env as Envelope<"SERVER_HELLO_JOIN">, fresh),
   },
+  SERVER_HELLO_LINK: {
+    pending: (out, conn, env) => onLinkHello(out, conn, env as Envelope<"SERVER_HELLO_LINK">),
+  },
+  SERVER_ANNOUNCE: {
+    pending: (out, conn, env) => onLinkHello(out, conn, env as Envelope<"SERVER_ANNOUNCE">),
+    server: (out, conn, env) => onAnnounce(out, conn, env as Envelope<"SERVER_ANNOUNCE">),
+  },
+  SERVER_WELCOME: { pending: (out, conn, env) => onWelcome(out, conn, env as Envelope<"SERVER_WELCOME">) },
+  USER_ADVERTISE: {
+    server: (out, conn, env) => onRemoteAdvert(out, conn, env as Envelope<"USER_ADVERTISE">),
+  },
+  USER_REMOVE: { server: (out, conn, env) => onRemoteRemove(out, conn, env as Envelope<"USER_REMOVE">) },
+  SERVER_DELIVER: { server: (out, conn, env) => serverDeliver(out, conn, env as Envelope<"SERVER_DELIVER">) },
+  HEARTBEAT: { server: () => {} },
+  ERROR: { server: logOnly, pending: logOnly },
+  ACK: { server: logOnly },
   CTRL_CLOSE: {
-    from: ["pending", "user"],
-    handle: (out, conn) => out.close(conn.id, 1000, "closed by peer"),
+    pending: (out, conn) => out.close(conn.id, 1000, "closed by peer"),
+    user: (out, conn) => out.close(conn.id, 1000, "closed by peer"),
+    server: (out, conn) => out.close(conn.id, 1000, "closed by peer"),
   },
 };
+
+/** First frames that identify a server, and whether they must be signed. */
+const SERVER_HELLOS = new Set<MessageType>(["SERVER_HELLO_JOIN", "SERVER_HELLO_LINK", "SERVER_ANNOUNCE"]);
+
+function refusal(conn: Conn, env: AnyEnvelope, rule: Rule | undefined): string {
+  if (!rule) return `${env.type} is not supported by this node`;
+  if (conn.role === "pending") {
+    return conn.dial
+      ? `${env.type} is not expected before SERVER_WELCOME`
+      : `the first frame must be USER_HELLO (or a server hello), not ${env.type}`;
+  }
+  if (env.type === "USER_HELLO") {
+    return `this connection is already identified as ${conn.userId ?? conn.serverId}`;
+  }
+  return `${env.type} is not accepted from a ${conn.role === "user" ? "user" : "server"}`;
+}
 
 function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
   const { state } = out;
   const conn = state.conns.get(ev.conn);
   if (!conn) return;
+  conn.lastSeen = ev.now;
   const limits = state.config.limits;
-  if (!takeToken(conn, limits, ev.now)) {
+  // Server links carry many users' traffic: their bucket is ten times larger.
+  const scale = conn.role === "server" ? 10 : 1;
+  if (
+    !takeToken(conn, {
+      ...limits,
+      ratePerSec: limits.ratePerSec * scale,
+      rateBurst: limits.rateBurst * scale,
+    }, ev.now)
+  ) {
     if (!conn.throttled) {
       conn.throttled = true;
       out.error(
         conn.id,
-        conn.userId ?? "",
+        conn.userId ?? conn.serverId ?? "",
         "UNKNOWN_TYPE",
-        `rate limit: at most ${limits.ratePerSec} frames/s (burst ${limits.rateBurst}); frames dropped`,
+        `rate limit: at most ${limits.ratePerSec * scale} frames/s (burst ${
+          limits.rateBurst * scale
+        }); frames dropped`,
       );
     }
     return;
@@ -77,40 +149,42 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
   conn.throttled = false;
   if (!ev.parsed.ok) {
     const e = ev.parsed.error;
-    return out.error(conn.id, conn.userId ?? e.from ?? "", e.code, e.detail, true);
+    return out.error(conn.id, conn.userId ?? conn.serverId ?? e.from ?? "", e.code, e.detail, true);
   }
   const env = ev.parsed.envelope;
-  const reply = conn.userId ?? env.from;
+  const reply = conn.userId ?? conn.serverId ?? env.from;
   const rule = RULES[env.type];
-  if (!rule || !rule.from.includes(conn.role)) {
-    const why = !rule
-      ? `${env.type} is not supported by this node`
-      : conn.role === "pending"
-      ? `the first frame must be USER_HELLO, not ${env.type}`
-      : env.type === "USER_HELLO"
-      ? `this connection is already identified as ${conn.userId}`
-      : `${env.type} is not accepted from a user`;
-    return out.error(conn.id, reply, "UNKNOWN_TYPE", why, true);
+  const handler = rule?.[conn.role];
+  if (!handler || (env.type === "USER_HELLO" && conn.dial)) {
+    return out.error(conn.id, reply, "UNKNOWN_TYPE", refusal(conn, env, rule), true);
   }
-  if (env.type === "CTRL_CLOSE") return rule.handle(out, conn, env);
+  if (env.type === "CTRL_CLOSE") return handler(out, conn, env);
   if (conn.role === "user" && env.from !== conn.userId) {
     return out.error(conn.id, reply, "INVALID_SIG", `'from' must be your own user id ${conn.userId}`, true);
   }
-  if (!state.config.labReplay) {
-    const stale = staleness(env.ts, ev.now, limits);
-    if (stale) return out.error(conn.id, reply, "TIMEOUT", stale);
-  }
-  if (
-    ev.sig === "invalid" ||
-    (ev.sig === "valid" && conn.role === "user" && !sameBoundKey(state, conn, ev.sigKey))
-  ) {
+  // Signatures (PROFILE §3): every server frame must carry a valid one (a JOIN may be unsigned); a user's
+  // optional sig must verify when present; and it must have verified with the key in force now.
+  const mustSign = conn.role === "server" || conn.dial !== undefined ||
+    (conn.role === "pending" && SERVER_HELLOS.has(env.type) && env.type !== "SERVER_HELLO_JOIN");
+  const want = expectedKey(state, conn, env);
+  const sigBad = ev.sig === "invalid" || (mustSign && ev.sig !== "valid") ||
+    (ev.sig === "valid" &&
+      (!want || !ev.sigKey || (want !== ev.sigKey && !sameKeyMaterial(want, ev.sigKey))));
+  if (sigBad) {
+    const what = conn.role === "user" ? "your key" : "the sender's pinned key";
     return out.error(
       conn.id,
       reply,
       "INVALID_SIG",
-      `signature on ${env.type} does not verify with your key`,
+      `signature on ${env.type} is missing or does not verify with ${what}`,
       true,
     );
+  }
+  // Freshness applies to frames the peer originated; relayed frames keep their original ts (PROFILE §11).
+  const originated = conn.role !== "server" || env.from === conn.serverId;
+  if (!state.config.labReplay && originated) {
+    const stale = staleness(env.ts, ev.now, limits);
+    if (stale) return out.error(conn.id, reply, "TIMEOUT", stale);
   }
   if (
     !state.config.labReplay && !state.seen.add(SeenCache.key(env.ts, env.from, env.to, ev.digest), ev.now)
@@ -118,12 +192,23 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
     out.log("debug", "frame.duplicate", { conn: conn.id, type: env.type });
     return;
   }
-  rule.handle(out, conn, env);
+  handler(out, conn, env, ev.fresh);
 }
 
-function sameBoundKey(state: State, conn: Conn, key: string | undefined): boolean {
-  const user = conn.userId ? state.users.get(conn.userId) : undefined;
-  return !!user && user.pubkey === key;
+function newConn(id: number, addr: string, now: number, burst: number): Conn {
+  return {
+    id,
+    addr,
+    openedAt: now,
+    role: "pending",
+    strikes: 0,
+    tokens: burst,
+    refilledAt: now,
+    throttled: false,
+    pemDialect: false,
+    lastSeen: now,
+    lastSent: now,
+  };
 }
 
 /** Apply one event. The state object is updated in place and returned. */
@@ -131,19 +216,21 @@ export function reduce(state: State, event: Event): Step {
   const now = event.now;
   const out = new Out(state, now);
   switch (event.kind) {
+    case "started":
+      started(out, event.host, event.port);
+      break;
     case "connected": {
+      const conn = newConn(event.conn, event.addr, now, state.config.limits.rateBurst);
+      state.conns.set(event.conn, conn);
+      if (event.dial !== undefined) {
+        const intent = state.dials.get(event.dial);
+        state.dials.delete(event.dial);
+        if (intent) dialConnected(out, conn, intent);
+        else out.close(event.conn, 1000, "unexpected dial");
+        break;
+      }
       const n = (state.connsPerAddr.get(event.addr) ?? 0) + 1;
       state.connsPerAddr.set(event.addr, n);
-      state.conns.set(event.conn, {
-        id: event.conn,
-        addr: event.addr,
-        openedAt: now,
-        role: "pending",
-        strikes: 0,
-        tokens: state.config.limits.rateBurst,
-        refilledAt: now,
-        throttled: false,
-      });
       if (n > state.config.limits.maxConnsPerAddr) {
         out.close(
           event.conn,
@@ -151,6 +238,12 @@ export function reduce(state: State, event: Event): Step {
           `too many connections from one address (limit ${state.config.limits.maxConnsPerAddr})`,
         );
       }
+      break;
+    }
+    case "dialFailed": {
+      const intent = state.dials.get(event.token);
+      state.dials.delete(event.token);
+      if (intent) dialFailed(out, intent, event.reason);
       break;
     }
     case "frame":
@@ -168,16 +261,26 @@ export function reduce(state: State, event: Event): Step {
       const conn = state.conns.get(event.conn);
       if (!conn) break;
       state.conns.delete(event.conn);
-      const n = (state.connsPerAddr.get(conn.addr) ?? 1) - 1;
-      if (n <= 0) state.connsPerAddr.delete(conn.addr);
-      else state.connsPerAddr.set(conn.addr, n);
+      if (!conn.dial) {
+        const n = (state.connsPerAddr.get(conn.addr) ?? 1) - 1;
+        if (n <= 0) state.connsPerAddr.delete(conn.addr);
+        else state.connsPerAddr.set(conn.addr, n);
+      }
       if (conn.userId && state.localUsers.get(conn.userId) === conn.id) userLeft(out, conn.userId);
+      if (conn.role === "server") linkDown(out, conn, "closed");
+      else if (conn.dial) {
+        dialFailed(
+          out,
+          conn.dial,
+          conn.openedAt === Infinity ? "no SERVER_WELCOME" : "closed before the link was up",
+        );
+      }
       break;
     }
     case "tick":
       state.seen.expire(now);
       for (const conn of state.conns.values()) {
-        if (conn.role === "pending" && now - conn.openedAt > state.config.limits.firstFrameMs) {
+        if (conn.role === "pending" && !conn.dial && now - conn.openedAt > state.config.limits.firstFrameMs) {
           out.error(
             conn.id,
             "",
@@ -185,10 +288,10 @@ export function reduce(state: State, event: Event): Step {
             `no USER_HELLO within ${state.config.limits.firstFrameMs / 1000} s`,
           );
           out.close(conn.id, 1008, "first frame timeout");
-          conn.role = "pending";
           conn.openedAt = Infinity; // report once
         }
       }
+      linkTimers(out);
       break;
   }
   return { state, effects: out.effects };

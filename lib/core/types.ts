@@ -34,19 +34,72 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
   maxConnsPerAddr: 64,
 };
 
+/** One entry of the bootstrap list (the standard's YAML shape). */
+export interface BootstrapEntry {
+  host: string;
+  port: number;
+  pubkey: string;
+}
+
+/** Federation settings (PROFILE §12). */
+export interface FederationConfig {
+  bootstrap: BootstrapEntry[];
+  /** Start a network alone instead of joining one. */
+  introducer: boolean;
+  heartbeatMs: number;
+  linkTimeoutMs: number;
+  /** When non-empty, only servers presenting one of these keys may join or link. */
+  allowedServerKeys: string[];
+}
+
+/** The defaults of PROFILE §12. */
+export const DEFAULT_FEDERATION: Readonly<FederationConfig> = {
+  bootstrap: [],
+  introducer: false,
+  heartbeatMs: 15_000,
+  linkTimeoutMs: 45_000,
+  allowedServerKeys: [],
+};
+
 /** What the reducer needs to know about this node. */
 export interface NodeConfig {
+  /** Our server id (replaced once if an introducer assigns another). */
   serverId: string;
   /** Our public key, base64url(DER SPKI). */
   serverPub: string;
+  /** Our public key as base64url(PEM text), for peers that speak that dialect (PROFILE §1). */
+  serverPubPem: string;
   limits: Limits;
+  federation: FederationConfig;
   /** PROFILE §13 lab modes. */
   labWeakKeys: boolean;
   labReplay: boolean;
 }
 
 /** A connection's role once its first frame is accepted. */
-export type Role = "pending" | "user";
+export type Role = "pending" | "user" | "server";
+
+/** Why and where the node dials out. */
+export interface DialIntent {
+  token: number;
+  purpose: "join" | "link";
+  host: string;
+  port: number;
+  /** The key the other end must prove (bootstrap entry or pinned key). */
+  expectKey: string;
+  /** The server we mean to link to (purpose "link"). */
+  serverId?: string;
+  /** Position in the bootstrap list (purpose "join"). */
+  bootstrapIndex?: number;
+}
+
+/** A server whose key is pinned to its id (a `servers` row). */
+export interface ServerRecord {
+  serverId: string;
+  host: string;
+  port: number;
+  pubkey: string;
+}
 
 /** Per-connection state. */
 export interface Conn {
@@ -59,6 +112,21 @@ export interface Conn {
   tokens: number;
   refilledAt: number;
   throttled: boolean;
+  /** Server links: the peer's id. */
+  serverId?: string;
+  /** Set when we dialed this connection. */
+  dial?: DialIntent;
+  /** The peer presented its key as base64url(PEM text): mirror that form (PROFILE §1). */
+  pemDialect: boolean;
+  lastSeen: number;
+  lastSent: number;
+}
+
+/** Where we are in joining a network. */
+export interface JoinState {
+  phase: "idle" | "joining" | "joined" | "alone";
+  /** Delay before retrying the bootstrap list when no entry answered. */
+  retryMs: number;
 }
 
 /** A user bound to keys at this server (a `users` row). */
@@ -87,6 +155,20 @@ export interface State {
   users: Map<string, UserRecord>;
   presence: Map<string, Presence>;
   seen: SeenCache;
+  /** Pinned server keys by server id. */
+  servers: Map<string, ServerRecord>;
+  /** Live server links: server id -> connection. */
+  links: Map<string, number>;
+  /** Who dialed each live link (a server id), for the duplicate-link tie-break. */
+  linkDialer: Map<number, string>;
+  /** Pending dials by token. */
+  dials: Map<number, DialIntent>;
+  /** Reconnect delay per server id. */
+  backoff: Map<string, number>;
+  nextToken: number;
+  join: JoinState;
+  /** The address we advertise to other servers (known once listening). */
+  advertise: { host: string; port: number };
 }
 
 /** The outcome of the shell's signature check on a frame. */
@@ -94,7 +176,9 @@ export type SigCheck = "valid" | "invalid" | "absent";
 
 /** Facts the shell established. */
 export type Event =
-  | { kind: "connected"; conn: number; addr: string; now: number }
+  | { kind: "started"; now: number; host: string; port: number }
+  | { kind: "connected"; conn: number; addr: string; now: number; dial?: number }
+  | { kind: "dialFailed"; token: number; now: number; reason: string }
   | {
     kind: "frame";
     conn: number;
@@ -105,13 +189,18 @@ export type Event =
     sig: SigCheck;
     /** The key the signature was checked against (when `sig` is "valid"). */
     sigKey?: string;
+    /** A fresh UUID v4 drawn by the shell, for the rare step that needs a new id. */
+    fresh?: string;
   }
   | { kind: "oversize"; conn: number; now: number; bytes: number }
   | { kind: "closed"; conn: number; now: number }
   | { kind: "tick"; now: number };
 
 /** A row change for the store. */
-export type PersistOp = { op: "upsertUser"; user: UserRecord };
+export type PersistOp =
+  | { op: "upsertUser"; user: UserRecord }
+  | { op: "pinServer"; server: ServerRecord }
+  | { op: "setServerId"; serverId: string };
 
 /** Log levels, most verbose first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -120,6 +209,7 @@ export type LogLevel = "debug" | "info" | "warn" | "error";
 export type Effect =
   | { kind: "send"; conn: number; frame: AnyEnvelope | Envelope; sign: boolean }
   | { kind: "close"; conn: number; code: number; reason: string }
+  | { kind: "dial"; token: number; url: string; afterMs: number }
   | { kind: "persist"; op: PersistOp }
   | { kind: "log"; level: LogLevel; event: string; fields: Record<string, string | number | boolean> };
 

@@ -6,7 +6,7 @@
 import { type Envelope, isUuid } from "../protocol/envelope.ts";
 import { parseAcceptableKey, sameKeyMaterial } from "../protocol/keys.ts";
 import type { Out } from "./out.ts";
-import { advertFor, sendSnapshot, toLocalUsers } from "./presence.ts";
+import { advertFor, sendSnapshot, toLocalUsers, toServers } from "./presence.ts";
 import type { Conn, UserRecord } from "./types.ts";
 
 function sameMeta(a: Record<string, unknown> | null, b: Record<string, unknown> | null): boolean {
@@ -74,6 +74,7 @@ export function hello(out: Out, conn: Conn, env: Envelope<"USER_HELLO">): void {
   const advert = advertFor(out, user);
   state.presence.set(userId, { userId, serverId: state.config.serverId, advert });
   toLocalUsers(out, advert, true);
+  toServers(out, advert, true);
   out.log("info", "user.joined", { user: userId, conn: conn.id, name: displayName(user) });
 }
 

@@ -18,13 +18,17 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { initState, reduce } from "../core/reduce.ts";
 import {
+  DEFAULT_FEDERATION,
   DEFAULT_LIMITS,
   type Effect,
   type Event,
+  type FederationConfig,
   type Limits,
   type LogLevel,
   type State,
 } from "../core/types.ts";
+import { expectedKey } from "../core/verify.ts";
+import { spkiToB64Pem } from "../protocol/keys.ts";
 import { sha256Hex, verifyAny } from "../crypto/rsa.ts";
 import { canonicalJson, signaturePreimages } from "../protocol/canonical_json.ts";
 import { parseFrame, type ParseResult, serializeEnvelope } from "../protocol/envelope.ts";
@@ -47,6 +51,7 @@ export interface NodeOptions {
   /** Where log lines go (default: stderr). */
   logSink?: (line: string) => void;
   limits?: Partial<Limits>;
+  federation?: Partial<FederationConfig>;
   labWeakKeys?: boolean;
   labReplay?: boolean;
   /** Passphrase that seals the identity key (default: a random secret in <data>/node.secret). */
@@ -57,8 +62,11 @@ export interface NodeOptions {
 export interface RunningNode {
   port: number;
   host: string;
-  serverId: string;
+  /** Our server id (an introducer may assign another one when we join). */
+  readonly serverId: string;
   publicKey: string;
+  /** Ids of the servers we are linked to. */
+  linkedServers(): string[];
   /** Stop accepting, close every connection, close the database. */
   close(): Promise<void>;
   /** Resolves when the server has stopped. */
@@ -74,8 +82,6 @@ interface Socket {
   inbound: Promise<void>;
   /** Send-order chain of outbound frames. */
   outbound: Promise<void>;
-  /** The key of the USER_HELLO most recently seen on this socket (verifies frames racing the hello). */
-  helloKey?: string;
   closing: boolean;
 }
 
@@ -110,13 +116,22 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   const fp = await fingerprint(identity.key.spki);
   if (identity.created) log.info("identity.created", { server_id: identity.serverId, fingerprint: fp });
 
-  let state: State = initState({
-    serverId: identity.serverId,
-    serverPub: identity.key.publicKey,
-    limits,
-    labWeakKeys: !!opts.labWeakKeys,
-    labReplay: !!opts.labReplay,
-  }, store.listUsers());
+  const federation: FederationConfig = { ...DEFAULT_FEDERATION, ...opts.federation };
+  let state: State = initState(
+    {
+      serverId: identity.serverId,
+      serverPub: identity.key.publicKey,
+      serverPubPem: spkiToB64Pem(identity.key.spki),
+      limits,
+      federation,
+      labWeakKeys: !!opts.labWeakKeys,
+      labReplay: !!opts.labReplay,
+    },
+    store.listUsers(),
+    store.listServers(),
+  );
+  const dialTimers = new Set<ReturnType<typeof setTimeout>>();
+  let stopping = false;
   const signer = new Signer(identity.key);
   const metrics = new Metrics();
   const sockets = new Map<number, Socket>();
@@ -160,9 +175,15 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           });
           break;
         }
+        case "dial":
+          dial(fx.token, fx.url, fx.afterMs);
+          break;
         case "persist":
           try {
-            if (fx.op.op === "upsertUser") store.upsertUser(fx.op.user, Date.now());
+            const op = fx.op;
+            if (op.op === "upsertUser") store.upsertUser(op.user, Date.now());
+            else if (op.op === "pinServer") store.pinServer(op.server, Date.now());
+            else store.setServerId(op.serverId);
           } catch (e) {
             // Nothing after a failed write may claim it succeeded: drop the rest of this batch.
             log.error("store.write_failed", { error: String(e) });
@@ -177,17 +198,6 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           break;
       }
     }
-  }
-
-  function verificationKey(conn: number, s: Socket, parsed: ParseResult): string | undefined {
-    if (!parsed.ok) return undefined;
-    const env = parsed.envelope;
-    if (env.type === "USER_HELLO") {
-      s.helloKey = env.payload.pubkey;
-      return s.helloKey;
-    }
-    const userId = state.conns.get(conn)?.userId;
-    return (userId ? state.users.get(userId)?.pubkey : undefined) ?? s.helloKey;
   }
 
   function onMessage(conn: number, s: Socket, data: unknown): void {
@@ -217,32 +227,45 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     const parsed = parseFrame(data);
     const digest = parsed.ok ? sha256Hex(canonicalJson(parsed.envelope.payload)) : "";
     const sigText = parsed.ok ? parsed.envelope.sig : undefined;
-    const key = verificationKey(conn, s, parsed);
-    let check: Promise<{ sig: "valid" | "invalid" | "absent"; sigKey?: string }>;
-    if (!sigText || !parsed.ok) check = Promise.resolve({ sig: "absent" });
-    else if (!key) check = Promise.resolve({ sig: "invalid" });
-    else {
+    // Start verifying now with the key in force now (concurrently with earlier frames); when this frame's turn
+    // comes, check the key again: if an earlier frame changed it (a hello, a link, a pin), verify again.
+    const keyNow = () => parsed.ok ? expectedKey(state, state.conns.get(conn), parsed.envelope) : undefined;
+    const verify = (key: string | undefined): Promise<boolean> => {
+      if (!parsed.ok || !sigText || !key) return Promise.resolve(false);
       metrics.verifications++;
-      check = verifyAny(key, signaturePreimages(parsed.envelope.payload), sigText)
-        .then((i) => (i >= 0 ? { sig: "valid", sigKey: key } : { sig: "invalid" }));
-    }
+      return verifyAny(key, signaturePreimages(parsed.envelope.payload), sigText).then((i) => i >= 0);
+    };
+    const early = keyNow();
+    const earlyCheck = sigText ? verify(early) : Promise.resolve(false);
     s.inbound = s.inbound.then(async () => {
-      const r = await check;
-      if (!s.closing) dispatch({ kind: "frame", conn, now: Date.now(), parsed, digest, ...r });
+      let ok = await earlyCheck;
+      let key = early;
+      if (sigText) {
+        const late = keyNow();
+        if (late !== early) {
+          key = late;
+          ok = await verify(late);
+        }
+      }
+      if (s.closing) return;
+      const sig = !sigText ? "absent" : ok ? "valid" : "invalid";
+      dispatch({
+        kind: "frame",
+        conn,
+        now: Date.now(),
+        parsed,
+        digest,
+        sig,
+        sigKey: ok ? key : undefined,
+        fresh: crypto.randomUUID(),
+      });
     }).catch((e) => log.error("frame.failed", { conn, error: String(e) }));
   }
 
-  function upgrade(req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response {
-    const addr = info.remoteAddr.hostname; // must be read before the upgrade
-    const { socket: ws, response } = Deno.upgradeWebSocket(req);
-    const conn = nextConn++;
+  function attach(conn: number, ws: WebSocket, onOpen: () => void): Socket {
     const s: Socket = { ws, inbound: Promise.resolve(), outbound: Promise.resolve(), closing: false };
     sockets.set(conn, s);
-    metrics.connectionsTotal++;
-    ws.onopen = () => {
-      log.debug("conn.opened", { conn, addr });
-      dispatch({ kind: "connected", conn, addr, now: Date.now() });
-    };
+    ws.onopen = onOpen;
     ws.onmessage = (e) => onMessage(conn, s, e.data);
     ws.onerror = () => {};
     ws.onclose = () => {
@@ -253,6 +276,57 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
         log.debug("conn.closed", { conn });
       });
     };
+    return s;
+  }
+
+  function dial(token: number, url: string, afterMs: number): void {
+    const t = setTimeout(() => {
+      dialTimers.delete(t);
+      if (stopping) return;
+      let ws: WebSocket;
+      try {
+        ws = new WebSocket(url);
+      } catch (e) {
+        dispatch({ kind: "dialFailed", token, now: Date.now(), reason: String(e) });
+        return;
+      }
+      let opened = false;
+      const giveUp = setTimeout(() => {
+        if (!opened) {
+          try {
+            ws.close();
+          } catch { /* ignore */ }
+        }
+      }, 10_000);
+      ws.onerror = () => {};
+      ws.onclose = () => {
+        clearTimeout(giveUp);
+        if (!opened) {
+          dispatch({ kind: "dialFailed", token, now: Date.now(), reason: `cannot connect to ${url}` });
+        }
+      };
+      ws.onopen = () => {
+        opened = true;
+        clearTimeout(giveUp);
+        const conn = nextConn++;
+        metrics.connectionsTotal++;
+        attach(conn, ws, () => {});
+        log.debug("dial.open", { conn, url });
+        dispatch({ kind: "connected", conn, addr: new URL(url).hostname, now: Date.now(), dial: token });
+      };
+    }, afterMs);
+    dialTimers.add(t);
+  }
+
+  function upgrade(req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response {
+    const addr = info.remoteAddr.hostname; // must be read before the upgrade
+    const { socket: ws, response } = Deno.upgradeWebSocket(req);
+    const conn = nextConn++;
+    metrics.connectionsTotal++;
+    attach(conn, ws, () => {
+      log.debug("conn.opened", { conn, addr });
+      dispatch({ kind: "connected", conn, addr, now: Date.now() });
+    });
     return response;
   }
 
@@ -306,7 +380,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           server_id: state.config.serverId,
           uptime_s: Math.floor((Date.now() - startedAt) / 1000),
           users_online: state.localUsers.size,
-          servers_linked: 0,
+          servers_linked: state.links.size,
           lab_modes: labModes,
         });
       case "/metrics":
@@ -332,6 +406,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   function metricsText(): string {
     const m: [string, string, number][] = [
       ["socp_users_online", "gauge", state.localUsers.size],
+      ["socp_users_network", "gauge", state.presence.size],
+      ["socp_servers_linked", "gauge", state.links.size],
       ["socp_connections", "gauge", sockets.size],
       ["socp_connections_total", "counter", metrics.connectionsTotal],
       ["socp_frames_in_total", "counter", metrics.framesIn],
@@ -345,7 +421,15 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     return m.map(([n, t, v]) => `# TYPE ${n} ${t}\n${n} ${v}\n`).join("");
   }
 
-  const tickMs = Math.max(50, Math.min(1000, Math.floor(limits.firstFrameMs / 4)));
+  const tickMs = Math.max(
+    20,
+    Math.min(
+      1000,
+      Math.floor(limits.firstFrameMs / 4),
+      Math.floor(federation.heartbeatMs / 4),
+      Math.floor(federation.linkTimeoutMs / 4),
+    ),
+  );
   const ticker = setInterval(() => dispatch({ kind: "tick", now: Date.now() }), tickMs);
   const labWarn = () => {
     if (labModes.length) {
@@ -355,6 +439,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   labWarn();
   const labTimer = labModes.length ? setInterval(labWarn, 60_000) : undefined;
 
+  const advertiseHost = opts.publicHost ?? (host === "0.0.0.0" || host === "::" ? "localhost" : host);
+  dispatch({ kind: "started", now: Date.now(), host: advertiseHost, port: boundPort });
   log.info("node.listening", {
     host,
     port: boundPort,
@@ -368,12 +454,17 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   return {
     port: boundPort,
     host,
-    serverId: state.config.serverId,
+    get serverId() {
+      return state.config.serverId;
+    },
     publicKey: state.config.serverPub,
+    linkedServers: () => [...state.links.keys()],
     finished: server.finished,
     close() {
       closed ??= (async () => {
+        stopping = true;
         clearInterval(ticker);
+        for (const t of dialTimers) clearTimeout(t);
         if (labTimer) clearInterval(labTimer);
         for (const s of sockets.values()) {
           try {

@@ -12,7 +12,7 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
-import type { UserRecord } from "../core/types.ts";
+import type { ServerRecord, UserRecord } from "../core/types.ts";
 import type { SealedKey } from "../crypto/keyfile.ts";
 
 /** Ordered schema migrations; index i takes the file from version i to i+1. Append only. */
@@ -49,6 +49,13 @@ const MIGRATIONS: string[] = [
    );`,
   `ALTER TABLE users ADD COLUMN enc_pubkey TEXT;
    ALTER TABLE users ADD COLUMN created_at INT;`,
+  `CREATE TABLE servers(
+     server_id TEXT PRIMARY KEY,
+     pubkey    TEXT NOT NULL,
+     host      TEXT NOT NULL,
+     port      INT  NOT NULL,
+     pinned_at INT  NOT NULL
+   );`,
 ];
 
 /** The schema version this code writes. */
@@ -155,6 +162,33 @@ export class Store {
        ON CONFLICT(id) DO UPDATE SET server_id = excluded.server_id, pubkey = excluded.pubkey,
          sealed_key = excluded.sealed_key`,
     ).run(id.serverId, id.pubkey, JSON.stringify(id.sealed), now);
+  }
+
+  /** Adopt a server id assigned by an introducer (permanent). */
+  setServerId(serverId: string): void {
+    this.db.prepare("UPDATE identity SET server_id = ? WHERE id = 1").run(serverId);
+  }
+
+  /**
+   * Pin a server's key to its id, or update its address. The key of an existing pin is never replaced here:
+   * the reducer refuses a known id with another key before it gets this far.
+   */
+  pinServer(s: ServerRecord, now = 0): void {
+    this.db.prepare(
+      `INSERT INTO servers(server_id, pubkey, host, port, pinned_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT(server_id) DO UPDATE SET host = excluded.host, port = excluded.port`,
+    ).run(s.serverId, s.pubkey, s.host, s.port, now);
+  }
+
+  /** Every pinned server. */
+  listServers(): ServerRecord[] {
+    const rows = this.db.prepare("SELECT server_id, pubkey, host, port FROM servers").all() as {
+      server_id: string;
+      pubkey: string;
+      host: string;
+      port: number;
+    }[];
+    return rows.map((r) => ({ serverId: r.server_id, pubkey: r.pubkey, host: r.host, port: Number(r.port) }));
   }
 
   /** Close the database. */

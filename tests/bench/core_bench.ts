@@ -3,7 +3,7 @@
  * Run with `deno task bench`.
  */
 import { initState, reduce } from "../../lib/core/reduce.ts";
-import { DEFAULT_LIMITS } from "../../lib/core/types.ts";
+import { DEFAULT_FEDERATION, DEFAULT_LIMITS } from "../../lib/core/types.ts";
 import { encryptTo, sha256Hex, verifySignature } from "../../lib/crypto/rsa.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
 import { parseFrame } from "../../lib/protocol/envelope.ts";
@@ -31,6 +31,8 @@ Deno.bench("canonicalJson + sha256 of a DM payload", { group: "frame" }, () => {
 const state = initState({
   serverId: "S",
   serverPub: "P",
+  serverPubPem: "P",
+  federation: DEFAULT_FEDERATION,
   limits: { ...DEFAULT_LIMITS, ratePerSec: 1e9, rateBurst: 1e9 },
   labWeakKeys: false,
   labReplay: false,

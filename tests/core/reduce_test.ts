@@ -50,7 +50,10 @@ Deno.test("USER_HELLO accepted: signed ACK, snapshot of others, own advert to ev
   assert.deepEqual(sent(fx, 1).map((f) => f.type), ["USER_ADVERTISE"]);
   assert.ok(fx.every((e) => e.kind !== "send" || e.sign));
   const persist = fx.find((e) => e.kind === "persist");
-  assert.ok(persist && persist.op.user.userId === BOB && persist.op.user.pubkey === K2);
+  assert.ok(
+    persist && persist.op.op === "upsertUser" && persist.op.user.userId === BOB &&
+      persist.op.user.pubkey === K2,
+  );
   assert.ok(fx.indexOf(persist) < fx.findIndex((e) => e.kind === "send"), "persisted before the ACK");
 });
 

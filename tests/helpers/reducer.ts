@@ -1,6 +1,7 @@
 /** Helpers to drive the pure reducer in tests: build events, pick effects. */
 import { initState, reduce } from "../../lib/core/reduce.ts";
 import {
+  DEFAULT_FEDERATION,
   DEFAULT_LIMITS,
   type Effect,
   type Event,
@@ -21,7 +22,9 @@ export function config(over: Partial<NodeConfig> = {}): NodeConfig {
   return {
     serverId: SERVER,
     serverPub: "SERVER-PUB",
+    serverPubPem: "SERVER-PUB-PEM",
     limits: { ...DEFAULT_LIMITS },
+    federation: { ...DEFAULT_FEDERATION },
     labWeakKeys: false,
     labReplay: false,
     ...over,

@@ -1,0 +1,466 @@
+/**
+ * Federation (SOCP §8, PROFILE §3, §7, §12): joining through an introducer, answering joins, server links with
+ * pinned keys, presence gossip, heartbeats and liveness, reconnects with backoff.
+ *
+ * Links: either side may dial. When two live links to one server exist (both sides dialed at once), both ends keep
+ * the link dialed by the server with the smaller id, or the newer one when the same server dialed both.
+ *
+ * @module
+ */
+import { type Envelope, isServerId } from "../protocol/envelope.ts";
+import { decodePublicKey, parseAcceptableKey, sameKeyMaterial } from "../protocol/keys.ts";
+import type { Out } from "./out.ts";
+import { advertFor, toLocalUsers } from "./presence.ts";
+import type { Conn, DialIntent, ServerRecord, State } from "./types.ts";
+
+const MAX_BACKOFF_MS = 60_000;
+const FIRST_BACKOFF_MS = 1_000;
+
+function keyPolicy(state: State) {
+  return { allowedBits: state.config.labWeakKeys ? [1024, 2048, 3072, 4096] : [4096] };
+}
+
+/** Our key in the form this peer reads (base64url(PEM text) for PEM-dialect peers, else DER SPKI). */
+export function ourKeyFor(state: State, conn?: Conn): string {
+  return conn?.pemDialect ? state.config.serverPubPem : state.config.serverPub;
+}
+
+function isPemDialect(key: string): boolean {
+  const d = decodePublicKey(key);
+  return d.ok && d.key.form === "b64-pem";
+}
+
+function allowed(state: State, key: string): boolean {
+  const list = state.config.federation.allowedServerKeys;
+  return list.length === 0 || list.some((k) => sameKeyMaterial(k, key));
+}
+
+function newDial(out: Out, intent: Omit<DialIntent, "token">, afterMs: number): void {
+  const token = out.state.nextToken++;
+  const full = { ...intent, token };
+  out.state.dials.set(token, full);
+  const host = intent.host.includes(":") ? `[${intent.host}]` : intent.host;
+  out.effects.push({ kind: "dial", token, url: `ws://${host}:${intent.port}`, afterMs });
+}
+
+/** The listening address is known: join the network, or start one. */
+export function started(out: Out, host: string, port: number): void {
+  const { state } = out;
+  state.advertise = { host, port };
+  if (state.config.federation.introducer || state.config.federation.bootstrap.length === 0) {
+    state.join.phase = "alone";
+    out.log("info", "network.introducer", {
+      reason: state.config.federation.introducer ? "--introducer" : "no bootstrap list",
+    });
+    return;
+  }
+  tryBootstrap(out, 0, 0);
+}
+
+/** Dial bootstrap entry `index` (skipping ourselves); after the last one, start alone and retry later. */
+function tryBootstrap(out: Out, index: number, afterMs: number): void {
+  const { state } = out;
+  const list = state.config.federation.bootstrap;
+  while (index < list.length && sameKeyMaterial(list[index].pubkey, state.config.serverPub)) index++;
+  if (index >= list.length) {
+    if (state.join.phase !== "alone") {
+      out.log("warn", "network.no_introducer", {
+        note: "no bootstrap entry answered; serving as introducer",
+        retry_ms: state.join.retryMs,
+      });
+    }
+    state.join.phase = "alone";
+    if (state.links.size === 0) {
+      const wait = state.join.retryMs;
+      state.join.retryMs = Math.min(wait * 2, MAX_BACKOFF_MS);
+      state.join.phase = "joining";
+      const e = list.find((b) => !sameKeyMaterial(b.pubkey, state.config.serverPub));
+      if (e) {
+        newDial(out, {
+          purpose: "join",
+          host: e.host,
+          port: e.port,
+          expectKey: e.pubkey,
+          bootstrapIndex: list.indexOf(e),
+        }, wait);
+      }
+    }
+    return;
+  }
+  state.join.phase = "joining";
+  const e = list[index];
+  newDial(
+    out,
+    { purpose: "join", host: e.host, port: e.port, expectKey: e.pubkey, bootstrapIndex: index },
+    afterMs,
+  );
+}
+
+/** A dial we asked for connected: say who we are. */
+export function dialConnected(out: Out, conn: Conn, intent: DialIntent): void {
+  const { state } = out;
+  conn.dial = intent;
+  conn.pemDialect = isPemDialect(intent.expectKey);
+  if (intent.purpose === "link" && intent.serverId && state.links.has(intent.serverId)) {
+    out.close(conn.id, 1000, "already linked");
+    return;
+  }
+  const payload = { host: state.advertise.host, port: state.advertise.port, pubkey: ourKeyFor(state, conn) };
+  if (intent.purpose === "join") {
+    out.send(conn.id, out.frame("SERVER_HELLO_JOIN", `${intent.host}:${intent.port}`, payload));
+  } else {
+    out.send(conn.id, out.frame("SERVER_HELLO_LINK", intent.serverId ?? "", payload));
+  }
+  out.log("debug", "dial.connected", { purpose: intent.purpose, host: intent.host, port: intent.port });
+}
+
+/** A dial failed (refused, timed out, or closed before it was a link). */
+export function dialFailed(out: Out, intent: DialIntent, reason: string): void {
+  const { state } = out;
+  if (intent.purpose === "join") {
+    out.log("info", "join.failed", { host: intent.host, port: intent.port, reason });
+    if (state.join.phase === "joining") tryBootstrap(out, (intent.bootstrapIndex ?? 0) + 1, 0);
+    return;
+  }
+  if (intent.serverId && !state.links.has(intent.serverId)) scheduleRedial(out, intent.serverId);
+}
+
+function scheduleRedial(out: Out, serverId: string): void {
+  const { state } = out;
+  const rec = state.servers.get(serverId);
+  if (!rec || rec.port <= 0 || serverId === state.config.serverId) return;
+  if ([...state.dials.values()].some((d) => d.serverId === serverId)) return; // one pending dial per server
+  const wait = state.backoff.get(serverId) ?? FIRST_BACKOFF_MS;
+  state.backoff.set(serverId, Math.min(wait * 2, MAX_BACKOFF_MS));
+  newDial(out, { purpose: "link", host: rec.host, port: rec.port, expectKey: rec.pubkey, serverId }, wait);
+}
+
+function pin(out: Out, rec: ServerRecord): void {
+  const old = out.state.servers.get(rec.serverId);
+  if (old && old.pubkey === rec.pubkey && old.host === rec.host && old.port === rec.port) return;
+  out.state.servers.set(rec.serverId, rec);
+  out.persist({ op: "pinServer", server: rec });
+}
+
+/**
+ * Make `conn` the link to `serverId`. Returns false when an existing link wins the duplicate tie-break (the new
+ * connection is then closed).
+ */
+function linkUp(out: Out, conn: Conn, serverId: string, dialerId: string): boolean {
+  const { state } = out;
+  const existing = state.links.get(serverId);
+  if (existing !== undefined && existing !== conn.id && state.conns.has(existing)) {
+    const oldDialer = state.linkDialer.get(existing) ?? "";
+    const keepOld = oldDialer !== dialerId && oldDialer < dialerId;
+    if (keepOld) {
+      out.close(conn.id, 1000, "duplicate link");
+      return false;
+    }
+    state.linkDialer.delete(existing);
+    out.close(existing, 1000, "replaced by a newer link");
+  }
+  conn.role = "server";
+  conn.serverId = serverId;
+  state.links.set(serverId, conn.id);
+  state.linkDialer.set(conn.id, dialerId);
+  state.backoff.delete(serverId);
+  for (const [t, d] of state.dials) {
+    if (d.serverId === serverId && d.purpose === "link") state.dials.delete(t);
+  }
+  // PROFILE §12: on a new link each side advertises its local users. Fresh adverts (new ts), so a server that
+  // saw the old ones before a link flap does not drop them as duplicates; the signature is cached per payload.
+  for (const userId of state.localUsers.keys()) {
+    const user = state.users.get(userId);
+    if (!user) continue;
+    const advert = advertFor(out, user);
+    state.presence.set(userId, { userId, serverId: state.config.serverId, advert });
+    out.send(conn.id, advert, true);
+  }
+  out.log("info", "link.up", {
+    server: serverId,
+    conn: conn.id,
+    dialer: dialerId === state.config.serverId ? "us" : "them",
+  });
+  return true;
+}
+
+/** A link is gone (closed or silent too long): withdraw its users, redial. */
+export function linkDown(out: Out, conn: Conn, reason: string): void {
+  const { state } = out;
+  const serverId = conn.serverId;
+  state.linkDialer.delete(conn.id);
+  if (!serverId || state.links.get(serverId) !== conn.id) return;
+  state.links.delete(serverId);
+  let withdrawn = 0;
+  for (const p of [...state.presence.values()]) {
+    if (p.serverId !== serverId) continue;
+    state.presence.delete(p.userId);
+    withdrawn++;
+    toLocalUsers(out, out.frame("USER_REMOVE", "*", { user_id: p.userId, server_id: serverId }), true);
+  }
+  out.log("info", "link.down", { server: serverId, reason, users_withdrawn: withdrawn });
+  scheduleRedial(out, serverId);
+}
+
+function checkServerKey(out: Out, conn: Conn, key: string, to: string): boolean {
+  const ok = parseAcceptableKey(key, keyPolicy(out.state));
+  if (!ok.ok) {
+    out.error(conn.id, to, "BAD_KEY", `server key: ${ok.reason}`);
+    out.close(conn.id, 1008, "bad server key");
+    return false;
+  }
+  if (!allowed(out.state, key)) {
+    out.error(conn.id, to, "BAD_KEY", "this network admits only listed server keys");
+    out.close(conn.id, 1008, "server key not allowed");
+    return false;
+  }
+  return true;
+}
+
+function serverEntries(state: State): { server_id: string; host: string; port: number; pubkey: string }[] {
+  const self = {
+    server_id: state.config.serverId,
+    host: state.advertise.host,
+    port: state.advertise.port,
+    pubkey: state.config.serverPub,
+  };
+  const others = [...state.links.keys()].flatMap((id) => {
+    const r = state.servers.get(id);
+    return r ? [{ server_id: id, host: r.host, port: r.port, pubkey: r.pubkey }] : [];
+  });
+  return [self, ...others];
+}
+
+/** SERVER_HELLO_JOIN on a fresh inbound connection: admit the server and welcome it (PROFILE §12). */
+export function onJoin(
+  out: Out,
+  conn: Conn,
+  env: Envelope<"SERVER_HELLO_JOIN">,
+  fresh: string | undefined,
+): void {
+  const { state } = out;
+  const p = env.payload;
+  if (!checkServerKey(out, conn, p.pubkey, env.from)) return;
+  const requested = env.from;
+  const pinned = state.servers.get(requested);
+  const taken = !isServerId(requested) || requested === state.config.serverId ||
+    (pinned !== undefined && !sameKeyMaterial(pinned.pubkey, p.pubkey));
+  const assigned = taken ? (fresh ?? `${requested}-1`) : requested;
+  conn.pemDialect = isPemDialect(p.pubkey);
+  pin(out, { serverId: assigned, host: p.host, port: p.port, pubkey: p.pubkey });
+  const welcome = out.frame("SERVER_WELCOME", assigned, {
+    assigned_id: assigned,
+    servers: serverEntries(state).map((s) =>
+      s.server_id === state.config.serverId ? { ...s, pubkey: ourKeyFor(state, conn) } : s
+    ),
+    clients: [...state.presence.values()].map((u) => {
+      const home = u.serverId === state.config.serverId ? state.advertise : state.servers.get(u.serverId);
+      return {
+        user_id: u.userId,
+        host: home?.host ?? "",
+        port: home?.port ?? 0,
+        pubkey: u.advert.payload.pubkey ?? "",
+      };
+    }),
+    server_pub: ourKeyFor(state, conn),
+  });
+  out.send(conn.id, welcome);
+  out.log("info", "server.joined", {
+    server: assigned,
+    requested,
+    host: p.host,
+    port: p.port,
+    reassigned: taken,
+  });
+  linkUp(out, conn, assigned, assigned);
+}
+
+/** SERVER_HELLO_LINK or SERVER_ANNOUNCE as the first frame of an inbound server connection. */
+export function onLinkHello(
+  out: Out,
+  conn: Conn,
+  env: Envelope<"SERVER_HELLO_LINK" | "SERVER_ANNOUNCE">,
+): void {
+  const { state } = out;
+  const p = env.payload;
+  if (!isServerId(env.from) || env.from === state.config.serverId) {
+    out.error(conn.id, env.from, "BAD_KEY", "unusable server id");
+    return out.close(conn.id, 1008, "bad server id");
+  }
+  const pinned = state.servers.get(env.from);
+  if (pinned && !sameKeyMaterial(pinned.pubkey, p.pubkey)) {
+    out.error(conn.id, env.from, "BAD_KEY", `server ${env.from} is pinned to another key`);
+    out.log("warn", "link.refused", { server: env.from, reason: "key differs from the pinned key" });
+    return out.close(conn.id, 1008, "key differs from the pinned key");
+  }
+  if (!checkServerKey(out, conn, p.pubkey, env.from)) return;
+  conn.pemDialect = isPemDialect(p.pubkey);
+  pin(out, { serverId: env.from, host: p.host, port: p.port, pubkey: pinned?.pubkey ?? p.pubkey });
+  linkUp(out, conn, env.from, env.from);
+}
+
+/** SERVER_WELCOME on our join connection: adopt the id, link to everyone, announce ourselves. */
+export function onWelcome(out: Out, conn: Conn, env: Envelope<"SERVER_WELCOME">): void {
+  const { state } = out;
+  const intent = conn.dial!;
+  const p = env.payload;
+  if (p.server_pub && !sameKeyMaterial(p.server_pub, intent.expectKey)) {
+    out.log("warn", "join.refused", { reason: "welcome server_pub differs from the bootstrap key" });
+    return out.close(conn.id, 1008, "introducer key mismatch");
+  }
+  if (!isServerId(p.assigned_id) || !isServerId(env.from)) {
+    out.log("warn", "join.refused", { reason: "unusable ids in SERVER_WELCOME" });
+    return out.close(conn.id, 1008, "bad welcome");
+  }
+  if (p.assigned_id !== state.config.serverId) adoptId(out, p.assigned_id);
+  state.join = { phase: "joined", retryMs: FIRST_BACKOFF_MS };
+  pin(out, { serverId: env.from, host: intent.host, port: intent.port, pubkey: intent.expectKey });
+  if (!linkUp(out, conn, env.from, state.config.serverId)) return;
+  out.log("info", "network.joined", {
+    introducer: env.from,
+    server_id: state.config.serverId,
+    servers: p.servers?.length ?? 0,
+  });
+  for (const s of p.servers ?? []) {
+    if (s.server_id === state.config.serverId || s.server_id === env.from || state.links.has(s.server_id)) {
+      continue;
+    }
+    const known = state.servers.get(s.server_id);
+    if (known && !sameKeyMaterial(known.pubkey, s.pubkey)) {
+      out.log("warn", "link.skipped", { server: s.server_id, reason: "key differs from the pinned key" });
+      continue;
+    }
+    if (!parseAcceptableKey(s.pubkey, keyPolicy(state)).ok) continue;
+    pin(out, { serverId: s.server_id, host: s.host, port: s.port, pubkey: known?.pubkey ?? s.pubkey });
+    newDial(
+      out,
+      { purpose: "link", host: s.host, port: s.port, expectKey: s.pubkey, serverId: s.server_id },
+      0,
+    );
+  }
+  for (const c of state.links.values()) {
+    const pubkey = ourKeyFor(state, state.conns.get(c));
+    out.send(
+      c,
+      out.frame("SERVER_ANNOUNCE", "*", { host: state.advertise.host, port: state.advertise.port, pubkey }),
+    );
+  }
+}
+
+function adoptId(out: Out, id: string): void {
+  const { state } = out;
+  const old = state.config.serverId;
+  state.config.serverId = id;
+  out.persist({ op: "setServerId", serverId: id });
+  for (const userId of state.localUsers.keys()) {
+    const user = state.users.get(userId);
+    if (user) state.presence.set(userId, { userId, serverId: id, advert: advertFor(out, user) });
+  }
+  out.log("info", "server_id.assigned", { old, new: id });
+}
+
+/** SERVER_ANNOUNCE on an established link: pin the newcomer (trust on introduction), relay, and link to it. */
+export function onAnnounce(out: Out, conn: Conn, env: Envelope<"SERVER_ANNOUNCE">): void {
+  const { state } = out;
+  const p = env.payload;
+  if (env.from === state.config.serverId || !isServerId(env.from)) return;
+  const pinned = state.servers.get(env.from);
+  if (pinned && !sameKeyMaterial(pinned.pubkey, p.pubkey)) {
+    out.log("warn", "announce.refused", { server: env.from, reason: "key differs from the pinned key" });
+    return;
+  }
+  if (!parseAcceptableKey(p.pubkey, keyPolicy(state)).ok || !allowed(state, p.pubkey)) return;
+  pin(out, { serverId: env.from, host: p.host, port: p.port, pubkey: pinned?.pubkey ?? p.pubkey });
+  relayToServers(out, env, conn.serverId);
+  if (!state.links.has(env.from) && ![...state.dials.values()].some((d) => d.serverId === env.from)) {
+    // The newcomer dials the servers its welcome listed; give it a head start before dialing it ourselves.
+    const wait = Math.min(3000, state.config.federation.linkTimeoutMs);
+    newDial(out, {
+      purpose: "link",
+      host: p.host,
+      port: p.port,
+      expectKey: pinned?.pubkey ?? p.pubkey,
+      serverId: env.from,
+    }, wait);
+  }
+}
+
+/** Send a frame unchanged (its original `sig`) to every linked server except `except` and the frame's origin. */
+export function relayToServers(out: Out, env: Envelope, except?: string): void {
+  for (const [serverId, c] of out.state.links) {
+    if (serverId !== except && serverId !== env.from) out.send(c, env, false);
+  }
+}
+
+/** USER_ADVERTISE from another server (PROFILE §3, §6). */
+export function onRemoteAdvert(out: Out, conn: Conn, env: Envelope<"USER_ADVERTISE">): void {
+  const { state } = out;
+  const p = env.payload;
+  if (p.server_id !== env.from) {
+    return out.error(
+      conn.id,
+      conn.serverId ?? "",
+      "INVALID_SIG",
+      "USER_ADVERTISE: payload.server_id must equal from",
+      true,
+    );
+  }
+  if (env.from === state.config.serverId) return;
+  if (state.localUsers.has(p.user_id)) {
+    out.log("warn", "advert.conflict", { user: p.user_id, server: env.from, note: "user is online here" });
+    return;
+  }
+  const had = state.presence.get(p.user_id);
+  state.presence.set(p.user_id, { userId: p.user_id, serverId: env.from, advert: env });
+  relayToServers(out, env, conn.serverId);
+  toLocalUsers(out, env, false);
+  if (!had || had.serverId !== env.from) {
+    out.log("debug", "user.remote_online", { user: p.user_id, server: env.from });
+  }
+}
+
+/** USER_REMOVE from another server: applied only when the mapping still points at that server. */
+export function onRemoteRemove(out: Out, conn: Conn, env: Envelope<"USER_REMOVE">): void {
+  const { state } = out;
+  const p = env.payload;
+  if (p.server_id !== env.from) {
+    return out.error(
+      conn.id,
+      conn.serverId ?? "",
+      "INVALID_SIG",
+      "USER_REMOVE: payload.server_id must equal from",
+      true,
+    );
+  }
+  if (env.from === state.config.serverId) return;
+  if (state.presence.get(p.user_id)?.serverId === env.from) {
+    state.presence.delete(p.user_id);
+    toLocalUsers(out, env, false);
+  }
+  relayToServers(out, env, conn.serverId);
+}
+
+/** Heartbeats and liveness for every link (called on each tick). */
+export function linkTimers(out: Out): void {
+  const { state, now } = out;
+  const { heartbeatMs, linkTimeoutMs } = state.config.federation;
+  for (const [serverId, connId] of [...state.links]) {
+    const c = state.conns.get(connId);
+    if (!c) continue;
+    if (now - c.lastSeen > linkTimeoutMs) {
+      out.close(connId, 1001, `no frame for ${Math.round((now - c.lastSeen) / 1000)} s`);
+      linkDown(out, c, "timeout");
+      continue;
+    }
+    if (now - c.lastSent >= heartbeatMs) out.send(connId, out.frame("HEARTBEAT", serverId, {}));
+  }
+  // A join connection that got no welcome in time: try the next entry.
+  for (const c of state.conns.values()) {
+    if (
+      c.dial?.purpose === "join" && c.role === "pending" && now - c.openedAt > Math.max(linkTimeoutMs, 5000)
+    ) {
+      out.close(c.id, 1001, "no SERVER_WELCOME");
+      c.openedAt = Infinity;
+    }
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * Which key a frame's `sig` must verify with (PROFILE §3), as a pure query on the state. The shell asks it
+ * before verifying; the reducer asks it again when the frame is applied, so a frame that raced a state change
+ * (a hello, a link, a pin) is judged against the key in force when it is processed.
+ *
+ * @module
+ */
+import type { AnyEnvelope } from "../protocol/envelope.ts";
+import type { MessageType } from "../protocol/messages.ts";
+import type { Conn, State } from "./types.ts";
+
+/** Frames whose `from` is a user; between servers they are re-signed by each forwarding server. */
+export const USER_ORIGINATED: ReadonlySet<MessageType> = new Set<MessageType>([
+  "MSG_PUBLIC_CHANNEL",
+  "FILE_START",
+  "FILE_CHUNK",
+  "FILE_END",
+]);
+
+/** The key `env.sig` must verify with on `conn`, or undefined when none is known. */
+export function expectedKey(state: State, conn: Conn | undefined, env: AnyEnvelope): string | undefined {
+  if (!conn) return undefined;
+  switch (conn.role) {
+    case "user":
+      return conn.userId ? state.users.get(conn.userId)?.pubkey : undefined;
+    case "pending":
+      if (conn.dial) {
+        return env.type === "SERVER_WELCOME" || env.type === "ERROR" ? conn.dial.expectKey : undefined;
+      }
+      if (env.type === "USER_HELLO" || env.type === "SERVER_HELLO_JOIN") return env.payload.pubkey;
+      if (env.type === "SERVER_HELLO_LINK" || env.type === "SERVER_ANNOUNCE") {
+        return state.servers.get(env.from)?.pubkey ?? env.payload.pubkey;
+      }
+      return undefined;
+    case "server":
+      if (USER_ORIGINATED.has(env.type)) {
+        return conn.serverId ? state.servers.get(conn.serverId)?.pubkey : undefined;
+      }
+      if (env.type === "SERVER_ANNOUNCE") return state.servers.get(env.from)?.pubkey ?? env.payload.pubkey;
+      return state.servers.get(env.from)?.pubkey;
+  }
+}
