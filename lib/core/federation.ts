@@ -108,8 +108,11 @@ export function dialConnected(out: Out, conn: Conn, intent: DialIntent): void {
   const payload = { host: state.advertise.host, port: state.advertise.port, pubkey: ourKeyFor(state, conn) };
   if (intent.purpose === "join") {
     out.send(conn.id, out.frame("SERVER_HELLO_JOIN", `${intent.host}:${intent.port}`, payload));
-  } else {
-    out.send(conn.id, out.frame("SERVER_HELLO_LINK", intent.serverId ?? "", payload));
+  } else if (intent.serverId) {
+    out.send(conn.id, out.frame("SERVER_HELLO_LINK", intent.serverId, payload));
+    // No reply is defined for a link hello: the link is up for us once we have said who we are. If the peer
+    // refuses, it closes the connection and we redial with backoff.
+    linkUp(out, conn, intent.serverId, state.config.serverId);
   }
   out.log("debug", "dial.connected", { purpose: intent.purpose, host: intent.host, port: intent.port });
 }
