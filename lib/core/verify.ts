@@ -27,10 +27,12 @@ export function expectedKey(state: State, conn: Conn | undefined, env: AnyEnvelo
       if (conn.dial) {
         return env.type === "SERVER_WELCOME" || env.type === "ERROR" ? conn.dial.expectKey : undefined;
       }
-      if (env.type === "USER_HELLO" || env.type === "SERVER_HELLO_JOIN") return env.payload.pubkey;
-      if (env.type === "SERVER_HELLO_LINK" || env.type === "SERVER_ANNOUNCE") {
-        return state.servers.get(env.from)?.pubkey ?? env.payload.pubkey;
-      }
+      // A first frame proves possession of the key it presents; the handler then compares that key with the
+      // pin (a known id with another key gets BAD_KEY and the connection is closed).
+      if (
+        env.type === "USER_HELLO" || env.type === "SERVER_HELLO_JOIN" || env.type === "SERVER_HELLO_LINK" ||
+        env.type === "SERVER_ANNOUNCE"
+      ) return env.payload.pubkey;
       return undefined;
     case "server":
       if (USER_ORIGINATED.has(env.type)) {

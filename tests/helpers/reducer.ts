@@ -11,6 +11,7 @@ import {
 import { sha256Hex } from "../../lib/crypto/rsa.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
 import { type AnyEnvelope, parseFrame } from "../../lib/protocol/envelope.ts";
+import { expectedKey } from "../../lib/core/verify.ts";
 
 export const SERVER = "3f0e5f0a-8c1b-4b7e-9d2a-6a1f2c3b4d5e";
 export const ALICE = "a11ce000-0000-4000-8000-000000000001";
@@ -55,7 +56,33 @@ export class Harness {
   ): Effect[] {
     const parsed = parseFrame(typeof f === "string" ? f : JSON.stringify(f));
     const digest = parsed.ok ? sha256Hex(canonicalJson(parsed.envelope.payload)) : "";
-    return this.step({ kind: "frame", conn, now: this.now, parsed, digest, sig, sigKey });
+    return this.step({
+      kind: "frame",
+      conn,
+      now: this.now,
+      parsed,
+      digest,
+      sig,
+      sigKey,
+      fresh: "fresh-id-" + this.now,
+    });
+  }
+  /** Feed a frame as if its signature verified with the key the node expects for it (an honest peer). */
+  signed(conn: number, f: Record<string, unknown>): Effect[] {
+    const parsed = parseFrame(JSON.stringify({ sig: "SIG", ...f }));
+    if (!parsed.ok) throw new Error(parsed.error.detail);
+    const key = expectedKey(this.state, this.state.conns.get(conn), parsed.envelope);
+    const digest = sha256Hex(canonicalJson(parsed.envelope.payload));
+    return this.step({
+      kind: "frame",
+      conn,
+      now: this.now,
+      parsed,
+      digest,
+      sig: "valid",
+      sigKey: key,
+      fresh: "fresh-id-" + this.now,
+    });
   }
   hello(conn: number, user: string, pubkey: string, extra: Record<string, unknown> = {}): Effect[] {
     return this.frame(conn, {
@@ -84,4 +111,16 @@ export function closes(effects: Effect[]): { conn: number; code: number }[] {
 /** The error codes sent. */
 export function errors(effects: Effect[]): string[] {
   return sent(effects).flatMap((f) => f.type === "ERROR" ? [f.payload.code] : []);
+}
+
+/** The dial effects. */
+export function dials(effects: Effect[]): { token: number; url: string; afterMs: number }[] {
+  return effects.flatMap((e) =>
+    e.kind === "dial" ? [{ token: e.token, url: e.url, afterMs: e.afterMs }] : []
+  );
+}
+
+/** The persist effects' ops. */
+export function persists(effects: Effect[]): string[] {
+  return effects.flatMap((e) => e.kind === "persist" ? [e.op.op] : []);
 }

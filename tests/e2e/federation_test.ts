@@ -1,0 +1,213 @@
+/**
+ * Federation end to end: three real node processes on loopback (an introducer and two joiners), users on
+ * different nodes, liveness under SIGSTOP and SIGKILL, and hostile servers.
+ */
+import assert from "node:assert/strict";
+import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
+import { type ClientEvent, SocpClient } from "../../lib/client/client.ts";
+import { fixtureKey } from "../helpers/keys.ts";
+import { NodeProcess } from "../helpers/node_process.ts";
+import { RawPeer, sleep } from "../helpers/ws_peer.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+const TIMERS = ["--heartbeat-interval", "0.25", "--link-timeout", "1.5"];
+const enc = new TextEncoder();
+
+async function until<T>(
+  f: () => T | undefined | false | Promise<T | undefined | false>,
+  what: string,
+  ms = 10_000,
+): Promise<T> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const v = await f();
+    if (v !== undefined && v !== false) return v;
+    await sleep(50);
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+async function health(n: NodeProcess) {
+  return await (await fetch(`${n.http}/healthz`)).json();
+}
+
+const n1 = await NodeProcess.start({ args: TIMERS });
+const wk = await (await fetch(`${n1.http}/.well-known/socp`)).json();
+const BOOT = ["--bootstrap", `127.0.0.1:${n1.port}#${wk.pubkey}`];
+const n2 = await NodeProcess.start({ args: [...BOOT, ...TIMERS] });
+const n3dir = Deno.makeTempDirSync({ prefix: "socp-e2e-n3-" });
+let n3 = await NodeProcess.start({ dataDir: n3dir, args: [...BOOT, ...TIMERS] });
+const nodes = () => [n1, n2, n3];
+
+const U1 = "a11ce000-0000-4000-8000-0000000fed01";
+const U2 = "b0b00000-0000-4000-8000-0000000fed02";
+const U3 = "ca201000-0000-4000-8000-0000000fed03";
+const [k1, k2, k3] = await Promise.all(["user1", "user2", "user3"].map(fixtureKey));
+
+function watch(c: SocpClient): ClientEvent[] {
+  const got = c.drainBuffered();
+  c.onEvent = (e) => got.push(e);
+  return got;
+}
+
+Deno.test({ name: "an introducer and two joiners form a full mesh", ...opts }, async () => {
+  for (const n of nodes()) {
+    await until(async () => (await health(n)).servers_linked === 2, `mesh at ${n.port}`);
+  }
+  assert.ok(n2.logs.some((l) => l.includes("network.joined")));
+  assert.ok(n1.logs.some((l) => l.includes("server.joined")));
+});
+
+let c1: SocpClient, c2: SocpClient, c3: SocpClient;
+
+Deno.test(
+  { name: "users on three servers see each other and exchange verified DMs across servers", ...opts },
+  async () => {
+    c1 = await SocpClient.connect(n1.url, { userId: U1, key: k1, displayName: "ann" });
+    c2 = await SocpClient.connect(n2.url, { userId: U2, key: k2, displayName: "ben" });
+    c3 = await SocpClient.connect(n3.url, { userId: U3, key: k3, displayName: "cat" });
+    const e1 = watch(c1), e2 = watch(c2), e3 = watch(c3);
+    for (const c of [c1, c2, c3]) {
+      await until(() => c.list().length === 3, `${c.displayName} sees three users`);
+      assert.deepEqual(c.list().map((p) => p.name), ["ann", "ben", "cat"]);
+    }
+    assert.equal(c1.directory.get(U3)?.serverId, n3.serverId);
+    await c2.tell("cat", "ben on n2 to cat on n3");
+    await c3.tell("ann", "cat on n3 to ann on n1");
+    await c1.tell(U2, "ann on n1 to ben on n2");
+    for (
+      const [events, text] of [[e3, "ben on n2 to cat on n3"], [e1, "cat on n3 to ann on n1"], [
+        e2,
+        "ann on n1 to ben on n2",
+      ]] as const
+    ) {
+      const dm = await until(() => events.find((e) => e.kind === "dm"), `DM "${text}"`);
+      assert.ok(dm.kind === "dm" && dm.text === text && dm.verified, `${text} arrives verified`);
+    }
+  },
+);
+
+Deno.test({
+  name:
+    "a frozen server (SIGSTOP) loses its users everywhere within the timeout; they return when it resumes",
+  ...opts,
+}, async () => {
+  const e1 = watch(c1);
+  const t0 = Date.now();
+  n3.child.kill("SIGSTOP");
+  try {
+    await until(() => !c1.directory.has(U3) && !c2.directory.has(U3), "cat withdrawn", 5000);
+  } finally {
+    n3.child.kill("SIGCONT");
+  }
+  const took = Date.now() - t0;
+  assert.ok(
+    took <= 1500 + 250 + 1000,
+    `withdrawn after ${took} ms (timeout 1.5 s + heartbeat 0.25 s + tick)`,
+  );
+  assert.ok(took >= 1000, `not before the link timeout (${took} ms)`);
+  assert.ok(e1.some((e) => e.kind === "left" && e.peer.userId === U3));
+  await until(() => c1.directory.has(U3) && c2.directory.has(U3), "cat back after SIGCONT", 15_000);
+  for (const n of nodes()) {
+    await until(async () => (await health(n)).servers_linked === 2, `mesh again at ${n.port}`);
+  }
+});
+
+Deno.test(
+  { name: "a killed server rejoins with the same id after restart, and its users reappear", ...opts },
+  async () => {
+    const id = n3.serverId;
+    await n3.kill("SIGKILL");
+    await until(() => !c1.directory.has(U3), "cat gone after SIGKILL");
+    await c3.close(100);
+    n3 = await NodeProcess.start({ dataDir: n3dir, args: [...BOOT, ...TIMERS] });
+    assert.equal(n3.serverId, id, "same server id");
+    for (const n of nodes()) {
+      await until(
+        async () => (await health(n)).servers_linked === 2,
+        `mesh after restart at ${n.port}`,
+      );
+    }
+    c3 = await SocpClient.connect(n3.url, { userId: U3, key: k3, displayName: "cat" });
+    await until(() => c1.directory.get(U3)?.serverId === id && c2.directory.has(U3), "cat back on n3");
+    const e3 = watch(c3);
+    await c1.tell("cat", "welcome back");
+    const dm = await until(() => e3.find((e) => e.kind === "dm"), "DM after restart");
+    assert.ok(dm.kind === "dm" && dm.verified && dm.text === "welcome back");
+  },
+);
+
+/** A hostile "server" speaking raw frames, signing with a fixture key. */
+async function signedFrame(
+  key: Awaited<ReturnType<typeof fixtureKey>>,
+  f: { type: string; from: string; to: string; payload: Record<string, unknown> },
+) {
+  return { ...f, ts: Date.now(), sig: await key.sign(enc.encode(canonicalJson(f.payload))) };
+}
+
+Deno.test({ name: "a server presenting a wrong key for a pinned id is refused", ...opts }, async () => {
+  const evil = await fixtureKey("user6");
+  const p = await RawPeer.open(n1.url);
+  p.send(
+    await signedFrame(evil, {
+      type: "SERVER_HELLO_LINK",
+      from: n2.serverId,
+      to: n1.serverId,
+      payload: { host: "127.0.0.1", port: 1, pubkey: evil.publicKey },
+    }),
+  );
+  const err = await p.error("BAD_KEY");
+  assert.match(err.payload.detail, /pinned to another key/);
+  assert.equal((await p.closed).code, 1008);
+  assert.equal((await health(n1)).servers_linked, 2);
+});
+
+Deno.test({
+  name: "a joining server is welcomed within a second; a forged USER_ADVERTISE changes nothing",
+  ...opts,
+}, async () => {
+  const key = await fixtureKey("user5");
+  const myId = crypto.randomUUID();
+  const p = await RawPeer.open(n1.url);
+  const t0 = performance.now();
+  p.send(
+    await signedFrame(key, {
+      type: "SERVER_HELLO_JOIN",
+      from: myId,
+      to: `127.0.0.1:${n1.port}`,
+      payload: { host: "127.0.0.1", port: 1, pubkey: key.publicKey },
+    }),
+  );
+  const welcome = await p.waitFor((f) => f.type === "SERVER_WELCOME", 5000);
+  const ms = performance.now() - t0;
+  assert.ok(ms < 1000, `welcome after ${ms.toFixed(0)} ms`);
+  assert.equal(welcome.payload.assigned_id, myId);
+  assert.ok(welcome.payload.servers.some((s: { server_id: string }) => s.server_id === n2.serverId));
+  assert.ok(welcome.payload.clients.some((c: { user_id: string }) => c.user_id === U1));
+  // Forged: claims to come from n2 (signed with our key, not n2's), and one of ours with a broken signature.
+  const victim = "d0000000-0000-4000-8000-00000000f0f0";
+  const payload = {
+    user_id: victim,
+    server_id: n2.serverId,
+    meta: { display_name: "mallory" },
+    pubkey: key.publicKey,
+  };
+  p.send(await signedFrame(key, { type: "USER_ADVERTISE", from: n2.serverId, to: "*", payload }));
+  await p.error("INVALID_SIG");
+  const own = await signedFrame(key, {
+    type: "USER_ADVERTISE",
+    from: myId,
+    to: "*",
+    payload: { ...payload, server_id: myId },
+  });
+  p.send({ ...own, sig: own.sig.slice(0, -4) + (own.sig.endsWith("AAAA") ? "BBBB" : "AAAA") });
+  await p.error("INVALID_SIG");
+  await sleep(300);
+  assert.ok(!c1.directory.has(victim) && !c2.directory.has(victim));
+  p.close();
+});
+
+Deno.test({ name: "stop the federation nodes", ...opts }, async () => {
+  for (const c of [c1, c2, c3]) await c?.close(200);
+  for (const n of nodes()) await n.kill();
+});
