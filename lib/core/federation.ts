@@ -413,6 +413,11 @@ export function onRemoteAdvert(out: Out, conn: Conn, env: Envelope<"USER_ADVERTI
     out.log("warn", "advert.conflict", { user: p.user_id, server: env.from, note: "user is online here" });
     return;
   }
+  if (env.ts < (state.presenceTs.get(p.user_id) ?? -Infinity)) {
+    out.log("debug", "advert.stale", { user: p.user_id, server: env.from });
+    return;
+  }
+  state.presenceTs.set(p.user_id, env.ts);
   const had = state.presence.get(p.user_id);
   state.presence.set(p.user_id, { userId: p.user_id, serverId: env.from, advert: env });
   relayToServers(out, env, conn.serverId);
@@ -436,7 +441,9 @@ export function onRemoteRemove(out: Out, conn: Conn, env: Envelope<"USER_REMOVE"
     );
   }
   if (env.from === state.config.serverId) return;
+  if (env.ts < (state.presenceTs.get(p.user_id) ?? -Infinity)) return;
   if (state.presence.get(p.user_id)?.serverId === env.from) {
+    state.presenceTs.set(p.user_id, env.ts);
     state.presence.delete(p.user_id);
     toLocalUsers(out, env, false);
   }

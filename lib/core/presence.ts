@@ -45,6 +45,7 @@ export function userLeft(out: Out, userId: string): void {
   out.state.localUsers.delete(userId);
   if (!p || p.serverId !== out.state.config.serverId) return;
   out.state.presence.delete(userId);
+  out.state.presenceTs.set(userId, out.now);
   const remove = out.frame("USER_REMOVE", "*", { user_id: userId, server_id: out.state.config.serverId });
   toLocalUsers(out, remove, true);
   toServers(out, remove, true);

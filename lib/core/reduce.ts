@@ -45,6 +45,7 @@ export function initState(config: NodeConfig, users: UserRecord[], servers: Serv
     localUsers: new Map(),
     users: new Map(users.map((u) => [u.userId, u])),
     presence: new Map(),
+    presenceTs: new Map(),
     seen: new SeenCache(config.limits.seenTtlMs, config.limits.seenMax),
     servers: new Map(servers.map((s) => [s.serverId, s])),
     links: new Map(),
@@ -279,6 +280,9 @@ export function reduce(state: State, event: Event): Step {
     }
     case "tick":
       state.seen.expire(now);
+      for (const [u, ts] of state.presenceTs) {
+        if (!state.presence.has(u) && ts < now - state.config.limits.seenTtlMs) state.presenceTs.delete(u);
+      }
       for (const conn of state.conns.values()) {
         if (conn.role === "pending" && !conn.dial && now - conn.openedAt > state.config.limits.firstFrameMs) {
           out.error(

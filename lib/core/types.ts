@@ -154,6 +154,11 @@ export interface State {
   localUsers: Map<string, number>;
   users: Map<string, UserRecord>;
   presence: Map<string, Presence>;
+  /**
+   * The `ts` of the last advert or removal applied per user: gossip reaches us by several paths, so an older
+   * advert may arrive after the removal that followed it; it must not bring the user back.
+   */
+  presenceTs: Map<string, number>;
   seen: SeenCache;
   /** Pinned server keys by server id. */
   servers: Map<string, ServerRecord>;

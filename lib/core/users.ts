@@ -73,6 +73,7 @@ export function hello(out: Out, conn: Conn, env: Envelope<"USER_HELLO">): void {
   sendSnapshot(out, conn.id, userId);
   const advert = advertFor(out, user);
   state.presence.set(userId, { userId, serverId: state.config.serverId, advert });
+  state.presenceTs.set(userId, out.now);
   toLocalUsers(out, advert, true);
   toServers(out, advert, true);
   out.log("info", "user.joined", { user: userId, conn: conn.id, name: displayName(user) });

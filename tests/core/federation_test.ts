@@ -480,3 +480,30 @@ Deno.test("frames relayed by a server are judged by the seen cache, not by fresh
     "originated stale",
   );
 });
+
+Deno.test("an older advert arriving after a newer removal (another gossip path) does not bring the user back", () => {
+  const h = linked();
+  h.connect(11);
+  h.signed(11, {
+    type: "SERVER_HELLO_LINK",
+    from: S3,
+    to: SERVER,
+    ts: h.now,
+    payload: intro({ pubkey: S3K }),
+  });
+  const old = advert(BOB, S2, h.now);
+  h.signed(10, old);
+  h.now += 100;
+  h.signed(10, {
+    type: "USER_REMOVE",
+    from: S2,
+    to: "*",
+    ts: h.now,
+    payload: { user_id: BOB, server_id: S2 },
+  });
+  assert.ok(!h.state.presence.has(BOB));
+  // S3 relays late an advert S2 made before the removal (never seen here, so the seen cache cannot help).
+  const late = h.signed(11, advert(BOB, S2, h.now - 50));
+  assert.ok(!h.state.presence.has(BOB));
+  assert.deepEqual(sent(late, 1), []);
+});
