@@ -32,6 +32,12 @@ export class SeenCache {
     return true;
   }
 
+  /** True when `key` is present and unexpired (does not record it). */
+  has(key: string, now: number): boolean {
+    const exp = this.entries.get(key);
+    return exp !== undefined && exp > now;
+  }
+
   /** Drop expired entries (insertion order is expiry order, so this stops at the first live one). */
   expire(now: number): void {
     for (const [k, exp] of this.entries) {

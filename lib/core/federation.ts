@@ -47,6 +47,10 @@ function newDial(out: Out, intent: Omit<DialIntent, "token">, afterMs: number): 
 export function started(out: Out, host: string, port: number): void {
   const { state } = out;
   state.advertise = { host, port };
+  // After a restart, reconnect to every server pinned before (the bootstrap entries are joined instead).
+  for (const rec of state.servers.values()) {
+    if (!isBootstrapKey(state, rec.pubkey)) scheduleRedial(out, rec.serverId);
+  }
   if (state.config.federation.introducer || state.config.federation.bootstrap.length === 0) {
     state.join.phase = "alone";
     out.log("info", "network.introducer", {
@@ -55,6 +59,10 @@ export function started(out: Out, host: string, port: number): void {
     return;
   }
   tryBootstrap(out, 0, 0);
+}
+
+function isBootstrapKey(state: State, key: string): boolean {
+  return state.config.federation.bootstrap.some((b) => sameKeyMaterial(b.pubkey, key));
 }
 
 /** Dial bootstrap entry `index` (skipping ourselves); after the last one, start alone and retry later. */
@@ -70,6 +78,12 @@ function tryBootstrap(out: Out, index: number, afterMs: number): void {
       });
     }
     state.join.phase = "alone";
+    // Introducers we were linked to before are ordinary link targets now.
+    for (const rec of state.servers.values()) {
+      if (isBootstrapKey(state, rec.pubkey) && !state.links.has(rec.serverId)) {
+        scheduleRedial(out, rec.serverId);
+      }
+    }
     if (state.links.size === 0) {
       const wait = state.join.retryMs;
       state.join.retryMs = Math.min(wait * 2, MAX_BACKOFF_MS);

@@ -154,6 +154,13 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
   }
   const env = ev.parsed.envelope;
   const reply = conn.userId ?? conn.serverId ?? env.from;
+  // A duplicate is dropped silently, whatever the connection's state (PROFILE §11). Only frames that pass every
+  // check below are recorded, so a forged frame cannot poison the cache against the real one.
+  const seenKey = SeenCache.key(env.ts, env.from, env.to, ev.digest);
+  if (!state.config.labReplay && state.seen.has(seenKey, ev.now)) {
+    out.log("debug", "frame.duplicate", { conn: conn.id, type: env.type });
+    return;
+  }
   const rule = RULES[env.type];
   const handler = rule?.[conn.role];
   if (!handler || (env.type === "USER_HELLO" && conn.dial)) {
@@ -187,12 +194,7 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
     const stale = staleness(env.ts, ev.now, limits);
     if (stale) return out.error(conn.id, reply, "TIMEOUT", stale);
   }
-  if (
-    !state.config.labReplay && !state.seen.add(SeenCache.key(env.ts, env.from, env.to, ev.digest), ev.now)
-  ) {
-    out.log("debug", "frame.duplicate", { conn: conn.id, type: env.type });
-    return;
-  }
+  if (!state.config.labReplay) state.seen.add(seenKey, ev.now);
   handler(out, conn, env, ev.fresh);
 }
 

@@ -247,3 +247,10 @@ Deno.test("the seen cache forgets after its TTL", () => {
   assert.equal(h.state.seen.size, 0);
   assert.equal(sent(h.frame(1, { ...f, ts: h.now }), 2).length, 1);
 });
+
+Deno.test("a forged copy does not poison the seen cache: the genuine frame still gets through", () => {
+  const h = twoUsers();
+  const f = dm(ALICE, BOB, h.now);
+  assert.deepEqual(errors(h.frame(1, { ...f, sig: "forged" }, "invalid")), ["INVALID_SIG"]);
+  assert.equal(sent(h.frame(1, f), 2).length, 1);
+});

@@ -1,0 +1,524 @@
+/**
+ * Deterministic simulation: several nodes' reducers on one simulated clock and one simulated network, driven by a
+ * seed (FoundationDB / TigerBeetle style). This file plays the shell for every node: it carries out effects,
+ * delivers frames with latency, and injects faults (broken connections, duplicated and reordered frames, node
+ * crashes). Signatures are simulated: a frame "signed" by a node carries `sim:<key alias>`, and the receiving
+ * side accepts it only when that is the key the reducer expects (`expectedKey`), exactly as the real shell does
+ * with RSA.
+ */
+import { initState, reduce } from "../../lib/core/reduce.ts";
+import {
+  type BootstrapEntry,
+  DEFAULT_FEDERATION,
+  DEFAULT_LIMITS,
+  type Effect,
+  type Event,
+  type ServerRecord,
+  type State,
+  type UserRecord,
+} from "../../lib/core/types.ts";
+import { expectedKey } from "../../lib/core/verify.ts";
+import { sha256Hex } from "../../lib/crypto/rsa.ts";
+import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
+import {
+  type AnyEnvelope,
+  type Envelope,
+  parseFrame,
+  serializeEnvelope,
+} from "../../lib/protocol/envelope.ts";
+
+/** mulberry32: a small, good-enough seeded PRNG. */
+export class Rng {
+  private s: number;
+  constructor(seed: number) {
+    this.s = seed >>> 0;
+  }
+  next(): number {
+    this.s = (this.s + 0x6d2b79f5) >>> 0;
+    let t = this.s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+  pick<T>(xs: T[]): T {
+    return xs[this.int(xs.length)];
+  }
+}
+
+/** Fault rates for node-to-node frames (users' connections are reliable). */
+export interface Faults {
+  /** A frame is lost and its connection breaks (what a lossy network does to TCP). */
+  breakLink: number;
+  /** A frame is delivered twice. */
+  duplicate: number;
+  /** A frame (and the frames behind it on its connection) is held back; frames on other connections overtake it. */
+  reorder: number;
+}
+
+export const NO_FAULTS: Faults = { breakLink: 0, duplicate: 0, reorder: 0 };
+
+type Endpoint = { kind: "node"; node: SimNode; conn: number } | { kind: "user"; user: SimUser };
+
+interface Pipe {
+  a: Endpoint;
+  b: Endpoint;
+  open: boolean;
+  /** FIFO: the last scheduled delivery time per direction. */
+  lastAt: [number, number];
+}
+
+/** A simulated server: its reducer state (null while crashed) and its durable store. */
+export interface SimNode {
+  index: number;
+  host: string;
+  port: number;
+  key: string;
+  bootstrap: BootstrapEntry[];
+  state: State | null;
+  store: { serverId: string; users: Map<string, UserRecord>; servers: Map<string, ServerRecord> };
+  pipes: Map<number, Pipe>;
+  nextConn: number;
+  dialTokens: Set<number>;
+}
+
+/** A simulated user: a client that tracks presence and what it received. */
+export interface SimUser {
+  userId: string;
+  key: string;
+  node: SimNode | null;
+  pipe: Pipe | null;
+  online: boolean;
+  directory: Map<string, string>;
+  received: Map<string, number>;
+}
+
+/** A DM the simulation sent, to check delivery. */
+export interface SentDm {
+  id: string;
+  from: string;
+  to: string;
+  ts: number;
+  ciphertext: string;
+  content_sig: string;
+}
+
+type Job = { at: number; seq: number; run: () => void };
+
+/** The simulation. */
+export class Sim {
+  now = 1_700_000_000_000;
+  readonly rng: Rng;
+  readonly nodes: SimNode[] = [];
+  readonly users: SimUser[] = [];
+  readonly dms = new Map<string, SentDm>();
+  readonly violations: string[] = [];
+  faults: Faults = NO_FAULTS;
+  /** Counts of node-to-node frames by type (for the no-loop check). */
+  serverFrames = new Map<string, number>();
+  private queue: Job[] = [];
+  private seq = 0;
+  private aliases = new Map<string, number>();
+  private freshIds = 0;
+  private dmSeq = 0;
+
+  constructor(readonly seed: number, readonly keys: string[]) {
+    this.rng = new Rng(seed);
+    keys.forEach((k, i) => this.aliases.set(k, i));
+  }
+
+  // --- scheduling -------------------------------------------------------------------------------------------
+  at(time: number, run: () => void): void {
+    const job = { at: time, seq: this.seq++, run };
+    let lo = 0, hi = this.queue.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const q = this.queue[mid];
+      if (q.at < job.at || (q.at === job.at && q.seq < job.seq)) lo = mid + 1;
+      else hi = mid;
+    }
+    this.queue.splice(lo, 0, job);
+  }
+
+  /** Run every job due up to `until` (simulated ms). */
+  runUntil(until: number): void {
+    while (this.queue.length && this.queue[0].at <= until) {
+      const job = this.queue.shift()!;
+      this.now = job.at;
+      job.run();
+    }
+    this.now = until;
+  }
+
+  /** Advance the clock by `ms`. */
+  run(ms: number): void {
+    this.runUntil(this.now + ms);
+  }
+
+  // --- nodes ------------------------------------------------------------------------------------------------
+  addNode(keyIndex: number, bootstrapTo: number[]): SimNode {
+    const index = this.nodes.length;
+    const node: SimNode = {
+      index,
+      host: `n${index}`,
+      port: 1000 + index,
+      key: this.keys[keyIndex],
+      bootstrap: [],
+      state: null,
+      store: {
+        serverId: `00000000-0000-4000-8000-${String(index).padStart(12, "0")}`,
+        users: new Map(),
+        servers: new Map(),
+      },
+      pipes: new Map(),
+      nextConn: 1,
+      dialTokens: new Set(),
+    };
+    node.bootstrap = bootstrapTo.map((i) => ({
+      host: this.nodes[i].host,
+      port: this.nodes[i].port,
+      pubkey: this.nodes[i].key,
+    }));
+    this.nodes.push(node);
+    return node;
+  }
+
+  /** Start (or restart) a node from its store. */
+  start(node: SimNode): void {
+    node.state = initState(
+      {
+        serverId: node.store.serverId,
+        serverPub: node.key,
+        serverPubPem: node.key,
+        limits: { ...DEFAULT_LIMITS },
+        federation: {
+          ...DEFAULT_FEDERATION,
+          bootstrap: node.bootstrap,
+          heartbeatMs: 1000,
+          linkTimeoutMs: 3000,
+        },
+        labWeakKeys: false,
+        labReplay: false,
+      },
+      [...node.store.users.values()],
+      [...node.store.servers.values()],
+    );
+    node.nextConn = 1;
+    this.step(node, { kind: "started", now: this.now, host: node.host, port: node.port });
+    const tick = () => {
+      if (node.state === null) return;
+      this.step(node, { kind: "tick", now: this.now });
+      this.at(this.now + 250, tick);
+    };
+    const gen = node.state;
+    this.at(this.now + 250, () => node.state === gen && tick());
+  }
+
+  /** Crash a node: state lost, every connection broken, store kept. */
+  crash(node: SimNode): void {
+    if (!node.state) return;
+    node.state = null;
+    for (const pipe of [...node.pipes.values()]) this.breakPipe(pipe);
+    node.pipes.clear();
+    node.dialTokens.clear();
+  }
+
+  private step(node: SimNode, ev: Event): void {
+    if (!node.state) return;
+    const r = reduce(node.state, ev);
+    node.state = r.state;
+    for (const fx of r.effects) this.effect(node, fx);
+  }
+
+  private effect(node: SimNode, fx: Effect): void {
+    switch (fx.kind) {
+      case "send": {
+        const pipe = node.pipes.get(fx.conn);
+        if (!pipe || !pipe.open) return;
+        const frame = { ...fx.frame } as Envelope;
+        if (fx.sign) frame.sig = `sim:${this.aliases.get(node.key)}`;
+        this.transmit(
+          pipe,
+          pipe.a.kind === "node" && pipe.a.node === node && pipe.a.conn === fx.conn ? 0 : 1,
+          frame,
+        );
+        break;
+      }
+      case "close": {
+        const pipe = node.pipes.get(fx.conn);
+        if (pipe) this.closePipe(pipe);
+        break;
+      }
+      case "dial": {
+        node.dialTokens.add(fx.token);
+        const gen = node.state;
+        this.at(this.now + fx.afterMs, () => this.dial(node, gen, fx.token, fx.url));
+        break;
+      }
+      case "persist": {
+        const op = fx.op;
+        if (op.op === "upsertUser") node.store.users.set(op.user.userId, op.user);
+        else if (op.op === "pinServer") {
+          const old = node.store.servers.get(op.server.serverId);
+          node.store.servers.set(op.server.serverId, {
+            ...op.server,
+            pubkey: old?.pubkey ?? op.server.pubkey,
+          });
+        } else node.store.serverId = op.serverId;
+        break;
+      }
+      case "log":
+        break;
+    }
+  }
+
+  private dial(node: SimNode, gen: State | null, token: number, url: string): void {
+    if (node.state !== gen || !node.state || !node.dialTokens.delete(token)) return;
+    const m = /^ws:\/\/n(\d+):\d+$/.exec(url);
+    const target = m ? this.nodes[Number(m[1])] : undefined;
+    if (!target?.state) {
+      this.step(node, { kind: "dialFailed", token, now: this.now, reason: "refused" });
+      return;
+    }
+    const ca = node.nextConn++;
+    const cb = target.nextConn++;
+    const pipe: Pipe = {
+      a: { kind: "node", node, conn: ca },
+      b: { kind: "node", node: target, conn: cb },
+      open: true,
+      lastAt: [0, 0],
+    };
+    node.pipes.set(ca, pipe);
+    target.pipes.set(cb, pipe);
+    this.step(target, { kind: "connected", conn: cb, addr: node.host, now: this.now });
+    this.step(node, { kind: "connected", conn: ca, addr: target.host, now: this.now, dial: token });
+  }
+
+  // --- the network ------------------------------------------------------------------------------------------
+  private transmit(pipe: Pipe, dir: 0 | 1, frame: Envelope): void {
+    const to = dir === 0 ? pipe.b : pipe.a;
+    const between = pipe.a.kind === "node" && pipe.b.kind === "node";
+    const text = serializeEnvelope(frame);
+    if (between) this.serverFrames.set(frame.type, (this.serverFrames.get(frame.type) ?? 0) + 1);
+    if (between && this.rng.chance(this.faults.breakLink)) {
+      this.breakPipe(pipe);
+      return;
+    }
+    // A WebSocket delivers in order, so each connection stays FIFO; "reorder" holds a frame (and so the frames
+    // behind it) back, letting frames on other connections overtake it, as a congested path does.
+    const latency = 1 + this.rng.int(20) +
+      (between && this.rng.chance(this.faults.reorder) ? this.rng.int(300) : 0);
+    const at = Math.max(this.now + latency, pipe.lastAt[dir]);
+    pipe.lastAt[dir] = at;
+    this.at(at, () => pipe.open && this.arrive(to, text));
+    if (between && this.rng.chance(this.faults.duplicate)) {
+      // A duplicate (a relay or retransmission bug) may come any time later.
+      this.at(at + 1 + this.rng.int(500), () => pipe.open && this.arrive(to, text));
+    }
+  }
+
+  private arrive(to: Endpoint, text: string): void {
+    if (to.kind === "user") return this.userReceives(to.user, text);
+    const node = to.node;
+    if (!node.state) return;
+    const parsed = parseFrame(text);
+    const digest = parsed.ok ? sha256Hex(canonicalJson(parsed.envelope.payload)) : "";
+    let sig: "valid" | "invalid" | "absent" = "absent";
+    let sigKey: string | undefined;
+    if (parsed.ok && parsed.envelope.sig) {
+      const key = expectedKey(node.state, node.state.conns.get(to.conn), parsed.envelope);
+      const ok = key !== undefined && parsed.envelope.sig === `sim:${this.aliases.get(key)}`;
+      sig = ok ? "valid" : "invalid";
+      sigKey = ok ? key : undefined;
+    }
+    this.step(node, {
+      kind: "frame",
+      conn: to.conn,
+      now: this.now,
+      parsed,
+      digest,
+      sig,
+      sigKey,
+      fresh: `sim-fresh-${this.freshIds++}`,
+    });
+  }
+
+  /** Close a connection the way a WebSocket close does: both ends see "closed" a moment later. */
+  private closePipe(pipe: Pipe): void {
+    if (!pipe.open) return;
+    this.at(this.now + 1, () => this.breakPipe(pipe));
+  }
+
+  private breakPipe(pipe: Pipe): void {
+    if (!pipe.open) return;
+    pipe.open = false;
+    for (const end of [pipe.a, pipe.b]) {
+      if (end.kind === "node") {
+        if (end.node.pipes.get(end.conn) !== pipe) continue;
+        end.node.pipes.delete(end.conn);
+        this.step(end.node, { kind: "closed", conn: end.conn, now: this.now });
+      } else if (end.user.pipe === pipe) {
+        end.user.pipe = null;
+        end.user.node = null;
+        end.user.online = false;
+        end.user.directory.clear();
+      }
+    }
+  }
+
+  // --- users ------------------------------------------------------------------------------------------------
+  addUser(keyIndex: number): SimUser {
+    const n = this.users.length;
+    const user: SimUser = {
+      userId: `aaaaaaaa-0000-4000-8000-${String(n).padStart(12, "0")}`,
+      key: this.keys[keyIndex],
+      node: null,
+      pipe: null,
+      online: false,
+      directory: new Map(),
+      received: new Map(),
+    };
+    this.users.push(user);
+    return user;
+  }
+
+  /** Connect a user to a node and say hello. */
+  connect(user: SimUser, node: SimNode): void {
+    if (user.pipe || !node.state) return;
+    const conn = node.nextConn++;
+    const pipe: Pipe = {
+      a: { kind: "user", user },
+      b: { kind: "node", node, conn },
+      open: true,
+      lastAt: [0, 0],
+    };
+    node.pipes.set(conn, pipe);
+    user.pipe = pipe;
+    user.node = node;
+    this.step(node, { kind: "connected", conn, addr: `u-${user.userId}`, now: this.now });
+    this.transmit(pipe, 0, {
+      type: "USER_HELLO",
+      from: user.userId,
+      to: "",
+      ts: this.now,
+      payload: { client: "sim", pubkey: user.key, enc_pubkey: user.key },
+    });
+  }
+
+  disconnect(user: SimUser): void {
+    if (user.pipe) this.closePipe(user.pipe);
+  }
+
+  /** Send a DM (the ciphertext is an opaque token the servers must carry unchanged). */
+  dm(from: SimUser, to: SimUser): SentDm | null {
+    if (!from.pipe || !from.online) return null;
+    const id = `dm-${this.seed}-${this.dmSeq++}`;
+    const dm: SentDm = {
+      id,
+      from: from.userId,
+      to: to.userId,
+      ts: this.now,
+      ciphertext: `ct.${id}`,
+      content_sig: `cs.${id}`,
+    };
+    this.dms.set(id, dm);
+    this.transmit(from.pipe, 0, {
+      type: "MSG_DIRECT",
+      from: from.userId,
+      to: to.userId,
+      ts: dm.ts,
+      payload: { ciphertext: dm.ciphertext, sender_pub: from.key, content_sig: dm.content_sig },
+    });
+    return dm;
+  }
+
+  private userReceives(user: SimUser, text: string): void {
+    const r = parseFrame(text);
+    if (!r.ok) return void this.violations.push(`user ${user.userId} got an unparsable frame`);
+    const env = r.envelope as AnyEnvelope;
+    switch (env.type) {
+      case "ACK":
+        if (env.payload.msg_ref === "USER_HELLO") user.online = true;
+        break;
+      case "USER_ADVERTISE":
+        user.directory.set(env.payload.user_id, env.payload.server_id);
+        break;
+      case "USER_REMOVE":
+        if (user.directory.get(env.payload.user_id) === env.payload.server_id) {
+          user.directory.delete(env.payload.user_id);
+        }
+        break;
+      case "USER_DELIVER": {
+        const id = env.payload.ciphertext.replace(/^ct\./, "");
+        const dm = this.dms.get(id);
+        const n = (user.received.get(id) ?? 0) + 1;
+        user.received.set(id, n);
+        if (!dm) this.violations.push(`${user.userId} received an unknown message ${id}`);
+        else {
+          if (dm.to !== user.userId) {
+            this.violations.push(`${id} for ${dm.to} was delivered to ${user.userId}`);
+          }
+          if (env.ts !== dm.ts) this.violations.push(`${id} arrived with ts ${env.ts}, sent with ${dm.ts}`);
+          if (env.payload.sender !== dm.from) {
+            this.violations.push(`${id}: sender ${env.payload.sender} != ${dm.from}`);
+          }
+          if (env.payload.content_sig !== dm.content_sig) this.violations.push(`${id}: content_sig altered`);
+        }
+        if (n > 1) this.violations.push(`${id} delivered ${n} times to ${user.userId}`);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  // --- invariants -------------------------------------------------------------------------------------------
+  /** Who is online where, by the simulation's own account. */
+  truth(): Map<string, string> {
+    const m = new Map<string, string>();
+    for (const u of this.users) {
+      if (u.online && u.node?.state) m.set(u.userId, u.node.state.config.serverId);
+    }
+    return m;
+  }
+
+  /** Differences between the truth and what each server and each online user believes. */
+  presenceDiffs(): string[] {
+    const truth = this.truth();
+    const out: string[] = [];
+    const show = (m: Map<string, string>) =>
+      [...m].sort().map(([u, s]) => `${u.slice(-3)}@${s.slice(-3)}`).join(",");
+    for (const n of this.nodes) {
+      if (!n.state) continue;
+      const seen = new Map([...n.state.presence].map(([u, p]) => [u, p.serverId]));
+      if (show(seen) !== show(truth)) {
+        out.push(`node ${n.index} believes ${show(seen)}; truth ${show(truth)}`);
+      }
+    }
+    for (const u of this.users) {
+      if (u.online && show(u.directory) !== show(truth)) {
+        out.push(`user ${u.userId.slice(-3)} believes ${show(u.directory)}; truth ${show(truth)}`);
+      }
+    }
+    return out;
+  }
+
+  /** Servers that are up but not linked to every other server that is up. */
+  meshGaps(): string[] {
+    const up = this.nodes.filter((n) => n.state);
+    const out: string[] = [];
+    for (const n of up) {
+      for (const m of up) {
+        if (n !== m && !n.state!.links.has(m.state!.config.serverId)) {
+          out.push(`node ${n.index} has no link to node ${m.index}`);
+        }
+      }
+    }
+    return out;
+  }
+}
