@@ -338,7 +338,13 @@ export function onWelcome(out: Out, conn: Conn, env: Envelope<"SERVER_WELCOME">)
     server_id: state.config.serverId,
     servers: p.servers?.length ?? 0,
   });
-  for (const s of p.servers ?? []) {
+  // Deployed introducers send one list or the other (SOCP-1.3 §5.2): without `servers`, read `clients` entries
+  // that carry an address as servers (the "mis-labelled server list" reading).
+  const listed = p.servers ??
+    (p.clients ?? []).flatMap((c) =>
+      c.host && c.port ? [{ server_id: c.user_id, host: c.host, port: c.port, pubkey: c.pubkey }] : []
+    );
+  for (const s of listed) {
     if (s.server_id === state.config.serverId || s.server_id === env.from || state.links.has(s.server_id)) {
       continue;
     }

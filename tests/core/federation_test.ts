@@ -507,3 +507,45 @@ Deno.test("an older advert arriving after a newer removal (another gossip path) 
   assert.ok(!h.state.presence.has(BOB));
   assert.deepEqual(sent(late, 1), []);
 });
+
+Deno.test("joiner: a welcome with only `clients` (the other reading of the standard) still links to the listed servers", () => {
+  const h = new Harness(config({
+    federation: {
+      bootstrap: [{ host: "intro", port: 1, pubkey: S2K }],
+      introducer: false,
+      heartbeatMs: 15000,
+      linkTimeoutMs: 45000,
+      allowedServerKeys: [],
+    },
+  }));
+  const [d] = dials(h.step({ kind: "started", now: h.now, host: "127.0.0.1", port: 8765 }));
+  h.step({ kind: "connected", conn: 20, addr: "intro", now: h.now, dial: d.token });
+  const w = h.signed(20, {
+    type: "SERVER_WELCOME",
+    from: S2,
+    to: SERVER,
+    ts: h.now,
+    payload: { assigned_id: SERVER, clients: [{ user_id: S3, host: "c", port: 3, pubkey: S3K }] },
+  });
+  assert.deepEqual(dials(w).map((x) => x.url), ["ws://c:3"]);
+  assert.equal(h.state.config.serverId, SERVER, "an echoed id is kept");
+});
+
+Deno.test("a restarted node redials every server it had pinned, and joins through its bootstrap list", () => {
+  const h = new Harness(config({
+    federation: {
+      bootstrap: [{ host: "intro", port: 1, pubkey: S2K }],
+      introducer: false,
+      heartbeatMs: 15000,
+      linkTimeoutMs: 45000,
+      allowedServerKeys: [],
+    },
+  }));
+  h.state.servers.set(S2, { serverId: S2, host: "intro", port: 1, pubkey: S2K });
+  h.state.servers.set(S3, { serverId: S3, host: "c", port: 3, pubkey: S3K });
+  const fx = h.step({ kind: "started", now: h.now, host: "127.0.0.1", port: 8765 });
+  assert.deepEqual(dials(fx).map((x) => [x.url, x.afterMs]).sort(), [["ws://c:3", 1000], [
+    "ws://intro:1",
+    0,
+  ]]);
+});

@@ -34,7 +34,9 @@ async function health(n: NodeProcess) {
 const n1 = await NodeProcess.start({ args: TIMERS });
 const wk = await (await fetch(`${n1.http}/.well-known/socp`)).json();
 const BOOT = ["--bootstrap", `127.0.0.1:${n1.port}#${wk.pubkey}`];
-const n2 = await NodeProcess.start({ args: [...BOOT, ...TIMERS] });
+// n2's first bootstrap entry answers nobody: it must move on to the next one.
+const deadKey = (await fixtureKey("user6")).publicKey;
+const n2 = await NodeProcess.start({ args: ["--bootstrap", `127.0.0.1:1#${deadKey}`, ...BOOT, ...TIMERS] });
 const n3dir = Deno.makeTempDirSync({ prefix: "socp-e2e-n3-" });
 let n3 = await NodeProcess.start({ dataDir: n3dir, args: [...BOOT, ...TIMERS] });
 const nodes = () => [n1, n2, n3];
@@ -54,6 +56,10 @@ Deno.test({ name: "an introducer and two joiners form a full mesh", ...opts }, a
   for (const n of nodes()) {
     await until(async () => (await health(n)).servers_linked === 2, `mesh at ${n.port}`);
   }
+  assert.ok(
+    n2.logs.some((l) => /join\.failed host=127\.0\.0\.1 port=1 /.test(l)),
+    "the dead entry was tried first",
+  );
   assert.ok(n2.logs.some((l) => l.includes("network.joined")));
   assert.ok(n1.logs.some((l) => l.includes("server.joined")));
 });
