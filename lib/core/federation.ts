@@ -10,6 +10,7 @@
 import { type Envelope, isServerId } from "../protocol/envelope.ts";
 import { decodePublicKey, parseAcceptableKey, sameKeyMaterial } from "../protocol/keys.ts";
 import type { Out } from "./out.ts";
+import { flushOutbox, setHome } from "./offline.ts";
 import { advertFor, toLocalUsers } from "./presence.ts";
 import type { Conn, DialIntent, ServerRecord, State } from "./types.ts";
 
@@ -53,12 +54,20 @@ export function started(out: Out, host: string, port: number): void {
   }
   if (state.config.federation.introducer || state.config.federation.bootstrap.length === 0) {
     state.join.phase = "alone";
+    ensureChannel(out);
     out.log("info", "network.introducer", {
       reason: state.config.federation.introducer ? "--introducer" : "no bootstrap list",
     });
     return;
   }
   tryBootstrap(out, 0, 0);
+}
+
+/** The first server of a network creates the channel key (PROFILE §8). */
+function ensureChannel(out: Out): void {
+  if (out.state.channel || out.state.channelPending) return;
+  out.state.channelPending = true;
+  out.effects.push({ kind: "createChannel" });
 }
 
 function isBootstrapKey(state: State, key: string): boolean {
@@ -78,6 +87,7 @@ function tryBootstrap(out: Out, index: number, afterMs: number): void {
       });
     }
     state.join.phase = "alone";
+    ensureChannel(out);
     // Introducers we were linked to before are ordinary link targets now.
     for (const rec of state.servers.values()) {
       if (isBootstrapKey(state, rec.pubkey) && !state.links.has(rec.serverId)) {
@@ -193,6 +203,7 @@ function linkUp(out: Out, conn: Conn, serverId: string, dialerId: string): boole
     state.presence.set(userId, { userId, serverId: state.config.serverId, advert });
     out.send(conn.id, advert, true);
   }
+  flushOutbox(out, conn.id, serverId);
   out.log("info", "link.up", {
     server: serverId,
     conn: conn.id,
@@ -281,7 +292,17 @@ export function onJoin(
     }),
     server_pub: ourKeyFor(state, conn),
   });
-  out.send(conn.id, welcome);
+  // PROFILE §8: the channel's private key travels to the joiner wrapped under the joiner's key (the shell seals).
+  if (state.channel) {
+    welcome.payload.public_channel = {
+      version: state.channel.version,
+      creator_pub: state.channel.creatorPub,
+      wrapped_key: "",
+    };
+    out.send(conn.id, welcome, true, { kind: "welcome", forKey: p.pubkey });
+  } else {
+    out.send(conn.id, welcome);
+  }
   out.log("info", "server.joined", {
     server: assigned,
     requested,
@@ -330,6 +351,18 @@ export function onWelcome(out: Out, conn: Conn, env: Envelope<"SERVER_WELCOME">)
     return out.close(conn.id, 1008, "bad welcome");
   }
   if (p.assigned_id !== state.config.serverId) adoptId(out, p.assigned_id);
+  const pc = p.public_channel;
+  if (pc && (!state.channel || state.channel.creatorPub !== pc.creator_pub)) {
+    state.channelPending = true;
+    out.effects.push({
+      kind: "adoptChannel",
+      version: pc.version,
+      creatorPub: pc.creator_pub,
+      wrappedKey: pc.wrapped_key,
+    });
+  } else if (pc && state.channel) {
+    state.channel.version = Math.max(state.channel.version, pc.version);
+  }
   state.join = { phase: "joined", retryMs: FIRST_BACKOFF_MS };
   pin(out, { serverId: env.from, host: intent.host, port: intent.port, pubkey: intent.expectKey });
   if (!linkUp(out, conn, env.from, state.config.serverId)) return;
@@ -438,6 +471,7 @@ export function onRemoteAdvert(out: Out, conn: Conn, env: Envelope<"USER_ADVERTI
     return;
   }
   state.presenceTs.set(p.user_id, env.ts);
+  setHome(out, p.user_id, env.from);
   const had = state.presence.get(p.user_id);
   state.presence.set(p.user_id, { userId: p.user_id, serverId: env.from, advert: env });
   relayToServers(out, env, conn.serverId);

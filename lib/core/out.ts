@@ -5,11 +5,13 @@
  */
 import type { Envelope } from "../protocol/envelope.ts";
 import type { ErrorCode, MessageType, PayloadOf } from "../protocol/messages.ts";
-import type { Effect, LogLevel, PersistOp, State } from "./types.ts";
+import type { Effect, LogLevel, PersistOp, Seal, State } from "./types.ts";
 
 /** Collects effects for one reducer step. */
 export class Out {
   readonly effects: Effect[] = [];
+  /** Hex SHA-256 of the canonical payload of the frame being handled ("" outside frame events). */
+  digest = "";
 
   constructor(readonly state: State, readonly now: number) {}
 
@@ -19,10 +21,10 @@ export class Out {
   }
 
   /** Send a frame; `sign` asks the shell to sign it with the server key. */
-  send(conn: number, frame: Envelope, sign = true): void {
+  send(conn: number, frame: Envelope, sign = true, seal?: Seal): void {
     const c = this.state.conns.get(conn);
     if (c) c.lastSent = this.now;
-    this.effects.push({ kind: "send", conn, frame, sign });
+    this.effects.push(seal ? { kind: "send", conn, frame, sign, seal } : { kind: "send", conn, frame, sign });
   }
 
   /** Send an ERROR frame and count a strike when asked; closes the connection at the strike limit. */

@@ -32,22 +32,31 @@ import { staleness, takeToken } from "./limits.ts";
 import { Out } from "./out.ts";
 import { userLeft } from "./presence.ts";
 import { direct, serverDeliver } from "./routing.ts";
-import type { Conn, Event, NodeConfig, Role, ServerRecord, State, Step, UserRecord } from "./types.ts";
+import type { Conn, Event, Loaded, NodeConfig, Role, State, Step } from "./types.ts";
+import {
+  channelReady,
+  onChannelAdd,
+  onChannelUpdated,
+  onKeyShareFromServer,
+  publicFromServer,
+  publicFromUser,
+} from "./channel.ts";
+import { fileTimers, onFile } from "./files.ts";
 import { hello } from "./users.ts";
 import { expectedKey } from "./verify.ts";
 
-/** A fresh state, with the users bound and the servers pinned in the store. */
-export function initState(config: NodeConfig, users: UserRecord[], servers: ServerRecord[] = []): State {
+/** A fresh state, with what the store holds (bound users, pinned servers, queues, the channel). */
+export function initState(config: NodeConfig, loaded: Partial<Loaded> = {}): State {
   return {
     config,
     conns: new Map(),
     connsPerAddr: new Map(),
     localUsers: new Map(),
-    users: new Map(users.map((u) => [u.userId, u])),
+    users: new Map((loaded.users ?? []).map((u) => [u.userId, u])),
     presence: new Map(),
     presenceTs: new Map(),
     seen: new SeenCache(config.limits.seenTtlMs, config.limits.seenMax),
-    servers: new Map(servers.map((s) => [s.serverId, s])),
+    servers: new Map((loaded.servers ?? []).map((s) => [s.serverId, s])),
     links: new Map(),
     linkDialer: new Map(),
     dials: new Map(),
@@ -55,10 +64,24 @@ export function initState(config: NodeConfig, users: UserRecord[], servers: Serv
     nextToken: 1,
     join: { phase: "idle", retryMs: 1000 },
     advertise: { host: "", port: 0 },
+    channel: loaded.channel
+      ? {
+        version: loaded.channel.version,
+        creatorPub: loaded.channel.creatorPub,
+        members: new Set(loaded.channel.members),
+      }
+      : null,
+    channelPending: false,
+    queued: new Map(loaded.queued ?? []),
+    outbox: new Map(loaded.outbox ?? []),
+    homes: new Map(loaded.homes ?? []),
+    transfers: new Map(),
   };
 }
 
 type Handler = (out: Out, conn: Conn, env: AnyEnvelope, fresh?: string) => void;
+const fileRule: Handler = (out, conn, env) =>
+  onFile(out, conn, env as Envelope<"FILE_START"> | Envelope<"FILE_CHUNK"> | Envelope<"FILE_END">);
 type Rule = Partial<Record<Role, Handler>>;
 
 const logOnly: Handler = (out, conn, env) =>
@@ -93,6 +116,22 @@ const RULES: Partial<Record<MessageType, Rule>> = {
   },
   USER_REMOVE: { server: (out, conn, env) => onRemoteRemove(out, conn, env as Envelope<"USER_REMOVE">) },
   SERVER_DELIVER: { server: (out, conn, env) => serverDeliver(out, conn, env as Envelope<"SERVER_DELIVER">) },
+  MSG_PUBLIC_CHANNEL: {
+    user: (out, conn, env) => publicFromUser(out, conn, env as Envelope<"MSG_PUBLIC_CHANNEL">),
+    server: (out, conn, env) => publicFromServer(out, conn, env as Envelope<"MSG_PUBLIC_CHANNEL">),
+  },
+  FILE_START: { user: fileRule, server: fileRule },
+  FILE_CHUNK: { user: fileRule, server: fileRule },
+  FILE_END: { user: fileRule, server: fileRule },
+  PUBLIC_CHANNEL_ADD: {
+    server: (out, conn, env) => onChannelAdd(out, conn, env as Envelope<"PUBLIC_CHANNEL_ADD">),
+  },
+  PUBLIC_CHANNEL_UPDATED: {
+    server: (out, conn, env) => onChannelUpdated(out, conn, env as Envelope<"PUBLIC_CHANNEL_UPDATED">),
+  },
+  PUBLIC_CHANNEL_KEY_SHARE: {
+    server: (out, conn, env) => onKeyShareFromServer(out, conn, env as Envelope<"PUBLIC_CHANNEL_KEY_SHARE">),
+  },
   HEARTBEAT: { server: () => {} },
   ERROR: { server: logOnly, pending: logOnly },
   ACK: { server: logOnly },
@@ -195,6 +234,7 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
     if (stale) return out.error(conn.id, reply, "TIMEOUT", stale);
   }
   if (!state.config.labReplay) state.seen.add(seenKey, ev.now);
+  out.digest = ev.digest;
   handler(out, conn, env, ev.fresh);
 }
 
@@ -298,6 +338,14 @@ export function reduce(state: State, event: Event): Step {
         }
       }
       linkTimers(out);
+      fileTimers(out);
+      break;
+    case "channelReady":
+      channelReady(out, event.version, event.creatorPub);
+      break;
+    case "channelFailed":
+      state.channelPending = false;
+      out.log("error", "channel.failed", { reason: event.reason });
       break;
   }
   return { state, effects: out.effects };

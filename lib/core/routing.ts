@@ -1,78 +1,112 @@
 /**
- * Direct messages (PROFILE §7): local delivery, SERVER_DELIVER to a remote user's server, and forwarding.
+ * Direct messages (PROFILE §7, §10): local delivery, SERVER_DELIVER to a remote user's server, forwarding, and
+ * store-and-forward for users who are offline.
  *
  * @module
  */
 import type { Envelope } from "../protocol/envelope.ts";
+import { ack, enqueue, toOutbox } from "./offline.ts";
 import type { Out } from "./out.ts";
-import type { Conn } from "./types.ts";
+import type { Conn, State } from "./types.ts";
 
-function deliverLocal(out: Out, conn: number, to: string, f: {
+/** Where a frame for an online user goes next. */
+export type Route = { kind: "local"; conn: number } | { kind: "server"; conn: number; serverId: string };
+
+/** The route to an online user: their local connection, or the link to their server (never back to `except`). */
+export function routeUser(state: State, userId: string, except?: string): Route | null {
+  const local = state.localUsers.get(userId);
+  if (local !== undefined) return { kind: "local", conn: local };
+  const home = state.presence.get(userId)?.serverId;
+  if (home === undefined || home === except || home === state.config.serverId) return null;
+  const link = state.links.get(home);
+  return link === undefined ? null : { kind: "server", conn: link, serverId: home };
+}
+
+interface Dm {
   ciphertext: string;
   sender: string;
   sender_pub: string;
   content_sig: string;
-}, ts: number): void {
-  out.send(conn, out.frame("USER_DELIVER", to, f, ts));
 }
 
-/** MSG_DIRECT from a local user: deliver locally, hand to the recipient's server, or say USER_NOT_FOUND. */
+function userDeliver(out: Out, to: string, f: Dm, ts: number): Envelope<"USER_DELIVER"> {
+  return out.frame("USER_DELIVER", to, {
+    ciphertext: f.ciphertext,
+    sender: f.sender,
+    sender_pub: f.sender_pub,
+    content_sig: f.content_sig,
+  }, ts);
+}
+
+/** Where an offline user lives: here (registered, not known elsewhere), another server, or nowhere known. */
+function offlineHome(state: State, userId: string): string | undefined {
+  const home = state.homes.get(userId);
+  if (home !== undefined) return home;
+  return state.users.has(userId) ? state.config.serverId : undefined;
+}
+
+/** MSG_DIRECT from a local user. */
 export function direct(out: Out, conn: number, env: Envelope<"MSG_DIRECT">): void {
   const { state } = out;
   const p = env.payload;
-  const local = state.localUsers.get(env.to);
-  if (local !== undefined) {
-    deliverLocal(out, local, env.to, {
-      ciphertext: p.ciphertext,
-      sender: env.from,
-      sender_pub: p.sender_pub,
-      content_sig: p.content_sig,
-    }, env.ts);
+  const dm: Dm = {
+    ciphertext: p.ciphertext,
+    sender: env.from,
+    sender_pub: p.sender_pub,
+    content_sig: p.content_sig,
+  };
+  const route = routeUser(state, env.to);
+  if (route?.kind === "local") {
+    out.send(route.conn, userDeliver(out, env.to, dm, env.ts));
     out.log("debug", "dm.delivered", { from: env.from, to: env.to });
     return;
   }
-  const home = state.presence.get(env.to)?.serverId;
-  const link = home !== undefined ? state.links.get(home) : undefined;
-  if (home !== undefined && link !== undefined) {
-    const deliver = out.frame("SERVER_DELIVER", home, {
-      user_id: env.to,
-      ciphertext: p.ciphertext,
-      sender: env.from,
-      sender_pub: p.sender_pub,
-      content_sig: p.content_sig,
-    }, env.ts);
+  const online = state.presence.get(env.to)?.serverId;
+  const home = online ?? offlineHome(state, env.to);
+  if (home === undefined) {
+    return out.error(conn, env.from, "USER_NOT_FOUND", `user ${env.to} is not known on this network`);
+  }
+  if (home === state.config.serverId) {
+    const full = enqueue(out, env.to, userDeliver(out, env.to, dm, env.ts));
+    return full ? out.error(conn, env.from, "UNKNOWN_TYPE", full) : ack(out, conn, env.from, out.digest);
+  }
+  const deliver = out.frame("SERVER_DELIVER", home, { user_id: env.to, ...dm }, env.ts);
+  const link = state.links.get(home);
+  if (link !== undefined) {
     out.send(link, deliver);
     out.log("debug", "dm.forwarded", { from: env.from, to: env.to, server: home });
+    // Live deliveries get no ACK; a DM to an offline user handed to its home server does (PROFILE §10).
+    if (online === undefined) ack(out, conn, env.from, out.digest);
     return;
   }
-  const detail = home !== undefined
-    ? `user ${env.to}'s server ${home} is unreachable`
-    : state.users.has(env.to)
-    ? `user ${env.to} is not online`
-    : `user ${env.to} is not known on this network`;
-  out.error(conn, env.from, "USER_NOT_FOUND", detail);
+  const full = toOutbox(out, home, deliver);
+  return full ? out.error(conn, env.from, "UNKNOWN_TYPE", full) : ack(out, conn, env.from, out.digest);
 }
 
-/** SERVER_DELIVER from a linked server: deliver to a local user, forward unchanged, or report USER_NOT_FOUND. */
+/** SERVER_DELIVER from a linked server: deliver, queue, forward unchanged, or report USER_NOT_FOUND. */
 export function serverDeliver(out: Out, conn: Conn, env: Envelope<"SERVER_DELIVER">): void {
   const { state } = out;
   const p = env.payload;
   const ts = p.orig_ts ?? env.ts;
-  const local = state.localUsers.get(p.user_id);
-  if (local !== undefined) {
-    deliverLocal(out, local, p.user_id, {
-      ciphertext: p.ciphertext,
-      sender: p.sender,
-      sender_pub: p.sender_pub,
-      content_sig: p.content_sig,
-    }, ts);
+  const dm: Dm = {
+    ciphertext: p.ciphertext,
+    sender: p.sender,
+    sender_pub: p.sender_pub,
+    content_sig: p.content_sig,
+  };
+  const route = routeUser(state, p.user_id, conn.serverId);
+  if (route?.kind === "local") {
+    out.send(route.conn, userDeliver(out, p.user_id, dm, ts));
     out.log("debug", "dm.delivered", { from: p.sender, to: p.user_id, via: env.from });
     return;
   }
-  const home = state.presence.get(p.user_id)?.serverId;
-  const link = home !== undefined ? state.links.get(home) : undefined;
-  if (home !== undefined && link !== undefined && home !== conn.serverId && home !== env.from) {
-    out.send(link, env, false); // unchanged: original from and sig (PROFILE §3)
+  if (route?.kind === "server" && route.serverId !== env.from) {
+    out.send(route.conn, env, false); // unchanged: original from and sig (PROFILE §3)
+    return;
+  }
+  if (!state.presence.has(p.user_id) && offlineHome(state, p.user_id) === state.config.serverId) {
+    const full = enqueue(out, p.user_id, userDeliver(out, p.user_id, dm, ts));
+    if (full) out.error(conn.id, conn.serverId ?? env.from, "UNKNOWN_TYPE", full);
     return;
   }
   out.error(conn.id, conn.serverId ?? env.from, "USER_NOT_FOUND", `user ${p.user_id} is not on this server`);

@@ -19,6 +19,14 @@ export interface Limits {
   seenTtlMs: number;
   seenMax: number;
   maxConnsPerAddr: number;
+  /** Offline queue bound per user (PROFILE §10). */
+  maxQueuePerUser: number;
+  /** How long queued frames are kept. */
+  queueTtlMs: number;
+  /** Largest file a transfer may announce (PROFILE §9). */
+  maxFileBytes: number;
+  /** A transfer without a chunk for this long is dropped. */
+  fileStallMs: number;
 }
 
 /** The defaults of PROFILE §11. */
@@ -32,6 +40,10 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
   seenTtlMs: 10 * 60_000,
   seenMax: 100_000,
   maxConnsPerAddr: 64,
+  maxQueuePerUser: 1_000,
+  queueTtlMs: 30 * 24 * 3600_000,
+  maxFileBytes: 16 * 1024 * 1024,
+  fileStallMs: 5 * 60_000,
 };
 
 /** One entry of the bootstrap list (the standard's YAML shape). */
@@ -122,6 +134,31 @@ export interface Conn {
   lastSent: number;
 }
 
+/** The public channel as the reducer sees it (the private key stays in the shell). */
+export interface Channel {
+  version: number;
+  /** The channel's public key (base64url DER SPKI). */
+  creatorPub: string;
+  members: Set<string>;
+}
+
+/** A file transfer passing through this server. */
+export interface Transfer {
+  fileId: string;
+  from: string;
+  to: string;
+  mode: "dm" | "public";
+  size: number;
+  /** Ciphertext bytes seen, and the most the announced size allows. */
+  ctBytes: number;
+  maxCtBytes: number;
+  lastAt: number;
+  /** The sender's connection when the sender is local. */
+  senderConn?: number;
+  /** The linked server it came from, when it came from one. */
+  viaServer?: string;
+}
+
 /** Where we are in joining a network. */
 export interface JoinState {
   phase: "idle" | "joining" | "joined" | "alone";
@@ -174,6 +211,28 @@ export interface State {
   join: JoinState;
   /** The address we advertise to other servers (known once listening). */
   advertise: { host: string; port: number };
+  /** The public channel, once this node holds its key. */
+  channel: Channel | null;
+  /** A channel key is being created or adopted by the shell. */
+  channelPending: boolean;
+  /** Frames waiting in SQLite per offline local user (counts; the frames stay in the store). */
+  queued: Map<string, number>;
+  /** SERVER_DELIVERs waiting per unreachable server (counts). */
+  outbox: Map<string, number>;
+  /** Last known home server of every user seen advertised. */
+  homes: Map<string, string>;
+  /** File transfers in flight, by `from|file_id`. */
+  transfers: Map<string, Transfer>;
+}
+
+/** What the store hands the reducer at start. */
+export interface Loaded {
+  users: UserRecord[];
+  servers: ServerRecord[];
+  homes: [string, string][];
+  queued: [string, number][];
+  outbox: [string, number][];
+  channel: { version: number; creatorPub: string; members: string[] } | null;
 }
 
 /** The outcome of the shell's signature check on a frame. */
@@ -199,22 +258,50 @@ export type Event =
   }
   | { kind: "oversize"; conn: number; now: number; bytes: number }
   | { kind: "closed"; conn: number; now: number }
-  | { kind: "tick"; now: number };
+  | { kind: "tick"; now: number }
+  /** The shell created or adopted the channel key. */
+  | { kind: "channelReady"; now: number; version: number; creatorPub: string }
+  /** Creating or adopting the channel key failed. */
+  | { kind: "channelFailed"; now: number; reason: string };
 
 /** A row change for the store. */
 export type PersistOp =
   | { op: "upsertUser"; user: UserRecord }
   | { op: "pinServer"; server: ServerRecord }
-  | { op: "setServerId"; serverId: string };
+  | { op: "setServerId"; serverId: string }
+  | { op: "setHome"; userId: string; serverId: string }
+  /** Queue a frame (USER_DELIVER, unsigned) for an offline local user. */
+  | { op: "enqueue"; userId: string; frame: Envelope; now: number }
+  /** Keep a SERVER_DELIVER (unsigned) for a server that is unreachable now. */
+  | { op: "outbox"; serverId: string; frame: Envelope; now: number }
+  | { op: "channel"; version: number; creatorPub: string }
+  | { op: "member"; memberId: string; wrappedKey: string; now: number };
+
+/**
+ * Crypto the shell performs on a frame before signing it, with the channel private key it holds:
+ * - `welcome`: `payload.public_channel.wrapped_key` = the channel key wrapped for `forKey`;
+ * - `updated`: `payload.wraps[0].wrapped_key` = the channel key wrapped for `forKey`;
+ * - `keyShare`: `payload.shares[0].wrapped_public_channel_key` wrapped for `forKey`, and `content_sig` made with
+ *   the channel key over PROFILE §4's key-share form.
+ */
+export type Seal = { kind: "welcome" | "updated" | "keyShare"; forKey: string };
 
 /** Log levels, most verbose first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
 /** Intents the shell carries out, in order. */
 export type Effect =
-  | { kind: "send"; conn: number; frame: AnyEnvelope | Envelope; sign: boolean }
+  | { kind: "send"; conn: number; frame: AnyEnvelope | Envelope; sign: boolean; seal?: Seal }
   | { kind: "close"; conn: number; code: number; reason: string }
   | { kind: "dial"; token: number; url: string; afterMs: number }
+  /** Send the user's queued frames in order (signed), then delete them. */
+  | { kind: "deliverQueued"; conn: number; userId: string }
+  /** Send the frames kept for a server that is linked again, then delete them. */
+  | { kind: "flushOutbox"; conn: number; serverId: string }
+  /** Create a new channel key pair (we are the first server of a network). */
+  | { kind: "createChannel" }
+  /** Unwrap and keep the channel key a welcome carried (wrapped under our server key). */
+  | { kind: "adoptChannel"; version: number; creatorPub: string; wrappedKey: string }
   | { kind: "persist"; op: PersistOp }
   | { kind: "log"; level: LogLevel; event: string; fields: Record<string, string | number | boolean> };
 

@@ -6,6 +6,8 @@
 import { type Envelope, isUuid } from "../protocol/envelope.ts";
 import { parseAcceptableKey, sameKeyMaterial } from "../protocol/keys.ts";
 import type { Out } from "./out.ts";
+import { channelJoin } from "./channel.ts";
+import { deliverQueued, setHome } from "./offline.ts";
 import { advertFor, sendSnapshot, toLocalUsers, toServers } from "./presence.ts";
 import type { Conn, UserRecord } from "./types.ts";
 
@@ -76,6 +78,9 @@ export function hello(out: Out, conn: Conn, env: Envelope<"USER_HELLO">): void {
   state.presenceTs.set(userId, out.now);
   toLocalUsers(out, advert, true);
   toServers(out, advert, true);
+  setHome(out, userId, state.config.serverId);
+  channelJoin(out, conn.id, user);
+  deliverQueued(out, conn.id, userId);
   out.log("info", "user.joined", { user: userId, conn: conn.id, name: displayName(user) });
 }
 

@@ -18,7 +18,7 @@ export interface Identity {
   created: boolean;
 }
 
-async function nodeSecret(dataDir: string, passphrase?: string): Promise<string> {
+export async function nodeSecret(dataDir: string, passphrase?: string): Promise<string> {
   if (passphrase) return passphrase;
   const path = join(dataDir, "node.secret");
   try {

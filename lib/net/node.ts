@@ -25,17 +25,20 @@ import {
   type FederationConfig,
   type Limits,
   type LogLevel,
+  type Seal,
   type State,
 } from "../core/types.ts";
 import { expectedKey } from "../core/verify.ts";
-import { spkiToB64Pem } from "../protocol/keys.ts";
-import { sha256Hex, verifyAny } from "../crypto/rsa.ts";
+import { sameKeyMaterial, spkiToB64Pem } from "../protocol/keys.ts";
+import { encryptTo, generateKeyPair, PrivateKey, sha256Hex, verifyAny } from "../crypto/rsa.ts";
+import { openPrivateKey, sealPrivateKey } from "../crypto/keyfile.ts";
+import { keySharePreimage } from "../protocol/preimages.ts";
 import { canonicalJson, signaturePreimages } from "../protocol/canonical_json.ts";
-import { parseFrame, type ParseResult, serializeEnvelope } from "../protocol/envelope.ts";
+import { type Envelope, parseFrame, type ParseResult, serializeEnvelope } from "../protocol/envelope.ts";
 import { Store } from "../store/sqlite.ts";
 import { SOFTWARE, VERSION } from "../version.ts";
 import { statusPage } from "../web/status_page.ts";
-import { fingerprint, loadOrCreateIdentity } from "./identity.ts";
+import { fingerprint, type Identity, loadOrCreateIdentity, nodeSecret } from "./identity.ts";
 import { Logger } from "./log.ts";
 import { Signer } from "./signer.ts";
 
@@ -102,7 +105,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
 
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   const store = Store.open(join(opts.dataDir, "socp.db"));
-  let identity;
+  let identity: Identity;
   try {
     identity = await loadOrCreateIdentity(store, opts.dataDir, {
       passphrase: opts.nodePassphrase,
@@ -117,6 +120,19 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   if (identity.created) log.info("identity.created", { server_id: identity.serverId, fingerprint: fp });
 
   const federation: FederationConfig = { ...DEFAULT_FEDERATION, ...opts.federation };
+  const secret = await nodeSecret(opts.dataDir, opts.nodePassphrase);
+  const loaded = store.load();
+  // The public channel's private key, when this node holds it (sealed like the identity key).
+  let channelKey: PrivateKey | null = null;
+  const sealedChannel = store.getChannelKey();
+  if (sealedChannel) {
+    try {
+      channelKey = await PrivateKey.fromPkcs8(await openPrivateKey(sealedChannel.sealed, secret));
+    } catch {
+      store.close();
+      throw new Error("cannot open the public channel key with this node's passphrase");
+    }
+  }
   let state: State = initState(
     {
       serverId: identity.serverId,
@@ -127,8 +143,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       labWeakKeys: !!opts.labWeakKeys,
       labReplay: !!opts.labReplay,
     },
-    store.listUsers(),
-    store.listServers(),
+    loaded,
   );
   const dialTimers = new Set<ReturnType<typeof setTimeout>>();
   let stopping = false;
@@ -150,7 +165,14 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           const s = sockets.get(fx.conn);
           if (!s || s.closing) break;
           const frame = { ...fx.frame };
-          const sig = fx.sign ? signer.sign(frame.payload) : Promise.resolve(frame.sig ?? "");
+          const seal = fx.seal;
+          const sig = seal
+            ? applySeal(frame, seal).then((ok) =>
+              ok ? signer.sign(frame.payload) : Promise.reject(new Error("no channel key"))
+            )
+            : fx.sign
+            ? signer.sign(frame.payload)
+            : Promise.resolve(frame.sig ?? "");
           if (frame.type === "ERROR") metrics.refused++;
           s.outbound = s.outbound.then(async () => {
             frame.sig = await sig;
@@ -178,12 +200,33 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
         case "dial":
           dial(fx.token, fx.url, fx.afterMs);
           break;
+        case "deliverQueued": {
+          const rows = store.queuedFor(fx.userId, Date.now() - limits.queueTtlMs);
+          sendStored(fx.conn, rows, (ids) => store.dequeue(ids), `queued for ${fx.userId}`);
+          break;
+        }
+        case "flushOutbox": {
+          const rows = store.outboxFor(fx.serverId, Date.now() - limits.queueTtlMs);
+          sendStored(fx.conn, rows, (ids) => store.removeOutbox(ids), `kept for ${fx.serverId}`);
+          break;
+        }
+        case "createChannel":
+          createChannel();
+          break;
+        case "adoptChannel":
+          adoptChannel(fx.version, fx.creatorPub, fx.wrappedKey);
+          break;
         case "persist":
           try {
             const op = fx.op;
             if (op.op === "upsertUser") store.upsertUser(op.user, Date.now());
             else if (op.op === "pinServer") store.pinServer(op.server, Date.now());
-            else store.setServerId(op.serverId);
+            else if (op.op === "setServerId") store.setServerId(op.serverId);
+            else if (op.op === "setHome") store.setHome(op.userId, op.serverId);
+            else if (op.op === "enqueue") store.enqueue(op.userId, op.frame, op.now);
+            else if (op.op === "outbox") store.addOutbox(op.serverId, op.frame, op.now);
+            else if (op.op === "channel") store.setChannel(op.version, op.creatorPub, Date.now());
+            else store.addMember(op.memberId, op.wrappedKey, op.now);
           } catch (e) {
             // Nothing after a failed write may claim it succeeded: drop the rest of this batch.
             log.error("store.write_failed", { error: String(e) });
@@ -198,6 +241,73 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           break;
       }
     }
+  }
+
+  /** Fill in a frame's channel-key crypto (PROFILE §8); false when this node holds no channel key. */
+  async function applySeal(frame: Envelope, seal: Seal): Promise<boolean> {
+    if (!channelKey) return false;
+    const wrapped = await encryptTo(seal.forKey, await channelKey.exportPkcs8());
+    const p = structuredClone(frame.payload) as Record<string, unknown>;
+    if (seal.kind === "welcome") (p.public_channel as Record<string, unknown>).wrapped_key = wrapped;
+    else if (seal.kind === "updated") (p.wraps as Record<string, unknown>[])[0].wrapped_key = wrapped;
+    else {
+      (p.shares as Record<string, unknown>[])[0].wrapped_public_channel_key = wrapped;
+      p.content_sig = await channelKey.sign(keySharePreimage(p.shares, p.creator_pub as string));
+    }
+    frame.payload = p as typeof frame.payload;
+    return true;
+  }
+
+  /** Send stored frames (queue or outbox) in order, signed now, then delete them once they have left. */
+  function sendStored(
+    conn: number,
+    rows: { id: number; frame: unknown }[],
+    remove: (ids: number[]) => void,
+    what: string,
+  ) {
+    const s = sockets.get(conn);
+    if (!s || rows.length === 0) return;
+    const frames = rows.map((r) => ({ ...(r.frame as Envelope), from: state.config.serverId }));
+    const sigs = frames.map((f) => signer.sign(f.payload));
+    s.outbound = s.outbound.then(async () => {
+      for (let i = 0; i < frames.length; i++) {
+        frames[i].sig = await sigs[i];
+        if (s.ws.readyState !== WebSocket.OPEN) return;
+        s.ws.send(serializeEnvelope(frames[i]));
+        metrics.framesOut++;
+      }
+      remove(rows.map((r) => r.id));
+      log.info("stored.delivered", { conn, frames: rows.length, what });
+    }).catch((e) => log.error("stored.failed", { conn, error: String(e) }));
+  }
+
+  async function keepChannelKey(key: PrivateKey, version: number): Promise<void> {
+    store.setChannelKey(key.publicKey, await sealPrivateKey(await key.exportPkcs8(), secret));
+    store.setChannel(version, key.publicKey, Date.now());
+    channelKey = key;
+    dispatch({ kind: "channelReady", now: Date.now(), version, creatorPub: key.publicKey });
+  }
+
+  function createChannel(): void {
+    generateKeyPair(4096).then((key) => keepChannelKey(key, 1)).then(
+      () => log.info("channel.created", {}),
+      (e) => dispatch({ kind: "channelFailed", now: Date.now(), reason: String(e) }),
+    );
+  }
+
+  function adoptChannel(version: number, creatorPub: string, wrappedKey: string): void {
+    identity.key.decrypt(wrappedKey)
+      .then((pkcs8) => PrivateKey.fromPkcs8(pkcs8))
+      .then((key) => {
+        if (!sameKeyMaterial(key.publicKey, creatorPub)) {
+          throw new Error("the wrapped channel key does not match creator_pub");
+        }
+        return keepChannelKey(key, version);
+      })
+      .then(
+        () => log.info("channel.adopted", { version }),
+        (e) => dispatch({ kind: "channelFailed", now: Date.now(), reason: String(e) }),
+      );
   }
 
   function onMessage(conn: number, s: Socket, data: unknown): void {

@@ -12,7 +12,7 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
-import type { ServerRecord, UserRecord } from "../core/types.ts";
+import type { Loaded, ServerRecord, UserRecord } from "../core/types.ts";
 import type { SealedKey } from "../crypto/keyfile.ts";
 
 /** Ordered schema migrations; index i takes the file from version i to i+1. Append only. */
@@ -55,6 +55,29 @@ const MIGRATIONS: string[] = [
      host      TEXT NOT NULL,
      port      INT  NOT NULL,
      pinned_at INT  NOT NULL
+   );`,
+  `CREATE TABLE queue(
+     id        INTEGER PRIMARY KEY AUTOINCREMENT,
+     user_id   TEXT NOT NULL,
+     frame     TEXT NOT NULL,
+     queued_at INT  NOT NULL
+   );
+   CREATE INDEX queue_by_user ON queue(user_id, id);
+   CREATE TABLE outbox(
+     id        INTEGER PRIMARY KEY AUTOINCREMENT,
+     server_id TEXT NOT NULL,
+     frame     TEXT NOT NULL,
+     queued_at INT  NOT NULL
+   );
+   CREATE INDEX outbox_by_server ON outbox(server_id, id);
+   CREATE TABLE homes(
+     user_id   TEXT PRIMARY KEY,
+     server_id TEXT NOT NULL
+   );
+   CREATE TABLE channel_key(
+     id          INTEGER PRIMARY KEY CHECK (id = 1),
+     creator_pub TEXT NOT NULL,
+     sealed_key  TEXT NOT NULL
    );`,
 ];
 
@@ -189,6 +212,128 @@ export class Store {
       port: number;
     }[];
     return rows.map((r) => ({ serverId: r.server_id, pubkey: r.pubkey, host: r.host, port: Number(r.port) }));
+  }
+
+  /** Queue a frame for an offline user (committed when this returns). */
+  enqueue(userId: string, frame: unknown, now: number): void {
+    this.db.prepare("INSERT INTO queue(user_id, frame, queued_at) VALUES (?, ?, ?)").run(
+      userId,
+      JSON.stringify(frame),
+      now,
+    );
+  }
+
+  /** A user's queued frames, oldest first, dropping those older than `notBefore`. */
+  queuedFor(userId: string, notBefore: number): { id: number; frame: unknown }[] {
+    this.db.prepare("DELETE FROM queue WHERE user_id = ? AND queued_at < ?").run(userId, notBefore);
+    const rows = this.db.prepare("SELECT id, frame FROM queue WHERE user_id = ? ORDER BY id").all(userId) as {
+      id: number;
+      frame: string;
+    }[];
+    return rows.map((r) => ({ id: Number(r.id), frame: JSON.parse(r.frame) }));
+  }
+
+  /** Delete delivered queue rows. */
+  dequeue(ids: number[]): void {
+    const del = this.db.prepare("DELETE FROM queue WHERE id = ?");
+    this.tx(() => ids.forEach((id) => del.run(id)));
+  }
+
+  /** Keep a frame for a server that is unreachable now. */
+  addOutbox(serverId: string, frame: unknown, now: number): void {
+    this.db.prepare("INSERT INTO outbox(server_id, frame, queued_at) VALUES (?, ?, ?)").run(
+      serverId,
+      JSON.stringify(frame),
+      now,
+    );
+  }
+
+  /** The frames kept for a server, oldest first. */
+  outboxFor(serverId: string, notBefore: number): { id: number; frame: unknown }[] {
+    this.db.prepare("DELETE FROM outbox WHERE server_id = ? AND queued_at < ?").run(serverId, notBefore);
+    const rows = this.db.prepare("SELECT id, frame FROM outbox WHERE server_id = ? ORDER BY id").all(
+      serverId,
+    ) as {
+      id: number;
+      frame: string;
+    }[];
+    return rows.map((r) => ({ id: Number(r.id), frame: JSON.parse(r.frame) }));
+  }
+
+  /** Delete sent outbox rows. */
+  removeOutbox(ids: number[]): void {
+    const del = this.db.prepare("DELETE FROM outbox WHERE id = ?");
+    this.tx(() => ids.forEach((id) => del.run(id)));
+  }
+
+  /** Remember a user's last home server. */
+  setHome(userId: string, serverId: string): void {
+    this.db.prepare(
+      "INSERT INTO homes(user_id, server_id) VALUES (?, ?) ON CONFLICT(user_id) DO UPDATE SET server_id = excluded.server_id",
+    )
+      .run(userId, serverId);
+  }
+
+  /** Record the public channel (the `groups` row "public", creator "system"; the channel key in `meta`). */
+  setChannel(version: number, creatorPub: string, now: number): void {
+    this.db.prepare(
+      `INSERT INTO groups(group_id, creator_id, created_at, meta, version) VALUES ('public', 'system', ?, ?, ?)
+       ON CONFLICT(group_id) DO UPDATE SET meta = excluded.meta, version = excluded.version`,
+    ).run(now, JSON.stringify({ title: "public", creator_pub: creatorPub }), version);
+  }
+
+  /** Add or update a channel member (role "member"; the wrap of the channel key for them, when known). */
+  addMember(memberId: string, wrappedKey: string, now: number): void {
+    this.db.prepare(
+      `INSERT INTO group_members(group_id, member_id, role, wrapped_key, added_at) VALUES ('public', ?, 'member', ?, ?)
+       ON CONFLICT(group_id, member_id) DO UPDATE SET wrapped_key = CASE WHEN excluded.wrapped_key = ''
+         THEN group_members.wrapped_key ELSE excluded.wrapped_key END`,
+    ).run(memberId, wrappedKey, now);
+  }
+
+  /** Store the channel's private key, sealed. */
+  setChannelKey(creatorPub: string, sealed: SealedKey): void {
+    this.db.prepare(
+      `INSERT INTO channel_key(id, creator_pub, sealed_key) VALUES (1, ?, ?)
+       ON CONFLICT(id) DO UPDATE SET creator_pub = excluded.creator_pub, sealed_key = excluded.sealed_key`,
+    ).run(creatorPub, JSON.stringify(sealed));
+    this.db.prepare("DELETE FROM group_members WHERE group_id = 'public'").run();
+  }
+
+  /** The sealed channel key, if this node holds one. */
+  getChannelKey(): { creatorPub: string; sealed: SealedKey } | null {
+    const r = this.db.prepare("SELECT creator_pub, sealed_key FROM channel_key WHERE id = 1").get() as
+      | { creator_pub: string; sealed_key: string }
+      | undefined;
+    return r ? { creatorPub: r.creator_pub, sealed: JSON.parse(r.sealed_key) } : null;
+  }
+
+  /** Everything the reducer needs at start. */
+  load(): Loaded {
+    const count = (sql: string) =>
+      (this.db.prepare(sql).all() as { k: string; n: number }[]).map((r) =>
+        [r.k, Number(r.n)] as [string, number]
+      );
+    const key = this.getChannelKey();
+    const group = this.db.prepare("SELECT version FROM groups WHERE group_id = 'public'").get() as
+      | { version: number }
+      | undefined;
+    const members =
+      (this.db.prepare("SELECT member_id FROM group_members WHERE group_id = 'public'").all() as {
+        member_id: string;
+      }[]).map((r) => r.member_id);
+    return {
+      users: this.listUsers(),
+      servers: this.listServers(),
+      homes: (this.db.prepare("SELECT user_id, server_id FROM homes").all() as {
+        user_id: string;
+        server_id: string;
+      }[])
+        .map((r) => [r.user_id, r.server_id]),
+      queued: count("SELECT user_id AS k, COUNT(*) AS n FROM queue GROUP BY user_id"),
+      outbox: count("SELECT server_id AS k, COUNT(*) AS n FROM outbox GROUP BY server_id"),
+      channel: key ? { version: Number(group?.version ?? 1), creatorPub: key.creatorPub, members } : null,
+    };
   }
 
   /** Close the database. */

@@ -36,7 +36,7 @@ const state = initState({
   limits: { ...DEFAULT_LIMITS, ratePerSec: 1e9, rateBurst: 1e9 },
   labWeakKeys: false,
   labReplay: false,
-}, []);
+});
 let t = now;
 reduce(state, { kind: "connected", conn: 1, addr: "a", now: t });
 reduce(state, { kind: "connected", conn: 2, addr: "b", now: t });

@@ -37,7 +37,7 @@ export class Harness {
   state: State;
   now = T0;
   constructor(cfg: NodeConfig = config()) {
-    this.state = initState(cfg, []);
+    this.state = initState(cfg);
   }
   step(ev: Event): Effect[] {
     const r = reduce(this.state, ev);

@@ -81,7 +81,15 @@ export interface SimNode {
   key: string;
   bootstrap: BootstrapEntry[];
   state: State | null;
-  store: { serverId: string; users: Map<string, UserRecord>; servers: Map<string, ServerRecord> };
+  store: {
+    serverId: string;
+    users: Map<string, UserRecord>;
+    servers: Map<string, ServerRecord>;
+    homes: Map<string, string>;
+    queue: Map<string, Envelope[]>;
+    outbox: Map<string, Envelope[]>;
+    channel: { version: number; creatorPub: string; members: Set<string> } | null;
+  };
   pipes: Map<number, Pipe>;
   nextConn: number;
   dialTokens: Set<number>;
@@ -174,6 +182,10 @@ export class Sim {
         serverId: `00000000-0000-4000-8000-${String(index).padStart(12, "0")}`,
         users: new Map(),
         servers: new Map(),
+        homes: new Map(),
+        queue: new Map(),
+        outbox: new Map(),
+        channel: null,
       },
       pipes: new Map(),
       nextConn: 1,
@@ -205,8 +217,24 @@ export class Sim {
         labWeakKeys: false,
         labReplay: false,
       },
-      [...node.store.users.values()],
-      [...node.store.servers.values()],
+      {
+        users: [...node.store.users.values()],
+        servers: [...node.store.servers.values()],
+        homes: [...node.store.homes],
+        queued: [...node.store.queue].map(([u, q]) => [u, q.length] as [string, number]).filter(([, n]) =>
+          n > 0
+        ),
+        outbox: [...node.store.outbox].map(([k, q]) => [k, q.length] as [string, number]).filter(([, n]) =>
+          n > 0
+        ),
+        channel: node.store.channel
+          ? {
+            version: node.store.channel.version,
+            creatorPub: node.store.channel.creatorPub,
+            members: [...node.store.channel.members],
+          }
+          : null,
+      },
     );
     node.nextConn = 1;
     this.step(node, { kind: "started", now: this.now, host: node.host, port: node.port });
@@ -241,6 +269,18 @@ export class Sim {
         const pipe = node.pipes.get(fx.conn);
         if (!pipe || !pipe.open) return;
         const frame = { ...fx.frame } as Envelope;
+        if (fx.seal) {
+          // Simulated channel crypto: the wrap names the channel key it carries and whom it is for.
+          const p = structuredClone(frame.payload) as Record<string, unknown>;
+          const wrap = `wrap:${node.store.channel?.creatorPub.slice(-12)}:for:${fx.seal.forKey.slice(-12)}`;
+          if (fx.seal.kind === "welcome") (p.public_channel as Record<string, unknown>).wrapped_key = wrap;
+          else if (fx.seal.kind === "updated") (p.wraps as Record<string, unknown>[])[0].wrapped_key = wrap;
+          else {
+            (p.shares as Record<string, unknown>[])[0].wrapped_public_channel_key = wrap;
+            p.content_sig = "channel-sig";
+          }
+          frame.payload = p as typeof frame.payload;
+        }
         if (fx.sign) frame.sig = `sim:${this.aliases.get(node.key)}`;
         this.transmit(
           pipe,
@@ -260,6 +300,36 @@ export class Sim {
         this.at(this.now + fx.afterMs, () => this.dial(node, gen, fx.token, fx.url));
         break;
       }
+      case "deliverQueued":
+      case "flushOutbox": {
+        const pipe = node.pipes.get(fx.conn);
+        const box = fx.kind === "deliverQueued" ? node.store.queue : node.store.outbox;
+        const k = fx.kind === "deliverQueued" ? fx.userId : fx.serverId;
+        const frames = box.get(k) ?? [];
+        if (!pipe?.open) return;
+        box.delete(k);
+        const dir = pipe.a.kind === "node" && pipe.a.node === node && pipe.a.conn === fx.conn ? 0 : 1;
+        for (const f of frames) {
+          this.transmit(pipe, dir, {
+            ...f,
+            from: node.state!.config.serverId,
+            sig: `sim:${this.aliases.get(node.key)}`,
+          });
+        }
+        break;
+      }
+      case "createChannel":
+      case "adoptChannel": {
+        const gen = node.state;
+        const version = fx.kind === "adoptChannel" ? fx.version : 1;
+        const creatorPub = fx.kind === "adoptChannel" ? fx.creatorPub : node.key;
+        this.at(this.now + 5, () => {
+          if (node.state !== gen) return;
+          node.store.channel = { version, creatorPub, members: new Set() };
+          this.step(node, { kind: "channelReady", now: this.now, version, creatorPub });
+        });
+        break;
+      }
       case "persist": {
         const op = fx.op;
         if (op.op === "upsertUser") node.store.users.set(op.user.userId, op.user);
@@ -269,7 +339,15 @@ export class Sim {
             ...op.server,
             pubkey: old?.pubkey ?? op.server.pubkey,
           });
-        } else node.store.serverId = op.serverId;
+        } else if (op.op === "setServerId") node.store.serverId = op.serverId;
+        else if (op.op === "setHome") node.store.homes.set(op.userId, op.serverId);
+        else if (op.op === "enqueue") {
+          node.store.queue.set(op.userId, [...(node.store.queue.get(op.userId) ?? []), op.frame]);
+        } else if (op.op === "outbox") {
+          node.store.outbox.set(op.serverId, [...(node.store.outbox.get(op.serverId) ?? []), op.frame]);
+        } else if (op.op === "channel") {
+          if (node.store.channel) node.store.channel.version = op.version;
+        } else node.store.channel?.members.add(op.memberId);
         break;
       }
       case "log":
