@@ -5,6 +5,7 @@
  */
 import { join } from "node:path";
 import { type ClientEvent, HelloRefused, SocpClient } from "../client/client.ts";
+import { saveDownload } from "../client/downloads.ts";
 import { loadOrCreateUser } from "../client/keyfile.ts";
 import { WrongPassphrase } from "../crypto/keyfile.ts";
 import { LineReader, readPassphrase } from "./lines.ts";
@@ -14,6 +15,8 @@ import { UsageError } from "./config.ts";
 export const CHAT_HELP = `Commands:
   /list                  who is online (sorted by name)
   /tell <user> <text>    end-to-end encrypted message to a user (display name or user id)
+  /all <text>            message to everyone on the public channel
+  /file <user> <path>    send a file to a user (/file all <path> or /allfile <path>: to everyone)
   /help                  this list
   /quit                  leave
 `;
@@ -30,11 +33,13 @@ function say(line: string): void {
 }
 
 function describe(e: ClientEvent): string | null {
+  const unverified = (ok: boolean, warning?: string) =>
+    `${ok ? "" : "  (UNVERIFIED signature)"}${warning ? `  (warning: ${warning})` : ""}`;
   switch (e.kind) {
     case "dm":
-      return `[dm] ${e.fromName}: ${e.text}${e.verified ? "" : "  (UNVERIFIED signature)"}${
-        e.warning ? `  (warning: ${e.warning})` : ""
-      }`;
+      return `[dm] ${e.fromName}: ${e.text}${unverified(e.verified, e.warning)}`;
+    case "public":
+      return `[all] ${e.fromName}: ${e.text}${unverified(e.verified, e.warning)}`;
     case "joined":
       return `* ${e.peer.name} is online`;
     case "left":
@@ -44,14 +49,25 @@ function describe(e: ClientEvent): string | null {
     case "warning":
       return `! ${e.detail}`;
     case "ack":
+      return e.what ? `* ${e.what}: accepted for delivery` : null;
+    case "channel":
       return null;
+    case "fileStart":
+      return `* ${e.fromName} is sending ${e.mode === "public" ? "everyone " : ""}"${e.name}" (${e.size} bytes)`;
+    case "fileProgress":
+      return `* receiving "${e.name}": ${Math.floor((e.received / Math.max(1, e.size)) * 100)}%`;
+    case "file":
+      return null; // saved (or refused) by the chat loop
     case "closed":
       return `* disconnected (${e.code}${e.reason ? ": " + e.reason : ""})`;
   }
 }
 
 /** Run the chat until /quit or end of input. Returns the exit code. */
-export async function runChat(opts: { server: string; name?: string; key?: string }): Promise<number> {
+export async function runChat(
+  opts: { server: string; name?: string; key?: string; downloads?: string },
+): Promise<number> {
+  const downloads = opts.downloads ?? "./socp-downloads";
   if (!/^wss?:\/\//.test(opts.server)) {
     throw new UsageError(`--server must be a ws:// or wss:// URL, not "${opts.server}"`);
   }
@@ -90,6 +106,15 @@ export async function runChat(opts: { server: string; name?: string; key?: strin
   let closed = false;
   const show = (e: ClientEvent) => {
     if (e.kind === "closed") closed = true;
+    if (e.kind === "file") {
+      const who = `"${e.name}" from ${e.fromName}`;
+      if (!e.bytes) return say(`! refused ${who}: ${e.problem}`);
+      saveDownload(downloads, e.name, e.bytes).then(
+        (path) => say(`* saved ${who} to ${path}${e.verified ? "" : "  (UNVERIFIED sender signature)"}`),
+        (err) => say(`! could not save ${who}: ${(err as Error).message}`),
+      );
+      return;
+    }
     const line = describe(e);
     if (line) say(line);
   };
@@ -114,10 +139,29 @@ export async function runChat(opts: { server: string; name?: string; key?: strin
         const m = /^\/tell\s+(\S+)\s+([\s\S]+)$/.exec(line);
         if (!m) say("usage: /tell <user> <text>");
         else {
-          await client.tell(m[1], m[2]);
-          say(`[to ${client.resolve(m[1]).name}] ${m[2]}`);
+          const peer = client.resolve(m[1]);
+          await client.tell(peer.userId, m[2]);
+          say(`[to ${peer.name}] ${m[2]}${client.isOnline(peer.userId) ? "" : "  (offline: it will be delivered when they return)"}`);
         }
-      } else if (cmd === "/all" || cmd === "/file") say(`! ${cmd} is not available on this version yet`);
+      } else if (cmd === "/all") {
+        const m = /^\/all\s+([\s\S]+)$/.exec(line);
+        if (!m) say("usage: /all <text>");
+        else {
+          await client.all(m[1]);
+          say(`[to all] ${m[1]}`);
+        }
+      } else if (cmd === "/file" || cmd === "/allfile") {
+        const m = cmd === "/allfile" ? /^\/allfile\s+(.+)$/.exec(line) : /^\/file\s+(\S+)\s+(.+)$/.exec(line);
+        if (!m) say(cmd === "/allfile" ? "usage: /allfile <path>" : "usage: /file <user> <path>  (or /file all <path>)");
+        else {
+          const [target, path] = cmd === "/allfile" ? ["all", m[1]] : [m[1], m[2]];
+          const data = await Deno.readFile(path.trim());
+          const name = path.trim().split(/[\\/]/).pop() ?? "file";
+          say(`* sending "${name}" (${data.length} bytes)...`);
+          await client.sendFile(target === "all" ? "public" : target, name, data);
+          say(`* sent "${name}"`);
+        }
+      }
       else if (cmd.startsWith("/")) say(`! unknown command ${cmd}; /help lists them`);
       else say("! start with a command, e.g. /tell <user> <text>; /help lists them");
       void rest;

@@ -19,7 +19,7 @@ Usage:
   socp serve [--host H] [--port P] [--data DIR] [--env-file F] [--public-host H] [--log-level L]
              [--bootstrap host:port#PUBKEY ...] [--bootstrap-file F] [--introducer]
              [--heartbeat-interval S] [--link-timeout S]
-  socp chat --server URL [--name NAME] [--key FILE]
+  socp chat --server URL [--name NAME] [--key FILE] [--downloads DIR]
   socp info [--data DIR] [--env-file F]
   socp help [command]
   socp --version
@@ -78,6 +78,7 @@ Options:
   --server URL   ws://host:port of a node (required)
   --name NAME    your display name; also names your key file
   --key FILE     key file (default: $SOCP_HOME/keys/NAME.json, SOCP_HOME defaults to ~/.socp)
+  --downloads D  where received files are saved (default ./socp-downloads; never overwritten)
 The key file is created on first use and encrypted with a passphrase (asked for, or SOCP_PASSPHRASE).
 
 ${CHAT_HELP}`,
@@ -85,6 +86,7 @@ ${CHAT_HELP}`,
       server: { type: "string" },
       name: { type: "string" },
       key: { type: "string" },
+      downloads: { type: "string" },
       help: { type: "boolean" },
     },
   },
@@ -203,7 +205,12 @@ export async function main(args: string[]): Promise<number> {
           throw new UsageError("socp chat needs --server URL (e.g. --server ws://localhost:8765)");
         }
         const str = (v: unknown) => typeof v === "string" ? v : undefined;
-        return await runChat({ server: flags.server as string, name: str(flags.name), key: str(flags.key) });
+        return await runChat({
+          server: flags.server as string,
+          name: str(flags.name),
+          key: str(flags.key),
+          downloads: str(flags.downloads),
+        });
       }
       case "info":
         return await info(rest);

@@ -120,15 +120,12 @@ export class PrivateKey {
     if (!bytes || bytes.length === 0 || bytes.length % k !== 0) {
       throw new Error(`ciphertext must be a multiple of ${k} bytes`);
     }
-    const parts: Uint8Array[] = [];
+    // Blocks are independent: decrypt them concurrently (WebCrypto runs them on its worker threads).
+    const parts: Promise<ArrayBuffer>[] = [];
     for (let o = 0; o < bytes.length; o += k) {
-      parts.push(
-        new Uint8Array(
-          await crypto.subtle.decrypt({ name: "RSA-OAEP" }, this.decryptKey, ab(bytes.subarray(o, o + k))),
-        ),
-      );
+      parts.push(crypto.subtle.decrypt({ name: "RSA-OAEP" }, this.decryptKey, ab(bytes.subarray(o, o + k))));
     }
-    return concatBytes(...parts);
+    return concatBytes(...(await Promise.all(parts)).map((b) => new Uint8Array(b)));
   }
 
   /** Export as PKCS#8 DER (for encrypted storage only). */
@@ -232,13 +229,9 @@ export async function encryptTo(keyText: string, plaintext: Uint8Array): Promise
   const key = await importPublicKey(keyText);
   if (!key) throw new Error("recipient key is not a usable RSA public key");
   const block = oaepBlockSize(key.modulusBytes);
-  const parts: Uint8Array[] = [];
+  const parts: Promise<ArrayBuffer>[] = [];
   for (let o = 0; o === 0 || o < plaintext.length; o += block) {
-    parts.push(
-      new Uint8Array(
-        await crypto.subtle.encrypt({ name: "RSA-OAEP" }, key.encrypt, ab(plaintext.subarray(o, o + block))),
-      ),
-    );
+    parts.push(crypto.subtle.encrypt({ name: "RSA-OAEP" }, key.encrypt, ab(plaintext.subarray(o, o + block))));
   }
-  return encodeBase64Url(concatBytes(...parts));
+  return encodeBase64Url(concatBytes(...(await Promise.all(parts)).map((b) => new Uint8Array(b))));
 }
