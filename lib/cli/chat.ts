@@ -53,7 +53,9 @@ function describe(e: ClientEvent): string | null {
     case "channel":
       return null;
     case "fileStart":
-      return `* ${e.fromName} is sending ${e.mode === "public" ? "everyone " : ""}"${e.name}" (${e.size} bytes)`;
+      return `* ${e.fromName} is sending ${
+        e.mode === "public" ? "everyone " : ""
+      }"${e.name}" (${e.size} bytes)`;
     case "fileProgress":
       return `* receiving "${e.name}": ${Math.floor((e.received / Math.max(1, e.size)) * 100)}%`;
     case "file":
@@ -141,7 +143,11 @@ export async function runChat(
         else {
           const peer = client.resolve(m[1]);
           await client.tell(peer.userId, m[2]);
-          say(`[to ${peer.name}] ${m[2]}${client.isOnline(peer.userId) ? "" : "  (offline: it will be delivered when they return)"}`);
+          say(
+            `[to ${peer.name}] ${m[2]}${
+              client.isOnline(peer.userId) ? "" : "  (offline: it will be delivered when they return)"
+            }`,
+          );
         }
       } else if (cmd === "/all") {
         const m = /^\/all\s+([\s\S]+)$/.exec(line);
@@ -152,8 +158,13 @@ export async function runChat(
         }
       } else if (cmd === "/file" || cmd === "/allfile") {
         const m = cmd === "/allfile" ? /^\/allfile\s+(.+)$/.exec(line) : /^\/file\s+(\S+)\s+(.+)$/.exec(line);
-        if (!m) say(cmd === "/allfile" ? "usage: /allfile <path>" : "usage: /file <user> <path>  (or /file all <path>)");
-        else {
+        if (!m) {
+          say(
+            cmd === "/allfile"
+              ? "usage: /allfile <path>"
+              : "usage: /file <user> <path>  (or /file all <path>)",
+          );
+        } else {
           const [target, path] = cmd === "/allfile" ? ["all", m[1]] : [m[1], m[2]];
           const data = await Deno.readFile(path.trim());
           const name = path.trim().split(/[\\/]/).pop() ?? "file";
@@ -161,8 +172,7 @@ export async function runChat(
           await client.sendFile(target === "all" ? "public" : target, name, data);
           say(`* sent "${name}"`);
         }
-      }
-      else if (cmd.startsWith("/")) say(`! unknown command ${cmd}; /help lists them`);
+      } else if (cmd.startsWith("/")) say(`! unknown command ${cmd}; /help lists them`);
       else say("! start with a command, e.g. /tell <user> <text>; /help lists them");
       void rest;
     } catch (e) {

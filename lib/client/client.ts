@@ -54,9 +54,25 @@ export type ClientEvent =
   | { kind: "left"; peer: Peer }
   | { kind: "error"; code: string; detail: string }
   | { kind: "ack"; msgRef: string; what?: string }
-  | { kind: "public"; from: string; fromName: string; text: string; ts: number; verified: boolean; warning?: string }
+  | {
+    kind: "public";
+    from: string;
+    fromName: string;
+    text: string;
+    ts: number;
+    verified: boolean;
+    warning?: string;
+  }
   | { kind: "channel"; version: number }
-  | { kind: "fileStart"; fileId: string; from: string; fromName: string; name: string; size: number; mode: "dm" | "public" }
+  | {
+    kind: "fileStart";
+    fileId: string;
+    from: string;
+    fromName: string;
+    name: string;
+    size: number;
+    mode: "dm" | "public";
+  }
   | { kind: "fileProgress"; fileId: string; name: string; received: number; size: number }
   | {
     kind: "file";
@@ -351,7 +367,9 @@ export class SocpClient {
       const matches = [...pool.values()].filter((p) => p.name.toLowerCase() === target.toLowerCase());
       if (matches.length === 1) return matches[0];
       if (matches.length > 1) {
-        throw new Error(`"${target}" is ambiguous: ${matches.map((m) => m.userId).join(", ")}; use the user id`);
+        throw new Error(
+          `"${target}" is ambiguous: ${matches.map((m) => m.userId).join(", ")}; use the user id`,
+        );
       }
     }
     throw new Error(`no user "${target}" has been seen online (see /list)`);
@@ -362,13 +380,14 @@ export class SocpClient {
     return this.directory.has(userId);
   }
 
-
   /** Send an encrypted, signed DM to a user (id or display name). Returns the frame sent. */
   async tell(target: string, text: string): Promise<Envelope<"MSG_DIRECT">> {
     const peer = this.resolve(target);
     const ciphertext = await encryptTo(peer.pubkey, new TextEncoder().encode(text));
     const ts = Date.now();
-    const content_sig = await this.key.sign(dmPreimage({ ciphertext, from: this.userId, to: peer.userId, ts }));
+    const content_sig = await this.key.sign(
+      dmPreimage({ ciphertext, from: this.userId, to: peer.userId, ts }),
+    );
     const payload = { ciphertext, sender_pub: this.key.publicKey, content_sig };
     this.expectAck(payload, `message to ${peer.name}`);
     return this.send("MSG_DIRECT", peer.userId, payload, false, ts);
@@ -390,7 +409,13 @@ export class SocpClient {
     const ciphertext = await encryptTo(this.channel.creatorPub, new TextEncoder().encode(text));
     const ts = Date.now();
     const content_sig = await this.key.sign(publicPreimage({ ciphertext, from: this.userId, ts }));
-    return this.send("MSG_PUBLIC_CHANNEL", "public", { ciphertext, sender_pub: this.key.publicKey, content_sig }, false, ts);
+    return this.send(
+      "MSG_PUBLIC_CHANNEL",
+      "public",
+      { ciphertext, sender_pub: this.key.publicKey, content_sig },
+      false,
+      ts,
+    );
   }
 
   /**
@@ -405,7 +430,9 @@ export class SocpClient {
     onProgress?: (sent: number, size: number) => void,
   ): Promise<string> {
     const pub = target === "public";
-    if (pub && !this.channel) throw new Error("the public channel key has not arrived yet; try again in a moment");
+    if (pub && !this.channel) {
+      throw new Error("the public channel key has not arrived yet; try again in a moment");
+    }
     const peer = pub ? null : this.resolve(target);
     const to = peer ? peer.userId : "public";
     const encKey = peer ? peer.pubkey : this.channel!.creatorPub;
@@ -413,7 +440,14 @@ export class SocpClient {
     const sha = sha256Hex(data);
     const ts = Date.now();
     const content_sig = await this.key.sign(
-      fileStartPreimage({ file_id: fileId, sha256: sha, size: data.length, from: this.userId, to: pub ? undefined : to, ts }),
+      fileStartPreimage({
+        file_id: fileId,
+        sha256: sha,
+        size: data.length,
+        from: this.userId,
+        to: pub ? undefined : to,
+        ts,
+      }),
     );
     await this.send(
       "FILE_START",
@@ -451,7 +485,10 @@ export class SocpClient {
     const mine = p.shares.find((s) => s.member === this.userId);
     if (!mine) return;
     if ((await verifyAny(p.creator_pub, [keySharePreimage(p.shares, p.creator_pub)], p.content_sig)) < 0) {
-      return this.emit({ kind: "warning", detail: "ignored a public channel key share whose signature does not verify" });
+      return this.emit({
+        kind: "warning",
+        detail: "ignored a public channel key share whose signature does not verify",
+      });
     }
     try {
       const key = await PrivateKey.fromPkcs8(await this.key.decrypt(mine.wrapped_public_channel_key));
@@ -468,13 +505,19 @@ export class SocpClient {
     if (env.from === this.userId) return;
     const p = env.payload;
     if (!this.channel) {
-      return this.emit({ kind: "warning", detail: `a public message from ${env.from} arrived before the channel key` });
+      return this.emit({
+        kind: "warning",
+        detail: `a public message from ${env.from} arrived before the channel key`,
+      });
     }
     let text: string;
     try {
       text = new TextDecoder("utf-8", { fatal: true }).decode(await this.channel.key.decrypt(p.ciphertext));
     } catch {
-      return this.emit({ kind: "warning", detail: `a public message from ${env.from} could not be decrypted` });
+      return this.emit({
+        kind: "warning",
+        detail: `a public message from ${env.from} could not be decrypted`,
+      });
     }
     const forms = publicPreimageVariants({ ciphertext: p.ciphertext, from: env.from, ts: env.ts });
     const verified = (await verifyAny(p.sender_pub, forms, p.content_sig)) >= 0;
@@ -482,16 +525,29 @@ export class SocpClient {
     const warning = known?.pubkey && !sameKeyMaterial(known.pubkey, p.sender_pub)
       ? `sender_pub differs from the key announced for ${known.name}`
       : undefined;
-    this.emit({ kind: "public", from: env.from, fromName: known?.name ?? env.from, text, ts: env.ts, verified: verified && !warning, warning });
+    this.emit({
+      kind: "public",
+      from: env.from,
+      fromName: known?.name ?? env.from,
+      text,
+      ts: env.ts,
+      verified: verified && !warning,
+      warning,
+    });
   }
 
-  private async onFile(env: Envelope<"FILE_START"> | Envelope<"FILE_CHUNK"> | Envelope<"FILE_END">): Promise<void> {
+  private async onFile(
+    env: Envelope<"FILE_START"> | Envelope<"FILE_CHUNK"> | Envelope<"FILE_END">,
+  ): Promise<void> {
     const k = `${env.from}|${env.payload.file_id}`;
     const name = this.directory.get(env.from)?.name ?? env.from;
     if (env.type === "FILE_START") {
       const p = env.payload;
       if (this.incoming.size >= 64) {
-        return this.emit({ kind: "warning", detail: `refused a file from ${name}: too many transfers at once` });
+        return this.emit({
+          kind: "warning",
+          detail: `refused a file from ${name}: too many transfers at once`,
+        });
       }
       const known = this.directory.get(env.from)?.pubkey;
       const pre = fileStartPreimage({
@@ -514,7 +570,15 @@ export class SocpClient {
         verified,
         failed: undefined,
       });
-      this.emit({ kind: "fileStart", fileId: p.file_id, from: env.from, fromName: name, name: p.name, size: p.size, mode: p.mode });
+      this.emit({
+        kind: "fileStart",
+        fileId: p.file_id,
+        from: env.from,
+        fromName: name,
+        name: p.name,
+        size: p.size,
+        mode: p.mode,
+      });
       return;
     }
     const t = this.incoming.get(k);
@@ -572,7 +636,6 @@ export class SocpClient {
       verified: t.verified,
     });
   }
-
 
   /** The online users, sorted by display label then user id (PROFILE §6). */
   list(): Peer[] {

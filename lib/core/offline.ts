@@ -56,11 +56,19 @@ export function deliverQueued(out: Out, conn: number, userId: string): void {
   out.effects.push({ kind: "deliverQueued", conn, userId });
 }
 
-/** A link to `serverId` is up: send what waited for it. */
+/** A link to `serverId` is up: send what waited for it (rows stay until that server ACKs each one). */
 export function flushOutbox(out: Out, conn: number, serverId: string): void {
   if (!out.state.outbox.get(serverId)) return;
-  out.state.outbox.delete(serverId);
   out.effects.push({ kind: "flushOutbox", conn, serverId });
+}
+
+/** ACK from a linked server: an outbox frame arrived. */
+export function outboxAcked(out: Out, serverId: string, msgRef: string): void {
+  const n = out.state.outbox.get(serverId);
+  if (!n) return;
+  if (n <= 1) out.state.outbox.delete(serverId);
+  else out.state.outbox.set(serverId, n - 1);
+  out.effects.push({ kind: "outboxAcked", serverId, msgRef });
 }
 
 /** Remember where a user was last seen (PROFILE §10). */

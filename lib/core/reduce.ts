@@ -42,6 +42,7 @@ import {
   publicFromUser,
 } from "./channel.ts";
 import { fileTimers, onFile } from "./files.ts";
+import { ack, outboxAcked } from "./offline.ts";
 import { hello } from "./users.ts";
 import { expectedKey } from "./verify.ts";
 
@@ -76,6 +77,7 @@ export function initState(config: NodeConfig, loaded: Partial<Loaded> = {}): Sta
     outbox: new Map(loaded.outbox ?? []),
     homes: new Map(loaded.homes ?? []),
     transfers: new Map(),
+    acceptedRefs: new Map(loaded.acceptedRefs ?? []),
   };
 }
 
@@ -134,7 +136,13 @@ const RULES: Partial<Record<MessageType, Rule>> = {
   },
   HEARTBEAT: { server: () => {} },
   ERROR: { server: logOnly, pending: logOnly },
-  ACK: { server: logOnly },
+  ACK: {
+    server: (out, conn, env) => {
+      const ref = (env as Envelope<"ACK">).payload.msg_ref;
+      if (conn.serverId && out.state.outbox.get(conn.serverId)) outboxAcked(out, conn.serverId, ref);
+      else logOnly(out, conn, env);
+    },
+  },
   CTRL_CLOSE: {
     pending: (out, conn) => out.close(conn.id, 1000, "closed by peer"),
     user: (out, conn) => out.close(conn.id, 1000, "closed by peer"),
@@ -198,6 +206,10 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
   const seenKey = SeenCache.key(env.ts, env.from, env.to, ev.digest);
   if (!state.config.labReplay && state.seen.has(seenKey, ev.now)) {
     out.log("debug", "frame.duplicate", { conn: conn.id, type: env.type });
+    // A resent outbox frame we already hold: confirm again, or the sender keeps resending it.
+    if (env.type === "SERVER_DELIVER" && env.payload.ack && conn.role === "server") {
+      ack(out, conn.id, reply, ev.digest);
+    }
     return;
   }
   const rule = RULES[env.type];

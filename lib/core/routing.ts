@@ -5,7 +5,7 @@
  * @module
  */
 import type { Envelope } from "../protocol/envelope.ts";
-import { ack, enqueue, toOutbox } from "./offline.ts";
+import { ack, enqueue, msgRef, toOutbox } from "./offline.ts";
 import type { Out } from "./out.ts";
 import type { Conn, State } from "./types.ts";
 
@@ -70,17 +70,19 @@ export function direct(out: Out, conn: number, env: Envelope<"MSG_DIRECT">): voi
     const full = enqueue(out, env.to, userDeliver(out, env.to, dm, env.ts));
     return full ? out.error(conn, env.from, "UNKNOWN_TYPE", full) : ack(out, conn, env.from, out.digest);
   }
-  const deliver = out.frame("SERVER_DELIVER", home, { user_id: env.to, ...dm }, env.ts);
   const link = state.links.get(home);
-  if (link !== undefined) {
-    out.send(link, deliver);
+  if (online !== undefined && link !== undefined) {
+    out.send(link, out.frame("SERVER_DELIVER", home, { user_id: env.to, ...dm }, env.ts)); // live: no ACK
     out.log("debug", "dm.forwarded", { from: env.from, to: env.to, server: home });
-    // Live deliveries get no ACK; a DM to an offline user handed to its home server does (PROFILE §10).
-    if (online === undefined) ack(out, conn, env.from, out.digest);
     return;
   }
+  // Offline at another server, or their server unreachable: keep it in the outbox until that server confirms it
+  // holds the frame (payload.ack asks it to ACK), then the outbox row goes. The sender hears "accepted" now.
+  const deliver = out.frame("SERVER_DELIVER", home, { user_id: env.to, ...dm, ack: true }, env.ts);
   const full = toOutbox(out, home, deliver);
-  return full ? out.error(conn, env.from, "UNKNOWN_TYPE", full) : ack(out, conn, env.from, out.digest);
+  if (full) return out.error(conn, env.from, "UNKNOWN_TYPE", full);
+  ack(out, conn, env.from, out.digest);
+  if (link !== undefined) out.send(link, deliver);
 }
 
 /** SERVER_DELIVER from a linked server: deliver, queue, forward unchanged, or report USER_NOT_FOUND. */
@@ -95,19 +97,33 @@ export function serverDeliver(out: Out, conn: Conn, env: Envelope<"SERVER_DELIVE
     content_sig: p.content_sig,
   };
   const route = routeUser(state, p.user_id, conn.serverId);
+  const ref = p.ack ? msgRef(out.digest) : "";
+  const confirm = (): void => {
+    if (!p.ack) return;
+    if (!state.acceptedRefs.has(ref)) {
+      state.acceptedRefs.set(ref, out.now);
+      if (state.acceptedRefs.size > 100_000) {
+        state.acceptedRefs.delete(state.acceptedRefs.keys().next().value!);
+      }
+      out.persist({ op: "acceptRef", ref, now: out.now });
+    }
+    ack(out, conn.id, conn.serverId ?? env.from, out.digest);
+  };
+  if (p.ack && state.acceptedRefs.has(ref)) return confirm(); // taken before (perhaps before a restart)
+
   if (route?.kind === "local") {
     out.send(route.conn, userDeliver(out, p.user_id, dm, ts));
     out.log("debug", "dm.delivered", { from: p.sender, to: p.user_id, via: env.from });
-    return;
+    return confirm();
   }
   if (route?.kind === "server" && route.serverId !== env.from) {
     out.send(route.conn, env, false); // unchanged: original from and sig (PROFILE §3)
-    return;
+    return confirm();
   }
   if (!state.presence.has(p.user_id) && offlineHome(state, p.user_id) === state.config.serverId) {
     const full = enqueue(out, p.user_id, userDeliver(out, p.user_id, dm, ts));
-    if (full) out.error(conn.id, conn.serverId ?? env.from, "UNKNOWN_TYPE", full);
-    return;
+    if (full) return out.error(conn.id, conn.serverId ?? env.from, "UNKNOWN_TYPE", full);
+    return confirm();
   }
   out.error(conn.id, conn.serverId ?? env.from, "USER_NOT_FOUND", `user ${p.user_id} is not on this server`);
 }

@@ -223,6 +223,11 @@ export interface State {
   homes: Map<string, string>;
   /** File transfers in flight, by `from|file_id`. */
   transfers: Map<string, Transfer>;
+  /**
+   * msg_refs of ack-requested SERVER_DELIVERs this node took (persisted, bounded): a sender resends until our ACK
+   * arrives, possibly after we restarted, so the seen cache alone cannot stop a second delivery.
+   */
+  acceptedRefs: Map<string, number>;
 }
 
 /** What the store hands the reducer at start. */
@@ -233,6 +238,7 @@ export interface Loaded {
   queued: [string, number][];
   outbox: [string, number][];
   channel: { version: number; creatorPub: string; members: string[] } | null;
+  acceptedRefs: [string, number][];
 }
 
 /** The outcome of the shell's signature check on a frame. */
@@ -275,6 +281,7 @@ export type PersistOp =
   /** Keep a SERVER_DELIVER (unsigned) for a server that is unreachable now. */
   | { op: "outbox"; serverId: string; frame: Envelope; now: number }
   | { op: "channel"; version: number; creatorPub: string }
+  | { op: "acceptRef"; ref: string; now: number }
   | { op: "member"; memberId: string; wrappedKey: string; now: number };
 
 /**
@@ -298,6 +305,8 @@ export type Effect =
   | { kind: "deliverQueued"; conn: number; userId: string }
   /** Send the frames kept for a server that is linked again, then delete them. */
   | { kind: "flushOutbox"; conn: number; serverId: string }
+  /** The server confirmed it holds an outbox frame (ACK msg_ref): delete that row. */
+  | { kind: "outboxAcked"; serverId: string; msgRef: string }
   /** Create a new channel key pair (we are the first server of a network). */
   | { kind: "createChannel" }
   /** Unwrap and keep the channel key a welcome carried (wrapped under our server key). */

@@ -231,7 +231,9 @@ export async function encryptTo(keyText: string, plaintext: Uint8Array): Promise
   const block = oaepBlockSize(key.modulusBytes);
   const parts: Promise<ArrayBuffer>[] = [];
   for (let o = 0; o === 0 || o < plaintext.length; o += block) {
-    parts.push(crypto.subtle.encrypt({ name: "RSA-OAEP" }, key.encrypt, ab(plaintext.subarray(o, o + block))));
+    parts.push(
+      crypto.subtle.encrypt({ name: "RSA-OAEP" }, key.encrypt, ab(plaintext.subarray(o, o + block))),
+    );
   }
   return encodeBase64Url(concatBytes(...(await Promise.all(parts)).map((b) => new Uint8Array(b))));
 }

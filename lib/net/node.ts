@@ -30,7 +30,8 @@ import {
 } from "../core/types.ts";
 import { expectedKey } from "../core/verify.ts";
 import { sameKeyMaterial, spkiToB64Pem } from "../protocol/keys.ts";
-import { encryptTo, generateKeyPair, PrivateKey, sha256Hex, verifyAny } from "../crypto/rsa.ts";
+import { encryptTo, generateKeyPair, PrivateKey, sha256, sha256Hex, verifyAny } from "../crypto/rsa.ts";
+import { encodeBase64Url } from "../protocol/base64url.ts";
 import { openPrivateKey, sealPrivateKey } from "../crypto/keyfile.ts";
 import { keySharePreimage } from "../protocol/preimages.ts";
 import { canonicalJson, signaturePreimages } from "../protocol/canonical_json.ts";
@@ -207,9 +208,13 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
         }
         case "flushOutbox": {
           const rows = store.outboxFor(fx.serverId, Date.now() - limits.queueTtlMs);
-          sendStored(fx.conn, rows, (ids) => store.removeOutbox(ids), `kept for ${fx.serverId}`);
+          // Rows stay until the server ACKs each frame (outboxAcked).
+          sendStored(fx.conn, rows, () => {}, `kept for ${fx.serverId}`);
           break;
         }
+        case "outboxAcked":
+          store.ackOutbox(fx.serverId, fx.msgRef);
+          break;
         case "createChannel":
           createChannel();
           break;
@@ -224,8 +229,11 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
             else if (op.op === "setServerId") store.setServerId(op.serverId);
             else if (op.op === "setHome") store.setHome(op.userId, op.serverId);
             else if (op.op === "enqueue") store.enqueue(op.userId, op.frame, op.now);
-            else if (op.op === "outbox") store.addOutbox(op.serverId, op.frame, op.now);
-            else if (op.op === "channel") store.setChannel(op.version, op.creatorPub, Date.now());
+            else if (op.op === "outbox") {
+              const ref = encodeBase64Url(sha256(canonicalJson(op.frame.payload)));
+              store.addOutbox(op.serverId, ref, op.frame, op.now);
+            } else if (op.op === "channel") store.setChannel(op.version, op.creatorPub, Date.now());
+            else if (op.op === "acceptRef") store.acceptRef(op.ref, op.now);
             else store.addMember(op.memberId, op.wrappedKey, op.now);
           } catch (e) {
             // Nothing after a failed write may claim it succeeded: drop the rest of this batch.

@@ -7,7 +7,17 @@
  * ```
  * @module
  */
-import { anyObject, array, type Check, integer, literal, object, optional, string } from "./schema.ts";
+import {
+  anyObject,
+  array,
+  boolean,
+  type Check,
+  integer,
+  literal,
+  object,
+  optional,
+  string,
+} from "./schema.ts";
 
 /** Largest string a key field may hold (PEM text of an RSA-4096 key is ~800 characters). */
 const KEY = string(1, 16_384);
@@ -47,6 +57,8 @@ export const PAYLOADS = {
     sender_pub: KEY,
     content_sig: B64,
     orig_ts: optional(integer(0)),
+    /** This node's extension: ask the receiving server to ACK once it holds the frame (hop-by-hop, PROFILE §10). */
+    ack: optional(boolean),
   }),
   HEARTBEAT: anyObject,
   USER_HELLO: object({

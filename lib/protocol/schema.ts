@@ -35,6 +35,10 @@ export function integer(min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INT
       : new Invalid(`${path} must be an integer from ${min} to ${max}`);
 }
 
+/** A boolean. */
+export const boolean: Check<boolean> = (v, path) =>
+  typeof v === "boolean" ? v : new Invalid(`${path} must be true or false`);
+
 /** One of the listed string literals. */
 export function literal<T extends string>(...values: T[]): Check<T> {
   return (v, path) =>

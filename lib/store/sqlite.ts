@@ -66,6 +66,7 @@ const MIGRATIONS: string[] = [
    CREATE TABLE outbox(
      id        INTEGER PRIMARY KEY AUTOINCREMENT,
      server_id TEXT NOT NULL,
+     ref       TEXT NOT NULL,
      frame     TEXT NOT NULL,
      queued_at INT  NOT NULL
    );
@@ -73,6 +74,10 @@ const MIGRATIONS: string[] = [
    CREATE TABLE homes(
      user_id   TEXT PRIMARY KEY,
      server_id TEXT NOT NULL
+   );
+   CREATE TABLE accepted_refs(
+     ref TEXT PRIMARY KEY,
+     at  INT  NOT NULL
    );
    CREATE TABLE channel_key(
      id          INTEGER PRIMARY KEY CHECK (id = 1),
@@ -240,9 +245,10 @@ export class Store {
   }
 
   /** Keep a frame for a server that is unreachable now. */
-  addOutbox(serverId: string, frame: unknown, now: number): void {
-    this.db.prepare("INSERT INTO outbox(server_id, frame, queued_at) VALUES (?, ?, ?)").run(
+  addOutbox(serverId: string, ref: string, frame: unknown, now: number): void {
+    this.db.prepare("INSERT INTO outbox(server_id, ref, frame, queued_at) VALUES (?, ?, ?, ?)").run(
       serverId,
+      ref,
       JSON.stringify(frame),
       now,
     );
@@ -260,10 +266,17 @@ export class Store {
     return rows.map((r) => ({ id: Number(r.id), frame: JSON.parse(r.frame) }));
   }
 
-  /** Delete sent outbox rows. */
-  removeOutbox(ids: number[]): void {
-    const del = this.db.prepare("DELETE FROM outbox WHERE id = ?");
-    this.tx(() => ids.forEach((id) => del.run(id)));
+  /** The server confirmed the frame with this msg_ref (its ACK): forget it. */
+  ackOutbox(serverId: string, ref: string): void {
+    this.db.prepare("DELETE FROM outbox WHERE server_id = ? AND ref = ?").run(serverId, ref);
+  }
+
+  /** Remember that an ack-requested frame was taken (dedupe across restarts); forgets entries after 30 days. */
+  acceptRef(ref: string, now: number): void {
+    this.db.prepare("INSERT OR IGNORE INTO accepted_refs(ref, at) VALUES (?, ?)").run(ref, now);
+    if (Math.random() < 0.01) {
+      this.db.prepare("DELETE FROM accepted_refs WHERE at < ?").run(now - 30 * 86400_000);
+    }
   }
 
   /** Remember a user's last home server. */
@@ -333,6 +346,11 @@ export class Store {
       queued: count("SELECT user_id AS k, COUNT(*) AS n FROM queue GROUP BY user_id"),
       outbox: count("SELECT server_id AS k, COUNT(*) AS n FROM outbox GROUP BY server_id"),
       channel: key ? { version: Number(group?.version ?? 1), creatorPub: key.creatorPub, members } : null,
+      acceptedRefs:
+        (this.db.prepare("SELECT ref, at FROM accepted_refs ORDER BY at DESC LIMIT 100000").all() as {
+          ref: string;
+          at: number;
+        }[]).reverse().map((r) => [r.ref, Number(r.at)]),
     };
   }
 

@@ -180,7 +180,10 @@ Deno.test(
       await bobIn.close();
       const st = await bobCmd.status;
       assert.equal(st.code, 0);
-      assert.match(bobOut.join(""), /\[to alice\] gone {2}\(offline: it will be delivered when they return\)/);
+      assert.match(
+        bobOut.join(""),
+        /\[to alice\] gone {2}\(offline: it will be delivered when they return\)/,
+      );
     } finally {
       await node.kill();
     }

@@ -48,8 +48,9 @@ export function runScenario(seed: number, sc: Scenario): Sim {
     }
     if (rng.chance(0.4)) {
       const to = rng.pick(sim.users);
-      if (to !== u) sim.dm(u, to);
+      if (to !== u) sim.dm(u, to); // to online and offline users alike
     }
+    if (rng.chance(0.05)) sim.all(u);
     if (sc.crashes && rng.chance(0.004)) sim.crash(rng.pick(sim.nodes));
     if (rng.chance(0.01)) {
       const down = sim.nodes.filter((n) => !n.state);
@@ -86,10 +87,30 @@ export function check(sim: Sim): string[] {
   for (const a of sim.users) {
     for (const b of sim.users) if (a !== b && a.online && b.online) calm.push(sim.dm(a, b)!);
   }
+  const calmPublic = sim.users.filter((u) => u.online).map((u) => sim.all(u)!);
   sim.run(3000);
   for (const dm of calm) {
     const got = sim.users.find((u) => u.userId === dm.to)!.received.get(dm.id) ?? 0;
     if (got !== 1) problems.push(`calm DM ${dm.id} arrived ${got} times`);
+  }
+  // Every public message sent while calm reaches every other user exactly once.
+  for (const id of calmPublic) {
+    const rec = sim.publics.get(id)!;
+    for (const u of sim.users) {
+      if (u.userId !== rec.from && rec.got.get(u.userId) !== 1) {
+        problems.push(`calm public ${id} reached ${u.userId.slice(-3)} ${rec.got.get(u.userId) ?? 0} times`);
+      }
+    }
+  }
+  // Every DM the network accepted (ACKed to its sender: queued somewhere) arrived exactly once, restarts or not,
+  // unless its final USER_DELIVER was on the wire when the recipient's connection closed: no server can know
+  // that a frame handed to a closing socket was lost (clients do not acknowledge deliveries in SOCP).
+  for (const id of sim.acked) {
+    const dm = sim.dms.get(id)!;
+    const got = sim.users.find((u) => u.userId === dm.to)!.received.get(id) ?? 0;
+    if (got > 1 || (got === 0 && !sim.lostAtLastHop.has(id))) {
+      problems.push(`accepted DM ${id} arrived ${got} times`);
+    }
   }
   // Quiet: nothing but heartbeats.
   sim.serverFrames.clear();
@@ -129,4 +150,14 @@ Deno.test("simulation seed 103: a restarted node reconnects to every server it h
 
 Deno.test("simulation seeds 124, 136, 149: presence converges after restarts under held-back frames", () => {
   for (const seed of [124, 136, 149]) assert.deepEqual(check(runScenario(seed, STORM)), [], `seed ${seed}`);
+});
+
+Deno.test("simulation seeds 169, 201: a resent outbox DM is not delivered twice by a home server that restarted", () => {
+  for (const seed of [169, 201]) assert.deepEqual(check(runScenario(seed, STORM)), [], `seed ${seed}`);
+});
+
+Deno.test("simulation seed 325: an accepted DM lost only at the last hop (recipient left mid-delivery) is reported as such", () => {
+  const sim = runScenario(325, STORM);
+  assert.deepEqual(check(sim), []);
+  assert.ok(sim.lostAtLastHop.size >= 1);
 });

@@ -18,7 +18,8 @@ import {
   type UserRecord,
 } from "../../lib/core/types.ts";
 import { expectedKey } from "../../lib/core/verify.ts";
-import { sha256Hex } from "../../lib/crypto/rsa.ts";
+import { sha256, sha256Hex } from "../../lib/crypto/rsa.ts";
+import { encodeBase64Url } from "../../lib/protocol/base64url.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
 import {
   type AnyEnvelope,
@@ -87,8 +88,9 @@ export interface SimNode {
     servers: Map<string, ServerRecord>;
     homes: Map<string, string>;
     queue: Map<string, Envelope[]>;
-    outbox: Map<string, Envelope[]>;
+    outbox: Map<string, { ref: string; frame: Envelope }[]>;
     channel: { version: number; creatorPub: string; members: Set<string> } | null;
+    acceptedRefs: Map<string, number>;
   };
   pipes: Map<number, Pipe>;
   nextConn: number;
@@ -99,6 +101,8 @@ export interface SimNode {
 export interface SimUser {
   userId: string;
   key: string;
+  /** The server this user always connects to (queued frames wait there). */
+  home: SimNode | null;
   node: SimNode | null;
   pipe: Pipe | null;
   online: boolean;
@@ -186,6 +190,7 @@ export class Sim {
         queue: new Map(),
         outbox: new Map(),
         channel: null,
+        acceptedRefs: new Map(),
       },
       pipes: new Map(),
       nextConn: 1,
@@ -234,6 +239,7 @@ export class Sim {
             members: [...node.store.channel.members],
           }
           : null,
+        acceptedRefs: [...node.store.acceptedRefs],
       },
     );
     node.nextConn = 1;
@@ -247,11 +253,16 @@ export class Sim {
     this.at(this.now + 250, () => node.state === gen && tick());
   }
 
-  /** Crash a node: state lost, every connection broken, store kept. */
+  /**
+   * Crash a node: state lost, store kept. Frames it already sent still arrive (the kernel flushes a dead
+   * process's sockets before closing them); then its connections close.
+   */
   crash(node: SimNode): void {
     if (!node.state) return;
     node.state = null;
-    for (const pipe of [...node.pipes.values()]) this.breakPipe(pipe);
+    for (const pipe of [...node.pipes.values()]) {
+      this.at(Math.max(this.now, ...pipe.lastAt) + 1, () => this.breakPipe(pipe));
+    }
     node.pipes.clear();
     node.dialTokens.clear();
   }
@@ -305,9 +316,12 @@ export class Sim {
         const pipe = node.pipes.get(fx.conn);
         const box = fx.kind === "deliverQueued" ? node.store.queue : node.store.outbox;
         const k = fx.kind === "deliverQueued" ? fx.userId : fx.serverId;
-        const frames = box.get(k) ?? [];
         if (!pipe?.open) return;
-        box.delete(k);
+        // Queued frames are handed over and deleted; outbox frames stay until the other server ACKs them.
+        const frames = fx.kind === "deliverQueued"
+          ? node.store.queue.get(k) ?? []
+          : (node.store.outbox.get(k) ?? []).map((r) => r.frame);
+        if (fx.kind === "deliverQueued") box.delete(k);
         const dir = pipe.a.kind === "node" && pipe.a.node === node && pipe.a.conn === fx.conn ? 0 : 1;
         for (const f of frames) {
           this.transmit(pipe, dir, {
@@ -316,6 +330,11 @@ export class Sim {
             sig: `sim:${this.aliases.get(node.key)}`,
           });
         }
+        break;
+      }
+      case "outboxAcked": {
+        const rows = node.store.outbox.get(fx.serverId) ?? [];
+        node.store.outbox.set(fx.serverId, rows.filter((r) => r.ref !== fx.msgRef));
         break;
       }
       case "createChannel":
@@ -344,8 +363,13 @@ export class Sim {
         else if (op.op === "enqueue") {
           node.store.queue.set(op.userId, [...(node.store.queue.get(op.userId) ?? []), op.frame]);
         } else if (op.op === "outbox") {
-          node.store.outbox.set(op.serverId, [...(node.store.outbox.get(op.serverId) ?? []), op.frame]);
-        } else if (op.op === "channel") {
+          const ref = encodeBase64Url(sha256(canonicalJson(op.frame.payload)));
+          node.store.outbox.set(op.serverId, [...(node.store.outbox.get(op.serverId) ?? []), {
+            ref,
+            frame: op.frame,
+          }]);
+        } else if (op.op === "acceptRef") node.store.acceptedRefs.set(op.ref, op.now);
+        else if (op.op === "channel") {
           if (node.store.channel) node.store.channel.version = op.version;
         } else node.store.channel?.members.add(op.memberId);
         break;
@@ -393,11 +417,19 @@ export class Sim {
       (between && this.rng.chance(this.faults.reorder) ? this.rng.int(300) : 0);
     const at = Math.max(this.now + latency, pipe.lastAt[dir]);
     pipe.lastAt[dir] = at;
-    this.at(at, () => pipe.open && this.arrive(to, text));
+    this.at(at, () => pipe.open ? this.arrive(to, text) : this.lostInFlight(to, text));
     if (between && this.rng.chance(this.faults.duplicate)) {
       // A duplicate (a relay or retransmission bug) may come any time later.
       this.at(at + 1 + this.rng.int(500), () => pipe.open && this.arrive(to, text));
     }
+  }
+
+  /** DMs whose USER_DELIVER was in flight when the recipient's connection closed (the last hop's inherent race). */
+  readonly lostAtLastHop = new Set<string>();
+
+  private lostInFlight(to: Endpoint, text: string): void {
+    const m = to.kind === "user" && text.includes('"USER_DELIVER"') ? /"ct\.(dm-[^"]+)"/.exec(text) : null;
+    if (m) this.lostAtLastHop.add(m[1]);
   }
 
   private arrive(to: Endpoint, text: string): void {
@@ -455,6 +487,7 @@ export class Sim {
     const user: SimUser = {
       userId: `aaaaaaaa-0000-4000-8000-${String(n).padStart(12, "0")}`,
       key: this.keys[keyIndex],
+      home: null,
       node: null,
       pipe: null,
       online: false,
@@ -465,8 +498,10 @@ export class Sim {
     return user;
   }
 
-  /** Connect a user to a node and say hello. */
+  /** Connect a user to its home node (the first node it was given) and say hello. */
   connect(user: SimUser, node: SimNode): void {
+    user.home ??= node;
+    node = user.home;
     if (user.pipe || !node.state) return;
     const conn = node.nextConn++;
     const pipe: Pipe = {
@@ -492,6 +527,27 @@ export class Sim {
     if (user.pipe) this.closePipe(user.pipe);
   }
 
+  /** DMs whose sender's server said "accepted" (ACK): they must arrive, however long it takes. */
+  readonly acked = new Set<string>();
+  private readonly awaitingAck = new Map<string, string>();
+  /** Public messages sent, and who received each. */
+  readonly publics = new Map<string, { from: string; got: Map<string, number> }>();
+
+  /** Send a public message (opaque ciphertext) to everyone. */
+  all(from: SimUser): string | null {
+    if (!from.pipe || !from.online) return null;
+    const id = `pub-${this.seed}-${this.dmSeq++}`;
+    this.publics.set(id, { from: from.userId, got: new Map() });
+    this.transmit(from.pipe, 0, {
+      type: "MSG_PUBLIC_CHANNEL",
+      from: from.userId,
+      to: "public",
+      ts: this.now,
+      payload: { ciphertext: `pub.${id}`, sender_pub: from.key, content_sig: `cs.${id}` },
+    });
+    return id;
+  }
+
   /** Send a DM (the ciphertext is an opaque token the servers must carry unchanged). */
   dm(from: SimUser, to: SimUser): SentDm | null {
     if (!from.pipe || !from.online) return null;
@@ -505,13 +561,9 @@ export class Sim {
       content_sig: `cs.${id}`,
     };
     this.dms.set(id, dm);
-    this.transmit(from.pipe, 0, {
-      type: "MSG_DIRECT",
-      from: from.userId,
-      to: to.userId,
-      ts: dm.ts,
-      payload: { ciphertext: dm.ciphertext, sender_pub: from.key, content_sig: dm.content_sig },
-    });
+    const payload = { ciphertext: dm.ciphertext, sender_pub: from.key, content_sig: dm.content_sig };
+    this.awaitingAck.set(encodeBase64Url(sha256(canonicalJson(payload))), id);
+    this.transmit(from.pipe, 0, { type: "MSG_DIRECT", from: from.userId, to: to.userId, ts: dm.ts, payload });
     return dm;
   }
 
@@ -520,9 +572,23 @@ export class Sim {
     if (!r.ok) return void this.violations.push(`user ${user.userId} got an unparsable frame`);
     const env = r.envelope as AnyEnvelope;
     switch (env.type) {
-      case "ACK":
+      case "ACK": {
         if (env.payload.msg_ref === "USER_HELLO") user.online = true;
+        const id = this.awaitingAck.get(env.payload.msg_ref);
+        if (id) this.acked.add(id);
         break;
+      }
+      case "MSG_PUBLIC_CHANNEL": {
+        const id = env.payload.ciphertext.replace(/^pub\./, "");
+        const rec = this.publics.get(id);
+        if (!rec) return void this.violations.push(`${user.userId} received an unknown public message ${id}`);
+        const n = (rec.got.get(user.userId) ?? 0) + 1;
+        rec.got.set(user.userId, n);
+        if (n > 1) this.violations.push(`public ${id} delivered ${n} times to ${user.userId}`);
+        if (env.from !== rec.from) this.violations.push(`public ${id}: from ${env.from} != ${rec.from}`);
+        if (user.userId === rec.from) this.violations.push(`public ${id} echoed to its sender`);
+        break;
+      }
       case "USER_ADVERTISE":
         user.directory.set(env.payload.user_id, env.payload.server_id);
         break;
