@@ -122,7 +122,6 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
 
   const federation: FederationConfig = { ...DEFAULT_FEDERATION, ...opts.federation };
   const secret = await nodeSecret(opts.dataDir, opts.nodePassphrase);
-  const loaded = store.load();
   // The public channel's private key, when this node holds it (sealed like the identity key).
   let channelKey: PrivateKey | null = null;
   const sealedChannel = store.getChannelKey();
@@ -134,6 +133,15 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       throw new Error("cannot open the public channel key with this node's passphrase");
     }
   }
+  // The first server of a network has its channel key before anyone can join (PROFILE §8).
+  if (!channelKey && (federation.introducer || federation.bootstrap.length === 0)) {
+    const key = await generateKeyPair(4096);
+    store.setChannelKey(key.publicKey, await sealPrivateKey(await key.exportPkcs8(), secret));
+    store.setChannel(1, key.publicKey, Date.now());
+    channelKey = key;
+    log.info("channel.created", { version: 1 });
+  }
+  const loaded = store.load();
   let state: State = initState(
     {
       serverId: identity.serverId,

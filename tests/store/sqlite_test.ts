@@ -121,3 +121,68 @@ Deno.test("a user written by a process that is then SIGKILLed is still there", a
   assert.equal(s.listUsers()[0]?.userId, U);
   s.close();
 });
+
+Deno.test("the offline queue keeps order, drops expired rows, and deletes delivered ones", () => {
+  const s = Store.open(":memory:");
+  s.enqueue(U, { n: 1 }, 100);
+  s.enqueue(U, { n: 2 }, 200);
+  s.enqueue("other", { n: 9 }, 200);
+  s.enqueue(U, { n: 3 }, 300);
+  const rows = s.queuedFor(U, 150); // the row from t=100 has expired
+  assert.deepEqual(rows.map((r) => r.frame), [{ n: 2 }, { n: 3 }]);
+  s.dequeue(rows.map((r) => r.id));
+  assert.deepEqual(s.queuedFor(U, 0), []);
+  assert.deepEqual(s.load().queued, [["other", 1]]);
+  s.close();
+});
+
+Deno.test("outbox rows stay until their ref is ACKed; accepted refs and homes survive a reopen", () => {
+  const path = tmpDb();
+  const s = Store.open(path);
+  s.addOutbox("S2", "ref-a", { a: 1 }, 1);
+  s.addOutbox("S2", "ref-b", { b: 1 }, 2);
+  s.ackOutbox("S2", "ref-a");
+  assert.deepEqual(s.outboxFor("S2", 0).map((r) => r.frame), [{ b: 1 }]);
+  s.acceptRef("ref-x", Date.now());
+  s.setHome(U, "S2");
+  s.close();
+  const again = Store.open(path);
+  const loaded = again.load();
+  assert.deepEqual(loaded.outbox, [["S2", 1]]);
+  assert.deepEqual(loaded.acceptedRefs.map(([r]) => r), ["ref-x"]);
+  assert.deepEqual(loaded.homes, [[U, "S2"]]);
+  again.close();
+});
+
+Deno.test("the public channel is kept in groups / group_members as the standard names them", () => {
+  const path = tmpDb();
+  const s = Store.open(path);
+  const sealed = {
+    kdf: "PBKDF2-SHA256" as const,
+    iterations: 1,
+    salt: "s",
+    cipher: "AES-256-GCM" as const,
+    iv: "i",
+    data: "d",
+  };
+  s.setChannelKey("CHANNEL-PUB", sealed);
+  s.setChannel(3, "CHANNEL-PUB", 5);
+  s.addMember(U, "WRAP", 6);
+  s.addMember(U, "", 7); // an ADD without a wrap does not erase the wrap
+  s.close();
+  const db = new DatabaseSync(path);
+  assert.deepEqual({ ...db.prepare("SELECT group_id, creator_id, version FROM groups").get() }, {
+    group_id: "public",
+    creator_id: "system",
+    version: 3,
+  });
+  assert.deepEqual({ ...db.prepare("SELECT member_id, role, wrapped_key FROM group_members").get() }, {
+    member_id: U,
+    role: "member",
+    wrapped_key: "WRAP",
+  });
+  db.close();
+  const again = Store.open(path);
+  assert.deepEqual(again.load().channel, { version: 3, creatorPub: "CHANNEL-PUB", members: [U] });
+  again.close();
+});
