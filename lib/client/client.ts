@@ -344,10 +344,7 @@ export class SocpClient {
     });
     const verified = (await verifyAny(p.sender_pub, forms, p.content_sig)) >= 0;
     const known = this.directory.get(p.sender);
-    let warning: string | undefined;
-    if (known && known.pubkey && !sameKeyMaterial(known.pubkey, p.sender_pub)) {
-      warning = `sender_pub differs from the key announced for ${known.name}`;
-    }
+    const warning = this.senderKeyWarning(p.sender, p.sender_pub);
     this.emit({
       kind: "dm",
       from: p.sender,
@@ -480,6 +477,14 @@ export class SocpClient {
     return fileId;
   }
 
+  /** PROFILE §4: the key a message claims must be the key presence announced for its sender. */
+  private senderKeyWarning(sender: string, senderPub: string): string | undefined {
+    const known = this.directory.get(sender) ?? this.known.get(sender);
+    return known?.pubkey && !sameKeyMaterial(known.pubkey, senderPub)
+      ? `sender_pub differs from the key announced for ${known.name}`
+      : undefined;
+  }
+
   private async onKeyShare(env: Envelope<"PUBLIC_CHANNEL_KEY_SHARE">): Promise<void> {
     const p = env.payload;
     const mine = p.shares.find((s) => s.member === this.userId);
@@ -522,9 +527,7 @@ export class SocpClient {
     const forms = publicPreimageVariants({ ciphertext: p.ciphertext, from: env.from, ts: env.ts });
     const verified = (await verifyAny(p.sender_pub, forms, p.content_sig)) >= 0;
     const known = this.directory.get(env.from);
-    const warning = known?.pubkey && !sameKeyMaterial(known.pubkey, p.sender_pub)
-      ? `sender_pub differs from the key announced for ${known.name}`
-      : undefined;
+    const warning = this.senderKeyWarning(env.from, p.sender_pub);
     this.emit({
       kind: "public",
       from: env.from,

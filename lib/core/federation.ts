@@ -448,19 +448,24 @@ export function relayToServers(out: Out, env: Envelope, except?: string): void {
   }
 }
 
+/** PROFILE §3: a server speaks only for its own users (`payload.server_id == from`); refuse anything else. */
+function speaksForItself(out: Out, conn: Conn, env: Envelope<"USER_ADVERTISE" | "USER_REMOVE">): boolean {
+  if (env.payload.server_id === env.from) return true;
+  out.error(
+    conn.id,
+    conn.serverId ?? "",
+    "INVALID_SIG",
+    `${env.type}: payload.server_id must equal from`,
+    true,
+  );
+  return false;
+}
+
 /** USER_ADVERTISE from another server (PROFILE §3, §6). */
 export function onRemoteAdvert(out: Out, conn: Conn, env: Envelope<"USER_ADVERTISE">): void {
   const { state } = out;
   const p = env.payload;
-  if (p.server_id !== env.from) {
-    return out.error(
-      conn.id,
-      conn.serverId ?? "",
-      "INVALID_SIG",
-      "USER_ADVERTISE: payload.server_id must equal from",
-      true,
-    );
-  }
+  if (!speaksForItself(out, conn, env)) return;
   if (env.from === state.config.serverId) return;
   if (state.localUsers.has(p.user_id)) {
     out.log("warn", "advert.conflict", { user: p.user_id, server: env.from, note: "user is online here" });
@@ -485,15 +490,7 @@ export function onRemoteAdvert(out: Out, conn: Conn, env: Envelope<"USER_ADVERTI
 export function onRemoteRemove(out: Out, conn: Conn, env: Envelope<"USER_REMOVE">): void {
   const { state } = out;
   const p = env.payload;
-  if (p.server_id !== env.from) {
-    return out.error(
-      conn.id,
-      conn.serverId ?? "",
-      "INVALID_SIG",
-      "USER_REMOVE: payload.server_id must equal from",
-      true,
-    );
-  }
+  if (!speaksForItself(out, conn, env)) return;
   if (env.from === state.config.serverId) return;
   if (env.ts < (state.presenceTs.get(p.user_id) ?? -Infinity)) return;
   if (state.presence.get(p.user_id)?.serverId === env.from) {

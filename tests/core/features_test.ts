@@ -10,6 +10,7 @@ import {
   config,
   errors,
   Harness,
+  joining,
   persists,
   sent,
   SERVER,
@@ -143,15 +144,7 @@ Deno.test("the first server of a network asks for a channel key; a joiner adopts
   assert.equal(alone.state.channel?.creatorPub, CH);
 
   const j = new Harness(
-    config({
-      federation: {
-        bootstrap: [{ host: "i", port: 1, pubkey: S2K }],
-        introducer: false,
-        heartbeatMs: 15000,
-        linkTimeoutMs: 45000,
-        allowedServerKeys: [],
-      },
-    }),
+    joining([{ host: "i", port: 1, pubkey: S2K }]),
   );
   const [d] = j.step({ kind: "started", now: j.now, host: "127.0.0.1", port: 2 }).filter((e) =>
     e.kind === "dial"

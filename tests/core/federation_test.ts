@@ -6,10 +6,10 @@ import {
   BOB,
   CAROL,
   closes,
-  config,
   dials,
   errors,
   Harness,
+  joining,
   persists,
   sent,
   SERVER,
@@ -168,15 +168,7 @@ Deno.test("an unsigned or forged LINK is refused with INVALID_SIG", () => {
 });
 
 Deno.test("joiner: tries bootstrap entries in order, then starts alone and retries with backoff", () => {
-  const h = new Harness(config({
-    federation: {
-      bootstrap: [{ host: "a", port: 1, pubkey: S2K }, { host: "b", port: 2, pubkey: S3K }],
-      introducer: false,
-      heartbeatMs: 15000,
-      linkTimeoutMs: 45000,
-      allowedServerKeys: [],
-    },
-  }));
+  const h = new Harness(joining([{ host: "a", port: 1, pubkey: S2K }, { host: "b", port: 2, pubkey: S3K }]));
   const first = dials(h.step({ kind: "started", now: h.now, host: "127.0.0.1", port: 8765 }));
   assert.deepEqual(first.map((d) => [d.url, d.afterMs]), [["ws://a:1", 0]]);
   const second = dials(h.step({ kind: "dialFailed", token: first[0].token, now: h.now, reason: "refused" }));
@@ -189,15 +181,7 @@ Deno.test("joiner: tries bootstrap entries in order, then starts alone and retri
 });
 
 Deno.test("joiner: sends a signed JOIN, adopts the assigned id, links to the listed servers, announces itself", () => {
-  const h = new Harness(config({
-    federation: {
-      bootstrap: [{ host: "intro", port: 1, pubkey: S2K }],
-      introducer: false,
-      heartbeatMs: 15000,
-      linkTimeoutMs: 45000,
-      allowedServerKeys: [],
-    },
-  }));
+  const h = new Harness(joining([{ host: "intro", port: 1, pubkey: S2K }]));
   const [d] = dials(h.step({ kind: "started", now: h.now, host: "127.0.0.1", port: 8765 }));
   const fx = h.step({ kind: "connected", conn: 20, addr: "intro", now: h.now, dial: d.token });
   const [join] = sent(fx, 20);
@@ -231,15 +215,7 @@ Deno.test("joiner: sends a signed JOIN, adopts the assigned id, links to the lis
 });
 
 Deno.test("joiner: a welcome signed by a key other than the bootstrap entry's is refused", () => {
-  const h = new Harness(config({
-    federation: {
-      bootstrap: [{ host: "intro", port: 1, pubkey: S2K }],
-      introducer: false,
-      heartbeatMs: 15000,
-      linkTimeoutMs: 45000,
-      allowedServerKeys: [],
-    },
-  }));
+  const h = new Harness(joining([{ host: "intro", port: 1, pubkey: S2K }]));
   const [d] = dials(h.step({ kind: "started", now: h.now, host: "127.0.0.1", port: 8765 }));
   h.step({ kind: "connected", conn: 20, addr: "intro", now: h.now, dial: d.token });
   const fx = h.frame(
@@ -509,15 +485,7 @@ Deno.test("an older advert arriving after a newer removal (another gossip path) 
 });
 
 Deno.test("joiner: a welcome with only `clients` (the other reading of the standard) still links to the listed servers", () => {
-  const h = new Harness(config({
-    federation: {
-      bootstrap: [{ host: "intro", port: 1, pubkey: S2K }],
-      introducer: false,
-      heartbeatMs: 15000,
-      linkTimeoutMs: 45000,
-      allowedServerKeys: [],
-    },
-  }));
+  const h = new Harness(joining([{ host: "intro", port: 1, pubkey: S2K }]));
   const [d] = dials(h.step({ kind: "started", now: h.now, host: "127.0.0.1", port: 8765 }));
   h.step({ kind: "connected", conn: 20, addr: "intro", now: h.now, dial: d.token });
   const w = h.signed(20, {
@@ -532,15 +500,7 @@ Deno.test("joiner: a welcome with only `clients` (the other reading of the stand
 });
 
 Deno.test("a restarted node redials every server it had pinned, and joins through its bootstrap list", () => {
-  const h = new Harness(config({
-    federation: {
-      bootstrap: [{ host: "intro", port: 1, pubkey: S2K }],
-      introducer: false,
-      heartbeatMs: 15000,
-      linkTimeoutMs: 45000,
-      allowedServerKeys: [],
-    },
-  }));
+  const h = new Harness(joining([{ host: "intro", port: 1, pubkey: S2K }]));
   h.state.servers.set(S2, { serverId: S2, host: "intro", port: 1, pubkey: S2K });
   h.state.servers.set(S3, { serverId: S3, host: "c", port: 3, pubkey: S3K });
   const fx = h.step({ kind: "started", now: h.now, host: "127.0.0.1", port: 8765 });

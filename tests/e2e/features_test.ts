@@ -8,25 +8,13 @@ import { sha256Hex } from "../../lib/crypto/rsa.ts";
 import { sealPrivateKey } from "../../lib/crypto/keyfile.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
+import { until as waitUntil } from "../helpers/until.ts";
 import { sleep } from "../helpers/ws_peer.ts";
 
+const until = <T>(f: Parameters<typeof waitUntil<T>>[0], what: string, ms = 15_000) => waitUntil(f, what, ms);
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const TIMERS = ["--heartbeat-interval", "0.25", "--link-timeout", "1.5"];
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
-
-async function until<T>(
-  f: () => T | undefined | false | Promise<T | undefined | false>,
-  what: string,
-  ms = 15_000,
-): Promise<T> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    const v = await f();
-    if (v !== undefined && v !== false) return v;
-    await sleep(50);
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-}
 
 const n1 = await NodeProcess.start({ args: TIMERS });
 const wk = await (await fetch(`${n1.http}/.well-known/socp`)).json();

@@ -7,25 +7,13 @@ import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
 import { type ClientEvent, SocpClient } from "../../lib/client/client.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
+import { until as waitUntil } from "../helpers/until.ts";
 import { RawPeer, sleep } from "../helpers/ws_peer.ts";
 
+const until = <T>(f: Parameters<typeof waitUntil<T>>[0], what: string, ms = 10_000) => waitUntil(f, what, ms);
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const TIMERS = ["--heartbeat-interval", "0.25", "--link-timeout", "1.5"];
 const enc = new TextEncoder();
-
-async function until<T>(
-  f: () => T | undefined | false | Promise<T | undefined | false>,
-  what: string,
-  ms = 10_000,
-): Promise<T> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    const v = await f();
-    if (v !== undefined && v !== false) return v;
-    await sleep(50);
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-}
 
 async function health(n: NodeProcess) {
   return await (await fetch(`${n.http}/healthz`)).json();

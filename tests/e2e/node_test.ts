@@ -5,8 +5,10 @@ import assert from "node:assert/strict";
 import { type ClientEvent, HelloRefused, SocpClient } from "../../lib/client/client.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
+import { until as waitUntil } from "../helpers/until.ts";
 import { type Frame, RawPeer, sleep } from "../helpers/ws_peer.ts";
 
+const until = <T>(f: Parameters<typeof waitUntil<T>>[0], what: string, ms = 5000) => waitUntil(f, what, ms);
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const ALICE = "a11ce000-0000-4000-8000-00000000e2e1";
 const BOB = "b0b00000-0000-4000-8000-00000000e2e2";
@@ -17,16 +19,6 @@ function events(c: SocpClient): ClientEvent[] {
   const got: ClientEvent[] = [...c.drainBuffered()];
   c.onEvent = (e) => got.push(e);
   return got;
-}
-
-async function until<T>(f: () => T | undefined, what: string, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    const v = f();
-    if (v !== undefined) return v;
-    await sleep(20);
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 async function rawHello(url: string, user: string, pubkey: string): Promise<RawPeer> {

@@ -32,6 +32,11 @@ export function config(over: Partial<NodeConfig> = {}): NodeConfig {
   };
 }
 
+/** A config whose node joins through `bootstrap` (default timers). */
+export function joining(bootstrap: { host: string; port: number; pubkey: string }[]): NodeConfig {
+  return config({ federation: { ...DEFAULT_FEDERATION, bootstrap } });
+}
+
 /** A reducer under test with a log of every effect. */
 export class Harness {
   state: State;
