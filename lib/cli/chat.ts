@@ -110,7 +110,12 @@ export async function runChat(
     if (e.kind === "closed") closed = true;
     if (e.kind === "file") {
       const who = `"${e.name}" from ${e.fromName}`;
-      if (!e.bytes) return say(`! refused ${who}: ${e.problem}`);
+      if (!e.bytes) {
+        say(`! refused ${who}: ${e.problem}`);
+        // SOCP has no receiver-to-sender error frame: tell the sender in an (end-to-end encrypted) DM.
+        client.tell(e.from, `[auto] could not accept "${e.name}": ${e.problem}`).catch(() => {});
+        return;
+      }
       saveDownload(downloads, e.name, e.bytes).then(
         (path) => say(`* saved ${who} to ${path}${e.verified ? "" : "  (UNVERIFIED sender signature)"}`),
         (err) => say(`! could not save ${who}: ${(err as Error).message}`),

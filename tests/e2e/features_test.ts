@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type ClientEvent, SocpClient } from "../../lib/client/client.ts";
-import { sha256Hex } from "../../lib/crypto/rsa.ts";
+import { encryptTo, sha256Hex } from "../../lib/crypto/rsa.ts";
 import { sealPrivateKey } from "../../lib/crypto/keyfile.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
@@ -32,10 +32,14 @@ const ids = {
   ben: "b0b00000-0000-4000-8000-00000000f003",
   cat: "ca201000-0000-4000-8000-00000000f004",
   dan: "da4e0000-0000-4000-8000-00000000f005",
+  eve: "e0e00000-0000-4000-8000-00000000f006",
 };
 const keys = Object.fromEntries(
   await Promise.all(
-    [["ann", "user1"], ["abe", "user2"], ["ben", "user3"], ["cat", "user4"], ["dan", "user5"]].map(async (
+    [["ann", "user1"], ["abe", "user2"], ["ben", "user3"], ["cat", "user4"], ["dan", "user5"], [
+      "eve",
+      "user6",
+    ]].map(async (
       [n, k],
     ) => [n, await fixtureKey(k)]),
   ),
@@ -166,10 +170,57 @@ Deno.test({ name: "a hostile file name is saved sanitised by `socp chat`", ...op
   assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["dan.json", "inbox"]);
   assert.equal(Deno.readTextFileSync(join(downloads, "passwd")), "not your passwd");
   assert.match(out, /receiving "\.\.\/\.\.\/etc\/pa.*": 100%/s);
+  // A file whose announced SHA-256 is wrong: refused, and the sender is told why (both ends).
+  const bad = new TextEncoder().encode("tampered");
+  const fileId = crypto.randomUUID();
+  await ann.c.send("FILE_START", ids.dan, {
+    file_id: fileId,
+    name: "x.bin",
+    size: bad.length,
+    sha256: "0".repeat(64),
+    mode: "dm",
+  });
+  await ann.c.send("FILE_CHUNK", ids.dan, {
+    file_id: fileId,
+    index: 0,
+    ciphertext: await encryptTo(keys.dan.publicKey, bad),
+  });
+  await ann.c.send("FILE_END", ids.dan, { file_id: fileId });
+  await until(() => out.includes('refused "x.bin"'), "the chat refuses the file");
+  assert.match(out, /! refused "x\.bin" from ann: SHA-256 does not match/);
+  const told = await until(
+    () => ann.events.find((e) => e.kind === "dm" && e.text.startsWith("[auto]")),
+    "the sender is told",
+  );
+  assert.ok(told.kind === "dm" && told.text.includes("SHA-256 does not match") && told.verified);
   const w = chat.stdin.getWriter();
   await w.write(new TextEncoder().encode("/quit\n"));
   await w.close();
   assert.equal((await chat.status).code, 0);
+});
+
+Deno.test(
+  { name: "a user who joins later gets the channel key and reads new public messages", ...opts },
+  async () => {
+    const late = await login(n2, "eve"); // new to the network; login() waits for the channel key
+    await abe.c.all("for the latecomer too");
+    const got = await until(() => late.events.find((e) => e.kind === "public"), "dan reads /all");
+    assert.ok(got.kind === "public" && got.text === "for the latecomer too" && got.verified);
+    await late.c.close();
+  },
+);
+
+Deno.test({ name: "/file all sends a file to everyone on the public channel", ...opts }, async () => {
+  const data = new TextEncoder().encode("shared notes\n".repeat(500));
+  await ben.c.sendFile("public", "notes.txt", data);
+  for (const s of [ann, abe, cat]) {
+    const f = await until(
+      () => s.events.find((e) => e.kind === "file" && e.name === "notes.txt"),
+      `${s.c.displayName} gets the file`,
+    );
+    assert.ok(f.kind === "file" && f.bytes && f.mode === "public" && f.verified);
+    assert.equal(sha256Hex(f.bytes!), sha256Hex(data));
+  }
 });
 
 Deno.test({ name: "stop the nodes", ...opts }, async () => {
