@@ -13,6 +13,9 @@ import { toLocalUsers } from "./presence.ts";
 import { routeUser } from "./routing.ts";
 import type { Conn, Transfer } from "./types.ts";
 
+/** Transfers one sender may have open at a time (each holds server state until FILE_END or the stall timeout). */
+const MAX_TRANSFERS_PER_SENDER = 16;
+
 type FileFrame = Envelope<"FILE_START"> | Envelope<"FILE_CHUNK"> | Envelope<"FILE_END">;
 
 function key(from: string, fileId: string): string {

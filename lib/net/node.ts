@@ -87,6 +87,8 @@ interface Socket {
   /** Send-order chain of outbound frames. */
   outbound: Promise<void>;
   closing: boolean;
+  /** Frames received but not yet reduced (parsing and verification under way). */
+  inflight: number;
 }
 
 class Metrics {
@@ -95,6 +97,7 @@ class Metrics {
   refused = 0;
   verifications = 0;
   connectionsTotal = 0;
+  shed = 0;
 }
 
 /** Start a node. Rejects with {@linkcode PortInUse} or a clear error when it cannot start. */
@@ -329,18 +332,23 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   function onMessage(conn: number, s: Socket, data: unknown): void {
     if (s.closing) return;
     const now = Date.now();
-    if (typeof data !== "string") {
-      const parsed: ParseResult = {
-        ok: false,
-        error: {
-          code: "UNKNOWN_TYPE",
-          detail: "binary frames are not supported: send one JSON object as text",
-        },
-      };
+    const refuse = (detail: string) => {
+      const parsed: ParseResult = { ok: false, error: { code: "UNKNOWN_TYPE", detail } };
       s.inbound = s.inbound.then(() =>
         dispatch({ kind: "frame", conn, now, parsed, digest: "", sig: "absent" })
       );
-      return;
+    };
+    // Load shedding before any work: a peer that sends faster than we verify gets its excess refused unread (each
+    // refusal is a strike, so a flood ends with the connection closed), instead of costing an RSA verification
+    // per frame or unbounded memory.
+    if (s.inflight >= limits.rateBurst) {
+      metrics.shed++;
+      return refuse(
+        `too many frames in flight (more than ${limits.rateBurst} not yet processed): frame dropped; slow down`,
+      );
+    }
+    if (typeof data !== "string") {
+      return refuse("binary frames are not supported: send one JSON object as text");
     }
     const bytes = data.length * 3 > limits.maxFrameBytes
       ? new TextEncoder().encode(data).length
@@ -363,7 +371,9 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     };
     const early = keyNow();
     const earlyCheck = sigText ? verify(early) : Promise.resolve(false);
+    s.inflight++;
     s.inbound = s.inbound.then(async () => {
+      s.inflight--;
       let ok = await earlyCheck;
       let key = early;
       if (sigText) {
@@ -389,7 +399,13 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   }
 
   function attach(conn: number, ws: WebSocket, onOpen: () => void): Socket {
-    const s: Socket = { ws, inbound: Promise.resolve(), outbound: Promise.resolve(), closing: false };
+    const s: Socket = {
+      ws,
+      inbound: Promise.resolve(),
+      outbound: Promise.resolve(),
+      closing: false,
+      inflight: 0,
+    };
     sockets.set(conn, s);
     ws.onopen = onOpen;
     ws.onmessage = (e) => onMessage(conn, s, e.data);
@@ -541,6 +557,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       ["socp_errors_sent_total", "counter", metrics.refused],
       ["socp_signatures_total", "counter", signer.signatures],
       ["socp_verifications_total", "counter", metrics.verifications],
+      ["socp_frames_shed_total", "counter", metrics.shed],
       ["socp_seen_cache_entries", "gauge", state.seen.size],
       ["socp_uptime_seconds", "gauge", Math.floor((Date.now() - startedAt) / 1000)],
     ];

@@ -445,3 +445,17 @@ Deno.test("files to a user on another server are re-signed per hop; public files
   assert.ok(pub.some((e) => e.kind === "send" && e.conn === 10 && e.sign));
   assert.equal(sent(pub, 1).length, 0);
 });
+
+Deno.test("files: one sender may have at most 16 transfers open", () => {
+  const h = node();
+  h.connect(1);
+  h.hello(1, ALICE, K1);
+  h.connect(2);
+  h.hello(2, BOB, K2);
+  const results = Array.from(
+    { length: 17 },
+    (_, i) => errors(h.frame(1, start(ALICE, BOB, h.now + i, 10, { file_id: `f${i}` }))),
+  );
+  assert.deepEqual(results.slice(0, 16).flat(), []);
+  assert.deepEqual(results[16], ["UNKNOWN_TYPE"]);
+});

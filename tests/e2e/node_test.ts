@@ -197,6 +197,43 @@ Deno.test(
   },
 );
 
+Deno.test({
+  name: "a flood of signed frames is shed: the flooder is cut off, the node stays responsive",
+  ...opts,
+}, async () => {
+  const flooder = crypto.randomUUID();
+  const key = await fixtureKey("user5");
+  const p = await rawHello(node.url, flooder, key.publicKey);
+  await p.waitFor((f) => f.type === "ACK");
+  const payload = { ciphertext: "AAAA", sender_pub: key.publicKey, content_sig: "AAAA" };
+  const sig = await key.sign(new TextEncoder().encode(JSON.stringify(payload))); // keys already sorted
+  const before = await (await fetch(`${node.http}/metrics`)).text();
+  const t0 = Date.now();
+  for (let i = 0; i < 3000; i++) {
+    p.send({ type: "MSG_DIRECT", from: flooder, to: DAVE, ts: t0 + i, payload, sig });
+  }
+  const h0 = performance.now();
+  const hz = await (await fetch(`${node.http}/healthz`)).json();
+  const healthMs = performance.now() - h0;
+  assert.equal(hz.status, "ok");
+  const closed = await Promise.race([
+    p.closed,
+    sleep(20_000).then(() => ({ code: -1, reason: "still open after 20 s" })),
+  ]);
+  assert.equal(closed.code, 1008, `flooder cut off (${closed.reason})`);
+  const after = await (await fetch(`${node.http}/metrics`)).text();
+  const num = (t: string, k: string) => Number(new RegExp(`^${k} (\\d+)$`, "m").exec(t)?.[1] ?? 0);
+  assert.ok(num(after, "socp_frames_shed_total") > num(before, "socp_frames_shed_total"), "frames were shed");
+  assert.ok(
+    num(after, "socp_verifications_total") - num(before, "socp_verifications_total") < 3000,
+    "not every frame cost a verification",
+  );
+  // Others are still served.
+  const a = await SocpClient.connect(node.url, { userId: crypto.randomUUID(), key: k1 });
+  a.close();
+  console.log(`  /healthz answered in ${healthMs.toFixed(0)} ms during the flood`);
+});
+
 Deno.test({ name: "stop the shared node", ...opts }, async () => {
   const status = await node.kill("SIGTERM");
   assert.equal(status.code, 0, "SIGTERM is a clean shutdown");
