@@ -72,6 +72,17 @@ export function onFile(out: Out, conn: Conn, env: FileFrame): void {
     if (state.transfers.has(k)) {
       return refuse(out, conn, undefined, env, `file_id ${p.file_id} is already in use`);
     }
+    let open = 0;
+    for (const t of state.transfers.values()) if (t.from === env.from) open++;
+    if (open >= MAX_TRANSFERS_PER_SENDER) {
+      return refuse(
+        out,
+        conn,
+        undefined,
+        env,
+        `too many files at once from ${env.from} (limit ${MAX_TRANSFERS_PER_SENDER})`,
+      );
+    }
     const t: Transfer = {
       fileId: p.file_id,
       from: env.from,
