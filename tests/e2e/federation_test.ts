@@ -100,6 +100,7 @@ Deno.test({
     `withdrawn after ${took} ms (timeout 1.5 s + heartbeat 0.25 s + tick)`,
   );
   assert.ok(took >= 1000, `not before the link timeout (${took} ms)`);
+  console.log(`  frozen server's users withdrawn after ${took} ms (link timeout 1500 ms, heartbeat 250 ms)`);
   assert.ok(e1.some((e) => e.kind === "left" && e.peer.userId === U3));
   await until(() => c1.directory.has(U3) && c2.directory.has(U3), "cat back after SIGCONT", 15_000);
   for (const n of nodes()) {
