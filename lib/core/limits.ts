@@ -9,7 +9,7 @@ import type { Conn, Limits } from "./types.ts";
 export function takeToken(conn: Conn, limits: Limits, now: number): boolean {
   const elapsed = Math.max(0, now - conn.refilledAt);
   conn.tokens = Math.min(limits.rateBurst, conn.tokens + (elapsed * limits.ratePerSec) / 1000);
-  conn.refilledAt = now;
+  conn.refilledAt = Math.max(conn.refilledAt, now); // never backwards: a late, older timestamp must not mint tokens
   if (conn.tokens < 1) return false;
   conn.tokens -= 1;
   return true;

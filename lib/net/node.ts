@@ -331,11 +331,10 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
 
   function onMessage(conn: number, s: Socket, data: unknown): void {
     if (s.closing) return;
-    const now = Date.now();
     const refuse = (detail: string) => {
       const parsed: ParseResult = { ok: false, error: { code: "UNKNOWN_TYPE", detail } };
       s.inbound = s.inbound.then(() =>
-        dispatch({ kind: "frame", conn, now, parsed, digest: "", sig: "absent" })
+        dispatch({ kind: "frame", conn, now: Date.now(), parsed, digest: "", sig: "absent" })
       );
     };
     // Load shedding before any work: a peer that sends faster than we verify gets its excess refused unread (each
@@ -354,7 +353,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       ? new TextEncoder().encode(data).length
       : data.length;
     if (bytes > limits.maxFrameBytes) {
-      s.inbound = s.inbound.then(() => dispatch({ kind: "oversize", conn, now, bytes }));
+      s.inbound = s.inbound.then(() => dispatch({ kind: "oversize", conn, now: Date.now(), bytes }));
       return;
     }
     metrics.framesIn++;

@@ -254,3 +254,22 @@ Deno.test("a forged copy does not poison the seen cache: the genuine frame still
   assert.deepEqual(errors(h.frame(1, { ...f, sig: "forged" }, "invalid")), ["INVALID_SIG"]);
   assert.equal(sent(h.frame(1, f), 2).length, 1);
 });
+
+Deno.test("the token bucket never runs backwards: a frame stamped earlier does not mint tokens", () => {
+  const h = twoUsers();
+  h.state.config.limits.rateBurst = 5;
+  h.state.conns.get(1)!.tokens = 0;
+  const t = h.now + 1000; // 1 s later: 100 tokens' worth, capped at the burst of 5
+  const at = (ts: number, when: number) => {
+    h.now = when;
+    return sent(h.frame(1, dm(ALICE, BOB, ts)), 2).length;
+  };
+  let delivered = 0;
+  for (let i = 0; i < 10; i++) delivered += at(t + i, t);
+  // A refusal that was stamped at arrival (earlier) must not move the bucket's clock back...
+  h.now = t - 900;
+  h.frame(1, "not json");
+  // ...so frames at the same instant as before get nothing more.
+  for (let i = 10; i < 20; i++) delivered += at(t + i, t);
+  assert.equal(delivered, 5);
+});
