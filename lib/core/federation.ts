@@ -467,6 +467,13 @@ export function onRemoteAdvert(out: Out, conn: Conn, env: Envelope<"USER_ADVERTI
   const p = env.payload;
   if (!speaksForItself(out, conn, env)) return;
   if (env.from === state.config.serverId) return;
+  // Only users we could deliver to: their server must be linked to us now. A relayed advert for a server we
+  // have no link to (it may just have died, with this advert still in flight via a third server) would leave a
+  // user "online" that no link loss can ever remove; the server re-advertises its users when a link comes up.
+  if (!state.links.has(env.from)) {
+    out.log("debug", "advert.unlinked", { user: p.user_id, server: env.from });
+    return;
+  }
   if (state.localUsers.has(p.user_id)) {
     out.log("warn", "advert.conflict", { user: p.user_id, server: env.from, note: "user is online here" });
     return;

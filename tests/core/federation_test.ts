@@ -509,3 +509,22 @@ Deno.test("a restarted node redials every server it had pinned, and joins throug
     0,
   ]]);
 });
+
+Deno.test("an advert relayed for a server we have no link to is ignored (no ghost users after that server dies)", () => {
+  const h = linked();
+  h.connect(11);
+  h.signed(11, {
+    type: "SERVER_HELLO_LINK",
+    from: S3,
+    to: SERVER,
+    ts: h.now,
+    payload: intro({ pubkey: S3K }),
+  });
+  h.signed(11, advert(BOB, S3, h.now));
+  h.step({ kind: "closed", conn: 11, now: h.now }); // S3 dies: Bob is withdrawn
+  assert.ok(!h.state.presence.has(BOB));
+  // S2 relays a newer advert S3 made just before it died.
+  const late = h.signed(10, advert(BOB, S3, h.now + 5));
+  assert.ok(!h.state.presence.has(BOB));
+  assert.deepEqual(sent(late, 1), []);
+});

@@ -51,6 +51,17 @@ export function runScenario(seed: number, sc: Scenario): Sim {
       if (to !== u) sim.dm(u, to); // to online and offline users alike
     }
     if (rng.chance(0.05)) sim.all(u);
+    // Invariant at every step: a node lists only users it could deliver to (local, or at a linked server).
+    for (const n of sim.nodes) {
+      if (!n.state) continue;
+      for (const pr of n.state.presence.values()) {
+        if (pr.serverId !== n.state.config.serverId && !n.state.links.has(pr.serverId)) {
+          sim.violations.push(
+            `node ${n.index} lists ${pr.userId.slice(-3)} at unlinked server ${pr.serverId.slice(-3)}`,
+          );
+        }
+      }
+    }
     if (sc.crashes && rng.chance(0.004)) sim.crash(rng.pick(sim.nodes));
     if (rng.chance(0.01)) {
       const down = sim.nodes.filter((n) => !n.state);
