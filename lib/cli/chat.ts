@@ -134,7 +134,7 @@ export async function runChat(
     if (raw === null) break;
     const line = raw.trim();
     if (!line) continue;
-    const [cmd, ...rest] = line.split(/\s+/);
+    const [cmd] = line.split(/\s+/);
     try {
       if (cmd === "/quit" || cmd === "/exit") break;
       else if (cmd === "/help") say(CHAT_HELP.trimEnd());
@@ -179,7 +179,6 @@ export async function runChat(
         }
       } else if (cmd.startsWith("/")) say(`! unknown command ${cmd}; /help lists them`);
       else say("! start with a command, e.g. /tell <user> <text>; /help lists them");
-      void rest;
     } catch (e) {
       say(`! ${(e as Error).message}`);
     }

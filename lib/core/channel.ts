@@ -117,11 +117,10 @@ export function onKeyShareFromServer(out: Out, _conn: Conn, env: Envelope<"PUBLI
 }
 
 /** MSG_PUBLIC_CHANNEL from a local user: to the other local users unchanged, to every server re-signed. */
-export function publicFromUser(out: Out, conn: Conn, env: Envelope<"MSG_PUBLIC_CHANNEL">): void {
+export function publicFromUser(out: Out, _conn: Conn, env: Envelope<"MSG_PUBLIC_CHANNEL">): void {
   toLocalUsers(out, env, false, env.from);
   for (const c of out.state.links.values()) out.send(c, env, true);
   out.log("debug", "public.sent", { from: env.from, servers: out.state.links.size });
-  void conn;
 }
 
 /** MSG_PUBLIC_CHANNEL from a server: to our local users, never further. */

@@ -5,7 +5,6 @@
  * @module
  */
 import type { AnyEnvelope, Envelope, ParseResult } from "../protocol/envelope.ts";
-import type { ErrorCode, MessageType } from "../protocol/messages.ts";
 import type { SeenCache } from "./dedupe.ts";
 
 /** Limits of PROFILE §11 (all configurable). */
@@ -319,12 +318,3 @@ export interface Step {
   state: State;
   effects: Effect[];
 }
-
-/** Shorthand for error replies. */
-export interface ErrorReply {
-  code: ErrorCode;
-  detail: string;
-  strike: boolean;
-}
-
-export type { MessageType };

@@ -107,12 +107,6 @@ export class PrivateKey {
     return encodeBase64Url(new Uint8Array(sig));
   }
 
-  /** PSS-sign with an explicit salt length (tests of other dialects use 32). */
-  async signWithSalt(data: Uint8Array, saltLength: number): Promise<string> {
-    const sig = await crypto.subtle.sign({ name: "RSA-PSS", saltLength }, this.signKey, ab(data));
-    return encodeBase64Url(new Uint8Array(sig));
-  }
-
   /** Multi-block OAEP decrypt of base64url ciphertext; throws when it is not ours or is corrupt. */
   async decrypt(ciphertext: string): Promise<Uint8Array> {
     const bytes = decodeBase64Url(ciphertext);

@@ -138,10 +138,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   }
   // The first server of a network has its channel key before anyone can join (PROFILE §8).
   if (!channelKey && (federation.introducer || federation.bootstrap.length === 0)) {
-    const key = await generateKeyPair(4096);
-    store.setChannelKey(key.publicKey, await sealPrivateKey(await key.exportPkcs8(), secret));
-    store.setChannel(1, key.publicKey, Date.now());
-    channelKey = key;
+    channelKey = await storeChannelKey(await generateKeyPair(4096), 1);
     log.info("channel.created", { version: 1 });
   }
   const loaded = store.load();
@@ -300,10 +297,15 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     }).catch((e) => log.error("stored.failed", { conn, error: String(e) }));
   }
 
-  async function keepChannelKey(key: PrivateKey, version: number): Promise<void> {
+  /** Seal and store a channel key (the `channel_key` row and the `groups` row), and return it. */
+  async function storeChannelKey(key: PrivateKey, version: number): Promise<PrivateKey> {
     store.setChannelKey(key.publicKey, await sealPrivateKey(await key.exportPkcs8(), secret));
     store.setChannel(version, key.publicKey, Date.now());
-    channelKey = key;
+    return key;
+  }
+
+  async function keepChannelKey(key: PrivateKey, version: number): Promise<void> {
+    channelKey = await storeChannelKey(key, version);
     dispatch({ kind: "channelReady", now: Date.now(), version, creatorPub: key.publicKey });
   }
 

@@ -119,10 +119,3 @@ export type ErrorCode =
   | "TIMEOUT"
   | "UNKNOWN_TYPE"
   | "NAME_IN_USE";
-
-/** Frame types a server may send as the first frame of an inbound server link. */
-export const SERVER_FIRST_FRAMES: readonly MessageType[] = [
-  "SERVER_HELLO_JOIN",
-  "SERVER_HELLO_LINK",
-  "SERVER_ANNOUNCE",
-];

@@ -271,12 +271,9 @@ export class Store {
     this.db.prepare("DELETE FROM outbox WHERE server_id = ? AND ref = ?").run(serverId, ref);
   }
 
-  /** Remember that an ack-requested frame was taken (dedupe across restarts); forgets entries after 30 days. */
+  /** Remember that an ack-requested frame was taken (dedupe across restarts); `load()` forgets entries after 30 days. */
   acceptRef(ref: string, now: number): void {
     this.db.prepare("INSERT OR IGNORE INTO accepted_refs(ref, at) VALUES (?, ?)").run(ref, now);
-    if (Math.random() < 0.01) {
-      this.db.prepare("DELETE FROM accepted_refs WHERE at < ?").run(now - 30 * 86400_000);
-    }
   }
 
   /** Remember a user's last home server. */
@@ -323,6 +320,7 @@ export class Store {
 
   /** Everything the reducer needs at start. */
   load(): Loaded {
+    this.db.prepare("DELETE FROM accepted_refs WHERE at < ?").run(Date.now() - 30 * 86400_000);
     const count = (sql: string) =>
       (this.db.prepare(sql).all() as { k: string; n: number }[]).map((r) =>
         [r.k, Number(r.n)] as [string, number]

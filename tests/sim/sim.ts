@@ -314,14 +314,13 @@ export class Sim {
       case "deliverQueued":
       case "flushOutbox": {
         const pipe = node.pipes.get(fx.conn);
-        const box = fx.kind === "deliverQueued" ? node.store.queue : node.store.outbox;
         const k = fx.kind === "deliverQueued" ? fx.userId : fx.serverId;
         if (!pipe?.open) return;
         // Queued frames are handed over and deleted; outbox frames stay until the other server ACKs them.
         const frames = fx.kind === "deliverQueued"
           ? node.store.queue.get(k) ?? []
           : (node.store.outbox.get(k) ?? []).map((r) => r.frame);
-        if (fx.kind === "deliverQueued") box.delete(k);
+        if (fx.kind === "deliverQueued") node.store.queue.delete(k);
         const dir = pipe.a.kind === "node" && pipe.a.node === node && pipe.a.conn === fx.conn ? 0 : 1;
         for (const f of frames) {
           this.transmit(pipe, dir, {
