@@ -9,6 +9,7 @@
  */
 import { type Envelope, isServerId } from "../protocol/envelope.ts";
 import { decodePublicKey, parseAcceptableKey, sameKeyMaterial } from "../protocol/keys.ts";
+import { bucket } from "./limits.ts";
 import type { Out } from "./out.ts";
 import { flushOutbox, setHome } from "./offline.ts";
 import { advertFor, toLocalUsers } from "./presence.ts";
@@ -188,6 +189,7 @@ function linkUp(out: Out, conn: Conn, serverId: string, dialerId: string): boole
   }
   conn.role = "server";
   conn.serverId = serverId;
+  conn.tokens = bucket(conn, state.config.limits).burst; // a new link starts with a server link's full burst
   state.links.set(serverId, conn.id);
   state.linkDialer.set(conn.id, dialerId);
   state.backoff.delete(serverId);

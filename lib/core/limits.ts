@@ -5,10 +5,20 @@
  */
 import type { Conn, Limits } from "./types.ts";
 
+/** Server links carry many users' traffic: their token bucket is this many times a user's. */
+export const SERVER_LINK_SCALE = 10;
+
+/** The token bucket of a connection: PROFILE §11's for users, scaled up for server links. */
+export function bucket(conn: Conn, limits: Limits): { ratePerSec: number; burst: number } {
+  const scale = conn.role === "server" ? SERVER_LINK_SCALE : 1;
+  return { ratePerSec: limits.ratePerSec * scale, burst: limits.rateBurst * scale };
+}
+
 /** Take one token from the connection's bucket; false when it is empty. */
 export function takeToken(conn: Conn, limits: Limits, now: number): boolean {
+  const { ratePerSec, burst } = bucket(conn, limits);
   const elapsed = Math.max(0, now - conn.refilledAt);
-  conn.tokens = Math.min(limits.rateBurst, conn.tokens + (elapsed * limits.ratePerSec) / 1000);
+  conn.tokens = Math.min(burst, conn.tokens + (elapsed * ratePerSec) / 1000);
   conn.refilledAt = Math.max(conn.refilledAt, now); // never backwards: a late, older timestamp must not mint tokens
   if (conn.tokens < 1) return false;
   conn.tokens -= 1;

@@ -28,7 +28,7 @@ import {
   onWelcome,
   started,
 } from "./federation.ts";
-import { staleness, takeToken } from "./limits.ts";
+import { bucket, staleness, takeToken } from "./limits.ts";
 import { Out } from "./out.ts";
 import { userLeft } from "./presence.ts";
 import { direct, serverDeliver } from "./routing.ts";
@@ -99,7 +99,7 @@ const logOnly: Handler = (out, conn, env) =>
  */
 const RULES: Partial<Record<MessageType, Rule>> = {
   USER_HELLO: {
-    pending: (out, conn, env) => conn.dial ? undefined : hello(out, conn, env as Envelope<"USER_HELLO">),
+    pending: (out, conn, env) => hello(out, conn, env as Envelope<"USER_HELLO">), // dialed conns: refused in onFrame
   },
   MSG_DIRECT: { user: (out, conn, env) => direct(out, conn.id, env as Envelope<"MSG_DIRECT">) },
   SERVER_HELLO_JOIN: {
@@ -172,24 +172,15 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
   if (!conn) return;
   conn.lastSeen = ev.now;
   const limits = state.config.limits;
-  // Server links carry many users' traffic: their bucket is ten times larger.
-  const scale = conn.role === "server" ? 10 : 1;
-  if (
-    !takeToken(conn, {
-      ...limits,
-      ratePerSec: limits.ratePerSec * scale,
-      rateBurst: limits.rateBurst * scale,
-    }, ev.now)
-  ) {
+  if (!takeToken(conn, limits, ev.now)) {
     if (!conn.throttled) {
       conn.throttled = true;
+      const b = bucket(conn, limits);
       out.error(
         conn.id,
         conn.userId ?? conn.serverId ?? "",
         "UNKNOWN_TYPE",
-        `rate limit: at most ${limits.ratePerSec * scale} frames/s (burst ${
-          limits.rateBurst * scale
-        }); frames dropped`,
+        `rate limit: at most ${b.ratePerSec} frames/s (burst ${b.burst}); frames dropped`,
       );
     }
     return;

@@ -528,3 +528,13 @@ Deno.test("an advert relayed for a server we have no link to is ignored (no ghos
   assert.ok(!h.state.presence.has(BOB));
   assert.deepEqual(sent(late, 1), []);
 });
+
+Deno.test("server links get a ten times larger token bucket than users (they carry many users' traffic)", () => {
+  const h = linked();
+  let throttled = 0;
+  for (let i = 0; i < 1000; i++) {
+    const fx = h.signed(10, { type: "HEARTBEAT", from: S2, to: SERVER, ts: h.now + i, payload: {} });
+    throttled += errors(fx).length;
+  }
+  assert.equal(throttled, 0, "1,000 frames at once fit a server link's burst of 4,000");
+});
