@@ -32,6 +32,32 @@ export interface ServeConfig {
   labWeakKeys: boolean;
   labReplay: boolean;
   nodePassphrase?: string;
+  /** PEM certificate chain and private key: serve https:// and wss:// on the same port. */
+  tls?: { cert: string; key: string };
+}
+
+/** Read `--tls-cert` / `--tls-key` (both or neither); the files' PEM text, or a clear error. */
+export function tlsSetting(certFile?: string, keyFile?: string): { cert: string; key: string } | undefined {
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) {
+    throw new UsageError("TLS needs both --tls-cert FILE and --tls-key FILE (PEM), or neither");
+  }
+  const read = (file: string, flag: string, marker: RegExp) => {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (e) {
+      throw new UsageError(`cannot read ${flag} ${file}: ${(e as Error).message.split("\n")[0]}`);
+    }
+    if (!marker.test(text)) {
+      throw new UsageError(`${flag} ${file} is not a PEM file (no ${marker.source} block)`);
+    }
+    return text;
+  };
+  return {
+    cert: read(certFile, "--tls-cert", /-----BEGIN CERTIFICATE-----/),
+    key: read(keyFile, "--tls-key", /-----BEGIN [A-Z ]*PRIVATE KEY-----/),
+  };
 }
 
 /** Parse one `host:port#PUBKEY` bootstrap entry (IPv6 hosts in brackets). */
@@ -174,5 +200,6 @@ export function serveConfig(
     labWeakKeys,
     labReplay: truthy(env("SOCP_LAB_REPLAY")) || truthy(env("SOCP_BACKDOOR_REPLAY")),
     nodePassphrase: env("SOCP_NODE_PASSPHRASE") || undefined,
+    tls: tlsSetting(pick("tls-cert", "SOCP_TLS_CERT"), pick("tls-key", "SOCP_TLS_KEY")),
   };
 }

@@ -61,6 +61,11 @@ export interface NodeOptions {
   labReplay?: boolean;
   /** Passphrase that seals the identity key (default: a random secret in <data>/node.secret). */
   nodePassphrase?: string;
+  /**
+   * PEM certificate (chain) and private key: serve `https://` and `wss://` on the port instead of plain HTTP.
+   * TLS keeps metadata private; server identity is still the pinned RSA key.
+   */
+  tls?: { cert: string; key: string };
 }
 
 /** A running node. */
@@ -548,6 +553,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       onListen: (a) => {
         boundPort = a.port;
       },
+      ...(opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
     }, (req, info) => {
       if (req.headers.get("upgrade")?.toLowerCase() === "websocket") return upgrade(req, info);
       return http(req);
@@ -557,12 +563,19 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     if (e instanceof Deno.errors.AddrInUse) {
       throw new PortInUse(`port ${opts.port} on ${host} is in use: pass --port with another port`);
     }
+    if (opts.tls) {
+      throw new Error(
+        `cannot serve TLS with this certificate and key: ${(e as Error).message.split("\n")[0]}`,
+      );
+    }
     throw e;
   }
   boundPort = server.addr.port;
 
   const publicHost = opts.publicHost ?? (host === "0.0.0.0" || host === "::" ? "localhost" : host);
-  const wsUrl = `ws://${publicHost.includes(":") ? `[${publicHost}]` : publicHost}:${boundPort}`;
+  const wsUrl = `${opts.tls ? "wss" : "ws"}://${
+    publicHost.includes(":") ? `[${publicHost}]` : publicHost
+  }:${boundPort}`;
 
   function http(req: Request): Response {
     const url = new URL(req.url);
@@ -578,6 +591,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           pubkey: state.config.serverPub,
           protocol: "SOCP/1.3",
           software: SOFTWARE,
+          url: wsUrl,
+          tls: !!opts.tls,
           lab_modes: labModes,
         });
       case "/healthz":
