@@ -5,7 +5,6 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { parseEnv } from "node:util";
-import { parse as parseYaml } from "yaml";
 import {
   type BootstrapEntry,
   DEFAULT_FEDERATION,
@@ -16,6 +15,7 @@ import {
 } from "../core/types.ts";
 import { parseAcceptableKey } from "../protocol/keys.ts";
 import { isLogLevel } from "../net/log.ts";
+import { parseYamlLite } from "./yaml_lite.ts";
 
 /** A user-facing configuration error (printed without a stack, exit code 2). */
 export class UsageError extends Error {}
@@ -86,12 +86,15 @@ function checkedEntry(
 
 /** Read the standard's YAML bootstrap file (`bootstrap_servers: [{host, port, pubkey}]`). */
 export function loadBootstrapFile(path: string, weakKeys = false): BootstrapEntry[] {
-  let doc: unknown;
+  let text: string;
   try {
-    doc = parseYaml(readFileSync(path, "utf8"));
+    text = readFileSync(path, "utf8");
   } catch (e) {
     throw new UsageError(`cannot read bootstrap file ${path}: ${(e as Error).message.split("\n")[0]}`);
   }
+  const parsed = parseYamlLite(text);
+  if (!parsed.ok) throw new UsageError(`cannot read bootstrap file ${path}: ${parsed.error}`);
+  const doc = parsed.value;
   const list = (doc as { bootstrap_servers?: unknown } | null)?.bootstrap_servers;
   if (!Array.isArray(list)) throw new UsageError(`${path}: expected a list under bootstrap_servers:`);
   return list.map((e, i) => {
