@@ -56,10 +56,22 @@ export function deliverQueued(out: Out, conn: number, userId: string): void {
   out.effects.push({ kind: "deliverQueued", conn, userId });
 }
 
-/** A link to `serverId` is up: send what waited for it (rows stay until that server ACKs each one). */
-export function flushOutbox(out: Out, conn: number, serverId: string): void {
+/**
+ * A link to `serverId` is up: send what waited for it. Rows stay until that server ACKs each one, unless it does
+ * not speak the ACK extension (`mode` "no", PROFILE §15): then handing them to the link is delivery.
+ */
+export function flushOutbox(out: Out, conn: number, serverId: string, mode: "yes" | "no" | "unknown"): void {
   if (!out.state.outbox.get(serverId)) return;
-  out.effects.push({ kind: "flushOutbox", conn, serverId });
+  const confirm = mode !== "no";
+  if (!confirm) out.state.outbox.delete(serverId);
+  out.effects.push({ kind: "flushOutbox", conn, serverId, confirm });
+}
+
+/** Every outbox frame for `serverId` went to its live link, and it will not ACK: forget them. */
+export function outboxHanded(out: Out, serverId: string): void {
+  if (!out.state.outbox.get(serverId)) return;
+  out.state.outbox.delete(serverId);
+  out.effects.push({ kind: "outboxHanded", serverId });
 }
 
 /** ACK from a linked server: an outbox frame arrived. */
