@@ -281,8 +281,10 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
     const stale = staleness(env.ts, ev.now, limits);
     if (stale) return out.error(conn.id, reply, "TIMEOUT", stale);
   }
-  if (!state.config.labReplay) state.seen.add(seenKey, ev.now);
+  // A dialed link that loses the duplicate-link tie-break at its first frame is closed; the frame is not
+  // recorded, so the copy the peer sends on the link that stays is not mistaken for a duplicate.
   if (linkDial && !dialedLinkUp(out, conn)) return;
+  if (!state.config.labReplay) state.seen.add(seenKey, ev.now);
   out.digest = ev.digest;
   handler(out, conn, env, ev.fresh);
 }

@@ -167,8 +167,10 @@ Deno.test("simulation seeds 169, 201: a resent outbox DM is not delivered twice 
   for (const seed of [169, 201]) assert.deepEqual(check(runScenario(seed, STORM)), [], `seed ${seed}`);
 });
 
-Deno.test("simulation seed 325: an accepted DM lost only at the last hop (recipient left mid-delivery) is reported as such", () => {
-  const sim = runScenario(325, STORM);
+// (Seed 325 showed this until dialed links came up only at the peer's first frame, which shifted every later
+// event; seed 360 shows it now.)
+Deno.test("simulation seed 360: an accepted DM lost only at the last hop (recipient left mid-delivery) is reported as such", () => {
+  const sim = runScenario(360, STORM);
   assert.deepEqual(check(sim), []);
   assert.ok(sim.lostAtLastHop.size >= 1);
 });
