@@ -62,7 +62,9 @@ export function parseBootstrapEntry(text: string, weakKeys = false): BootstrapEn
   const m = /^\s*(\[[^\]]+\]|[^:#\s/]+):(\d+)#(\S+)\s*$/.exec(text);
   if (!m) {
     throw new UsageError(
-      `bootstrap entry "${text.slice(0, 60)}" must look like host:port#PUBKEY or ws://host:port/path#PUBKEY (see socp info)`,
+      `bootstrap entry "${
+        text.slice(0, 60)
+      }" must look like host:port#PUBKEY or ws://host:port/path#PUBKEY (see socp info)`,
     );
   }
   return checkedEntry(m[1].replace(/^\[|\]$/g, ""), m[2], m[3], `bootstrap entry ${m[1]}:${m[2]}`, weakKeys);

@@ -102,7 +102,9 @@ export function onChannelUpdated(out: Out, conn: Conn, env: Envelope<"PUBLIC_CHA
       ch.members.add(id);
       out.persist({ op: "member", memberId: id, wrappedKey: "", now: out.now });
     }
-    if (p.removed?.length) out.log("debug", "channel.removed_ignored", { server: env.from, n: p.removed.length });
+    if (p.removed?.length) {
+      out.log("debug", "channel.removed_ignored", { server: env.from, n: p.removed.length });
+    }
     bumpTo(out, p.version);
   }
   relayToServers(out, env, conn.serverId);

@@ -233,7 +233,9 @@ function scheduleRedial(out: Out, serverId: string): void {
 function pin(out: Out, rec: ServerRecord): void {
   const old = out.state.servers.get(rec.serverId);
   if (old && old.pubkey === rec.pubkey && old.host === rec.host && old.port === rec.port) {
-    if (rec.path !== undefined || rec.tls !== undefined) out.state.servers.set(rec.serverId, { ...old, ...rec });
+    if (rec.path !== undefined || rec.tls !== undefined) {
+      out.state.servers.set(rec.serverId, { ...old, ...rec });
+    }
     return;
   }
   out.state.servers.set(rec.serverId, rec);
@@ -559,7 +561,9 @@ export function onAnnounce(out: Out, conn: Conn, env: Envelope<"SERVER_ANNOUNCE"
   const { state } = out;
   const p = env.payload;
   if (env.from === state.config.serverId || !isServerId(env.from)) return;
-  if (p.user_locations !== undefined && env.from === conn.serverId) userLocations(out, env.from, p.user_locations);
+  if (p.user_locations !== undefined && env.from === conn.serverId) {
+    userLocations(out, env.from, p.user_locations);
+  }
   if (p.host === undefined || p.port === undefined || p.pubkey === undefined) {
     // PROFILE §15: `{server_id, user_locations}` without an address is presence information only.
     out.log("debug", "announce.no_address", { server: env.from });
@@ -674,7 +678,9 @@ export function linkTimers(out: Out): void {
   }
   for (const c of state.conns.values()) {
     // A link we dialed waits for the peer's first frame; keep it alive for peers that judge silence.
-    if (c.role === "pending" && c.dial?.purpose === "link" && c.dial.serverId && now - c.lastSent >= heartbeatMs) {
+    if (
+      c.role === "pending" && c.dial?.purpose === "link" && c.dial.serverId && now - c.lastSent >= heartbeatMs
+    ) {
       out.send(c.id, out.frame("HEARTBEAT", c.dial.serverId, {}));
     }
   }
