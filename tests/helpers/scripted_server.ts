@@ -120,26 +120,26 @@ export class ScriptedServer {
 
   static start(opts: ScriptedServerOptions): ScriptedServer {
     const ac = new AbortController();
-    let self: ScriptedServer | undefined;
+    const ref: { self?: ScriptedServer } = {};
     const server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen: () => {} },
       (req) => {
         const url = new URL(req.url);
         if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-          self?.httpRequests.push(url.pathname);
+          ref.self?.httpRequests.push(url.pathname);
           if (url.pathname === "/.well-known/socp" && opts.wellKnown) return Response.json(opts.wellKnown);
           return new Response("not found\n", { status: 404 });
         }
         if (url.pathname !== (opts.wsPath ?? "/")) return new Response("not found\n", { status: 404 });
         const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: opts.pingSeconds ?? 0 });
         const conn = new ScriptedConn(socket, opts.key);
-        self?.conns.push(conn);
+        ref.self?.conns.push(conn);
         socket.addEventListener("open", () => opts.onConnection(conn));
         return response;
       },
     );
-    self = new ScriptedServer(server, ac);
-    return self;
+    ref.self = new ScriptedServer(server, ac);
+    return ref.self;
   }
 
   /** Stop listening and close every connection. */
