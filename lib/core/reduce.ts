@@ -273,7 +273,7 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
       (!want || !ev.sigKey || (want !== ev.sigKey && !sameKeyMaterial(want, ev.sigKey))));
   if (sigBad) {
     if (env.type === "ERROR") return logOnly(out, conn, env); // never answer an ERROR with an ERROR
-    return out.error(conn.id, reply, "INVALID_SIG", sigProblem(conn, env, want, ev.sig), true);
+    return out.error(conn.id, reply, "INVALID_SIG", sigProblem(conn, env, want, ev.sig, out.alias), true);
   }
   // Freshness applies to frames the peer originated; relayed frames keep their original ts (PROFILE §11).
   const originated = role !== "server" || env.from === linkId;
@@ -290,9 +290,18 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
 }
 
 /** The detail of an INVALID_SIG: what was missing or wrong, and with which key (PROFILE §15: no misleading detail). */
-function sigProblem(conn: Conn, env: AnyEnvelope, want: string | undefined, sig: string): string {
+function sigProblem(
+  conn: Conn,
+  env: AnyEnvelope,
+  want: string | undefined,
+  sig: string,
+  alias: string | undefined,
+): string {
   const what = sig === "absent" ? "is missing" : "does not verify";
   if (conn.role === "user") return `signature on ${env.type} ${what} with your key`;
+  if (alias !== undefined) {
+    return `signature on ${env.type} from "${alias}" (not a server we know, so read as from ${env.from}) ${what} with the pinned key of ${env.from}`;
+  }
   if (!want) {
     return env.type === "SERVER_ANNOUNCE" || SERVER_HELLOS.has(env.type)
       ? `${env.type} carries no pubkey to verify its signature with`
