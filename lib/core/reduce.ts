@@ -168,6 +168,9 @@ const SERVER_HELLOS = new Set<MessageType>(["SERVER_HELLO_JOIN", "SERVER_HELLO_L
  */
 const TOLERATED_SHAPES = new Set(["PUBLIC_CHANNEL_UPDATED", "PUBLIC_CHANNEL_KEY_SHARE"]);
 
+/** Hellos another server may relay to us along with everything else (see onFrame). */
+const RELAYED_HELLOS = new Set<MessageType>(["SERVER_HELLO_JOIN", "SERVER_HELLO_LINK", "SERVER_WELCOME"]);
+
 function refusal(conn: Conn, env: AnyEnvelope, rule: Rule | undefined): string {
   if (!rule) return `${env.type} is not supported by this node`;
   if (conn.role === "pending") {
@@ -225,6 +228,11 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
       env.from === state.config.serverId || (USER_ORIGINATED.has(env.type) && state.localUsers.has(env.from))
     ) {
       return out.log("debug", "frame.echo", { conn: conn.id, type: env.type });
+    }
+    // The same servers relay other servers' hellos too: a JOIN, LINK or WELCOME on an established link that is
+    // not from the link's server was never meant for us. Ignored, not struck.
+    if (RELAYED_HELLOS.has(env.type) && conn.role === "server" && env.from !== linkId) {
+      return out.log("debug", "frame.relayed_hello", { conn: conn.id, type: env.type, from: env.from });
     }
     // PROFILE §15: signed under another name ("key1", "server"): verified with the link's pinned key (see
     // expectedKey) and treated as from the link's server.
