@@ -61,7 +61,10 @@ export function deliverQueued(out: Out, conn: number, userId: string): void {
  * not speak the ACK extension (`mode` "no", PROFILE §15): then handing them to the link is delivery.
  */
 export function flushOutbox(out: Out, conn: number, serverId: string, mode: "yes" | "no" | "unknown"): void {
-  if (!out.state.outbox.get(serverId)) return;
+  // For a server that does not ACK, the count is forgotten at the flush, while the rows go only once the shell
+  // has sent them: a link that died under the flush leaves rows the count no longer shows, so every new link to
+  // such a server looks in the store (an empty look is cheap).
+  if (!out.state.outbox.get(serverId) && mode !== "no") return;
   const confirm = mode !== "no";
   if (!confirm) out.state.outbox.delete(serverId);
   out.effects.push({ kind: "flushOutbox", conn, serverId, confirm });

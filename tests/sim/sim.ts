@@ -139,6 +139,8 @@ export class Sim {
   readonly foreign: ForeignNode[] = [];
   /** DMs handed to a foreign server's live link (it does not ACK) and lost in flight when that link broke. */
   readonly lostHandedToForeign = new Set<string>();
+  /** How many times each DM (by ciphertext) was sent to a foreign server by our nodes. */
+  readonly sentToForeign = new Map<string, number>();
   faults: Faults = NO_FAULTS;
   /** Counts of node-to-node frames by type (for the no-loop check). */
   serverFrames = new Map<string, number>();
@@ -326,10 +328,18 @@ export class Sim {
         const k = fx.kind === "deliverQueued" ? fx.userId : fx.serverId;
         if (!pipe?.open) return;
         // Queued frames are handed over and deleted; outbox frames stay until the other server ACKs them.
+        // Outbox rows for a server that does not speak the ACK extension go without `ack` and are forgotten.
+        const plain = fx.kind === "flushOutbox" && !fx.confirm;
         const frames = fx.kind === "deliverQueued"
           ? node.store.queue.get(k) ?? []
-          : (node.store.outbox.get(k) ?? []).map((r) => r.frame);
-        if (fx.kind === "deliverQueued") node.store.queue.delete(k);
+          : (node.store.outbox.get(k) ?? []).map((r) => {
+            if (!plain) return r.frame;
+            const { ack: _ack, ...payload } = r.frame.payload as Record<string, unknown>;
+            return { ...r.frame, payload } as Envelope;
+          });
+        if (fx.kind === "deliverQueued" || plain) {
+          node.store[fx.kind === "deliverQueued" ? "queue" : "outbox"].delete(k);
+        }
         const dir = pipe.a.kind === "node" && pipe.a.node === node && pipe.a.conn === fx.conn ? 0 : 1;
         for (const f of frames) {
           this.transmit(pipe, dir, {
@@ -340,6 +350,9 @@ export class Sim {
         }
         break;
       }
+      case "outboxHanded":
+        node.store.outbox.delete(fx.serverId);
+        break;
       case "outboxAcked": {
         const rows = node.store.outbox.get(fx.serverId) ?? [];
         node.store.outbox.set(fx.serverId, rows.filter((r) => r.ref !== fx.msgRef));
@@ -476,6 +489,14 @@ export class Sim {
   transmit(pipe: Pipe, dir: 0 | 1, frame: Envelope): void {
     const to = dir === 0 ? pipe.b : pipe.a;
     const between = pipe.a.kind !== "user" && pipe.b.kind !== "user";
+    if (to.kind === "foreign" && frame.type === "SERVER_DELIVER") {
+      // PROFILE §15: a server that does not speak the ACK extension gets each DM once; at most one more copy may
+      // leave when the DM was sent before its /.well-known/socp answered and the link broke in between.
+      const ct = (frame.payload as { ciphertext: string }).ciphertext;
+      const n = (this.sentToForeign.get(ct) ?? 0) + 1;
+      this.sentToForeign.set(ct, n);
+      if (n > 2) this.violations.push(`${ct} sent ${n} times to the foreign server (it never ACKs)`);
+    }
     if (to.kind === "foreign" && frame.type === "ERROR") {
       const p = frame.payload as { code: string; detail?: string };
       if (p.code !== "USER_NOT_FOUND") {
