@@ -171,6 +171,19 @@ const TOLERATED_SHAPES = new Set(["PUBLIC_CHANNEL_UPDATED", "PUBLIC_CHANNEL_KEY_
 /** Hellos another server may relay to us along with everything else (see onFrame). */
 const RELAYED_HELLOS = new Set<MessageType>(["SERVER_HELLO_JOIN", "SERVER_HELLO_LINK", "SERVER_WELCOME"]);
 
+/** What a connection we dialed may send before it is a link: the introducer's answer, a refusal, a close. */
+const DIALED_FIRST = new Set<MessageType>(["SERVER_WELCOME", "ERROR", "CTRL_CLOSE"]);
+
+/**
+ * Whether a pending connection may send `type`: one we dialed only what answers our hello; one that dialed us
+ * anything but an answer to a hello it never got (a SERVER_WELCOME there is refused like any unexpected frame).
+ * (A link we dialed is judged as a link from its first frame on, see onFrame.)
+ */
+function pendingAllows(conn: Conn, type: MessageType): boolean {
+  if (conn.role !== "pending") return true;
+  return conn.dial ? DIALED_FIRST.has(type) : type !== "SERVER_WELCOME";
+}
+
 function refusal(conn: Conn, env: AnyEnvelope, rule: Rule | undefined): string {
   if (!rule) return `${env.type} is not supported by this node`;
   if (conn.role === "pending") {
@@ -263,7 +276,7 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
   if (linkDial && env.type === "SERVER_WELCOME") {
     handler = (o, c, e) => onRelinkWelcome(o, c, e as Envelope<"SERVER_WELCOME">);
   }
-  if (!handler || (env.type === "USER_HELLO" && conn.dial)) {
+  if (!handler || (role === "pending" && !pendingAllows(conn, env.type))) {
     if (env.type === "ERROR") return logOnly(out, conn, env);
     return out.error(conn.id, reply, "UNKNOWN_TYPE", refusal(conn, env, rule), true);
   }
