@@ -450,7 +450,9 @@ export function onWelcome(out: Out, conn: Conn, env: Envelope<"SERVER_WELCOME">)
     }
   }
   const assigned = p.assigned_id ?? state.config.serverId; // absent or null: keep our own id
-  if (!isServerId(assigned) || !isServerId(env.from) || env.from === state.config.serverId) {
+  // The introducer's id: `payload.server_id` when it names itself there, else `from`.
+  const intro = p.server_id !== undefined && isServerId(p.server_id) ? p.server_id : env.from;
+  if (!isServerId(assigned) || !isServerId(intro) || intro === state.config.serverId) {
     out.log("warn", "join.refused", { reason: "unusable ids in SERVER_WELCOME" });
     return out.close(conn.id, 1008, "bad welcome");
   }
@@ -469,21 +471,21 @@ export function onWelcome(out: Out, conn: Conn, env: Envelope<"SERVER_WELCOME">)
   }
   state.join = { phase: "joined", retryMs: FIRST_BACKOFF_MS };
   pin(out, {
-    serverId: env.from,
+    serverId: intro,
     host: intent.host,
     port: intent.port,
     pubkey: intent.expectKey,
     path: intent.path,
     tls: intent.tls,
   });
-  if (p.software !== undefined) state.peerSoftware.set(env.from, p.software);
-  if (!linkUp(out, conn, env.from, state.config.serverId)) return;
+  if (p.software !== undefined) state.peerSoftware.set(intro, p.software);
+  if (!linkUp(out, conn, intro, state.config.serverId)) return;
   out.log("info", "network.joined", {
-    introducer: env.from,
+    introducer: intro,
     server_id: state.config.serverId,
     servers: p.servers?.length ?? 0,
   });
-  userLocations(out, env.from, p.snapshot?.user_locations);
+  userLocations(out, intro, p.snapshot?.user_locations);
   // Deployed introducers send one list or the other (SOCP-1.3 §5.2): without `servers`, read `clients` entries
   // that carry an address as servers (the "mis-labelled server list" reading).
   const listed = p.servers ??
@@ -491,7 +493,7 @@ export function onWelcome(out: Out, conn: Conn, env: Envelope<"SERVER_WELCOME">)
       c.host && c.port ? [{ server_id: c.user_id, host: c.host, port: c.port, pubkey: c.pubkey }] : []
     );
   for (const s of listed) {
-    if (s.server_id === state.config.serverId || s.server_id === env.from || state.links.has(s.server_id)) {
+    if (s.server_id === state.config.serverId || s.server_id === intro || state.links.has(s.server_id)) {
       continue;
     }
     const known = state.servers.get(s.server_id);

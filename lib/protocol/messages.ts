@@ -65,6 +65,8 @@ export const PAYLOADS = {
     pubkey: optional(KEY),
     host: optional(HOST),
     port: optional(PORT),
+    /** Some introducers name themselves here (their `from` may be a generic name). */
+    server_id: optional(ID),
     snapshot: optional(anyObject),
     software: SOFTWARE,
     public_channel: optional(object({ version: integer(0), creator_pub: KEY, wrapped_key: B64 })),

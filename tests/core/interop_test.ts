@@ -576,3 +576,19 @@ Deno.test("a frame under a name we do not know that fails the link's key is refu
     /not a server we know, so read as from 9c2d.* does not verify with the pinned key of 9c2d/,
   );
 });
+
+Deno.test("a welcome whose payload names the introducer (server_id) links to that id, whatever its `from`", () => {
+  const h = joiner();
+  h.signed(20, {
+    type: "SERVER_WELCOME",
+    from: "server",
+    to: SERVER,
+    ts: h.now,
+    payload: { server_id: S2, server_pub: S2K, assigned_id: null },
+  });
+  assert.equal(h.state.links.get(S2), 20);
+  assert.ok(!h.state.links.has("server"));
+  // Its later frames under that generic name are the link's server's.
+  const hb = h.signed(20, { type: "HEARTBEAT", from: "server", to: SERVER, ts: h.now, payload: {} });
+  assert.deepEqual(errors(hb), []);
+});
