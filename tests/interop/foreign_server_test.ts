@@ -164,3 +164,49 @@ Deno.test({ name: "our node and a server speaking every deployed dialect at once
     await fs.close();
   }
 });
+
+Deno.test({
+  name: "a server that closes at once on SERVER_HELLO_LINK is re-linked with JOIN, no storm",
+  ...opts,
+}, async () => {
+  const server: ScriptedServer = ScriptedServer.start({
+    key: fKey,
+    pingSeconds: 1,
+    onConnection: (conn) => {
+      conn.onFrame = async (f: Frame, c: ScriptedConn) => {
+        if (f.type === "SERVER_HELLO_LINK") {
+          return c.close(1008, "Unexpected initial message: SERVER_HELLO_LINK");
+        }
+        if (f.type === "SERVER_HELLO_JOIN") {
+          await c.send({
+            type: "SERVER_WELCOME",
+            from: F,
+            to: f.from,
+            payload: { server_id: F, pubkey: fKey.publicKey },
+          });
+        }
+      };
+    },
+  });
+  const node = await NodeProcess.start({
+    args: ["--bootstrap", `127.0.0.1:${server.port}#${fKey.publicKey}`, ...TIMERS],
+  });
+  try {
+    await linked(node, 1);
+    server.conns[0].close(1001, "going away");
+    await until(
+      () => server.conns.length >= 3 && server.conns[2].received.length > 0,
+      "a JOIN after the closed LINK",
+    );
+    await linked(node, 1);
+    await sleep(6000); // three link timeouts: the re-linked connection holds, nothing is redialed
+    const hellos = server.conns.map((c) => c.received[0]?.type);
+    console.log(`[interop] instant close on LINK: hellos seen ${JSON.stringify(hellos)}`);
+    assert.deepEqual(hellos, ["SERVER_HELLO_JOIN", "SERVER_HELLO_LINK", "SERVER_HELLO_JOIN"]);
+    assert.ok(server.conns[2].open);
+    noRefusals(node, server.conns, "instant close on LINK");
+  } finally {
+    await node.kill();
+    await server.close();
+  }
+});
