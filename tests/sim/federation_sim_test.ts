@@ -206,3 +206,24 @@ Deno.test(`simulation with a foreign server: ${SEEDS} seeds of broken links, dup
   }
   assert.deepEqual(failed, []);
 });
+
+Deno.test("simulation: an idle network with a foreign server carries a flat count of heartbeats per minute", () => {
+  const sim = runScenario(7, FOREIGN_CALM);
+  assert.deepEqual(check(sim), []);
+  const minute = () => {
+    sim.serverFrames.clear();
+    sim.run(60_000);
+    return new Map(sim.serverFrames);
+  };
+  const first = minute();
+  const second = minute();
+  const total = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+  console.log(
+    `[sim] idle, 4 nodes + 1 foreign server (heartbeat 1 s, simulated): ${total(first)} then ${
+      total(second)
+    } server-to-server frames per simulated minute, by type ${JSON.stringify([...second])}`,
+  );
+  assert.deepEqual([...first.keys()], ["HEARTBEAT"]);
+  assert.deepEqual([...second.keys()], ["HEARTBEAT"]);
+  assert.ok(Math.abs(total(second) - total(first)) <= total(first) / 20, "flat, not growing");
+});
