@@ -310,7 +310,12 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
    */
   function probe(serverId: string, url: string): void {
     const answer = (software: string) => {
-      if (!stopping) dispatch({ kind: "software", now: Date.now(), serverId, software });
+      if (stopping) return;
+      try {
+        dispatch({ kind: "software", now: Date.now(), serverId, software });
+      } catch (e) {
+        log.error("probe.failed", { server: serverId, error: String(e) });
+      }
     };
     fetch(url, { signal: AbortSignal.timeout(3000), redirect: "manual" })
       .then(async (res) => {
