@@ -435,7 +435,7 @@ export function reduce(state: State, event: Event): Step {
       fileTimers(out);
       break;
     case "software":
-      onSoftware(out, event.serverId, event.software);
+      onSoftware(out, event.serverId, event.software, event.tls);
       break;
     case "channelReady":
       channelReady(out, event.version, event.creatorPub);

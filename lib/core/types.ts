@@ -289,7 +289,14 @@ export type Event =
   | { kind: "closed"; conn: number; now: number }
   | { kind: "tick"; now: number }
   /** The answer to a `probe` effect: the server's `software` ("" when it has none or did not answer). */
-  | { kind: "software"; now: number; serverId: string; software: string }
+  | {
+    kind: "software";
+    now: number;
+    serverId: string;
+    software: string;
+    /** The server answered only over https: it serves TLS, so redials use wss://. */
+    tls?: boolean;
+  }
   /** The shell created or adopted the channel key. */
   | { kind: "channelReady"; now: number; version: number; creatorPub: string }
   /** Creating or adopting the channel key failed. */

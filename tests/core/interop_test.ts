@@ -592,3 +592,10 @@ Deno.test("a welcome whose payload names the introducer (server_id) links to tha
   const hb = h.signed(20, { type: "HEARTBEAT", from: "server", to: SERVER, ts: h.now, payload: {} });
   assert.deepEqual(errors(hb), []);
 });
+
+Deno.test("a server whose /.well-known/socp answered only over https is redialed with wss://", () => {
+  const h = linked();
+  h.step({ kind: "software", now: h.now, serverId: S2, software: "socp-deno/0.1.0", tls: true });
+  const [again] = dials(h.step({ kind: "closed", conn: 10, now: h.now }));
+  assert.equal(again.url, "wss://127.0.0.1:9000");
+});
