@@ -698,10 +698,12 @@ export function linkTimers(out: Out): void {
 }
 
 /** The answer to a probe of /.well-known/socp (or "" when there was none). */
-export function onSoftware(out: Out, serverId: string, software: string): void {
+export function onSoftware(out: Out, serverId: string, software: string, tls = false): void {
   const { state } = out;
   state.peerSoftware.set(serverId, software);
-  out.log("debug", "server.software", { server: serverId, software, ack: ackMode(state, serverId) });
+  const rec = state.servers.get(serverId);
+  if (tls && rec && !rec.tls) state.servers.set(serverId, { ...rec, tls: true }); // in memory: redial with wss
+  out.log("debug", "server.software", { server: serverId, software, ack: ackMode(state, serverId), tls });
   // Outbox frames already went to this live link with `ack` (sent before we knew): it will not ACK them, and
   // handing them over was delivery. Nothing is resent.
   if (ackMode(state, serverId) === "no" && state.links.has(serverId)) outboxHanded(out, serverId);

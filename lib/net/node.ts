@@ -309,40 +309,54 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
    * in time and size; any failure answers "" (it says nothing, so it gets no extension).
    */
   function probe(serverId: string, url: string): void {
-    const answer = (software: string) => {
+    const answer = (software: string, tls: boolean) => {
       if (stopping) return;
       try {
-        dispatch({ kind: "software", now: Date.now(), serverId, software });
+        dispatch({ kind: "software", now: Date.now(), serverId, software, ...(tls ? { tls } : {}) });
       } catch (e) {
         log.error("probe.failed", { server: serverId, error: String(e) });
       }
     };
-    fetch(url, { signal: AbortSignal.timeout(3000), redirect: "manual" })
-      .then(async (res) => {
-        if (!res.ok || !res.body) {
-          await res.body?.cancel();
-          return "";
-        }
-        const reader = res.body.getReader();
-        const chunks: Uint8Array[] = [];
-        let size = 0;
-        while (size <= 65_536) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          chunks.push(value);
-          size += value.length;
-        }
-        await reader.cancel();
-        if (size > 65_536) return "";
-        const buf = new Uint8Array(size);
-        let at = 0;
-        for (const c of chunks) (buf.set(c, at), at += c.length);
-        const doc = JSON.parse(new TextDecoder().decode(buf));
-        const sw = doc && typeof doc === "object" ? (doc as Record<string, unknown>).software : undefined;
-        return typeof sw === "string" ? sw.slice(0, 256) : "";
-      })
-      .catch(() => "")
-      .then(answer);
+    // A server that joined us says nothing of TLS: when plain http cannot connect, try https (and the reducer
+    // then redials it with wss://).
+    readSoftware(url).catch(() =>
+      url.startsWith("http://")
+        ? readSoftware(url.replace(/^http:/, "https:")).then((sw) => ({ sw, tls: true }))
+        : Promise.reject(new Error("no answer"))
+    ).then(
+      (r) => typeof r === "string" ? answer(r, false) : answer(r.sw, r.tls),
+      () => answer("", false),
+    );
+  }
+
+  /** GET a /.well-known/socp document; its `software`, or "" (rejects only when nothing answered). */
+  async function readSoftware(url: string): Promise<string> {
+    const res = await fetch(url, { signal: AbortSignal.timeout(3000), redirect: "manual" });
+    if (!res.ok || !res.body) {
+      await res.body?.cancel();
+      return "";
+    }
+    const reader = res.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    while (size <= 65_536) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.length;
+    }
+    await reader.cancel();
+    if (size > 65_536) return "";
+    const buf = new Uint8Array(size);
+    let at = 0;
+    for (const c of chunks) (buf.set(c, at), at += c.length);
+    try {
+      const doc = JSON.parse(new TextDecoder().decode(buf));
+      const sw = doc && typeof doc === "object" ? (doc as Record<string, unknown>).software : undefined;
+      return typeof sw === "string" ? sw.slice(0, 256) : "";
+    } catch {
+      return "";
+    }
   }
 
   /** Fill in a frame's channel-key crypto (PROFILE §8); false when this node holds no channel key. */
