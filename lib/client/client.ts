@@ -17,6 +17,7 @@ import { encodeBase64Url } from "../protocol/base64url.ts";
 import { signaturePreimages } from "../protocol/canonical_json.ts";
 import { type AnyEnvelope, type Envelope, parseFrame, serializeEnvelope } from "../protocol/envelope.ts";
 import { sameKeyMaterial } from "../protocol/keys.ts";
+import { msgRef } from "../protocol/msg_ref.ts";
 import type { MessageType, PayloadOf } from "../protocol/messages.ts";
 import {
   canonicalPayloadBytes,
@@ -391,7 +392,7 @@ export class SocpClient {
   }
 
   private expectAck(payload: unknown, what: string): void {
-    this.pendingAcks.set(encodeBase64Url(sha256(canonicalPayloadBytes(payload))), what);
+    this.pendingAcks.set(msgRef(sha256(canonicalPayloadBytes(payload))), what);
     if (this.pendingAcks.size > 10_000) this.pendingAcks.delete(this.pendingAcks.keys().next().value!);
   }
 
