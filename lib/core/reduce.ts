@@ -6,7 +6,7 @@
  *
  * @example
  * ```ts
- * let state = initState(config, [], []);
+ * let state = initState(config);
  * const step = reduce(state, { kind: "connected", conn: 1, addr: "127.0.0.1", now: 0 });
  * state = step.state; // step.effects: what the shell must do
  * ```
