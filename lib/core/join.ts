@@ -79,36 +79,26 @@ function tryBootstrap(out: Out, index: number, afterMs: number): void {
       const wait = state.join.retryMs;
       state.join.retryMs = Math.min(wait * 2, MAX_BACKOFF_MS);
       state.join.phase = "joining";
-      const e = list.find((b) => !sameKeyMaterial(b.pubkey, state.config.serverPub));
-      if (e) {
-        newDial(out, {
-          purpose: "join",
-          host: e.host,
-          port: e.port,
-          path: e.path,
-          tls: e.tls,
-          expectKey: e.pubkey,
-          bootstrapIndex: list.indexOf(e),
-        }, wait);
-      }
+      const first = list.findIndex((b) => !sameKeyMaterial(b.pubkey, state.config.serverPub));
+      if (first >= 0) joinDial(out, first, wait);
     }
     return;
   }
   state.join.phase = "joining";
-  const e = list[index];
-  newDial(
-    out,
-    {
-      purpose: "join",
-      host: e.host,
-      port: e.port,
-      path: e.path,
-      tls: e.tls,
-      expectKey: e.pubkey,
-      bootstrapIndex: index,
-    },
-    afterMs,
-  );
+  joinDial(out, index, afterMs);
+}
+
+/** Dial bootstrap entry `index` to join through it. */
+function joinDial(out: Out, index: number, afterMs: number): void {
+  const e = out.state.config.federation.bootstrap[index];
+  const intent = {
+    purpose: "join" as const,
+    host: e.host,
+    port: e.port,
+    expectKey: e.pubkey,
+    bootstrapIndex: index,
+  };
+  newDial(out, { ...intent, path: e.path, tls: e.tls }, afterMs);
 }
 
 function serverEntries(state: State): { server_id: string; host: string; port: number; pubkey: string }[] {
