@@ -14,17 +14,18 @@
  * ```
  * @module
  */
-import { encryptTo, PrivateKey, sha256, verifyAny } from "../crypto/rsa.ts";
+import type { PrivateKey } from "../crypto/rsa.ts";
 import { encodeBase64Url } from "../protocol/base64url.ts";
 import { signaturePreimages } from "../protocol/canonical_json.ts";
 import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
-import { sameKeyMaterial } from "../protocol/keys.ts";
 import type { MessageType, PayloadOf } from "../protocol/messages.ts";
 import { ClientCore } from "./core.ts";
-import type { ClientEvent, Contact, CryptoOp, CryptoResult, OutgoingMessage, Peer } from "./types.ts";
+import type { ClientEvent, Contact, CryptoResult, OutgoingMessage, Peer } from "./types.ts";
+import { WebCryptoRunner } from "./webcrypto.ts";
 
 export type { ClientEvent, Contact, OutgoingMessage, Peer } from "./types.ts";
 export { ClientCore } from "./core.ts";
+export { WebCryptoRunner } from "./webcrypto.ts";
 
 /** Options for {@linkcode SocpClient.connect}. */
 export interface ConnectOptions {
@@ -73,7 +74,7 @@ export class SocpClient {
   onEvent?: (e: ClientEvent) => void;
   private readonly buffered: ClientEvent[] = [];
   private ws: WebSocket | null = null;
-  private channelKey: PrivateKey | null = null;
+  private readonly cryptoRunner: WebCryptoRunner;
   private readonly tickets = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
   private tickTimer: ReturnType<typeof setInterval> | undefined;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -91,6 +92,7 @@ export class SocpClient {
     readonly displayName: string | undefined,
     opts: ConnectOptions,
   ) {
+    this.cryptoRunner = new WebCryptoRunner(key);
     this.core = new ClientCore({
       userId,
       publicKey: key.publicKey,
@@ -383,7 +385,7 @@ export class SocpClient {
           if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(o.text);
           break;
         case "crypto":
-          this.crypto(o.op).then(
+          this.cryptoRunner.run(o.op).then(
             (r) => this.cryptoDone(o.id, r),
             () => this.cryptoDone(o.id, null),
           );
@@ -432,34 +434,5 @@ export class SocpClient {
       this.shutdown();
     }
     this.deliver(e);
-  }
-
-  private async crypto(op: CryptoOp): Promise<CryptoResult> {
-    switch (op.op) {
-      case "verify":
-        return await verifyAny(op.key, op.preimages, op.sig).catch(() => -1);
-      case "decrypt": {
-        const k = op.with === "user" ? this.key : this.channelKey;
-        if (!k) return null;
-        return await k.decrypt(op.ciphertext).catch(() => null);
-      }
-      case "encrypt":
-        return await encryptTo(op.key, op.data).catch(() => null);
-      case "sign":
-        return await this.key.sign(op.data).catch(() => null);
-      case "sha256":
-        return await sha256(op.data);
-      case "openChannelKey":
-        try {
-          const k = await PrivateKey.fromPkcs8(await this.key.decrypt(op.wrapped), { extractable: false });
-          if (!sameKeyMaterial(k.publicKey, op.creatorPub)) return false;
-          this.channelKey = k;
-          return true;
-        } catch {
-          return false;
-        }
-      case "all":
-        return await Promise.all(op.ops.map((o) => this.crypto(o)));
-    }
   }
 }

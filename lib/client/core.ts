@@ -667,7 +667,7 @@ export class ClientCore {
     if (spub && decodePublicKey(spub).ok) this.serverPub = spub;
     this.accepted(this.now);
     // The accepting frame may carry more than acceptance (a CLIENT_WELCOME, an advert): handle it too.
-    if (!(raw.type === "ACK" && typeof p.msg_ref === "string" && p.msg_ref.startsWith("USER_HELLO"))) {
+    if (raw.type !== "ACK") {
       yield* this.handleText(text);
     }
   }
