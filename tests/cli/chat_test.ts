@@ -253,3 +253,28 @@ Deno.test("passphrase: asked again when wrong (3 tries), confirmed for a new key
     await node.kill();
   }
 });
+
+Deno.test("a server that refuses us after a reconnect is a permanent failure: the chat exits non-zero", async () => {
+  const { dir, ids, alicePath, env } = await setup();
+  let node = await NodeProcess.start({ dataDir: join(dir, "node") });
+  const port = node.port;
+  const chat = new Chat(["--server", node.url, "--key", alicePath], env);
+  let twin: SocpClient | undefined;
+  try {
+    await chat.wait("connected to");
+    await node.kill("SIGKILL");
+    await chat.wait("* connection lost");
+    node = await NodeProcess.start({ dataDir: join(dir, "node"), port });
+    // Someone else holds alice's id on the server when the chat comes back: NAME_IN_USE.
+    twin = await SocpClient.connect(node.url, { userId: ids.alice, key: aliceKey, reconnect: false });
+    let status: Deno.CommandStatus | undefined;
+    chat.child.status.then((s) => status = s);
+    assert.equal((await until(() => status, "the chat exits after the refusal", 40_000)).code, 1);
+    await chat.end(false);
+    assert.match(chat.err, /the server refused us: NAME_IN_USE/);
+  } finally {
+    await twin?.close(500);
+    await chat.end(false).catch(() => {});
+    await node.kill();
+  }
+});
