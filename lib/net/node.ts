@@ -32,7 +32,8 @@ import {
 } from "../core/types.ts";
 import { expectedKey } from "../core/verify.ts";
 import { sameKeyMaterial, spkiToB64Pem } from "../protocol/keys.ts";
-import { encryptTo, generateKeyPair, PrivateKey, sha256, sha256Hex, verifyAny } from "../crypto/rsa.ts";
+import { encryptTo, generateKeyPair, PrivateKey, sha256Hex, verifyAny } from "../crypto/rsa.ts";
+import { sha256Sync } from "./digest.ts";
 import { msgRef } from "../protocol/msg_ref.ts";
 import { openPrivateKey, sealPrivateKey } from "../crypto/keyfile.ts";
 import { keySharePreimage } from "../protocol/preimages.ts";
@@ -279,7 +280,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
             else if (op.op === "setHome") store.setHome(op.userId, op.serverId);
             else if (op.op === "enqueue") store.enqueue(op.userId, op.frame, op.now);
             else if (op.op === "outbox") {
-              const ref = msgRef(sha256(canonicalJson(op.frame.payload)));
+              const ref = msgRef(sha256Sync(canonicalJson(op.frame.payload)));
               store.addOutbox(op.serverId, ref, op.frame, op.now);
             } else if (op.op === "channel") store.setChannel(op.version, op.creatorPub, Date.now());
             else if (op.op === "acceptRef") store.acceptRef(op.ref, op.now);
@@ -485,7 +486,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
         error: { code: "UNKNOWN_TYPE", detail: canon.error, type: parsed.envelope.type },
       };
     }
-    const digest = canon?.ok ? sha256Hex(canon.text) : "";
+    // Hashed now (WebCrypto, concurrently with earlier frames), awaited in this frame's turn below.
+    const digestP = canon?.ok ? sha256Hex(canon.text) : Promise.resolve("");
     const sigText = parsed.ok ? parsed.envelope.sig : undefined;
     // Start verifying now with the key in force now (concurrently with earlier frames); when this frame's turn
     // comes, check the key again: if an earlier frame changed it (a hello, a link, a pin), verify again.
@@ -500,6 +502,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     s.inflight++;
     s.inbound = s.inbound.then(async () => {
       s.inflight--;
+      const digest = await digestP;
       let ok = await earlyCheck;
       let key = early;
       if (sigText) {

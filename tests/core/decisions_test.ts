@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { DEFAULT_FEDERATION, endpointUrl } from "../../lib/core/types.ts";
-import { sha256 } from "../../lib/crypto/rsa.ts";
+import { sha256Sync as sha256 } from "../../lib/net/digest.ts";
 import { encodeBase64Url } from "../../lib/protocol/base64url.ts";
 import { keyPolicy } from "../../lib/protocol/keys.ts";
 import { msgRef } from "../../lib/protocol/msg_ref.ts";

@@ -19,7 +19,7 @@ import {
   type UserRecord,
 } from "../../lib/core/types.ts";
 import { expectedKey } from "../../lib/core/verify.ts";
-import { sha256, sha256Hex } from "../../lib/crypto/rsa.ts";
+import { sha256HexSync as sha256Hex, sha256Sync as sha256 } from "../../lib/net/digest.ts";
 import { msgRef } from "../../lib/protocol/msg_ref.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
 import {
