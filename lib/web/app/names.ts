@@ -1,0 +1,21 @@
+/**
+ * Safe names for received files (the rules of lib/client/downloads.ts, which cannot load in a browser because it
+ * also writes files with Deno).
+ *
+ * @module
+ */
+
+/** A safe base name for `name` (no path, no control or bidi characters, no leading dot; at most 200 bytes). */
+export function sanitizeFileName(name: string): string {
+  const base = name.split(/[\\/]/).pop() ?? "";
+  let clean = base
+    // deno-lint-ignore no-control-regex
+    .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, "")
+    .replace(/[<>:"|?*]/g, "_")
+    .replace(/^[.\s]+/, "")
+    .replace(/[.\s]+$/, "")
+    .trim();
+  const enc = new TextEncoder();
+  while (enc.encode(clean).length > 200) clean = clean.slice(0, -1);
+  return clean || "download";
+}
