@@ -386,12 +386,12 @@ export class SocpClient {
       dmPreimage({ ciphertext, from: this.userId, to: peer.userId, ts }),
     );
     const payload = { ciphertext, sender_pub: this.key.publicKey, content_sig };
-    this.expectAck(payload, `message to ${peer.name}`);
+    await this.expectAck(payload, `message to ${peer.name}`);
     return this.send("MSG_DIRECT", peer.userId, payload, false, ts);
   }
 
-  private expectAck(payload: unknown, what: string): void {
-    this.pendingAcks.set(encodeBase64Url(sha256(canonicalPayloadBytes(payload))), what);
+  private async expectAck(payload: unknown, what: string): Promise<void> {
+    this.pendingAcks.set(encodeBase64Url(await sha256(canonicalPayloadBytes(payload))), what);
     if (this.pendingAcks.size > 10_000) this.pendingAcks.delete(this.pendingAcks.keys().next().value!);
   }
 
@@ -434,7 +434,7 @@ export class SocpClient {
     const to = peer ? peer.userId : "public";
     const encKey = peer ? peer.pubkey : this.channel!.creatorPub;
     const fileId = crypto.randomUUID();
-    const sha = sha256Hex(data);
+    const sha = await sha256Hex(data);
     const ts = Date.now();
     const content_sig = await this.key.sign(
       fileStartPreimage({
@@ -472,7 +472,7 @@ export class SocpClient {
       onProgress?.(Math.min(o + CHUNK, data.length), data.length);
     }
     const endPayload = { file_id: fileId };
-    this.expectAck(endPayload, `file ${name} to ${peer?.name ?? "everyone"}`);
+    await this.expectAck(endPayload, `file ${name} to ${peer?.name ?? "everyone"}`);
     await this.send("FILE_END", to, endPayload);
     return fileId;
   }
@@ -626,7 +626,7 @@ export class SocpClient {
     let problem = t.failed;
     if (!problem && indexes.some((v, i) => v !== i)) problem = "chunks are missing";
     if (!problem && bytes.length !== t.size) problem = `size is ${bytes.length} bytes, ${t.size} announced`;
-    if (!problem && sha256Hex(bytes) !== t.sha256.toLowerCase()) problem = "SHA-256 does not match";
+    if (!problem && (await sha256Hex(bytes)) !== t.sha256.toLowerCase()) problem = "SHA-256 does not match";
     this.emit({
       kind: "file",
       fileId: env.payload.file_id,

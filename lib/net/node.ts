@@ -30,7 +30,8 @@ import {
 } from "../core/types.ts";
 import { expectedKey } from "../core/verify.ts";
 import { sameKeyMaterial, spkiToB64Pem } from "../protocol/keys.ts";
-import { encryptTo, generateKeyPair, PrivateKey, sha256, sha256Hex, verifyAny } from "../crypto/rsa.ts";
+import { encryptTo, generateKeyPair, PrivateKey, sha256Hex, verifyAny } from "../crypto/rsa.ts";
+import { sha256Sync } from "./digest.ts";
 import { encodeBase64Url } from "../protocol/base64url.ts";
 import { openPrivateKey, sealPrivateKey } from "../crypto/keyfile.ts";
 import { keySharePreimage } from "../protocol/preimages.ts";
@@ -238,7 +239,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
             else if (op.op === "setHome") store.setHome(op.userId, op.serverId);
             else if (op.op === "enqueue") store.enqueue(op.userId, op.frame, op.now);
             else if (op.op === "outbox") {
-              const ref = encodeBase64Url(sha256(canonicalJson(op.frame.payload)));
+              const ref = encodeBase64Url(sha256Sync(canonicalJson(op.frame.payload)));
               store.addOutbox(op.serverId, ref, op.frame, op.now);
             } else if (op.op === "channel") store.setChannel(op.version, op.creatorPub, Date.now());
             else if (op.op === "acceptRef") store.acceptRef(op.ref, op.now);
@@ -360,7 +361,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     }
     metrics.framesIn++;
     const parsed = parseFrame(data);
-    const digest = parsed.ok ? sha256Hex(canonicalJson(parsed.envelope.payload)) : "";
+    // Hashed now (WebCrypto, concurrently with earlier frames), awaited in this frame's turn below.
+    const digestP = parsed.ok ? sha256Hex(canonicalJson(parsed.envelope.payload)) : Promise.resolve("");
     const sigText = parsed.ok ? parsed.envelope.sig : undefined;
     // Start verifying now with the key in force now (concurrently with earlier frames); when this frame's turn
     // comes, check the key again: if an earlier frame changed it (a hello, a link, a pin), verify again.
@@ -375,6 +377,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     s.inflight++;
     s.inbound = s.inbound.then(async () => {
       s.inflight--;
+      const digest = await digestP;
       let ok = await earlyCheck;
       let key = early;
       if (sigText) {

@@ -67,7 +67,9 @@ try {
   while (!got.some((e) => e.kind === "file")) await new Promise((r) => setTimeout(r, 20));
   const tDone = performance.now();
   const file = got.find((e) => e.kind === "file");
-  if (!file || file.kind !== "file" || !file.bytes || sha256Hex(file.bytes) !== sha256Hex(data)) {
+  if (
+    !file || file.kind !== "file" || !file.bytes || (await sha256Hex(file.bytes)) !== (await sha256Hex(data))
+  ) {
     throw new Error("file damaged");
   }
   await new Promise((r) => setTimeout(r, 300));

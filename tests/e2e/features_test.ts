@@ -91,7 +91,7 @@ Deno.test({ name: "a 1 MiB file crosses two servers intact, with progress", ...o
   const file = await until(() => cat.events.find((e) => e.kind === "file"), "the file", 120_000);
   const secs = (performance.now() - t0) / 1000;
   assert.ok(file.kind === "file" && file.bytes, `file arrived: ${file.kind === "file" && file.problem}`);
-  assert.equal(sha256Hex(file.bytes!), sha256Hex(data));
+  assert.equal(await sha256Hex(file.bytes!), await sha256Hex(data));
   assert.ok(file.verified, "FILE_START content_sig verified");
   const progress = cat.events.filter((e) => e.kind === "fileProgress");
   assert.ok(progress.length >= 5, `progress reported ${progress.length} times`);
@@ -219,7 +219,7 @@ Deno.test({ name: "/file all sends a file to everyone on the public channel", ..
       `${s.c.displayName} gets the file`,
     );
     assert.ok(f.kind === "file" && f.bytes && f.mode === "public" && f.verified);
-    assert.equal(sha256Hex(f.bytes!), sha256Hex(data));
+    assert.equal(await sha256Hex(f.bytes!), await sha256Hex(data));
   }
 });
 

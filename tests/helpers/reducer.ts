@@ -8,7 +8,7 @@ import {
   type NodeConfig,
   type State,
 } from "../../lib/core/types.ts";
-import { sha256Hex } from "../../lib/crypto/rsa.ts";
+import { sha256HexSync as sha256Hex } from "../../lib/net/digest.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
 import { type AnyEnvelope, parseFrame } from "../../lib/protocol/envelope.ts";
 import { expectedKey } from "../../lib/core/verify.ts";

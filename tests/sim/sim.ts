@@ -18,7 +18,7 @@ import {
   type UserRecord,
 } from "../../lib/core/types.ts";
 import { expectedKey } from "../../lib/core/verify.ts";
-import { sha256, sha256Hex } from "../../lib/crypto/rsa.ts";
+import { sha256HexSync as sha256Hex, sha256Sync as sha256 } from "../../lib/net/digest.ts";
 import { encodeBase64Url } from "../../lib/protocol/base64url.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
 import {
