@@ -104,7 +104,9 @@ export function webRoute(req: Request, snapshot: () => NetworkSnapshot): Respons
     const h = securityHeaders(type);
     h.set("etag", `"${ASSETS_TAG}"`);
     h.set("cache-control", "no-cache");
-    if (req.headers.get("if-none-match") === `"${ASSETS_TAG}"`) return new Response(null, { status: 304, headers: h });
+    if (req.headers.get("if-none-match") === `"${ASSETS_TAG}"`) {
+      return new Response(null, { status: 304, headers: h });
+    }
     return new Response(req.method === "HEAD" ? null : body, { headers: h });
   };
   switch (url.pathname) {
@@ -112,7 +114,10 @@ export function webRoute(req: Request, snapshot: () => NetworkSnapshot): Respons
     case "/index.html": {
       // The page names the server and how to reach it from a terminal (also without JavaScript).
       const j = networkJson(req, snapshot());
-      const html = INDEX_HTML.replaceAll("{{server_id}}", esc(j.server_id)).replaceAll("{{ws_url}}", esc(j.ws_url));
+      const html = INDEX_HTML.replaceAll("{{server_id}}", esc(j.server_id)).replaceAll(
+        "{{ws_url}}",
+        esc(j.ws_url),
+      );
       const h = securityHeaders("text/html; charset=utf-8");
       h.set("cache-control", "no-store");
       return new Response(req.method === "HEAD" ? null : html, { headers: h });

@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
 /**
  * The browser's IndexedDB: the identity (user id, display name, public key, the sealed key file for export, and
  * the private key as NON-extractable CryptoKeys, so script can use it but never read it) and the contacts.
@@ -50,11 +52,14 @@ export class Db {
       r.onupgradeneeded = () => {
         const db = r.result;
         if (!db.objectStoreNames.contains("identity")) db.createObjectStore("identity", { keyPath: "id" });
-        if (!db.objectStoreNames.contains("contacts")) db.createObjectStore("contacts", { keyPath: "userId" });
+        if (!db.objectStoreNames.contains("contacts")) {
+          db.createObjectStore("contacts", { keyPath: "userId" });
+        }
       };
       r.onsuccess = () => resolve(new Db(r.result));
       r.onerror = () => reject(r.error ?? new Error("cannot open IndexedDB"));
-      r.onblocked = () => reject(new Error("the chat is open in another tab that blocks the database upgrade"));
+      r.onblocked = () =>
+        reject(new Error("the chat is open in another tab that blocks the database upgrade"));
     });
   }
 

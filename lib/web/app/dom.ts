@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
 /**
  * A small DOM builder: `h("button", { class: "primary", onclick }, "Send")`. Text is always set as text, never
  * parsed as HTML.

@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
 /**
  * The web app's entry (bundled into /app.js): first-run screen (create or import an identity), then the chat:
  * conversations, people, files and the network panel. Everything here is view; the model is session.ts.
@@ -46,7 +48,11 @@ function time(ts: number): string {
 }
 
 function mib(n: number): string {
-  return n >= 1048576 ? `${(n / 1048576).toFixed(2)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`;
+  return n >= 1048576
+    ? `${(n / 1048576).toFixed(2)} MiB`
+    : n >= 1024
+    ? `${(n / 1024).toFixed(1)} KiB`
+    : `${n} B`;
 }
 
 function shortId(id: string): string {
@@ -64,9 +70,20 @@ function welcome(db: Db, done: (id: Identity) => void): void {
     for (const b of root.querySelectorAll("button")) (b as HTMLButtonElement).disabled = on;
   };
 
-  const name = h("input", { type: "text", id: "new-name", autocomplete: "nickname", maxlength: 32, required: true });
+  const name = h("input", {
+    type: "text",
+    id: "new-name",
+    autocomplete: "nickname",
+    maxlength: 32,
+    required: true,
+  });
   const pass = h("input", { type: "password", id: "new-pass", autocomplete: "new-password", required: true });
-  const pass2 = h("input", { type: "password", id: "new-pass2", autocomplete: "new-password", required: true });
+  const pass2 = h("input", {
+    type: "password",
+    id: "new-pass2",
+    autocomplete: "new-password",
+    required: true,
+  });
   const create = h("form", {
     "aria-labelledby": "create-h",
     onsubmit: async (e: Event) => {
@@ -89,13 +106,28 @@ function welcome(db: Db, done: (id: Identity) => void): void {
     h("h2", { id: "create-h" }, "New here? Create your identity"),
     h("p", { class: "small muted" }, "Your key is made and kept in this browser; it never leaves it."),
     h("label", { class: "field", for: "new-name" }, h("span", {}, "Display name"), name),
-    h("label", { class: "field", for: "new-pass" }, h("span", {}, "Passphrase (protects the key file you export)"), pass),
+    h(
+      "label",
+      { class: "field", for: "new-pass" },
+      h("span", {}, "Passphrase (protects the key file you export)"),
+      pass,
+    ),
     h("label", { class: "field", for: "new-pass2" }, h("span", {}, "Passphrase again"), pass2),
     h("button", { class: "primary", type: "submit" }, "Create identity"),
   ]);
 
-  const file = h("input", { type: "file", id: "import-file", accept: ".json,application/json", required: true });
-  const ipass = h("input", { type: "password", id: "import-pass", autocomplete: "current-password", required: true });
+  const file = h("input", {
+    type: "file",
+    id: "import-file",
+    accept: ".json,application/json",
+    required: true,
+  });
+  const ipass = h("input", {
+    type: "password",
+    id: "import-pass",
+    autocomplete: "current-password",
+    required: true,
+  });
   const imp = h("form", {
     "aria-labelledby": "import-h",
     onsubmit: async (e: Event) => {
@@ -120,7 +152,11 @@ function welcome(db: Db, done: (id: Identity) => void): void {
     },
   }, [
     h("h2", { id: "import-h" }, "Already have a socp key?"),
-    h("p", { class: "small muted" }, "Use the key file of the terminal client (~/.socp/keys/NAME.json) or one you exported here."),
+    h(
+      "p",
+      { class: "small muted" },
+      "Use the key file of the terminal client (~/.socp/keys/NAME.json) or one you exported here.",
+    ),
     h("label", { class: "field", for: "import-file" }, h("span", {}, "Key file"), file),
     h("label", { class: "field", for: "import-pass" }, h("span", {}, "Its passphrase"), ipass),
     h("button", { type: "submit" }, "Import identity"),
@@ -131,7 +167,12 @@ function welcome(db: Db, done: (id: Identity) => void): void {
     h("main", { class: "welcome" }, [
       h("h1", {}, "socp chat"),
       h("p", {}, "End-to-end encrypted chat: only the people you write to can read your messages."),
-      h("div", { class: "cards" }, h("section", { class: "card" }, create), h("section", { class: "card" }, imp)),
+      h(
+        "div",
+        { class: "cards" },
+        h("section", { class: "card" }, create),
+        h("section", { class: "card" }, imp),
+      ),
       busy,
       err,
     ]),
@@ -143,11 +184,22 @@ function welcome(db: Db, done: (id: Identity) => void): void {
 
 class View {
   private readonly shell: HTMLElement;
-  private readonly statusEl = h("span", { class: "status", role: "status", "aria-live": "polite", id: "status" });
+  private readonly statusEl = h("span", {
+    class: "status",
+    role: "status",
+    "aria-live": "polite",
+    id: "status",
+  });
   private readonly convList = h("ul", { id: "conversations", "aria-label": "Conversations" });
   private readonly peopleList = h("ul", { id: "people", "aria-label": "People online" });
   private readonly head = h("div", { class: "conv-head" });
-  private readonly log = h("div", { class: "log", role: "log", "aria-live": "polite", id: "messages", tabindex: 0 });
+  private readonly log = h("div", {
+    class: "log",
+    role: "log",
+    "aria-live": "polite",
+    id: "messages",
+    tabindex: 0,
+  });
   private readonly text = h("textarea", {
     id: "composer-text",
     rows: 1,
@@ -220,7 +272,12 @@ class View {
         h("section", { class: "conv", "aria-label": "Conversation" }, [this.head, this.log, composer]),
       ]),
     ]);
-    replace(root, this.shell, this.netDialog, h("div", { id: "toast", role: "status", "aria-live": "polite" }));
+    replace(
+      root,
+      this.shell,
+      this.netDialog,
+      h("div", { id: "toast", role: "status", "aria-live": "polite" }),
+    );
     root.removeAttribute("aria-busy");
     s.onChange = () => this.schedule();
     this.render();
@@ -257,7 +314,9 @@ class View {
     const s = this.s;
     document.getElementById("me-fp")!.textContent = s.myFingerprint;
     const st = s.status;
-    this.statusEl.className = `status ${st.kind === "online" ? "online" : st.kind === "connecting" ? "connecting" : "offline"}`;
+    this.statusEl.className = `status ${
+      st.kind === "online" ? "online" : st.kind === "connecting" ? "connecting" : "offline"
+    }`;
     this.statusEl.textContent = st.kind === "online"
       ? "Online"
       : st.kind === "connecting"
@@ -279,21 +338,29 @@ class View {
       this.peopleList,
       people.length
         ? people.map((p) =>
-          h("li", {}, h("button", {
-            type: "button",
-            class: "person",
-            "data-user": p.userId,
-            "aria-label": `${s.label(p.userId)}, ${p.online ? "online" : "offline"}, on server ${
-              shortId(p.serverId)
-            }, key ${p.fingerprint}. Open conversation`,
-            onclick: () => this.open(p.userId),
-          }, [
-            h("span", { class: `dot ${p.online ? "on" : ""}`, "aria-hidden": "true" }),
-            h("span", { class: "who" }, [
-              h("span", {}, s.label(p.userId)),
-              h("span", { class: "sub mono" }, `${p.fingerprint.slice(0, 19)} · server ${shortId(p.serverId)}`),
+          h(
+            "li",
+            {},
+            h("button", {
+              type: "button",
+              class: "person",
+              "data-user": p.userId,
+              "aria-label": `${s.label(p.userId)}, ${p.online ? "online" : "offline"}, on server ${
+                shortId(p.serverId)
+              }, key ${p.fingerprint}. Open conversation`,
+              onclick: () => this.open(p.userId),
+            }, [
+              h("span", { class: `dot ${p.online ? "on" : ""}`, "aria-hidden": "true" }),
+              h("span", { class: "who" }, [
+                h("span", {}, s.label(p.userId)),
+                h(
+                  "span",
+                  { class: "sub mono" },
+                  `${p.fingerprint.slice(0, 19)} · server ${shortId(p.serverId)}`,
+                ),
+              ]),
             ]),
-          ]))
+          )
         )
         : [h("li", { class: "muted small" }, "Nobody else is online yet.")],
     );
@@ -314,9 +381,13 @@ class View {
       this.lastConv !== conv.id || conv.messages.length !== this.lastCount;
     replace(
       this.log,
-      conv.messages.length
-        ? conv.messages.map((m) => this.message(m))
-        : [h("p", { class: "empty" }, s.current === PUBLIC ? "No public messages yet. Say hello!" : "No messages yet.")],
+      conv.messages.length ? conv.messages.map((m) => this.message(m)) : [
+        h(
+          "p",
+          { class: "empty" },
+          s.current === PUBLIC ? "No public messages yet. Say hello!" : "No messages yet.",
+        ),
+      ],
     );
     if (stick) this.log.scrollTop = this.log.scrollHeight;
     this.lastConv = conv.id;
@@ -328,18 +399,22 @@ class View {
     const s = this.s;
     const label = s.label(c.id);
     const online = c.id === PUBLIC || s.client?.isOnline(c.id);
-    return h("li", {}, h("button", {
-      type: "button",
-      class: "conv-item",
-      "data-conv": c.id,
-      "aria-current": c.id === s.current ? "true" : "false",
-      "aria-label": `${label}${c.unread ? `, ${c.unread} unread` : ""}`,
-      onclick: () => this.open(c.id),
-    }, [
-      h("span", { class: `dot ${online ? "on" : ""}`, "aria-hidden": "true" }),
-      h("span", { class: "who" }, label),
-      c.unread ? h("span", { class: "badge", "aria-hidden": "true" }, String(c.unread)) : null,
-    ]));
+    return h(
+      "li",
+      {},
+      h("button", {
+        type: "button",
+        class: "conv-item",
+        "data-conv": c.id,
+        "aria-current": c.id === s.current ? "true" : "false",
+        "aria-label": `${label}${c.unread ? `, ${c.unread} unread` : ""}`,
+        onclick: () => this.open(c.id),
+      }, [
+        h("span", { class: `dot ${online ? "on" : ""}`, "aria-hidden": "true" }),
+        h("span", { class: "who" }, label),
+        c.unread ? h("span", { class: "badge", "aria-hidden": "true" }, String(c.unread)) : null,
+      ]),
+    );
   }
 
   private message(m: ChatMessage): HTMLElement {
@@ -349,14 +424,19 @@ class View {
       h("time", { datetime: new Date(m.ts).toISOString() }, time(m.ts)),
     ];
     if (m.dir === "out" && m.state) {
-      const label = { waiting: "not sent yet", sent: "sent", queued: "queued by server", failed: "not sent" }[m.state];
-      meta.push(h("span", { class: `state state-${m.state}`, "data-state": m.state, title: m.detail ?? "" }, label));
+      const label =
+        { waiting: "not sent yet", sent: "sent", queued: "queued by server", failed: "not sent" }[m.state];
+      meta.push(
+        h("span", { class: `state state-${m.state}`, "data-state": m.state, title: m.detail ?? "" }, label),
+      );
     }
     if (m.dir === "in" && m.verified !== undefined) {
       meta.push(
-        m.verified
-          ? h("span", { class: "verified", "data-verified": "yes" }, "✓ signature verified")
-          : h("span", { class: "unverified", "data-verified": "no" }, `⚠ signature NOT verified${m.warning ? `: ${m.warning}` : ""}`),
+        m.verified ? h("span", { class: "verified", "data-verified": "yes" }, "✓ signature verified") : h(
+          "span",
+          { class: "unverified", "data-verified": "no" },
+          `⚠ signature NOT verified${m.warning ? `: ${m.warning}` : ""}`,
+        ),
       );
     }
     return h("article", {
@@ -382,10 +462,20 @@ class View {
           class: "file-progress",
           "aria-label": `${what} ${f.name}: ${pct}%`,
         }),
-        h("span", { class: "small muted" }, `${m.dir === "out" ? "encrypting and sending" : "receiving and decrypting"}: ${pct}%`),
+        h(
+          "span",
+          { class: "small muted" },
+          `${m.dir === "out" ? "encrypting and sending" : "receiving and decrypting"}: ${pct}%`,
+        ),
       );
     } else if (f.phase === "failed") {
-      parts.push(h("span", { class: "error small", role: "alert" }, `Transfer stopped: ${f.problem ?? "unknown reason"}`));
+      parts.push(
+        h(
+          "span",
+          { class: "error small", role: "alert" },
+          `Transfer stopped: ${f.problem ?? "unknown reason"}`,
+        ),
+      );
     } else if (m.dir === "in" && f.url) {
       parts.push(
         h("a", { href: f.url, download: f.name, class: "download" }, `Download ${f.name}`),
@@ -429,7 +519,10 @@ class View {
           h("dd", { class: "mono" }, n.fingerprint),
           h("dt", {}, "Bootstrap entry"),
           h("dd", {}, [
-            h("div", { class: "row" }, [copy, h("span", { class: "small muted" }, "another node joins with --bootstrap")]),
+            h("div", { class: "row" }, [
+              copy,
+              h("span", { class: "small muted" }, "another node joins with --bootstrap"),
+            ]),
             h("code", { id: "net-bootstrap", class: "mono small" }, n.bootstrap),
           ]),
           h("dt", {}, "Terminal"),
@@ -439,9 +532,13 @@ class View {
         ]),
         h("h3", {}, `Linked servers (${n.linked_servers.length})`),
         n.linked_servers.length
-          ? h("ul", { id: "net-linked" }, n.linked_servers.map((l: { server_id: string; host: string; port: number }) =>
-            h("li", { class: "mono small" }, `${l.server_id} at ${l.host}:${l.port}`)
-          ))
+          ? h(
+            "ul",
+            { id: "net-linked" },
+            n.linked_servers.map((l: { server_id: string; host: string; port: number }) =>
+              h("li", { class: "mono small" }, `${l.server_id} at ${l.host}:${l.port}`)
+            ),
+          )
           : h("p", { class: "muted" }, "None: this server is alone."),
         h("h3", {}, `Users online (${n.users_online.length})`),
         h("table", { id: "net-users" }, [
@@ -457,7 +554,10 @@ class View {
       ]);
       this.s.maxFileBytes = n.max_file_bytes;
     } catch {
-      replace(body, h("p", { class: "error" }, "Could not reach the server. Check the connection and try again."));
+      replace(
+        body,
+        h("p", { class: "error" }, "Could not reach the server. Check the connection and try again."),
+      );
     }
   }
 }
@@ -470,7 +570,11 @@ async function start(): Promise<void> {
       root,
       h("main", { class: "welcome" }, [
         h("h1", {}, "socp chat"),
-        h("p", { class: "notice" }, "This page must be opened over https (or on localhost): browsers allow the cryptography it needs only there."),
+        h(
+          "p",
+          { class: "notice" },
+          "This page must be opened over https (or on localhost): browsers allow the cryptography it needs only there.",
+        ),
       ]),
     );
     root.removeAttribute("aria-busy");
@@ -480,7 +584,14 @@ async function start(): Promise<void> {
   try {
     db = await Db.open();
   } catch (e) {
-    replace(root, h("p", { class: "notice" }, `This browser does not let the page store your key: ${(e as Error).message}`));
+    replace(
+      root,
+      h(
+        "p",
+        { class: "notice" },
+        `This browser does not let the page store your key: ${(e as Error).message}`,
+      ),
+    );
     return;
   }
   const go = async (id: Identity) => {

@@ -20,7 +20,7 @@ import { decodePublicKey } from "../../protocol/keys.ts";
 import { canonicalPayloadBytes } from "../../protocol/preimages.ts";
 import type { Contact, Db } from "./db.ts";
 import type { Identity } from "./identity.ts";
-import { sanitizeFileName } from "./names.ts";
+import { sanitizeFileName } from "../../client/filenames.ts";
 
 /** The public channel's conversation id. */
 export const PUBLIC = "public";
@@ -103,7 +103,9 @@ export async function keyFingerprint(pubkey: string): Promise<string> {
   const d = decodePublicKey(pubkey);
   if (!d.ok) return "?";
   const h = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(d.key.spki)));
-  return [...h.subarray(0, 16)].map((b) => b.toString(16).padStart(2, "0")).join("").match(/.{4}/g)!.join(":");
+  return [...h.subarray(0, 16)].map((b) => b.toString(16).padStart(2, "0")).join("").match(/.{4}/g)!.join(
+    ":",
+  );
 }
 
 /** The ACK reference of a payload: base64url of SHA-256 of its canonical bytes. */
@@ -410,7 +412,13 @@ export class Session {
           fromName: e.fromName,
           text: "",
           ts: Date.now(),
-          file: { fileId: e.fileId, name: sanitizeFileName(e.name), size: e.size, done: 0, phase: "receiving" },
+          file: {
+            fileId: e.fileId,
+            name: sanitizeFileName(e.name),
+            size: e.size,
+            done: 0,
+            phase: "receiving",
+          },
         };
         this.receivingFiles.set(`${e.from}|${e.fileId}`, m);
         this.add(m);
@@ -443,7 +451,9 @@ export class Session {
     } else {
       m.file.done = e.bytes.length;
       m.file.sha256 = await sha256Hex(e.bytes);
-      m.file.url = URL.createObjectURL(new Blob([new Uint8Array(e.bytes)], { type: "application/octet-stream" }));
+      m.file.url = URL.createObjectURL(
+        new Blob([new Uint8Array(e.bytes)], { type: "application/octet-stream" }),
+      );
       m.file.phase = "complete";
     }
     this.changed();
@@ -547,7 +557,9 @@ export class Session {
           o.msg.detail = "recipient offline: waiting for the server to accept it";
         } else {
           this.outbox.splice(this.outbox.indexOf(o), 1);
-          o.msg.detail = o.kind === "dm" ? "handed to the server for a recipient online now" : "sent to everyone";
+          o.msg.detail = o.kind === "dm"
+            ? "handed to the server for a recipient online now"
+            : "sent to everyone";
         }
         this.changed();
       }
