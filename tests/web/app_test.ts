@@ -131,7 +131,201 @@ Deno.test({ name: "web: the private key in IndexedDB is not extractable", ...opt
   assert.deepEqual(r, { sign: false, decrypt: false, exported: "InvalidAccessError" });
 });
 
+const MiB = 1024 * 1024;
+const U_CAROL = "ca201000-0000-4000-8000-00000000eb01";
+const U_DAVE = "da7e0000-0000-4000-8000-00000000eb02";
+let carol: SocpClient;
+
+function randomBytes(n: number): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let o = 0; o < n; o += 65536) crypto.getRandomValues(b.subarray(o, o + 65536));
+  return b;
+}
+
+function watch(c: SocpClient): ClientEvent[] {
+  const got = c.drainBuffered();
+  c.onEvent = (e) => got.push(e);
+  return got;
+}
+
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(bytes)));
+  return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Record every file progress value the page shows from now on (a transfer may be over between two polls). */
+async function recordProgress(page: BrowserUser["page"]): Promise<void> {
+  await page.evaluate(() => {
+    const w = globalThis as unknown as { progressSeen: number[] };
+    w.progressSeen = [];
+    const log = () => {
+      for (const p of document.querySelectorAll("progress.file-progress")) {
+        w.progressSeen.push(Number((p as HTMLProgressElement).value));
+      }
+    };
+    new MutationObserver(log).observe(document.body, { subtree: true, childList: true, attributes: true });
+  });
+}
+
+function progressSeen(page: BrowserUser["page"]): Promise<number[]> {
+  return page.evaluate(() => (globalThis as unknown as { progressSeen: number[] }).progressSeen);
+}
+
+Deno.test(
+  { name: "web: a browser user and a terminal-side user exchange a DM and a 1 MiB file", ...opts },
+  async () => {
+    carol = await SocpClient.connect(n1.url, {
+      userId: U_CAROL,
+      key: await fixtureKey("user1"),
+      displayName: "carol",
+    });
+    const got = watch(carol);
+    await until(() => carol.directory.has(alice.userId), "carol sees alice");
+    await carol.tell(alice.userId, "hi alice, from the terminal");
+    await alice.page.locator(`button.person[data-user="${U_CAROL}"]`).waitFor();
+    await openConversation(alice.page, U_CAROL);
+    await until(
+      async () => (await messageTexts(alice.page)).includes("hi alice, from the terminal"),
+      "alice gets carol's DM",
+    );
+    await typeMessage(alice.page, "hi carol, from the browser");
+    await until(
+      () => got.some((e) => e.kind === "dm" && e.text === "hi carol, from the browser" && e.verified),
+      "carol gets it",
+    );
+
+    // carol -> alice: 1 MiB, progress shown while it arrives, then a download with the right bytes.
+    const data = randomBytes(MiB);
+    const sha = await sha256Hex(data);
+    await recordProgress(alice.page);
+    await carol.sendFile(alice.userId, "../../etc/report.bin", data);
+    const link = alice.page.locator("#messages a.download");
+    await link.waitFor({ timeout: 60_000 });
+    assert.equal(await link.getAttribute("download"), "report.bin");
+    assert.ok((await alice.page.locator("#messages .sha").textContent())!.includes(sha));
+    const seen = await progressSeen(alice.page);
+    assert.ok(seen.some((v) => v > 0 && v < 100), `receiving progress shown: ${seen.join(",")}`);
+    const [dl] = await Promise.all([alice.page.waitForEvent("download", { timeout: 30_000 }), link.click()]);
+    const saved = await Deno.readFile((await dl.path())!);
+    assert.equal(await sha256Hex(saved), sha);
+
+    // alice -> carol: 1 MiB chosen in the file picker, progress while it goes, carol gets the same bytes.
+    const up = randomBytes(MiB);
+    await recordProgress(alice.page);
+    Deno.writeFileSync(`${tmp}/upload.bin`, up);
+    await alice.page.locator("#file-input").setInputFiles(`${tmp}/upload.bin`);
+    const file = await until(
+      () =>
+        got.find((e): e is Extract<ClientEvent, { kind: "file" }> =>
+          e.kind === "file" && e.name === "upload.bin"
+        ),
+      "carol receives alice's file",
+      90_000,
+    );
+    assert.ok(file.bytes, file.problem);
+    assert.equal(await sha256Hex(file.bytes!), await sha256Hex(up));
+    assert.ok(file.verified);
+    const sent = await progressSeen(alice.page);
+    assert.ok(sent.some((v) => v > 0 && v < 100), `sending progress shown: ${sent.join(",")}`);
+    await alice.page.locator('#messages article.out .file[data-phase="complete"]').waitFor({
+      timeout: 30_000,
+    });
+
+    // Too large for the server: refused before anything is sent.
+    const before = got.length;
+    const big = new Uint8Array(17 * MiB);
+    Deno.writeFileSync(`${tmp}/big.bin`, big);
+    await alice.page.locator("#file-input").setInputFiles(`${tmp}/big.bin`);
+    await alice.page.locator('#messages .file[data-phase="failed"]').waitFor();
+    assert.match(
+      (await alice.page.locator('#messages .file[data-phase="failed"]').textContent())!,
+      /too large/,
+    );
+    assert.ok(!got.slice(before).some((e) => e.kind === "fileStart"), "no FILE_START went out");
+  },
+);
+
+let n2: NodeProcess;
+let dave: SocpClient;
+
+Deno.test({ name: "web: a user on another server is reached from the browser", ...opts }, async () => {
+  const wk = await (await fetch(`${n1.http}/.well-known/socp`)).json();
+  n2 = await NodeProcess.start({
+    dataDir: `${tmp}/n2`,
+    args: ["--bootstrap", `127.0.0.1:${n1.port}#${wk.pubkey}`],
+  });
+  dave = await SocpClient.connect(n2.url, {
+    userId: U_DAVE,
+    key: await fixtureKey("user2"),
+    displayName: "dave",
+  });
+  const got = watch(dave);
+  await alice.page.locator(`button.person[data-user="${U_DAVE}"]`).waitFor({ timeout: 30_000 });
+  await openConversation(alice.page, U_DAVE);
+  await typeMessage(alice.page, "hello dave on the other server");
+  await until(
+    () => got.some((e) => e.kind === "dm" && e.text === "hello dave on the other server" && e.verified),
+    "dave gets it",
+    30_000,
+  );
+  await until(() => dave.directory.has(alice.userId), "dave sees alice");
+  await dave.tell(alice.userId, "hi alice, from server two");
+  await until(
+    async () => (await messageTexts(alice.page)).includes("hi alice, from server two"),
+    "alice gets dave's reply",
+    30_000,
+  );
+  assert.equal(await alice.page.locator('#messages article.in [data-verified="yes"]').count(), 1);
+
+  // The network panel lists the linked server and the users across the network.
+  await alice.page.getByRole("button", { name: "Network" }).click();
+  await alice.page.locator("#net-linked").waitFor();
+  assert.ok((await alice.page.locator("#net-linked").textContent())!.includes(n2.serverId));
+  assert.ok((await alice.page.locator("#net-users").textContent())!.includes("dave"));
+  assert.ok((await alice.page.locator("#net-bootstrap").textContent())!.startsWith(`127.0.0.1:${n1.port}#`));
+  const shot = `${tmp}/app-network.png`;
+  await alice.page.screenshot({ path: shot });
+  console.log(`screenshot: ${shot}`);
+  await alice.page.keyboard.press("Escape");
+});
+
+Deno.test({
+  name: "web: the page reconnects after the node restarts; a message typed offline arrives once",
+  ...opts,
+}, async () => {
+  await openConversation(alice.page, bob.userId);
+  await openConversation(bob.page, alice.userId);
+  await carol.close();
+  await n1.kill();
+  await alice.page.locator('#status[data-state="offline"]').waitFor({ timeout: 30_000 });
+  await typeMessage(alice.page, "typed while the server was down");
+  const mine = alice.page.locator("#messages article.out", { hasText: "typed while the server was down" });
+  await mine.waitFor();
+  assert.equal(await mine.getAttribute("data-state"), "waiting");
+  n1 = await NodeProcess.start({ dataDir: `${tmp}/n1`, port: n1.port });
+  await waitOnline(alice.page, 90_000);
+  await waitOnline(bob.page, 90_000);
+  await until(
+    async () => (await messageTexts(bob.page)).includes("typed while the server was down"),
+    "bob gets the message typed while offline",
+    60_000,
+  );
+  await until(
+    async () => ["sent", "queued"].includes((await mine.getAttribute("data-state")) ?? ""),
+    "state sent",
+  );
+  await new Promise((r) => setTimeout(r, 3000)); // a second copy would have arrived by now
+  const n = (await messageTexts(bob.page)).filter((t) => t === "typed while the server was down").length;
+  assert.equal(n, 1);
+  const shot = `${tmp}/app-bob.png`;
+  await bob.page.screenshot({ path: shot });
+  console.log(`screenshot: ${shot}`);
+  assert.deepEqual(alice.errors, []);
+});
+
 Deno.test({ name: "web: stop", ...opts }, async () => {
+  await dave?.close();
   await browser?.close();
   await n1?.kill();
+  await n2?.kill();
 });

@@ -280,6 +280,7 @@ class View {
     );
     root.removeAttribute("aria-busy");
     s.onChange = () => this.schedule();
+    s.onProgress = (m) => this.progress(m);
     this.render();
     this.text.focus();
   }
@@ -485,6 +486,19 @@ class View {
       parts.push(h("span", { class: "small muted", "data-file": "sent" }, m.detail ?? "sent"));
     }
     return h("div", { class: "file", "data-phase": f.phase }, parts);
+  }
+
+  /** Move one progress bar now (a redraw of everything waits for the next frame). */
+  private progress(m: ChatMessage): void {
+    const f = m.file;
+    const el = this.log.querySelector(`article[data-id="${m.id}"] progress.file-progress`) as
+      | HTMLProgressElement
+      | null;
+    if (!f || !el) return;
+    const pct = f.size ? Math.round((f.done / f.size) * 100) : 100;
+    el.value = pct;
+    el.setAttribute("value", String(pct));
+    el.setAttribute("aria-label", `${m.dir === "out" ? "Sending" : "Receiving"} ${f.name}: ${pct}%`);
   }
 
   private async openNetwork(): Promise<void> {

@@ -131,6 +131,8 @@ export class Session {
   current = PUBLIC;
   /** Called after every change (the view batches redraws). */
   onChange: () => void = () => {};
+  /** Called on every progress step of a file transfer (the view updates that bar at once). */
+  onProgress: (m: ChatMessage) => void = () => {};
   /** Largest file the server accepts (from /api/network). */
   maxFileBytes = 16 * 1024 * 1024;
   myFingerprint = "";
@@ -426,7 +428,10 @@ export class Session {
       }
       case "fileProgress": {
         for (const [k, m] of this.receivingFiles) {
-          if (k.endsWith(`|${e.fileId}`) && m.file) m.file.done = e.received;
+          if (k.endsWith(`|${e.fileId}`) && m.file) {
+            m.file.done = e.received;
+            this.onProgress(m);
+          }
         }
         this.changed();
         break;
@@ -602,6 +607,7 @@ export class Session {
       const fileId = await c.sendFile(to, m.file!.name, bytes, (sent, size) => {
         m.file!.done = sent;
         m.file!.size = size;
+        this.onProgress(m);
         this.changed();
       });
       if (m.file!.phase !== "sending") return; // refused or dropped meanwhile
