@@ -13,12 +13,19 @@ import {
   type BrowserUser,
   launchBrowser,
   messageTexts,
+  myUserId,
   newBrowserUser,
   openConversation,
   typeMessage,
   waitOnline,
 } from "../helpers/browser.ts";
 import { fixtureKey } from "../helpers/keys.ts";
+import {
+  openUserKeyFile,
+  parseUserKeyFile,
+  sealUserKeyFile,
+  WrongPassphrase,
+} from "../../lib/crypto/keyfile.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
 import { until } from "../helpers/until.ts";
 
@@ -130,6 +137,45 @@ Deno.test({ name: "web: the private key in IndexedDB is not extractable", ...opt
   );
   assert.deepEqual(r, { sign: false, decrypt: false, exported: "InvalidAccessError" });
 });
+
+Deno.test(
+  { name: "web: the identity exports as the terminal's key file and a key file imports", ...opts },
+  async () => {
+    // Export: the file the button saves opens with the passphrase into alice's key (as the terminal client would).
+    const [dl] = await Promise.all([
+      alice.page.waitForEvent("download", { timeout: 30_000 }),
+      alice.page.getByRole("button", { name: "Export key" }).click(),
+    ]);
+    assert.equal(dl.suggestedFilename(), "alice.json");
+    const parsed = parseUserKeyFile(await Deno.readTextFile((await dl.path())!));
+    assert.ok(parsed.ok);
+    const opened = await openUserKeyFile(parsed.file, "correct horse battery");
+    assert.equal(opened.userId, alice.userId);
+    assert.equal(opened.displayName, "alice");
+    await assert.rejects(openUserKeyFile(parsed.file, "wrong passphrase"), WrongPassphrase);
+
+    // Import: a key file the terminal client wrote (~/.socp/keys/<name>.json) becomes the browser's identity.
+    const file = await sealUserKeyFile(
+      { userId: "e1e10000-0000-4000-8000-00000000eb03", displayName: "erin", key: await fixtureKey("user3") },
+      "erin's passphrase",
+    );
+    Deno.writeTextFileSync(`${tmp}/erin.json`, JSON.stringify(file, null, 2));
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(n1.http);
+    await page.getByLabel("Key file", { exact: true }).setInputFiles(`${tmp}/erin.json`);
+    await page.getByLabel("Its passphrase").fill("not it");
+    await page.getByRole("button", { name: "Import identity" }).click();
+    await page.locator("#welcome-error:has-text('Wrong passphrase')").waitFor({ timeout: 30_000 });
+    await page.getByLabel("Its passphrase").fill("erin's passphrase");
+    await page.getByRole("button", { name: "Import identity" }).click();
+    await waitOnline(page, 60_000);
+    assert.equal(await myUserId(page), "e1e10000-0000-4000-8000-00000000eb03");
+    assert.equal(await page.locator("#me-name").textContent(), "erin");
+    await alice.page.locator('button.person[data-user="e1e10000-0000-4000-8000-00000000eb03"]').waitFor();
+    await ctx.close();
+  },
+);
 
 const MiB = 1024 * 1024;
 const U_CAROL = "ca201000-0000-4000-8000-00000000eb01";
@@ -320,6 +366,16 @@ Deno.test({
   const shot = `${tmp}/app-bob.png`;
   await bob.page.screenshot({ path: shot });
   console.log(`screenshot: ${shot}`);
+  // Phone width: the conversation fills the screen, the "Chats" button shows the lists.
+  await bob.page.setViewportSize({ width: 390, height: 760 });
+  assert.ok(await bob.page.locator("#composer-text").isVisible());
+  const phone = `${tmp}/app-bob-phone.png`;
+  await bob.page.screenshot({ path: phone });
+  await bob.page.getByRole("button", { name: "Chats" }).click();
+  await bob.page.locator("#people").waitFor({ state: "visible" });
+  const phoneList = `${tmp}/app-bob-phone-list.png`;
+  await bob.page.screenshot({ path: phoneList });
+  console.log(`screenshots: ${phone} ${phoneList}`);
   assert.deepEqual(alice.errors, []);
 });
 

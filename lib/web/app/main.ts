@@ -346,19 +346,16 @@ class View {
               type: "button",
               class: "person",
               "data-user": p.userId,
-              "aria-label": `${s.label(p.userId)}, ${p.online ? "online" : "offline"}, on server ${
-                shortId(p.serverId)
+              "aria-label": `${s.label(p.userId)}, ${p.online ? "online" : "offline"}, home ${
+                this.serverLabel(p.serverId)
               }, key ${p.fingerprint}. Open conversation`,
               onclick: () => this.open(p.userId),
             }, [
               h("span", { class: `dot ${p.online ? "on" : ""}`, "aria-hidden": "true" }),
               h("span", { class: "who" }, [
                 h("span", {}, s.label(p.userId)),
-                h(
-                  "span",
-                  { class: "sub mono" },
-                  `${p.fingerprint.slice(0, 19)} · server ${shortId(p.serverId)}`,
-                ),
+                h("span", { class: "sub mono" }, `key ${p.fingerprint.slice(0, 19)}…`),
+                h("span", { class: "sub" }, `home: ${this.serverLabel(p.serverId)}`),
               ]),
             ]),
           )
@@ -375,7 +372,7 @@ class View {
         ? h("span", { class: "small muted" }, "Everyone on the network reads this channel.")
         : h("span", { class: "small muted mono" }, [
           person ? (person.online ? "online" : "offline: messages are queued by their server") : "",
-          person ? ` · server ${shortId(person.serverId)} · key ${person.fingerprint}` : "",
+          person ? ` · home ${this.serverLabel(person.serverId)} · key ${person.fingerprint}` : "",
         ]),
     );
     const stick = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 60 ||
@@ -394,6 +391,11 @@ class View {
     this.lastConv = conv.id;
     this.lastCount = conv.messages.length;
     this.text.setAttribute("aria-label", `Message to ${s.label(s.current)}`);
+  }
+
+  /** "this server" or a short server id. */
+  private serverLabel(id: string): string {
+    return id && id === this.s.client?.serverId ? "this server" : `server ${shortId(id)}`;
   }
 
   private convItem(c: Conversation): HTMLElement {
@@ -537,7 +539,7 @@ class View {
               copy,
               h("span", { class: "small muted" }, "another node joins with --bootstrap"),
             ]),
-            h("code", { id: "net-bootstrap", class: "mono small" }, n.bootstrap),
+            h("code", { id: "net-bootstrap", class: "mono small bootstrap", tabindex: 0 }, n.bootstrap),
           ]),
           h("dt", {}, "Terminal"),
           h("dd", {}, h("code", {}, `socp chat --server ${n.ws_url} --name yourname`)),
@@ -556,12 +558,21 @@ class View {
           : h("p", { class: "muted" }, "None: this server is alone."),
         h("h3", {}, `Users online (${n.users_online.length})`),
         h("table", { id: "net-users" }, [
-          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Server"))),
+          h(
+            "thead",
+            {},
+            h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Home server")),
+          ),
           h(
             "tbody",
             {},
             n.users_online.map((u: { user_id: string; server_id: string; name: string }) =>
-              h("tr", {}, h("td", {}, u.name), h("td", { class: "mono small" }, u.server_id))
+              h(
+                "tr",
+                {},
+                h("td", {}, u.name),
+                h("td", { class: "mono small" }, u.server_id === n.server_id ? "this server" : u.server_id),
+              )
             ),
           ),
         ]),
