@@ -62,6 +62,8 @@ function describe(e: ClientEvent): string | null {
       return null; // saved (or refused) by the chat loop
     case "closed":
       return `* disconnected (${e.code}${e.reason ? ": " + e.reason : ""})`;
+    default:
+      return null;
   }
 }
 

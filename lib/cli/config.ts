@@ -5,7 +5,6 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { parseEnv } from "node:util";
-import { parse as parseYaml } from "yaml";
 import {
   type BootstrapEntry,
   DEFAULT_FEDERATION,
@@ -16,6 +15,7 @@ import {
 } from "../core/types.ts";
 import { parseAcceptableKey } from "../protocol/keys.ts";
 import { isLogLevel } from "../net/log.ts";
+import { parseYamlLite } from "./yaml_lite.ts";
 
 /** A user-facing configuration error (printed without a stack, exit code 2). */
 export class UsageError extends Error {}
@@ -32,6 +32,32 @@ export interface ServeConfig {
   labWeakKeys: boolean;
   labReplay: boolean;
   nodePassphrase?: string;
+  /** PEM certificate chain and private key: serve https:// and wss:// on the same port. */
+  tls?: { cert: string; key: string };
+}
+
+/** Read `--tls-cert` / `--tls-key` (both or neither); the files' PEM text, or a clear error. */
+export function tlsSetting(certFile?: string, keyFile?: string): { cert: string; key: string } | undefined {
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) {
+    throw new UsageError("TLS needs both --tls-cert FILE and --tls-key FILE (PEM), or neither");
+  }
+  const read = (file: string, flag: string, marker: RegExp) => {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (e) {
+      throw new UsageError(`cannot read ${flag} ${file}: ${(e as Error).message.split("\n")[0]}`);
+    }
+    if (!marker.test(text)) {
+      throw new UsageError(`${flag} ${file} is not a PEM file (no ${marker.source} block)`);
+    }
+    return text;
+  };
+  return {
+    cert: read(certFile, "--tls-cert", /-----BEGIN CERTIFICATE-----/),
+    key: read(keyFile, "--tls-key", /-----BEGIN [A-Z ]*PRIVATE KEY-----/),
+  };
 }
 
 /** Parse one `host:port#PUBKEY` bootstrap entry (IPv6 hosts in brackets). */
@@ -60,12 +86,15 @@ function checkedEntry(
 
 /** Read the standard's YAML bootstrap file (`bootstrap_servers: [{host, port, pubkey}]`). */
 export function loadBootstrapFile(path: string, weakKeys = false): BootstrapEntry[] {
-  let doc: unknown;
+  let text: string;
   try {
-    doc = parseYaml(readFileSync(path, "utf8"));
+    text = readFileSync(path, "utf8");
   } catch (e) {
     throw new UsageError(`cannot read bootstrap file ${path}: ${(e as Error).message.split("\n")[0]}`);
   }
+  const parsed = parseYamlLite(text);
+  if (!parsed.ok) throw new UsageError(`cannot read bootstrap file ${path}: ${parsed.error}`);
+  const doc = parsed.value;
   const list = (doc as { bootstrap_servers?: unknown } | null)?.bootstrap_servers;
   if (!Array.isArray(list)) throw new UsageError(`${path}: expected a list under bootstrap_servers:`);
   return list.map((e, i) => {
@@ -174,5 +203,6 @@ export function serveConfig(
     labWeakKeys,
     labReplay: truthy(env("SOCP_LAB_REPLAY")) || truthy(env("SOCP_BACKDOOR_REPLAY")),
     nodePassphrase: env("SOCP_NODE_PASSPHRASE") || undefined,
+    tls: tlsSetting(pick("tls-cert", "SOCP_TLS_CERT"), pick("tls-key", "SOCP_TLS_KEY")),
   };
 }

@@ -18,7 +18,7 @@ const HELP = `socp ${VERSION}: a Secure Overlay Chat Protocol (SOCP v1.3) node a
 Usage:
   socp serve [--host H] [--port P] [--data DIR] [--env-file F] [--public-host H] [--log-level L]
              [--bootstrap host:port#PUBKEY ...] [--bootstrap-file F] [--introducer]
-             [--heartbeat-interval S] [--link-timeout S]
+             [--heartbeat-interval S] [--link-timeout S] [--tls-cert FILE --tls-key FILE]
   socp chat --server URL [--name NAME] [--key FILE] [--downloads DIR]
   socp info [--data DIR] [--env-file F]
   socp help [command]
@@ -41,6 +41,8 @@ Options (flag, then environment variable, then .env file, then default):
   --public-host H   host name others use to reach us SOCP_PUBLIC_HOST (the listen host)
   --env-file F      read settings from F            (./.env when present)
   --log-level L     debug, info, warn or error      SOCP_LOG_LEVEL   info
+  --tls-cert FILE   PEM certificate (chain): serve https:// and wss://   SOCP_TLS_CERT
+  --tls-key FILE    PEM private key of that certificate                 SOCP_TLS_KEY
 
 Federation (joining other servers):
   --bootstrap host:port#PUBKEY   an introducer to join through (repeatable; the entry
@@ -68,6 +70,8 @@ SOCP_LAB_WEAK_KEYS=1 and SOCP_LAB_REPLAY=1 (deliberately weakened lab modes; nev
       introducer: { type: "boolean" },
       "heartbeat-interval": { type: "string" },
       "link-timeout": { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
       help: { type: "boolean" },
     },
   },

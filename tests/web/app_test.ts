@@ -7,7 +7,7 @@
  * Sanitizers are off: playwright keeps its pipe to the browser and its timers open across tests.
  */
 import assert from "node:assert/strict";
-import type { Browser } from "playwright-core";
+import type { Browser } from "npm:playwright-core@1.65.1";
 import { type ClientEvent, SocpClient } from "../../lib/client/client.ts";
 import {
   type BrowserUser,
