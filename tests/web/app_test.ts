@@ -347,7 +347,7 @@ Deno.test({
   await typeMessage(alice.page, "typed while the server was down");
   const mine = alice.page.locator("#messages article.out", { hasText: "typed while the server was down" });
   await mine.waitFor();
-  assert.equal(await mine.getAttribute("data-state"), "waiting");
+  assert.equal(await mine.getAttribute("data-state"), "sending");
   n1 = await NodeProcess.start({ dataDir: `${tmp}/n1`, port: n1.port });
   await waitOnline(alice.page, 90_000);
   await waitOnline(bob.page, 90_000);
@@ -357,7 +357,7 @@ Deno.test({
     60_000,
   );
   await until(
-    async () => ["sent", "queued"].includes((await mine.getAttribute("data-state")) ?? ""),
+    async () => ["sent", "accepted"].includes((await mine.getAttribute("data-state")) ?? ""),
     "state sent",
   );
   await new Promise((r) => setTimeout(r, 3000)); // a second copy would have arrived by now

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { Contact } from "../../client/types.ts";
 import type { UserKeyFile } from "../../crypto/keyfile.ts";
 
 /** The identity as stored. */
@@ -22,15 +23,8 @@ export interface StoredIdentity {
   keyFile: UserKeyFile;
 }
 
-/** Someone we talked to or saw, kept so a DM still goes out when they are offline. */
-export interface Contact {
-  userId: string;
-  name: string;
-  pubkey: string;
-  /** The server they were last seen on. */
-  serverId: string;
-  lastSeen: number;
-}
+/** Someone we talked to or saw (the client core's contact: id, name, key, fingerprint, last home server). */
+export type { Contact };
 
 const DB_NAME = "socp-chat";
 

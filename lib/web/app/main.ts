@@ -427,11 +427,18 @@ class View {
       h("time", { datetime: new Date(m.ts).toISOString() }, time(m.ts)),
     ];
     if (m.dir === "out" && m.state) {
-      const label =
-        { waiting: "not sent yet", sent: "sent", queued: "queued by server", failed: "not sent" }[m.state];
+      const label = {
+        sending: "not sent yet",
+        sent: "sent",
+        accepted: "accepted by server",
+        failed: "not sent",
+      }[m.state];
       meta.push(
         h("span", { class: `state state-${m.state}`, "data-state": m.state, title: m.detail ?? "" }, label),
       );
+    }
+    if (m.dir === "in" && m.unencrypted) {
+      meta.push(h("span", { class: "unverified", "data-unencrypted": "yes" }, "⚠ NOT end-to-end encrypted"));
     }
     if (m.dir === "in" && m.verified !== undefined) {
       meta.push(

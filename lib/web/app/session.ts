@@ -1,32 +1,36 @@
 /**
- * The browser's session: one {@linkcode SocpClient} at a time, reconnected with backoff (1 s doubling to 30 s),
- * and the app's model of conversations built from its events. No DOM here: the view (view.ts) renders the model
- * and calls the actions.
+ * The browser's session over the shared client core: one {@linkcode SocpClient} (it reconnects with backoff
+ * after a drop and sends again what the server had not accepted; until the first connection succeeds the session
+ * retries itself, 1 s doubling to 30 s), and the conversations the view shows, built from its events. No DOM
+ * here: main.ts renders the model and calls the actions.
  *
- * Message states, as the user sees them:
- * - `waiting`: not handed to a server yet (typed while offline, or the connection dropped before the server took
- *   it); it goes out once connected. Never shown as sent.
- * - `sent`: handed to our server over a live connection, addressed to someone online now.
- * - `queued`: the server acknowledged it (the recipient was offline: it is held until they return).
- * - `failed`: the server refused it (the reason is shown).
- * Received messages carry whether their signature verified with the key presence announced for the sender.
+ * Message states, as the user sees them (the core's): `sending` (not on the wire yet: being encrypted or waiting
+ * for the connection; never shown as sent), `sent` (written to a live connection for a recipient online now;
+ * SOCP acknowledges no live delivery), `accepted` (the server acknowledged it: queued for an offline recipient or
+ * handed to their home server), `failed` (refused, with the reason). Received messages say whether their
+ * signature verified with the key presence announced for the sender.
  *
  * @module
  */
-import { type ClientEvent, HelloRefused, type Peer, SocpClient } from "../../client/client.ts";
-import { encodeBase64Url } from "../../protocol/base64url.ts";
-import type { AnyEnvelope } from "../../protocol/envelope.ts";
-import { decodePublicKey } from "../../protocol/keys.ts";
-import { canonicalPayloadBytes } from "../../protocol/preimages.ts";
-import type { Contact, Db } from "./db.ts";
-import type { Identity } from "./identity.ts";
+import {
+  type ClientEvent,
+  type Contact,
+  FileStopped,
+  HelloRefused,
+  type OutgoingMessage,
+  SocpClient,
+} from "../../client/client.ts";
 import { sanitizeFileName } from "../../client/filenames.ts";
+import { encodeBase64Url } from "../../protocol/base64url.ts";
+import { canonicalPayloadBytes } from "../../protocol/preimages.ts";
+import type { Db } from "./db.ts";
+import type { Identity } from "./identity.ts";
 
 /** The public channel's conversation id. */
 export const PUBLIC = "public";
 
-/** What a message's sender-side state is. */
-export type MsgState = "waiting" | "sent" | "queued" | "failed";
+/** What a message's sender-side state is (the client core's). */
+export type MsgState = OutgoingMessage["state"];
 
 /** A file attached to a message. */
 export interface FileItem {
@@ -56,6 +60,7 @@ export interface ChatMessage {
   detail?: string;
   verified?: boolean;
   warning?: string;
+  unencrypted?: boolean;
   file?: FileItem;
 }
 
@@ -73,20 +78,12 @@ export type LinkStatus =
   | { kind: "offline"; retryAt: number; reason: string }
   | { kind: "refused"; reason: string };
 
-interface Outgoing {
-  msg: ChatMessage;
-  kind: "dm" | "public";
-  to: string;
-  /** The frame as first sent: resent unchanged (receivers drop the duplicate by its signature). */
-  env?: AnyEnvelope;
-  /** The ACK reference when the server is expected to acknowledge it. */
-  ackRef?: string;
-}
-
-/** A peer as the app shows it. */
+/** A person as the app shows them. */
 export interface Person {
   userId: string;
   name: string;
+  /** `name`, or `name#abcd` when someone else known has the same name. */
+  label: string;
   serverId: string;
   pubkey: string;
   online: boolean;
@@ -95,18 +92,6 @@ export interface Person {
 }
 
 const MAX_BACKOFF_MS = 30_000;
-/** A frame's ts must be within the server's freshness window; past this age a waiting message is re-signed. */
-const RESEND_VERBATIM_MS = 2 * 60_000;
-
-/** SHA-256 fingerprint of a key string, "abcd:ef01:…" (16 bytes), as the node shows its own. */
-export async function keyFingerprint(pubkey: string): Promise<string> {
-  const d = decodePublicKey(pubkey);
-  if (!d.ok) return "?";
-  const h = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(d.key.spki)));
-  return [...h.subarray(0, 16)].map((b) => b.toString(16).padStart(2, "0")).join("").match(/.{4}/g)!.join(
-    ":",
-  );
-}
 
 /** The ACK reference of a payload: base64url of SHA-256 of its canonical bytes. */
 export async function ackRef(payload: unknown): Promise<string> {
@@ -114,155 +99,89 @@ export async function ackRef(payload: unknown): Promise<string> {
   return encodeBase64Url(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
 }
 
-/** Hex SHA-256 of bytes. */
-async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const h = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(bytes)));
-  return [...h].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** The session behind the app. */
 export class Session {
   status: LinkStatus = { kind: "connecting", attempt: 1 };
   client: SocpClient | null = null;
   readonly conversations = new Map<string, Conversation>();
-  readonly contacts = new Map<string, Contact>();
-  readonly fingerprints = new Map<string, string>();
+  /** Contacts from IndexedDB (used until the first connection; then the core keeps them). */
+  readonly stored = new Map<string, Contact>();
   /** The conversation on screen (its unread count stays 0). */
   current = PUBLIC;
   /** Called after every change (the view batches redraws). */
   onChange: () => void = () => {};
-  /** Called on every progress step of a file transfer (the view updates that bar at once). */
+  /** Called on every progress step of a file transfer (the view moves that bar at once). */
   onProgress: (m: ChatMessage) => void = () => {};
   /** Largest file the server accepts (from /api/network). */
   maxFileBytes = 16 * 1024 * 1024;
   myFingerprint = "";
-  private readonly outbox: Outgoing[] = [];
+  private readonly outgoing = new Map<string, ChatMessage>();
+  /** Typed before the first connection: sent once connected. */
+  private readonly early: { to: string; msg: ChatMessage }[] = [];
   private readonly seen = new Set<string>();
-  private readonly sendingFiles = new Map<string, ChatMessage>();
+  private readonly receiving = new Map<string, ChatMessage>();
+  private readonly sending = new Map<string, ChatMessage>();
+  /** Files being sent whose id the client has not named yet. */
+  private readonly unbound: ChatMessage[] = [];
   /** ACK reference of a sent file's FILE_END -> its message. */
   private readonly fileAcks = new Map<string, ChatMessage>();
-  private readonly receivingFiles = new Map<string, ChatMessage>();
   private stopped = false;
-  private attempt = 0;
-  private wake?: () => void;
   private nextId = 1;
 
   constructor(readonly me: Identity, private readonly db: Db, private readonly wsUrl: string) {
     this.conv(PUBLIC);
   }
 
-  /** Load contacts and start connecting (returns at once; reconnects until {@linkcode stop}). */
+  /** Load contacts and start connecting (returns at once). */
   async start(): Promise<void> {
-    this.myFingerprint = await keyFingerprint(this.me.key.publicKey);
-    for (const c of await this.db.contacts()) {
-      this.contacts.set(c.userId, c);
-      this.fingerprints.set(c.userId, await keyFingerprint(c.pubkey));
-    }
-    this.loop();
+    this.myFingerprint = await fingerprintOf(this.me.key.spki);
+    for (const c of await this.db.contacts()) this.stored.set(c.userId, c);
+    this.connectFirst();
   }
 
-  /** Stop reconnecting and close. */
+  /** Stop and close. */
   async stop(): Promise<void> {
     this.stopped = true;
-    this.wake?.();
     await this.client?.close(1000);
   }
 
-  /** Try now instead of waiting for the backoff. */
-  retryNow(): void {
-    this.wake?.();
-  }
-
-  private async loop(): Promise<void> {
+  private async connectFirst(): Promise<void> {
     let delay = 1000;
-    while (!this.stopped) {
-      this.attempt++;
-      this.status = { kind: "connecting", attempt: this.attempt };
+    for (let attempt = 1; !this.stopped; attempt++) {
+      this.status = { kind: "connecting", attempt };
       this.changed();
-      let client: SocpClient;
       try {
-        client = await SocpClient.connect(this.wsUrl, {
+        const c = await SocpClient.connect(this.wsUrl, {
           userId: this.me.userId,
           key: this.me.key,
           displayName: this.me.displayName,
+          contacts: [...this.stored.values()],
+          maxFileBytes: this.maxFileBytes,
           timeoutMs: 20_000,
         });
+        this.client = c;
+        c.onEvent = (e) => this.onEvent(e);
+        for (const e of c.drainBuffered()) this.onEvent(e);
+        this.status = { kind: "online" };
+        this.changed();
+        for (const { to, msg } of this.early.splice(0)) {
+          const list = this.conv(to).messages;
+          if (list.includes(msg)) list.splice(list.indexOf(msg), 1);
+          this.dispatch(to, msg.text);
+        }
+        return;
       } catch (e) {
-        if (e instanceof HelloRefused && e.code !== "NAME_IN_USE") {
-          this.status = { kind: "refused", reason: `The server refused this identity (${e.message}).` };
+        if (e instanceof HelloRefused) {
+          this.status = { kind: "refused", reason: `The server refused this identity: ${e.message}` };
           this.changed();
           return;
         }
-        const reason = e instanceof HelloRefused
-          ? "This identity is already connected (another tab or device?)."
-          : (e as Error).message;
-        this.status = { kind: "offline", retryAt: Date.now() + delay, reason };
+        this.status = { kind: "offline", retryAt: Date.now() + delay, reason: (e as Error).message };
         this.changed();
-        await this.sleep(delay);
+        await new Promise((r) => setTimeout(r, delay));
         delay = Math.min(delay * 2, MAX_BACKOFF_MS);
-        continue;
       }
-      if (this.stopped) {
-        await client.close(1000);
-        return;
-      }
-      delay = 1000;
-      const closed = Promise.withResolvers<string>();
-      this.client = client;
-      for (const c of this.contacts.values()) {
-        if (!client.known.has(c.userId)) {
-          client.known.set(c.userId, {
-            userId: c.userId,
-            serverId: c.serverId,
-            name: c.name,
-            pubkey: c.pubkey,
-            verified: false,
-          });
-        }
-      }
-      client.onEvent = (e) => {
-        if (e.kind === "closed") closed.resolve(e.reason || `code ${e.code}`);
-        else this.onEvent(e);
-      };
-      for (const e of client.drainBuffered()) this.onEvent(e);
-      for (const p of client.directory.values()) this.remember(p);
-      this.status = { kind: "online" };
-      this.changed();
-      this.flush();
-      const reason = await closed.promise;
-      this.client = null;
-      // What the server had not acknowledged goes out again on the next connection.
-      for (const o of this.outbox) {
-        if (o.msg.state === "sent" && o.ackRef) o.msg.state = "waiting";
-      }
-      for (const m of this.sendingFiles.values()) {
-        if (m.file && m.file.phase === "sending") {
-          m.file.phase = "failed";
-          m.file.problem = "the connection dropped during the transfer; send it again";
-        }
-      }
-      this.sendingFiles.clear();
-      if (this.stopped) break;
-      this.status = {
-        kind: "offline",
-        retryAt: Date.now() + delay,
-        reason: `connection lost (${reason})`,
-      };
-      this.changed();
-      await this.sleep(delay);
-      delay = Math.min(delay * 2, MAX_BACKOFF_MS);
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(() => (this.wake = undefined, resolve()), ms);
-      this.wake = () => {
-        clearTimeout(t);
-        this.wake = undefined;
-        resolve();
-      };
-    });
   }
 
   private changed(): void {
@@ -303,85 +222,69 @@ export class Session {
     const out = new Map<string, Person>();
     const c = this.client;
     if (c) {
-      for (const p of c.directory.values()) {
-        out.set(p.userId, {
-          userId: p.userId,
-          name: p.name,
-          serverId: p.serverId,
-          pubkey: p.pubkey,
-          online: true,
-          fingerprint: this.fingerprints.get(p.userId) ?? "",
-        });
+      for (const p of c.list()) {
+        out.set(p.userId, { ...p, online: true });
       }
-    }
-    for (const k of this.contacts.values()) {
-      if (!out.has(k.userId)) {
-        out.set(k.userId, {
-          userId: k.userId,
-          name: k.name,
-          serverId: k.serverId,
-          pubkey: k.pubkey,
-          online: false,
-          fingerprint: this.fingerprints.get(k.userId) ?? "",
-        });
+      for (const k of c.known.values()) {
+        if (!out.has(k.userId)) out.set(k.userId, { ...k, label: c.core.labelOf(k.userId), online: false });
       }
+    } else {
+      for (const k of this.stored.values()) out.set(k.userId, { ...k, label: k.name, online: false });
     }
     return [...out.values()].sort((a, b) =>
       a.name.localeCompare(b.name) || (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0)
     );
   }
 
-  /** A person's label, with a fingerprint suffix when their display name is shared by someone else. */
+  /** A person's label (`name#abcd` when their display name is shared by someone else known). */
   label(userId: string): string {
     if (userId === PUBLIC) return "Public channel";
-    const all = this.people();
-    const p = all.find((x) => x.userId === userId);
-    const name = p?.name ?? this.contacts.get(userId)?.name ?? userId;
-    const clash = all.some((x) => x.userId !== userId && x.name.toLowerCase() === name.toLowerCase()) ||
-      (userId !== this.me.userId && name.toLowerCase() === this.me.displayName.toLowerCase());
-    const fp = this.fingerprints.get(userId);
-    return clash && fp ? `${name} (${fp.slice(-9)})` : name;
-  }
-
-  private remember(p: Peer): void {
-    if (!this.fingerprints.has(p.userId)) {
-      keyFingerprint(p.pubkey).then((fp) => {
-        this.fingerprints.set(p.userId, fp);
-        this.changed();
-      });
-    }
-  }
-
-  private async saveContact(userId: string): Promise<void> {
-    if (userId === this.me.userId) return;
-    const p = this.client?.directory.get(userId) ?? this.client?.known.get(userId);
-    if (!p || !p.pubkey) return;
-    const c: Contact = { userId, name: p.name, pubkey: p.pubkey, serverId: p.serverId, lastSeen: Date.now() };
-    const old = this.contacts.get(userId);
-    this.contacts.set(userId, c);
-    if (!old || old.pubkey !== c.pubkey || old.serverId !== c.serverId || old.name !== c.name) {
-      await this.db.saveContact(c);
-    }
+    if (userId === this.me.userId) return this.me.displayName;
+    if (this.client) return this.client.core.labelOf(userId);
+    return this.stored.get(userId)?.name ?? userId;
   }
 
   private onEvent(e: ClientEvent): void {
     switch (e.kind) {
+      case "ready":
+        this.status = { kind: "online" };
+        this.changed();
+        break;
+      case "closed":
+        this.status = {
+          kind: "offline",
+          retryAt: 0,
+          reason: `connection lost (${e.reason || `code ${e.code}`})`,
+        };
+        this.changed();
+        break;
+      case "reconnecting":
+        this.status = { kind: "offline", retryAt: Date.now() + e.inMs, reason: e.error ?? "connection lost" };
+        this.changed();
+        break;
+      case "refused":
+        this.status = { kind: "refused", reason: `The server refused this identity: ${e.code}: ${e.detail}` };
+        this.changed();
+        break;
+      case "contact":
+        this.stored.set(e.contact.userId, e.contact);
+        this.db.saveContact(e.contact).catch(() => this.note(this.current, "Could not save a contact."));
+        this.changed();
+        break;
       case "joined":
-        this.remember(e.peer);
-        if (this.contacts.has(e.peer.userId)) this.saveContact(e.peer.userId);
-        break;
       case "left":
-        break;
       case "channel":
-        this.flush();
+        this.changed();
+        break;
+      case "message":
+        this.onMessage(e.message);
         break;
       case "dm":
       case "public": {
         const conv = e.kind === "dm" ? e.from : PUBLIC;
         const key = `${e.kind}|${e.from}|${e.ts}|${e.text}`;
-        if (this.seen.has(key)) return; // the same message resent after a reconnect
+        if (this.seen.has(key)) return; // the same message sent again after a reconnect
         this.seen.add(key);
-        if (e.kind === "dm") this.saveContact(e.from);
         this.add({
           id: `m${this.nextId++}`,
           conv,
@@ -392,14 +295,23 @@ export class Session {
           ts: e.ts,
           verified: e.verified,
           warning: e.warning,
+          unencrypted: e.unencrypted,
         });
         break;
       }
-      case "ack":
-        this.onAck(e.msgRef);
+      case "ack": {
+        const f = this.fileAcks.get(e.msgRef);
+        if (f?.file) {
+          this.fileAcks.delete(e.msgRef);
+          f.file.phase = "complete";
+          f.detail = "relayed whole by the server";
+          this.changed();
+        }
         break;
+      }
       case "error":
-        this.onError(e.code, e.detail);
+        // Refusals of our messages and files arrive as `message` / `fileRefused`; say the rest.
+        this.note(this.current, `The server said ${e.code}: ${e.detail}`);
         break;
       case "warning":
         this.note(this.current, e.detail);
@@ -422,32 +334,82 @@ export class Session {
             phase: "receiving",
           },
         };
-        this.receivingFiles.set(`${e.from}|${e.fileId}`, m);
+        this.receiving.set(`${e.from}|${e.fileId}`, m);
         this.add(m);
         break;
       }
-      case "fileProgress": {
-        for (const [k, m] of this.receivingFiles) {
+      case "fileProgress":
+        for (const [k, m] of this.receiving) {
           if (k.endsWith(`|${e.fileId}`) && m.file) {
             m.file.done = e.received;
             this.onProgress(m);
           }
         }
-        this.changed();
         break;
-      }
       case "file":
         this.onFile(e);
         break;
+      case "fileSendProgress": {
+        const m = this.sendingFor(e.fileId, e.name);
+        if (m?.file) {
+          m.file.done = e.sent;
+          this.onProgress(m);
+        }
+        break;
+      }
+      case "fileRefused": {
+        const m = this.sendingFor(e.fileId, e.name);
+        if (m?.file) {
+          this.sending.delete(e.fileId);
+          m.file.phase = "failed";
+          m.file.problem = e.reason;
+          this.changed();
+        } else this.note(this.current, `File ${e.name} stopped: ${e.reason}`);
+        break;
+      }
       default:
         break;
     }
   }
 
-  private async onFile(e: Extract<ClientEvent, { kind: "file" }>): Promise<void> {
+  /** Our transfer `fileId` (bound to its message at its first event: sendFile names the id only at the end). */
+  private sendingFor(fileId: string, name: string): ChatMessage | undefined {
+    const m = this.sending.get(fileId);
+    if (m) return m;
+    const i = this.unbound.findIndex((u) => u.file?.name === name);
+    if (i < 0) return undefined;
+    const [u] = this.unbound.splice(i, 1);
+    u.file!.fileId = fileId;
+    this.sending.set(fileId, u);
+    return u;
+  }
+
+  private onMessage(o: OutgoingMessage): void {
+    let m = this.outgoing.get(o.id);
+    if (!m) {
+      m = {
+        id: o.id,
+        conv: o.kind === "public" ? PUBLIC : o.to,
+        dir: "out",
+        from: this.me.userId,
+        fromName: this.me.displayName,
+        text: o.text,
+        ts: o.ts,
+        state: o.state,
+      };
+      this.outgoing.set(o.id, m);
+      this.add(m);
+    }
+    m.state = o.state;
+    m.ts = o.ts;
+    m.detail = o.error ?? describe(o);
+    this.changed();
+  }
+
+  private onFile(e: Extract<ClientEvent, { kind: "file" }>): void {
     const k = `${e.from}|${e.fileId}`;
-    const m = this.receivingFiles.get(k);
-    this.receivingFiles.delete(k);
+    const m = this.receiving.get(k);
+    this.receiving.delete(k);
     if (!m?.file) return;
     m.verified = e.verified;
     if (!e.bytes) {
@@ -455,7 +417,7 @@ export class Session {
       m.file.problem = e.problem ?? "the file did not arrive whole";
     } else {
       m.file.done = e.bytes.length;
-      m.file.sha256 = await sha256Hex(e.bytes);
+      m.file.sha256 = e.sha256;
       m.file.url = URL.createObjectURL(
         new Blob([new Uint8Array(e.bytes)], { type: "application/octet-stream" }),
       );
@@ -464,116 +426,48 @@ export class Session {
     this.changed();
   }
 
-  private onAck(ref: string): void {
-    const i = this.outbox.findIndex((o) => o.ackRef === ref);
-    if (i >= 0) {
-      const [o] = this.outbox.splice(i, 1);
-      o.msg.state = "queued";
-      o.msg.detail = "accepted by the server; delivered when they come online";
-      this.changed();
-      return;
-    }
-    const f = this.fileAcks.get(ref);
-    if (f?.file) {
-      this.fileAcks.delete(ref);
-      this.sendingFiles.delete(f.id);
-      if (f.file.phase === "sending") f.file.phase = "complete";
-      f.detail = "the server relayed the whole file";
-      this.changed();
-    }
-  }
-
-  private onError(code: string, detail: string): void {
-    // A refusal of something we sent: mark the newest unacknowledged message it can be about.
-    for (let i = this.outbox.length - 1; i >= 0; i--) {
-      const o = this.outbox[i];
-      if (o.msg.state === "sent" && (detail.includes(o.to) || code === "USER_NOT_FOUND" && o.kind === "dm")) {
-        this.outbox.splice(i, 1);
-        o.msg.state = "failed";
-        o.msg.detail = `${code}: ${detail}`;
-        this.changed();
-        return;
-      }
-    }
-    for (const m of this.sendingFiles.values()) {
-      if (m.file && m.file.phase === "sending") {
-        m.file.phase = "failed";
-        m.file.problem = `refused by the server: ${detail || code}`;
-        this.changed();
-        return;
-      }
-    }
-    this.note(this.current, `The server said ${code}: ${detail}`);
-  }
-
   /** Send a text message to a user id or to the public channel. */
   send(to: string, text: string): void {
     const msg: ChatMessage = {
-      id: `o${this.nextId++}`,
+      id: `e${this.nextId++}`,
       conv: to,
       dir: "out",
       from: this.me.userId,
       fromName: this.me.displayName,
       text,
       ts: Date.now(),
-      state: "waiting",
+      state: "sending",
+      detail: "waiting for the connection",
     };
-    this.outbox.push({ msg, kind: to === PUBLIC ? "public" : "dm", to });
-    if (to !== PUBLIC) this.saveContact(to);
-    this.add(msg);
-    this.flush();
+    if (!this.client) {
+      this.early.push({ to, msg });
+      this.add(msg);
+      return;
+    }
+    this.dispatch(to, text);
   }
 
-  private flushing = false;
-
-  /** Hand waiting messages to the server, in order. */
-  private async flush(): Promise<void> {
-    if (this.flushing) return;
-    this.flushing = true;
+  /** Hand a message to the client core; its `message` events carry the states from here on. */
+  private async dispatch(to: string, text: string): Promise<void> {
+    const c = this.client!;
     try {
-      for (const o of [...this.outbox]) {
-        const c = this.client;
-        if (!c || this.status.kind !== "online") return;
-        if (o.msg.state !== "waiting") continue;
-        try {
-          if (o.env && Date.now() - o.env.ts < RESEND_VERBATIM_MS) {
-            await c.send(o.env.type, o.env.to, o.env.payload as never, false, o.env.ts);
-          } else if (o.kind === "dm") {
-            o.env = await c.tell(o.to, o.msg.text);
-          } else {
-            o.env = await c.all(o.msg.text);
-          }
-        } catch (e) {
-          if (this.client !== c) return; // the connection went while we were at it: next time
-          const why = (e as Error).message;
-          if (/channel key has not arrived/.test(why)) return; // retried when the key arrives
-          o.msg.state = "failed";
-          o.msg.detail = why;
-          this.outbox.splice(this.outbox.indexOf(o), 1);
-          this.changed();
-          continue;
-        }
-        if (this.client !== c) return;
-        o.msg.ts = o.env.ts;
-        o.msg.state = "sent";
-        // The server acknowledges DMs it holds for an offline user; live deliveries are not acknowledged.
-        if (o.kind === "dm" && !c.isOnline(o.to)) {
-          o.ackRef = await ackRef(o.env.payload);
-          o.msg.detail = "recipient offline: waiting for the server to accept it";
-        } else {
-          this.outbox.splice(this.outbox.indexOf(o), 1);
-          o.msg.detail = o.kind === "dm"
-            ? "handed to the server for a recipient online now"
-            : "sent to everyone";
-        }
-        this.changed();
-      }
-    } finally {
-      this.flushing = false;
+      this.onMessage(to === PUBLIC ? await c.all(text) : await c.tell(to, text));
+    } catch (e) {
+      this.add({
+        id: `x${this.nextId++}`,
+        conv: to,
+        dir: "out",
+        from: this.me.userId,
+        fromName: this.me.displayName,
+        text,
+        ts: Date.now(),
+        state: "failed",
+        detail: (e as Error).message,
+      });
     }
   }
 
-  /** Send a file to a user id or the public channel; size checked first. */
+  /** Send a file to a user id or the public channel; the size is checked before anything is read or sent. */
   async sendFile(to: string, file: File): Promise<void> {
     const m: ChatMessage = {
       id: `o${this.nextId++}`,
@@ -599,25 +493,50 @@ export class Session {
       );
     }
     const c = this.client;
-    if (!c || this.status.kind !== "online") return fail("not connected: send it again once online");
+    if (!c || !c.connected) return fail("not connected: nothing was sent; send it again once online");
     const bytes = new Uint8Array(await file.arrayBuffer());
-    const key = `${m.id}`;
-    this.sendingFiles.set(key, m);
+    this.unbound.push(m);
     try {
       const fileId = await c.sendFile(to, m.file!.name, bytes, (sent, size) => {
         m.file!.done = sent;
         m.file!.size = size;
         this.onProgress(m);
-        this.changed();
       });
-      if (m.file!.phase !== "sending") return; // refused or dropped meanwhile
       m.file!.fileId = fileId;
-      m.detail = "sent; waiting for the server to confirm";
-      this.fileAcks.set(await ackRef({ file_id: fileId }), m);
+      if (this.unbound.includes(m)) this.unbound.splice(this.unbound.indexOf(m), 1);
+      this.sending.delete(fileId);
+      if (m.file!.phase === "sending") {
+        m.detail = "sent; waiting for the server to confirm";
+        this.fileAcks.set(await ackRef({ file_id: fileId }), m);
+      }
       this.changed();
     } catch (e) {
-      this.sendingFiles.delete(key);
-      fail((e as Error).message);
+      if (this.unbound.includes(m)) this.unbound.splice(this.unbound.indexOf(m), 1);
+      if (e instanceof FileStopped) this.sending.delete(e.fileId);
+      if (m.file!.phase !== "failed") fail((e as Error).message);
     }
   }
+}
+
+function describe(o: OutgoingMessage): string {
+  switch (o.state) {
+    case "sending":
+      return "not on the wire yet: it goes out when connected";
+    case "sent":
+      return o.kind === "public" ? "sent to everyone" : "written to the server for a recipient online now";
+    case "accepted":
+      return o.recipientOffline
+        ? "accepted: queued by the server until they come online"
+        : "accepted by the server";
+    case "failed":
+      return "not sent";
+  }
+}
+
+/** SHA-256 fingerprint of an SPKI, "abcd:ef01:…" (16 bytes), as the node shows its own. */
+export async function fingerprintOf(spki: Uint8Array): Promise<string> {
+  const h = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(spki)));
+  return [...h.subarray(0, 16)].map((b) => b.toString(16).padStart(2, "0")).join("").match(/.{4}/g)!.join(
+    ":",
+  );
 }
