@@ -12,8 +12,8 @@ const app = new URL("lib/web/app/", root);
 const out = new URL("lib/web/assets.gen.ts", root);
 const tmp = await Deno.makeTempDir({ prefix: "socp-web-" });
 
-try {
-  const bundle = await new Deno.Command(Deno.execPath(), {
+async function bundle(entry: string, out: string): Promise<string> {
+  const r = await new Deno.Command(Deno.execPath(), {
     args: [
       "bundle",
       "--quiet",
@@ -21,18 +21,23 @@ try {
       "browser",
       "--minify",
       "--output",
-      `${tmp}/app.js`,
-      new URL("main.ts", app).pathname,
+      `${tmp}/${out}`,
+      new URL(entry, app).pathname,
     ],
     env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
     stdout: "inherit",
     stderr: "inherit",
   }).output();
-  if (!bundle.success) {
-    console.error("build:web: deno bundle failed (see above)");
+  if (!r.success) {
+    console.error(`build:web: deno bundle ${entry} failed (see above)`);
     Deno.exit(1);
   }
-  const js = await Deno.readTextFile(`${tmp}/app.js`);
+  return await Deno.readTextFile(`${tmp}/${out}`);
+}
+
+try {
+  const js = await bundle("main.ts", "app.js");
+  const worker = await bundle("decrypt_worker.ts", "decrypt-worker.js");
   const html = await Deno.readTextFile(new URL("index.html", app));
   const css = await Deno.readTextFile(new URL("app.css", app));
   const hash = async (s: string) =>
@@ -49,8 +54,10 @@ export const INDEX_HTML: string = ${JSON.stringify(html)};
 export const APP_CSS: string = ${JSON.stringify(css)};
 /** The bundled app script. */
 export const APP_JS: string = ${JSON.stringify(js)};
+/** The bundled decryption worker. */
+export const WORKER_JS: string = ${JSON.stringify(worker)};
 /** Short content hash of the assets (an ETag). */
-export const ASSETS_TAG: string = ${JSON.stringify(await hash(html + css + js))};
+export const ASSETS_TAG: string = ${JSON.stringify(await hash(html + css + js + worker))};
 `;
   let old = "";
   try {

@@ -13,7 +13,7 @@
  * ```
  * @module
  */
-import { APP_CSS, APP_JS, ASSETS_TAG, INDEX_HTML } from "./assets.gen.ts";
+import { APP_CSS, APP_JS, ASSETS_TAG, INDEX_HTML, WORKER_JS } from "./assets.gen.ts";
 
 /** What the node tells the network panel. */
 export interface NetworkSnapshot {
@@ -48,6 +48,7 @@ export interface NetworkJson {
 export const CSP = [
   "default-src 'none'",
   "script-src 'self'",
+  "worker-src 'self'",
   "style-src 'self'",
   "img-src 'self' data: blob:",
   "connect-src 'self'",
@@ -124,6 +125,8 @@ export function webRoute(req: Request, snapshot: () => NetworkSnapshot): Respons
     }
     case "/app.js":
       return asset(APP_JS, "text/javascript; charset=utf-8");
+    case "/decrypt-worker.js":
+      return asset(WORKER_JS, "text/javascript; charset=utf-8");
     case "/app.css":
       return asset(APP_CSS, "text/css; charset=utf-8");
     case "/api/network": {

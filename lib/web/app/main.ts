@@ -7,6 +7,7 @@
  * @module
  */
 import { Db } from "./db.ts";
+import { DecryptPool, usePool } from "./decrypt_pool.ts";
 import { h, replace } from "./dom.ts";
 import {
   checkDisplayName,
@@ -500,9 +501,15 @@ class View {
   /** Move one progress bar now (a redraw of everything waits for the next frame). */
   private progress(m: ChatMessage): void {
     const f = m.file;
-    const el = this.log.querySelector(`article[data-id="${m.id}"] progress.file-progress`) as
-      | HTMLProgressElement
-      | null;
+    const find = () =>
+      this.log.querySelector(`article[data-id="${m.id}"] progress.file-progress`) as
+        | HTMLProgressElement
+        | null;
+    let el = find();
+    if (!el && m.conv === this.s.current) {
+      this.render(); // the transfer is newer than the last frame: draw it now, so every step shows
+      el = find();
+    }
     if (!f || !el) return;
     const pct = f.size ? Math.round((f.done / f.size) * 100) : 100;
     el.value = pct;
@@ -628,6 +635,8 @@ async function start(): Promise<void> {
   }
   const go = async (id: Identity) => {
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
+    // Decryptions of incoming files run on a pool of workers, one per core (at most 4).
+    usePool(id.key, new DecryptPool("/decrypt-worker.js", Math.min(navigator.hardwareConcurrency || 1, 4)));
     const s = new Session(id, db, url);
     new View(s);
     try {
