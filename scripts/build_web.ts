@@ -1,18 +1,89 @@
 /**
- * Build the web app: bundle lib/web/app/main.ts for the browser with `deno bundle` and write
- * lib/web/assets.gen.ts, a module of string constants (HTML, CSS, JS) that the node serves and `deno compile`
- * embeds. The generated file is git-ignored; `deno task start|test|check|compile` run this first.
+ * Build the web app: bundle lib/web/app/main.ts (and its decryption worker) for the browser with `deno bundle` and
+ * write lib/web/assets.gen.ts, a module of string constants (HTML, CSS, JS) that the node serves and
+ * `deno compile` embeds, so nothing is read from disk at run time.
  *
- * Usage: deno run --allow-read --allow-write --allow-run --allow-env scripts/build_web.ts
+ * The generated module is committed (so `mod.ts` imports and `deno check` work in a fresh clone) and records a
+ * hash of every source file the bundles are made from. When the hash still matches, this script does nothing, so
+ * `deno task start` needs no registry; when a source changed it bundles again (`deno bundle` fetches esbuild from
+ * npm once). `deno task start|test|check|compile` run it first.
+ *
+ * Usage: deno run --allow-read --allow-write --allow-run --allow-env scripts/build_web.ts [--force] [--check]
+ *   --check: exit 1 when lib/web/assets.gen.ts is not up to date (CI), without writing it.
  *
  * @module
  */
 const root = new URL("../", import.meta.url);
 const app = new URL("lib/web/app/", root);
 const out = new URL("lib/web/assets.gen.ts", root);
-const tmp = await Deno.makeTempDir({ prefix: "socp-web-" });
+const ENTRIES = ["main.ts", "decrypt_worker.ts"];
+const force = Deno.args.includes("--force");
+const checkOnly = Deno.args.includes("--check");
 
-async function bundle(entry: string, out: string): Promise<string> {
+async function hex(bytes: Uint8Array): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(bytes)));
+  return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The local files the bundles are made from (the module graphs of the entries), plus the page and the styles. */
+async function sourceFiles(): Promise<string[]> {
+  const files = new Set<string>([
+    new URL("index.html", app).pathname,
+    new URL("app.css", app).pathname,
+    new URL(import.meta.url).pathname,
+  ]);
+  for (const entry of ENTRIES) {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["info", "--json", new URL(entry, app).pathname],
+      env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    if (!r.success) throw new Error(`deno info ${entry} failed`);
+    const graph = JSON.parse(new TextDecoder().decode(r.stdout)) as { modules: { specifier: string }[] };
+    for (const m of graph.modules) {
+      if (m.specifier.startsWith("file://")) files.add(new URL(m.specifier).pathname);
+    }
+  }
+  return [...files].sort();
+}
+
+async function sourceHash(files: string[]): Promise<string> {
+  const rootPath = root.pathname;
+  const parts: Uint8Array[] = [];
+  const enc = new TextEncoder();
+  for (const f of files) {
+    parts.push(enc.encode(`${f.startsWith(rootPath) ? f.slice(rootPath.length) : f}\n`));
+    parts.push(await Deno.readFile(f));
+    parts.push(enc.encode("\n"));
+  }
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    all.set(p, o);
+    o += p.length;
+  }
+  return await hex(all);
+}
+
+const hash = await sourceHash(await sourceFiles());
+let old = "";
+try {
+  old = await Deno.readTextFile(out);
+} catch { /* first build */ }
+const current = old.includes(`export const SOURCE_HASH: string = "${hash}";`);
+if (checkOnly) {
+  if (current) Deno.exit(0);
+  console.error("build:web: lib/web/assets.gen.ts is out of date: run `deno task build:web` and commit it");
+  Deno.exit(1);
+}
+if (current && !force) {
+  console.error("build:web: lib/web/assets.gen.ts is up to date");
+  Deno.exit(0);
+}
+
+const tmp = await Deno.makeTempDir({ prefix: "socp-web-" });
+async function bundle(entry: string, file: string): Promise<string> {
   const r = await new Deno.Command(Deno.execPath(), {
     args: [
       "bundle",
@@ -21,7 +92,7 @@ async function bundle(entry: string, out: string): Promise<string> {
       "browser",
       "--minify",
       "--output",
-      `${tmp}/${out}`,
+      `${tmp}/${file}`,
       new URL(entry, app).pathname,
     ],
     env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
@@ -29,10 +100,12 @@ async function bundle(entry: string, out: string): Promise<string> {
     stderr: "inherit",
   }).output();
   if (!r.success) {
-    console.error(`build:web: deno bundle ${entry} failed (see above)`);
+    console.error(
+      `build:web: deno bundle ${entry} failed (see above; it fetches esbuild from npm the first time)`,
+    );
     Deno.exit(1);
   }
-  return await Deno.readTextFile(`${tmp}/${out}`);
+  return await Deno.readTextFile(`${tmp}/${file}`);
 }
 
 try {
@@ -40,14 +113,14 @@ try {
   const worker = await bundle("decrypt_worker.ts", "decrypt-worker.js");
   const html = await Deno.readTextFile(new URL("index.html", app));
   const css = await Deno.readTextFile(new URL("app.css", app));
-  const hash = async (s: string) =>
-    Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s))))
-      .slice(0, 6).map((b) => b.toString(16).padStart(2, "0")).join("");
+  const tag = (await hex(new TextEncoder().encode(html + css + js + worker))).slice(0, 12);
   const text =
     `// Generated by scripts/build_web.ts from lib/web/app/: do not edit (run \`deno task build:web\`).
 // deno-fmt-ignore-file
 // deno-lint-ignore-file
 
+/** SHA-256 of the sources these bundles were made from (build:web rebuilds when it changes). */
+export const SOURCE_HASH: string = "${hash}";
 /** The app page. */
 export const INDEX_HTML: string = ${JSON.stringify(html)};
 /** The app stylesheet. */
@@ -57,12 +130,8 @@ export const APP_JS: string = ${JSON.stringify(js)};
 /** The bundled decryption worker. */
 export const WORKER_JS: string = ${JSON.stringify(worker)};
 /** Short content hash of the assets (an ETag). */
-export const ASSETS_TAG: string = ${JSON.stringify(await hash(html + css + js + worker))};
+export const ASSETS_TAG: string = "${tag}";
 `;
-  let old = "";
-  try {
-    old = await Deno.readTextFile(out);
-  } catch { /* first build */ }
   if (old !== text) await Deno.writeTextFile(out, text);
   console.error(`build:web: lib/web/assets.gen.ts (${(js.length / 1024).toFixed(0)} KiB of script)`);
 } finally {

@@ -642,6 +642,17 @@ async function start(): Promise<void> {
     try {
       const n = await (await fetch("/api/network", { cache: "no-store" })).json();
       if (typeof n.max_file_bytes === "number") s.maxFileBytes = n.max_file_bytes;
+      if (Array.isArray(n.lab_modes) && n.lab_modes.length) {
+        document.querySelector(".shell")?.prepend(
+          h(
+            "p",
+            { class: "lab", role: "alert", id: "lab-modes" },
+            `Lab mode on (${
+              n.lab_modes.join(", ")
+            }): this node is deliberately weakened. Do not use it for real chats.`,
+          ),
+        );
+      }
     } catch { /* the panel says so when opened */ }
     await s.start();
   };
