@@ -1157,11 +1157,17 @@ export class ClientCore {
     // (one per chunk already on the wire) are not news.
     for (const f of this.sendingFiles.values()) {
       const named = detail.includes(f.fileId) ||
-        (f.state === "sending" && f.sent === 0 && detail.includes(`"${f.name.slice(0, 64)}"`)) ||
+        (f.state === "sending" && detail.includes(`"${f.name.slice(0, 64)}"`)) ||
         (f.state === "sending" && code === "USER_NOT_FOUND" && f.to !== "public" && detail.includes(f.to));
       if (!named) continue;
       if (f.state === "sending" || f.state === "ended") this.failFile(f, `${code}: ${detail}`);
       return;
+    }
+    // The server dropped a transfer coming to us (it tells the recipient too): end it here, once.
+    for (const [k, t] of this.incoming) {
+      if (!detail.includes(t.fileId)) continue;
+      this.incoming.delete(k);
+      return this.emitFile(t, null, `the server dropped it: ${detail}`);
     }
     if (code === "USER_NOT_FOUND" || code === "UNKNOWN_TYPE") {
       // Refusals come right after the frame they refuse: the latest DM to that user still only "sent".

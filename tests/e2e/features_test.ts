@@ -153,7 +153,7 @@ Deno.test({ name: "a hostile file name is saved sanitised by `socp chat`", ...op
   );
   const chat = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, "chat", "--server", n2.url, "--key", keyPath, "--downloads", downloads],
-    env: { SOCP_PASSPHRASE: "pw", NO_COLOR: "1" },
+    env: { SOCP_PASSPHRASE: "pw", NO_COLOR: "1", SOCP_HOME: join(dir, "home") },
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
@@ -167,7 +167,7 @@ Deno.test({ name: "a hostile file name is saved sanitised by `socp chat`", ...op
   const content = new TextEncoder().encode("not your passwd");
   await ann.c.sendFile("dan", "../../etc/pa\u0007ss\nwd", content);
   await until(() => out.includes("* saved"), "the chat saved the file", 20_000);
-  assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["dan.json", "inbox"]);
+  assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["dan.json", "home", "inbox"]);
   assert.equal(Deno.readTextFileSync(join(downloads, "passwd")), "not your passwd");
   assert.match(out, /receiving "\.\.\/\.\.\/etc\/pa.*": 100%/s);
   // A file whose announced SHA-256 is wrong: refused, and the sender is told why (both ends).
