@@ -164,6 +164,10 @@ Deno.test(
     const ctx = await browser.newContext();
     const page = await ctx.newPage();
     await page.goto(n1.http);
+    const welcome = `${tmp}/app-first-run.png`;
+    await page.getByRole("button", { name: "Import identity" }).waitFor();
+    await page.screenshot({ path: welcome });
+    console.log(`screenshot: ${welcome}`);
     await page.getByLabel("Key file", { exact: true }).setInputFiles(`${tmp}/erin.json`);
     await page.getByLabel("Its passphrase").fill("not it");
     await page.getByRole("button", { name: "Import identity" }).click();
@@ -277,6 +281,9 @@ Deno.test(
     await alice.page.locator('#messages article.out .file[data-phase="complete"]').waitFor({
       timeout: 30_000,
     });
+    const shot = `${tmp}/app-files.png`;
+    await alice.page.screenshot({ path: shot });
+    console.log(`screenshot: ${shot}`);
 
     // Too large for the server: refused before anything is sent.
     const before = got.length;

@@ -464,7 +464,9 @@ class View {
   private fileBox(m: ChatMessage, f: FileItem): HTMLElement {
     const what = m.dir === "out" ? "Sending" : "Receiving";
     const pct = f.size ? Math.round((f.done / f.size) * 100) : 100;
-    const parts: (HTMLElement | null)[] = [h("strong", {}, `📎 ${f.name} (${mib(f.size)})`)];
+    const parts: (HTMLElement | null)[] = [
+      h("span", {}, h("span", { class: "tag" }, "File"), " ", h("strong", {}, f.name), ` (${mib(f.size)})`),
+    ];
     if (f.phase === "sending" || f.phase === "receiving") {
       parts.push(
         h("progress", {
@@ -490,7 +492,8 @@ class View {
     } else if (m.dir === "in" && f.url) {
       parts.push(
         h("a", { href: f.url, download: f.name, class: "download" }, `Download ${f.name}`),
-        h("span", { class: "small mono sha" }, `SHA-256 ${f.sha256} (matches the sender's)`),
+        h("span", { class: "small muted" }, "SHA-256 checked against the sender's:"),
+        h("span", { class: "small mono sha" }, f.sha256 ?? ""),
       );
     } else {
       parts.push(h("span", { class: "small muted", "data-file": "sent" }, m.detail ?? "sent"));
