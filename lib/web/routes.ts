@@ -115,8 +115,8 @@ export function webRoute(req: Request, snapshot: () => NetworkSnapshot): Respons
     case "/index.html": {
       // The page names the server and how to reach it from a terminal (also without JavaScript).
       const j = networkJson(req, snapshot());
-      const html = INDEX_HTML.replaceAll("{{server_id}}", esc(j.server_id)).replaceAll(
-        "{{ws_url}}",
+      const html = INDEX_HTML.replaceAll("%SERVER_ID%", esc(j.server_id)).replaceAll(
+        "%WS_URL%",
         esc(j.ws_url),
       );
       const h = securityHeaders("text/html; charset=utf-8");

@@ -67,7 +67,7 @@ Deno.test({ name: "web: the app is served with its security headers", ...opts },
 });
 
 Deno.test(
-  { name: "web: two browser users exchange DMs both ways and a public message", ...opts },
+  { name: "web: two browser users exchange DMs both ways, a public message and a public file", ...opts },
   async () => {
     browser = await launchBrowser();
     [alice, bob] = await Promise.all([
@@ -108,6 +108,14 @@ Deno.test(
       "bob gets the public message",
       30_000,
     );
+    // A file to everyone: sent from the public channel, offered as a download to bob there.
+    Deno.writeTextFileSync(`${tmp}/notes.txt`, "public notes\n".repeat(1000));
+    await alice.page.locator("#file-input").setInputFiles(`${tmp}/notes.txt`);
+    const pubLink = bob.page.locator('#messages a.download[download="notes.txt"]');
+    await pubLink.waitFor({ timeout: 60_000 });
+    assert.ok((await bob.page.locator("#messages .sha").textContent())!.includes(
+      await sha256Hex(new TextEncoder().encode("public notes\n".repeat(1000))),
+    ));
     assert.deepEqual(alice.errors, []);
     assert.deepEqual(bob.errors, []);
     const shot = `${tmp}/app-alice.png`;
@@ -342,6 +350,38 @@ Deno.test({ name: "web: a user on another server is reached from the browser", .
   console.log(`screenshot: ${shot}`);
   await alice.page.keyboard.press("Escape");
 });
+
+Deno.test(
+  { name: "web: a DM to an offline contact kept in IndexedDB is queued and delivered", ...opts },
+  async () => {
+    const bobCtx = bob.page.context();
+    await bob.page.close();
+    // After a reload alice's page knows bob only from IndexedDB: he is an offline contact.
+    await alice.page.reload();
+    await waitOnline(alice.page);
+    const person = alice.page.locator(`button.person[data-user="${bob.userId}"]`);
+    await person.waitFor();
+    assert.match((await person.getAttribute("aria-label"))!, /offline/);
+    await openConversation(alice.page, bob.userId);
+    await typeMessage(alice.page, "while you were away");
+    const mine = alice.page.locator("#messages article.out", { hasText: "while you were away" });
+    await until(
+      async () => (await mine.getAttribute("data-state")) === "accepted",
+      "queued by the server",
+      30_000,
+    );
+    // bob comes back in the same browser profile: same identity, and the queued DM arrives.
+    bob.page = await bobCtx.newPage();
+    await bob.page.goto(n1.http);
+    await waitOnline(bob.page);
+    await openConversation(bob.page, alice.userId);
+    await until(
+      async () => (await messageTexts(bob.page)).includes("while you were away"),
+      "bob gets it",
+      30_000,
+    );
+  },
+);
 
 Deno.test({
   name: "web: the page reconnects after the node restarts; a message typed offline arrives once",
