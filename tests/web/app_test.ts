@@ -193,6 +193,7 @@ Deno.test(
 const MiB = 1024 * 1024;
 const U_CAROL = "ca201000-0000-4000-8000-00000000eb01";
 const U_DAVE = "da7e0000-0000-4000-8000-00000000eb02";
+const U_FRANK = "f4a00000-0000-4000-8000-00000000eb04";
 let carol: SocpClient;
 
 function randomBytes(n: number): Uint8Array {
@@ -231,7 +232,11 @@ function progressSeen(page: BrowserUser["page"]): Promise<number[]> {
 }
 
 Deno.test(
-  { name: "web: a browser user and a terminal-side user exchange a DM and a 1 MiB file", ...opts },
+  {
+    name:
+      "web: a browser user and a terminal-side user exchange a DM and 1 MiB files; a refused file stops at once",
+    ...opts,
+  },
   async () => {
     carol = await SocpClient.connect(n1.url, {
       userId: U_CAROL,
@@ -292,6 +297,28 @@ Deno.test(
     const shot = `${tmp}/app-files.png`;
     await alice.page.screenshot({ path: shot });
     console.log(`screenshot: ${shot}`);
+
+    // The receiver refuses (its limit is 64 KiB): the transfer stops at once and the sender's page says why.
+    const frank = await SocpClient.connect(n1.url, {
+      userId: U_FRANK,
+      key: await fixtureKey("user4"),
+      displayName: "frank",
+      maxFileBytes: 64 * 1024,
+    });
+    const frankGot = watch(frank);
+    await openConversation(alice.page, U_FRANK);
+    const big4 = randomBytes(4 * MiB);
+    Deno.writeFileSync(`${tmp}/four.bin`, big4);
+    await recordProgress(alice.page);
+    await alice.page.locator("#file-input").setInputFiles(`${tmp}/four.bin`);
+    const refused = alice.page.locator('#messages .file[data-phase="failed"]');
+    await refused.waitFor({ timeout: 60_000 });
+    assert.match((await refused.textContent())!, /frank refused it: .*the limit is/);
+    const steps = await progressSeen(alice.page);
+    assert.ok(Math.max(0, ...steps) < 100, `stopped before the end: ${steps.join(",")}`);
+    assert.ok(!frankGot.some((e) => e.kind === "file"), "frank received no file");
+    await frank.close();
+    await openConversation(alice.page, U_CAROL);
 
     // Too large for the server: refused before anything is sent.
     const before = got.length;

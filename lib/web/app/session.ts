@@ -303,8 +303,10 @@ export class Session {
         const f = this.fileAcks.get(e.msgRef);
         if (f?.file) {
           this.fileAcks.delete(e.msgRef);
-          f.file.phase = "complete";
-          f.detail = "relayed whole by the server";
+          if (f.file.phase !== "failed") {
+            f.file.phase = "complete";
+            f.detail = "relayed whole by the server";
+          }
           this.changed();
         }
         break;
@@ -504,7 +506,7 @@ export class Session {
       });
       m.file!.fileId = fileId;
       if (this.unbound.includes(m)) this.unbound.splice(this.unbound.indexOf(m), 1);
-      this.sending.delete(fileId);
+      this.sending.set(fileId, m); // a refusal may still come (the receiver checks at FILE_START and at the end)
       if (m.file!.phase === "sending") {
         m.detail = "sent; waiting for the server to confirm";
         this.fileAcks.set(await ackRef({ file_id: fileId }), m);
