@@ -60,12 +60,37 @@ export function tlsSetting(certFile?: string, keyFile?: string): { cert: string;
   };
 }
 
-/** Parse one `host:port#PUBKEY` bootstrap entry (IPv6 hosts in brackets). */
+/**
+ * Parse one bootstrap entry: `host:port#PUBKEY` (IPv6 hosts in brackets), or a URL `ws://host:port/path#PUBKEY` /
+ * `wss://host[:port]/path#PUBKEY` for servers that serve WebSocket on a path or behind TLS (PROFILE §15).
+ */
 export function parseBootstrapEntry(text: string, weakKeys = false): BootstrapEntry {
-  const m = /^\s*(\[[^\]]+\]|[^:#\s]+):(\d+)#(\S+)\s*$/.exec(text);
+  const url = /^\s*(wss?):\/\/([^#\s]+)#(\S+)\s*$/i.exec(text);
+  if (url) {
+    let u: URL;
+    try {
+      u = new URL(`${url[1].toLowerCase()}://${url[2]}`);
+    } catch {
+      throw new UsageError(`bootstrap entry "${text.slice(0, 60)}" is not a valid ws:// or wss:// URL`);
+    }
+    if (u.username || u.password || u.search) {
+      throw new UsageError(
+        `bootstrap entry "${text.slice(0, 60)}": a URL entry may carry a host, a port and a path only`,
+      );
+    }
+    const tls = u.protocol === "wss:";
+    const port = u.port || (tls ? "443" : "80");
+    const host = u.hostname.replace(/^\[|\]$/g, "");
+    const entry = checkedEntry(host, port, url[3], `bootstrap entry ${u.host}`, weakKeys);
+    const path = u.pathname === "/" ? "" : u.pathname;
+    return { ...entry, ...(path ? { path } : {}), ...(tls ? { tls } : {}) };
+  }
+  const m = /^\s*(\[[^\]]+\]|[^:#\s/]+):(\d+)#(\S+)\s*$/.exec(text);
   if (!m) {
     throw new UsageError(
-      `bootstrap entry "${text.slice(0, 60)}" must look like host:port#PUBKEY (see socp info)`,
+      `bootstrap entry "${
+        text.slice(0, 60)
+      }" must look like host:port#PUBKEY or ws://host:port/path#PUBKEY (see socp info)`,
     );
   }
   return checkedEntry(m[1].replace(/^\[|\]$/g, ""), m[2], m[3], `bootstrap entry ${m[1]}:${m[2]}`, weakKeys);

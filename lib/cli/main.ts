@@ -46,7 +46,8 @@ Options (flag, then environment variable, then .env file, then default):
 
 Federation (joining other servers):
   --bootstrap host:port#PUBKEY   an introducer to join through (repeatable; the entry
-                                 "socp info" prints there)                    SOCP_BOOTSTRAP (comma-separated)
+                                 "socp info" prints there; also a URL
+                                 ws://host:port/path#PUBKEY or wss://…)       SOCP_BOOTSTRAP (comma-separated)
   --bootstrap-file F             YAML in the standard's shape:
                                    bootstrap_servers: [{host, port, pubkey}]  SOCP_BOOTSTRAP_FILE
   --introducer                   start a network alone; do not join           SOCP_INTRODUCER=1

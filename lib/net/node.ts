@@ -245,10 +245,27 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
         }
         case "flushOutbox": {
           const rows = store.outboxFor(fx.serverId, Date.now() - limits.queueTtlMs);
-          // Rows stay until the server ACKs each frame (outboxAcked).
-          sendStored(fx.conn, rows, () => {}, `kept for ${fx.serverId}`);
+          if (fx.confirm) {
+            // Rows stay until the server ACKs each frame (outboxAcked).
+            sendStored(fx.conn, rows, () => {}, `kept for ${fx.serverId}`);
+          } else {
+            // A server that does not speak the ACK extension (PROFILE §15): without `ack`, and handing the frames
+            // to the live link is delivery.
+            const plain = rows.map((r) => {
+              const f = r.frame as Envelope;
+              const { ack: _ack, ...payload } = f.payload as Record<string, unknown>;
+              return { id: r.id, frame: { ...f, payload } };
+            });
+            sendStored(fx.conn, plain, (ids) => store.deleteOutbox(ids), `handed to ${fx.serverId}`);
+          }
           break;
         }
+        case "outboxHanded":
+          store.clearOutbox(fx.serverId);
+          break;
+        case "probe":
+          probe(fx.serverId, fx.url);
+          break;
         case "outboxAcked":
           store.ackOutbox(fx.serverId, fx.msgRef);
           break;
@@ -285,6 +302,61 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           log.log(fx.level, fx.event, fx.fields);
           break;
       }
+    }
+  }
+
+  /**
+   * Read `software` from a server's /.well-known/socp (PROFILE §15: who speaks the outbox ACK extension). Bounded
+   * in time and size; any failure answers "" (it says nothing, so it gets no extension).
+   */
+  function probe(serverId: string, url: string): void {
+    const answer = (software: string, tls: boolean) => {
+      if (stopping) return;
+      try {
+        dispatch({ kind: "software", now: Date.now(), serverId, software, ...(tls ? { tls } : {}) });
+      } catch (e) {
+        log.error("probe.failed", { server: serverId, error: String(e) });
+      }
+    };
+    // A server that joined us says nothing of TLS: when plain http cannot connect, try https (and the reducer
+    // then redials it with wss://).
+    readSoftware(url).catch(() =>
+      url.startsWith("http://")
+        ? readSoftware(url.replace(/^http:/, "https:")).then((sw) => ({ sw, tls: true }))
+        : Promise.reject(new Error("no answer"))
+    ).then(
+      (r) => typeof r === "string" ? answer(r, false) : answer(r.sw, r.tls),
+      () => answer("", false),
+    );
+  }
+
+  /** GET a /.well-known/socp document; its `software`, or "" (rejects only when nothing answered). */
+  async function readSoftware(url: string): Promise<string> {
+    const res = await fetch(url, { signal: AbortSignal.timeout(3000), redirect: "manual" });
+    if (!res.ok || !res.body) {
+      await res.body?.cancel();
+      return "";
+    }
+    const reader = res.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    while (size <= 65_536) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.length;
+    }
+    await reader.cancel();
+    if (size > 65_536) return "";
+    const buf = new Uint8Array(size);
+    let at = 0;
+    for (const c of chunks) (buf.set(c, at), at += c.length);
+    try {
+      const doc = JSON.parse(new TextDecoder().decode(buf));
+      const sw = doc && typeof doc === "object" ? (doc as Record<string, unknown>).software : undefined;
+      return typeof sw === "string" ? sw.slice(0, 256) : "";
+    } catch {
+      return "";
     }
   }
 
@@ -534,7 +606,11 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
 
   function upgrade(req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response {
     const addr = info.remoteAddr.hostname; // must be read before the upgrade
-    const { socket: ws, response } = Deno.upgradeWebSocket(req);
+    // PROFILE §15 liveness: the WebSocket layer pings every connection at half this interval and closes it when
+    // no pong comes back within it, so a peer that heartbeats only with pings is judged on its pongs.
+    const { socket: ws, response } = Deno.upgradeWebSocket(req, {
+      idleTimeout: Math.max(1, Math.ceil(federation.linkTimeoutMs / 1000)),
+    });
     const conn = nextConn++;
     metrics.connectionsTotal++;
     attach(conn, ws, () => {

@@ -3,7 +3,6 @@
  * Browser tests: Debian's Chromium (`/usr/bin/chromium`, never downloaded) driven by npm `playwright-core`,
  * headless. Helpers to open the web app as a new user and read what it shows.
  */
-// deno-lint-ignore no-import-prefix -- tests pin npm packages inline (no import map: mod.ts is a library)
 import { type Browser, chromium, type Page } from "npm:playwright-core@1.65.1";
 
 /** Where Debian's chromium package puts the browser (.ci/run installs it with apt when missing). */

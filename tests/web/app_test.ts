@@ -7,7 +7,6 @@
  * Sanitizers are off: playwright keeps its pipe to the browser and its timers open across tests.
  */
 import assert from "node:assert/strict";
-// deno-lint-ignore no-import-prefix -- tests pin npm packages inline (no import map: mod.ts is a library)
 import type { Browser } from "npm:playwright-core@1.65.1";
 import { type ClientEvent, SocpClient } from "../../lib/client/client.ts";
 import {
