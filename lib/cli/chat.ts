@@ -237,22 +237,21 @@ export async function runChat(
       case "message": {
         const m = e.message;
         const to = m.kind === "public" ? "all" : m.toLabel;
-        if (m.state === "sent" && !m.resent) {
-          const late = lostAt.has(m.id) ? "  (sent after reconnecting)" : "";
+        const echo = (note: string) =>
           say(
-            `[${stamp(m.ts)}] [to ${to}] ${m.text}${
-              m.recipientOffline ? "  (offline: it will be delivered when they return)" : ""
-            }${late}`,
+            `[${stamp(m.ts)}] [to ${to}] ${m.text}${note}${
+              lostAt.has(m.id) ? "  (sent after reconnecting)" : ""
+            }`,
           );
+        if (m.state === "sent" && !m.resent) {
+          echo(m.recipientOffline ? "  (offline: it will be delivered when they return)" : "");
         } else if (m.state === "accepted") {
           say(
             `* message to ${to}: accepted for delivery${
               m.recipientOffline ? " (queued until they return)" : ""
             }`,
           );
-        } else if (m.state === "failed") {
-          say(`! message to ${to} was not delivered: ${m.error ?? "refused"}`);
-        }
+        } else if (m.state === "failed") say(`! message to ${to} was not delivered: ${m.error ?? "refused"}`);
         return;
       }
       case "contact":
@@ -373,6 +372,17 @@ export async function runChat(
     }
     if (failure) break;
     screen.showPrompt();
+  }
+  // Before leaving: let what is still on its way reach the server (an ACK for queued ones), at most 5 s.
+  const unsettled = () =>
+    client.messages().filter((m) =>
+      m.state === "sending" || (m.state === "sent" && m.recipientOffline && m.kind === "dm")
+    );
+  for (let i = 0; i < 50 && client.connected && unsettled().length > 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  for (const m of unsettled()) {
+    say(`! not ${m.state === "sending" ? "sent" : "confirmed by the server"}: [to ${m.toLabel}] ${m.text}`);
   }
   quitting = true;
   await client.close();

@@ -277,13 +277,23 @@ export class SocpClient {
     this.tickTimer = undefined;
     const ws = this.ws;
     if (!ws || ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+    let grace: ReturnType<typeof setTimeout> | undefined;
     const done = new Promise<void>((resolve) => {
       const t = setTimeout(resolve, timeoutMs);
-      ws.addEventListener("close", () => (clearTimeout(t), resolve()));
+      ws.addEventListener("close", () => (clearTimeout(t), clearTimeout(grace), resolve()));
     });
     try {
-      if (ws.readyState === WebSocket.OPEN) ws.send(this.core.goodbye(Date.now()));
-      ws.close(1000);
+      if (ws.readyState === WebSocket.OPEN) {
+        // A server closes the connection when it reaches our CTRL_CLOSE, so everything sent before it has been
+        // handled (a server may drop frames still in its hands when the client closes first). One that does
+        // not close is closed by us after a short grace.
+        ws.send(this.core.goodbye(Date.now()));
+        grace = setTimeout(() => {
+          try {
+            ws.close(1000);
+          } catch { /* closing */ }
+        }, Math.min(1500, timeoutMs / 2));
+      } else ws.close(1000);
     } catch { /* already closing */ }
     return done;
   }

@@ -675,12 +675,13 @@ export class ClientCore {
   private accepted(now: number): void {
     this.phase = "online";
     this.acceptedAt = now;
-    this.flushOutgoing(now);
   }
 
+  /** Hello accepted and the snapshot in: who is online is known again, so send what waited. */
   private becomeReady(): void {
     if (this.ready) return;
     this.ready = true;
+    this.flushOutgoing(this.now);
     this.emit({ kind: "ready", serverId: this.serverId });
   }
 
@@ -1277,12 +1278,13 @@ export class ClientCore {
       m.ref = encodeBase64Url(digest);
       this.byRef.set(m.ref, m);
     }
-    if (this.phase === "online") this.wire(m, this.now);
+    if (this.phase === "online" && this.ready) this.wire(m, this.now);
   }
 
   private wire(m: Outgoing, now: number): void {
     if (!m.frame) return;
     const again = m.wired;
+    if (m.kind === "dm" && !again) m.recipientOffline = !this.directory.has(m.to);
     m.wired = true;
     m.wiredAt = now;
     this.out.push({ kind: "send", text: m.frame });

@@ -51,16 +51,18 @@ try {
 
   const data = new Uint8Array(size).map((_, i) => (i * 2654435761) >>> 24);
   const [ma0, mb0] = [await metrics(a), await metrics(b)];
-  // Count the sender's OAEP blocks by watching what it sends.
+  // Count the sender's OAEP blocks by watching the frames its client core sends.
   let blocks = 0;
-  const origSend = sender.send.bind(sender);
-  sender.send = ((type: string, to: string, payload: { ciphertext?: string }, ...rest: unknown[]) => {
-    if (type === "FILE_CHUNK" && payload.ciphertext) {
-      blocks += decodeBase64Url(payload.ciphertext)!.length / 512;
+  const origDrain = sender.core.drain.bind(sender.core);
+  sender.core.drain = () => {
+    const outs = origDrain();
+    for (const o of outs) {
+      if (o.kind !== "send" || !o.text.includes('"FILE_CHUNK"')) continue;
+      const f = JSON.parse(o.text);
+      if (f.type === "FILE_CHUNK") blocks += decodeBase64Url(f.payload.ciphertext)!.length / 512;
     }
-    // deno-lint-ignore no-explicit-any
-    return (origSend as any)(type, to, payload, ...rest);
-  }) as typeof sender.send;
+    return outs;
+  };
   const t0 = performance.now();
   await sender.sendFile(receiver.userId, "bench.bin", data);
   const tSent = performance.now();

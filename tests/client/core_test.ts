@@ -219,6 +219,8 @@ Deno.test("written while disconnected: stays 'sending', goes out once after the 
       payload: { msg_ref: "USER_HELLO", server_id: SRV, server_pub: srvKey.publicKey },
     }),
   );
+  assert.equal(d.sent.filter((f) => f.type === "MSG_DIRECT").length, 1, "nothing before the snapshot is in");
+  await d.frame(await signed(srvKey, advert(ME, meKey.publicKey, "me")));
   const dms = d.sent.filter((f) => f.type === "MSG_DIRECT");
   assert.equal(
     dms.length,
