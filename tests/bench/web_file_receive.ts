@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /**
  * Benchmark (not a test): receiving a 1 MiB file in the browser, beside the terminal client's figure.
  *
@@ -13,7 +12,7 @@
  */
 import { type ClientEvent, SocpClient } from "../../lib/client/client.ts";
 import { encryptTo, sha256Hex } from "../../lib/crypto/rsa.ts";
-import { launchBrowser, newBrowserUser } from "../helpers/browser.ts";
+import { inPage, launchBrowser, newBrowserUser } from "../helpers/browser.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
 
@@ -54,17 +53,17 @@ try {
   const termRecv = (tDone.at - tStart.at) / 1000;
 
   // Browser receiver: the page notes when the transfer appears and when the verified download is offered.
-  await web.page.evaluate(() => {
-    const w = globalThis as unknown as { benchStart?: number; benchDone?: number };
-    new MutationObserver(() => {
-      if (w.benchStart === undefined && document.querySelector("#messages .file")) {
-        w.benchStart = performance.now();
+  await inPage(
+    web.page,
+    `new MutationObserver(() => {
+      if (globalThis.benchStart === undefined && document.querySelector("#messages .file")) {
+        globalThis.benchStart = performance.now();
       }
-      if (w.benchDone === undefined && document.querySelector("#messages a.download")) {
-        w.benchDone = performance.now();
+      if (globalThis.benchDone === undefined && document.querySelector("#messages a.download")) {
+        globalThis.benchDone = performance.now();
       }
-    }).observe(document.body, { subtree: true, childList: true, attributes: true });
-  });
+    }).observe(document.body, { subtree: true, childList: true, attributes: true })`,
+  );
   await web.page.locator(`button.person[data-user="${sender.userId}"]`).click();
   t0 = performance.now();
   await sender.sendFile(web.userId, "bench.bin", data);
@@ -72,59 +71,58 @@ try {
   const webTotal = (performance.now() - t0) / 1000;
   const shown = await web.page.locator("#messages .sha").textContent();
   if (!shown?.includes(sha)) throw new Error("browser receiver: SHA-256 not shown or different");
-  const marks = await web.page.evaluate(() => {
-    const w = globalThis as unknown as { benchStart: number; benchDone: number };
-    return { start: w.benchStart, done: w.benchDone };
-  });
+  const marks = await inPage<{ start: number; done: number }>(
+    web.page,
+    "({ start: globalThis.benchStart, done: globalThis.benchDone })",
+  );
   const webRecv = (marks.done - marks.start) / 1000;
 
   // The browser's WebCrypto: RSA-4096 OAEP decryptions, one at a time vs 64 in flight.
   const pub = (await fixtureKey("user3")).publicKey;
   const pkcs8 = await (await fixtureKey("user3")).exportPkcs8();
   const block = await encryptTo(pub, new Uint8Array(400));
-  const rate = await web.page.evaluate(async ({ pkcs8, block }) => {
-    const b64 = (s: string) =>
-      Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
-    const key = await crypto.subtle.importKey(
-      "pkcs8",
-      new Uint8Array(pkcs8),
-      { name: "RSA-OAEP", hash: "SHA-256" },
-      false,
-      [
+  const rate = await inPage<
+    { seq: number; par: number; pooled: number; workers: number; usedPool: boolean; cores: number }
+  >(
+    web.page,
+    `(async () => {
+      const pkcs8 = new Uint8Array(${JSON.stringify([...pkcs8])});
+      const block = ${JSON.stringify(block)};
+      const ct = Uint8Array.from(
+        atob(block.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - block.length % 4) % 4)),
+        (c) => c.charCodeAt(0),
+      );
+      const key = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "RSA-OAEP", hash: "SHA-256" }, false, [
         "decrypt",
-      ],
-    );
-    const ct = b64(block + "=".repeat((4 - block.length % 4) % 4));
-    const N = 64;
-    let t = performance.now();
-    for (let i = 0; i < N; i++) await crypto.subtle.decrypt({ name: "RSA-OAEP" }, key, ct);
-    const seq = (performance.now() - t) / N;
-    t = performance.now();
-    await Promise.all(Array.from({ length: N }, () => crypto.subtle.decrypt({ name: "RSA-OAEP" }, key, ct)));
-    const par = (performance.now() - t) / N;
-    // The same 64 spread over the app's decryption workers (/decrypt-worker.js), one per core.
-    const W = Math.min(navigator.hardwareConcurrency || 1, 4);
-    const workers = Array.from({ length: W }, () => new Worker("/decrypt-worker.js", { type: "module" }));
-    t = performance.now();
-    await Promise.all(Array.from({ length: N }, (_, i) =>
-      new Promise<void>((resolve, reject) => {
-        const w = workers[i % W];
-        const id = i;
-        const on = (e: MessageEvent) => {
-          if (e.data.id !== id) return;
-          w.removeEventListener("message", on);
-          e.data.ok ? resolve() : reject(new Error("worker decrypt failed"));
-        };
-        w.addEventListener("message", on);
-        w.postMessage({ id, keyId: 1, key, block: ct.slice().buffer });
-      })));
-    const pooled = (performance.now() - t) / N;
-    workers.forEach((w) => w.terminate());
-    const usedPool = performance.getEntriesByType("resource").some((r) =>
-      r.name.endsWith("/decrypt-worker.js")
-    );
-    return { seq, par, pooled, workers: W, usedPool, cores: navigator.hardwareConcurrency };
-  }, { pkcs8: [...pkcs8], block });
+      ]);
+      const N = 64;
+      let t = performance.now();
+      for (let i = 0; i < N; i++) await crypto.subtle.decrypt({ name: "RSA-OAEP" }, key, ct);
+      const seq = (performance.now() - t) / N;
+      t = performance.now();
+      await Promise.all(Array.from({ length: N }, () => crypto.subtle.decrypt({ name: "RSA-OAEP" }, key, ct)));
+      const par = (performance.now() - t) / N;
+      // The same 64 spread over the app's decryption workers (/decrypt-worker.js), one per core.
+      const W = Math.min(navigator.hardwareConcurrency || 1, 4);
+      const workers = Array.from({ length: W }, () => new Worker("/decrypt-worker.js", { type: "module" }));
+      t = performance.now();
+      await Promise.all(Array.from({ length: N }, (_, id) =>
+        new Promise((resolve, reject) => {
+          const w = workers[id % W];
+          const on = (e) => {
+            if (e.data.id !== id) return;
+            w.removeEventListener("message", on);
+            e.data.ok ? resolve() : reject(new Error("worker decrypt failed"));
+          };
+          w.addEventListener("message", on);
+          w.postMessage({ id, keyId: 1, key, block: ct.slice().buffer });
+        })));
+      const pooled = (performance.now() - t) / N;
+      workers.forEach((w) => w.terminate());
+      const usedPool = performance.getEntriesByType("resource").some((r) => r.name.endsWith("/decrypt-worker.js"));
+      return { seq, par, pooled, workers: W, usedPool, cores: navigator.hardwareConcurrency };
+    })()`,
+  );
 
   const blocks = Math.ceil(size / 446);
   console.log(`receiving a ${mib} MiB file (${blocks} RSA-4096 OAEP blocks), one node on loopback:`);

@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /**
  * Browser tests: Debian's Chromium (`/usr/bin/chromium`, never downloaded) driven by npm `playwright-core`,
  * headless. Helpers to open the web app as a new user and read what it shows.
@@ -60,10 +59,19 @@ export async function waitOnline(page: Page, ms = 60_000): Promise<void> {
   await page.locator('#status[data-state="online"]').waitFor({ timeout: ms });
 }
 
+/**
+ * Code that runs in the page is passed as text: it uses browser globals (indexedDB, document) that Deno's types
+ * do not have, and a `/// <reference lib="dom" />` here would change the types of every test checked with it.
+ */
+export function inPage<T>(page: Page, js: string): Promise<T> {
+  return page.evaluate(js) as Promise<T>;
+}
+
 /** The user id the page's identity has (read from IndexedDB). */
 export function myUserId(page: Page): Promise<string> {
-  return page.evaluate(() =>
-    new Promise<string>((resolve, reject) => {
+  return inPage(
+    page,
+    `new Promise((resolve, reject) => {
       const r = indexedDB.open("socp-chat");
       r.onerror = () => reject(r.error);
       r.onsuccess = () => {
@@ -71,7 +79,7 @@ export function myUserId(page: Page): Promise<string> {
         g.onsuccess = () => resolve(g.result.userId);
         g.onerror = () => reject(g.error);
       };
-    })
+    })`,
   );
 }
 

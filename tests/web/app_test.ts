@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /**
  * The web app in a real browser (Debian Chromium through playwright-core): two browser users, a terminal-side
  * SocpClient user, a second node, a node restart. The cases run in order and share the users they create
@@ -11,6 +10,7 @@ import type { Browser } from "npm:playwright-core@1.65.1";
 import { type ClientEvent, SocpClient } from "../../lib/client/client.ts";
 import {
   type BrowserUser,
+  inPage,
   launchBrowser,
   messageTexts,
   myUserId,
@@ -124,24 +124,25 @@ Deno.test(
 );
 
 Deno.test({ name: "web: the private key in IndexedDB is not extractable", ...opts }, async () => {
-  const r = await alice.page.evaluate(() =>
-    new Promise<{ sign: boolean; decrypt: boolean; exported: string }>((resolve, reject) => {
+  const r = await inPage<{ sign: boolean; decrypt: boolean; exported: string }>(
+    alice.page,
+    `new Promise((resolve, reject) => {
       const o = indexedDB.open("socp-chat");
       o.onerror = () => reject(o.error);
       o.onsuccess = () => {
         const g = o.result.transaction("identity").objectStore("identity").get("me");
         g.onsuccess = async () => {
-          const { signKey, decryptKey } = g.result as { signKey: CryptoKey; decryptKey: CryptoKey };
+          const { signKey, decryptKey } = g.result;
           let exported = "no error";
           try {
             await crypto.subtle.exportKey("pkcs8", signKey);
           } catch (e) {
-            exported = (e as Error).name;
+            exported = e.name;
           }
           resolve({ sign: signKey.extractable, decrypt: decryptKey.extractable, exported });
         };
       };
-    })
+    })`,
   );
   assert.deepEqual(r, { sign: false, decrypt: false, exported: "InvalidAccessError" });
 });
@@ -214,20 +215,20 @@ async function sha256Hex(bytes: Uint8Array): Promise<string> {
 
 /** Record every file progress value the page shows from now on (a transfer may be over between two polls). */
 async function recordProgress(page: BrowserUser["page"]): Promise<void> {
-  await page.evaluate(() => {
-    const w = globalThis as unknown as { progressSeen: number[] };
-    w.progressSeen = [];
-    const log = () => {
-      for (const p of document.querySelectorAll("progress.file-progress")) {
-        w.progressSeen.push(Number((p as HTMLProgressElement).value));
-      }
-    };
-    new MutationObserver(log).observe(document.body, { subtree: true, childList: true, attributes: true });
-  });
+  await inPage(
+    page,
+    `(() => {
+      globalThis.progressSeen = [];
+      const log = () => {
+        for (const p of document.querySelectorAll("progress.file-progress")) globalThis.progressSeen.push(Number(p.value));
+      };
+      new MutationObserver(log).observe(document.body, { subtree: true, childList: true, attributes: true });
+    })()`,
+  );
 }
 
 function progressSeen(page: BrowserUser["page"]): Promise<number[]> {
-  return page.evaluate(() => (globalThis as unknown as { progressSeen: number[] }).progressSeen);
+  return inPage(page, "globalThis.progressSeen");
 }
 
 Deno.test(
