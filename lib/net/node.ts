@@ -41,7 +41,7 @@ import { canonicalJson, canonicalJsonResult, signaturePreimages } from "../proto
 import { type Envelope, parseFrame, type ParseResult, serializeEnvelope } from "../protocol/envelope.ts";
 import { Store } from "../store/sqlite.ts";
 import { SOFTWARE, VERSION } from "../version.ts";
-import { statusPage } from "../web/status_page.ts";
+import { type NetworkSnapshot, webRoute } from "../web/routes.ts";
 import { fingerprint, type Identity, loadOrCreateIdentity, nodeSecret } from "./identity.ts";
 import { Logger } from "./log.ts";
 import { Signer } from "./signer.ts";
@@ -689,22 +689,32 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
         });
       case "/metrics":
         return new Response(metricsText(), { headers: { "content-type": "text/plain; version=0.0.4" } });
-      case "/":
-      case "/index.html":
-        return new Response(
-          statusPage({
-            serverId: state.config.serverId,
-            fingerprint: fp,
-            usersOnline: state.localUsers.size,
-            wsUrl,
-            version: VERSION,
-            labModes,
-          }),
-          { headers: { "content-type": "text/html; charset=utf-8", "x-content-type-options": "nosniff" } },
-        );
       default:
-        return new Response("not found\n", { status: 404 });
+        return webRoute(req, networkSnapshot) ?? new Response("not found\n", { status: 404 });
     }
+  }
+
+  /** What the web app's network panel shows (lib/web/routes.ts builds the Host-relative JSON). */
+  function networkSnapshot(): NetworkSnapshot {
+    const users = [...state.presence.values()].map((p) => {
+      const meta = p.advert.payload.meta;
+      const name = typeof meta?.display_name === "string" ? meta.display_name : p.userId;
+      return { userId: p.userId, serverId: p.serverId, name };
+    });
+    const linked = [...state.links.keys()].map((id) => {
+      const s = state.servers.get(id);
+      return { serverId: id, host: s?.host ?? "", port: s?.port ?? 0 };
+    });
+    return {
+      serverId: state.config.serverId,
+      pubkey: state.config.serverPub,
+      fingerprint: fp,
+      version: VERSION,
+      labModes,
+      maxFileBytes: limits.maxFileBytes,
+      linked,
+      users,
+    };
   }
 
   function metricsText(): string {
