@@ -1,28 +1,60 @@
 /**
- * socp as a library: the protocol layer, the reducer, crypto, the store, the node shell and the client.
+ * socp as a library: run a node with {@linkcode startNode}, talk to one with {@linkcode SocpClient} (or drive the
+ * sans-IO {@linkcode ClientCore} yourself), and make or open user keys. The wire layer and the node's reducer have
+ * their own entry points: `./protocol` (lib/protocol/mod.ts) and `./core` (lib/core/mod.ts).
  *
- * @example
+ * @example A node and two clients exchange a direct message
  * ```ts
- * import { startNode, SocpClient } from "./mod.ts";
- * const node = await startNode({ host: "127.0.0.1", port: 0, dataDir: "./socp-data" });
+ * import { generateKeyPair, SocpClient, startNode } from "./mod.ts";
+ *
+ * const dataDir = await Deno.makeTempDir();
+ * const node = await startNode({ host: "127.0.0.1", port: 0, dataDir, logLevel: "warn" });
+ * const url = `ws://127.0.0.1:${node.port}`;
+ * const [ka, kb] = await Promise.all([generateKeyPair(4096), generateKeyPair(4096)]);
+ * const alice = await SocpClient.connect(url, { userId: crypto.randomUUID(), key: ka, displayName: "alice" });
+ * const bob = await SocpClient.connect(url, { userId: crypto.randomUUID(), key: kb, displayName: "bob" });
+ * const got = new Promise<string>((resolve) => {
+ *   bob.onEvent = (e) => {
+ *     if (e.kind === "dm") resolve(e.text);
+ *   };
+ * });
+ * while (!alice.directory.has(bob.userId)) await new Promise((r) => setTimeout(r, 20));
+ * await alice.tell("bob", "hello");
+ * console.log(await got); // "hello"
+ * await alice.close();
+ * await bob.close();
+ * await node.close();
+ * await Deno.remove(dataDir, { recursive: true });
  * ```
  * @module
  */
-export * from "./lib/protocol/base64url.ts";
-export * from "./lib/protocol/canonical_json.ts";
-export * from "./lib/protocol/keys.ts";
-export * from "./lib/protocol/envelope.ts";
-export * from "./lib/protocol/messages.ts";
-export * from "./lib/protocol/preimages.ts";
-export * from "./lib/protocol/msg_ref.ts";
-export { initState, reduce } from "./lib/core/reduce.ts";
-export { SeenCache } from "./lib/core/dedupe.ts";
-export * from "./lib/core/types.ts";
-export * from "./lib/crypto/rsa.ts";
-export * from "./lib/crypto/keyfile.ts";
-export { Store } from "./lib/store/sqlite.ts";
 export { type NodeOptions, PortInUse, type RunningNode, startNode } from "./lib/net/node.ts";
-export { Logger } from "./lib/net/log.ts";
-export * from "./lib/client/client.ts";
-export * from "./lib/client/keyfile.ts";
+export type { BootstrapEntry, FederationConfig, Limits, LogLevel } from "./lib/core/types.ts";
+export { type ConnectOptions, FileStopped, HelloRefused, SocpClient } from "./lib/client/client.ts";
+export { ClientCore, type CoreOptions, formatFingerprint, plainTextOf } from "./lib/client/core.ts";
+export { WebCryptoRunner } from "./lib/client/webcrypto.ts";
+export type {
+  ClientEvent,
+  Contact,
+  CryptoOp,
+  CryptoResult,
+  OutgoingMessage,
+  Output,
+  Peer,
+  SendState,
+} from "./lib/client/types.ts";
+export { generateKeyPair, PrivateKey, sha256, sha256Hex } from "./lib/crypto/rsa.ts";
+export { decodePublicKey, type DecodedKey, type KeyForm, type PublicKeyInfo } from "./lib/protocol/keys.ts";
+export {
+  type OpenedUserKey,
+  openPrivateKey,
+  openUserKeyFile,
+  parseUserKeyFile,
+  type SealedKey,
+  sealPrivateKey,
+  sealUserKeyFile,
+  type UserKeyFile,
+  WrongPassphrase,
+} from "./lib/crypto/keyfile.ts";
+export { createUser, loadOrCreateUser, openUser, readKeyFile, type UserIdentity } from "./lib/client/keyfile.ts";
 export { VERSION } from "./lib/version.ts";

@@ -1,0 +1,93 @@
+/**
+ * The SOCP v1.3 wire layer, pure and total (no I/O, no clock): envelope parsing and serialisation, the message
+ * types and their payload shapes, canonical JSON, base64url, RSA public-key forms, signature preimages and
+ * `msg_ref`. Every parser returns an error value on hostile input; none throws.
+ *
+ * @example Parse a frame and serialise it back
+ * ```ts
+ * import { parseFrame, serializeEnvelope } from "./mod.ts";
+ *
+ * const text = JSON.stringify({
+ *   type: "HEARTBEAT",
+ *   from: "server-1",
+ *   to: "server-2",
+ *   ts: 1700000000000,
+ *   payload: {},
+ *   sig: "",
+ * });
+ * const r = parseFrame(text);
+ * if (!r.ok) throw new Error(r.error.detail);
+ * console.log(r.envelope.type, serializeEnvelope(r.envelope).length > 0);
+ * ```
+ *
+ * @example Canonical JSON and base64url
+ * ```ts
+ * import { canonicalJson, decodeBase64Url, encodeBase64Url } from "./mod.ts";
+ *
+ * console.log(canonicalJson({ b: 1, a: [true, null] })); // {"a":[true,null],"b":1}
+ * const b64 = encodeBase64Url(new Uint8Array([251, 255]));
+ * console.log(b64, decodeBase64Url(b64)); // "-_8", Uint8Array [251, 255]
+ * ```
+ * @module
+ */
+export { decodeBase64Url, encodeBase64Url, isBase64Url } from "./base64url.ts";
+export {
+  type CanonicalOptions,
+  canonicalJson,
+  canonicalJsonResult,
+  type CanonicalResult,
+  compareCodePoints,
+  type Json,
+  MAX_JSON_DEPTH,
+  quoteString,
+  signaturePreimages,
+} from "./canonical_json.ts";
+export {
+  type AnyEnvelope,
+  type Envelope,
+  isServerId,
+  isUuid,
+  jsonProblem,
+  parseFrame,
+  parseObject,
+  type ParseResult,
+  type ProtocolError,
+  serializeEnvelope,
+} from "./envelope.ts";
+export {
+  type ErrorCode,
+  isMessageType,
+  type MessageType,
+  PAYLOADS,
+  type PayloadOf,
+  TYPE_ALIASES,
+} from "./messages.ts";
+export type { Check, Invalid, Optional } from "./schema.ts";
+export {
+  bytesEqual,
+  checkRsaKey,
+  type DecodedKey,
+  decodePublicKey,
+  encodeSpki,
+  type KeyForm,
+  type KeyPolicy,
+  keyPolicy,
+  parseAcceptableKey,
+  pkcs1ToSpki,
+  type PublicKeyInfo,
+  sameKeyMaterial,
+  spkiToB64Pem,
+  spkiToPem,
+} from "./keys.ts";
+export {
+  canonicalPayloadBytes,
+  type DmFields,
+  dmPreimage,
+  dmPreimageVariants,
+  fileStartPreimage,
+  keySharePreimage,
+  type PublicFields,
+  publicPreimage,
+  publicPreimageVariants,
+} from "./preimages.ts";
+export { msgRef } from "./msg_ref.ts";
