@@ -44,7 +44,7 @@ export type {
   SendState,
 } from "./lib/client/types.ts";
 export { generateKeyPair, PrivateKey, sha256, sha256Hex } from "./lib/crypto/rsa.ts";
-export { decodePublicKey, type DecodedKey, type KeyForm, type PublicKeyInfo } from "./lib/protocol/keys.ts";
+export { type DecodedKey, decodePublicKey, type KeyForm, type PublicKeyInfo } from "./lib/protocol/keys.ts";
 export {
   type OpenedUserKey,
   openPrivateKey,
@@ -56,5 +56,12 @@ export {
   type UserKeyFile,
   WrongPassphrase,
 } from "./lib/crypto/keyfile.ts";
-export { createUser, loadOrCreateUser, openUser, readKeyFile, type UserIdentity } from "./lib/client/keyfile.ts";
+export {
+  createUser,
+  loadOrCreateUser,
+  openUser,
+  readKeyFile,
+  type UserIdentity,
+} from "./lib/client/keyfile.ts";
+export type { Envelope, MessageType, PayloadOf } from "./lib/protocol/mod.ts";
 export { VERSION } from "./lib/version.ts";

@@ -29,8 +29,11 @@ export { WebCryptoRunner } from "./webcrypto.ts";
 
 /** Options for {@linkcode SocpClient.connect}. */
 export interface ConnectOptions {
+  /** The user id (a UUID) this client speaks for. */
   userId: string;
+  /** The user's RSA key: signs frames and decrypts what is sent to the user. */
   key: PrivateKey;
+  /** Name shown to others in presence (default: the user id). */
   displayName?: string;
   /** Milliseconds to wait for the first connection's hello to be accepted (default 10 s). */
   timeoutMs?: number;
@@ -50,6 +53,7 @@ export interface ConnectOptions {
 
 /** Thrown when the server refuses the hello. */
 export class HelloRefused extends Error {
+  /** `code` is the server's error code; `detail` its explanation. */
   constructor(readonly code: string, detail: string) {
     super(`${code}: ${detail}`);
     this.name = "HelloRefused";
@@ -58,6 +62,7 @@ export class HelloRefused extends Error {
 
 /** Thrown by {@linkcode SocpClient.sendFile} when the transfer was stopped (already reported by a `fileRefused` event). */
 export class FileStopped extends Error {
+  /** `fileId` names the stopped transfer; `reason` says why it stopped. */
   constructor(readonly fileId: string, reason: string) {
     super(reason);
     this.name = "FileStopped";
@@ -135,9 +140,11 @@ export class SocpClient {
   get known(): Map<string, Contact> {
     return this.core.contacts;
   }
+  /** The id of the server we are connected to ("" before its hello reply). */
   get serverId(): string {
     return this.core.serverId;
   }
+  /** The server's public key as its hello reply gave it ("" before). */
   get serverPub(): string {
     return this.core.serverPub;
   }
@@ -258,7 +265,7 @@ export class SocpClient {
     payload: PayloadOf<T>,
     sign = false,
     ts = Date.now(),
-  ) {
+  ): Promise<Envelope<T>> {
     const env: Envelope<T> = { type, from: this.userId, to, ts, payload };
     if (sign) env.sig = await this.key.sign(signaturePreimages(payload)[0]);
     if (this.ws?.readyState !== WebSocket.OPEN) throw new Error("not connected");
@@ -300,6 +307,7 @@ export class SocpClient {
 
   // ---------------------------------------------------------------- IO
 
+  /** Stop reconnecting and the timers (the socket is closed by the caller). */
   private shutdown(): void {
     this.stopped = true;
     clearTimeout(this.retryTimer);
@@ -310,6 +318,7 @@ export class SocpClient {
     } catch { /* ignore */ }
   }
 
+  /** Open a WebSocket and wire it to the core. */
   private open(): void {
     let ws: WebSocket;
     try {
@@ -370,6 +379,7 @@ export class SocpClient {
     }, inMs);
   }
 
+  /** Hand an event to `onEvent`, or keep it until a handler is set. */
   private deliver(e: ClientEvent): void {
     if (this.onEvent) this.onEvent(e);
     else this.buffered.push(e);
@@ -421,11 +431,13 @@ export class SocpClient {
   private readonly pendingErrors = new Map<number, string>();
   private readonly pendingOk = new Set<number>();
 
+  /** Feed a finished crypto operation back to the core. */
   private cryptoDone(id: number, r: CryptoResult): void {
     this.core.cryptoDone(id, r, Date.now());
     this.pump();
   }
 
+  /** React to the core's events (first ready, refusals), then deliver them. */
   private onCoreEvent(e: ClientEvent): void {
     if (e.kind === "ready") {
       this.attempt = 0;

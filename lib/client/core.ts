@@ -72,9 +72,11 @@ type Task = Generator<CryptoOp, void, CryptoResult>;
 
 /** Options of a {@linkcode ClientCore}. */
 export interface CoreOptions {
+  /** The user id (a UUID) this core speaks for. */
   userId: string;
   /** Our public key string (base64url SPKI). */
   publicKey: string;
+  /** Name shown to others in presence (default: the user id). */
   displayName?: string;
   /** The server id, when known before the hello (a USER_HELLO says `to` = it, else "*"). */
   serverId?: string;
@@ -158,14 +160,19 @@ export function plainTextOf(ciphertext: string): string | null {
 
 /** The client core (see the module documentation). */
 export class ClientCore {
+  /** Our user id. */
   readonly userId: string;
+  /** Our public key (base64url SPKI). */
   readonly publicKey: string;
+  /** Our display name, when we gave one. */
   readonly displayName?: string;
   /** Online users by id (including ourselves). */
   readonly directory = new Map<string, Peer>();
   /** Everyone we know (seen online now or in an earlier session), by id. */
   readonly contacts = new Map<string, Contact>();
+  /** The server's id, once known ("" before). */
   serverId = "";
+  /** The server's public key, once its hello reply gave it ("" before). */
   serverPub = "";
   /** The connection's phase. */
   phase: "offline" | "hello" | "online" | "refused" = "offline";
@@ -191,6 +198,7 @@ export class ClientCore {
   private readonly seen = new Set<string>();
   private now = 0;
 
+  /** A core for one user; nothing happens until the shell feeds it events. */
   constructor(opts: CoreOptions) {
     this.userId = opts.userId;
     this.publicKey = opts.publicKey;
@@ -574,11 +582,13 @@ export class ClientCore {
     return ticket ?? 0;
   }
 
+  /** Queue an inbound task; inbound frames are handled one at a time, in order. */
   private enqueue(make: () => Task): void {
     this.inbound.push(make);
     if (!this.inboundBusy) this.pump();
   }
 
+  /** Run queued inbound tasks until one waits for crypto. */
   private pump(): void {
     while (!this.inboundBusy && this.inbound.length > 0) {
       const make = this.inbound.shift()!;
@@ -595,6 +605,7 @@ export class ClientCore {
     }
   }
 
+  /** Advance a task with the result of its last crypto operation. */
   private step(task: Task, value: CryptoResult, inbound: boolean, ticket: number | undefined): void {
     let r: IteratorResult<CryptoOp, void>;
     try {
@@ -624,21 +635,25 @@ export class ClientCore {
 
   // ---------------------------------------------------------------- outputs
 
+  /** Report an event to the shell. */
   private emit(event: ClientEvent): void {
     this.out.push({ kind: "event", event });
   }
 
+  /** Ask the shell to send a frame. */
   private emitSend(env: Envelope): void {
     this.out.push({ kind: "send", text: serializeEnvelope(env) });
   }
 
   // ---------------------------------------------------------------- hello
 
+  /** The server refused our hello: stop and report. */
   private refuse(code: string, detail: string): void {
     this.phase = "refused";
     this.emit({ kind: "refused", code, detail });
   }
 
+  /** Check the server's hello reply (every deployed form, PROFILE §15). */
   private *acceptHello(raw: Record<string, unknown>, text: string): Task {
     const p = isObject(raw.payload) ? raw.payload : {};
     const sid = typeof p.server_id === "string" && p.server_id
@@ -673,6 +688,7 @@ export class ClientCore {
     }
   }
 
+  /** The hello was accepted: we are online. */
   private accepted(now: number): void {
     this.phase = "online";
     this.acceptedAt = now;
@@ -688,6 +704,7 @@ export class ClientCore {
 
   // ---------------------------------------------------------------- frames
 
+  /** Handle one inbound frame's text. */
   private *handleText(text: string): Task {
     const r = parseFrame(text);
     if (!r.ok) {
@@ -731,6 +748,7 @@ export class ClientCore {
     yield* this.dispatch(env, sigOk);
   }
 
+  /** Route a parsed frame to its handler. */
   private *dispatch(env: AnyEnvelope, sigOk: boolean): Task {
     switch (env.type) {
       case "USER_ADVERTISE":
@@ -764,6 +782,7 @@ export class ClientCore {
     }
   }
 
+  /** A presence advert: update the directory and contacts. */
   private *onAdvertise(env: Envelope<"USER_ADVERTISE">, sigOk: boolean): Task {
     const p = env.payload;
     const pubkey = p.pubkey ?? (typeof p.meta?.pubkey === "string" ? p.meta.pubkey : "");
@@ -814,6 +833,7 @@ export class ClientCore {
       : undefined;
   }
 
+  /** The name to show for a user id. */
   private nameOf(userId: string): string {
     return (this.directory.get(userId) ?? this.contacts.get(userId))?.name ?? userId;
   }
@@ -826,6 +846,7 @@ export class ClientCore {
     return true;
   }
 
+  /** A delivered DM (or file frame inside one): verify, decrypt, report. */
   private *onDeliver(env: Envelope<"USER_DELIVER">): Task {
     const p = env.payload;
     if (!this.firstSight(`dm|${p.sender}|${env.ts}|${p.content_sig}`)) return;
@@ -886,6 +907,7 @@ export class ClientCore {
     this.emit(e);
   }
 
+  /** A public-channel key share: unwrap the channel key. */
   private *onKeyShareRaw(raw: Record<string, unknown>): Task {
     const p = isObject(raw.payload) ? raw.payload : {};
     const creatorPub = typeof p.creator_pub === "string" ? p.creator_pub : "";
@@ -923,6 +945,7 @@ export class ClientCore {
     if (fresh) this.emit({ kind: "channel", version: 0 });
   }
 
+  /** A public-channel message: verify, decrypt, report. */
   private *onPublic(env: Envelope<"MSG_PUBLIC_CHANNEL">): Task {
     if (env.from === this.userId) return;
     const p = env.payload;
@@ -972,6 +995,7 @@ export class ClientCore {
 
   // ---------------------------------------------------------------- files we receive
 
+  /** An incoming file announcement. */
   private *onFileStart(env: Envelope<"FILE_START">): Task {
     const p = env.payload;
     const k = `${env.from}|${p.file_id}`;
@@ -1022,6 +1046,7 @@ export class ClientCore {
     });
   }
 
+  /** One chunk of an incoming file. */
   private onFileChunk(env: Envelope<"FILE_CHUNK">): void {
     const t = this.incoming.get(`${env.from}|${env.payload.file_id}`);
     if (!t || t.failed) return;
@@ -1066,6 +1091,7 @@ export class ClientCore {
     );
   }
 
+  /** The end of an incoming file. */
   private onFileEnd(env: Envelope<"FILE_END">): void {
     const t = this.incoming.get(`${env.from}|${env.payload.file_id}`);
     if (!t || t.ended) return;
@@ -1081,6 +1107,7 @@ export class ClientCore {
     }
   }
 
+  /** Decrypt, assemble and check an incoming file. */
   private *finishFile(t: Incoming): Task {
     const k = `${t.from}|${t.fileId}`;
     if (this.incoming.get(k) !== t) return;
@@ -1108,6 +1135,7 @@ export class ClientCore {
     if (problem && t.mode === "dm") yield* this.refusalNotice(t.from, t.name, t.fileId, problem);
   }
 
+  /** Report an incoming file (its bytes, or what went wrong). */
   private emitFile(t: Incoming, bytes: Uint8Array | null, problem?: string, sha?: string): void {
     const e: ClientEvent = {
       kind: "file",
@@ -1137,6 +1165,7 @@ export class ClientCore {
 
   // ---------------------------------------------------------------- what the server tells us about ours
 
+  /** The server ACKed one of our frames (by msg_ref). */
   private onAck(msgRef: string): void {
     const m = this.byRef.get(msgRef);
     if (m) {
@@ -1154,6 +1183,7 @@ export class ClientCore {
     }
   }
 
+  /** An ERROR from the server: fail the message or transfer it names. */
   private onError(code: string, detail: string): void {
     // A refusal that names one of our transfers stops it, once; the server's later refusals of its chunks
     // (one per chunk already on the wire) are not news.
@@ -1183,6 +1213,7 @@ export class ClientCore {
     this.emit({ kind: "error", code, detail });
   }
 
+  /** Mark an outgoing file as failed and drop its bytes. */
   private failFile(f: SendingFile, reason: string): void {
     f.state = "failed";
     f.reason = reason;
@@ -1192,6 +1223,7 @@ export class ClientCore {
 
   // ---------------------------------------------------------------- messages we send
 
+  /** Record a new outgoing message. */
   private newOutgoing(
     kind: "dm" | "public",
     to: string,
@@ -1222,6 +1254,7 @@ export class ClientCore {
     return m;
   }
 
+  /** The user-facing view of an outgoing message. */
   private view(m: Outgoing): OutgoingMessage {
     const v: OutgoingMessage = {
       id: m.id,
@@ -1238,11 +1271,13 @@ export class ClientCore {
     return v;
   }
 
+  /** Change an outgoing message's state and report it. */
   private setState(m: Outgoing, state: SendState): void {
     m.state = state;
     this.emit({ kind: "message", message: this.view(m) });
   }
 
+  /** Start encrypting and signing an outgoing message; returns the task's id. */
   private build(m: Outgoing, encKey: string): number {
     return this.run(this.buildTask(m, encKey), false);
   }
@@ -1282,6 +1317,7 @@ export class ClientCore {
     if (this.phase === "online" && this.ready) this.wire(m, this.now);
   }
 
+  /** Write an outgoing message's frame to the connection. */
   private wire(m: Outgoing, now: number): void {
     if (!m.frame) return;
     const again = m.wired;

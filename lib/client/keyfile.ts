@@ -16,9 +16,13 @@ import { generateKeyPair, type PrivateKey } from "../crypto/rsa.ts";
 
 /** A loaded user identity. */
 export interface UserIdentity {
+  /** The user id (a UUID), the same every run. */
   userId: string;
+  /** The display name given now, else the one in the file. */
   displayName?: string;
+  /** The user's RSA private key. */
   key: PrivateKey;
+  /** True when the file was created by this call. */
   created: boolean;
 }
 

@@ -41,6 +41,7 @@ export type Output =
 
 /** Someone in the presence directory. */
 export interface Peer {
+  /** The user's id (a UUID). */
   userId: string;
   /** The user's home server. */
   serverId: string;
@@ -58,9 +59,13 @@ export interface Peer {
 
 /** A person we know, kept across sessions by the shell (file or IndexedDB). */
 export interface Contact {
+  /** The user's id (a UUID). */
   userId: string;
+  /** Their display name when last seen. */
   name: string;
+  /** Their public key (base64url SPKI). */
   pubkey: string;
+  /** `ab12:cd34:…`: the first 16 bytes of SHA-256 of the key's SPKI. */
   fingerprint: string;
   /** The last home server they were seen on. */
   serverId: string;
@@ -79,18 +84,25 @@ export type SendState =
 
 /** A message we send, as the user interface shows it. */
 export interface OutgoingMessage {
+  /** Local id of the message (stable across resends). */
   id: string;
+  /** A direct message or a public-channel post. */
   kind: "dm" | "public";
   /** Recipient user id, or "public". */
   to: string;
+  /** The recipient's label as shown when it was written. */
   toLabel: string;
+  /** The message text. */
   text: string;
+  /** When it was written (ms since the epoch). */
   ts: number;
+  /** Where it is on its way (see {@linkcode SendState}). */
   state: SendState;
   /** Sent again after a reconnect. */
   resent: boolean;
   /** True when the recipient was not online when it was written. */
   recipientOffline: boolean;
+  /** Why it failed (state "failed"). */
   error?: string;
 }
 

@@ -13,6 +13,7 @@ export class WebCryptoRunner {
   /** The public channel's private key, once opened. */
   channelKey: PrivateKey | null = null;
 
+  /** A runner that signs and decrypts with the user's `key`. */
   constructor(private readonly key: PrivateKey) {}
 
   /** The result of `op` (see {@linkcode CryptoOp} for each result type). */

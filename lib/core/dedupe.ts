@@ -15,6 +15,7 @@
 export class SeenCache {
   private readonly entries = new Map<string, number>();
 
+  /** Entries live `ttlMs`; at most `max` are kept (the oldest is evicted first). */
   constructor(readonly ttlMs: number, readonly max: number) {}
 
   /** The cache key of a frame. */

@@ -55,3 +55,12 @@ export {
   type Transfer,
   type UserRecord,
 } from "./types.ts";
+export type {
+  AnyEnvelope,
+  Envelope,
+  ErrorCode,
+  MessageType,
+  ParseResult,
+  PayloadOf,
+  ProtocolError,
+} from "../protocol/mod.ts";

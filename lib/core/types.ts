@@ -9,14 +9,23 @@ import type { SeenCache } from "./dedupe.ts";
 
 /** Limits of PROFILE §11 (all configurable). */
 export interface Limits {
+  /** Largest frame accepted, in bytes. */
   maxFrameBytes: number;
+  /** A new connection must send its first frame within this many ms. */
   firstFrameMs: number;
+  /** A frame's `ts` may differ from our clock by at most this many ms. */
   freshnessMs: number;
+  /** Frames per second a connection may send (token bucket refill rate). */
   ratePerSec: number;
+  /** Token bucket size: frames a connection may send in a burst. */
   rateBurst: number;
+  /** Refused frames after which the connection is closed. */
   maxStrikes: number;
+  /** How long a frame key stays in the seen (duplicate) cache. */
   seenTtlMs: number;
+  /** Most keys kept in the seen cache. */
   seenMax: number;
+  /** Most open connections from one address. */
   maxConnsPerAddr: number;
   /** Offline queue bound per user (PROFILE §10). */
   maxQueuePerUser: number;
@@ -47,8 +56,11 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
 
 /** One entry of the bootstrap list (the standard's YAML shape). */
 export interface BootstrapEntry {
+  /** Host name or address of the server. */
   host: string;
+  /** Its port. */
   port: number;
+  /** Its public key (the key it must prove it holds). */
   pubkey: string;
   /** URL path of the WebSocket endpoint (`ws://host:port/chat#KEY`, PROFILE §15); default "". */
   path?: string;
@@ -58,10 +70,13 @@ export interface BootstrapEntry {
 
 /** Federation settings (PROFILE §12). */
 export interface FederationConfig {
+  /** Servers to join through, in order. */
   bootstrap: BootstrapEntry[];
   /** Start a network alone instead of joining one. */
   introducer: boolean;
+  /** Interval of our HEARTBEATs on server links. */
   heartbeatMs: number;
+  /** A link silent this long is closed. */
   linkTimeoutMs: number;
   /** When non-empty, only servers presenting one of these keys may join or link. */
   allowedServerKeys: string[];
@@ -87,10 +102,13 @@ export interface NodeConfig {
   serverPub: string;
   /** Our public key as base64url(PEM text), for peers that speak that dialect (PROFILE §1). */
   serverPubPem: string;
+  /** Limits (PROFILE §11). */
   limits: Limits;
+  /** Federation settings (PROFILE §12). */
   federation: FederationConfig;
   /** PROFILE §13 lab modes. */
   labWeakKeys: boolean;
+  /** Accept replays of old frames (lab mode). */
   labReplay: boolean;
 }
 
@@ -99,9 +117,13 @@ export type Role = "pending" | "user" | "server";
 
 /** Why and where the node dials out. */
 export interface DialIntent {
+  /** Names the dial; comes back in `connected` or `dialFailed`. */
   token: number;
+  /** Joining a network through a bootstrap entry, or linking to a known server. */
   purpose: "join" | "link";
+  /** Host to dial. */
   host: string;
+  /** Port to dial. */
   port: number;
   /** The key the other end must prove (bootstrap entry or pinned key). */
   expectKey: string;
@@ -111,6 +133,7 @@ export interface DialIntent {
   bootstrapIndex?: number;
   /** URL path and TLS of the endpoint (from a bootstrap URL). */
   path?: string;
+  /** Dial with TLS (`wss://`). */
   tls?: boolean;
   /** The hello a "link" dial opens with: some servers accept only SERVER_HELLO_JOIN (PROFILE §15). */
   hello?: "link" | "join";
@@ -118,25 +141,39 @@ export interface DialIntent {
 
 /** A server whose key is pinned to its id (a `servers` row). */
 export interface ServerRecord {
+  /** The server's id. */
   serverId: string;
+  /** Where it listens. */
   host: string;
+  /** Its port. */
   port: number;
+  /** Its pinned public key. */
   pubkey: string;
   /** Endpoint path and TLS when it was dialed through a bootstrap URL (kept in memory only). */
   path?: string;
+  /** It serves TLS (`wss://`). */
   tls?: boolean;
 }
 
 /** Per-connection state. */
 export interface Conn {
+  /** Connection id, assigned by the shell. */
   id: number;
+  /** The peer's address (for the per-address limit). */
   addr: string;
+  /** When it opened. */
   openedAt: number;
+  /** What the peer is, once its first frame was accepted. */
   role: Role;
+  /** Users: their id. */
   userId?: string;
+  /** Frames refused so far (see {@linkcode Limits.maxStrikes}). */
   strikes: number;
+  /** Rate-limit tokens left. */
   tokens: number;
+  /** When the tokens were last refilled. */
   refilledAt: number;
+  /** The rate limit is refusing its frames (so the refusal is reported once). */
   throttled: boolean;
   /** Server links: the peer's id. */
   serverId?: string;
@@ -144,7 +181,9 @@ export interface Conn {
   dial?: DialIntent;
   /** The peer presented its key as base64url(PEM text): mirror that form (PROFILE §1). */
   pemDialect: boolean;
+  /** When a frame last arrived on it. */
   lastSeen: number;
+  /** When we last sent on it. */
   lastSent: number;
   /**
    * The linked server has sent at least one HEARTBEAT of its own. Pongs are not observable on our links (PROFILE
@@ -155,22 +194,31 @@ export interface Conn {
 
 /** The public channel as the reducer sees it (the private key stays in the shell). */
 export interface Channel {
+  /** Key version (a new key, a new version). */
   version: number;
   /** The channel's public key (base64url DER SPKI). */
   creatorPub: string;
+  /** User ids the channel key was shared with. */
   members: Set<string>;
 }
 
 /** A file transfer passing through this server. */
 export interface Transfer {
+  /** The transfer's `file_id`. */
   fileId: string;
+  /** Sender user id. */
   from: string;
+  /** Recipient user id, or "public". */
   to: string;
+  /** A direct transfer or one to the public channel. */
   mode: "dm" | "public";
+  /** Announced plaintext size in bytes. */
   size: number;
   /** Ciphertext bytes seen, and the most the announced size allows. */
   ctBytes: number;
+  /** Most ciphertext bytes the announced size allows. */
   maxCtBytes: number;
+  /** When its last frame passed. */
   lastAt: number;
   /** The sender's connection when the sender is local. */
   senderConn?: number;
@@ -180,6 +228,7 @@ export interface Transfer {
 
 /** Where we are in joining a network. */
 export interface JoinState {
+  /** Not started, under way, part of a network, or alone (an introducer or no entry answered). */
   phase: "idle" | "joining" | "joined" | "alone";
   /** Delay before retrying the bootstrap list when no entry answered. */
   retryMs: number;
@@ -187,16 +236,23 @@ export interface JoinState {
 
 /** A user bound to keys at this server (a `users` row). */
 export interface UserRecord {
+  /** The user's id. */
   userId: string;
+  /** Their signing public key. */
   pubkey: string;
+  /** Their encryption public key (usually the same key). */
   encPubkey: string;
+  /** The `meta` of their hello (display name and such), or null. */
   meta: Record<string, unknown> | null;
+  /** Bumped on every change of the row. */
   version: number;
 }
 
 /** Where an online user is, and the advert that says so. */
 export interface Presence {
+  /** The user's id. */
   userId: string;
+  /** Their home server. */
   serverId: string;
   /** For local users the unsigned advert (the shell signs it, once per distinct payload). */
   advert: Envelope<"USER_ADVERTISE">;
@@ -204,17 +260,24 @@ export interface Presence {
 
 /** The whole node state. `reduce` takes ownership and returns it (updated in place). */
 export interface State {
+  /** This node's configuration. */
   config: NodeConfig;
+  /** Open connections by id. */
   conns: Map<number, Conn>;
+  /** Open connection count per peer address. */
   connsPerAddr: Map<string, number>;
+  /** Users connected here: user id -> connection. */
   localUsers: Map<string, number>;
+  /** Users bound to keys at this server, by id. */
   users: Map<string, UserRecord>;
+  /** Who is online where, by user id. */
   presence: Map<string, Presence>;
   /**
    * The `ts` of the last advert or removal applied per user: gossip reaches us by several paths, so an older
    * advert may arrive after the removal that followed it; it must not bring the user back.
    */
   presenceTs: Map<string, number>;
+  /** Duplicate detection (SOCP §7.2). */
   seen: SeenCache;
   /** Pinned server keys by server id. */
   servers: Map<string, ServerRecord>;
@@ -233,7 +296,9 @@ export interface State {
    * nothing. Only servers that say `socp/…` get the outbox ACK extension (PROFILE §15).
    */
   peerSoftware: Map<string, string>;
+  /** Next dial token. */
   nextToken: number;
+  /** Progress of joining the network. */
   join: JoinState;
   /** The address we advertise to other servers (known once listening). */
   advertise: { host: string; port: number };
@@ -258,12 +323,19 @@ export interface State {
 
 /** What the store hands the reducer at start. */
 export interface Loaded {
+  /** Users bound to keys here. */
   users: UserRecord[];
+  /** Pinned servers. */
   servers: ServerRecord[];
+  /** Last known home server per user: [user id, server id]. */
   homes: [string, string][];
+  /** Queued frame counts per offline user: [user id, count]. */
   queued: [string, number][];
+  /** Outbox frame counts per server: [server id, count]. */
   outbox: [string, number][];
+  /** The public channel this node holds, if any. */
   channel: { version: number; creatorPub: string; members: string[] } | null;
+  /** Accepted msg_refs with their time: [msg_ref, ms]. */
   acceptedRefs: [string, number][];
 }
 
@@ -377,6 +449,8 @@ export function endpointUrl(d: { host: string; port: number; scheme: "ws" | "wss
 
 /** The reducer's result. */
 export interface Step {
+  /** The state after the event. */
   state: State;
+  /** What the shell must do, in order. */
   effects: Effect[];
 }

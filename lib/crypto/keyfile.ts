@@ -14,11 +14,17 @@ import { PrivateKey } from "./rsa.ts";
 
 /** The stored, encrypted form of a private key. */
 export interface SealedKey {
+  /** Key derivation: PBKDF2 with SHA-256. */
   kdf: "PBKDF2-SHA256";
+  /** PBKDF2 iterations. */
   iterations: number;
+  /** PBKDF2 salt (base64url). */
   salt: string;
+  /** Cipher: AES-256-GCM. */
   cipher: "AES-256-GCM";
+  /** AES-GCM nonce (base64url). */
   iv: string;
+  /** The sealed PKCS#8 private key with its tag (base64url). */
   data: string;
 }
 
@@ -83,17 +89,25 @@ export async function openPrivateKey(sealed: SealedKey, passphrase: string): Pro
 
 /** The JSON of a user's key file (`~/.socp/keys/<name>.json`), shared by the terminal and the web app. */
 export interface UserKeyFile {
+  /** Format marker and version. */
   format: "socp-user-key/1";
+  /** The user id (a UUID). */
   user_id: string;
+  /** Display name, when one was given. */
   display_name?: string;
+  /** The public key (base64url SPKI). */
   pubkey: string;
+  /** The private key, sealed under the passphrase. */
   sealed: SealedKey;
 }
 
 /** A user identity opened from a key file. */
 export interface OpenedUserKey {
+  /** The user id (a UUID). */
   userId: string;
+  /** Display name, when the file has one. */
   displayName?: string;
+  /** The user's RSA private key. */
   key: PrivateKey;
 }
 

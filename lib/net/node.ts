@@ -48,18 +48,25 @@ import { Signer } from "./signer.ts";
 
 /** Options for {@linkcode startNode}. */
 export interface NodeOptions {
+  /** Address to listen on (default 0.0.0.0, every interface). */
   host?: string;
   /** 0 picks a free port. */
   port?: number;
+  /** Directory for the database, identity key and secrets (created if missing). */
   dataDir: string;
   /** Host name others should use to reach us (status page, bootstrap entry). */
   publicHost?: string;
+  /** Least severe level logged (default "info"). */
   logLevel?: LogLevel;
   /** Where log lines go (default: stderr). */
   logSink?: (line: string) => void;
+  /** Overrides of {@linkcode DEFAULT_LIMITS}. */
   limits?: Partial<Limits>;
+  /** Overrides of {@linkcode DEFAULT_FEDERATION} (bootstrap list, introducer mode, timers). */
   federation?: Partial<FederationConfig>;
+  /** Accept RSA keys shorter than 4096 bits (PROFILE §13 lab mode). */
   labWeakKeys?: boolean;
+  /** Accept replays of old frames (PROFILE §13 lab mode). */
   labReplay?: boolean;
   /** Passphrase that seals the identity key (default: a random secret in <data>/node.secret). */
   nodePassphrase?: string;
@@ -72,10 +79,13 @@ export interface NodeOptions {
 
 /** A running node. */
 export interface RunningNode {
+  /** The port listened on (the one picked when 0 was asked). */
   port: number;
+  /** The address listened on. */
   host: string;
   /** Our server id (an introducer may assign another one when we join). */
   readonly serverId: string;
+  /** Our public key (base64url SPKI). */
   publicKey: string;
   /** Ids of the servers we are linked to. */
   linkedServers(): string[];

@@ -22,10 +22,15 @@ import { MAX_JSON_DEPTH } from "./canonical_json.ts";
 
 /** A frame of message type `T`. */
 export interface Envelope<T extends MessageType = MessageType> {
+  /** The message type. */
   type: T;
+  /** Sender: a user id (UUID) or server id. */
   from: string;
+  /** Recipient: a user id, server id, "public" or "*". */
   to: string;
+  /** Sender's time, ms since the epoch. */
   ts: number;
+  /** The type's payload. */
   payload: PayloadOf<T>;
   /** base64url PSS signature over the canonical payload; `""` or absent when unsigned. */
   sig?: string;
@@ -36,10 +41,13 @@ export type AnyEnvelope = { [T in MessageType]: Envelope<T> }[MessageType];
 
 /** Why a frame was refused by the parser. */
 export interface ProtocolError {
+  /** The ERROR code to answer with. */
   code: ErrorCode;
+  /** What is wrong, for a human. */
   detail: string;
   /** The frame's `type`/`from` when they could be read (for error replies and logs). */
   type?: string;
+  /** The frame's `from`, when it could be read. */
   from?: string;
 }
 

@@ -27,6 +27,7 @@ export interface PublicKeyInfo {
   exponent: Uint8Array;
   /** Modulus size in bits. */
   bits: number;
+  /** The form the key text was in. */
   form: KeyForm;
 }
 

@@ -32,9 +32,9 @@
  */
 export { decodeBase64Url, encodeBase64Url, isBase64Url } from "./base64url.ts";
 export {
-  type CanonicalOptions,
   canonicalJson,
   canonicalJsonResult,
+  type CanonicalOptions,
   type CanonicalResult,
   compareCodePoints,
   type Json,
@@ -58,8 +58,8 @@ export {
   type ErrorCode,
   isMessageType,
   type MessageType,
-  PAYLOADS,
   type PayloadOf,
+  PAYLOADS,
   TYPE_ALIASES,
 } from "./messages.ts";
 export type { Check, Invalid, Optional } from "./schema.ts";

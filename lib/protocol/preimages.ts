@@ -16,16 +16,23 @@ const enc = new TextEncoder();
 
 /** The fields a DM's content_sig binds. */
 export interface DmFields {
+  /** The DM's ciphertext (base64url). */
   ciphertext: string;
+  /** Sender user id. */
   from: string;
+  /** Recipient user id. */
   to: string;
+  /** The frame's `ts`. */
   ts: number;
 }
 
 /** The fields a public message's content_sig binds. */
 export interface PublicFields {
+  /** The message's ciphertext (base64url). */
   ciphertext: string;
+  /** Sender user id. */
   from: string;
+  /** The frame's `ts`. */
   ts: number;
 }
 

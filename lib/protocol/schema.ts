@@ -16,6 +16,7 @@ export type Check<T> = (v: unknown, path: string) => T | Invalid;
 
 /** A validation failure with a human-readable message. */
 export class Invalid {
+  /** `message` says what is wrong, naming the path. */
   constructor(readonly message: string) {}
 }
 
@@ -76,6 +77,7 @@ export function nullable<T>(check: Check<T>): Check<T | null> {
 
 /** Marks a field as optional inside {@linkcode object}. */
 export interface Optional<T> {
+  /** The validator applied when the field is present. */
   optional: Check<T>;
 }
 
