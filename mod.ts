@@ -5,6 +5,7 @@
  *
  * @example A node and two clients exchange a direct message
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateKeyPair, SocpClient, startNode } from "./mod.ts";
  *
  * const dataDir = await Deno.makeTempDir();
@@ -13,14 +14,20 @@
  * const [ka, kb] = await Promise.all([generateKeyPair(4096), generateKeyPair(4096)]);
  * const alice = await SocpClient.connect(url, { userId: crypto.randomUUID(), key: ka, displayName: "alice" });
  * const bob = await SocpClient.connect(url, { userId: crypto.randomUUID(), key: kb, displayName: "bob" });
- * const got = new Promise<string>((resolve) => {
- *   bob.onEvent = (e) => {
- *     if (e.kind === "dm") resolve(e.text);
- *   };
- * });
- * while (!alice.directory.has(bob.userId)) await new Promise((r) => setTimeout(r, 20));
+ * // Poll with a deadline (an example that hangs helps nobody).
+ * const until = async (ok: () => boolean) => {
+ *   for (const end = Date.now() + 30_000; !ok(); await new Promise((r) => setTimeout(r, 20))) {
+ *     if (Date.now() > end) throw new Error("timed out");
+ *   }
+ * };
+ * const got: string[] = [];
+ * bob.onEvent = (e) => {
+ *   if (e.kind === "dm") got.push(`${e.fromLabel}: ${e.text}`);
+ * };
+ * await until(() => alice.directory.has(bob.userId)); // bob's presence reached alice
  * await alice.tell("bob", "hello");
- * console.log(await got); // "hello"
+ * await until(() => got.length > 0);
+ * assert.deepEqual(got, ["alice: hello"]);
  * await alice.close();
  * await bob.close();
  * await node.close();

@@ -8,6 +8,10 @@
  *
  * @example
  * ```ts
+ * import { generateKeyPair } from "../crypto/rsa.ts";
+ *
+ * const key = await generateKeyPair();
+ * const userId = crypto.randomUUID();
  * const c = await SocpClient.connect("ws://localhost:8765", { userId, key, displayName: "alice" });
  * c.onEvent = (e) => { if (e.kind === "dm") console.log(e.fromLabel, e.text); };
  * await c.tell("bob", "hi");

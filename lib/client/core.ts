@@ -15,9 +15,19 @@
  *
  * @example
  * ```ts
- * const core = new ClientCore({ userId, publicKey, displayName: "alice" });
- * core.opened(Date.now(), nonce);
- * for (const o of core.drain()) { ... } // send the USER_HELLO once its signature (a crypto op) is done
+ * import { generateKeyPair } from "../crypto/rsa.ts";
+ * import { WebCryptoRunner } from "./webcrypto.ts";
+ *
+ * const key = await generateKeyPair();
+ * const core = new ClientCore({ userId: crypto.randomUUID(), publicKey: key.publicKey, displayName: "alice" });
+ * const runner = new WebCryptoRunner(key);
+ * core.opened(Date.now(), crypto.randomUUID()); // the socket opened: the core asks to sign its USER_HELLO
+ * for (let outs = core.drain(); outs.length > 0; outs = core.drain()) {
+ *   for (const o of outs) {
+ *     if (o.kind === "crypto") core.cryptoDone(o.id, await runner.run(o.op), Date.now());
+ *     if (o.kind === "send") console.log(JSON.parse(o.text).type); // "USER_HELLO": write it to the socket
+ *   }
+ * }
  * ```
  * @module
  */

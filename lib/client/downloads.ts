@@ -5,6 +5,7 @@
  * @example
  * ```ts
  * sanitizeFileName("../../etc/passwd"); // "passwd"
+ * const bytes = new TextEncoder().encode("the file's contents");
  * await saveDownload("./socp-downloads", "report.pdf", bytes); // "./socp-downloads/report.pdf", or "report (1).pdf"
  * ```
  * @module

@@ -6,8 +6,8 @@
  *
  * @example Drive the reducer by hand
  * ```ts
- * import { type Event, initState, type NodeConfig, reduce } from "./mod.ts";
- * import { DEFAULT_FEDERATION, DEFAULT_LIMITS } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_FEDERATION, DEFAULT_LIMITS, type Event, initState, type NodeConfig, reduce } from "./mod.ts";
  *
  * const config: NodeConfig = {
  *   serverId: crypto.randomUUID(),
@@ -19,10 +19,15 @@
  *   labReplay: false,
  * };
  * let state = initState(config);
- * const event: Event = { kind: "connected", conn: 1, addr: "127.0.0.1", now: 0 };
- * const step = reduce(state, event);
- * state = step.state;
- * console.log(state.conns.size, step.effects.map((e) => e.kind));
+ * const opened: Event = { kind: "connected", conn: 1, addr: "127.0.0.1", now: 0 };
+ * state = reduce(state, opened).state;
+ * assert.equal(state.conns.get(1)?.role, "pending");
+ *
+ * // Eleven seconds later and still no hello: the reducer says ERROR TIMEOUT and close (the shell does both).
+ * const step = reduce(state, { kind: "tick", now: 11_000 });
+ * const send = step.effects.find((e) => e.kind === "send");
+ * assert.equal(send?.kind === "send" && send.frame.type, "ERROR");
+ * assert.ok(step.effects.some((e) => e.kind === "close" && e.conn === 1));
  * ```
  * @module
  */

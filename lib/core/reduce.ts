@@ -6,6 +6,17 @@
  *
  * @example
  * ```ts
+ * import { DEFAULT_FEDERATION, DEFAULT_LIMITS, type NodeConfig } from "./types.ts";
+ *
+ * const config: NodeConfig = {
+ *   serverId: crypto.randomUUID(),
+ *   serverPub: "our base64url DER SPKI",
+ *   serverPubPem: "our base64url PEM text",
+ *   limits: { ...DEFAULT_LIMITS },
+ *   federation: { ...DEFAULT_FEDERATION },
+ *   labWeakKeys: false,
+ *   labReplay: false,
+ * };
  * let state = initState(config);
  * const step = reduce(state, { kind: "connected", conn: 1, addr: "127.0.0.1", now: 0 });
  * state = step.state; // step.effects: what the shell must do

@@ -4,6 +4,9 @@
  *
  * @example
  * ```ts
+ * import { generateKeyPair } from "./rsa.ts";
+ *
+ * const pkcs8 = await (await generateKeyPair()).exportPkcs8();
  * const blob = await sealPrivateKey(pkcs8, "correct horse");
  * const back = await openPrivateKey(blob, "correct horse"); // same bytes
  * ```

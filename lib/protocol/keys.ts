@@ -6,8 +6,9 @@
  *
  * @example
  * ```ts
+ * declare const someKeyString: string; // a key as a peer sent it, in any form of PROFILE §1
  * const decoded = decodePublicKey(someKeyString);
- * if (decoded.ok) checkRsaKey(decoded.key, { minBits: 4096 }); // null when acceptable
+ * if (decoded.ok) checkRsaKey(decoded.key, keyPolicy(false)); // null when acceptable (RSA-4096, e = 65537)
  * ```
  * @module
  */

@@ -5,6 +5,7 @@
  *
  * @example Parse a frame and serialise it back
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseFrame, serializeEnvelope } from "./mod.ts";
  *
  * const text = JSON.stringify({
@@ -16,17 +17,24 @@
  *   sig: "",
  * });
  * const r = parseFrame(text);
- * if (!r.ok) throw new Error(r.error.detail);
- * console.log(r.envelope.type, serializeEnvelope(r.envelope).length > 0);
+ * assert.ok(r.ok);
+ * assert.equal(r.envelope.type, "HEARTBEAT");
+ * assert.deepEqual(JSON.parse(serializeEnvelope(r.envelope)), JSON.parse(text));
+ *
+ * // Hostile input is an error value, never a throw.
+ * const bad = parseFrame('{"type":"NO_SUCH_TYPE"}');
+ * assert.equal(bad.ok, false);
  * ```
  *
  * @example Canonical JSON and base64url
  * ```ts
+ * import assert from "node:assert/strict";
  * import { canonicalJson, decodeBase64Url, encodeBase64Url } from "./mod.ts";
  *
- * console.log(canonicalJson({ b: 1, a: [true, null] })); // {"a":[true,null],"b":1}
- * const b64 = encodeBase64Url(new Uint8Array([251, 255]));
- * console.log(b64, decodeBase64Url(b64)); // "-_8", Uint8Array [251, 255]
+ * assert.equal(canonicalJson({ b: 1, a: [true, null] }), '{"a":[true,null],"b":1}');
+ * assert.equal(encodeBase64Url(new Uint8Array([251, 255])), "-_8");
+ * assert.deepEqual(decodeBase64Url("-_8"), new Uint8Array([251, 255]));
+ * assert.equal(decodeBase64Url("not base64url!"), null);
  * ```
  * @module
  */

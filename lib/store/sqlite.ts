@@ -6,6 +6,8 @@
  * @example
  * ```ts
  * const store = Store.open("./socp-data/socp.db");
+ * const userId = crypto.randomUUID();
+ * const pubkey = "base64url DER SPKI of the user's key";
  * store.upsertUser({ userId, pubkey, encPubkey: pubkey, meta: null, version: 1 });
  * store.close();
  * ```

@@ -3,7 +3,7 @@
 // deno-lint-ignore-file
 
 /** SHA-256 of the sources these bundles were made from (build:web rebuilds when it changes). */
-export const SOURCE_HASH: string = "52a5f7620e5e793a1b99e44c652a3c6c2a919df11a0ce9ef547c994a49f62b6f";
+export const SOURCE_HASH: string = "63a277309af3719ed5153b91f09049939a2679e2058a71ae184f769eed9126b1";
 /** The app page. */
 export const INDEX_HTML: string = "<!doctype html>\n<html lang=\"en\">\n  <head>\n    <meta charset=\"utf-8\">\n    <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n    <meta name=\"socp-server-id\" content=\"%SERVER_ID%\">\n    <title>socp chat</title>\n    <link rel=\"icon\" href=\"data:,\">\n    <link rel=\"stylesheet\" href=\"/app.css\">\n    <script type=\"module\" src=\"/app.js\"></script>\n  </head>\n  <body>\n    <a class=\"skip\" href=\"#composer-text\">Skip to the message box</a>\n    <noscript>\n      <p>This chat app needs JavaScript. Server <code>%SERVER_ID%</code>. From a terminal:\n  <code>socp chat --server %WS_URL% --name yourname</code></p>\n    </noscript>\n    <div id=\"app\" aria-busy=\"true\">\n      <p class=\"loading\">Loading socp chat…</p>\n    </div>\n  </body>\n</html>\n";
 /** The app stylesheet. */

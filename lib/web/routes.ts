@@ -8,6 +8,16 @@
  *
  * @example
  * ```ts
+ * const snapshot: NetworkSnapshot = {
+ *   serverId: "s1",
+ *   pubkey: "",
+ *   fingerprint: "",
+ *   version: "0.1.0",
+ *   labModes: [],
+ *   maxFileBytes: 16 * 1024 * 1024,
+ *   linked: [],
+ *   users: [],
+ * };
  * const res = webRoute(new Request("http://chat.example:8765/"), () => snapshot);
  * res?.headers.get("content-security-policy"); // "default-src 'self'; ..."
  * ```
