@@ -38,7 +38,7 @@
 export { type NodeOptions, PortInUse, type RunningNode, startNode } from "./lib/net/node.ts";
 export type { BootstrapEntry, FederationConfig, Limits, LogLevel } from "./lib/core/types.ts";
 export { type ConnectOptions, FileStopped, HelloRefused, SocpClient } from "./lib/client/client.ts";
-export { ClientCore, type CoreOptions, formatFingerprint, plainTextOf } from "./lib/client/core.ts";
+export { ClientCore, type CoreOptions, formatFingerprint } from "./lib/client/core.ts";
 export { WebCryptoRunner } from "./lib/client/webcrypto.ts";
 export type {
   ClientEvent,
