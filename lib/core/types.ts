@@ -26,6 +26,11 @@ export interface Limits {
   maxFileBytes: number;
   /** A transfer without a chunk for this long is dropped. */
   fileStallMs: number;
+  /** Bytes that may wait to be sent on one connection (its peer not reading); past it the connection is cut. */
+  maxUnsentBytes: number;
+  /** USER_HELLOs admitted per second from one address (token bucket), and the bucket's size. */
+  helloPerSec: number;
+  helloBurst: number;
 }
 
 /** The defaults of PROFILE §11. */
@@ -43,6 +48,9 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
   queueTtlMs: 30 * 24 * 3600_000,
   maxFileBytes: 16 * 1024 * 1024,
   fileStallMs: 5 * 60_000,
+  maxUnsentBytes: 8 * 1024 * 1024,
+  helloPerSec: 10,
+  helloBurst: 30,
 };
 
 /** One entry of the bootstrap list (the standard's YAML shape). */

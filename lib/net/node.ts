@@ -42,6 +42,7 @@ import { statusPage } from "../web/status_page.ts";
 import { fingerprint, type Identity, loadOrCreateIdentity, nodeSecret } from "./identity.ts";
 import { Logger } from "./log.ts";
 import { Signer } from "./signer.ts";
+import { approxBytes, highWater, writable } from "./outbound.ts";
 
 /** Options for {@linkcode startNode}. */
 export interface NodeOptions {
@@ -82,6 +83,8 @@ export class PortInUse extends Error {}
 
 interface Socket {
   ws: WebSocket;
+  /** The peer's address (host name for connections we dialed). */
+  addr: string;
   /** Reducer-order chain of inbound frames. */
   inbound: Promise<void>;
   /** Send-order chain of outbound frames. */
@@ -89,6 +92,12 @@ interface Socket {
   closing: boolean;
   /** Frames received but not yet reduced (parsing and verification under way). */
   inflight: number;
+  /** Estimated bytes of frames in the outbound chain, not yet handed to the WebSocket. */
+  queued: number;
+  /** The reducer has been told this connection closed. */
+  gone: boolean;
+  /** Cut as too slow, and the runtime has not closed it yet. */
+  lingering: boolean;
 }
 
 class Metrics {
@@ -98,6 +107,7 @@ class Metrics {
   verifications = 0;
   connectionsTotal = 0;
   shed = 0;
+  tooSlow = 0;
 }
 
 /** Start a node. Rejects with {@linkcode PortInUse} or a clear error when it cannot start. */
@@ -159,6 +169,9 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   const signer = new Signer(identity.key);
   const metrics = new Metrics();
   const sockets = new Map<number, Socket>();
+  /** Connections cut as too slow that the runtime still holds (their peer neither reads nor closes), by address. */
+  const lingering = new Map<string, number>();
+  const high = highWater(limits.maxUnsentBytes);
   let nextConn = 1;
 
   function dispatch(ev: Event): void {
@@ -173,21 +186,38 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
         case "send": {
           const s = sockets.get(fx.conn);
           if (!s || s.closing) break;
-          const frame = { ...fx.frame };
+          // A peer that does not read makes frames wait; past the bound it is cut (PROFILE §11, unsent bytes).
+          const bytes = approxBytes(fx.frame);
+          const unsent = s.queued + s.ws.bufferedAmount;
+          if (unsent + bytes > limits.maxUnsentBytes) {
+            tooSlow(fx.conn, s, unsent + bytes);
+            break;
+          }
           const seal = fx.seal;
-          const sig = seal
-            ? applySeal(frame, seal).then((ok) =>
-              ok ? signer.sign(frame.payload) : Promise.reject(new Error("no channel key"))
-            )
-            : fx.sign
-            ? signer.sign(frame.payload)
-            : Promise.resolve(frame.sig ?? "");
-          if (frame.type === "ERROR") metrics.refused++;
+          let text: Promise<string>;
+          if (seal) {
+            const frame = { ...fx.frame };
+            text = applySeal(frame, seal).then((ok) =>
+              ok
+                ? signer.sign(frame.payload).then((sig) => serializeEnvelope({ ...frame, sig }))
+                : Promise.reject(new Error("no channel key"))
+            );
+          } else {
+            // Signed and serialized once per frame object (an advert kept while its user is online, a broadcast).
+            text = signer.text(fx.frame, fx.sign);
+          }
+          if (fx.frame.type === "ERROR") metrics.refused++;
+          s.queued += bytes;
           s.outbound = s.outbound.then(async () => {
-            frame.sig = await sig;
-            if (s.ws.readyState === WebSocket.OPEN) {
-              s.ws.send(serializeEnvelope(frame));
-              metrics.framesOut++;
+            try {
+              const t = await text;
+              await writable(s.ws, high);
+              if (s.ws.readyState === WebSocket.OPEN) {
+                s.ws.send(t);
+                metrics.framesOut++;
+              }
+            } finally {
+              s.queued -= bytes;
             }
           }).catch((e) => log.error("send.failed", { conn: fx.conn, error: String(e) }));
           break;
@@ -197,12 +227,18 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           if (!s || s.closing) break;
           s.closing = true;
           log.debug("conn.closing", { conn: fx.conn, code: fx.code, reason: fx.reason });
-          s.outbound = s.outbound.then(() => {
+          const closeNow = () => {
             try {
               s.ws.close(fx.code, fx.reason.slice(0, 120));
             } catch {
               /* already closed */
             }
+          };
+          // Frames before the close go first, but a peer that does not read cannot hold the close back.
+          const hard = setTimeout(closeNow, 5_000);
+          s.outbound = s.outbound.then(() => {
+            clearTimeout(hard);
+            closeNow();
           });
           break;
         }
@@ -288,6 +324,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     s.outbound = s.outbound.then(async () => {
       for (let i = 0; i < frames.length; i++) {
         frames[i].sig = await sigs[i];
+        await writable(s.ws, high); // paced: a long queue never piles up in the runtime's buffer
         if (s.ws.readyState !== WebSocket.OPEN) return;
         s.ws.send(serializeEnvelope(frames[i]));
         metrics.framesOut++;
@@ -399,13 +436,43 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     }).catch((e) => log.error("frame.failed", { conn, error: String(e) }));
   }
 
-  function attach(conn: number, ws: WebSocket, onOpen: () => void): Socket {
+  /** Tell the reducer (once) that a connection is gone. */
+  function gone(conn: number, s: Socket): void {
+    if (s.gone) return;
+    s.gone = true;
+    sockets.delete(conn);
+    dispatch({ kind: "closed", conn, now: Date.now() });
+    log.debug("conn.closed", { conn });
+  }
+
+  /**
+   * Cut a connection whose peer does not read: more than `maxUnsentBytes` wait for it. The reducer hears now (the
+   * user goes offline, so what follows for them is queued, and they may log in again); the runtime may hold the
+   * socket until the peer reads or goes away, so such sockets still count against their address.
+   */
+  function tooSlow(conn: number, s: Socket, unsent: number): void {
+    s.closing = true;
+    metrics.tooSlow++;
+    log.warn("conn.too_slow", { conn, addr: s.addr, unsent_bytes: unsent, limit: limits.maxUnsentBytes });
+    lingering.set(s.addr, (lingering.get(s.addr) ?? 0) + 1);
+    s.lingering = true;
+    try {
+      s.ws.close(1008, "too slow");
+    } catch { /* already closed */ }
+    s.inbound = s.inbound.then(() => gone(conn, s));
+  }
+
+  function attach(conn: number, ws: WebSocket, addr: string, onOpen: () => void): Socket {
     const s: Socket = {
       ws,
+      addr,
       inbound: Promise.resolve(),
       outbound: Promise.resolve(),
       closing: false,
       inflight: 0,
+      queued: 0,
+      gone: false,
+      lingering: false,
     };
     sockets.set(conn, s);
     ws.onopen = onOpen;
@@ -413,11 +480,13 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     ws.onerror = () => {};
     ws.onclose = () => {
       s.closing = true;
-      s.inbound = s.inbound.then(() => {
-        sockets.delete(conn);
-        dispatch({ kind: "closed", conn, now: Date.now() });
-        log.debug("conn.closed", { conn });
-      });
+      if (s.lingering) {
+        s.lingering = false;
+        const n = (lingering.get(addr) ?? 1) - 1;
+        if (n <= 0) lingering.delete(addr);
+        else lingering.set(addr, n);
+      }
+      s.inbound = s.inbound.then(() => gone(conn, s));
     };
     return s;
   }
@@ -453,7 +522,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
         clearTimeout(giveUp);
         const conn = nextConn++;
         metrics.connectionsTotal++;
-        attach(conn, ws, () => {});
+        attach(conn, ws, new URL(url).hostname, () => {});
         log.debug("dial.open", { conn, url });
         dispatch({ kind: "connected", conn, addr: new URL(url).hostname, now: Date.now(), dial: token });
       };
@@ -463,10 +532,18 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
 
   function upgrade(req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response {
     const addr = info.remoteAddr.hostname; // must be read before the upgrade
+    if ((lingering.get(addr) ?? 0) >= limits.maxConnsPerAddr) {
+      return new Response(
+        "too many connections from this address were cut as too slow and are still open\n",
+        {
+          status: 429,
+        },
+      );
+    }
     const { socket: ws, response } = Deno.upgradeWebSocket(req);
     const conn = nextConn++;
     metrics.connectionsTotal++;
-    attach(conn, ws, () => {
+    attach(conn, ws, addr, () => {
       log.debug("conn.opened", { conn, addr });
       dispatch({ kind: "connected", conn, addr, now: Date.now() });
     });
@@ -559,6 +636,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       ["socp_signatures_total", "counter", signer.signatures],
       ["socp_verifications_total", "counter", metrics.verifications],
       ["socp_frames_shed_total", "counter", metrics.shed],
+      ["socp_connections_too_slow_total", "counter", metrics.tooSlow],
       ["socp_seen_cache_entries", "gauge", state.seen.size],
       ["socp_uptime_seconds", "gauge", Math.floor((Date.now() - startedAt) / 1000)],
     ];
