@@ -153,6 +153,18 @@ const RULES: Partial<Record<MessageType, Rule>> = {
 /** First frames that identify a server, and whether they must be signed. */
 const SERVER_HELLOS = new Set<MessageType>(["SERVER_HELLO_JOIN", "SERVER_HELLO_LINK", "SERVER_ANNOUNCE"]);
 
+/** What a connection we dialed may send before it is a link: the introducer's answer, a refusal, a close. */
+const DIALED_FIRST = new Set<MessageType>(["SERVER_WELCOME", "ERROR", "CTRL_CLOSE"]);
+
+/**
+ * Whether a pending connection may send `type`: one we dialed only what answers our hello; one that dialed us
+ * anything but an answer to a hello it never got (a SERVER_WELCOME there is refused like any unexpected frame).
+ */
+function pendingAllows(conn: Conn, type: MessageType): boolean {
+  if (conn.role !== "pending") return true;
+  return conn.dial ? DIALED_FIRST.has(type) : type !== "SERVER_WELCOME";
+}
+
 function refusal(conn: Conn, env: AnyEnvelope, rule: Rule | undefined): string {
   if (!rule) return `${env.type} is not supported by this node`;
   if (conn.role === "pending") {
@@ -205,7 +217,7 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
   }
   const rule = RULES[env.type];
   const handler = rule?.[conn.role];
-  if (!handler || (env.type === "USER_HELLO" && conn.dial)) {
+  if (!handler || !pendingAllows(conn, env.type)) {
     return out.error(conn.id, reply, "UNKNOWN_TYPE", refusal(conn, env, rule), true);
   }
   if (env.type === "CTRL_CLOSE") return handler(out, conn, env);

@@ -27,6 +27,7 @@ import {
   type LogLevel,
   type Seal,
   type State,
+  type Step,
 } from "../core/types.ts";
 import { expectedKey } from "../core/verify.ts";
 import { sameKeyMaterial, spkiToB64Pem } from "../protocol/keys.ts";
@@ -34,7 +35,7 @@ import { encryptTo, generateKeyPair, PrivateKey, sha256, sha256Hex, verifyAny } 
 import { encodeBase64Url } from "../protocol/base64url.ts";
 import { openPrivateKey, sealPrivateKey } from "../crypto/keyfile.ts";
 import { keySharePreimage } from "../protocol/preimages.ts";
-import { canonicalJson, signaturePreimages } from "../protocol/canonical_json.ts";
+import { canonicalJson, canonicalJsonResult, signaturePreimages } from "../protocol/canonical_json.ts";
 import { type Envelope, parseFrame, type ParseResult, serializeEnvelope } from "../protocol/envelope.ts";
 import { Store } from "../store/sqlite.ts";
 import { SOFTWARE, VERSION } from "../version.ts";
@@ -175,9 +176,31 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   let nextConn = 1;
 
   function dispatch(ev: Event): void {
-    const step = reduce(state, ev);
+    let step: Step;
+    try {
+      step = reduce(state, ev);
+    } catch (e) {
+      // Last line of defence: a bug in handling one event is logged and, for a frame, refuses that frame (with a
+      // strike, like any invalid frame); it never ends the process or leaves the connection waiting.
+      const type = ev.kind === "frame" && ev.parsed.ok ? ev.parsed.envelope.type : undefined;
+      log.error("event.failed", {
+        kind: ev.kind,
+        type: type ?? "",
+        conn: "conn" in ev ? ev.conn : 0,
+        error: String(e),
+      });
+      if (ev.kind === "frame" && ev.parsed.ok) {
+        const detail = `the node failed while handling this ${type} frame; it was refused`;
+        dispatch({ ...ev, parsed: { ok: false, error: { code: "UNKNOWN_TYPE", detail, type } } });
+      }
+      return;
+    }
     state = step.state;
-    execute(step.effects, "conn" in ev ? ev.conn : undefined);
+    try {
+      execute(step.effects, "conn" in ev ? ev.conn : undefined);
+    } catch (e) {
+      log.error("effects.failed", { kind: ev.kind, error: String(e) });
+    }
   }
 
   function execute(effects: Effect[], origin?: number): void {
@@ -369,6 +392,22 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   }
 
   function onMessage(conn: number, s: Socket, data: unknown): void {
+    try {
+      receive(conn, s, data);
+    } catch (e) {
+      // A bug in the synchronous part of receiving one frame refuses that frame; the process goes on.
+      log.error("frame.failed", { conn, error: String(e) });
+      const parsed: ParseResult = {
+        ok: false,
+        error: { code: "UNKNOWN_TYPE", detail: "the node failed while reading this frame; it was refused" },
+      };
+      s.inbound = s.inbound.then(() =>
+        dispatch({ kind: "frame", conn, now: Date.now(), parsed, digest: "", sig: "absent" })
+      );
+    }
+  }
+
+  function receive(conn: number, s: Socket, data: unknown): void {
     if (s.closing) return;
     const refuse = (detail: string) => {
       const parsed: ParseResult = { ok: false, error: { code: "UNKNOWN_TYPE", detail } };
@@ -396,8 +435,15 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       return;
     }
     metrics.framesIn++;
-    const parsed = parseFrame(data);
-    const digest = parsed.ok ? sha256Hex(canonicalJson(parsed.envelope.payload)) : "";
+    let parsed = parseFrame(data);
+    const canon = parsed.ok ? canonicalJsonResult(parsed.envelope.payload) : undefined;
+    if (parsed.ok && canon && !canon.ok) {
+      parsed = {
+        ok: false,
+        error: { code: "UNKNOWN_TYPE", detail: canon.error, type: parsed.envelope.type },
+      };
+    }
+    const digest = canon?.ok ? sha256Hex(canon.text) : "";
     const sigText = parsed.ok ? parsed.envelope.sig : undefined;
     // Start verifying now with the key in force now (concurrently with earlier frames); when this frame's turn
     // comes, check the key again: if an earlier frame changed it (a hello, a link, a pin), verify again.
@@ -433,7 +479,24 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
         sigKey: ok ? key : undefined,
         fresh: crypto.randomUUID(),
       });
-    }).catch((e) => log.error("frame.failed", { conn, error: String(e) }));
+    }).catch((e) => {
+      // Verification itself failed (not "did not verify"): refuse the frame rather than leave it unanswered.
+      log.error("frame.failed", {
+        conn,
+        type: parsed.ok ? parsed.envelope.type : "",
+        error: String(e),
+      });
+      if (s.closing) return;
+      const detail = "the node failed while verifying this frame; it was refused";
+      dispatch({
+        kind: "frame",
+        conn,
+        now: Date.now(),
+        parsed: { ok: false, error: { code: "UNKNOWN_TYPE", detail } },
+        digest: "",
+        sig: "absent",
+      });
+    });
   }
 
   /** Tell the reducer (once) that a connection is gone. */

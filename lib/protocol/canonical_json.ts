@@ -67,12 +67,20 @@ export function compareCodePoints(a: string, b: string): number {
   return a.length - b.length;
 }
 
-function numberText(n: number): string {
-  if (!Number.isFinite(n)) throw new TypeError("canonical JSON cannot hold NaN or Infinity");
+/** Deepest nesting of objects and arrays that canonical JSON (and a frame, see `parseFrame`) may have. */
+export const MAX_JSON_DEPTH = 64;
+
+/** Why a value cannot be written as canonical JSON. */
+class NotCanonical {
+  constructor(readonly message: string) {}
+}
+
+function numberText(n: number): string | NotCanonical {
+  if (!Number.isFinite(n)) return new NotCanonical("canonical JSON cannot hold NaN or Infinity");
   return Number.isInteger(n) && Math.abs(n) < 1e21 ? BigInt(n).toString() : String(n);
 }
 
-function write(v: unknown, ascii: boolean): string {
+function write(v: unknown, ascii: boolean, depth: number): string | NotCanonical {
   if (v === null) return "null";
   switch (typeof v) {
     case "string":
@@ -82,19 +90,58 @@ function write(v: unknown, ascii: boolean): string {
     case "boolean":
       return v ? "true" : "false";
     case "object": {
-      if (Array.isArray(v)) return "[" + v.map((x) => write(x, ascii)).join(",") + "]";
+      if (depth >= MAX_JSON_DEPTH) {
+        return new NotCanonical(`canonical JSON nests at most ${MAX_JSON_DEPTH} levels deep`);
+      }
+      const parts: string[] = [];
+      if (Array.isArray(v)) {
+        for (const x of v) {
+          const t = write(x, ascii, depth + 1);
+          if (t instanceof NotCanonical) return t;
+          parts.push(t);
+        }
+        return "[" + parts.join(",") + "]";
+      }
       const obj = v as Record<string, unknown>;
       const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort(compareCodePoints);
-      return "{" + keys.map((k) => quoteString(k, ascii) + ":" + write(obj[k], ascii)).join(",") + "}";
+      for (const k of keys) {
+        const t = write(obj[k], ascii, depth + 1);
+        if (t instanceof NotCanonical) return t;
+        parts.push(quoteString(k, ascii) + ":" + t);
+      }
+      return "{" + parts.join(",") + "}";
     }
     default:
-      throw new TypeError(`canonical JSON cannot hold a ${typeof v}`);
+      return new NotCanonical(`canonical JSON cannot hold a ${typeof v}`);
   }
 }
 
-/** Serialise `value` canonically (see module docs). Throws TypeError on values JSON cannot hold. */
+/** Result of {@linkcode canonicalJsonResult}: the text, or why the value has none. */
+export type CanonicalResult = { ok: true; text: string } | { ok: false; error: string };
+
+/**
+ * Serialise `value` canonically (see module docs), as a total function: values JSON cannot hold (NaN,
+ * Infinity, functions, …) and nesting deeper than {@linkcode MAX_JSON_DEPTH} give an error value, never a throw.
+ *
+ * @example
+ * ```ts
+ * canonicalJsonResult({ a: Infinity }); // { ok: false, error: "canonical JSON cannot hold NaN or Infinity" }
+ * ```
+ */
+export function canonicalJsonResult(value: unknown, options: CanonicalOptions = {}): CanonicalResult {
+  const t = write(value, options.ascii ?? true, 0);
+  return t instanceof NotCanonical ? { ok: false, error: t.message } : { ok: true, text: t };
+}
+
+/**
+ * Serialise `value` canonically (see module docs). For values this program built itself: it throws TypeError on
+ * values JSON cannot hold. Anything that came from a peer goes through `parseFrame` first (which refuses such
+ * values), or through {@linkcode canonicalJsonResult}.
+ */
 export function canonicalJson(value: unknown, options: CanonicalOptions = {}): string {
-  return write(value, options.ascii ?? true);
+  const r = canonicalJsonResult(value, options);
+  if (!r.ok) throw new TypeError(r.error);
+  return r.text;
 }
 
 /**

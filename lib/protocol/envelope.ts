@@ -18,6 +18,7 @@ import {
   TYPE_ALIASES,
 } from "./messages.ts";
 import { Invalid } from "./schema.ts";
+import { MAX_JSON_DEPTH } from "./canonical_json.ts";
 
 /** A frame of message type `T`. */
 export interface Envelope<T extends MessageType = MessageType> {
@@ -66,8 +67,40 @@ export function parseFrame(text: string): ParseResult {
   return parseObject(raw as Record<string, unknown>);
 }
 
+/**
+ * What makes a parsed frame unfit to be handled, or null: nesting deeper than {@linkcode MAX_JSON_DEPTH}, or a
+ * number that is not a safe integer (SOCP payloads carry only integers; `1e999` parses as Infinity, which no
+ * signature can cover). Iterative, so any depth that `JSON.parse` accepted is walked without recursion.
+ */
+export function jsonProblem(root: unknown): string | null {
+  const stack: [unknown, number, string][] = [[root, 0, ""]];
+  while (stack.length > 0) {
+    const [v, depth, path] = stack.pop()!;
+    if (typeof v === "number") {
+      if (!Number.isSafeInteger(v)) {
+        return `numbers must be integers of at most 2^53-1 in magnitude (${path || "frame"} is ${
+          String(v).slice(0, 32)
+        })`;
+      }
+    } else if (v !== null && typeof v === "object") {
+      if (depth >= MAX_JSON_DEPTH) return `frame nests deeper than ${MAX_JSON_DEPTH} levels (at ${path})`;
+      if (Array.isArray(v)) {
+        const at = `${path}[]`;
+        for (const x of v) stack.push([x, depth + 1, at]);
+      } else {
+        for (const [k, x] of Object.entries(v)) {
+          stack.push([x, depth + 1, path ? `${path}.${k.slice(0, 32)}` : k.slice(0, 32)]);
+        }
+      }
+    }
+  }
+  return null;
+}
+
 /** Validate an already-parsed object as an envelope. */
 export function parseObject(o: Record<string, unknown>): ParseResult {
+  const bad = jsonProblem(o);
+  if (bad) return fail(bad, "UNKNOWN_TYPE", o);
   if (typeof o.type !== "string") return fail("frame has no string field 'type'", "UNKNOWN_TYPE", o);
   const type = TYPE_ALIASES[o.type] ?? o.type;
   if (!isMessageType(type)) return fail(`unknown message type "${o.type.slice(0, 64)}"`, "UNKNOWN_TYPE", o);

@@ -273,3 +273,50 @@ Deno.test("the token bucket never runs backwards: a frame stamped earlier does n
   for (let i = 10; i < 20; i++) delivered += at(t + i, t);
   assert.equal(delivered, 5);
 });
+
+Deno.test("SERVER_WELCOME as the first frame of an inbound connection gets UNKNOWN_TYPE and a strike", () => {
+  const h = new Harness();
+  h.connect(1);
+  const fx = h.frame(1, {
+    type: "SERVER_WELCOME",
+    from: "x",
+    to: SERVER,
+    ts: h.now,
+    payload: { assigned_id: "x", servers: [], clients: [] },
+    sig: "AAAA",
+  }, "invalid");
+  assert.deepEqual(errors(fx), ["UNKNOWN_TYPE"]);
+  assert.match(JSON.stringify(sent(fx)[0].payload), /first frame must be USER_HELLO/);
+  assert.equal(h.state.conns.get(1)!.strikes, 1);
+});
+
+Deno.test("a connection we dialed to join may answer only with SERVER_WELCOME, ERROR or CTRL_CLOSE", () => {
+  const h = new Harness();
+  h.step({ kind: "started", now: h.now, host: "127.0.0.1", port: 1 });
+  h.state.dials.set(7, {
+    token: 7,
+    purpose: "join",
+    host: "127.0.0.1",
+    port: 2,
+    expectKey: K2,
+    bootstrapIndex: 0,
+  });
+  h.step({ kind: "connected", conn: 3, addr: "127.0.0.1", now: h.now, dial: 7 });
+  const fx = h.frame(
+    3,
+    {
+      type: "SERVER_ANNOUNCE",
+      from: "other",
+      to: "*",
+      ts: h.now,
+      payload: { host: "127.0.0.1", port: 3, pubkey: K3 },
+      sig: "SIG",
+    },
+    "valid",
+    K3,
+  );
+  assert.deepEqual(errors(fx), ["UNKNOWN_TYPE"]);
+  assert.match(JSON.stringify(sent(fx)[0].payload), /not expected before SERVER_WELCOME/);
+  assert.equal(h.state.conns.get(3)!.strikes, 1);
+  assert.equal(h.state.conns.get(3)!.role, "pending");
+});
