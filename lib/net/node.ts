@@ -43,7 +43,7 @@ import { statusPage } from "../web/status_page.ts";
 import { fingerprint, type Identity, loadOrCreateIdentity, nodeSecret } from "./identity.ts";
 import { Logger } from "./log.ts";
 import { Signer } from "./signer.ts";
-import { approxBytes, highWater, writable } from "./outbound.ts";
+import { approxBytes, highWater } from "./outbound.ts";
 
 /** Options for {@linkcode startNode}. */
 export interface NodeOptions {
@@ -93,8 +93,10 @@ interface Socket {
   closing: boolean;
   /** Frames received but not yet reduced (parsing and verification under way). */
   inflight: number;
-  /** Estimated bytes of frames in the outbound chain, not yet handed to the WebSocket. */
-  queued: number;
+  /** Estimated bytes of signed frames in the outbound chain, not yet handed to the WebSocket. */
+  ready: number;
+  /** The outbound queue waits for a peer that does not read (see `drain`). */
+  stalled: boolean;
   /** The reducer has been told this connection closed. */
   gone: boolean;
   /** Cut as too slow, and the runtime has not closed it yet. */
@@ -211,9 +213,9 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           if (!s || s.closing) break;
           // A peer that does not read makes frames wait; past the bound it is cut (PROFILE §11, unsent bytes).
           const bytes = approxBytes(fx.frame);
-          const unsent = s.queued + s.ws.bufferedAmount;
-          if (unsent + bytes > limits.maxUnsentBytes) {
-            tooSlow(fx.conn, s, unsent + bytes);
+          const unsent = s.ready + s.ws.bufferedAmount + bytes;
+          if (unsent > limits.maxUnsentBytes && s.stalled) {
+            tooSlow(fx.conn, s, unsent);
             break;
           }
           const seal = fx.seal;
@@ -230,17 +232,22 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
             text = signer.text(fx.frame, fx.sign);
           }
           if (fx.frame.type === "ERROR") metrics.refused++;
-          s.queued += bytes;
+          // Frames count against the peer once signed: until then they wait for us, not for the peer.
+          let ready = false;
+          text.then(() => {
+            ready = true;
+            s.ready += bytes;
+          }, () => {});
           s.outbound = s.outbound.then(async () => {
             try {
               const t = await text;
-              await writable(s.ws, high);
+              await drain(fx.conn, s);
               if (s.ws.readyState === WebSocket.OPEN) {
                 s.ws.send(t);
                 metrics.framesOut++;
               }
             } finally {
-              s.queued -= bytes;
+              if (ready) s.ready -= bytes;
             }
           }).catch((e) => log.error("send.failed", { conn: fx.conn, error: String(e) }));
           break;
@@ -347,7 +354,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     s.outbound = s.outbound.then(async () => {
       for (let i = 0; i < frames.length; i++) {
         frames[i].sig = await sigs[i];
-        await writable(s.ws, high); // paced: a long queue never piles up in the runtime's buffer
+        await drain(conn, s); // paced: a long queue never piles up in the runtime's buffer
         if (s.ws.readyState !== WebSocket.OPEN) return;
         s.ws.send(serializeEnvelope(frames[i]));
         metrics.framesOut++;
@@ -499,6 +506,32 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     });
   }
 
+  /**
+   * Wait until the socket has room (its buffer at or under the high-water mark; see outbound.ts), polling every
+   * 10 ms. The peer is *stalled* when its buffer has not shrunk over five polls and a quarter second: a peer that
+   * reads empties it as soon as this node yields, however busy the node was. A stalled peer with more than
+   * `maxUnsentBytes` signed and waiting for it is cut (frames still being signed wait for us, not for the peer).
+   */
+  async function drain(conn: number, s: Socket): Promise<void> {
+    if (s.ws.bufferedAmount <= high) return;
+    const since = Date.now();
+    let last = Infinity;
+    let still = 0;
+    try {
+      while (s.ws.readyState === WebSocket.OPEN) {
+        const b = s.ws.bufferedAmount;
+        if (b <= high) return;
+        still = b < last ? 0 : still + 1;
+        last = b;
+        s.stalled = still >= 5 && Date.now() - since >= 250;
+        if (s.stalled && s.ready + b > limits.maxUnsentBytes) return tooSlow(conn, s, s.ready + b);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    } finally {
+      s.stalled = false;
+    }
+  }
+
   /** Tell the reducer (once) that a connection is gone. */
   function gone(conn: number, s: Socket): void {
     if (s.gone) return;
@@ -514,6 +547,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
    * socket until the peer reads or goes away, so such sockets still count against their address.
    */
   function tooSlow(conn: number, s: Socket, unsent: number): void {
+    if (s.closing) return;
     s.closing = true;
     metrics.tooSlow++;
     log.warn("conn.too_slow", { conn, addr: s.addr, unsent_bytes: unsent, limit: limits.maxUnsentBytes });
@@ -533,7 +567,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       outbound: Promise.resolve(),
       closing: false,
       inflight: 0,
-      queued: 0,
+      ready: 0,
+      stalled: false,
       gone: false,
       lingering: false,
     };

@@ -40,10 +40,3 @@ export function approxBytes(frame: { payload?: unknown }): number {
   }
   return n;
 }
-
-/** Resolve once `ws` has room (its buffer at or under `high`), or it is no longer open. Polls every 10 ms. */
-export async function writable(ws: WebSocket, high: number): Promise<void> {
-  while (ws.readyState === WebSocket.OPEN && ws.bufferedAmount > high) {
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
