@@ -28,7 +28,7 @@ import {
   onWelcome,
   started,
 } from "./federation.ts";
-import { bucket, staleness, takeToken } from "./limits.ts";
+import { bucket, forgetFullHelloBuckets, staleness, takeToken } from "./limits.ts";
 import { Out } from "./out.ts";
 import { userLeft } from "./presence.ts";
 import { direct, serverDeliver } from "./routing.ts";
@@ -52,6 +52,7 @@ export function initState(config: NodeConfig, loaded: Partial<Loaded> = {}): Sta
     config,
     conns: new Map(),
     connsPerAddr: new Map(),
+    helloBuckets: new Map(),
     localUsers: new Map(),
     users: new Map((loaded.users ?? []).map((u) => [u.userId, u])),
     presence: new Map(),
@@ -337,6 +338,7 @@ export function reduce(state: State, event: Event): Step {
     }
     case "tick":
       state.seen.expire(now);
+      forgetFullHelloBuckets(state, now);
       for (const [u, ts] of state.presenceTs) {
         if (!state.presence.has(u) && ts < now - state.config.limits.seenTtlMs) state.presenceTs.delete(u);
       }

@@ -195,6 +195,8 @@ export interface State {
   config: NodeConfig;
   conns: Map<number, Conn>;
   connsPerAddr: Map<string, number>;
+  /** USER_HELLO token buckets per remote address (entries go once full again). */
+  helloBuckets: Map<string, { tokens: number; refilledAt: number }>;
   localUsers: Map<string, number>;
   users: Map<string, UserRecord>;
   presence: Map<string, Presence>;
