@@ -722,6 +722,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   }
 
   function metricsText(): string {
+    const mem = Deno.memoryUsage();
     const m: [string, string, number][] = [
       ["socp_users_online", "gauge", state.localUsers.size],
       ["socp_users_network", "gauge", state.presence.size],
@@ -737,6 +738,10 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       ["socp_connections_too_slow_total", "counter", metrics.tooSlow],
       ["socp_seen_cache_entries", "gauge", state.seen.size],
       ["socp_uptime_seconds", "gauge", Math.floor((Date.now() - startedAt) / 1000)],
+      ["socp_memory_rss_bytes", "gauge", mem.rss],
+      ["socp_memory_heap_total_bytes", "gauge", mem.heapTotal],
+      ["socp_memory_heap_used_bytes", "gauge", mem.heapUsed],
+      ["socp_memory_external_bytes", "gauge", mem.external],
     ];
     return m.map(([n, t, v]) => `# TYPE ${n} ${t}\n${n} ${v}\n`).join("");
   }

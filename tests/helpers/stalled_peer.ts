@@ -4,6 +4,9 @@
  * close frame). A Deno `WebSocket` always reads, so it cannot play a slow reader.
  */
 
+/** Shared scratch space for {@linkcode StalledPeer.discardAll} (what it reads is thrown away). */
+const DISCARD = new Uint8Array(64 * 1024);
+
 /** One frame read from the server. */
 export type ServerFrame = { kind: "text"; text: string } | { kind: "close"; code: number; reason: string };
 
@@ -118,6 +121,20 @@ export class StalledPeer {
     }
     if (op === 1) return { kind: "text", text: new TextDecoder().decode(body) };
     return this.next(); // ping, pong, continuation: skipped
+  }
+
+  /** Read and discard everything until the stream ends (frames are not parsed); resolves with the bytes read. */
+  async discardAll(): Promise<number> {
+    for (;;) {
+      let n: number | null;
+      try {
+        n = await this.conn.read(DISCARD);
+      } catch {
+        return this.bytesRead; // closed locally
+      }
+      if (n === null) return this.bytesRead;
+      this.bytesRead += n;
+    }
   }
 
   close(): void {
