@@ -17,7 +17,7 @@ import { PAYLOADS } from "../../lib/protocol/messages.ts";
 import { expectedKey } from "../../lib/core/verify.ts";
 import type { Effect, Event, State } from "../../lib/core/types.ts";
 import { sha256Hex } from "../../lib/crypto/rsa.ts";
-import { ALICE, BOB, config, Harness, joining, SERVER, T0 } from "./reducer.ts";
+import { ALICE, BOB, Harness, joining, SERVER, T0 } from "./reducer.ts";
 
 export const SIX_CODES: ReadonlySet<string> = new Set([
   "USER_NOT_FOUND",
@@ -67,8 +67,26 @@ export function world(keys: FuzzKeys): Harness {
   return h;
 }
 
-/** A plain config world without federation (for the property's first case). */
-export { config };
+/** Open again what the fuzz closed: Alice, Bob, the link to S2 and the pending inbound connections. */
+export function revive(h: Harness, keys: FuzzKeys): void {
+  const users: [number, string][] = [[1, ALICE], [2, BOB]];
+  for (const [c, u] of users) {
+    if (h.state.conns.has(c) || h.state.localUsers.has(u)) continue;
+    h.connect(c, `10.2.0.${c}`);
+    h.hello(c, u, keys.user);
+  }
+  if (!h.state.conns.has(10) && !h.state.links.has(S2)) {
+    h.connect(10, "10.2.0.10");
+    h.signed(10, {
+      type: "SERVER_HELLO_LINK",
+      from: S2,
+      to: h.state.config.serverId,
+      ts: h.now,
+      payload: { host: "127.0.0.1", port: 9000, pubkey: keys.server },
+    });
+  }
+  for (const c of REOPEN) if (!h.state.conns.has(c)) h.connect(c, `10.3.0.${c}`);
+}
 
 function template(type: string, keys: FuzzKeys, now: number): Record<string, unknown> {
   const id = "f11e0000-0000-4000-8000-000000000001";
@@ -298,9 +316,13 @@ export function check(state: State, effects: Effect[]): string[] {
   return bad;
 }
 
-/** Run steps on a fresh world; returns the problems found (exceptions included) and the frames fed. */
-export function run(keys: FuzzKeys, steps: FuzzStep[]): { problems: string[]; frames: number } {
-  const h = world(keys);
+/** Run steps on a fresh world (or on `into`); returns the problems found (exceptions included) and the frames fed. */
+export function run(
+  keys: FuzzKeys,
+  steps: FuzzStep[],
+  into?: Harness,
+): { problems: string[]; frames: number } {
+  const h = into ?? world(keys);
   const problems: string[] = [];
   let frames = 0;
   for (const s of steps) {

@@ -4,9 +4,6 @@
  * close frame). A Deno `WebSocket` always reads, so it cannot play a slow reader.
  */
 
-/** Shared scratch space for {@linkcode StalledPeer.discardAll} (what it reads is thrown away). */
-const DISCARD = new Uint8Array(64 * 1024);
-
 /** One frame read from the server. */
 export type ServerFrame = { kind: "text"; text: string } | { kind: "close"; code: number; reason: string };
 
@@ -123,18 +120,58 @@ export class StalledPeer {
     return this.next(); // ping, pong, continuation: skipped
   }
 
-  /** Read and discard everything until the stream ends (frames are not parsed); resolves with the bytes read. */
+  /**
+   * Read and discard everything until the stream ends, answering pings (the runtime closes a WebSocket that does
+   * not answer its pings, 30 s by default). Frames are skipped by their headers, not decoded. Resolves with the
+   * bytes read.
+   */
   async discardAll(): Promise<number> {
+    const scratch = new Uint8Array(16 * 1024);
+    let skip = 0; // payload bytes of the current frame still to skip
+    let head = new Uint8Array(0); // a partial frame header (or a ping's payload) carried over between reads
     for (;;) {
       let n: number | null;
       try {
-        n = await this.conn.read(DISCARD);
+        n = await this.conn.read(scratch);
       } catch {
         return this.bytesRead; // closed locally
       }
       if (n === null) return this.bytesRead;
       this.bytesRead += n;
+      let data = scratch.subarray(0, n);
+      while (data.length > 0) {
+        if (skip > 0) {
+          const k = Math.min(skip, data.length);
+          skip -= k;
+          data = data.subarray(k);
+          continue;
+        }
+        const buf = new Uint8Array(head.length + data.length);
+        buf.set(head);
+        buf.set(data, head.length);
+        const h = frameHeader(buf);
+        if (!h || (h.op === 9 && buf.length < h.at + h.len)) {
+          head = buf.slice(); // wait for the rest of the header (or of the ping)
+          data = data.subarray(data.length);
+          break;
+        }
+        if (h.op === 9) await this.sendRaw(0x8a, buf.slice(h.at, h.at + h.len)); // pong
+        head = new Uint8Array(0);
+        const payloadHere = Math.min(h.len, buf.length - h.at);
+        skip = h.len - payloadHere;
+        data = buf.subarray(h.at + payloadHere);
+      }
     }
+  }
+
+  private sendRaw(first: number, payload: Uint8Array): Promise<void> {
+    const mask = crypto.getRandomValues(new Uint8Array(4));
+    const frame = new Uint8Array(2 + 4 + payload.length);
+    frame[0] = first;
+    frame[1] = 0x80 | payload.length;
+    frame.set(mask, 2);
+    for (let i = 0; i < payload.length; i++) frame[6 + i] = payload[i] ^ mask[i & 3];
+    return this.writeAll(frame);
   }
 
   close(): void {
@@ -142,6 +179,17 @@ export class StalledPeer {
       this.conn.close();
     } catch { /* already closed */ }
   }
+}
+
+/** The opcode, payload length and payload offset of the frame at the start of `b`, if its header is complete. */
+function frameHeader(b: Uint8Array): { op: number; len: number; at: number } | null {
+  if (b.length < 2) return null;
+  const op = b[0] & 0x0f;
+  const len7 = b[1] & 0x7f;
+  if (len7 < 126) return { op, len: len7, at: 2 };
+  if (len7 === 126) return b.length < 4 ? null : { op, len: (b[2] << 8) | b[3], at: 4 };
+  if (b.length < 10) return null;
+  return { op, len: Number(new DataView(b.buffer, b.byteOffset + 2, 8).getBigUint64(0)), at: 10 };
 }
 
 /** Resident memory of a process in KiB (VmRSS from /proc/<pid>/status). */
