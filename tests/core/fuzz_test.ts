@@ -2,7 +2,7 @@
  * Property (issue 7 §3): random and mutated frames of every type, on connections of every role, through
  * parse -> canonical digest -> signature outcome -> reduce: no exception escapes, every refusal is one of the six
  * error codes, and the state's invariants hold after every step. Seeded, and bounded in time (fewer runs on CI).
- * The long run (10^6 frames) is tests/bench/fuzz_bench.ts.
+ * The long run (10^6 frames) is tests/bench/fuzz_long.ts.
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";

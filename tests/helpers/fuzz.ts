@@ -2,7 +2,7 @@
  * A frame fuzzer for the node's pure pipeline: text -> parseFrame -> canonical digest -> (signature outcome) ->
  * reduce, on connections of every role (a local user, a linked server, an inbound connection not yet identified,
  * and a connection we dialed that waits for SERVER_WELCOME). Shared by tests/core/fuzz_test.ts (fast-check,
- * seeded, bounded) and tests/bench/fuzz_bench.ts (10^6 frames).
+ * seeded, bounded) and tests/bench/fuzz_long.ts (10^6 frames).
  *
  * Frames are random and mutated: a well-formed template of every message type, then fields dropped, values
  * replaced (any JSON value, huge/unsafe/negative numbers, deep nesting, long strings, wrong types), and the text

@@ -1,7 +1,7 @@
 /**
  * Benchmark (not a test): the long fuzz run of issue 7 §3.
  *
- *   deno run -A --v8-flags=--expose-gc tests/bench/fuzz_bench.ts [frames=1000000] [seed=1]
+ *   deno run -A --v8-flags=--expose-gc tests/bench/fuzz_long.ts [frames=1000000] [seed=1]
  *   (also run by `deno task bench`)
  *
  * Part 1 feeds `frames` fuzzed frames (tests/helpers/fuzz.ts: random and mutated frames of every type, every
