@@ -24,5 +24,4 @@ export { type NodeOptions, PortInUse, type RunningNode, startNode } from "./lib/
 export { Logger } from "./lib/net/log.ts";
 export * from "./lib/client/client.ts";
 export * from "./lib/client/keyfile.ts";
-export { main } from "./lib/cli/main.ts";
 export { VERSION } from "./lib/version.ts";

@@ -5,7 +5,6 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { parseEnv } from "node:util";
-import { parse as parseYaml } from "yaml";
 import {
   type BootstrapEntry,
   DEFAULT_FEDERATION,
@@ -16,6 +15,7 @@ import {
 } from "../core/types.ts";
 import { parseAcceptableKey } from "../protocol/keys.ts";
 import { isLogLevel } from "../net/log.ts";
+import { parseYamlLite } from "./yaml_lite.ts";
 
 /** A user-facing configuration error (printed without a stack, exit code 2). */
 export class UsageError extends Error {}
@@ -32,14 +32,65 @@ export interface ServeConfig {
   labWeakKeys: boolean;
   labReplay: boolean;
   nodePassphrase?: string;
+  /** PEM certificate chain and private key: serve https:// and wss:// on the same port. */
+  tls?: { cert: string; key: string };
 }
 
-/** Parse one `host:port#PUBKEY` bootstrap entry (IPv6 hosts in brackets). */
+/** Read `--tls-cert` / `--tls-key` (both or neither); the files' PEM text, or a clear error. */
+export function tlsSetting(certFile?: string, keyFile?: string): { cert: string; key: string } | undefined {
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) {
+    throw new UsageError("TLS needs both --tls-cert FILE and --tls-key FILE (PEM), or neither");
+  }
+  const read = (file: string, flag: string, marker: RegExp) => {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (e) {
+      throw new UsageError(`cannot read ${flag} ${file}: ${(e as Error).message.split("\n")[0]}`);
+    }
+    if (!marker.test(text)) {
+      throw new UsageError(`${flag} ${file} is not a PEM file (no ${marker.source} block)`);
+    }
+    return text;
+  };
+  return {
+    cert: read(certFile, "--tls-cert", /-----BEGIN CERTIFICATE-----/),
+    key: read(keyFile, "--tls-key", /-----BEGIN [A-Z ]*PRIVATE KEY-----/),
+  };
+}
+
+/**
+ * Parse one bootstrap entry: `host:port#PUBKEY` (IPv6 hosts in brackets), or a URL `ws://host:port/path#PUBKEY` /
+ * `wss://host[:port]/path#PUBKEY` for servers that serve WebSocket on a path or behind TLS (PROFILE §15).
+ */
 export function parseBootstrapEntry(text: string, weakKeys = false): BootstrapEntry {
-  const m = /^\s*(\[[^\]]+\]|[^:#\s]+):(\d+)#(\S+)\s*$/.exec(text);
+  const url = /^\s*(wss?):\/\/([^#\s]+)#(\S+)\s*$/i.exec(text);
+  if (url) {
+    let u: URL;
+    try {
+      u = new URL(`${url[1].toLowerCase()}://${url[2]}`);
+    } catch {
+      throw new UsageError(`bootstrap entry "${text.slice(0, 60)}" is not a valid ws:// or wss:// URL`);
+    }
+    if (u.username || u.password || u.search) {
+      throw new UsageError(
+        `bootstrap entry "${text.slice(0, 60)}": a URL entry may carry a host, a port and a path only`,
+      );
+    }
+    const tls = u.protocol === "wss:";
+    const port = u.port || (tls ? "443" : "80");
+    const host = u.hostname.replace(/^\[|\]$/g, "");
+    const entry = checkedEntry(host, port, url[3], `bootstrap entry ${u.host}`, weakKeys);
+    const path = u.pathname === "/" ? "" : u.pathname;
+    return { ...entry, ...(path ? { path } : {}), ...(tls ? { tls } : {}) };
+  }
+  const m = /^\s*(\[[^\]]+\]|[^:#\s/]+):(\d+)#(\S+)\s*$/.exec(text);
   if (!m) {
     throw new UsageError(
-      `bootstrap entry "${text.slice(0, 60)}" must look like host:port#PUBKEY (see socp info)`,
+      `bootstrap entry "${
+        text.slice(0, 60)
+      }" must look like host:port#PUBKEY or ws://host:port/path#PUBKEY (see socp info)`,
     );
   }
   return checkedEntry(m[1].replace(/^\[|\]$/g, ""), m[2], m[3], `bootstrap entry ${m[1]}:${m[2]}`, weakKeys);
@@ -60,12 +111,15 @@ function checkedEntry(
 
 /** Read the standard's YAML bootstrap file (`bootstrap_servers: [{host, port, pubkey}]`). */
 export function loadBootstrapFile(path: string, weakKeys = false): BootstrapEntry[] {
-  let doc: unknown;
+  let text: string;
   try {
-    doc = parseYaml(readFileSync(path, "utf8"));
+    text = readFileSync(path, "utf8");
   } catch (e) {
     throw new UsageError(`cannot read bootstrap file ${path}: ${(e as Error).message.split("\n")[0]}`);
   }
+  const parsed = parseYamlLite(text);
+  if (!parsed.ok) throw new UsageError(`cannot read bootstrap file ${path}: ${parsed.error}`);
+  const doc = parsed.value;
   const list = (doc as { bootstrap_servers?: unknown } | null)?.bootstrap_servers;
   if (!Array.isArray(list)) throw new UsageError(`${path}: expected a list under bootstrap_servers:`);
   return list.map((e, i) => {
@@ -206,5 +260,6 @@ export function serveConfig(
     labWeakKeys,
     labReplay: truthy(env("SOCP_LAB_REPLAY")) || truthy(env("SOCP_BACKDOOR_REPLAY")),
     nodePassphrase: env("SOCP_NODE_PASSPHRASE") || undefined,
+    tls: tlsSetting(pick("tls-cert", "SOCP_TLS_CERT"), pick("tls-key", "SOCP_TLS_KEY")),
   };
 }

@@ -18,8 +18,8 @@ const HELP = `socp ${VERSION}: a Secure Overlay Chat Protocol (SOCP v1.3) node a
 Usage:
   socp serve [--host H] [--port P] [--data DIR] [--env-file F] [--public-host H] [--log-level L]
              [--bootstrap host:port#PUBKEY ...] [--bootstrap-file F] [--introducer]
-             [--heartbeat-interval S] [--link-timeout S] [--max-unsent-bytes N]
-             [--hello-rate N] [--hello-burst N] [--max-conns-per-addr N]
+             [--heartbeat-interval S] [--link-timeout S] [--tls-cert FILE --tls-key FILE]
+             [--max-unsent-bytes N] [--hello-rate N] [--hello-burst N] [--max-conns-per-addr N]
   socp chat --server URL [--name NAME] [--key FILE] [--downloads DIR]
   socp info [--data DIR] [--env-file F]
   socp help [command]
@@ -42,15 +42,19 @@ Options (flag, then environment variable, then .env file, then default):
   --public-host H   host name others use to reach us SOCP_PUBLIC_HOST (the listen host)
   --env-file F      read settings from F            (./.env when present)
   --log-level L     debug, info, warn or error      SOCP_LOG_LEVEL   info
+  --tls-cert FILE   PEM certificate (chain): serve https:// and wss://   SOCP_TLS_CERT
+  --tls-key FILE    PEM private key of that certificate                 SOCP_TLS_KEY
 
 Federation (joining other servers):
   --bootstrap host:port#PUBKEY   an introducer to join through (repeatable; the entry
-                                 "socp info" prints there)                    SOCP_BOOTSTRAP (comma-separated)
+                                 "socp info" prints there; also a URL
+                                 ws://host:port/path#PUBKEY or wss://…)       SOCP_BOOTSTRAP (comma-separated)
   --bootstrap-file F             YAML in the standard's shape:
                                    bootstrap_servers: [{host, port, pubkey}]  SOCP_BOOTSTRAP_FILE
   --introducer                   start a network alone; do not join           SOCP_INTRODUCER=1
   --heartbeat-interval S         seconds between heartbeats (fractions ok)    SOCP_HEARTBEAT_INTERVAL  15
   --link-timeout S               silence that closes a link                   SOCP_LINK_TIMEOUT        45
+
 Limits (see docs/DEPLOY.md):
   --max-unsent-bytes N    bytes that may wait for a peer that does not read;
                           past it the connection is cut (1008 "too slow")    SOCP_MAX_UNSENT_BYTES    8388608
@@ -77,6 +81,8 @@ SOCP_LAB_WEAK_KEYS=1 and SOCP_LAB_REPLAY=1 (deliberately weakened lab modes; nev
       introducer: { type: "boolean" },
       "heartbeat-interval": { type: "string" },
       "link-timeout": { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
       "max-unsent-bytes": { type: "string" },
       "hello-rate": { type: "string" },
       "hello-burst": { type: "string" },

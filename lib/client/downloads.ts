@@ -1,5 +1,5 @@
 /**
- * Saving received files: a sanitised base name (no path separators, no control characters, no leading dot) in
+ * Saving received files (Deno only): a sanitised base name (no path separators, no control characters, no leading dot) in
  * the downloads folder, never overwriting an existing file (PROFILE §9).
  *
  * @example
@@ -10,21 +10,9 @@
  * @module
  */
 import { join } from "node:path";
+import { sanitizeFileName } from "./filenames.ts";
 
-/** A safe base name for `name` (never empty, at most 200 UTF-8 bytes). */
-export function sanitizeFileName(name: string): string {
-  const base = name.split(/[\\/]/).pop() ?? "";
-  let clean = base
-    // deno-lint-ignore no-control-regex
-    .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, "")
-    .replace(/[<>:"|?*]/g, "_")
-    .replace(/^[.\s]+/, "")
-    .replace(/[.\s]+$/, "")
-    .trim();
-  const enc = new TextEncoder();
-  while (enc.encode(clean).length > 200) clean = clean.slice(0, -1);
-  return clean || "download";
-}
+export { sanitizeFileName };
 
 /** Write `bytes` under a sanitised, unused name in `dir` (created if missing). Returns the path written. */
 export async function saveDownload(dir: string, name: string, bytes: Uint8Array): Promise<string> {

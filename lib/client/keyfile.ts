@@ -1,6 +1,7 @@
 /**
- * A user's identity file: user id (UUID), public key, and the private key sealed under a passphrase
- * (PBKDF2-SHA-256 + AES-256-GCM). Created on first use, reused afterwards.
+ * A user's identity file on disk (Deno only): user id (UUID), public key, and the private key sealed under a
+ * passphrase (PBKDF2-SHA-256 + AES-256-GCM). The JSON format itself lives in lib/crypto/keyfile.ts, which the
+ * browser shares.
  *
  * @example
  * ```ts
@@ -10,8 +11,8 @@
  * @module
  */
 import { dirname } from "node:path";
-import { openPrivateKey, type SealedKey, sealPrivateKey } from "../crypto/keyfile.ts";
-import { generateKeyPair, PrivateKey } from "../crypto/rsa.ts";
+import { openUserKeyFile, parseUserKeyFile, sealUserKeyFile } from "../crypto/keyfile.ts";
+import { generateKeyPair, type PrivateKey } from "../crypto/rsa.ts";
 
 /** A loaded user identity. */
 export interface UserIdentity {
@@ -21,12 +22,42 @@ export interface UserIdentity {
   created: boolean;
 }
 
-interface UserFile {
-  format: "socp-user-key/1";
-  user_id: string;
-  display_name?: string;
-  pubkey: string;
-  sealed: SealedKey;
+/** The key file's text, or undefined when there is none. */
+export async function readKeyFile(path: string): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+/** Open the identity stored in `text` (read from `path`); throws WrongPassphrase on a wrong passphrase. */
+export async function openUser(
+  path: string,
+  text: string,
+  passphrase: string,
+  opts: { displayName?: string } = {},
+): Promise<UserIdentity> {
+  const parsed = parseUserKeyFile(text);
+  if (!parsed.ok) throw new Error(`${path} is ${parsed.error}`);
+  const o = await openUserKeyFile(parsed.file, passphrase);
+  return { userId: o.userId, displayName: opts.displayName ?? o.displayName, key: o.key, created: false };
+}
+
+/** Create a new identity (RSA key + user id) and write it to `path` (which must not exist). */
+export async function createUser(
+  path: string,
+  passphrase: string,
+  opts: { displayName?: string; keyBits?: number } = {},
+): Promise<UserIdentity> {
+  if (passphrase.length === 0) throw new Error("a passphrase is required to protect a new key");
+  const key = await generateKeyPair(opts.keyBits ?? 4096);
+  const userId = crypto.randomUUID();
+  const file = await sealUserKeyFile({ userId, displayName: opts.displayName, key }, passphrase);
+  await Deno.mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await Deno.writeTextFile(path, JSON.stringify(file, null, 2) + "\n", { mode: 0o600, createNew: true });
+  return { userId, displayName: opts.displayName, key, created: true };
 }
 
 /** Load the identity at `path`, or create it (with a new RSA-4096 key and user id) if the file is missing. */
@@ -35,35 +66,7 @@ export async function loadOrCreateUser(
   passphrase: string,
   opts: { displayName?: string; keyBits?: number } = {},
 ): Promise<UserIdentity> {
-  let text: string | undefined;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  if (text !== undefined) {
-    let file: UserFile;
-    try {
-      file = JSON.parse(text);
-    } catch {
-      throw new Error(`${path} is not a socp key file (not JSON)`);
-    }
-    if (file.format !== "socp-user-key/1" || typeof file.user_id !== "string") {
-      throw new Error(`${path} is not a socp key file`);
-    }
-    const key = await PrivateKey.fromPkcs8(await openPrivateKey(file.sealed, passphrase));
-    return { userId: file.user_id, displayName: opts.displayName ?? file.display_name, key, created: false };
-  }
-  if (passphrase.length === 0) throw new Error("a passphrase is required to protect a new key");
-  const key = await generateKeyPair(opts.keyBits ?? 4096);
-  const file: UserFile = {
-    format: "socp-user-key/1",
-    user_id: crypto.randomUUID(),
-    display_name: opts.displayName,
-    pubkey: key.publicKey,
-    sealed: await sealPrivateKey(await key.exportPkcs8(), passphrase),
-  };
-  await Deno.mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  await Deno.writeTextFile(path, JSON.stringify(file, null, 2) + "\n", { mode: 0o600, createNew: true });
-  return { userId: file.user_id, displayName: opts.displayName, key, created: true };
+  const text = await readKeyFile(path);
+  if (text !== undefined) return openUser(path, text, passphrase, opts);
+  return createUser(path, passphrase, opts);
 }

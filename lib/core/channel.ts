@@ -83,17 +83,39 @@ export function onChannelAdd(out: Out, conn: Conn, env: Envelope<"PUBLIC_CHANNEL
   relayToServers(out, env, conn.serverId);
 }
 
-/** PUBLIC_CHANNEL_UPDATED from a server: record the wraps, take the maximum version. */
+/**
+ * PUBLIC_CHANNEL_UPDATED from a server: record the wraps, take the maximum version. Deployed servers send
+ * `{version, added}` or `{version, removed}` without wraps (PROFILE §15): `added` user ids become members (members
+ * only grow, so `removed` changes nothing); entries we cannot read are ignored, never struck.
+ */
 export function onChannelUpdated(out: Out, conn: Conn, env: Envelope<"PUBLIC_CHANNEL_UPDATED">): void {
   const ch = out.state.channel;
+  const p = env.payload;
   if (ch) {
-    for (const w of env.payload.wraps) {
+    for (const w of p.wraps ?? []) {
       ch.members.add(w.member_id);
       out.persist({ op: "member", memberId: w.member_id, wrappedKey: w.wrapped_key, now: out.now });
     }
-    bumpTo(out, env.payload.version);
+    for (const m of p.added ?? []) {
+      const id = typeof m === "string" ? m : memberOf(m);
+      if (id === undefined || ch.members.has(id)) continue;
+      ch.members.add(id);
+      out.persist({ op: "member", memberId: id, wrappedKey: "", now: out.now });
+    }
+    if (p.removed?.length) {
+      out.log("debug", "channel.removed_ignored", { server: env.from, n: p.removed.length });
+    }
+    bumpTo(out, p.version);
   }
   relayToServers(out, env, conn.serverId);
+}
+
+/** A member id from an `added` entry written as an object (`{member_id}`, `{user_id}` or `{member}`). */
+function memberOf(m: unknown): string | undefined {
+  if (m === null || typeof m !== "object") return undefined;
+  const o = m as Record<string, unknown>;
+  const id = o.member_id ?? o.user_id ?? o.member;
+  return typeof id === "string" && id.length > 0 && id.length <= 128 ? id : undefined;
 }
 
 function bumpTo(out: Out, version: number): void {

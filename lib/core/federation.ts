@@ -9,9 +9,10 @@
  */
 import { type Envelope, isServerId } from "../protocol/envelope.ts";
 import { decodePublicKey, parseAcceptableKey, sameKeyMaterial } from "../protocol/keys.ts";
+import { SOFTWARE } from "../version.ts";
 import { bucket } from "./limits.ts";
 import type { Out } from "./out.ts";
-import { flushOutbox, setHome } from "./offline.ts";
+import { flushOutbox, outboxHanded, setHome } from "./offline.ts";
 import { advertFor, toLocalUsers } from "./presence.ts";
 import type { Conn, DialIntent, ServerRecord, State } from "./types.ts";
 
@@ -37,12 +38,28 @@ function allowed(state: State, key: string): boolean {
   return list.length === 0 || list.some((k) => sameKeyMaterial(k, key));
 }
 
+/** The URL of a server endpoint (`wss://` and a path when its bootstrap entry was a URL, PROFILE §15). */
+export function endpointUrl(
+  t: { host: string; port: number; path?: string; tls?: boolean },
+  scheme?: "http",
+): string {
+  const host = t.host.includes(":") ? `[${t.host}]` : t.host;
+  const proto = scheme === "http" ? (t.tls ? "https" : "http") : (t.tls ? "wss" : "ws");
+  return `${proto}://${host}:${t.port}${scheme === "http" ? "" : t.path ?? ""}`;
+}
+
 function newDial(out: Out, intent: Omit<DialIntent, "token">, afterMs: number): void {
   const token = out.state.nextToken++;
   const full = { ...intent, token };
   out.state.dials.set(token, full);
-  const host = intent.host.includes(":") ? `[${intent.host}]` : intent.host;
-  out.effects.push({ kind: "dial", token, url: `ws://${host}:${intent.port}`, afterMs });
+  out.effects.push({ kind: "dial", token, url: endpointUrl(intent), afterMs });
+}
+
+/** PROFILE §15: only servers that say they run `socp/…` get the outbox ACK extension. */
+export function ackMode(state: State, serverId: string): "yes" | "no" | "unknown" {
+  const sw = state.peerSoftware.get(serverId);
+  if (sw === undefined) return "unknown";
+  return /^socp(-deno)?\//i.test(sw) ? "yes" : "no";
 }
 
 /** The listening address is known: join the network, or start one. */
@@ -105,6 +122,8 @@ function tryBootstrap(out: Out, index: number, afterMs: number): void {
           purpose: "join",
           host: e.host,
           port: e.port,
+          path: e.path,
+          tls: e.tls,
           expectKey: e.pubkey,
           bootstrapIndex: list.indexOf(e),
         }, wait);
@@ -116,7 +135,15 @@ function tryBootstrap(out: Out, index: number, afterMs: number): void {
   const e = list[index];
   newDial(
     out,
-    { purpose: "join", host: e.host, port: e.port, expectKey: e.pubkey, bootstrapIndex: index },
+    {
+      purpose: "join",
+      host: e.host,
+      port: e.port,
+      path: e.path,
+      tls: e.tls,
+      expectKey: e.pubkey,
+      bootstrapIndex: index,
+    },
     afterMs,
   );
 }
@@ -134,23 +161,49 @@ export function dialConnected(out: Out, conn: Conn, intent: DialIntent): void {
   if (intent.purpose === "join") {
     out.send(conn.id, out.frame("SERVER_HELLO_JOIN", `${intent.host}:${intent.port}`, payload));
   } else if (intent.serverId) {
-    out.send(conn.id, out.frame("SERVER_HELLO_LINK", intent.serverId, payload));
-    // No reply is defined for a link hello: the link is up for us once we have said who we are. If the peer
-    // refuses, it closes the connection and we redial with backoff.
-    linkUp(out, conn, intent.serverId, state.config.serverId);
+    // PROFILE §15 re-linking: some servers accept only SERVER_HELLO_JOIN as a server's first frame. The link is
+    // up only once the peer's first (verified) frame arrives, so an instant close never resets the backoff.
+    intent.hello = state.helloKind.get(intent.serverId) ?? "link";
+    if (intent.hello === "join") {
+      out.send(conn.id, out.frame("SERVER_HELLO_JOIN", `${intent.host}:${intent.port}`, payload));
+    } else {
+      out.send(conn.id, out.frame("SERVER_HELLO_LINK", intent.serverId, payload));
+    }
   }
-  out.log("debug", "dial.connected", { purpose: intent.purpose, host: intent.host, port: intent.port });
+  out.log("debug", "dial.connected", {
+    purpose: intent.purpose,
+    host: intent.host,
+    port: intent.port,
+    hello: intent.hello ?? "join",
+  });
 }
 
-/** A dial failed (refused, timed out, or closed before it was a link). */
-export function dialFailed(out: Out, intent: DialIntent, reason: string): void {
+/** The first verified frame on a link we dialed: now the link is up (PROFILE §15). */
+export function dialedLinkUp(out: Out, conn: Conn): boolean {
+  const intent = conn.dial!;
+  if (intent.hello) out.state.helloKind.set(intent.serverId!, intent.hello);
+  return linkUp(out, conn, intent.serverId!, out.state.config.serverId);
+}
+
+/**
+ * A dial failed (refused, timed out, or closed before it was a link). `answered` is set when the connection was
+ * open and our hello went out, but the peer closed or answered ERROR before any frame of its own: it refused
+ * our hello, so the next dial opens with the other one (LINK, then JOIN; PROFILE §15).
+ */
+export function dialFailed(out: Out, intent: DialIntent, reason: string, answered = false): void {
   const { state } = out;
   if (intent.purpose === "join") {
     out.log("info", "join.failed", { host: intent.host, port: intent.port, reason });
     if (state.join.phase === "joining") tryBootstrap(out, (intent.bootstrapIndex ?? 0) + 1, 0);
     return;
   }
-  if (intent.serverId && !state.links.has(intent.serverId)) scheduleRedial(out, intent.serverId);
+  if (!intent.serverId) return;
+  if (answered && intent.hello) {
+    const next = intent.hello === "link" ? "join" : "link";
+    state.helloKind.set(intent.serverId, next);
+    out.log("info", "link.refused", { server: intent.serverId, hello: intent.hello, next, reason });
+  }
+  if (!state.links.has(intent.serverId)) scheduleRedial(out, intent.serverId);
 }
 
 function scheduleRedial(out: Out, serverId: string): void {
@@ -160,12 +213,31 @@ function scheduleRedial(out: Out, serverId: string): void {
   if ([...state.dials.values()].some((d) => d.serverId === serverId)) return; // one pending dial per server
   const wait = state.backoff.get(serverId) ?? FIRST_BACKOFF_MS;
   state.backoff.set(serverId, Math.min(wait * 2, MAX_BACKOFF_MS));
-  newDial(out, { purpose: "link", host: rec.host, port: rec.port, expectKey: rec.pubkey, serverId }, wait);
+  // A server first reached through a bootstrap URL keeps its path and scheme (PROFILE §15).
+  const boot = rec.path === undefined && rec.tls === undefined
+    ? state.config.federation.bootstrap.find((b) =>
+      b.host === rec.host && b.port === rec.port && sameKeyMaterial(b.pubkey, rec.pubkey)
+    )
+    : undefined;
+  newDial(out, {
+    purpose: "link",
+    host: rec.host,
+    port: rec.port,
+    path: rec.path ?? boot?.path,
+    tls: rec.tls ?? boot?.tls,
+    expectKey: rec.pubkey,
+    serverId,
+  }, wait);
 }
 
 function pin(out: Out, rec: ServerRecord): void {
   const old = out.state.servers.get(rec.serverId);
-  if (old && old.pubkey === rec.pubkey && old.host === rec.host && old.port === rec.port) return;
+  if (old && old.pubkey === rec.pubkey && old.host === rec.host && old.port === rec.port) {
+    if (rec.path !== undefined || rec.tls !== undefined) {
+      out.state.servers.set(rec.serverId, { ...old, ...rec });
+    }
+    return;
+  }
   out.state.servers.set(rec.serverId, rec);
   out.persist({ op: "pinServer", server: rec });
 }
@@ -189,6 +261,7 @@ function linkUp(out: Out, conn: Conn, serverId: string, dialerId: string): boole
   }
   conn.role = "server";
   conn.serverId = serverId;
+  conn.peerHeartbeats = false;
   conn.tokens = bucket(conn, state.config.limits).burst; // a new link starts with a server link's full burst
   state.links.set(serverId, conn.id);
   state.linkDialer.set(conn.id, dialerId);
@@ -205,7 +278,14 @@ function linkUp(out: Out, conn: Conn, serverId: string, dialerId: string): boole
     state.presence.set(userId, { userId, serverId: state.config.serverId, advert });
     out.send(conn.id, advert, true);
   }
-  flushOutbox(out, conn.id, serverId);
+  flushOutbox(out, conn.id, serverId, ackMode(state, serverId));
+  // Does it speak the outbox ACK extension? Ask its /.well-known/socp once (PROFILE §15).
+  if (!state.peerSoftware.has(serverId)) {
+    const rec = state.servers.get(serverId);
+    if (rec && rec.port > 0) {
+      out.effects.push({ kind: "probe", serverId, url: `${endpointUrl(rec, "http")}/.well-known/socp` });
+    }
+  }
   out.log("info", "link.up", {
     server: serverId,
     conn: conn.id,
@@ -293,6 +373,11 @@ export function onJoin(
       };
     }),
     server_pub: ourKeyFor(state, conn),
+    // PROFILE §15: joiners that read the introducer's key from `pubkey` and its address from `host`/`port`.
+    pubkey: ourKeyFor(state, conn),
+    host: state.advertise.host,
+    port: state.advertise.port,
+    software: SOFTWARE,
   });
   // PROFILE §8: the channel's private key travels to the joiner wrapped under the joiner's key (the shell seals).
   if (state.channel) {
@@ -327,6 +412,15 @@ export function onLinkHello(
     out.error(conn.id, env.from, "BAD_KEY", "unusable server id");
     return out.close(conn.id, 1008, "bad server id");
   }
+  if (p.host === undefined || p.port === undefined || p.pubkey === undefined) {
+    out.error(
+      conn.id,
+      env.from,
+      "UNKNOWN_TYPE",
+      `${env.type} opens a link only with host, port and pubkey; send SERVER_HELLO_JOIN or SERVER_HELLO_LINK`,
+    );
+    return out.close(conn.id, 1008, "server hello without an address");
+  }
   const pinned = state.servers.get(env.from);
   if (pinned && !sameKeyMaterial(pinned.pubkey, p.pubkey)) {
     out.error(conn.id, env.from, "BAD_KEY", `server ${env.from} is pinned to another key`);
@@ -336,23 +430,33 @@ export function onLinkHello(
   if (!checkServerKey(out, conn, p.pubkey, env.from)) return;
   conn.pemDialect = isPemDialect(p.pubkey);
   pin(out, { serverId: env.from, host: p.host, port: p.port, pubkey: pinned?.pubkey ?? p.pubkey });
-  linkUp(out, conn, env.from, env.from);
+  // The dialer counts its link as up at our first frame (PROFILE §15): answer at once.
+  if (linkUp(out, conn, env.from, env.from)) out.send(conn.id, out.frame("HEARTBEAT", env.from, {}));
 }
 
-/** SERVER_WELCOME on our join connection: adopt the id, link to everyone, announce ourselves. */
+/**
+ * SERVER_WELCOME on our join connection: adopt the id, link to everyone, announce ourselves. The deployed variants
+ * of PROFILE §15 are read too; the welcome itself was verified with the bootstrap entry's key (the shell and the
+ * reducer's signature check), and whatever key it names must be that key.
+ */
 export function onWelcome(out: Out, conn: Conn, env: Envelope<"SERVER_WELCOME">): void {
   const { state } = out;
   const intent = conn.dial!;
   const p = env.payload;
-  if (p.server_pub && !sameKeyMaterial(p.server_pub, intent.expectKey)) {
-    out.log("warn", "join.refused", { reason: "welcome server_pub differs from the bootstrap key" });
-    return out.close(conn.id, 1008, "introducer key mismatch");
+  for (const key of [p.server_pub, p.pubkey]) {
+    if (key !== undefined && !sameKeyMaterial(key, intent.expectKey)) {
+      out.log("warn", "join.refused", { reason: "the welcome names a key other than the bootstrap key" });
+      return out.close(conn.id, 1008, "introducer key mismatch");
+    }
   }
-  if (!isServerId(p.assigned_id) || !isServerId(env.from)) {
+  const assigned = p.assigned_id ?? state.config.serverId; // absent or null: keep our own id
+  // The introducer's id: `payload.server_id` when it names itself there, else `from`.
+  const intro = p.server_id !== undefined && isServerId(p.server_id) ? p.server_id : env.from;
+  if (!isServerId(assigned) || !isServerId(intro) || intro === state.config.serverId) {
     out.log("warn", "join.refused", { reason: "unusable ids in SERVER_WELCOME" });
     return out.close(conn.id, 1008, "bad welcome");
   }
-  if (p.assigned_id !== state.config.serverId) adoptId(out, p.assigned_id);
+  if (assigned !== state.config.serverId) adoptId(out, assigned);
   const pc = p.public_channel;
   if (pc && (!state.channel || state.channel.creatorPub !== pc.creator_pub)) {
     state.channelPending = true;
@@ -366,13 +470,22 @@ export function onWelcome(out: Out, conn: Conn, env: Envelope<"SERVER_WELCOME">)
     state.channel.version = Math.max(state.channel.version, pc.version);
   }
   state.join = { phase: "joined", retryMs: FIRST_BACKOFF_MS };
-  pin(out, { serverId: env.from, host: intent.host, port: intent.port, pubkey: intent.expectKey });
-  if (!linkUp(out, conn, env.from, state.config.serverId)) return;
+  pin(out, {
+    serverId: intro,
+    host: intent.host,
+    port: intent.port,
+    pubkey: intent.expectKey,
+    path: intent.path,
+    tls: intent.tls,
+  });
+  if (p.software !== undefined) state.peerSoftware.set(intro, p.software);
+  if (!linkUp(out, conn, intro, state.config.serverId)) return;
   out.log("info", "network.joined", {
-    introducer: env.from,
+    introducer: intro,
     server_id: state.config.serverId,
     servers: p.servers?.length ?? 0,
   });
+  userLocations(out, intro, p.snapshot?.user_locations);
   // Deployed introducers send one list or the other (SOCP-1.3 §5.2): without `servers`, read `clients` entries
   // that carry an address as servers (the "mis-labelled server list" reading).
   const listed = p.servers ??
@@ -380,7 +493,7 @@ export function onWelcome(out: Out, conn: Conn, env: Envelope<"SERVER_WELCOME">)
       c.host && c.port ? [{ server_id: c.user_id, host: c.host, port: c.port, pubkey: c.pubkey }] : []
     );
   for (const s of listed) {
-    if (s.server_id === state.config.serverId || s.server_id === env.from || state.links.has(s.server_id)) {
+    if (s.server_id === state.config.serverId || s.server_id === intro || state.links.has(s.server_id)) {
       continue;
     }
     const known = state.servers.get(s.server_id);
@@ -405,6 +518,34 @@ export function onWelcome(out: Out, conn: Conn, env: Envelope<"SERVER_WELCOME">)
   }
 }
 
+/**
+ * SERVER_WELCOME answering the SERVER_HELLO_JOIN we re-linked with (a server that accepts only JOIN, PROFILE §15):
+ * the link is up (the caller did that); we keep our id whatever it assigns, since the network already knows it.
+ */
+export function onRelinkWelcome(out: Out, conn: Conn, env: Envelope<"SERVER_WELCOME">): void {
+  const p = env.payload;
+  if (p.software !== undefined && conn.serverId) out.state.peerSoftware.set(conn.serverId, p.software);
+  if (p.assigned_id && p.assigned_id !== out.state.config.serverId) {
+    out.log("info", "relink.welcome", { server: conn.serverId ?? "", assigned_ignored: p.assigned_id });
+  }
+  if (conn.serverId) userLocations(out, conn.serverId, p.snapshot?.user_locations);
+}
+
+/**
+ * `user_locations` `{user_id: server_id}` (a welcome's snapshot, or an address-less SERVER_ANNOUNCE; PROFILE §15):
+ * presence information. A server speaks only for its own users, so only the entries placing a user at `serverId`
+ * are kept, as that user's last known home (where a DM to them goes).
+ */
+export function userLocations(out: Out, serverId: string, locations: unknown): void {
+  if (locations === null || typeof locations !== "object" || Array.isArray(locations)) return;
+  let n = 0;
+  for (const [userId, where] of Object.entries(locations as Record<string, unknown>)) {
+    if (++n > 100_000) break;
+    if (where !== serverId || !isServerId(userId) || out.state.localUsers.has(userId)) continue;
+    setHome(out, userId, serverId);
+  }
+}
+
 function adoptId(out: Out, id: string): void {
   const { state } = out;
   const old = state.config.serverId;
@@ -422,6 +563,14 @@ export function onAnnounce(out: Out, conn: Conn, env: Envelope<"SERVER_ANNOUNCE"
   const { state } = out;
   const p = env.payload;
   if (env.from === state.config.serverId || !isServerId(env.from)) return;
+  if (p.user_locations !== undefined && env.from === conn.serverId) {
+    userLocations(out, env.from, p.user_locations);
+  }
+  if (p.host === undefined || p.port === undefined || p.pubkey === undefined) {
+    // PROFILE §15: `{server_id, user_locations}` without an address is presence information only.
+    out.log("debug", "announce.no_address", { server: env.from });
+    return;
+  }
   const pinned = state.servers.get(env.from);
   if (pinned && !sameKeyMaterial(pinned.pubkey, p.pubkey)) {
     out.log("warn", "announce.refused", { server: env.from, reason: "key differs from the pinned key" });
@@ -453,6 +602,8 @@ export function relayToServers(out: Out, env: Envelope, except?: string): void {
 /** PROFILE §3: a server speaks only for its own users (`payload.server_id == from`); refuse anything else. */
 function speaksForItself(out: Out, conn: Conn, env: Envelope<"USER_ADVERTISE" | "USER_REMOVE">): boolean {
   if (env.payload.server_id === env.from) return true;
+  // Signed under another name (PROFILE §15): `from` was that name; the payload may still use it.
+  if (out.alias !== undefined && env.payload.server_id === out.alias) return true;
   out.error(
     conn.id,
     conn.serverId ?? "",
@@ -517,12 +668,23 @@ export function linkTimers(out: Out): void {
   for (const [serverId, connId] of [...state.links]) {
     const c = state.conns.get(connId);
     if (!c) continue;
-    if (now - c.lastSeen > linkTimeoutMs) {
+    // PROFILE §15 liveness: a server that keeps links alive only with WebSocket pings sends no frames when idle;
+    // the shell cannot see its pongs, so silence closes only the links of servers that heartbeat with frames.
+    // (Inbound links are also pinged by the WebSocket layer, which closes them when a pong is missing.)
+    if (c.peerHeartbeats && now - c.lastSeen > linkTimeoutMs) {
       out.close(connId, 1001, `no frame for ${Math.round((now - c.lastSeen) / 1000)} s`);
       linkDown(out, c, "timeout");
       continue;
     }
     if (now - c.lastSent >= heartbeatMs) out.send(connId, out.frame("HEARTBEAT", serverId, {}));
+  }
+  for (const c of state.conns.values()) {
+    // A link we dialed waits for the peer's first frame; keep it alive for peers that judge silence.
+    if (
+      c.role === "pending" && c.dial?.purpose === "link" && c.dial.serverId && now - c.lastSent >= heartbeatMs
+    ) {
+      out.send(c.id, out.frame("HEARTBEAT", c.dial.serverId, {}));
+    }
   }
   // A join connection that got no welcome in time: try the next entry.
   for (const c of state.conns.values()) {
@@ -533,4 +695,16 @@ export function linkTimers(out: Out): void {
       c.openedAt = Infinity;
     }
   }
+}
+
+/** The answer to a probe of /.well-known/socp (or "" when there was none). */
+export function onSoftware(out: Out, serverId: string, software: string, tls = false): void {
+  const { state } = out;
+  state.peerSoftware.set(serverId, software);
+  const rec = state.servers.get(serverId);
+  if (tls && rec && !rec.tls) state.servers.set(serverId, { ...rec, tls: true }); // in memory: redial with wss
+  out.log("debug", "server.software", { server: serverId, software, ack: ackMode(state, serverId), tls });
+  // Outbox frames already went to this live link with `ack` (sent before we knew): it will not ACK them, and
+  // handing them over was delivery. Nothing is resent.
+  if (ackMode(state, serverId) === "no" && state.links.has(serverId)) outboxHanded(out, serverId);
 }

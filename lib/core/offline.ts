@@ -56,10 +56,25 @@ export function deliverQueued(out: Out, conn: number, userId: string): void {
   out.effects.push({ kind: "deliverQueued", conn, userId });
 }
 
-/** A link to `serverId` is up: send what waited for it (rows stay until that server ACKs each one). */
-export function flushOutbox(out: Out, conn: number, serverId: string): void {
+/**
+ * A link to `serverId` is up: send what waited for it. Rows stay until that server ACKs each one, unless it does
+ * not speak the ACK extension (`mode` "no", PROFILE §15): then handing them to the link is delivery.
+ */
+export function flushOutbox(out: Out, conn: number, serverId: string, mode: "yes" | "no" | "unknown"): void {
+  // For a server that does not ACK, the count is forgotten at the flush, while the rows go only once the shell
+  // has sent them: a link that died under the flush leaves rows the count no longer shows, so every new link to
+  // such a server looks in the store (an empty look is cheap).
+  if (!out.state.outbox.get(serverId) && mode !== "no") return;
+  const confirm = mode !== "no";
+  if (!confirm) out.state.outbox.delete(serverId);
+  out.effects.push({ kind: "flushOutbox", conn, serverId, confirm });
+}
+
+/** Every outbox frame for `serverId` went to its live link, and it will not ACK: forget them. */
+export function outboxHanded(out: Out, serverId: string): void {
   if (!out.state.outbox.get(serverId)) return;
-  out.effects.push({ kind: "flushOutbox", conn, serverId });
+  out.state.outbox.delete(serverId);
+  out.effects.push({ kind: "outboxHanded", serverId });
 }
 
 /** ACK from a linked server: an outbox frame arrived. */

@@ -12,6 +12,8 @@ export class Out {
   readonly effects: Effect[] = [];
   /** Hex SHA-256 of the canonical payload of the frame being handled ("" outside frame events). */
   digest = "";
+  /** The name a frame on a server link was signed under, when it was not the link's server id (PROFILE §15). */
+  alias: string | undefined;
 
   constructor(readonly state: State, readonly now: number) {}
 

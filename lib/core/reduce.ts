@@ -17,14 +17,17 @@ import type { MessageType } from "../protocol/messages.ts";
 import { SeenCache } from "./dedupe.ts";
 import {
   dialConnected,
+  dialedLinkUp,
   dialFailed,
   linkDown,
   linkTimers,
   onAnnounce,
   onJoin,
   onLinkHello,
+  onRelinkWelcome,
   onRemoteAdvert,
   onRemoteRemove,
+  onSoftware,
   onWelcome,
   started,
 } from "./federation.ts";
@@ -44,7 +47,7 @@ import {
 import { fileTimers, onFile } from "./files.ts";
 import { ack, outboxAcked } from "./offline.ts";
 import { hello } from "./users.ts";
-import { expectedKey } from "./verify.ts";
+import { expectedKey, signedUnderAlias, USER_ORIGINATED } from "./verify.ts";
 
 /** A fresh state, with what the store holds (bound users, pinned servers, queues, the channel). */
 export function initState(config: NodeConfig, loaded: Partial<Loaded> = {}): State {
@@ -63,6 +66,8 @@ export function initState(config: NodeConfig, loaded: Partial<Loaded> = {}): Sta
     linkDialer: new Map(),
     dials: new Map(),
     backoff: new Map(),
+    helloKind: new Map(),
+    peerSoftware: new Map(),
     nextToken: 1,
     join: { phase: "idle", retryMs: 1000 },
     advertise: { host: "", port: 0 },
@@ -135,7 +140,11 @@ const RULES: Partial<Record<MessageType, Rule>> = {
   PUBLIC_CHANNEL_KEY_SHARE: {
     server: (out, conn, env) => onKeyShareFromServer(out, conn, env as Envelope<"PUBLIC_CHANNEL_KEY_SHARE">),
   },
-  HEARTBEAT: { server: () => {} },
+  HEARTBEAT: {
+    server: (_out, conn, env) => {
+      if (env.from === conn.serverId) conn.peerHeartbeats = true; // not an echo or a relay of another's
+    },
+  },
   ERROR: { server: logOnly, pending: logOnly },
   ACK: {
     server: (out, conn, env) => {
@@ -154,12 +163,22 @@ const RULES: Partial<Record<MessageType, Rule>> = {
 /** First frames that identify a server, and whether they must be signed. */
 const SERVER_HELLOS = new Set<MessageType>(["SERVER_HELLO_JOIN", "SERVER_HELLO_LINK", "SERVER_ANNOUNCE"]);
 
+/**
+ * Frame types whose deployed shapes vary (PROFILE §15): on a server link, one we cannot read is ignored (logged at
+ * debug), never answered with an ERROR or counted as a strike.
+ */
+const TOLERATED_SHAPES = new Set(["PUBLIC_CHANNEL_UPDATED", "PUBLIC_CHANNEL_KEY_SHARE"]);
+
+/** Hellos another server may relay to us along with everything else (see onFrame). */
+const RELAYED_HELLOS = new Set<MessageType>(["SERVER_HELLO_JOIN", "SERVER_HELLO_LINK", "SERVER_WELCOME"]);
+
 /** What a connection we dialed may send before it is a link: the introducer's answer, a refusal, a close. */
 const DIALED_FIRST = new Set<MessageType>(["SERVER_WELCOME", "ERROR", "CTRL_CLOSE"]);
 
 /**
  * Whether a pending connection may send `type`: one we dialed only what answers our hello; one that dialed us
  * anything but an answer to a hello it never got (a SERVER_WELCOME there is refused like any unexpected frame).
+ * (A link we dialed is judged as a link from its first frame on, see onFrame.)
  */
 function pendingAllows(conn: Conn, type: MessageType): boolean {
   if (conn.role !== "pending") return true;
@@ -199,11 +218,43 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
     return;
   }
   conn.throttled = false;
+  // A link we dialed is up only at the peer's first verified frame (PROFILE §15); until then its frames are
+  // judged as a link's.
+  const linkDial = conn.role === "pending" && conn.dial?.purpose === "link" && conn.dial.serverId
+    ? conn.dial
+    : undefined;
+  const role: Role = linkDial ? "server" : conn.role;
+  const linkId = conn.serverId ?? linkDial?.serverId;
   if (!ev.parsed.ok) {
     const e = ev.parsed.error;
+    // Never answer an ERROR with an ERROR (two peers would bounce them forever); deployed channel shapes we cannot
+    // read are ignored on server links (PROFILE §15).
+    if (e.type === "ERROR" || (role === "server" && e.type !== undefined && TOLERATED_SHAPES.has(e.type))) {
+      return out.log("debug", "frame.ignored", { conn: conn.id, type: e.type, detail: e.detail });
+    }
     return out.error(conn.id, conn.userId ?? conn.serverId ?? e.from ?? "", e.code, e.detail, true);
   }
-  const env = ev.parsed.envelope;
+  let env = ev.parsed.envelope;
+  if (role === "server") {
+    // PROFILE §15 echoes: some servers relay every frame to every link, ours included. A frame from our own id
+    // (or a user's frame from one of our local users) is our own coming back: drop it, no ERROR, no strike.
+    if (
+      env.from === state.config.serverId || (USER_ORIGINATED.has(env.type) && state.localUsers.has(env.from))
+    ) {
+      return out.log("debug", "frame.echo", { conn: conn.id, type: env.type });
+    }
+    // The same servers relay other servers' hellos too: a JOIN, LINK or WELCOME on an established link that is
+    // not from the link's server was never meant for us. Ignored, not struck.
+    if (RELAYED_HELLOS.has(env.type) && conn.role === "server" && env.from !== linkId) {
+      return out.log("debug", "frame.relayed_hello", { conn: conn.id, type: env.type, from: env.from });
+    }
+    // PROFILE §15: signed under another name ("key1", "server"): verified with the link's pinned key (see
+    // expectedKey) and treated as from the link's server.
+    if (signedUnderAlias(state, linkId, env)) {
+      out.alias = env.from;
+      env = { ...env, from: linkId! } as AnyEnvelope;
+    }
+  }
   const reply = conn.userId ?? conn.serverId ?? env.from;
   // A duplicate is dropped silently, whatever the connection's state (PROFILE §11). Only frames that pass every
   // check below are recorded, so a forged frame cannot poison the cache against the real one.
@@ -216,9 +267,18 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
     }
     return;
   }
+  if (env.type === "ERROR" && linkDial) {
+    // The peer refused our hello. A refused LINK is redialed with JOIN (PROFILE §15): see dialFailed.
+    logOnly(out, conn, env);
+    return out.close(conn.id, 1000, `${env.type} ${env.payload.code} in answer to our hello`);
+  }
   const rule = RULES[env.type];
-  const handler = rule?.[conn.role];
-  if (!handler || !pendingAllows(conn, env.type)) {
+  let handler = rule?.[role];
+  if (linkDial && env.type === "SERVER_WELCOME") {
+    handler = (o, c, e) => onRelinkWelcome(o, c, e as Envelope<"SERVER_WELCOME">);
+  }
+  if (!handler || (role === "pending" && !pendingAllows(conn, env.type))) {
+    if (env.type === "ERROR") return logOnly(out, conn, env);
     return out.error(conn.id, reply, "UNKNOWN_TYPE", refusal(conn, env, rule), true);
   }
   if (env.type === "CTRL_CLOSE") return handler(out, conn, env);
@@ -227,31 +287,49 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
   }
   // Signatures (PROFILE §3): every server frame must carry a valid one (a JOIN may be unsigned); a user's
   // optional sig must verify when present; and it must have verified with the key in force now.
-  const mustSign = conn.role === "server" || conn.dial !== undefined ||
+  const mustSign = role === "server" || conn.dial !== undefined ||
     (conn.role === "pending" && SERVER_HELLOS.has(env.type) && env.type !== "SERVER_HELLO_JOIN");
   const want = expectedKey(state, conn, env);
   const sigBad = ev.sig === "invalid" || (mustSign && ev.sig !== "valid") ||
     (ev.sig === "valid" &&
       (!want || !ev.sigKey || (want !== ev.sigKey && !sameKeyMaterial(want, ev.sigKey))));
   if (sigBad) {
-    const what = conn.role === "user" ? "your key" : "the sender's pinned key";
-    return out.error(
-      conn.id,
-      reply,
-      "INVALID_SIG",
-      `signature on ${env.type} is missing or does not verify with ${what}`,
-      true,
-    );
+    if (env.type === "ERROR") return logOnly(out, conn, env); // never answer an ERROR with an ERROR
+    return out.error(conn.id, reply, "INVALID_SIG", sigProblem(conn, env, want, ev.sig, out.alias), true);
   }
   // Freshness applies to frames the peer originated; relayed frames keep their original ts (PROFILE §11).
-  const originated = conn.role !== "server" || env.from === conn.serverId;
+  const originated = role !== "server" || env.from === linkId;
   if (!state.config.labReplay && originated) {
     const stale = staleness(env.ts, ev.now, limits);
     if (stale) return out.error(conn.id, reply, "TIMEOUT", stale);
   }
+  // A dialed link that loses the duplicate-link tie-break at its first frame is closed; the frame is not
+  // recorded, so the copy the peer sends on the link that stays is not mistaken for a duplicate.
+  if (linkDial && !dialedLinkUp(out, conn)) return;
   if (!state.config.labReplay) state.seen.add(seenKey, ev.now);
   out.digest = ev.digest;
   handler(out, conn, env, ev.fresh);
+}
+
+/** The detail of an INVALID_SIG: what was missing or wrong, and with which key (PROFILE §15: no misleading detail). */
+function sigProblem(
+  conn: Conn,
+  env: AnyEnvelope,
+  want: string | undefined,
+  sig: string,
+  alias: string | undefined,
+): string {
+  const what = sig === "absent" ? "is missing" : "does not verify";
+  if (conn.role === "user") return `signature on ${env.type} ${what} with your key`;
+  if (alias !== undefined) {
+    return `signature on ${env.type} from "${alias}" (not a server we know, so read as from ${env.from}) ${what} with the pinned key of ${env.from}`;
+  }
+  if (!want) {
+    return env.type === "SERVER_ANNOUNCE" || SERVER_HELLOS.has(env.type)
+      ? `${env.type} carries no pubkey to verify its signature with`
+      : `${env.type} from ${env.from}: no key is pinned for that server, so its signature cannot be checked`;
+  }
+  return `signature on ${env.type} ${what} with the pinned key of ${env.from}`;
 }
 
 function newConn(id: number, addr: string, now: number, burst: number): Conn {
@@ -331,7 +409,8 @@ export function reduce(state: State, event: Event): Step {
         dialFailed(
           out,
           conn.dial,
-          conn.openedAt === Infinity ? "no SERVER_WELCOME" : "closed before the link was up",
+          conn.openedAt === Infinity ? "no SERVER_WELCOME" : "closed before the peer's first frame",
+          conn.dial.purpose === "link",
         );
       }
       break;
@@ -356,6 +435,9 @@ export function reduce(state: State, event: Event): Step {
       }
       linkTimers(out);
       fileTimers(out);
+      break;
+    case "software":
+      onSoftware(out, event.serverId, event.software, event.tls);
       break;
     case "channelReady":
       channelReady(out, event.version, event.creatorPub);

@@ -5,6 +5,7 @@
  * @module
  */
 import type { Envelope } from "../protocol/envelope.ts";
+import { ackMode } from "./federation.ts";
 import { ack, enqueue, msgRef, toOutbox } from "./offline.ts";
 import type { Out } from "./out.ts";
 import type { Conn, State } from "./types.ts";
@@ -71,14 +72,22 @@ export function direct(out: Out, conn: number, env: Envelope<"MSG_DIRECT">): voi
     return full ? out.error(conn, env.from, "UNKNOWN_TYPE", full) : ack(out, conn, env.from, out.digest);
   }
   const link = state.links.get(home);
+  // PROFILE §15: every SERVER_DELIVER we originate carries orig_ts (some servers stamp USER_DELIVER with it).
+  const payload = { user_id: env.to, ...dm, orig_ts: env.ts };
   if (online !== undefined && link !== undefined) {
-    out.send(link, out.frame("SERVER_DELIVER", home, { user_id: env.to, ...dm }, env.ts)); // live: no ACK
+    out.send(link, out.frame("SERVER_DELIVER", home, payload, env.ts)); // live: no ACK
     out.log("debug", "dm.forwarded", { from: env.from, to: env.to, server: home });
     return;
   }
+  if (link !== undefined && ackMode(state, home) === "no") {
+    // A server that does not speak the ACK extension: handing the frame to its live link is delivery (it would
+    // never ACK, and resends past its dedupe window would be duplicate DMs).
+    out.send(link, out.frame("SERVER_DELIVER", home, payload, env.ts));
+    return ack(out, conn, env.from, out.digest);
+  }
   // Offline at another server, or their server unreachable: keep it in the outbox until that server confirms it
   // holds the frame (payload.ack asks it to ACK), then the outbox row goes. The sender hears "accepted" now.
-  const deliver = out.frame("SERVER_DELIVER", home, { user_id: env.to, ...dm, ack: true }, env.ts);
+  const deliver = out.frame("SERVER_DELIVER", home, { ...payload, ack: true }, env.ts);
   const full = toOutbox(out, home, deliver);
   if (full) return out.error(conn, env.from, "UNKNOWN_TYPE", full);
   ack(out, conn, env.from, out.digest);

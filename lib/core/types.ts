@@ -58,6 +58,10 @@ export interface BootstrapEntry {
   host: string;
   port: number;
   pubkey: string;
+  /** URL path of the WebSocket endpoint (`ws://host:port/chat#KEY`, PROFILE §15); default "". */
+  path?: string;
+  /** Dial with TLS (`wss://…`). */
+  tls?: boolean;
 }
 
 /** Federation settings (PROFILE §12). */
@@ -110,6 +114,11 @@ export interface DialIntent {
   serverId?: string;
   /** Position in the bootstrap list (purpose "join"). */
   bootstrapIndex?: number;
+  /** URL path and TLS of the endpoint (from a bootstrap URL). */
+  path?: string;
+  tls?: boolean;
+  /** The hello a "link" dial opens with: some servers accept only SERVER_HELLO_JOIN (PROFILE §15). */
+  hello?: "link" | "join";
 }
 
 /** A server whose key is pinned to its id (a `servers` row). */
@@ -118,6 +127,9 @@ export interface ServerRecord {
   host: string;
   port: number;
   pubkey: string;
+  /** Endpoint path and TLS when it was dialed through a bootstrap URL (kept in memory only). */
+  path?: string;
+  tls?: boolean;
 }
 
 /** Per-connection state. */
@@ -139,6 +151,11 @@ export interface Conn {
   pemDialect: boolean;
   lastSeen: number;
   lastSent: number;
+  /**
+   * The linked server has sent at least one HEARTBEAT of its own. Pongs are not observable on our links (PROFILE
+   * §15 liveness), so silence closes only the links of servers that heartbeat with frames.
+   */
+  peerHeartbeats?: boolean;
 }
 
 /** The public channel as the reducer sees it (the private key stays in the shell). */
@@ -216,6 +233,13 @@ export interface State {
   dials: Map<number, DialIntent>;
   /** Reconnect delay per server id. */
   backoff: Map<string, number>;
+  /** The hello that opens our next link dial to a server (PROFILE §15 re-linking); absent means LINK. */
+  helloKind: Map<string, "link" | "join">;
+  /**
+   * What each linked server said it runs (its welcome or /.well-known/socp `software`); "" when it said
+   * nothing. Only servers that say `socp/…` get the outbox ACK extension (PROFILE §15).
+   */
+  peerSoftware: Map<string, string>;
   nextToken: number;
   join: JoinState;
   /** The address we advertise to other servers (known once listening). */
@@ -274,6 +298,15 @@ export type Event =
   | { kind: "oversize"; conn: number; now: number; bytes: number }
   | { kind: "closed"; conn: number; now: number }
   | { kind: "tick"; now: number }
+  /** The answer to a `probe` effect: the server's `software` ("" when it has none or did not answer). */
+  | {
+    kind: "software";
+    now: number;
+    serverId: string;
+    software: string;
+    /** The server answered only over https: it serves TLS, so redials use wss://. */
+    tls?: boolean;
+  }
   /** The shell created or adopted the channel key. */
   | { kind: "channelReady"; now: number; version: number; creatorPub: string }
   /** Creating or adopting the channel key failed. */
@@ -312,8 +345,15 @@ export type Effect =
   | { kind: "dial"; token: number; url: string; afterMs: number }
   /** Send the user's queued frames in order (signed), then delete them. */
   | { kind: "deliverQueued"; conn: number; userId: string }
-  /** Send the frames kept for a server that is linked again, then delete them. */
-  | { kind: "flushOutbox"; conn: number; serverId: string }
+  /**
+   * Send the frames kept for a server that is linked again. With `confirm` false (a server that does not speak
+   * the ACK extension) drop `payload.ack` and delete the rows once sent: handing them to the link is delivery.
+   */
+  | { kind: "flushOutbox"; conn: number; serverId: string; confirm: boolean }
+  /** Every outbox frame for this server was handed to its live link and it will not ACK: delete them. */
+  | { kind: "outboxHanded"; serverId: string }
+  /** Read `software` from the server's /.well-known/socp, answer with a `software` event. */
+  | { kind: "probe"; serverId: string; url: string }
   /** The server confirmed it holds an outbox frame (ACK msg_ref): delete that row. */
   | { kind: "outboxAcked"; serverId: string; msgRef: string }
   /** Create a new channel key pair (we are the first server of a network). */

@@ -25,6 +25,10 @@ export function expectedKey(state: State, conn: Conn | undefined, env: AnyEnvelo
       return conn.userId ? state.users.get(conn.userId)?.pubkey : undefined;
     case "pending":
       if (conn.dial) {
+        // A link we dialed: the peer's frames are judged as on an established link (it is up at the first one).
+        if (conn.dial.purpose === "link" && env.type !== "ERROR" && env.type !== "SERVER_WELCOME") {
+          return linkFrameKey(state, conn.dial.serverId, env);
+        }
         return env.type === "SERVER_WELCOME" || env.type === "ERROR" ? conn.dial.expectKey : undefined;
       }
       // A first frame proves possession of the key it presents; the handler then compares that key with the
@@ -35,10 +39,25 @@ export function expectedKey(state: State, conn: Conn | undefined, env: AnyEnvelo
       ) return env.payload.pubkey;
       return undefined;
     case "server":
-      if (USER_ORIGINATED.has(env.type)) {
-        return conn.serverId ? state.servers.get(conn.serverId)?.pubkey : undefined;
-      }
-      if (env.type === "SERVER_ANNOUNCE") return state.servers.get(env.from)?.pubkey ?? env.payload.pubkey;
-      return state.servers.get(env.from)?.pubkey;
+      return linkFrameKey(state, conn.serverId, env);
   }
+}
+
+/**
+ * True when a frame on the link to `linkId` is signed under another name (`from:"key1"`, `"server"`): not a
+ * user's frame, not from a server we know, not a newcomer's announce. PROFILE §15: such a frame is verified with
+ * the link's pinned key and treated as from the link's server.
+ */
+export function signedUnderAlias(state: State, linkId: string | undefined, env: AnyEnvelope): boolean {
+  if (linkId === undefined || env.from === linkId || state.servers.has(env.from)) return false;
+  if (USER_ORIGINATED.has(env.type)) return false;
+  return !(env.type === "SERVER_ANNOUNCE" && env.payload.pubkey !== undefined);
+}
+
+function linkFrameKey(state: State, linkId: string | undefined, env: AnyEnvelope): string | undefined {
+  const linkKey = linkId ? state.servers.get(linkId)?.pubkey : undefined;
+  if (USER_ORIGINATED.has(env.type)) return linkKey;
+  if (signedUnderAlias(state, linkId, env)) return linkKey;
+  if (env.type === "SERVER_ANNOUNCE") return state.servers.get(env.from)?.pubkey ?? env.payload.pubkey;
+  return state.servers.get(env.from)?.pubkey;
 }

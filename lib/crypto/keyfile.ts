@@ -10,6 +10,7 @@
  * @module
  */
 import { decodeBase64Url, encodeBase64Url } from "../protocol/base64url.ts";
+import { PrivateKey } from "./rsa.ts";
 
 /** The stored, encrypted form of a private key. */
 export interface SealedKey {
@@ -78,4 +79,76 @@ export async function openPrivateKey(sealed: SealedKey, passphrase: string): Pro
   } catch {
     throw new WrongPassphrase();
   }
+}
+
+/** The JSON of a user's key file (`~/.socp/keys/<name>.json`), shared by the terminal and the web app. */
+export interface UserKeyFile {
+  format: "socp-user-key/1";
+  user_id: string;
+  display_name?: string;
+  pubkey: string;
+  sealed: SealedKey;
+}
+
+/** A user identity opened from a key file. */
+export interface OpenedUserKey {
+  userId: string;
+  displayName?: string;
+  key: PrivateKey;
+}
+
+/** Seal an identity into key-file JSON (the object; `JSON.stringify` it to store it). */
+export async function sealUserKeyFile(
+  id: { userId: string; displayName?: string; key: PrivateKey },
+  passphrase: string,
+): Promise<UserKeyFile> {
+  if (passphrase.length === 0) throw new Error("a passphrase is required to protect a key");
+  const file: UserKeyFile = {
+    format: "socp-user-key/1",
+    user_id: id.userId,
+    pubkey: id.key.publicKey,
+    sealed: await sealPrivateKey(await id.key.exportPkcs8(), passphrase),
+  };
+  if (id.displayName !== undefined) file.display_name = id.displayName;
+  return file;
+}
+
+/** Parse key-file text; an error value (never a throw) when it is not one. */
+export function parseUserKeyFile(
+  text: string,
+): { ok: true; file: UserKeyFile } | { ok: false; error: string } {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return { ok: false, error: "not a socp key file (not JSON)" };
+  }
+  const f = v as Partial<UserKeyFile> | null;
+  const sealed = f?.sealed as Partial<SealedKey> | undefined;
+  if (
+    !f || typeof f !== "object" || f.format !== "socp-user-key/1" || typeof f.user_id !== "string" ||
+    typeof f.pubkey !== "string" || !sealed || typeof sealed !== "object" ||
+    typeof sealed.salt !== "string" ||
+    typeof sealed.iv !== "string" || typeof sealed.data !== "string" ||
+    typeof sealed.iterations !== "number" ||
+    (f.display_name !== undefined && typeof f.display_name !== "string")
+  ) {
+    return { ok: false, error: "not a socp key file" };
+  }
+  return { ok: true, file: f as UserKeyFile };
+}
+
+/**
+ * Open a key file with its passphrase; throws {@linkcode WrongPassphrase} when the passphrase is wrong. With
+ * `{ extractable: false }` the private key cannot be exported again (what a browser keeps).
+ */
+export async function openUserKeyFile(
+  file: UserKeyFile,
+  passphrase: string,
+  opts: { extractable?: boolean } = {},
+): Promise<OpenedUserKey> {
+  const key = await PrivateKey.fromPkcs8(await openPrivateKey(file.sealed, passphrase), opts);
+  const out: OpenedUserKey = { userId: file.user_id, key };
+  if (file.display_name !== undefined) out.displayName = file.display_name;
+  return out;
 }

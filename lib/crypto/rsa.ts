@@ -11,7 +11,6 @@
  * ```
  * @module
  */
-import { createHash } from "node:crypto";
 import { decodeBase64Url, encodeBase64Url } from "../protocol/base64url.ts";
 import { concatBytes } from "../protocol/der.ts";
 import { decodePublicKey, encodeSpki } from "../protocol/keys.ts";
@@ -35,14 +34,24 @@ export function oaepBlockSize(modulusBytes: number): number {
   return modulusBytes - 2 * HASH_LEN - 2;
 }
 
-/** SHA-256 of bytes, synchronously. */
-export function sha256(data: Uint8Array | string): Uint8Array {
-  return new Uint8Array(createHash("sha256").update(data).digest());
+/** SHA-256 of bytes (a string is hashed as UTF-8), through WebCrypto. */
+export async function sha256(data: Uint8Array | string): Promise<Uint8Array> {
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : ab(data);
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+}
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/** Lowercase hex of bytes. */
+export function toHex(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += HEX[b];
+  return s;
 }
 
 /** Lowercase hex of SHA-256. */
-export function sha256Hex(data: Uint8Array | string): string {
-  return createHash("sha256").update(data).digest("hex");
+export async function sha256Hex(data: Uint8Array | string): Promise<string> {
+  return toHex(await sha256(data));
 }
 
 /** A private key able to sign (PSS) and decrypt (OAEP); the same RSA key material serves both. */
@@ -58,9 +67,15 @@ export class PrivateKey {
     readonly modulusBytes: number,
   ) {}
 
-  /** Import a PKCS#8 DER private key. Throws when the bytes are not an RSA private key. */
-  static async fromPkcs8(pkcs8: Uint8Array): Promise<PrivateKey> {
-    const signKey = await crypto.subtle.importKey(
+  /**
+   * Import a PKCS#8 DER private key. Throws when the bytes are not an RSA private key. With
+   * `{ extractable: false }` the resulting CryptoKeys cannot be exported again (a browser keeps them so in
+   * IndexedDB); {@linkcode exportPkcs8} then throws.
+   */
+  static async fromPkcs8(pkcs8: Uint8Array, opts: { extractable?: boolean } = {}): Promise<PrivateKey> {
+    const extractable = opts.extractable ?? true;
+    // Imported extractable once to read the public half (n, e); kept only when the caller allows it.
+    const probe = await crypto.subtle.importKey(
       "pkcs8",
       ab(pkcs8),
       { name: "RSA-PSS", hash: "SHA-256" },
@@ -69,6 +84,11 @@ export class PrivateKey {
         "sign",
       ],
     );
+    const signKey = extractable
+      ? probe
+      : await crypto.subtle.importKey("pkcs8", ab(pkcs8), { name: "RSA-PSS", hash: "SHA-256" }, false, [
+        "sign",
+      ]);
     const decryptKey = await crypto.subtle.importKey(
       "pkcs8",
       ab(pkcs8),
@@ -76,7 +96,7 @@ export class PrivateKey {
       false,
       ["decrypt"],
     );
-    const jwk = await crypto.subtle.exportKey("jwk", signKey);
+    const jwk = await crypto.subtle.exportKey("jwk", probe);
     const pub = await crypto.subtle.importKey(
       "jwk",
       { kty: "RSA", n: jwk.n, e: jwk.e, alg: "PS256", ext: true },
@@ -85,8 +105,21 @@ export class PrivateKey {
       ["verify"],
     );
     const spki = new Uint8Array(await crypto.subtle.exportKey("spki", pub));
+    return PrivateKey.fromCryptoKeys(signKey, decryptKey, spki);
+  }
+
+  /**
+   * Wrap CryptoKeys kept elsewhere (a browser's IndexedDB): an RSA-PSS/SHA-256 signing key, an RSA-OAEP/SHA-256
+   * decryption key of the same key material, and the DER SPKI of its public half.
+   */
+  static fromCryptoKeys(signKey: CryptoKey, decryptKey: CryptoKey, spki: Uint8Array): PrivateKey {
     const bits = (signKey.algorithm as RsaHashedKeyAlgorithm).modulusLength;
     return new PrivateKey(signKey, decryptKey, encodeSpki(spki), spki, bits / 8);
+  }
+
+  /** The underlying CryptoKeys (to store them, e.g. in IndexedDB; non-extractable keys stay so). */
+  cryptoKeys(): { signKey: CryptoKey; decryptKey: CryptoKey } {
+    return { signKey: this.signKey, decryptKey: this.decryptKey };
   }
 
   /** Import a PEM "PRIVATE KEY" (PKCS#8) text. */

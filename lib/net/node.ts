@@ -31,7 +31,8 @@ import {
 } from "../core/types.ts";
 import { expectedKey } from "../core/verify.ts";
 import { sameKeyMaterial, spkiToB64Pem } from "../protocol/keys.ts";
-import { encryptTo, generateKeyPair, PrivateKey, sha256, sha256Hex, verifyAny } from "../crypto/rsa.ts";
+import { encryptTo, generateKeyPair, PrivateKey, sha256Hex, verifyAny } from "../crypto/rsa.ts";
+import { sha256Sync } from "./digest.ts";
 import { encodeBase64Url } from "../protocol/base64url.ts";
 import { openPrivateKey, sealPrivateKey } from "../crypto/keyfile.ts";
 import { keySharePreimage } from "../protocol/preimages.ts";
@@ -39,7 +40,7 @@ import { canonicalJson, canonicalJsonResult, signaturePreimages } from "../proto
 import { type Envelope, parseFrame, type ParseResult, serializeEnvelope } from "../protocol/envelope.ts";
 import { Store } from "../store/sqlite.ts";
 import { SOFTWARE, VERSION } from "../version.ts";
-import { statusPage } from "../web/status_page.ts";
+import { type NetworkSnapshot, webRoute } from "../web/routes.ts";
 import { fingerprint, type Identity, loadOrCreateIdentity, nodeSecret } from "./identity.ts";
 import { Logger } from "./log.ts";
 import { Signer } from "./signer.ts";
@@ -62,6 +63,11 @@ export interface NodeOptions {
   labReplay?: boolean;
   /** Passphrase that seals the identity key (default: a random secret in <data>/node.secret). */
   nodePassphrase?: string;
+  /**
+   * PEM certificate (chain) and private key: serve `https://` and `wss://` on the port instead of plain HTTP.
+   * TLS keeps metadata private; server identity is still the pinned RSA key.
+   */
+  tls?: { cert: string; key: string };
 }
 
 /** A running node. */
@@ -282,10 +288,27 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
         }
         case "flushOutbox": {
           const rows = store.outboxFor(fx.serverId, Date.now() - limits.queueTtlMs);
-          // Rows stay until the server ACKs each frame (outboxAcked).
-          sendStored(fx.conn, rows, () => {}, `kept for ${fx.serverId}`);
+          if (fx.confirm) {
+            // Rows stay until the server ACKs each frame (outboxAcked).
+            sendStored(fx.conn, rows, () => {}, `kept for ${fx.serverId}`);
+          } else {
+            // A server that does not speak the ACK extension (PROFILE §15): without `ack`, and handing the frames
+            // to the live link is delivery.
+            const plain = rows.map((r) => {
+              const f = r.frame as Envelope;
+              const { ack: _ack, ...payload } = f.payload as Record<string, unknown>;
+              return { id: r.id, frame: { ...f, payload } };
+            });
+            sendStored(fx.conn, plain, (ids) => store.deleteOutbox(ids), `handed to ${fx.serverId}`);
+          }
           break;
         }
+        case "outboxHanded":
+          store.clearOutbox(fx.serverId);
+          break;
+        case "probe":
+          probe(fx.serverId, fx.url);
+          break;
         case "outboxAcked":
           store.ackOutbox(fx.serverId, fx.msgRef);
           break;
@@ -304,7 +327,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
             else if (op.op === "setHome") store.setHome(op.userId, op.serverId);
             else if (op.op === "enqueue") store.enqueue(op.userId, op.frame, op.now);
             else if (op.op === "outbox") {
-              const ref = encodeBase64Url(sha256(canonicalJson(op.frame.payload)));
+              const ref = encodeBase64Url(sha256Sync(canonicalJson(op.frame.payload)));
               store.addOutbox(op.serverId, ref, op.frame, op.now);
             } else if (op.op === "channel") store.setChannel(op.version, op.creatorPub, Date.now());
             else if (op.op === "acceptRef") store.acceptRef(op.ref, op.now);
@@ -322,6 +345,61 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           log.log(fx.level, fx.event, fx.fields);
           break;
       }
+    }
+  }
+
+  /**
+   * Read `software` from a server's /.well-known/socp (PROFILE §15: who speaks the outbox ACK extension). Bounded
+   * in time and size; any failure answers "" (it says nothing, so it gets no extension).
+   */
+  function probe(serverId: string, url: string): void {
+    const answer = (software: string, tls: boolean) => {
+      if (stopping) return;
+      try {
+        dispatch({ kind: "software", now: Date.now(), serverId, software, ...(tls ? { tls } : {}) });
+      } catch (e) {
+        log.error("probe.failed", { server: serverId, error: String(e) });
+      }
+    };
+    // A server that joined us says nothing of TLS: when plain http cannot connect, try https (and the reducer
+    // then redials it with wss://).
+    readSoftware(url).catch(() =>
+      url.startsWith("http://")
+        ? readSoftware(url.replace(/^http:/, "https:")).then((sw) => ({ sw, tls: true }))
+        : Promise.reject(new Error("no answer"))
+    ).then(
+      (r) => typeof r === "string" ? answer(r, false) : answer(r.sw, r.tls),
+      () => answer("", false),
+    );
+  }
+
+  /** GET a /.well-known/socp document; its `software`, or "" (rejects only when nothing answered). */
+  async function readSoftware(url: string): Promise<string> {
+    const res = await fetch(url, { signal: AbortSignal.timeout(3000), redirect: "manual" });
+    if (!res.ok || !res.body) {
+      await res.body?.cancel();
+      return "";
+    }
+    const reader = res.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    while (size <= 65_536) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.length;
+    }
+    await reader.cancel();
+    if (size > 65_536) return "";
+    const buf = new Uint8Array(size);
+    let at = 0;
+    for (const c of chunks) (buf.set(c, at), at += c.length);
+    try {
+      const doc = JSON.parse(new TextDecoder().decode(buf));
+      const sw = doc && typeof doc === "object" ? (doc as Record<string, unknown>).software : undefined;
+      return typeof sw === "string" ? sw.slice(0, 256) : "";
+    } catch {
+      return "";
     }
   }
 
@@ -450,7 +528,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
         error: { code: "UNKNOWN_TYPE", detail: canon.error, type: parsed.envelope.type },
       };
     }
-    const digest = canon?.ok ? sha256Hex(canon.text) : "";
+    // Hashed now (WebCrypto, concurrently with earlier frames), awaited in this frame's turn below.
+    const digestP = canon?.ok ? sha256Hex(canon.text) : Promise.resolve("");
     const sigText = parsed.ok ? parsed.envelope.sig : undefined;
     // Start verifying now with the key in force now (concurrently with earlier frames); when this frame's turn
     // comes, check the key again: if an earlier frame changed it (a hello, a link, a pin), verify again.
@@ -465,6 +544,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     s.inflight++;
     s.inbound = s.inbound.then(async () => {
       s.inflight--;
+      const digest = await digestP;
       let ok = await earlyCheck;
       let key = early;
       if (sigText) {
@@ -633,12 +713,14 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     if ((lingering.get(addr) ?? 0) >= limits.maxConnsPerAddr) {
       return new Response(
         "too many connections from this address were cut as too slow and are still open\n",
-        {
-          status: 429,
-        },
+        { status: 429 },
       );
     }
-    const { socket: ws, response } = Deno.upgradeWebSocket(req);
+    // PROFILE §15 liveness: the WebSocket layer pings every connection at half this interval and closes it when
+    // no pong comes back within it, so a peer that heartbeats only with pings is judged on its pongs.
+    const { socket: ws, response } = Deno.upgradeWebSocket(req, {
+      idleTimeout: Math.max(1, Math.ceil(federation.linkTimeoutMs / 1000)),
+    });
     const conn = nextConn++;
     metrics.connectionsTotal++;
     attach(conn, ws, addr, () => {
@@ -660,6 +742,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       onListen: (a) => {
         boundPort = a.port;
       },
+      ...(opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
     }, (req, info) => {
       if (req.headers.get("upgrade")?.toLowerCase() === "websocket") return upgrade(req, info);
       return http(req);
@@ -669,12 +752,19 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     if (e instanceof Deno.errors.AddrInUse) {
       throw new PortInUse(`port ${opts.port} on ${host} is in use: pass --port with another port`);
     }
+    if (opts.tls) {
+      throw new Error(
+        `cannot serve TLS with this certificate and key: ${(e as Error).message.split("\n")[0]}`,
+      );
+    }
     throw e;
   }
   boundPort = server.addr.port;
 
   const publicHost = opts.publicHost ?? (host === "0.0.0.0" || host === "::" ? "localhost" : host);
-  const wsUrl = `ws://${publicHost.includes(":") ? `[${publicHost}]` : publicHost}:${boundPort}`;
+  const wsUrl = `${opts.tls ? "wss" : "ws"}://${
+    publicHost.includes(":") ? `[${publicHost}]` : publicHost
+  }:${boundPort}`;
 
   function http(req: Request): Response {
     const url = new URL(req.url);
@@ -690,6 +780,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           pubkey: state.config.serverPub,
           protocol: "SOCP/1.3",
           software: SOFTWARE,
+          url: wsUrl,
+          tls: !!opts.tls,
           lab_modes: labModes,
         });
       case "/healthz":
@@ -703,22 +795,32 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
         });
       case "/metrics":
         return new Response(metricsText(), { headers: { "content-type": "text/plain; version=0.0.4" } });
-      case "/":
-      case "/index.html":
-        return new Response(
-          statusPage({
-            serverId: state.config.serverId,
-            fingerprint: fp,
-            usersOnline: state.localUsers.size,
-            wsUrl,
-            version: VERSION,
-            labModes,
-          }),
-          { headers: { "content-type": "text/html; charset=utf-8", "x-content-type-options": "nosniff" } },
-        );
       default:
-        return new Response("not found\n", { status: 404 });
+        return webRoute(req, networkSnapshot) ?? new Response("not found\n", { status: 404 });
     }
+  }
+
+  /** What the web app's network panel shows (lib/web/routes.ts builds the Host-relative JSON). */
+  function networkSnapshot(): NetworkSnapshot {
+    const users = [...state.presence.values()].map((p) => {
+      const meta = p.advert.payload.meta;
+      const name = typeof meta?.display_name === "string" ? meta.display_name : p.userId;
+      return { userId: p.userId, serverId: p.serverId, name };
+    });
+    const linked = [...state.links.keys()].map((id) => {
+      const s = state.servers.get(id);
+      return { serverId: id, host: s?.host ?? "", port: s?.port ?? 0 };
+    });
+    return {
+      serverId: state.config.serverId,
+      pubkey: state.config.serverPub,
+      fingerprint: fp,
+      version: VERSION,
+      labModes,
+      maxFileBytes: limits.maxFileBytes,
+      linked,
+      users,
+    };
   }
 
   function metricsText(): string {

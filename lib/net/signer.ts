@@ -30,9 +30,9 @@ export class Signer {
   constructor(private readonly key: PrivateKey, private readonly max = 1024) {}
 
   /** The signature over the canonical form of `payload`. */
-  sign(payload: unknown): Promise<string> {
+  async sign(payload: unknown): Promise<string> {
     const canon = canonicalJson(payload);
-    const k = sha256Hex(canon);
+    const k = await sha256Hex(canon);
     const hit = this.cache.get(k);
     if (hit) return hit;
     this.signatures++;

@@ -9,11 +9,13 @@
  */
 import {
   anyObject,
+  anything,
   array,
   boolean,
   type Check,
   integer,
   literal,
+  nullable,
   object,
   optional,
   string,
@@ -27,7 +29,9 @@ const ID = string(1, 128);
 const HOST = string(1, 255);
 const PORT = integer(0, 65535);
 
-const serverIntro = object({ host: HOST, port: PORT, pubkey: KEY });
+/** `software` is optional: ours say `socp-deno/…` (PROFILE §15: who speaks the outbox ACK extension). */
+const SOFTWARE = optional(string(0, 256));
+const serverIntro = object({ host: HOST, port: PORT, pubkey: KEY, software: SOFTWARE });
 const serverEntry = object({ server_id: ID, host: HOST, port: PORT, pubkey: KEY });
 const clientEntry = object({
   user_id: ID,
@@ -40,12 +44,31 @@ const clientEntry = object({
 export const PAYLOADS = {
   SERVER_HELLO_JOIN: serverIntro,
   SERVER_HELLO_LINK: serverIntro,
-  SERVER_ANNOUNCE: serverIntro,
+  /** Ours: `{host, port, pubkey}`. Deployed (PROFILE §15): `{server_id, user_locations}` without an address. */
+  SERVER_ANNOUNCE: object({
+    host: optional(HOST),
+    port: optional(PORT),
+    pubkey: optional(KEY),
+    server_id: optional(ID),
+    user_locations: optional(anyObject),
+    software: SOFTWARE,
+  }),
+  /**
+   * PROFILE §12 and §15: `assigned_id` may be absent or null; the introducer's key in `server_pub` or `pubkey`;
+   * its address in `host`/`port`; `snapshot.user_locations` in place of `clients[]`.
+   */
   SERVER_WELCOME: object({
-    assigned_id: ID,
+    assigned_id: optional(nullable(ID)),
     servers: optional(array(serverEntry, 4096)),
     clients: optional(array(clientEntry, 1_000_000)),
     server_pub: optional(KEY),
+    pubkey: optional(KEY),
+    host: optional(HOST),
+    port: optional(PORT),
+    /** Some introducers name themselves here (their `from` may be a generic name). */
+    server_id: optional(ID),
+    snapshot: optional(anyObject),
+    software: SOFTWARE,
     public_channel: optional(object({ version: integer(0), creator_pub: KEY, wrapped_key: B64 })),
   }),
   USER_ADVERTISE: object({ user_id: ID, server_id: ID, meta: optional(anyObject), pubkey: optional(KEY) }),
@@ -72,9 +95,12 @@ export const PAYLOADS = {
   MSG_DIRECT: object({ ciphertext: B64, sender_pub: KEY, content_sig: B64 }),
   USER_DELIVER: object({ ciphertext: B64, sender: ID, sender_pub: KEY, content_sig: B64 }),
   PUBLIC_CHANNEL_ADD: object({ add: array(ID, 100_000), if_version: integer(0) }),
+  /** Ours carry `wraps`; deployed servers send `{version, added}` or `{version, removed}` (PROFILE §15). */
   PUBLIC_CHANNEL_UPDATED: object({
     version: integer(0),
-    wraps: array(object({ member_id: ID, wrapped_key: B64 }), 100_000),
+    wraps: optional(array(object({ member_id: ID, wrapped_key: B64 }), 100_000)),
+    added: optional(array(anything, 100_000)),
+    removed: optional(array(anything, 100_000)),
   }),
   PUBLIC_CHANNEL_KEY_SHARE: object({
     shares: array(object({ member: ID, wrapped_public_channel_key: B64 }), 100_000),

@@ -66,6 +66,14 @@ export function array<T>(item: Check<T>, max = 10_000): Check<T[]> {
   };
 }
 
+/** Any JSON value, unchecked (for fields read later by a total reader, PROFILE §15). */
+export const anything: Check<unknown> = (v) => v;
+
+/** `null` or a value that passes `check` (some deployed peers send `null` for absent). */
+export function nullable<T>(check: Check<T>): Check<T | null> {
+  return (v, path) => v === null ? null : check(v, path);
+}
+
 /** Marks a field as optional inside {@linkcode object}. */
 export interface Optional<T> {
   optional: Check<T>;

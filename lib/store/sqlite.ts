@@ -271,6 +271,17 @@ export class Store {
     this.db.prepare("DELETE FROM outbox WHERE server_id = ? AND ref = ?").run(serverId, ref);
   }
 
+  /** Forget every frame kept for a server (handed to a server that does not ACK, PROFILE §15). */
+  clearOutbox(serverId: string): void {
+    this.db.prepare("DELETE FROM outbox WHERE server_id = ?").run(serverId);
+  }
+
+  /** Delete outbox rows by id (sent to a server that does not ACK). */
+  deleteOutbox(ids: number[]): void {
+    const del = this.db.prepare("DELETE FROM outbox WHERE id = ?");
+    this.tx(() => ids.forEach((id) => del.run(id)));
+  }
+
   /** Remember that an ack-requested frame was taken (dedupe across restarts); `load()` forgets entries after 30 days. */
   acceptRef(ref: string, now: number): void {
     this.db.prepare("INSERT OR IGNORE INTO accepted_refs(ref, at) VALUES (?, ?)").run(ref, now);

@@ -23,8 +23,8 @@ const sig = await k1.sign(data);
 Deno.bench("parseFrame(MSG_DIRECT, 1 block)", { group: "frame" }, () => {
   parseFrame(dmText);
 });
-Deno.bench("canonicalJson + sha256 of a DM payload", { group: "frame" }, () => {
-  sha256Hex(canonicalJson(payload));
+Deno.bench("canonicalJson + sha256 of a DM payload (WebCrypto)", { group: "frame" }, async () => {
+  await sha256Hex(canonicalJson(payload));
 });
 
 // The reducer: a DM from A to B on a node with both online; a fresh ts each time so the seen cache admits it.

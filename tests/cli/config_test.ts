@@ -67,3 +67,27 @@ Deno.test("serveConfig(): --bootstrap entries, timers in seconds with fractions,
   assert.equal(d.federation.heartbeatMs, 15_000);
   assert.equal(d.federation.linkTimeoutMs, 45_000);
 });
+
+Deno.test("parseBootstrapEntry() reads ws:// and wss:// URLs with a path (PROFILE §15)", () => {
+  assert.deepEqual(parseBootstrapEntry(`ws://chat.example:8765/chat#${KEY}`), {
+    host: "chat.example",
+    port: 8765,
+    pubkey: KEY,
+    path: "/chat",
+  });
+  assert.deepEqual(parseBootstrapEntry(`wss://chat.example/socp/ws#${KEY}`), {
+    host: "chat.example",
+    port: 443,
+    pubkey: KEY,
+    path: "/socp/ws",
+    tls: true,
+  });
+  assert.deepEqual(parseBootstrapEntry(`ws://[::1]:9/#${KEY}`), { host: "::1", port: 9, pubkey: KEY });
+  assert.deepEqual(parseBootstrapEntry(`ws://h:80#${KEY}`), { host: "h", port: 80, pubkey: KEY });
+  assert.throws(() => parseBootstrapEntry(`ws://user:pw@h:1/x#${KEY}`), /host, a port and a path only/);
+  assert.throws(() => parseBootstrapEntry(`ws://h:1/x#${WEAK}`), /2048-bit/);
+  assert.throws(
+    () => parseBootstrapEntry(`http://h:1/x#${KEY}`),
+    /must look like host:port#PUBKEY or ws:\/\//,
+  );
+});

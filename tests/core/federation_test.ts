@@ -313,6 +313,7 @@ Deno.test("MSG_DIRECT to a remote user becomes SERVER_DELIVER to its server with
     sender: ALICE,
     sender_pub: "P",
     content_sig: "CS",
+    orig_ts: h.now - 50, // PROFILE §15
   });
 });
 
@@ -356,6 +357,8 @@ Deno.test("a user online at another server cannot connect here (NAME_IN_USE)", (
 Deno.test("heartbeats every interval; silence past the timeout closes the link, withdraws its users, and redials", () => {
   const h = linked();
   h.signed(10, advert(BOB, S2, h.now));
+  // S2 heartbeats with frames: silence is judged on frames (PROFILE §15: only for servers that send HEARTBEAT).
+  h.signed(10, { type: "HEARTBEAT", from: S2, to: SERVER, ts: h.now + 1, payload: {} });
   h.now += 15_000;
   assert.deepEqual(sent(h.step({ kind: "tick", now: h.now }), 10).map((f) => f.type), ["HEARTBEAT"]);
   h.now += 31_000; // 46 s since S2's last frame
@@ -397,6 +400,8 @@ Deno.test("duplicate links: both ends keep the one dialed by the smaller server 
   });
   state.links.delete(S2); // pretend our dial raced their hello
   const fx = h.step({ kind: "connected", conn: 30, addr: "x", now: h.now, dial: 99 });
+  assert.equal(state.links.get(S2), undefined, "a dialed link is up only at the peer's first frame");
+  h.signed(30, { type: "HEARTBEAT", from: S2, to: SERVER, ts: h.now, payload: {} });
   assert.equal(state.links.get(S2), 30);
   state.links.set(S2, 10); // their link arrives again while ours is up: ours (smaller dialer) wins
   state.linkDialer.set(10, S2);

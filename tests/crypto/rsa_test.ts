@@ -115,6 +115,6 @@ Deno.test("generateKeyPair() makes an RSA-4096 key with e=65537 that signs and v
   assert.ok(await verifySignature(k.publicKey, data, await k.sign(data)));
 });
 
-Deno.test("sha256Hex() matches node:crypto", () => {
-  assert.equal(sha256Hex("abc"), nodeCrypto.createHash("sha256").update("abc").digest("hex"));
+Deno.test("sha256Hex() matches node:crypto", async () => {
+  assert.equal(await sha256Hex("abc"), nodeCrypto.createHash("sha256").update("abc").digest("hex"));
 });

@@ -156,7 +156,7 @@ Deno.test(
     try {
       const aliceKey = await keyFile(dir, "alice", "user5", crypto.randomUUID());
       const bobKey = await keyFile(dir, "bob", "user6", crypto.randomUUID());
-      const env = { SOCP_PASSPHRASE: "pw" };
+      const env = { SOCP_PASSPHRASE: "pw", SOCP_HOME: join(dir, "home") };
       // Bob waits, lists, answers; Alice speaks once Bob is there. Both read commands from stdin.
       const bobCmd = new Deno.Command(Deno.execPath(), {
         args: ["run", "-A", MAIN, "chat", "--server", node.url, "--name", "bob", "--key", bobKey],
@@ -179,7 +179,15 @@ Deno.test(
         stdin: "/list\n/tell bob hello from alice\n/help\n/nonsense\n/quit\n",
       });
       assert.equal(alice.code, 0, alice.stderr);
-      assert.match(alice.stdout, /\* 2 online:\n {2}alice {2}\S+ {2}\(you\)\n {2}bob {2}\S+/);
+      // Each line: name, user id, (you), home server, key fingerprint.
+      assert.match(
+        alice.stdout,
+        new RegExp(
+          String
+            .raw`\* 2 online:\n {2}alice {2}\S+ {2}\(you\) {2}@${node.serverId} {2}[0-9a-f]{4}(:[0-9a-f]{4}){7}\n` +
+            String.raw` {2}bob {2}\S+ {2}@${node.serverId} {2}[0-9a-f]{4}(:[0-9a-f]{4}){7}\n`,
+        ),
+      );
       assert.match(alice.stdout, /\[to bob\] hello from alice/);
       assert.match(alice.stdout, /\/tell <user> <text>/);
       assert.match(alice.stdout, /unknown command \/nonsense/);

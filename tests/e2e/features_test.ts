@@ -91,7 +91,7 @@ Deno.test({ name: "a 1 MiB file crosses two servers intact, with progress", ...o
   const file = await until(() => cat.events.find((e) => e.kind === "file"), "the file", 120_000);
   const secs = (performance.now() - t0) / 1000;
   assert.ok(file.kind === "file" && file.bytes, `file arrived: ${file.kind === "file" && file.problem}`);
-  assert.equal(sha256Hex(file.bytes!), sha256Hex(data));
+  assert.equal(await sha256Hex(file.bytes!), await sha256Hex(data));
   assert.ok(file.verified, "FILE_START content_sig verified");
   const progress = cat.events.filter((e) => e.kind === "fileProgress");
   assert.ok(progress.length >= 5, `progress reported ${progress.length} times`);
@@ -153,7 +153,7 @@ Deno.test({ name: "a hostile file name is saved sanitised by `socp chat`", ...op
   );
   const chat = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, "chat", "--server", n2.url, "--key", keyPath, "--downloads", downloads],
-    env: { SOCP_PASSPHRASE: "pw", NO_COLOR: "1" },
+    env: { SOCP_PASSPHRASE: "pw", NO_COLOR: "1", SOCP_HOME: join(dir, "home") },
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
@@ -167,7 +167,7 @@ Deno.test({ name: "a hostile file name is saved sanitised by `socp chat`", ...op
   const content = new TextEncoder().encode("not your passwd");
   await ann.c.sendFile("dan", "../../etc/pa\u0007ss\nwd", content);
   await until(() => out.includes("* saved"), "the chat saved the file", 20_000);
-  assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["dan.json", "inbox"]);
+  assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["dan.json", "home", "inbox"]);
   assert.equal(Deno.readTextFileSync(join(downloads, "passwd")), "not your passwd");
   assert.match(out, /receiving "\.\.\/\.\.\/etc\/pa.*": 100%/s);
   // A file whose announced SHA-256 is wrong: refused, and the sender is told why (both ends).
@@ -219,7 +219,7 @@ Deno.test({ name: "/file all sends a file to everyone on the public channel", ..
       `${s.c.displayName} gets the file`,
     );
     assert.ok(f.kind === "file" && f.bytes && f.mode === "public" && f.verified);
-    assert.equal(sha256Hex(f.bytes!), sha256Hex(data));
+    assert.equal(await sha256Hex(f.bytes!), await sha256Hex(data));
   }
 });
 

@@ -153,7 +153,17 @@ Deno.test({ name: "a frame over 256 KiB closes the socket with 1009", ...opts },
 
 Deno.test({ name: "HTTP: /.well-known/socp, /healthz, /metrics and the status page", ...opts }, async () => {
   const wk = await (await fetch(`${node.http}/.well-known/socp`)).json();
-  assert.deepEqual(Object.keys(wk).sort(), ["lab_modes", "protocol", "pubkey", "server_id", "software"]);
+  assert.equal(wk.tls, false);
+  assert.equal(wk.url, `ws://127.0.0.1:${node.port}`);
+  assert.deepEqual(Object.keys(wk).sort(), [
+    "lab_modes",
+    "protocol",
+    "pubkey",
+    "server_id",
+    "software",
+    "tls",
+    "url",
+  ]);
   assert.equal(wk.protocol, "SOCP/1.3");
   assert.equal(wk.server_id, node.serverId);
   assert.deepEqual(wk.lab_modes, []);

@@ -1,6 +1,7 @@
 /** Helpers to drive the pure reducer in tests: build events, pick effects. */
 import { initState, reduce } from "../../lib/core/reduce.ts";
 import {
+  type BootstrapEntry,
   DEFAULT_FEDERATION,
   DEFAULT_LIMITS,
   type Effect,
@@ -8,7 +9,7 @@ import {
   type NodeConfig,
   type State,
 } from "../../lib/core/types.ts";
-import { sha256Hex } from "../../lib/crypto/rsa.ts";
+import { sha256HexSync as sha256Hex } from "../../lib/net/digest.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
 import { type AnyEnvelope, parseFrame } from "../../lib/protocol/envelope.ts";
 import { expectedKey } from "../../lib/core/verify.ts";
@@ -33,7 +34,7 @@ export function config(over: Partial<NodeConfig> = {}): NodeConfig {
 }
 
 /** A config whose node joins through `bootstrap` (default timers). */
-export function joining(bootstrap: { host: string; port: number; pubkey: string }[]): NodeConfig {
+export function joining(bootstrap: BootstrapEntry[]): NodeConfig {
   return config({ federation: { ...DEFAULT_FEDERATION, bootstrap } });
 }
 

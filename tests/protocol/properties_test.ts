@@ -1,6 +1,6 @@
 /** Property-based tests (fast-check): the parser never throws, codecs round-trip, signatures are order-free. */
 import assert from "node:assert/strict";
-import fc from "fast-check";
+import fc from "npm:fast-check@4.10.2";
 import { decodeBase64Url, encodeBase64Url } from "../../lib/protocol/base64url.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
 import { parseFrame, parseObject } from "../../lib/protocol/envelope.ts";

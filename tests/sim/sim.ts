@@ -18,7 +18,7 @@ import {
   type UserRecord,
 } from "../../lib/core/types.ts";
 import { expectedKey } from "../../lib/core/verify.ts";
-import { sha256, sha256Hex } from "../../lib/crypto/rsa.ts";
+import { sha256HexSync as sha256Hex, sha256Sync as sha256 } from "../../lib/net/digest.ts";
 import { encodeBase64Url } from "../../lib/protocol/base64url.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
 import {
@@ -27,6 +27,7 @@ import {
   parseFrame,
   serializeEnvelope,
 } from "../../lib/protocol/envelope.ts";
+import { ForeignNode } from "./foreign.ts";
 
 /** mulberry32: a small, good-enough seeded PRNG. */
 export class Rng {
@@ -64,9 +65,13 @@ export interface Faults {
 
 export const NO_FAULTS: Faults = { breakLink: 0, duplicate: 0, reorder: 0 };
 
-type Endpoint = { kind: "node"; node: SimNode; conn: number } | { kind: "user"; user: SimUser };
+type Endpoint =
+  | { kind: "node"; node: SimNode; conn: number }
+  | { kind: "user"; user: SimUser }
+  | { kind: "foreign"; node: ForeignNode; conn: number };
 
-interface Pipe {
+/** A connection between two endpoints. */
+export interface Pipe {
   a: Endpoint;
   b: Endpoint;
   open: boolean;
@@ -102,8 +107,8 @@ export interface SimUser {
   userId: string;
   key: string;
   /** The server this user always connects to (queued frames wait there). */
-  home: SimNode | null;
-  node: SimNode | null;
+  home: SimNode | ForeignNode | null;
+  node: SimNode | ForeignNode | null;
   pipe: Pipe | null;
   online: boolean;
   directory: Map<string, string>;
@@ -130,6 +135,12 @@ export class Sim {
   readonly users: SimUser[] = [];
   readonly dms = new Map<string, SentDm>();
   readonly violations: string[] = [];
+  /** Scripted foreign servers (PROFILE §15 behaviours), see foreign.ts. */
+  readonly foreign: ForeignNode[] = [];
+  /** DMs handed to a foreign server's live link (it does not ACK) and lost in flight when that link broke. */
+  readonly lostHandedToForeign = new Set<string>();
+  /** How many times each DM (by ciphertext) was sent to a foreign server by our nodes. */
+  readonly sentToForeign = new Map<string, number>();
   faults: Faults = NO_FAULTS;
   /** Counts of node-to-node frames by type (for the no-loop check). */
   serverFrames = new Map<string, number>();
@@ -317,10 +328,18 @@ export class Sim {
         const k = fx.kind === "deliverQueued" ? fx.userId : fx.serverId;
         if (!pipe?.open) return;
         // Queued frames are handed over and deleted; outbox frames stay until the other server ACKs them.
+        // Outbox rows for a server that does not speak the ACK extension go without `ack` and are forgotten.
+        const plain = fx.kind === "flushOutbox" && !fx.confirm;
         const frames = fx.kind === "deliverQueued"
           ? node.store.queue.get(k) ?? []
-          : (node.store.outbox.get(k) ?? []).map((r) => r.frame);
-        if (fx.kind === "deliverQueued") node.store.queue.delete(k);
+          : (node.store.outbox.get(k) ?? []).map((r) => {
+            if (!plain) return r.frame;
+            const { ack: _ack, ...payload } = r.frame.payload as Record<string, unknown>;
+            return { ...r.frame, payload } as Envelope;
+          });
+        if (fx.kind === "deliverQueued" || plain) {
+          node.store[fx.kind === "deliverQueued" ? "queue" : "outbox"].delete(k);
+        }
         const dir = pipe.a.kind === "node" && pipe.a.node === node && pipe.a.conn === fx.conn ? 0 : 1;
         for (const f of frames) {
           this.transmit(pipe, dir, {
@@ -331,6 +350,9 @@ export class Sim {
         }
         break;
       }
+      case "outboxHanded":
+        node.store.outbox.delete(fx.serverId);
+        break;
       case "outboxAcked": {
         const rows = node.store.outbox.get(fx.serverId) ?? [];
         node.store.outbox.set(fx.serverId, rows.filter((r) => r.ref !== fx.msgRef));
@@ -373,6 +395,22 @@ export class Sim {
         } else node.store.channel?.members.add(op.memberId);
         break;
       }
+      case "probe": {
+        // /.well-known/socp: our nodes say socp-deno/…; a foreign server has none.
+        const host = /^http:\/\/([^:/]+)/.exec(fx.url)?.[1];
+        const ours = this.nodes.some((n) => n.host === host);
+        const gen = node.state;
+        this.at(this.now + 5, () => {
+          if (node.state !== gen) return;
+          this.step(node, {
+            kind: "software",
+            now: this.now,
+            serverId: fx.serverId,
+            software: ours ? "socp-deno/sim" : "",
+          });
+        });
+        break;
+      }
       case "log":
         break;
     }
@@ -380,6 +418,8 @@ export class Sim {
 
   private dial(node: SimNode, gen: State | null, token: number, url: string): void {
     if (node.state !== gen || !node.state || !node.dialTokens.delete(token)) return;
+    const fm = /^ws:\/\/f(\d+):\d+$/.exec(url);
+    if (fm) return this.dialForeign(node, token, this.foreign[Number(fm[1])]);
     const m = /^ws:\/\/n(\d+):\d+$/.exec(url);
     const target = m ? this.nodes[Number(m[1])] : undefined;
     if (!target?.state) {
@@ -400,13 +440,73 @@ export class Sim {
     this.step(node, { kind: "connected", conn: ca, addr: target.host, now: this.now, dial: token });
   }
 
+  private dialForeign(node: SimNode, token: number, target: ForeignNode | undefined): void {
+    if (!target?.up) {
+      this.step(node, { kind: "dialFailed", token, now: this.now, reason: "refused" });
+      return;
+    }
+    const ca = node.nextConn++;
+    const cb = target.nextConn++;
+    const pipe: Pipe = {
+      a: { kind: "node", node, conn: ca },
+      b: { kind: "foreign", node: target, conn: cb },
+      open: true,
+      lastAt: [0, 0],
+    };
+    node.pipes.set(ca, pipe);
+    target.pipes.set(cb, pipe);
+    target.accepted(cb);
+    this.step(node, { kind: "connected", conn: ca, addr: target.host, now: this.now, dial: token });
+  }
+
+  /** A foreign server dials one of our nodes (by host) and JOINs it. */
+  dialFromForeign(f: ForeignNode, host: string): void {
+    const target = this.nodes.find((n) => n.host === host);
+    if (!target?.state || !f.up) return;
+    const ca = f.nextConn++;
+    const cb = target.nextConn++;
+    const pipe: Pipe = {
+      a: { kind: "foreign", node: f, conn: ca },
+      b: { kind: "node", node: target, conn: cb },
+      open: true,
+      lastAt: [0, 0],
+    };
+    f.pipes.set(ca, pipe);
+    target.pipes.set(cb, pipe);
+    this.step(target, { kind: "connected", conn: cb, addr: f.host, now: this.now });
+    f.dialed(ca, host);
+  }
+
+  /** Add a foreign server; it joins through node `bootstrapTo` when started. */
+  addForeign(keyIndex: number): ForeignNode {
+    const key = this.keys[keyIndex];
+    const f = new ForeignNode(this, this.foreign.length, key, `${this.aliases.get(key)}`);
+    this.foreign.push(f);
+    return f;
+  }
+
   // --- the network ------------------------------------------------------------------------------------------
-  private transmit(pipe: Pipe, dir: 0 | 1, frame: Envelope): void {
+  transmit(pipe: Pipe, dir: 0 | 1, frame: Envelope): void {
     const to = dir === 0 ? pipe.b : pipe.a;
-    const between = pipe.a.kind === "node" && pipe.b.kind === "node";
+    const between = pipe.a.kind !== "user" && pipe.b.kind !== "user";
+    if (to.kind === "foreign" && frame.type === "SERVER_DELIVER") {
+      // PROFILE §15: a server that does not speak the ACK extension gets each DM once; at most one more copy may
+      // leave when the DM was sent before its /.well-known/socp answered and the link broke in between.
+      const ct = (frame.payload as { ciphertext: string }).ciphertext;
+      const n = (this.sentToForeign.get(ct) ?? 0) + 1;
+      this.sentToForeign.set(ct, n);
+      if (n > 2) this.violations.push(`${ct} sent ${n} times to the foreign server (it never ACKs)`);
+    }
+    if (to.kind === "foreign" && frame.type === "ERROR") {
+      const p = frame.payload as { code: string; detail?: string };
+      if (p.code !== "USER_NOT_FOUND") {
+        this.violations.push(`ERROR ${p.code} to the foreign server: ${p.detail ?? ""}`);
+      }
+    }
     const text = serializeEnvelope(frame);
     if (between) this.serverFrames.set(frame.type, (this.serverFrames.get(frame.type) ?? 0) + 1);
     if (between && this.rng.chance(this.faults.breakLink)) {
+      this.lostInFlight(to, text);
       this.breakPipe(pipe);
       return;
     }
@@ -427,12 +527,17 @@ export class Sim {
   readonly lostAtLastHop = new Set<string>();
 
   private lostInFlight(to: Endpoint, text: string): void {
+    const f = to.kind === "foreign" && text.includes('"SERVER_DELIVER"')
+      ? /"ct\.(dm-[^"]+)"/.exec(text)
+      : null;
+    if (f) this.lostHandedToForeign.add(f[1]);
     const m = to.kind === "user" && text.includes('"USER_DELIVER"') ? /"ct\.(dm-[^"]+)"/.exec(text) : null;
     if (m) this.lostAtLastHop.add(m[1]);
   }
 
   private arrive(to: Endpoint, text: string): void {
     if (to.kind === "user") return this.userReceives(to.user, text);
+    if (to.kind === "foreign") return to.node.receive(to.conn, text);
     const node = to.node;
     if (!node.state) return;
     const parsed = parseFrame(text);
@@ -458,7 +563,7 @@ export class Sim {
   }
 
   /** Close a connection the way a WebSocket close does: both ends see "closed" a moment later. */
-  private closePipe(pipe: Pipe): void {
+  closePipe(pipe: Pipe): void {
     if (!pipe.open) return;
     this.at(this.now + 1, () => this.breakPipe(pipe));
   }
@@ -471,6 +576,8 @@ export class Sim {
         if (end.node.pipes.get(end.conn) !== pipe) continue;
         end.node.pipes.delete(end.conn);
         this.step(end.node, { kind: "closed", conn: end.conn, now: this.now });
+      } else if (end.kind === "foreign") {
+        if (end.node.pipes.get(end.conn) === pipe) end.node.closed(end.conn);
       } else if (end.user.pipe === pipe) {
         end.user.pipe = null;
         end.user.node = null;
@@ -498,9 +605,10 @@ export class Sim {
   }
 
   /** Connect a user to its home node (the first node it was given) and say hello. */
-  connect(user: SimUser, node: SimNode): void {
-    user.home ??= node;
-    node = user.home;
+  connect(user: SimUser, to: SimNode | ForeignNode): void {
+    user.home ??= to;
+    if (user.home instanceof ForeignNode) return this.connectForeign(user, user.home);
+    const node = user.home;
     if (user.pipe || !node.state) return;
     const conn = node.nextConn++;
     const pipe: Pipe = {
@@ -517,6 +625,28 @@ export class Sim {
       type: "USER_HELLO",
       from: user.userId,
       to: "",
+      ts: this.now,
+      payload: { client: "sim", pubkey: user.key, enc_pubkey: user.key },
+    });
+  }
+
+  private connectForeign(user: SimUser, f: ForeignNode): void {
+    if (user.pipe || !f.up) return;
+    const conn = f.nextConn++;
+    const pipe: Pipe = {
+      a: { kind: "user", user },
+      b: { kind: "foreign", node: f, conn },
+      open: true,
+      lastAt: [0, 0],
+    };
+    f.pipes.set(conn, pipe);
+    f.accepted(conn, user.userId);
+    user.pipe = pipe;
+    user.node = f;
+    this.transmit(pipe, 0, {
+      type: "USER_HELLO",
+      from: user.userId,
+      to: "*",
       ts: this.now,
       payload: { client: "sim", pubkey: user.key, enc_pubkey: user.key },
     });
@@ -572,7 +702,10 @@ export class Sim {
     const env = r.envelope as AnyEnvelope;
     switch (env.type) {
       case "ACK": {
-        if (env.payload.msg_ref === "USER_HELLO") user.online = true;
+        // Ours answer ACK USER_HELLO; the foreign server ACK USER_HELLO_OK (PROFILE §15 hello forms).
+        if (env.payload.msg_ref === "USER_HELLO" || env.payload.msg_ref === "USER_HELLO_OK") {
+          user.online = true;
+        }
         const id = this.awaitingAck.get(env.payload.msg_ref);
         if (id) this.acked.add(id);
         break;
@@ -625,7 +758,10 @@ export class Sim {
   truth(): Map<string, string> {
     const m = new Map<string, string>();
     for (const u of this.users) {
-      if (u.online && u.node?.state) m.set(u.userId, u.node.state.config.serverId);
+      if (!u.online || !u.node) continue;
+      if (u.node instanceof ForeignNode) {
+        if (u.node.up) m.set(u.userId, u.node.id);
+      } else if (u.node.state) m.set(u.userId, u.node.state.config.serverId);
     }
     return m;
   }
@@ -641,6 +777,13 @@ export class Sim {
       const seen = new Map([...n.state.presence].map(([u, p]) => [u, p.serverId]));
       if (show(seen) !== show(truth)) {
         out.push(`node ${n.index} believes ${show(seen)}; truth ${show(truth)}`);
+      }
+    }
+    for (const f of this.foreign) {
+      if (!f.up) continue;
+      const seen = new Map([...f.presence, ...[...f.users.keys()].map((u) => [u, f.id] as [string, string])]);
+      if (show(seen) !== show(truth)) {
+        out.push(`foreign ${f.id.slice(-3)} believes ${show(seen)}; truth ${show(truth)}`);
       }
     }
     for (const u of this.users) {
@@ -659,6 +802,12 @@ export class Sim {
       for (const m of up) {
         if (n !== m && !n.state!.links.has(m.state!.config.serverId)) {
           out.push(`node ${n.index} has no link to node ${m.index}`);
+        }
+      }
+      for (const f of this.foreign) {
+        if (f.up && !n.state!.links.has(f.id)) out.push(`node ${n.index} has no link to foreign ${f.host}`);
+        if (f.up && ![...f.links.values()].includes(n.state!.config.serverId)) {
+          out.push(`foreign ${f.host} has no link to node ${n.index}`);
         }
       }
     }

@@ -1,0 +1,168 @@
+/**
+ * What the client core ({@linkcode ClientCore}) exchanges with its shells: the crypto it asks for, the outputs it
+ * returns (frames to send, events, crypto requests) and the events a user interface shows. Browser-safe.
+ *
+ * @module
+ */
+
+/** A crypto operation the core needs; the shell runs it (WebCrypto) and feeds the result back. */
+export type CryptoOp =
+  /** PSS-verify `sig` over any of `preimages` with `key`; result: index of the preimage that verified, or -1. */
+  | { op: "verify"; key: string; preimages: Uint8Array[]; sig: string }
+  /** Multi-block OAEP decrypt with our own key or the public channel key; result: bytes, or null. */
+  | { op: "decrypt"; with: "user" | "channel"; ciphertext: string }
+  /** Multi-block OAEP encrypt to a public key string; result: base64url ciphertext, or null (unusable key). */
+  | { op: "encrypt"; key: string; data: Uint8Array }
+  /** PSS-sign with our own key; result: base64url signature, or null. */
+  | { op: "sign"; data: Uint8Array }
+  /** SHA-256; result: the 32 digest bytes. */
+  | { op: "sha256"; data: Uint8Array }
+  /**
+   * Decrypt a wrapped public-channel private key with our key, import it, check its public half equals
+   * `creatorPub`, and keep it for later `decrypt { with: "channel" }`; result: true when it worked.
+   */
+  | { op: "openChannelKey"; wrapped: string; creatorPub: string }
+  /** Several operations concurrently; result: their results in order. */
+  | { op: "all"; ops: CryptoOp[] };
+
+/** The result of a {@linkcode CryptoOp} (see each operation for its type). */
+export type CryptoResult = number | string | boolean | Uint8Array | null | CryptoResult[];
+
+/** What the core asks its shell to do. */
+export type Output =
+  /** Write this text frame to the socket now. */
+  | { kind: "send"; text: string }
+  /** Run this crypto operation and call `core.cryptoDone(id, result)`. */
+  | { kind: "crypto"; id: number; op: CryptoOp }
+  /** Tell the user interface. */
+  | { kind: "event"; event: ClientEvent }
+  /** The work started under `ticket` finished (with `error` when it failed). */
+  | { kind: "settled"; ticket: number; error?: string };
+
+/** Someone in the presence directory. */
+export interface Peer {
+  userId: string;
+  /** The user's home server. */
+  serverId: string;
+  /** Display name as advertised (or the user id). */
+  name: string;
+  /** `name`, or `name#abcd` (fingerprint prefix) when another known user has the same name. */
+  label: string;
+  /** The key as presence announced it ("" when their server advertises none). */
+  pubkey: string;
+  /** `ab12:cd34:…`: the first 16 bytes of SHA-256 of the key's SPKI ("" without a key). */
+  fingerprint: string;
+  /** True when the advert's server signature verified. */
+  verified: boolean;
+}
+
+/** A person we know, kept across sessions by the shell (file or IndexedDB). */
+export interface Contact {
+  userId: string;
+  name: string;
+  pubkey: string;
+  fingerprint: string;
+  /** The last home server they were seen on. */
+  serverId: string;
+}
+
+/** The states of a message we send. */
+export type SendState =
+  /** Not on the wire yet (being encrypted, or waiting for the connection). */
+  | "sending"
+  /** Written to an open connection (live deliveries get no ACK in SOCP). */
+  | "sent"
+  /** The server ACKed it: queued for an offline recipient, or handed to their home server (a file: relayed). */
+  | "accepted"
+  /** Refused (see `error`). */
+  | "failed";
+
+/** A message we send, as the user interface shows it. */
+export interface OutgoingMessage {
+  id: string;
+  kind: "dm" | "public";
+  /** Recipient user id, or "public". */
+  to: string;
+  toLabel: string;
+  text: string;
+  ts: number;
+  state: SendState;
+  /** Sent again after a reconnect. */
+  resent: boolean;
+  /** True when the recipient was not online when it was written. */
+  recipientOffline: boolean;
+  error?: string;
+}
+
+/** What the client reports to its user. */
+export type ClientEvent =
+  | {
+    kind: "dm";
+    from: string;
+    fromName: string;
+    fromLabel: string;
+    text: string;
+    ts: number;
+    verified: boolean;
+    /** The "ciphertext" was plain text: not end-to-end encrypted. */
+    unencrypted?: boolean;
+    warning?: string;
+  }
+  | { kind: "joined"; peer: Peer }
+  | { kind: "left"; peer: Peer }
+  | { kind: "error"; code: string; detail: string }
+  | { kind: "ack"; msgRef: string; what?: string }
+  | {
+    kind: "public";
+    from: string;
+    fromName: string;
+    fromLabel: string;
+    text: string;
+    ts: number;
+    verified: boolean;
+    unencrypted?: boolean;
+    warning?: string;
+  }
+  | { kind: "channel"; version: number }
+  | {
+    kind: "fileStart";
+    fileId: string;
+    from: string;
+    fromName: string;
+    name: string;
+    size: number;
+    mode: "dm" | "public";
+  }
+  | { kind: "fileProgress"; fileId: string; name: string; received: number; size: number }
+  | {
+    kind: "file";
+    fileId: string;
+    from: string;
+    fromName: string;
+    name: string;
+    mode: "dm" | "public";
+    /** The file's bytes when size and SHA-256 matched; null otherwise (see `problem`). */
+    bytes: Uint8Array | null;
+    problem?: string;
+    /** Lowercase hex SHA-256 of the bytes (when they arrived whole). */
+    sha256?: string;
+    /** The sender's FILE_START content_sig verified with the key presence announced for them. */
+    verified: boolean;
+  }
+  /** Sender side: progress of a file we send (chunks written). */
+  | { kind: "fileSendProgress"; fileId: string; name: string; sent: number; size: number }
+  /** Sender side: a transfer of ours stopped (the server or the receiver refused it); said once per transfer. */
+  | { kind: "fileRefused"; fileId: string; name: string; to: string; reason: string }
+  /** A message of ours changed state. */
+  | { kind: "message"; message: OutgoingMessage }
+  /** A contact was learnt or changed: the shell persists it. */
+  | { kind: "contact"; contact: Contact }
+  /** The server accepted our hello (and the directory snapshot arrived, or did not within 1.5 s). */
+  | { kind: "ready"; serverId: string }
+  /** The server refused our hello: a permanent failure, not retried. */
+  | { kind: "refused"; code: string; detail: string }
+  | { kind: "warning"; detail: string }
+  /** The connection dropped (the shell reconnects unless it was closed on purpose). */
+  | { kind: "closed"; code: number; reason: string }
+  /** The shell will try to reconnect in `inMs` (attempt number `attempt`). */
+  | { kind: "reconnecting"; inMs: number; attempt: number; error?: string };

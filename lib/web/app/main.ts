@@ -1,0 +1,667 @@
+/// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
+/**
+ * The web app's entry (bundled into /app.js): first-run screen (create or import an identity), then the chat:
+ * conversations, people, files and the network panel. Everything here is view; the model is session.ts.
+ *
+ * @module
+ */
+import { Db } from "./db.ts";
+import { DecryptPool, usePool } from "./decrypt_pool.ts";
+import { h, replace } from "./dom.ts";
+import {
+  checkDisplayName,
+  checkNewPassphrase,
+  createIdentity,
+  type Identity,
+  importIdentity,
+  keyFileText,
+  loadIdentity,
+} from "./identity.ts";
+import { type ChatMessage, type Conversation, type FileItem, PUBLIC, Session } from "./session.ts";
+
+const root = document.getElementById("app")!;
+
+function download(name: string, text: string): void {
+  const url = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+  const a = h("a", { href: url, download: name });
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+function toast(text: string): void {
+  const t = document.getElementById("toast");
+  if (!t) return;
+  t.textContent = text;
+  setTimeout(() => {
+    if (t.textContent === text) t.textContent = "";
+  }, 4000);
+}
+
+function time(ts: number): string {
+  const d = new Date(ts);
+  const same = new Date().toDateString() === d.toDateString();
+  return same
+    ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })
+    : d.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+}
+
+function mib(n: number): string {
+  return n >= 1048576
+    ? `${(n / 1048576).toFixed(2)} MiB`
+    : n >= 1024
+    ? `${(n / 1024).toFixed(1)} KiB`
+    : `${n} B`;
+}
+
+function shortId(id: string): string {
+  return id.length > 13 ? `${id.slice(0, 8)}…` : id;
+}
+
+// ---------------------------------------------------------------- first run
+
+function welcome(db: Db, done: (id: Identity) => void): void {
+  root.removeAttribute("aria-busy");
+  const err = h("p", { class: "error", role: "alert", id: "welcome-error" });
+  const busy = h("p", { role: "status", "aria-live": "polite", id: "welcome-status" });
+  const setBusy = (on: boolean, text = "") => {
+    busy.textContent = text;
+    for (const b of root.querySelectorAll("button")) (b as HTMLButtonElement).disabled = on;
+  };
+
+  const name = h("input", {
+    type: "text",
+    id: "new-name",
+    autocomplete: "nickname",
+    maxlength: 32,
+    required: true,
+  });
+  const pass = h("input", { type: "password", id: "new-pass", autocomplete: "new-password", required: true });
+  const pass2 = h("input", {
+    type: "password",
+    id: "new-pass2",
+    autocomplete: "new-password",
+    required: true,
+  });
+  const create = h("form", {
+    "aria-labelledby": "create-h",
+    onsubmit: async (e: Event) => {
+      e.preventDefault();
+      err.textContent = "";
+      const problem = checkDisplayName(name.value) ?? checkNewPassphrase(pass.value, pass2.value);
+      if (problem) {
+        err.textContent = problem;
+        return;
+      }
+      setBusy(true, "Creating your RSA-4096 key in this browser… this can take a few seconds.");
+      try {
+        done(await createIdentity(db, name.value, pass.value));
+      } catch (e) {
+        setBusy(false);
+        err.textContent = `Could not create the key: ${(e as Error).message}`;
+      }
+    },
+  }, [
+    h("h2", { id: "create-h" }, "New here? Create your identity"),
+    h("p", { class: "small muted" }, "Your key is made and kept in this browser; it never leaves it."),
+    h("label", { class: "field", for: "new-name" }, h("span", {}, "Display name"), name),
+    h(
+      "label",
+      { class: "field", for: "new-pass" },
+      h("span", {}, "Passphrase (protects the key file you export)"),
+      pass,
+    ),
+    h("label", { class: "field", for: "new-pass2" }, h("span", {}, "Passphrase again"), pass2),
+    h("button", { class: "primary", type: "submit" }, "Create identity"),
+  ]);
+
+  const file = h("input", {
+    type: "file",
+    id: "import-file",
+    accept: ".json,application/json",
+    required: true,
+  });
+  const ipass = h("input", {
+    type: "password",
+    id: "import-pass",
+    autocomplete: "current-password",
+    required: true,
+  });
+  const imp = h("form", {
+    "aria-labelledby": "import-h",
+    onsubmit: async (e: Event) => {
+      e.preventDefault();
+      err.textContent = "";
+      const f = file.files?.[0];
+      if (!f) {
+        err.textContent = "Choose your key file first.";
+        return;
+      }
+      if (f.size > 64 * 1024) {
+        err.textContent = "That file is too large to be a socp key file.";
+        return;
+      }
+      setBusy(true, "Opening your key file…");
+      try {
+        done(await importIdentity(db, await f.text(), ipass.value));
+      } catch (e) {
+        setBusy(false);
+        err.textContent = (e as Error).message;
+      }
+    },
+  }, [
+    h("h2", { id: "import-h" }, "Already have a socp key?"),
+    h(
+      "p",
+      { class: "small muted" },
+      "Use the key file of the terminal client (~/.socp/keys/NAME.json) or one you exported here.",
+    ),
+    h("label", { class: "field", for: "import-file" }, h("span", {}, "Key file"), file),
+    h("label", { class: "field", for: "import-pass" }, h("span", {}, "Its passphrase"), ipass),
+    h("button", { type: "submit" }, "Import identity"),
+  ]);
+
+  replace(
+    root,
+    h("main", { class: "welcome" }, [
+      h("h1", {}, "socp chat"),
+      h("p", {}, "End-to-end encrypted chat: only the people you write to can read your messages."),
+      h(
+        "div",
+        { class: "cards" },
+        h("section", { class: "card" }, create),
+        h("section", { class: "card" }, imp),
+      ),
+      busy,
+      err,
+    ]),
+  );
+  name.focus();
+}
+
+// ---------------------------------------------------------------- the chat
+
+class View {
+  private readonly shell: HTMLElement;
+  private readonly statusEl = h("span", {
+    class: "status",
+    role: "status",
+    "aria-live": "polite",
+    id: "status",
+  });
+  private readonly convList = h("ul", { id: "conversations", "aria-label": "Conversations" });
+  private readonly peopleList = h("ul", { id: "people", "aria-label": "People online" });
+  private readonly head = h("div", { class: "conv-head" });
+  private readonly log = h("div", {
+    class: "log",
+    role: "log",
+    "aria-live": "polite",
+    id: "messages",
+    tabindex: 0,
+  });
+  private readonly text = h("textarea", {
+    id: "composer-text",
+    rows: 1,
+    placeholder: "Write a message",
+    "aria-label": "Message",
+  });
+  private readonly fileInput = h("input", { type: "file", id: "file-input" });
+  private readonly netDialog = h("dialog", { id: "network", "aria-labelledby": "network-h" });
+  private scheduled = false;
+  private lastConv = "";
+  private lastCount = -1;
+
+  constructor(private readonly s: Session) {
+    const sendBtn = h("button", { class: "primary", type: "submit", id: "send" }, "Send");
+    const composer = h("form", {
+      class: "composer",
+      "aria-label": "Write a message",
+      onsubmit: (e: Event) => {
+        e.preventDefault();
+        this.submit();
+      },
+    }, [
+      h("label", { for: "composer-text", class: "visually-hidden" }, "Message"),
+      this.text,
+      h("span", { class: "filepick" }, this.fileInput, h("label", { for: "file-input" }, "Send a file…")),
+      sendBtn,
+    ]);
+    this.text.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        this.submit();
+      }
+    });
+    this.fileInput.addEventListener("change", () => {
+      const f = this.fileInput.files?.[0];
+      this.fileInput.value = "";
+      if (f) this.s.sendFile(this.s.current, f);
+    });
+    this.shell = h("div", { class: "shell" }, [
+      h("header", { class: "topbar" }, [
+        h("button", {
+          class: "menu-toggle",
+          type: "button",
+          "aria-controls": "sidebar",
+          onclick: () => this.shell.classList.toggle("show-side"),
+        }, "Chats"),
+        h("h1", {}, "socp"),
+        h("div", { class: "me" }, [
+          h("strong", { id: "me-name" }, s.me.displayName),
+          h("span", { class: "mono", title: "Your key fingerprint", id: "me-fp" }, ""),
+        ]),
+        this.statusEl,
+        h("button", { type: "button", id: "open-network", onclick: () => this.openNetwork() }, "Network"),
+        h("button", {
+          type: "button",
+          id: "export-key",
+          onclick: () => {
+            download(`${s.me.displayName.replace(/[^\w.-]+/g, "_") || "me"}.json`, keyFileText(s.me));
+            toast("Key file saved. It is sealed with your passphrase; keep both.");
+          },
+        }, "Export key"),
+      ]),
+      h("div", { class: "main" }, [
+        h("nav", { class: "side", id: "sidebar", "aria-label": "Conversations and people" }, [
+          h("h2", {}, "Conversations"),
+          this.convList,
+          h("h2", {}, "People"),
+          this.peopleList,
+        ]),
+        h("section", { class: "conv", "aria-label": "Conversation" }, [this.head, this.log, composer]),
+      ]),
+    ]);
+    replace(
+      root,
+      this.shell,
+      this.netDialog,
+      h("div", { id: "toast", role: "status", "aria-live": "polite" }),
+    );
+    root.removeAttribute("aria-busy");
+    s.onChange = () => this.schedule();
+    s.onProgress = (m) => this.progress(m);
+    this.render();
+    this.text.focus();
+  }
+
+  private submit(): void {
+    const t = this.text.value.trim();
+    if (!t) return;
+    if (t.length > 4000) {
+      toast("That message is too long (4,000 characters at most).");
+      return;
+    }
+    this.s.send(this.s.current, t);
+    this.text.value = "";
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    requestAnimationFrame(() => {
+      this.scheduled = false;
+      this.render();
+    });
+  }
+
+  private open(id: string): void {
+    this.s.open(id);
+    this.shell.classList.remove("show-side");
+    this.text.focus();
+  }
+
+  render(): void {
+    const s = this.s;
+    document.getElementById("me-fp")!.textContent = s.myFingerprint;
+    const st = s.status;
+    this.statusEl.className = `status ${
+      st.kind === "online" ? "online" : st.kind === "connecting" ? "connecting" : "offline"
+    }`;
+    this.statusEl.textContent = st.kind === "online"
+      ? "Online"
+      : st.kind === "connecting"
+      ? (st.attempt > 1 ? "Reconnecting…" : "Connecting…")
+      : st.kind === "refused"
+      ? st.reason
+      : `Offline: ${st.reason}. Retrying at ${time(st.retryAt)}`;
+    this.statusEl.dataset.state = st.kind;
+
+    // conversations: public first, then DMs by latest activity
+    const convs = [...s.conversations.values()].filter((c) => c.id === PUBLIC || c.messages.length);
+    convs.sort((a, b) =>
+      a.id === PUBLIC ? -1 : b.id === PUBLIC ? 1 : (b.messages.at(-1)?.ts ?? 0) - (a.messages.at(-1)?.ts ?? 0)
+    );
+    replace(this.convList, convs.map((c) => this.convItem(c)));
+
+    const people = s.people().filter((p) => p.userId !== s.me.userId);
+    replace(
+      this.peopleList,
+      people.length
+        ? people.map((p) =>
+          h(
+            "li",
+            {},
+            h("button", {
+              type: "button",
+              class: "person",
+              "data-user": p.userId,
+              "aria-label": `${s.label(p.userId)}, ${p.online ? "online" : "offline"}, home ${
+                this.serverLabel(p.serverId)
+              }, key ${p.fingerprint}. Open conversation`,
+              onclick: () => this.open(p.userId),
+            }, [
+              h("span", { class: `dot ${p.online ? "on" : ""}`, "aria-hidden": "true" }),
+              h("span", { class: "who" }, [
+                h("span", {}, s.label(p.userId)),
+                h("span", { class: "sub mono" }, `key ${p.fingerprint.slice(0, 19)}…`),
+                h("span", { class: "sub" }, `home: ${this.serverLabel(p.serverId)}`),
+              ]),
+            ]),
+          )
+        )
+        : [h("li", { class: "muted small" }, "Nobody else is online yet.")],
+    );
+
+    const conv = s.conv(s.current);
+    const person = people.find((p) => p.userId === s.current);
+    replace(
+      this.head,
+      h("h2", { id: "conv-title" }, s.label(s.current)),
+      s.current === PUBLIC
+        ? h("span", { class: "small muted" }, "Everyone on the network reads this channel.")
+        : h("span", { class: "small muted mono" }, [
+          person ? (person.online ? "online" : "offline: messages are queued by their server") : "",
+          person ? ` · home ${this.serverLabel(person.serverId)} · key ${person.fingerprint}` : "",
+        ]),
+    );
+    const stick = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 60 ||
+      this.lastConv !== conv.id || conv.messages.length !== this.lastCount;
+    replace(
+      this.log,
+      conv.messages.length ? conv.messages.map((m) => this.message(m)) : [
+        h(
+          "p",
+          { class: "empty" },
+          s.current === PUBLIC ? "No public messages yet. Say hello!" : "No messages yet.",
+        ),
+      ],
+    );
+    if (stick) this.log.scrollTop = this.log.scrollHeight;
+    this.lastConv = conv.id;
+    this.lastCount = conv.messages.length;
+    this.text.setAttribute("aria-label", `Message to ${s.label(s.current)}`);
+  }
+
+  /** "this server" or a short server id. */
+  private serverLabel(id: string): string {
+    return id && id === this.s.client?.serverId ? "this server" : `server ${shortId(id)}`;
+  }
+
+  private convItem(c: Conversation): HTMLElement {
+    const s = this.s;
+    const label = s.label(c.id);
+    const online = c.id === PUBLIC || s.client?.isOnline(c.id);
+    return h(
+      "li",
+      {},
+      h("button", {
+        type: "button",
+        class: "conv-item",
+        "data-conv": c.id,
+        "aria-current": c.id === s.current ? "true" : "false",
+        "aria-label": `${label}${c.unread ? `, ${c.unread} unread` : ""}`,
+        onclick: () => this.open(c.id),
+      }, [
+        h("span", { class: `dot ${online ? "on" : ""}`, "aria-hidden": "true" }),
+        h("span", { class: "who" }, label),
+        c.unread ? h("span", { class: "badge", "aria-hidden": "true" }, String(c.unread)) : null,
+      ]),
+    );
+  }
+
+  private message(m: ChatMessage): HTMLElement {
+    if (m.dir === "note") return h("div", { class: "msg note", role: "note" }, m.text);
+    const meta: (HTMLElement | string)[] = [
+      h("span", { class: "from" }, m.dir === "out" ? "You" : this.s.label(m.from)),
+      h("time", { datetime: new Date(m.ts).toISOString() }, time(m.ts)),
+    ];
+    if (m.dir === "out" && m.state) {
+      const label = {
+        sending: "not sent yet",
+        sent: "sent",
+        accepted: "accepted by server",
+        failed: "not sent",
+      }[m.state];
+      meta.push(
+        h("span", { class: `state state-${m.state}`, "data-state": m.state, title: m.detail ?? "" }, label),
+      );
+    }
+    if (m.dir === "in" && m.unencrypted) {
+      meta.push(h("span", { class: "unverified", "data-unencrypted": "yes" }, "⚠ NOT end-to-end encrypted"));
+    }
+    if (m.dir === "in" && m.verified !== undefined) {
+      meta.push(
+        m.verified ? h("span", { class: "verified", "data-verified": "yes" }, "✓ signature verified") : h(
+          "span",
+          { class: "unverified", "data-verified": "no" },
+          `⚠ signature NOT verified${m.warning ? `: ${m.warning}` : ""}`,
+        ),
+      );
+    }
+    return h("article", {
+      class: `msg ${m.dir}`,
+      "data-id": m.id,
+      "data-state": m.state ?? "",
+    }, [
+      h("div", { class: "meta" }, meta),
+      m.file ? this.fileBox(m, m.file) : h("div", { class: "text" }, m.text),
+      m.state === "failed" && m.detail ? h("div", { class: "small error" }, m.detail) : null,
+    ]);
+  }
+
+  private fileBox(m: ChatMessage, f: FileItem): HTMLElement {
+    const what = m.dir === "out" ? "Sending" : "Receiving";
+    const pct = f.size ? Math.round((f.done / f.size) * 100) : 100;
+    const parts: (HTMLElement | null)[] = [
+      h("span", {}, h("span", { class: "tag" }, "File"), " ", h("strong", {}, f.name), ` (${mib(f.size)})`),
+    ];
+    if (f.phase === "sending" || f.phase === "receiving") {
+      parts.push(
+        h("progress", {
+          max: 100,
+          value: pct,
+          class: "file-progress",
+          "aria-label": `${what} ${f.name}: ${pct}%`,
+        }),
+        h(
+          "span",
+          { class: "small muted" },
+          `${m.dir === "out" ? "encrypting and sending" : "receiving and decrypting"}: ${pct}%`,
+        ),
+      );
+    } else if (f.phase === "failed") {
+      parts.push(
+        h(
+          "span",
+          { class: "error small", role: "alert" },
+          `Transfer stopped: ${f.problem ?? "unknown reason"}`,
+        ),
+      );
+    } else if (m.dir === "in" && f.url) {
+      parts.push(
+        h("a", { href: f.url, download: f.name, class: "download" }, `Download ${f.name}`),
+        h("span", { class: "small muted" }, "SHA-256 checked against the sender's:"),
+        h("span", { class: "small mono sha" }, f.sha256 ?? ""),
+      );
+    } else {
+      parts.push(h("span", { class: "small muted", "data-file": "sent" }, m.detail ?? "sent"));
+    }
+    return h("div", { class: "file", "data-phase": f.phase }, parts);
+  }
+
+  /** Move one progress bar now (a redraw of everything waits for the next frame). */
+  private progress(m: ChatMessage): void {
+    const f = m.file;
+    const find = () =>
+      this.log.querySelector(`article[data-id="${m.id}"] progress.file-progress`) as
+        | HTMLProgressElement
+        | null;
+    let el = find();
+    if (!el && m.conv === this.s.current) {
+      this.render(); // the transfer is newer than the last frame: draw it now, so every step shows
+      el = find();
+    }
+    if (!f || !el) return;
+    const pct = f.size ? Math.round((f.done / f.size) * 100) : 100;
+    el.value = pct;
+    el.setAttribute("value", String(pct));
+    el.setAttribute("aria-label", `${m.dir === "out" ? "Sending" : "Receiving"} ${f.name}: ${pct}%`);
+  }
+
+  private async openNetwork(): Promise<void> {
+    const d = this.netDialog;
+    const body = h("div", {}, h("p", {}, "Loading…"));
+    replace(d, [
+      h("h2", { id: "network-h" }, "Network"),
+      body,
+      h("form", { method: "dialog" }, h("button", { type: "submit" }, "Close")),
+    ]);
+    if (!d.open) d.showModal();
+    try {
+      const r = await fetch("/api/network", { cache: "no-store" });
+      const n = await r.json();
+      const copy = h("button", {
+        type: "button",
+        id: "copy-bootstrap",
+        onclick: async () => {
+          try {
+            await navigator.clipboard.writeText(n.bootstrap);
+            toast("Bootstrap entry copied.");
+          } catch {
+            toast("Copying is not allowed here: select the entry and copy it by hand.");
+          }
+        },
+      }, "Copy");
+      replace(body, [
+        h("dl", { class: "kv" }, [
+          h("dt", {}, "This server"),
+          h("dd", { class: "mono", id: "net-server-id" }, n.server_id),
+          h("dt", {}, "Fingerprint"),
+          h("dd", { class: "mono" }, n.fingerprint),
+          h("dt", {}, "Bootstrap entry"),
+          h("dd", {}, [
+            h("div", { class: "row" }, [
+              copy,
+              h("span", { class: "small muted" }, "another node joins with --bootstrap"),
+            ]),
+            h("code", { id: "net-bootstrap", class: "mono small bootstrap", tabindex: 0 }, n.bootstrap),
+          ]),
+          h("dt", {}, "Terminal"),
+          h("dd", {}, h("code", {}, `socp chat --server ${n.ws_url} --name yourname`)),
+          h("dt", {}, "Largest file"),
+          h("dd", {}, mib(n.max_file_bytes)),
+        ]),
+        h("h3", {}, `Linked servers (${n.linked_servers.length})`),
+        n.linked_servers.length
+          ? h(
+            "ul",
+            { id: "net-linked" },
+            n.linked_servers.map((l: { server_id: string; host: string; port: number }) =>
+              h("li", { class: "mono small" }, `${l.server_id} at ${l.host}:${l.port}`)
+            ),
+          )
+          : h("p", { class: "muted" }, "None: this server is alone."),
+        h("h3", {}, `Users online (${n.users_online.length})`),
+        h("table", { id: "net-users" }, [
+          h(
+            "thead",
+            {},
+            h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Home server")),
+          ),
+          h(
+            "tbody",
+            {},
+            n.users_online.map((u: { user_id: string; server_id: string; name: string }) =>
+              h(
+                "tr",
+                {},
+                h("td", {}, u.name),
+                h("td", { class: "mono small" }, u.server_id === n.server_id ? "this server" : u.server_id),
+              )
+            ),
+          ),
+        ]),
+      ]);
+      this.s.maxFileBytes = n.max_file_bytes;
+    } catch {
+      replace(
+        body,
+        h("p", { class: "error" }, "Could not reach the server. Check the connection and try again."),
+      );
+    }
+  }
+}
+
+// ---------------------------------------------------------------- start
+
+async function start(): Promise<void> {
+  if (!globalThis.isSecureContext || !crypto?.subtle) {
+    replace(
+      root,
+      h("main", { class: "welcome" }, [
+        h("h1", {}, "socp chat"),
+        h(
+          "p",
+          { class: "notice" },
+          "This page must be opened over https (or on localhost): browsers allow the cryptography it needs only there.",
+        ),
+      ]),
+    );
+    root.removeAttribute("aria-busy");
+    return;
+  }
+  let db: Db;
+  try {
+    db = await Db.open();
+  } catch (e) {
+    replace(
+      root,
+      h(
+        "p",
+        { class: "notice" },
+        `This browser does not let the page store your key: ${(e as Error).message}`,
+      ),
+    );
+    return;
+  }
+  const go = async (id: Identity) => {
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
+    // Decryptions of incoming files run on a pool of workers, one per core (at most 4).
+    usePool(id.key, new DecryptPool("/decrypt-worker.js", Math.min(navigator.hardwareConcurrency || 1, 4)));
+    const s = new Session(id, db, url);
+    new View(s);
+    try {
+      const n = await (await fetch("/api/network", { cache: "no-store" })).json();
+      if (typeof n.max_file_bytes === "number") s.maxFileBytes = n.max_file_bytes;
+      if (Array.isArray(n.lab_modes) && n.lab_modes.length) {
+        document.querySelector(".shell")?.prepend(
+          h(
+            "p",
+            { class: "lab", role: "alert", id: "lab-modes" },
+            `Lab mode on (${
+              n.lab_modes.join(", ")
+            }): this node is deliberately weakened. Do not use it for real chats.`,
+          ),
+        );
+      }
+    } catch { /* the panel says so when opened */ }
+    await s.start();
+  };
+  const id = await loadIdentity(db);
+  if (id) await go(id);
+  else welcome(db, (i) => go(i));
+}
+
+start();

@@ -1,0 +1,231 @@
+/**
+ * Our real client (SocpClient) over a real socket against scripted servers that answer USER_HELLO in each of the
+ * deployed ways (PROFILE §15, issue 8 item 1), frame for frame as observed, and one that closes on an empty `to`.
+ * Each asserts what the user sees: connected, the server id learnt, and a signed DM that reaches the server.
+ */
+import assert from "node:assert/strict";
+import { HelloRefused, SocpClient } from "../../lib/client/client.ts";
+import { signaturePreimages } from "../../lib/protocol/canonical_json.ts";
+import { verifySignature } from "../../lib/crypto/rsa.ts";
+import { fixtureKey } from "../helpers/keys.ts";
+
+// deno-lint-ignore no-explicit-any
+type Frame = any;
+
+const ME = "11111111-1111-4111-8111-111111111111";
+const BOB = "22222222-2222-4222-8222-222222222222";
+const [meKey, srvKey, bobKey] = await Promise.all(["user1", "user2", "user3"].map(fixtureKey));
+
+/** A scripted server: `answer` decides what follows each frame it receives. */
+function scripted(answer: (f: Frame, send: (f: Frame) => void, ws: WebSocket) => void | Promise<void>) {
+  const got: Frame[] = [];
+  const sockets = new Set<WebSocket>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+    const { socket, response } = Deno.upgradeWebSocket(req);
+    sockets.add(socket);
+    socket.onclose = () => sockets.delete(socket);
+    socket.onmessage = async (e) => {
+      const f = JSON.parse(String(e.data));
+      got.push(f);
+      await answer(f, (out) => socket.send(JSON.stringify(out)), socket);
+    };
+    return response;
+  });
+  return {
+    url: `ws://127.0.0.1:${server.addr.port}`,
+    got,
+    async stop() {
+      for (const s of sockets) s.close();
+      await server.shutdown();
+    },
+  };
+}
+
+async function signedBy(f: Frame): Promise<Frame> {
+  return { ...f, sig: await srvKey.sign(signaturePreimages(f.payload)[0]) };
+}
+
+function bobAdvert(from: string): Frame {
+  return {
+    type: "USER_ADVERTISE",
+    from,
+    to: "*",
+    ts: Date.now(),
+    payload: { user_id: BOB, server_id: from, pubkey: bobKey.publicKey, meta: { display_name: "bob" } },
+  };
+}
+
+/** Connect, DM bob, and check what the server received (a signed MSG_DIRECT) and what the client learnt. */
+async function talk(s: ReturnType<typeof scripted>, serverId: string, maxMs: number) {
+  const t0 = Date.now();
+  const c = await SocpClient.connect(s.url, { userId: ME, key: meKey, displayName: "me", reconnect: false });
+  const took = Date.now() - t0;
+  try {
+    assert.ok(took < maxMs, `connected in ${took} ms (at most ${maxMs})`);
+    assert.equal(c.serverId, serverId);
+    const hello = s.got.find((f) => f.type === "USER_HELLO");
+    assert.equal(hello.to, "*", "server id unknown before the hello: '*'");
+    assert.ok(await verifySignature(meKey.publicKey, signaturePreimages(hello.payload)[0], hello.sig));
+    const deadline = Date.now() + 5000;
+    while (!c.isOnline(BOB) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const m = await c.tell("bob", "hello over there");
+    assert.equal(m.state, "sent");
+    while (!s.got.some((f) => f.type === "MSG_DIRECT") && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const dm = s.got.find((f) => f.type === "MSG_DIRECT");
+    assert.ok(dm, "the DM reached the server");
+    assert.ok(dm.sig, "user frames are signed (PROFILE §15)");
+    assert.ok(await verifySignature(meKey.publicKey, signaturePreimages(dm.payload)[0], dm.sig));
+    assert.equal(new TextDecoder().decode(await bobKey.decrypt(dm.payload.ciphertext)), "hello over there");
+  } finally {
+    await c.close(500);
+  }
+}
+
+Deno.test("hello answered our way: signed ACK {msg_ref:USER_HELLO, server_id, server_pub} and the snapshot", async () => {
+  const s = scripted(async (f, send) => {
+    if (f.type !== "USER_HELLO") return;
+    send(
+      await signedBy({
+        type: "ACK",
+        from: "srv-a",
+        to: f.from,
+        ts: Date.now(),
+        payload: { msg_ref: "USER_HELLO", server_id: "srv-a", server_pub: srvKey.publicKey },
+      }),
+    );
+    send(await signedBy(bobAdvert("srv-a")));
+    send(
+      await signedBy({
+        type: "USER_ADVERTISE",
+        from: "srv-a",
+        to: "*",
+        ts: Date.now(),
+        payload: { user_id: f.from, server_id: "srv-a", pubkey: f.payload.pubkey, meta: f.payload.meta },
+      }),
+    );
+  });
+  try {
+    await talk(s, "srv-a", 2500);
+  } finally {
+    await s.stop();
+  }
+});
+
+Deno.test("hello answered with ACK {msg_ref:USER_HELLO_OK, server_pub} + CLIENT_WELCOME {server_id}", async () => {
+  const s = scripted((f, send) => {
+    if (f.type !== "USER_HELLO") return;
+    send({
+      type: "ACK",
+      from: "srv-b",
+      to: f.from,
+      ts: Date.now(),
+      payload: { msg_ref: "USER_HELLO_OK", server_pub: srvKey.publicKey },
+      sig: "",
+    });
+    send({
+      type: "CLIENT_WELCOME",
+      from: "srv-b",
+      to: f.from,
+      ts: Date.now(),
+      payload: { server_id: "srv-b-id" },
+      sig: "",
+    });
+    send({ ...bobAdvert("srv-b-id"), sig: "" });
+  });
+  try {
+    await talk(s, "srv-b-id", 2500);
+  } finally {
+    await s.stop();
+  }
+});
+
+Deno.test("hello answered with ACK {message:'Welcome to the chat!'} from 'server'", async () => {
+  const s = scripted((f, send) => {
+    if (f.type !== "USER_HELLO") return;
+    send({
+      type: "ACK",
+      from: "server",
+      to: f.from,
+      ts: Date.now(),
+      payload: { message: "Welcome to the chat!" },
+    });
+    send({ ...bobAdvert("server"), sig: "" });
+  });
+  try {
+    await talk(s, "server", 2500);
+  } finally {
+    await s.stop();
+  }
+});
+
+Deno.test("hello answered with nothing at all: accepted after 3 s without an ERROR", async () => {
+  let hellos = 0;
+  const s = scripted((f, send) => {
+    if (f.type !== "USER_HELLO") return;
+    hellos++;
+    // It says nothing to the hello, but does tell about bob a little later.
+    setTimeout(() => send({ ...bobAdvert("quiet"), sig: "" }), 3500);
+  });
+  try {
+    await talk(s, "", 6000);
+    assert.equal(hellos, 1);
+  } finally {
+    await s.stop();
+  }
+});
+
+Deno.test("a server that closes on an empty `to` accepts ours ('*'); its refusal would be a clear error", async () => {
+  const s = scripted((f, send, ws) => {
+    if (f.type !== "USER_HELLO") return;
+    if (!f.to) {
+      send({
+        type: "ERROR",
+        from: "server",
+        to: f.from,
+        ts: Date.now(),
+        payload: { code: "UNKNOWN_TYPE", detail: "Invalid 'to' field" },
+      });
+      ws.close();
+      return;
+    }
+    send({
+      type: "ACK",
+      from: "server",
+      to: f.from,
+      ts: Date.now(),
+      payload: { message: "Welcome to the chat!" },
+    });
+    send({ ...bobAdvert("server"), sig: "" });
+  });
+  try {
+    await talk(s, "server", 2500);
+  } finally {
+    await s.stop();
+  }
+  // And a server that refuses the hello: one clear error, no retry.
+  let hellos = 0;
+  const r = scripted((f, send, ws) => {
+    if (f.type !== "USER_HELLO") return;
+    hellos++;
+    send({
+      type: "ERROR",
+      from: "server",
+      to: f.from,
+      ts: Date.now(),
+      payload: { code: "UNKNOWN_TYPE", detail: "Invalid 'to' field" },
+    });
+    ws.close();
+  });
+  try {
+    await assert.rejects(
+      () => SocpClient.connect(r.url, { userId: ME, key: meKey }),
+      (e) => e instanceof HelloRefused && e.message === "UNKNOWN_TYPE: Invalid 'to' field",
+    );
+    await new Promise((res) => setTimeout(res, 1500));
+    assert.equal(hellos, 1, "no retry after a refusal");
+  } finally {
+    await r.stop();
+  }
+});

@@ -1,0 +1,108 @@
+/** Shared pieces of the interop suite: fixture identities, timers, and the checks every scenario makes. */
+import assert from "node:assert/strict";
+import type { ClientEvent, SocpClient } from "../../lib/client/client.ts";
+import { encryptTo, type PrivateKey } from "../../lib/crypto/rsa.ts";
+import type { NodeProcess } from "../helpers/node_process.ts";
+import { framesBetween, type ScriptedConn } from "../helpers/scripted_server.ts";
+import { until } from "../helpers/until.ts";
+import { type Frame, sleep } from "../helpers/ws_peer.ts";
+
+/** Short timers: a 0.5 s heartbeat, links silent for 2 s are dead (PROFILE §12 scaled down). */
+export const TIMERS = ["--heartbeat-interval", "0.5", "--link-timeout", "2"];
+/** Sanitizers off: the node runs as a child process and the scripted server's sockets outlive single steps. */
+export const opts = { sanitizeOps: false, sanitizeResources: false };
+
+const enc = new TextEncoder();
+
+export async function health(n: NodeProcess): Promise<{ servers_linked: number; users_online: number }> {
+  return await (await fetch(`${n.http}/healthz`)).json();
+}
+
+/** Collect a client's events from now on. */
+export function watch(c: SocpClient): ClientEvent[] {
+  const got = c.drainBuffered();
+  c.onEvent = (e) => got.push(e);
+  return got;
+}
+
+/** A SERVER_DELIVER from the scripted server's user `sender` to our user, encrypted and signed end to end. */
+export async function deliverFrom(
+  sender: { id: string; key: PrivateKey },
+  to: { id: string; pubkey: string },
+  text: string,
+  from: string,
+): Promise<Frame> {
+  const ts = Date.now();
+  const ciphertext = await encryptTo(to.pubkey, enc.encode(text));
+  const content_sig = await sender.key.sign(enc.encode(ciphertext + sender.id + to.id + ts));
+  return {
+    type: "SERVER_DELIVER",
+    from,
+    to: "*",
+    ts,
+    payload: {
+      user_id: to.id,
+      ciphertext,
+      sender: sender.id,
+      sender_pub: sender.key.publicKey,
+      content_sig,
+    },
+  };
+}
+
+/** Decrypt a SERVER_DELIVER's ciphertext with the scripted user's key. */
+export async function readDeliver(key: PrivateKey, f: Frame): Promise<string> {
+  return new TextDecoder().decode(await key.decrypt(f.payload.ciphertext));
+}
+
+/**
+ * The quiet-link measurement: frames both ways on `conn` over two consecutive windows of `halfMs`. Prints the
+ * counts and the per-minute figure derived from them; asserts the link carried heartbeats only (ours, and their
+ * echoes when `echoes`), no ERROR, and that the second window is not busier than the first (flat, not growing).
+ */
+export async function quietLink(
+  label: string,
+  conn: ScriptedConn,
+  halfMs: number,
+  heartbeatMs: number,
+): Promise<{ first: number; second: number; perMinute: number }> {
+  const t0 = Date.now();
+  await sleep(halfMs);
+  const t1 = Date.now();
+  await sleep(halfMs);
+  const t2 = Date.now();
+  const a = framesBetween(conn, t0, t1);
+  const b = framesBetween(conn, t1, t2);
+  const perMinute = Math.round(((a.length + b.length) * 60_000) / (t2 - t0));
+  console.log(
+    `[interop] ${label}: idle link, frames both ways: ${a.length} in the first ${
+      (t1 - t0) / 1000
+    } s, ${b.length} in the next ${
+      (t2 - t1) / 1000
+    } s; derived: ${perMinute} frames/min (heartbeat ${heartbeatMs} ms)`,
+  );
+  const types = new Set([...a, ...b].map((f) => f.type));
+  assert.deepEqual(
+    [...types].filter((t) => t !== "HEARTBEAT"),
+    [],
+    `only heartbeats on the idle link (${label})`,
+  );
+  // Flat: at most one heartbeat interval's worth of jitter between the windows, in both directions.
+  const slack = Math.ceil(halfMs / heartbeatMs / 4) + 1;
+  assert.ok(b.length <= a.length + slack, `idle traffic grows: ${a.length} then ${b.length} (${label})`);
+  assert.ok(a.length >= 1 && b.length >= 1, `heartbeats flow in both windows (${label})`);
+  return { first: a.length, second: b.length, perMinute };
+}
+
+/** No ERROR frame from our node on `conn`, and no strike in its log. */
+export function noRefusals(node: NodeProcess, conns: ScriptedConn[], label: string): void {
+  const errors = conns.flatMap((c) => c.received.filter((f) => f.type === "ERROR"));
+  assert.deepEqual(errors, [], `ERROR frames from our node (${label})`);
+  const refused = node.logs.filter((l) => l.includes("frame.refused"));
+  assert.deepEqual(refused, [], `refusals in our node's log (${label})`);
+}
+
+/** Wait until the node reports `n` linked servers. */
+export function linked(node: NodeProcess, n: number, ms = 20_000): Promise<unknown> {
+  return until(async () => (await health(node)).servers_linked === n, `${n} linked server(s)`, ms);
+}
