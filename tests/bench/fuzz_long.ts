@@ -11,7 +11,7 @@
  * again), then the size of every map and set in the reducer state, and the heap after a full GC (with
  * --expose-gc): state that grows with the number of frames is a leak; heap that GC returns is garbage.
  */
-import fc from "fast-check";
+import fc from "npm:fast-check@4.10.2";
 import { fixtureKey } from "../helpers/keys.ts";
 import { type FuzzKeys, type FuzzStep, revive, run, stepArb, world } from "../helpers/fuzz.ts";
 

@@ -8,7 +8,7 @@
  * before, right after, and 10 s after the run, and the state gauges (/metrics): memory the heap gives back is
  * garbage; gauges or heap that stay up are state that leaked. The node must still be serving (checked).
  */
-import fc from "fast-check";
+import fc from "npm:fast-check@4.10.2";
 import { fixtureKey } from "../helpers/keys.ts";
 import { type FuzzKeys, stepArb } from "../helpers/fuzz.ts";
 import { NodeProcess } from "../helpers/node_process.ts";

@@ -5,7 +5,7 @@
  * The long run (10^6 frames) is tests/bench/fuzz_long.ts.
  */
 import assert from "node:assert/strict";
-import fc from "fast-check";
+import fc from "npm:fast-check@4.10.2";
 import { fixtureKey } from "../helpers/keys.ts";
 import { check, type FuzzKeys, run, stepArb, world } from "../helpers/fuzz.ts";
 

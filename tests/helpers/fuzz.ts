@@ -10,7 +10,7 @@
  * absent). Every step checks: no exception escapes, every ERROR carries one of the six codes, and the state's
  * invariants hold.
  */
-import fc from "fast-check";
+import fc from "npm:fast-check@4.10.2";
 import { canonicalJsonResult } from "../../lib/protocol/canonical_json.ts";
 import { parseFrame } from "../../lib/protocol/envelope.ts";
 import { PAYLOADS } from "../../lib/protocol/messages.ts";
