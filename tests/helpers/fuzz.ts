@@ -16,7 +16,7 @@ import { parseFrame } from "../../lib/protocol/envelope.ts";
 import { PAYLOADS } from "../../lib/protocol/messages.ts";
 import { expectedKey } from "../../lib/core/verify.ts";
 import type { Effect, Event, State } from "../../lib/core/types.ts";
-import { sha256Hex } from "../../lib/crypto/rsa.ts";
+import { sha256HexSync as sha256Hex } from "../../lib/net/digest.ts";
 import { ALICE, BOB, Harness, joining, SERVER, T0 } from "./reducer.ts";
 
 export const SIX_CODES: ReadonlySet<string> = new Set([
