@@ -823,6 +823,15 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     };
   }
 
+  /** The most bytes waiting for one connection now: signed frames in its queue plus its WebSocket buffer. */
+  function maxUnsent(): number {
+    let most = 0;
+    for (const s of sockets.values()) {
+      if (s.ws.readyState === WebSocket.OPEN) most = Math.max(most, s.ready + s.ws.bufferedAmount);
+    }
+    return most;
+  }
+
   function metricsText(): string {
     const mem = Deno.memoryUsage();
     const m: [string, string, number][] = [
@@ -838,6 +847,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       ["socp_verifications_total", "counter", metrics.verifications],
       ["socp_frames_shed_total", "counter", metrics.shed],
       ["socp_connections_too_slow_total", "counter", metrics.tooSlow],
+      ["socp_unsent_bytes_max", "gauge", maxUnsent()],
       ["socp_seen_cache_entries", "gauge", state.seen.size],
       ["socp_uptime_seconds", "gauge", Math.floor((Date.now() - startedAt) / 1000)],
       ["socp_memory_rss_bytes", "gauge", mem.rss],

@@ -67,11 +67,17 @@ Deno.test({
 
     const before = rssKiB(pid);
     let peak = before;
-    const sampler = setInterval(() => {
-      try {
-        peak = Math.max(peak, rssKiB(pid));
-      } catch { /* process gone: the test fails below */ }
-    }, 50);
+    let unsentPeak = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        try {
+          peak = Math.max(peak, rssKiB(pid));
+          unsentPeak = Math.max(unsentPeak, await metric(node, "socp_unsent_bytes_max"));
+        } catch { /* process gone: the test fails below */ }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
     const ciphertext = "A".repeat(200_000);
     const t0 = Date.now();
     try {
@@ -96,7 +102,8 @@ Deno.test({
       await until(() => sender!.count("ACK") >= 2, "DMs after the cut are queued and ACKed", 30_000);
       await new Promise((r) => setTimeout(r, 1000));
     } finally {
-      clearInterval(sampler);
+      sampling = false;
+      await sampler;
     }
     const after = rssKiB(pid);
     const growthMiB = (peak - before) / 1024;
@@ -110,7 +117,15 @@ Deno.test({
     );
     // The frames themselves are 80 MB; without the bound the node grew by 180-270 MB. With it, what waits for the slow
     // user is at most 8 MiB (+ one WebSocket buffer); the rest is the sender's frames passing through.
-    assert.ok(growthMiB < 150, `node RSS grew by ${growthMiB.toFixed(0)} MiB`);
+    assert.ok(growthMiB < 200, `node RSS grew by ${growthMiB.toFixed(0)} MiB`);
+    // The node's own account: the most ever waiting for one connection stayed near the 8 MiB bound (it may pass
+    // it while the stall is being confirmed, a quarter second at the sender's rate); without the bound, all 80 MB.
+    console.log(
+      `  most bytes waiting for one connection (sampled from /metrics): ${
+        (unsentPeak / 1048576).toFixed(1)
+      } MiB`,
+    );
+    assert.ok(unsentPeak <= 16 * 1048576, `${unsentPeak} bytes waited for one connection`);
     assert.equal(await metric(node, "socp_connections_too_slow_total"), 1);
     const hz = await (await fetch(`${node.http}/healthz`)).json();
     assert.equal(hz.users_online, 1, "the slow user is offline; the sender is online");
