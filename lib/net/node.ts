@@ -180,7 +180,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   const sockets = new Map<number, Socket>();
   /** Connections cut as too slow that the runtime still holds (their peer neither reads nor closes), by address. */
   const lingering = new Map<string, number>();
-  const high = Deno.env.get("NOPACE") ? Infinity : highWater(limits.maxUnsentBytes);
+  const high = highWater(limits.maxUnsentBytes);
   let nextConn = 1;
 
   function dispatch(ev: Event): void {
