@@ -24,6 +24,17 @@ const ENVELOPE_BYTES = 1024;
  * value. Iterative and bounded, so a hostile shape cannot make it slow or deep.
  */
 export function approxBytes(frame: { payload?: unknown }): number {
+  const hit = sizes.get(frame);
+  if (hit !== undefined) return hit;
+  const n = measure(frame);
+  sizes.set(frame, n);
+  return n;
+}
+
+/** Sizes by frame object: a frame fanned out to every user (an advert, a removal) is measured once. */
+const sizes = new WeakMap<object, number>();
+
+function measure(frame: { payload?: unknown }): number {
   let n = ENVELOPE_BYTES;
   const stack: unknown[] = [frame.payload];
   let visited = 0;
