@@ -14,6 +14,7 @@ export * from "./lib/protocol/keys.ts";
 export * from "./lib/protocol/envelope.ts";
 export * from "./lib/protocol/messages.ts";
 export * from "./lib/protocol/preimages.ts";
+export * from "./lib/protocol/msg_ref.ts";
 export { initState, reduce } from "./lib/core/reduce.ts";
 export { SeenCache } from "./lib/core/dedupe.ts";
 export * from "./lib/core/types.ts";

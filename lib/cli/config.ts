@@ -13,7 +13,7 @@ import {
   type Limits,
   type LogLevel,
 } from "../core/types.ts";
-import { parseAcceptableKey } from "../protocol/keys.ts";
+import { keyPolicy, parseAcceptableKey } from "../protocol/keys.ts";
 import { isLogLevel } from "../net/log.ts";
 import { parseYamlLite } from "./yaml_lite.ts";
 
@@ -104,7 +104,7 @@ function checkedEntry(
   weakKeys: boolean,
 ): BootstrapEntry {
   const p = intSetting(String(port), `port of ${what}`, 1, 65535);
-  const k = parseAcceptableKey(pubkey, { allowedBits: weakKeys ? [1024, 2048, 3072, 4096] : [4096] });
+  const k = parseAcceptableKey(pubkey, keyPolicy(weakKeys));
   if (!k.ok) throw new UsageError(`${what}: pubkey: ${k.reason}`);
   return { host, port: p, pubkey: pubkey as string };
 }

@@ -21,10 +21,11 @@
  * ```
  * @module
  */
-import { decodeBase64Url, encodeBase64Url } from "../protocol/base64url.ts";
+import { decodeBase64Url } from "../protocol/base64url.ts";
 import { signaturePreimages } from "../protocol/canonical_json.ts";
 import { type AnyEnvelope, type Envelope, parseFrame, serializeEnvelope } from "../protocol/envelope.ts";
 import { decodePublicKey, sameKeyMaterial } from "../protocol/keys.ts";
+import { msgRef } from "../protocol/msg_ref.ts";
 import type { MessageType, PayloadOf } from "../protocol/messages.ts";
 import {
   canonicalPayloadBytes,
@@ -537,7 +538,7 @@ export class ClientCore {
       function* (this: ClientCore): Task {
         if (!f || f.state !== "sending") throw new Error(f?.reason ?? "no such transfer");
         const payload = { file_id: fileId };
-        f.ref = encodeBase64Url((yield { op: "sha256", data: canonicalPayloadBytes(payload) }) as Uint8Array);
+        f.ref = msgRef((yield { op: "sha256", data: canonicalPayloadBytes(payload) }) as Uint8Array);
         if (this.phase !== "online") throw new Error("not connected");
         f.state = "ended";
         f.data = new Uint8Array(0);
@@ -1275,7 +1276,7 @@ export class ClientCore {
     const type: MessageType = m.kind === "dm" ? "MSG_DIRECT" : "MSG_PUBLIC_CHANNEL";
     m.frame = serializeEnvelope({ type, from: this.userId, to: m.to, ts, payload, sig } as Envelope);
     if (m.kind === "dm") {
-      m.ref = encodeBase64Url(digest);
+      m.ref = msgRef(digest);
       this.byRef.set(m.ref, m);
     }
     if (this.phase === "online" && this.ready) this.wire(m, this.now);

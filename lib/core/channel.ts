@@ -9,7 +9,7 @@
  * @module
  */
 import type { Envelope } from "../protocol/envelope.ts";
-import { relayToServers } from "./federation.ts";
+import { relayToServers } from "./gossip.ts";
 import type { Out } from "./out.ts";
 import { toLocalUsers } from "./presence.ts";
 import type { Conn, UserRecord } from "./types.ts";

@@ -7,16 +7,9 @@
  *
  * @module
  */
-import { encodeBase64Url } from "../protocol/base64url.ts";
 import type { Envelope } from "../protocol/envelope.ts";
+import { msgRef } from "../protocol/msg_ref.ts";
 import type { Out } from "./out.ts";
-
-/** `msg_ref` of an ACK: base64url (no padding) of the SHA-256 of the frame's canonical payload. */
-export function msgRef(digestHex: string): string {
-  const bytes = new Uint8Array(digestHex.length / 2);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(digestHex.slice(i * 2, i * 2 + 2), 16);
-  return encodeBase64Url(bytes);
-}
 
 /** Tell a local sender its frame was accepted (queued or handed on). */
 export function ack(out: Out, conn: number, to: string, digestHex: string): void {
@@ -49,11 +42,16 @@ export function toOutbox(out: Out, serverId: string, frame: Envelope<"SERVER_DEL
   return null;
 }
 
+/** Frames kept since before this time have expired (`queueTtlMs`): the shell no longer sends them. */
+function expiry(out: Out): number {
+  return out.now - out.state.config.limits.queueTtlMs;
+}
+
 /** A user came online here: hand over everything queued for them, in order. */
 export function deliverQueued(out: Out, conn: number, userId: string): void {
   if (!out.state.queued.get(userId)) return;
   out.state.queued.delete(userId);
-  out.effects.push({ kind: "deliverQueued", conn, userId });
+  out.effects.push({ kind: "deliverQueued", conn, userId, notBefore: expiry(out) });
 }
 
 /**
@@ -67,7 +65,7 @@ export function flushOutbox(out: Out, conn: number, serverId: string, mode: "yes
   if (!out.state.outbox.get(serverId) && mode !== "no") return;
   const confirm = mode !== "no";
   if (!confirm) out.state.outbox.delete(serverId);
-  out.effects.push({ kind: "flushOutbox", conn, serverId, confirm });
+  out.effects.push({ kind: "flushOutbox", conn, serverId, confirm, notBefore: expiry(out) });
 }
 
 /** Every outbox frame for `serverId` went to its live link, and it will not ACK: forget them. */

@@ -5,8 +5,9 @@
  * @module
  */
 import type { Envelope } from "../protocol/envelope.ts";
-import { ackMode } from "./federation.ts";
-import { ack, enqueue, msgRef, toOutbox } from "./offline.ts";
+import { ackMode } from "./links.ts";
+import { ack, enqueue, toOutbox } from "./offline.ts";
+import { msgRef } from "../protocol/msg_ref.ts";
 import type { Out } from "./out.ts";
 import type { Conn, State } from "./types.ts";
 

@@ -73,6 +73,8 @@ export interface FederationConfig {
   linkTimeoutMs: number;
   /** When non-empty, only servers presenting one of these keys may join or link. */
   allowedServerKeys: string[];
+  /** A dial whose connection has not opened after this long is given up (and counts as failed). */
+  dialTimeoutMs: number;
 }
 
 /** The defaults of PROFILE §12. */
@@ -82,6 +84,7 @@ export const DEFAULT_FEDERATION: Readonly<FederationConfig> = {
   heartbeatMs: 15_000,
   linkTimeoutMs: 45_000,
   allowedServerKeys: [],
+  dialTimeoutMs: 10_000,
 };
 
 /** What the reducer needs to know about this node. */
@@ -342,14 +345,28 @@ export type LogLevel = "debug" | "info" | "warn" | "error";
 export type Effect =
   | { kind: "send"; conn: number; frame: AnyEnvelope | Envelope; sign: boolean; seal?: Seal }
   | { kind: "close"; conn: number; code: number; reason: string }
-  | { kind: "dial"; token: number; url: string; afterMs: number }
-  /** Send the user's queued frames in order (signed), then delete them. */
-  | { kind: "deliverQueued"; conn: number; userId: string }
+  /**
+   * Open a WebSocket to `scheme://host:port path` (see {@linkcode endpointUrl}) after `afterMs`; give up when it
+   * has not opened within `timeoutMs`. Answer with `connected` (with `dial: token`) or `dialFailed`.
+   */
+  | {
+    kind: "dial";
+    token: number;
+    host: string;
+    port: number;
+    scheme: "ws" | "wss";
+    /** URL path of the endpoint ("" for the root). */
+    path: string;
+    afterMs: number;
+    timeoutMs: number;
+  }
+  /** Send the user's queued frames kept since `notBefore` (older ones have expired) in order, signed; delete them. */
+  | { kind: "deliverQueued"; conn: number; userId: string; notBefore: number }
   /**
    * Send the frames kept for a server that is linked again. With `confirm` false (a server that does not speak
    * the ACK extension) drop `payload.ack` and delete the rows once sent: handing them to the link is delivery.
    */
-  | { kind: "flushOutbox"; conn: number; serverId: string; confirm: boolean }
+  | { kind: "flushOutbox"; conn: number; serverId: string; confirm: boolean; notBefore: number }
   /** Every outbox frame for this server was handed to its live link and it will not ACK: delete them. */
   | { kind: "outboxHanded"; serverId: string }
   /** Read `software` from the server's /.well-known/socp, answer with a `software` event. */
@@ -362,6 +379,11 @@ export type Effect =
   | { kind: "adoptChannel"; version: number; creatorPub: string; wrappedKey: string }
   | { kind: "persist"; op: PersistOp }
   | { kind: "log"; level: LogLevel; event: string; fields: Record<string, string | number | boolean> };
+
+/** The URL a dial effect names: `ws://host:port/path` or `wss://…` (an IPv6 host in brackets). */
+export function endpointUrl(d: { host: string; port: number; scheme: "ws" | "wss"; path: string }): string {
+  return `${d.scheme}://${d.host.includes(":") ? `[${d.host}]` : d.host}:${d.port}${d.path}`;
+}
 
 /** The reducer's result. */
 export interface Step {

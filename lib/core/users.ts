@@ -4,7 +4,7 @@
  * @module
  */
 import { type Envelope, isUuid } from "../protocol/envelope.ts";
-import { parseAcceptableKey, sameKeyMaterial } from "../protocol/keys.ts";
+import { keyPolicy, parseAcceptableKey, sameKeyMaterial } from "../protocol/keys.ts";
 import type { Out } from "./out.ts";
 import { channelJoin } from "./channel.ts";
 import { deliverQueued, setHome } from "./offline.ts";
@@ -31,7 +31,7 @@ export function hello(out: Out, conn: Conn, env: Envelope<"USER_HELLO">): void {
       true,
     );
   }
-  const policy = { allowedBits: state.config.labWeakKeys ? [1024, 2048, 3072, 4096] : [4096] };
+  const policy = keyPolicy(state.config.labWeakKeys);
   if (!isUuid(userId)) {
     return out.error(conn.id, userId, "BAD_KEY", "the user id (from) must be a UUID", true);
   }

@@ -6,16 +6,8 @@
  * @module
  */
 import type { AnyEnvelope } from "../protocol/envelope.ts";
-import type { MessageType } from "../protocol/messages.ts";
+import { presentsKey, userOriginated } from "./rules.ts";
 import type { Conn, State } from "./types.ts";
-
-/** Frames whose `from` is a user; between servers they are re-signed by each forwarding server. */
-export const USER_ORIGINATED: ReadonlySet<MessageType> = new Set<MessageType>([
-  "MSG_PUBLIC_CHANNEL",
-  "FILE_START",
-  "FILE_CHUNK",
-  "FILE_END",
-]);
 
 /** The key `env.sig` must verify with on `conn`, or undefined when none is known. */
 export function expectedKey(state: State, conn: Conn | undefined, env: AnyEnvelope): string | undefined {
@@ -33,11 +25,7 @@ export function expectedKey(state: State, conn: Conn | undefined, env: AnyEnvelo
       }
       // A first frame proves possession of the key it presents; the handler then compares that key with the
       // pin (a known id with another key gets BAD_KEY and the connection is closed).
-      if (
-        env.type === "USER_HELLO" || env.type === "SERVER_HELLO_JOIN" || env.type === "SERVER_HELLO_LINK" ||
-        env.type === "SERVER_ANNOUNCE"
-      ) return env.payload.pubkey;
-      return undefined;
+      return presentsKey(env) ? env.payload.pubkey : undefined;
     case "server":
       return linkFrameKey(state, conn.serverId, env);
   }
@@ -50,13 +38,13 @@ export function expectedKey(state: State, conn: Conn | undefined, env: AnyEnvelo
  */
 export function signedUnderAlias(state: State, linkId: string | undefined, env: AnyEnvelope): boolean {
   if (linkId === undefined || env.from === linkId || state.servers.has(env.from)) return false;
-  if (USER_ORIGINATED.has(env.type)) return false;
+  if (userOriginated(env)) return false;
   return !(env.type === "SERVER_ANNOUNCE" && env.payload.pubkey !== undefined);
 }
 
 function linkFrameKey(state: State, linkId: string | undefined, env: AnyEnvelope): string | undefined {
   const linkKey = linkId ? state.servers.get(linkId)?.pubkey : undefined;
-  if (USER_ORIGINATED.has(env.type)) return linkKey;
+  if (userOriginated(env)) return linkKey;
   if (signedUnderAlias(state, linkId, env)) return linkKey;
   if (env.type === "SERVER_ANNOUNCE") return state.servers.get(env.from)?.pubkey ?? env.payload.pubkey;
   return state.servers.get(env.from)?.pubkey;

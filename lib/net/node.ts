@@ -21,6 +21,7 @@ import {
   DEFAULT_FEDERATION,
   DEFAULT_LIMITS,
   type Effect,
+  endpointUrl,
   type Event,
   type FederationConfig,
   type Limits,
@@ -33,7 +34,7 @@ import { expectedKey } from "../core/verify.ts";
 import { sameKeyMaterial, spkiToB64Pem } from "../protocol/keys.ts";
 import { encryptTo, generateKeyPair, PrivateKey, sha256Hex, verifyAny } from "../crypto/rsa.ts";
 import { sha256Sync } from "./digest.ts";
-import { encodeBase64Url } from "../protocol/base64url.ts";
+import { msgRef } from "../protocol/msg_ref.ts";
 import { openPrivateKey, sealPrivateKey } from "../crypto/keyfile.ts";
 import { keySharePreimage } from "../protocol/preimages.ts";
 import { canonicalJson, canonicalJsonResult, signaturePreimages } from "../protocol/canonical_json.ts";
@@ -155,11 +156,6 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       throw new Error("cannot open the public channel key with this node's passphrase");
     }
   }
-  // The first server of a network has its channel key before anyone can join (PROFILE §8).
-  if (!channelKey && (federation.introducer || federation.bootstrap.length === 0)) {
-    channelKey = await storeChannelKey(await generateKeyPair(4096), 1);
-    log.info("channel.created", { version: 1 });
-  }
   const loaded = store.load();
   let state: State = initState(
     {
@@ -279,15 +275,15 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           break;
         }
         case "dial":
-          dial(fx.token, fx.url, fx.afterMs);
+          dial(fx.token, endpointUrl(fx), fx.afterMs, fx.timeoutMs);
           break;
         case "deliverQueued": {
-          const rows = store.queuedFor(fx.userId, Date.now() - limits.queueTtlMs);
+          const rows = store.queuedFor(fx.userId, fx.notBefore);
           sendStored(fx.conn, rows, (ids) => store.dequeue(ids), `queued for ${fx.userId}`);
           break;
         }
         case "flushOutbox": {
-          const rows = store.outboxFor(fx.serverId, Date.now() - limits.queueTtlMs);
+          const rows = store.outboxFor(fx.serverId, fx.notBefore);
           if (fx.confirm) {
             // Rows stay until the server ACKs each frame (outboxAcked).
             sendStored(fx.conn, rows, () => {}, `kept for ${fx.serverId}`);
@@ -327,7 +323,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
             else if (op.op === "setHome") store.setHome(op.userId, op.serverId);
             else if (op.op === "enqueue") store.enqueue(op.userId, op.frame, op.now);
             else if (op.op === "outbox") {
-              const ref = encodeBase64Url(sha256Sync(canonicalJson(op.frame.payload)));
+              const ref = msgRef(sha256Sync(canonicalJson(op.frame.payload)));
               store.addOutbox(op.serverId, ref, op.frame, op.now);
             } else if (op.op === "channel") store.setChannel(op.version, op.creatorPub, Date.now());
             else if (op.op === "acceptRef") store.acceptRef(op.ref, op.now);
@@ -454,11 +450,17 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     dispatch({ kind: "channelReady", now: Date.now(), version, creatorPub: key.publicKey });
   }
 
+  // The first server of a network creates the channel key when it starts (the reducer asks, at `started`):
+  // until it exists, new connections wait, so the key is there before anyone can join (PROFILE §8).
+  let starting = true;
+  let creatingChannel: Promise<void> | undefined;
+
   function createChannel(): void {
-    generateKeyPair(4096).then((key) => keepChannelKey(key, 1)).then(
-      () => log.info("channel.created", {}),
+    const creating = generateKeyPair(4096).then((key) => keepChannelKey(key, 1)).then(
+      () => log.info("channel.created", { version: 1 }),
       (e) => dispatch({ kind: "channelFailed", now: Date.now(), reason: String(e) }),
     );
+    if (starting) creatingChannel = creating.finally(() => creatingChannel = undefined);
   }
 
   function adoptChannel(version: number, creatorPub: string, wrappedKey: string): void {
@@ -669,7 +671,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     return s;
   }
 
-  function dial(token: number, url: string, afterMs: number): void {
+  function dial(token: number, url: string, afterMs: number, timeoutMs: number): void {
     const t = setTimeout(() => {
       dialTimers.delete(t);
       if (stopping) return;
@@ -687,7 +689,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
             ws.close();
           } catch { /* ignore */ }
         }
-      }, 10_000);
+      }, timeoutMs);
       ws.onerror = () => {};
       ws.onclose = () => {
         clearTimeout(giveUp);
@@ -744,7 +746,9 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       },
       ...(opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
     }, (req, info) => {
-      if (req.headers.get("upgrade")?.toLowerCase() === "websocket") return upgrade(req, info);
+      if (req.headers.get("upgrade")?.toLowerCase() === "websocket") {
+        return creatingChannel ? creatingChannel.then(() => upgrade(req, info)) : upgrade(req, info);
+      }
       return http(req);
     });
   } catch (e) {
@@ -878,6 +882,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
 
   const advertiseHost = opts.publicHost ?? (host === "0.0.0.0" || host === "::" ? "localhost" : host);
   dispatch({ kind: "started", now: Date.now(), host: advertiseHost, port: boundPort });
+  starting = false;
+  await creatingChannel; // a first server is ready once its channel key exists (PROFILE §8)
   log.info("node.listening", {
     host,
     port: boundPort,

@@ -145,6 +145,14 @@ export interface KeyPolicy {
   allowedBits?: number[];
 }
 
+/**
+ * The key policy of this node (PROFILE §1, §13): RSA-4096 only, or, in the weak-keys lab mode, also 1024, 2048
+ * and 3072 bits. The one place that decides which key sizes are acceptable.
+ */
+export function keyPolicy(labWeakKeys: boolean): KeyPolicy {
+  return { allowedBits: labWeakKeys ? [1024, 2048, 3072, 4096] : [4096] };
+}
+
 /** `null` when the key is acceptable, otherwise a human-readable reason (for `ERROR BAD_KEY`). */
 export function checkRsaKey(key: PublicKeyInfo, policy: KeyPolicy = {}): string | null {
   const allowed = policy.allowedBits ?? [4096];

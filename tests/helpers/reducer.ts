@@ -5,6 +5,7 @@ import {
   DEFAULT_FEDERATION,
   DEFAULT_LIMITS,
   type Effect,
+  endpointUrl,
   type Event,
   type NodeConfig,
   type State,
@@ -122,7 +123,7 @@ export function errors(effects: Effect[]): string[] {
 /** The dial effects. */
 export function dials(effects: Effect[]): { token: number; url: string; afterMs: number }[] {
   return effects.flatMap((e) =>
-    e.kind === "dial" ? [{ token: e.token, url: e.url, afterMs: e.afterMs }] : []
+    e.kind === "dial" ? [{ token: e.token, url: endpointUrl(e), afterMs: e.afterMs }] : []
   );
 }
 

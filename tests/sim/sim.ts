@@ -12,6 +12,7 @@ import {
   DEFAULT_FEDERATION,
   DEFAULT_LIMITS,
   type Effect,
+  endpointUrl,
   type Event,
   type ServerRecord,
   type State,
@@ -19,7 +20,7 @@ import {
 } from "../../lib/core/types.ts";
 import { expectedKey } from "../../lib/core/verify.ts";
 import { sha256HexSync as sha256Hex, sha256Sync as sha256 } from "../../lib/net/digest.ts";
-import { encodeBase64Url } from "../../lib/protocol/base64url.ts";
+import { msgRef } from "../../lib/protocol/msg_ref.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
 import {
   type AnyEnvelope,
@@ -319,7 +320,7 @@ export class Sim {
       case "dial": {
         node.dialTokens.add(fx.token);
         const gen = node.state;
-        this.at(this.now + fx.afterMs, () => this.dial(node, gen, fx.token, fx.url));
+        this.at(this.now + fx.afterMs, () => this.dial(node, gen, fx.token, endpointUrl(fx)));
         break;
       }
       case "deliverQueued":
@@ -384,7 +385,7 @@ export class Sim {
         else if (op.op === "enqueue") {
           node.store.queue.set(op.userId, [...(node.store.queue.get(op.userId) ?? []), op.frame]);
         } else if (op.op === "outbox") {
-          const ref = encodeBase64Url(sha256(canonicalJson(op.frame.payload)));
+          const ref = msgRef(sha256(canonicalJson(op.frame.payload)));
           node.store.outbox.set(op.serverId, [...(node.store.outbox.get(op.serverId) ?? []), {
             ref,
             frame: op.frame,
@@ -691,7 +692,7 @@ export class Sim {
     };
     this.dms.set(id, dm);
     const payload = { ciphertext: dm.ciphertext, sender_pub: from.key, content_sig: dm.content_sig };
-    this.awaitingAck.set(encodeBase64Url(sha256(canonicalJson(payload))), id);
+    this.awaitingAck.set(msgRef(sha256(canonicalJson(payload))), id);
     this.transmit(from.pipe, 0, { type: "MSG_DIRECT", from: from.userId, to: to.userId, ts: dm.ts, payload });
     return dm;
   }

@@ -21,7 +21,7 @@ import {
   SocpClient,
 } from "../../client/client.ts";
 import { sanitizeFileName } from "../../client/filenames.ts";
-import { encodeBase64Url } from "../../protocol/base64url.ts";
+import { msgRef } from "../../protocol/msg_ref.ts";
 import { canonicalPayloadBytes } from "../../protocol/preimages.ts";
 import type { Db } from "./db.ts";
 import type { Identity } from "./identity.ts";
@@ -96,7 +96,7 @@ const MAX_BACKOFF_MS = 30_000;
 /** The ACK reference of a payload: base64url of SHA-256 of its canonical bytes. */
 export async function ackRef(payload: unknown): Promise<string> {
   const bytes = new Uint8Array(canonicalPayloadBytes(payload));
-  return encodeBase64Url(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
+  return msgRef(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
 }
 
 /** The session behind the app. */

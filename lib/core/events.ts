@@ -1,0 +1,114 @@
+/**
+ * The reducer's events other than frames: connections opening and closing, dials failing, oversize frames, and
+ * the clock tick that drives every timer (first-frame timeouts, heartbeats and liveness, stalled transfers).
+ *
+ * @module
+ */
+import { fileTimers } from "./files.ts";
+import { forgetFullHelloBuckets } from "./limits.ts";
+import { dialFailed, joinTimers } from "./join.ts";
+import { dialConnected, linkDown, linkTimers } from "./links.ts";
+import type { Out } from "./out.ts";
+import { userLeft } from "./presence.ts";
+import type { Conn, Event } from "./types.ts";
+
+type EventOf<K extends Event["kind"]> = Extract<Event, { kind: K }>;
+
+function newConn(id: number, addr: string, now: number, burst: number): Conn {
+  return {
+    id,
+    addr,
+    openedAt: now,
+    role: "pending",
+    strikes: 0,
+    tokens: burst,
+    refilledAt: now,
+    throttled: false,
+    pemDialect: false,
+    lastSeen: now,
+    lastSent: now,
+  };
+}
+
+/** A connection opened: one we dialed says who we are; an inbound one is counted against its address. */
+export function onConnected(out: Out, event: EventOf<"connected">): void {
+  const { state, now } = out;
+  const conn = newConn(event.conn, event.addr, now, state.config.limits.rateBurst);
+  state.conns.set(event.conn, conn);
+  if (event.dial !== undefined) {
+    const intent = state.dials.get(event.dial);
+    state.dials.delete(event.dial);
+    if (intent) dialConnected(out, conn, intent);
+    else out.close(event.conn, 1000, "unexpected dial");
+    return;
+  }
+  const n = (state.connsPerAddr.get(event.addr) ?? 0) + 1;
+  state.connsPerAddr.set(event.addr, n);
+  if (n > state.config.limits.maxConnsPerAddr) {
+    out.close(
+      event.conn,
+      1008,
+      `too many connections from one address (limit ${state.config.limits.maxConnsPerAddr})`,
+    );
+  }
+}
+
+/** A dial never connected (refused, or not open within `dialTimeoutMs`). */
+export function onDialFailed(out: Out, event: EventOf<"dialFailed">): void {
+  const intent = out.state.dials.get(event.token);
+  out.state.dials.delete(event.token);
+  if (intent) dialFailed(out, intent, event.reason);
+}
+
+/** A frame over the size limit: the connection is closed unread. */
+export function onOversize(out: Out, event: EventOf<"oversize">): void {
+  out.log("info", "frame.too_large", { conn: event.conn, bytes: event.bytes });
+  out.close(
+    event.conn,
+    1009,
+    `frame of ${event.bytes} bytes exceeds the ${out.state.config.limits.maxFrameBytes}-byte limit`,
+  );
+}
+
+/** A connection closed: its user leaves, its link goes down, or its dial failed. */
+export function onClosed(out: Out, event: EventOf<"closed">): void {
+  const { state } = out;
+  const conn = state.conns.get(event.conn);
+  if (!conn) return;
+  state.conns.delete(event.conn);
+  if (!conn.dial) {
+    const n = (state.connsPerAddr.get(conn.addr) ?? 1) - 1;
+    if (n <= 0) state.connsPerAddr.delete(conn.addr);
+    else state.connsPerAddr.set(conn.addr, n);
+  }
+  if (conn.userId && state.localUsers.get(conn.userId) === conn.id) userLeft(out, conn.userId);
+  if (conn.role === "server") linkDown(out, conn, "closed");
+  else if (conn.dial) {
+    dialFailed(
+      out,
+      conn.dial,
+      conn.openedAt === Infinity ? "no SERVER_WELCOME" : "closed before the peer's first frame",
+      conn.dial.purpose === "link",
+    );
+  }
+}
+
+/** The clock: expire caches, time out silent first frames, then the link, join and transfer timers. */
+export function onTick(out: Out): void {
+  const { state, now } = out;
+  state.seen.expire(now);
+  forgetFullHelloBuckets(state, now);
+  for (const [u, ts] of state.presenceTs) {
+    if (!state.presence.has(u) && ts < now - state.config.limits.seenTtlMs) state.presenceTs.delete(u);
+  }
+  for (const conn of state.conns.values()) {
+    if (conn.role === "pending" && !conn.dial && now - conn.openedAt > state.config.limits.firstFrameMs) {
+      out.error(conn.id, "", "TIMEOUT", `no USER_HELLO within ${state.config.limits.firstFrameMs / 1000} s`);
+      out.close(conn.id, 1008, "first frame timeout");
+      conn.openedAt = Infinity; // report once
+    }
+  }
+  linkTimers(out);
+  joinTimers(out);
+  fileTimers(out);
+}
