@@ -172,6 +172,34 @@ function truthy(v: string | undefined): boolean {
   return !!v && /^(1|true|yes|on)$/i.test(v.trim());
 }
 
+/** Integer limits settable by flag and/or environment variable (see `socp serve --help` and docs/DEPLOY.md). */
+export const LIMIT_KNOBS: readonly {
+  key: "maxUnsentBytes" | "helloPerSec" | "helloBurst" | "maxConnsPerAddr" | "ratePerSec" | "rateBurst";
+  env: string;
+  flag?: string;
+  min: number;
+  max: number;
+}[] = [
+  {
+    key: "maxUnsentBytes",
+    env: "SOCP_MAX_UNSENT_BYTES",
+    flag: "max-unsent-bytes",
+    min: 64 * 1024,
+    max: 2 ** 32,
+  },
+  { key: "helloPerSec", env: "SOCP_HELLO_RATE", flag: "hello-rate", min: 1, max: 1_000_000 },
+  { key: "helloBurst", env: "SOCP_HELLO_BURST", flag: "hello-burst", min: 1, max: 1_000_000 },
+  {
+    key: "maxConnsPerAddr",
+    env: "SOCP_MAX_CONNS_PER_ADDR",
+    flag: "max-conns-per-addr",
+    min: 1,
+    max: 1_000_000,
+  },
+  { key: "ratePerSec", env: "SOCP_RATE_PER_SEC", min: 1, max: 1_000_000 },
+  { key: "rateBurst", env: "SOCP_RATE_BURST", min: 1, max: 1_000_000 },
+];
+
 /** Build the serve config from parsed flags and the environment. */
 export function serveConfig(
   flags: Record<string, string | boolean | string[] | undefined>,
@@ -192,6 +220,10 @@ export function serveConfig(
       : {}),
     ...(fresh ? { freshnessMs: intSetting(fresh, "SOCP_FRESHNESS_SECONDS", 1, 365 * 86400) * 1000 } : {}),
   };
+  for (const k of LIMIT_KNOBS) {
+    const text = k.flag ? pick(k.flag, k.env) : env(k.env);
+    if (text !== undefined) limits[k.key] = intSetting(text, k.flag ? `--${k.flag}` : k.env, k.min, k.max);
+  }
   const labWeakKeys = truthy(env("SOCP_LAB_WEAK_KEYS")) || truthy(env("SOCP_BACKDOOR_WEAK_KEYS"));
   const flagEntries = (flags.bootstrap as string[] | undefined) ?? [];
   const envEntries = flagEntries.length ? [] : (env("SOCP_BOOTSTRAP") ?? "").split(/[,\s]+/).filter(Boolean);

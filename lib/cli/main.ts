@@ -19,6 +19,7 @@ Usage:
   socp serve [--host H] [--port P] [--data DIR] [--env-file F] [--public-host H] [--log-level L]
              [--bootstrap host:port#PUBKEY ...] [--bootstrap-file F] [--introducer]
              [--heartbeat-interval S] [--link-timeout S] [--tls-cert FILE --tls-key FILE]
+             [--max-unsent-bytes N] [--hello-rate N] [--hello-burst N] [--max-conns-per-addr N]
   socp chat --server URL [--name NAME] [--key FILE] [--downloads DIR]
   socp info [--data DIR] [--env-file F]
   socp help [command]
@@ -53,6 +54,15 @@ Federation (joining other servers):
   --introducer                   start a network alone; do not join           SOCP_INTRODUCER=1
   --heartbeat-interval S         seconds between heartbeats (fractions ok)    SOCP_HEARTBEAT_INTERVAL  15
   --link-timeout S               silence that closes a link                   SOCP_LINK_TIMEOUT        45
+
+Limits (see docs/DEPLOY.md):
+  --max-unsent-bytes N    bytes that may wait for a peer that does not read;
+                          past it the connection is cut (1008 "too slow")    SOCP_MAX_UNSENT_BYTES    8388608
+  --hello-rate N          USER_HELLOs per second from one address            SOCP_HELLO_RATE          10
+  --hello-burst N         ... and how many may come at once                  SOCP_HELLO_BURST         30
+  --max-conns-per-addr N  open connections from one address                  SOCP_MAX_CONNS_PER_ADDR  64
+  SOCP_RATE_PER_SEC (100) and SOCP_RATE_BURST (400): frames per connection (server links get 10x).
+
 With no reachable bootstrap entry the node serves as the first server (introducer) of a new network and keeps
 trying the list. SOCP_ALLOWED_SERVER_KEYS (comma-separated keys) admits only those servers.
 Other settings: SOCP_NODE_PASSPHRASE (seals the identity key; default: a random secret in DIR/node.secret),
@@ -73,6 +83,10 @@ SOCP_LAB_WEAK_KEYS=1 and SOCP_LAB_REPLAY=1 (deliberately weakened lab modes; nev
       "link-timeout": { type: "string" },
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
+      "max-unsent-bytes": { type: "string" },
+      "hello-rate": { type: "string" },
+      "hello-burst": { type: "string" },
+      "max-conns-per-addr": { type: "string" },
       help: { type: "boolean" },
     },
   },

@@ -5,6 +5,7 @@
  * @module
  */
 import { fileTimers } from "./files.ts";
+import { forgetFullHelloBuckets } from "./limits.ts";
 import { dialFailed, joinTimers } from "./join.ts";
 import { dialConnected, linkDown, linkTimers } from "./links.ts";
 import type { Out } from "./out.ts";
@@ -96,6 +97,7 @@ export function onClosed(out: Out, event: EventOf<"closed">): void {
 export function onTick(out: Out): void {
   const { state, now } = out;
   state.seen.expire(now);
+  forgetFullHelloBuckets(state, now);
   for (const [u, ts] of state.presenceTs) {
     if (!state.presence.has(u) && ts < now - state.config.limits.seenTtlMs) state.presenceTs.delete(u);
   }

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Conn, Limits } from "./types.ts";
+import type { Conn, Limits, State } from "./types.ts";
 
 /** Server links carry many users' traffic: their token bucket is this many times a user's. */
 export const SERVER_LINK_SCALE = 10;
@@ -23,6 +23,31 @@ export function takeToken(conn: Conn, limits: Limits, now: number): boolean {
   if (conn.tokens < 1) return false;
   conn.tokens -= 1;
   return true;
+}
+
+/**
+ * Take one USER_HELLO token for `addr` (PROFILE §11 extension: hellos per address). Admission costs the node
+ * RSA work (an advert, a channel key share), so one address may only start so many sessions per second.
+ */
+export function takeHelloToken(state: State, addr: string, now: number): boolean {
+  const { helloPerSec, helloBurst } = state.config.limits;
+  const b = state.helloBuckets.get(addr) ?? { tokens: helloBurst, refilledAt: now };
+  b.tokens = Math.min(helloBurst, b.tokens + (Math.max(0, now - b.refilledAt) * helloPerSec) / 1000);
+  b.refilledAt = Math.max(b.refilledAt, now);
+  state.helloBuckets.set(addr, b);
+  if (b.tokens < 1) return false;
+  b.tokens -= 1;
+  return true;
+}
+
+/** Drop the hello buckets that have refilled (a full bucket is the same as none). */
+export function forgetFullHelloBuckets(state: State, now: number): void {
+  const { helloPerSec, helloBurst } = state.config.limits;
+  for (const [addr, b] of state.helloBuckets) {
+    if (b.tokens + (Math.max(0, now - b.refilledAt) * helloPerSec) / 1000 >= helloBurst) {
+      state.helloBuckets.delete(addr);
+    }
+  }
 }
 
 /** `null` when `ts` is within the freshness window, else the reason. */

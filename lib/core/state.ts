@@ -13,6 +13,7 @@ export function initState(config: NodeConfig, loaded: Partial<Loaded> = {}): Sta
     config,
     conns: new Map(),
     connsPerAddr: new Map(),
+    helloBuckets: new Map(),
     localUsers: new Map(),
     users: new Map((loaded.users ?? []).map((u) => [u.userId, u])),
     presence: new Map(),

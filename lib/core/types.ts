@@ -35,6 +35,12 @@ export interface Limits {
   maxFileBytes: number;
   /** A transfer without a chunk for this long is dropped. */
   fileStallMs: number;
+  /** Bytes that may wait to be sent on one connection (its peer not reading); past it the connection is cut. */
+  maxUnsentBytes: number;
+  /** USER_HELLOs admitted per second from one address (token bucket). */
+  helloPerSec: number;
+  /** The size of that bucket: how many hellos one address may send at once. */
+  helloBurst: number;
 }
 
 /** The defaults of PROFILE §11. */
@@ -52,6 +58,9 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
   queueTtlMs: 30 * 24 * 3600_000,
   maxFileBytes: 16 * 1024 * 1024,
   fileStallMs: 5 * 60_000,
+  maxUnsentBytes: 8 * 1024 * 1024,
+  helloPerSec: 10,
+  helloBurst: 30,
 };
 
 /** One entry of the bootstrap list (the standard's YAML shape). */
@@ -266,6 +275,8 @@ export interface State {
   conns: Map<number, Conn>;
   /** Open connection count per peer address. */
   connsPerAddr: Map<string, number>;
+  /** USER_HELLO token buckets per remote address (entries go once full again). */
+  helloBuckets: Map<string, { tokens: number; refilledAt: number }>;
   /** Users connected here: user id -> connection. */
   localUsers: Map<string, number>;
   /** Users bound to keys at this server, by id. */

@@ -10,6 +10,7 @@ import { channelJoin } from "./channel.ts";
 import { deliverQueued, setHome } from "./offline.ts";
 import { advertFor, sendSnapshot, toLocalUsers, toServers } from "./presence.ts";
 import type { Conn, UserRecord } from "./types.ts";
+import { takeHelloToken } from "./limits.ts";
 
 function sameMeta(a: Record<string, unknown> | null, b: Record<string, unknown> | null): boolean {
   return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
@@ -19,6 +20,17 @@ function sameMeta(a: Record<string, unknown> | null, b: Record<string, unknown> 
 export function hello(out: Out, conn: Conn, env: Envelope<"USER_HELLO">): void {
   const { state } = out;
   const userId = env.from;
+  if (!takeHelloToken(state, conn.addr, out.now)) {
+    // The detail is the same for every refusal, so its signature is made once (the signer caches by payload).
+    const { helloPerSec, helloBurst } = state.config.limits;
+    return out.error(
+      conn.id,
+      userId,
+      "UNKNOWN_TYPE",
+      `too many USER_HELLOs from your address (at most ${helloPerSec}/s, ${helloBurst} at once): wait a second, then send USER_HELLO again`,
+      true,
+    );
+  }
   const policy = keyPolicy(state.config.labWeakKeys);
   if (!isUuid(userId)) {
     return out.error(conn.id, userId, "BAD_KEY", "the user id (from) must be a UUID", true);

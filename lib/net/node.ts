@@ -45,6 +45,7 @@ import { type NetworkSnapshot, webRoute } from "../web/routes.ts";
 import { fingerprint, type Identity, loadOrCreateIdentity, nodeSecret } from "./identity.ts";
 import { Logger } from "./log.ts";
 import { Signer } from "./signer.ts";
+import { approxBytes, highWater } from "./outbound.ts";
 
 /** Options for {@linkcode startNode}. */
 export interface NodeOptions {
@@ -100,6 +101,8 @@ export class PortInUse extends Error {}
 
 interface Socket {
   ws: WebSocket;
+  /** The peer's address (host name for connections we dialed). */
+  addr: string;
   /** Reducer-order chain of inbound frames. */
   inbound: Promise<void>;
   /** Send-order chain of outbound frames. */
@@ -107,6 +110,14 @@ interface Socket {
   closing: boolean;
   /** Frames received but not yet reduced (parsing and verification under way). */
   inflight: number;
+  /** Estimated bytes of signed frames in the outbound chain, not yet handed to the WebSocket. */
+  ready: number;
+  /** The outbound queue waits for a peer that does not read (see `drain`). */
+  stalled: boolean;
+  /** The reducer has been told this connection closed. */
+  gone: boolean;
+  /** Cut as too slow, and the runtime has not closed it yet. */
+  lingering: boolean;
 }
 
 class Metrics {
@@ -116,6 +127,7 @@ class Metrics {
   verifications = 0;
   connectionsTotal = 0;
   shed = 0;
+  tooSlow = 0;
 }
 
 /** Start a node. Rejects with {@linkcode PortInUse} or a clear error when it cannot start. */
@@ -172,6 +184,9 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   const signer = new Signer(identity.key);
   const metrics = new Metrics();
   const sockets = new Map<number, Socket>();
+  /** Connections cut as too slow that the runtime still holds (their peer neither reads nor closes), by address. */
+  const lingering = new Map<string, number>();
+  const high = highWater(limits.maxUnsentBytes);
   let nextConn = 1;
 
   function dispatch(ev: Event): void {
@@ -208,21 +223,43 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
         case "send": {
           const s = sockets.get(fx.conn);
           if (!s || s.closing) break;
-          const frame = { ...fx.frame };
+          // A peer that does not read makes frames wait; past the bound it is cut (PROFILE §11, unsent bytes).
+          const bytes = approxBytes(fx.frame);
+          const unsent = s.ready + s.ws.bufferedAmount + bytes;
+          if (unsent > limits.maxUnsentBytes && s.stalled) {
+            tooSlow(fx.conn, s, unsent);
+            break;
+          }
           const seal = fx.seal;
-          const sig = seal
-            ? applySeal(frame, seal).then((ok) =>
-              ok ? signer.sign(frame.payload) : Promise.reject(new Error("no channel key"))
-            )
-            : fx.sign
-            ? signer.sign(frame.payload)
-            : Promise.resolve(frame.sig ?? "");
-          if (frame.type === "ERROR") metrics.refused++;
+          let text: Promise<string>;
+          if (seal) {
+            const frame = { ...fx.frame };
+            text = applySeal(frame, seal).then((ok) =>
+              ok
+                ? signer.sign(frame.payload).then((sig) => serializeEnvelope({ ...frame, sig }))
+                : Promise.reject(new Error("no channel key"))
+            );
+          } else {
+            // Signed and serialized once per frame object (an advert kept while its user is online, a broadcast).
+            text = signer.text(fx.frame, fx.sign);
+          }
+          if (fx.frame.type === "ERROR") metrics.refused++;
+          // Frames count against the peer once signed: until then they wait for us, not for the peer.
+          let ready = false;
+          text.then(() => {
+            ready = true;
+            s.ready += bytes;
+          }, () => {});
           s.outbound = s.outbound.then(async () => {
-            frame.sig = await sig;
-            if (s.ws.readyState === WebSocket.OPEN) {
-              s.ws.send(serializeEnvelope(frame));
-              metrics.framesOut++;
+            try {
+              const t = await text;
+              await drain(fx.conn, s);
+              if (s.ws.readyState === WebSocket.OPEN) {
+                s.ws.send(t);
+                metrics.framesOut++;
+              }
+            } finally {
+              if (ready) s.ready -= bytes;
             }
           }).catch((e) => log.error("send.failed", { conn: fx.conn, error: String(e) }));
           break;
@@ -232,12 +269,18 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           if (!s || s.closing) break;
           s.closing = true;
           log.debug("conn.closing", { conn: fx.conn, code: fx.code, reason: fx.reason });
-          s.outbound = s.outbound.then(() => {
+          const closeNow = () => {
             try {
               s.ws.close(fx.code, fx.reason.slice(0, 120));
             } catch {
               /* already closed */
             }
+          };
+          // Frames before the close go first, but a peer that does not read cannot hold the close back.
+          const hard = setTimeout(closeNow, 5_000);
+          s.outbound = s.outbound.then(() => {
+            clearTimeout(hard);
+            closeNow();
           });
           break;
         }
@@ -395,6 +438,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     s.outbound = s.outbound.then(async () => {
       for (let i = 0; i < frames.length; i++) {
         frames[i].sig = await sigs[i];
+        await drain(conn, s); // paced: a long queue never piles up in the runtime's buffer
         if (s.ws.readyState !== WebSocket.OPEN) return;
         s.ws.send(serializeEnvelope(frames[i]));
         metrics.framesOut++;
@@ -554,13 +598,71 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     });
   }
 
-  function attach(conn: number, ws: WebSocket, onOpen: () => void): Socket {
+  /**
+   * Wait until the socket has room (its buffer at or under the high-water mark; see outbound.ts), polling every
+   * 10 ms. The peer is *stalled* when its buffer has not shrunk over five polls and a quarter second: a peer that
+   * reads empties it as soon as this node yields, however busy the node was. A stalled peer with more than
+   * `maxUnsentBytes` signed and waiting for it is cut (frames still being signed wait for us, not for the peer).
+   */
+  async function drain(conn: number, s: Socket): Promise<void> {
+    if (s.ws.bufferedAmount <= high) return;
+    const since = Date.now();
+    let last = Infinity;
+    let still = 0;
+    try {
+      while (s.ws.readyState === WebSocket.OPEN) {
+        const b = s.ws.bufferedAmount;
+        if (b <= high) return;
+        still = b < last ? 0 : still + 1;
+        last = b;
+        s.stalled = still >= 5 && Date.now() - since >= 250;
+        if (s.stalled && s.ready + b > limits.maxUnsentBytes) return tooSlow(conn, s, s.ready + b);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    } finally {
+      s.stalled = false;
+    }
+  }
+
+  /** Tell the reducer (once) that a connection is gone. */
+  function gone(conn: number, s: Socket): void {
+    if (s.gone) return;
+    s.gone = true;
+    sockets.delete(conn);
+    dispatch({ kind: "closed", conn, now: Date.now() });
+    log.debug("conn.closed", { conn });
+  }
+
+  /**
+   * Cut a connection whose peer does not read: more than `maxUnsentBytes` wait for it. The reducer hears now (the
+   * user goes offline, so what follows for them is queued, and they may log in again); the runtime may hold the
+   * socket until the peer reads or goes away, so such sockets still count against their address.
+   */
+  function tooSlow(conn: number, s: Socket, unsent: number): void {
+    if (s.closing) return;
+    s.closing = true;
+    metrics.tooSlow++;
+    log.warn("conn.too_slow", { conn, addr: s.addr, unsent_bytes: unsent, limit: limits.maxUnsentBytes });
+    lingering.set(s.addr, (lingering.get(s.addr) ?? 0) + 1);
+    s.lingering = true;
+    try {
+      s.ws.close(1008, "too slow");
+    } catch { /* already closed */ }
+    s.inbound = s.inbound.then(() => gone(conn, s));
+  }
+
+  function attach(conn: number, ws: WebSocket, addr: string, onOpen: () => void): Socket {
     const s: Socket = {
       ws,
+      addr,
       inbound: Promise.resolve(),
       outbound: Promise.resolve(),
       closing: false,
       inflight: 0,
+      ready: 0,
+      stalled: false,
+      gone: false,
+      lingering: false,
     };
     sockets.set(conn, s);
     ws.onopen = onOpen;
@@ -568,11 +670,13 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     ws.onerror = () => {};
     ws.onclose = () => {
       s.closing = true;
-      s.inbound = s.inbound.then(() => {
-        sockets.delete(conn);
-        dispatch({ kind: "closed", conn, now: Date.now() });
-        log.debug("conn.closed", { conn });
-      });
+      if (s.lingering) {
+        s.lingering = false;
+        const n = (lingering.get(addr) ?? 1) - 1;
+        if (n <= 0) lingering.delete(addr);
+        else lingering.set(addr, n);
+      }
+      s.inbound = s.inbound.then(() => gone(conn, s));
     };
     return s;
   }
@@ -608,7 +712,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
         clearTimeout(giveUp);
         const conn = nextConn++;
         metrics.connectionsTotal++;
-        attach(conn, ws, () => {});
+        attach(conn, ws, new URL(url).hostname, () => {});
         log.debug("dial.open", { conn, url });
         dispatch({ kind: "connected", conn, addr: new URL(url).hostname, now: Date.now(), dial: token });
       };
@@ -618,6 +722,12 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
 
   function upgrade(req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response {
     const addr = info.remoteAddr.hostname; // must be read before the upgrade
+    if ((lingering.get(addr) ?? 0) >= limits.maxConnsPerAddr) {
+      return new Response(
+        "too many connections from this address were cut as too slow and are still open\n",
+        { status: 429 },
+      );
+    }
     // PROFILE §15 liveness: the WebSocket layer pings every connection at half this interval and closes it when
     // no pong comes back within it, so a peer that heartbeats only with pings is judged on its pongs.
     const { socket: ws, response } = Deno.upgradeWebSocket(req, {
@@ -625,7 +735,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     });
     const conn = nextConn++;
     metrics.connectionsTotal++;
-    attach(conn, ws, () => {
+    attach(conn, ws, addr, () => {
       log.debug("conn.opened", { conn, addr });
       dispatch({ kind: "connected", conn, addr, now: Date.now() });
     });
@@ -727,7 +837,17 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     };
   }
 
+  /** The most bytes waiting for one connection now: signed frames in its queue plus its WebSocket buffer. */
+  function maxUnsent(): number {
+    let most = 0;
+    for (const s of sockets.values()) {
+      if (s.ws.readyState === WebSocket.OPEN) most = Math.max(most, s.ready + s.ws.bufferedAmount);
+    }
+    return most;
+  }
+
   function metricsText(): string {
+    const mem = Deno.memoryUsage();
     const m: [string, string, number][] = [
       ["socp_users_online", "gauge", state.localUsers.size],
       ["socp_users_network", "gauge", state.presence.size],
@@ -740,8 +860,14 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       ["socp_signatures_total", "counter", signer.signatures],
       ["socp_verifications_total", "counter", metrics.verifications],
       ["socp_frames_shed_total", "counter", metrics.shed],
+      ["socp_connections_too_slow_total", "counter", metrics.tooSlow],
+      ["socp_unsent_bytes_max", "gauge", maxUnsent()],
       ["socp_seen_cache_entries", "gauge", state.seen.size],
       ["socp_uptime_seconds", "gauge", Math.floor((Date.now() - startedAt) / 1000)],
+      ["socp_memory_rss_bytes", "gauge", mem.rss],
+      ["socp_memory_heap_total_bytes", "gauge", mem.heapTotal],
+      ["socp_memory_heap_used_bytes", "gauge", mem.heapUsed],
+      ["socp_memory_external_bytes", "gauge", mem.external],
     ];
     return m.map(([n, t, v]) => `# TYPE ${n} ${t}\n${n} ${v}\n`).join("");
   }

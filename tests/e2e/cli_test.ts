@@ -5,7 +5,7 @@ import { sealPrivateKey } from "../../lib/crypto/keyfile.ts";
 import { VERSION } from "../../lib/version.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
-import { sleep } from "../helpers/ws_peer.ts";
+import { RawPeer, sleep } from "../helpers/ws_peer.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -108,16 +108,27 @@ Deno.test(
 
 Deno.test({ name: "settings come from a .env file and the environment", ...opts }, async () => {
   const dir = Deno.makeTempDirSync();
+  // Only the .env file names a public host and a frame limit (NodeProcess passes --host, --port and --data as
+  // flags, which win over it); the environment overrides the file's log level (at "warn" the node would not log
+  // node.listening, and NodeProcess.start would fail).
   Deno.writeTextFileSync(
     join(dir, "custom.env"),
-    `SOCP_PORT=0\nSOCP_HOST=127.0.0.1\nSOCP_DATA=${dir}/data\n`,
+    `SOCP_PUBLIC_HOST=from-env-file.example\nSOCP_MAX_FRAME_BYTES=4096\nSOCP_LOG_LEVEL=warn\n`,
   );
   const node = await NodeProcess.start({
     args: ["--env-file", join(dir, "custom.env")],
     env: { SOCP_LOG_LEVEL: "debug" },
   });
   try {
-    assert.ok(node.logs.some((l) => l.includes("node.listening")));
+    const listening = node.logs.find((l) => l.includes("node.listening"));
+    assert.match(listening ?? "", new RegExp(`url=ws://from-env-file\\.example:${node.port}`));
+    // The file's frame limit is in force: 5,000 bytes close the socket with 1009.
+    const p = await RawPeer.open(node.url);
+    p.send("x".repeat(5000));
+    const closed = await Promise.race([p.closed, sleep(10_000).then(() => null)]);
+    assert.equal(closed?.code, 1009);
+    // The environment's log level (debug) beat the file's (warn).
+    assert.ok(node.logs.some((l) => /DEBUG conn\.opened/.test(l)), node.logs.join("\n"));
   } finally {
     await node.kill();
   }

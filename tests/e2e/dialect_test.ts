@@ -9,6 +9,7 @@ import nodeCrypto from "node:crypto";
 import { type ClientEvent, SocpClient } from "../../lib/client/client.ts";
 import { fixtureKey, fixtureText } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
+import { until } from "../helpers/until.ts";
 import { RawPeer } from "../helpers/ws_peer.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -93,12 +94,7 @@ Deno.test(
         ts,
         payload: { ciphertext: ct.toString("base64url"), sender_pub: myKey, content_sig },
       });
-      const dm = await new Promise<ClientEvent>((resolve) => {
-        const t = setInterval(() => {
-          const e = got.find((x) => x.kind === "dm");
-          if (e) (clearInterval(t), resolve(e));
-        }, 20);
-      });
+      const dm = await until(() => got.find((x) => x.kind === "dm"), "our client receives the DM", 10_000);
       assert.ok(dm.kind === "dm");
       assert.equal(dm.text, "greetings from another implementation");
       assert.equal(dm.verified, true, "raw-bytes preimage with salt 32 verifies");

@@ -3,6 +3,13 @@ import { TextLineStream } from "./text_lines.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
+/** The V8 flags the node ships with (deno.json `start` and `compile`): tests run the node as it is deployed. */
+export const SHIPPED_V8_FLAGS: readonly string[] = (() => {
+  const cfg = JSON.parse(Deno.readTextFileSync(new URL("../../deno.json", import.meta.url)));
+  const m = /--v8-flags=(\S+)/.exec(cfg.tasks.compile);
+  return m ? [`--v8-flags=${m[1]}`] : [];
+})();
+
 /** A running node process. */
 export class NodeProcess {
   readonly logs: string[] = [];
@@ -30,6 +37,7 @@ export class NodeProcess {
       args: [
         "run",
         "-A",
+        ...SHIPPED_V8_FLAGS,
         MAIN,
         "serve",
         "--host",

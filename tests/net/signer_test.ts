@@ -24,3 +24,30 @@ Deno.test("Signer keeps at most `max` signatures", async () => {
   await s.sign({ n: 1 }); // evicted, so signed again
   assert.equal(s.signatures, 4);
 });
+
+Deno.test("Signer.text signs and serializes a kept frame once, however often it is sent", async () => {
+  const key = await fixtureKey("user1");
+  const s = new Signer(key, 1); // an LRU of one: only the per-frame cache can spare the second signature
+  const advert = {
+    type: "USER_ADVERTISE" as const,
+    from: "S",
+    to: "*",
+    ts: 1,
+    payload: { user_id: "u", server_id: "S" },
+  };
+  const first = s.text(advert, true);
+  await s.sign({ other: 1 }); // evicts the advert's payload from the LRU
+  const again = s.text(advert, true);
+  assert.equal(first, again, "the same promise: no new work");
+  const text = await again;
+  assert.equal(s.signatures, 2);
+  const f = JSON.parse(text);
+  assert.deepEqual(f.payload, advert.payload);
+  assert.ok(
+    await verifySignature(key.publicKey, new TextEncoder().encode(canonicalJson(advert.payload)), f.sig),
+  );
+  // A relayed frame keeps its own signature.
+  const relayed = { ...advert, sig: "THEIRS" };
+  assert.equal(JSON.parse(await s.text(relayed, false)).sig, "THEIRS");
+  assert.equal(s.signatures, 2);
+});
