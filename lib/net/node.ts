@@ -96,6 +96,9 @@ export interface RunningNode {
   finished: Promise<void>;
 }
 
+/** The shortest WebSocket ping timeout (seconds) the node gives an accepted connection. */
+const PING_TIMEOUT_MIN_S = 5;
+
 /** Thrown when the port cannot be bound. */
 export class PortInUse extends Error {}
 
@@ -729,9 +732,11 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       );
     }
     // PROFILE §15 liveness: the WebSocket layer pings every connection at half this interval and closes it when
-    // no pong comes back within it, so a peer that heartbeats only with pings is judged on its pongs.
+    // no pong comes back within it, so a peer that heartbeats only with pings is judged on its pongs. Users are
+    // pinged too (the role is not known at the upgrade), so never less than PING_TIMEOUT_MIN_S: a client whose
+    // event loop is busy for a second (decrypting a file) must not be cut by a short link timeout.
     const { socket: ws, response } = Deno.upgradeWebSocket(req, {
-      idleTimeout: Math.max(1, Math.ceil(federation.linkTimeoutMs / 1000)),
+      idleTimeout: Math.max(PING_TIMEOUT_MIN_S, Math.ceil(federation.linkTimeoutMs / 1000)),
     });
     const conn = nextConn++;
     metrics.connectionsTotal++;
