@@ -192,7 +192,7 @@ Deno.test(
       assert.match(alice.stdout, /\/tell <user> <text>/);
       assert.match(alice.stdout, /unknown command \/nonsense/);
 
-      for (let i = 0; i < 100 && !bobOut.join("").includes("[dm] alice"); i++) await sleep(50);
+      for (let i = 0; i < 300 && !bobOut.join("").includes("[dm] alice"); i++) await sleep(50); // 15 s deadline
       assert.match(bobOut.join(""), /\[dm\] alice: hello from alice\n/);
       assert.ok(!bobOut.join("").includes("UNVERIFIED"));
       await bobIn.write(enc.encode("/tell alice gone\n/quit\n"));
