@@ -49,6 +49,7 @@ export type {
   Output,
   Peer,
   SendState,
+  TextMessageEvent,
 } from "./lib/client/types.ts";
 export { generateKeyPair, PrivateKey, sha256, sha256Hex } from "./lib/crypto/rsa.ts";
 export { type DecodedKey, decodePublicKey, type KeyForm, type PublicKeyInfo } from "./lib/protocol/keys.ts";

@@ -56,6 +56,7 @@ import type {
   Output,
   Peer,
   SendState,
+  TextMessageEvent,
 } from "./types.ts";
 
 export type * from "./types.ts";
@@ -144,6 +145,25 @@ function hex(bytes: Uint8Array): string {
   let s = "";
   for (const b of bytes) s += b.toString(16).padStart(2, "0");
   return s;
+}
+
+/**
+ * The text of a received message: the decrypted bytes as strict UTF-8, or, when nothing was decrypted, a
+ * "ciphertext" that is plain text (then `unencrypted`); null when neither.
+ */
+export function messageText(
+  plain: Uint8Array | null,
+  ciphertext: string,
+): { text: string; unencrypted: boolean } | null {
+  if (plain) {
+    try {
+      return { text: strictUtf8.decode(plain), unencrypted: false };
+    } catch {
+      return null;
+    }
+  }
+  const text = plainTextOf(ciphertext);
+  return text === null ? null : { text, unencrypted: true };
 }
 
 /** `ab12:cd34:…` from a SHA-256 digest (its first 16 bytes), as the node prints its own. */
@@ -877,22 +897,14 @@ export class ClientCore {
         },
       ],
     }) as [Uint8Array | null, number];
-    let text: string | null = null;
-    let unencrypted = false;
-    if (plain) {
-      try {
-        text = strictUtf8.decode(plain);
-      } catch { /* below */ }
-    } else {
-      text = plainTextOf(p.ciphertext);
-      unencrypted = text !== null;
-    }
-    if (text === null) {
+    const body = messageText(plain, p.ciphertext);
+    if (!body) {
       return this.emit({
         kind: "warning",
         detail: `a message from ${this.labelOf(p.sender)} could not be decrypted`,
       });
     }
+    const { text } = body;
     const warning = this.senderKeyWarning(p.sender, p.sender_pub);
     const verified = idx >= 0 && !warning;
     const refusal = REFUSAL_RE.exec(text);
@@ -903,18 +915,28 @@ export class ClientCore {
         return;
       }
     }
-    const e: ClientEvent = {
-      kind: "dm",
-      from: p.sender,
-      fromName: this.nameOf(p.sender),
-      fromLabel: this.labelOf(p.sender),
-      text,
-      ts: env.ts,
+    this.emit({ kind: "dm", ...this.textEvent(p.sender, body, env.ts, verified, warning) });
+  }
+
+  /** The fields of a received text message event. */
+  private textEvent(
+    from: string,
+    body: { text: string; unencrypted: boolean },
+    ts: number,
+    verified: boolean,
+    warning: string | undefined,
+  ): TextMessageEvent {
+    const e: TextMessageEvent = {
+      from,
+      fromName: this.nameOf(from),
+      fromLabel: this.labelOf(from),
+      text: body.text,
+      ts,
       verified,
     };
-    if (unencrypted) e.unencrypted = true;
+    if (body.unencrypted) e.unencrypted = true;
     if (warning) e.warning = warning;
-    this.emit(e);
+    return e;
   }
 
   /** A public-channel key share: unwrap the channel key. */
@@ -970,17 +992,8 @@ export class ClientCore {
         ops: [{ op: "decrypt", with: "channel", ciphertext: p.ciphertext }, verify],
       }) as [Uint8Array | null, number];
     } else idx = (yield verify) as number;
-    let text: string | null = null;
-    let unencrypted = false;
-    if (plain) {
-      try {
-        text = strictUtf8.decode(plain);
-      } catch { /* below */ }
-    } else {
-      text = plainTextOf(p.ciphertext);
-      unencrypted = text !== null;
-    }
-    if (text === null) {
+    const body = messageText(plain, p.ciphertext);
+    if (!body) {
       return this.emit({
         kind: "warning",
         detail: this.channel
@@ -989,18 +1002,7 @@ export class ClientCore {
       });
     }
     const warning = this.senderKeyWarning(env.from, p.sender_pub);
-    const e: ClientEvent = {
-      kind: "public",
-      from: env.from,
-      fromName: this.nameOf(env.from),
-      fromLabel: this.labelOf(env.from),
-      text,
-      ts: env.ts,
-      verified: idx >= 0 && !warning,
-    };
-    if (unencrypted) e.unencrypted = true;
-    if (warning) e.warning = warning;
-    this.emit(e);
+    this.emit({ kind: "public", ...this.textEvent(env.from, body, env.ts, idx >= 0 && !warning, warning) });
   }
 
   // ---------------------------------------------------------------- files we receive

@@ -106,35 +106,34 @@ export interface OutgoingMessage {
   error?: string;
 }
 
+/** A received text message (a DM or a public-channel post), as reported in a {@linkcode ClientEvent}. */
+export interface TextMessageEvent {
+  /** The sender's user id. */
+  from: string;
+  /** The sender's display name, if known. */
+  fromName: string;
+  /** How to show the sender (name and short id). */
+  fromLabel: string;
+  /** The message text. */
+  text: string;
+  /** The sender's timestamp (ms). */
+  ts: number;
+  /** The content signature verified against the sender's known key. */
+  verified: boolean;
+  /** The "ciphertext" was plain text: not end-to-end encrypted. */
+  unencrypted?: boolean;
+  /** Why the sender's key is suspicious, if it is. */
+  warning?: string;
+}
+
 /** What the client reports to its user. */
 export type ClientEvent =
-  | {
-    kind: "dm";
-    from: string;
-    fromName: string;
-    fromLabel: string;
-    text: string;
-    ts: number;
-    verified: boolean;
-    /** The "ciphertext" was plain text: not end-to-end encrypted. */
-    unencrypted?: boolean;
-    warning?: string;
-  }
+  | ({ kind: "dm" } & TextMessageEvent)
   | { kind: "joined"; peer: Peer }
   | { kind: "left"; peer: Peer }
   | { kind: "error"; code: string; detail: string }
   | { kind: "ack"; msgRef: string; what?: string }
-  | {
-    kind: "public";
-    from: string;
-    fromName: string;
-    fromLabel: string;
-    text: string;
-    ts: number;
-    verified: boolean;
-    unencrypted?: boolean;
-    warning?: string;
-  }
+  | ({ kind: "public" } & TextMessageEvent)
   | { kind: "channel"; version: number }
   | {
     kind: "fileStart";

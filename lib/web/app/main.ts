@@ -9,177 +9,12 @@
 import { Db } from "./db.ts";
 import { DecryptPool, usePool } from "./decrypt_pool.ts";
 import { h, replace } from "./dom.ts";
-import {
-  checkDisplayName,
-  checkNewPassphrase,
-  createIdentity,
-  type Identity,
-  importIdentity,
-  keyFileText,
-  loadIdentity,
-} from "./identity.ts";
+import { type Identity, keyFileText, loadIdentity } from "./identity.ts";
+import { download, mib, shortId, time, toast } from "./ui.ts";
+import { welcome } from "./welcome.ts";
 import { type ChatMessage, type Conversation, type FileItem, PUBLIC, Session } from "./session.ts";
 
 const root = document.getElementById("app")!;
-
-function download(name: string, text: string): void {
-  const url = URL.createObjectURL(new Blob([text], { type: "application/json" }));
-  const a = h("a", { href: url, download: name });
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10_000);
-}
-
-function toast(text: string): void {
-  const t = document.getElementById("toast");
-  if (!t) return;
-  t.textContent = text;
-  setTimeout(() => {
-    if (t.textContent === text) t.textContent = "";
-  }, 4000);
-}
-
-function time(ts: number): string {
-  const d = new Date(ts);
-  const same = new Date().toDateString() === d.toDateString();
-  return same
-    ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })
-    : d.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
-}
-
-function mib(n: number): string {
-  return n >= 1048576
-    ? `${(n / 1048576).toFixed(2)} MiB`
-    : n >= 1024
-    ? `${(n / 1024).toFixed(1)} KiB`
-    : `${n} B`;
-}
-
-function shortId(id: string): string {
-  return id.length > 13 ? `${id.slice(0, 8)}…` : id;
-}
-
-// ---------------------------------------------------------------- first run
-
-function welcome(db: Db, done: (id: Identity) => void): void {
-  root.removeAttribute("aria-busy");
-  const err = h("p", { class: "error", role: "alert", id: "welcome-error" });
-  const busy = h("p", { role: "status", "aria-live": "polite", id: "welcome-status" });
-  const setBusy = (on: boolean, text = "") => {
-    busy.textContent = text;
-    for (const b of root.querySelectorAll("button")) (b as HTMLButtonElement).disabled = on;
-  };
-
-  const name = h("input", {
-    type: "text",
-    id: "new-name",
-    autocomplete: "nickname",
-    maxlength: 32,
-    required: true,
-  });
-  const pass = h("input", { type: "password", id: "new-pass", autocomplete: "new-password", required: true });
-  const pass2 = h("input", {
-    type: "password",
-    id: "new-pass2",
-    autocomplete: "new-password",
-    required: true,
-  });
-  const create = h("form", {
-    "aria-labelledby": "create-h",
-    onsubmit: async (e: Event) => {
-      e.preventDefault();
-      err.textContent = "";
-      const problem = checkDisplayName(name.value) ?? checkNewPassphrase(pass.value, pass2.value);
-      if (problem) {
-        err.textContent = problem;
-        return;
-      }
-      setBusy(true, "Creating your RSA-4096 key in this browser… this can take a few seconds.");
-      try {
-        done(await createIdentity(db, name.value, pass.value));
-      } catch (e) {
-        setBusy(false);
-        err.textContent = `Could not create the key: ${(e as Error).message}`;
-      }
-    },
-  }, [
-    h("h2", { id: "create-h" }, "New here? Create your identity"),
-    h("p", { class: "small muted" }, "Your key is made and kept in this browser; it never leaves it."),
-    h("label", { class: "field", for: "new-name" }, h("span", {}, "Display name"), name),
-    h(
-      "label",
-      { class: "field", for: "new-pass" },
-      h("span", {}, "Passphrase (protects the key file you export)"),
-      pass,
-    ),
-    h("label", { class: "field", for: "new-pass2" }, h("span", {}, "Passphrase again"), pass2),
-    h("button", { class: "primary", type: "submit" }, "Create identity"),
-  ]);
-
-  const file = h("input", {
-    type: "file",
-    id: "import-file",
-    accept: ".json,application/json",
-    required: true,
-  });
-  const ipass = h("input", {
-    type: "password",
-    id: "import-pass",
-    autocomplete: "current-password",
-    required: true,
-  });
-  const imp = h("form", {
-    "aria-labelledby": "import-h",
-    onsubmit: async (e: Event) => {
-      e.preventDefault();
-      err.textContent = "";
-      const f = file.files?.[0];
-      if (!f) {
-        err.textContent = "Choose your key file first.";
-        return;
-      }
-      if (f.size > 64 * 1024) {
-        err.textContent = "That file is too large to be a socp key file.";
-        return;
-      }
-      setBusy(true, "Opening your key file…");
-      try {
-        done(await importIdentity(db, await f.text(), ipass.value));
-      } catch (e) {
-        setBusy(false);
-        err.textContent = (e as Error).message;
-      }
-    },
-  }, [
-    h("h2", { id: "import-h" }, "Already have a socp key?"),
-    h(
-      "p",
-      { class: "small muted" },
-      "Use the key file of the terminal client (~/.socp/keys/NAME.json) or one you exported here.",
-    ),
-    h("label", { class: "field", for: "import-file" }, h("span", {}, "Key file"), file),
-    h("label", { class: "field", for: "import-pass" }, h("span", {}, "Its passphrase"), ipass),
-    h("button", { type: "submit" }, "Import identity"),
-  ]);
-
-  replace(
-    root,
-    h("main", { class: "welcome" }, [
-      h("h1", {}, "socp chat"),
-      h("p", {}, "End-to-end encrypted chat: only the people you write to can read your messages."),
-      h(
-        "div",
-        { class: "cards" },
-        h("section", { class: "card" }, create),
-        h("section", { class: "card" }, imp),
-      ),
-      busy,
-      err,
-    ]),
-  );
-  name.focus();
-}
 
 // ---------------------------------------------------------------- the chat
 
@@ -661,7 +496,7 @@ async function start(): Promise<void> {
   };
   const id = await loadIdentity(db);
   if (id) await go(id);
-  else welcome(db, (i) => go(i));
+  else welcome(root, db, (i) => go(i));
 }
 
 start();

@@ -428,16 +428,23 @@ export class Session {
     this.changed();
   }
 
-  /** Send a text message to a user id or to the public channel. */
-  send(to: string, text: string): void {
-    const msg: ChatMessage = {
-      id: `e${this.nextId++}`,
+  /** A new outgoing message of ours in conversation `to`, with a fresh id that starts with `prefix`. */
+  private mine(prefix: string, to: string, text: string): ChatMessage {
+    return {
+      id: `${prefix}${this.nextId++}`,
       conv: to,
       dir: "out",
       from: this.me.userId,
       fromName: this.me.displayName,
       text,
       ts: Date.now(),
+    };
+  }
+
+  /** Send a text message to a user id or to the public channel. */
+  send(to: string, text: string): void {
+    const msg: ChatMessage = {
+      ...this.mine("e", to, text),
       state: "sending",
       detail: "waiting for the connection",
     };
@@ -455,30 +462,14 @@ export class Session {
     try {
       this.onMessage(to === PUBLIC ? await c.all(text) : await c.tell(to, text));
     } catch (e) {
-      this.add({
-        id: `x${this.nextId++}`,
-        conv: to,
-        dir: "out",
-        from: this.me.userId,
-        fromName: this.me.displayName,
-        text,
-        ts: Date.now(),
-        state: "failed",
-        detail: (e as Error).message,
-      });
+      this.add({ ...this.mine("x", to, text), state: "failed", detail: (e as Error).message });
     }
   }
 
   /** Send a file to a user id or the public channel; the size is checked before anything is read or sent. */
   async sendFile(to: string, file: File): Promise<void> {
     const m: ChatMessage = {
-      id: `o${this.nextId++}`,
-      conv: to,
-      dir: "out",
-      from: this.me.userId,
-      fromName: this.me.displayName,
-      text: "",
-      ts: Date.now(),
+      ...this.mine("o", to, ""),
       file: { fileId: "", name: sanitizeFileName(file.name), size: file.size, done: 0, phase: "sending" },
     };
     this.add(m);
