@@ -8,7 +8,7 @@ import { FILE_CHUNK_BYTES, HELLO_SILENCE_MS, SNAPSHOT_WAIT_MS } from "../../lib/
 import { encryptTo, verifySignature } from "../../lib/crypto/rsa.ts";
 import { encodeBase64Url } from "../../lib/protocol/base64url.ts";
 import { signaturePreimages } from "../../lib/protocol/canonical_json.ts";
-import { dmPreimage, publicPreimage } from "../../lib/protocol/preimages.ts";
+import { dmPreimage, keySharePreimage, publicPreimage } from "../../lib/protocol/preimages.ts";
 import { CoreDriver, type Frame, signed } from "../helpers/core_driver.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 
@@ -362,4 +362,31 @@ Deno.test("the receiver's refusal notice stops the sender's transfer (one event,
   await d.frame(deliver);
   assert.equal(d.of("dm").length, 0);
   assert.deepEqual(d.of("fileRefused").map((e) => e.reason), ["bob refused it: SHA-256 does not match"]);
+});
+
+Deno.test("a public channel key share opens the channel only when a share names us (one `channel` event)", async () => {
+  const d = await online();
+  // The channel key is an RSA key; here the server's own, wrapped (RSA-OAEP) to our key.
+  const wrapped = await d.crypto.run({
+    op: "encrypt",
+    key: meKey.publicKey,
+    data: await srvKey.exportPkcs8(),
+  });
+  assert.equal(typeof wrapped, "string");
+  const share = async (member: string) => {
+    const shares = [{ member, wrapped_public_channel_key: wrapped }];
+    const content_sig = await srvKey.sign(keySharePreimage(shares, srvKey.publicKey));
+    return await signed(srvKey, {
+      type: "PUBLIC_CHANNEL_KEY_SHARE",
+      from: SRV,
+      payload: { shares, creator_pub: srvKey.publicKey, content_sig },
+    });
+  };
+  await d.frame(await share(BOB));
+  assert.equal(d.core.channel, null, "a share for someone else is not ours");
+  await d.frame(await share(ME));
+  assert.deepEqual(d.core.channel, { creatorPub: srvKey.publicKey });
+  await d.frame(await share(ME));
+  assert.equal(d.of("channel").length, 1);
+  assert.deepEqual(d.of("warning"), []);
 });

@@ -2,7 +2,8 @@
 /// <reference lib="dom.iterable" />
 /**
  * The web app's entry (bundled into /app.js): first-run screen (create or import an identity), then the chat:
- * conversations, people, files and the network panel. Everything here is view; the model is session.ts.
+ * conversations, people, files and the network panel (welcome.ts, message_view.ts, network_view.ts draw parts).
+ * Everything here is view; the model is session.ts (with model.ts and transfers.ts).
  *
  * @module
  */
@@ -10,9 +11,11 @@ import { Db } from "./db.ts";
 import { DecryptPool, usePool } from "./decrypt_pool.ts";
 import { h, replace } from "./dom.ts";
 import { type Identity, keyFileText, loadIdentity } from "./identity.ts";
-import { download, mib, shortId, time, toast } from "./ui.ts";
+import { download, shortId, time, toast } from "./ui.ts";
+import { messageView } from "./message_view.ts";
+import { openNetwork } from "./network_view.ts";
 import { welcome } from "./welcome.ts";
-import { type ChatMessage, type Conversation, type FileItem, PUBLIC, Session } from "./session.ts";
+import { type ChatMessage, type Conversation, PUBLIC, Session } from "./session.ts";
 
 const root = document.getElementById("app")!;
 
@@ -88,7 +91,11 @@ class View {
           h("span", { class: "mono", title: "Your key fingerprint", id: "me-fp" }, ""),
         ]),
         this.statusEl,
-        h("button", { type: "button", id: "open-network", onclick: () => this.openNetwork() }, "Network"),
+        h("button", {
+          type: "button",
+          id: "open-network",
+          onclick: () => openNetwork(this.netDialog, (n) => this.s.maxFileBytes = n),
+        }, "Network"),
         h("button", {
           type: "button",
           id: "export-key",
@@ -215,7 +222,7 @@ class View {
       this.lastConv !== conv.id || conv.messages.length !== this.lastCount;
     replace(
       this.log,
-      conv.messages.length ? conv.messages.map((m) => this.message(m)) : [
+      conv.messages.length ? conv.messages.map((m) => messageView(m, (id) => this.s.label(id))) : [
         h(
           "p",
           { class: "empty" },
@@ -256,86 +263,6 @@ class View {
     );
   }
 
-  private message(m: ChatMessage): HTMLElement {
-    if (m.dir === "note") return h("div", { class: "msg note", role: "note" }, m.text);
-    const meta: (HTMLElement | string)[] = [
-      h("span", { class: "from" }, m.dir === "out" ? "You" : this.s.label(m.from)),
-      h("time", { datetime: new Date(m.ts).toISOString() }, time(m.ts)),
-    ];
-    if (m.dir === "out" && m.state) {
-      const label = {
-        sending: "not sent yet",
-        sent: "sent",
-        accepted: "accepted by server",
-        failed: "not sent",
-      }[m.state];
-      meta.push(
-        h("span", { class: `state state-${m.state}`, "data-state": m.state, title: m.detail ?? "" }, label),
-      );
-    }
-    if (m.dir === "in" && m.unencrypted) {
-      meta.push(h("span", { class: "unverified", "data-unencrypted": "yes" }, "⚠ NOT end-to-end encrypted"));
-    }
-    if (m.dir === "in" && m.verified !== undefined) {
-      meta.push(
-        m.verified ? h("span", { class: "verified", "data-verified": "yes" }, "✓ signature verified") : h(
-          "span",
-          { class: "unverified", "data-verified": "no" },
-          `⚠ signature NOT verified${m.warning ? `: ${m.warning}` : ""}`,
-        ),
-      );
-    }
-    return h("article", {
-      class: `msg ${m.dir}`,
-      "data-id": m.id,
-      "data-state": m.state ?? "",
-    }, [
-      h("div", { class: "meta" }, meta),
-      m.file ? this.fileBox(m, m.file) : h("div", { class: "text" }, m.text),
-      m.state === "failed" && m.detail ? h("div", { class: "small error" }, m.detail) : null,
-    ]);
-  }
-
-  private fileBox(m: ChatMessage, f: FileItem): HTMLElement {
-    const what = m.dir === "out" ? "Sending" : "Receiving";
-    const pct = f.size ? Math.round((f.done / f.size) * 100) : 100;
-    const parts: (HTMLElement | null)[] = [
-      h("span", {}, h("span", { class: "tag" }, "File"), " ", h("strong", {}, f.name), ` (${mib(f.size)})`),
-    ];
-    if (f.phase === "sending" || f.phase === "receiving") {
-      parts.push(
-        h("progress", {
-          max: 100,
-          value: pct,
-          class: "file-progress",
-          "aria-label": `${what} ${f.name}: ${pct}%`,
-        }),
-        h(
-          "span",
-          { class: "small muted" },
-          `${m.dir === "out" ? "encrypting and sending" : "receiving and decrypting"}: ${pct}%`,
-        ),
-      );
-    } else if (f.phase === "failed") {
-      parts.push(
-        h(
-          "span",
-          { class: "error small", role: "alert" },
-          `Transfer stopped: ${f.problem ?? "unknown reason"}`,
-        ),
-      );
-    } else if (m.dir === "in" && f.url) {
-      parts.push(
-        h("a", { href: f.url, download: f.name, class: "download" }, `Download ${f.name}`),
-        h("span", { class: "small muted" }, "SHA-256 checked against the sender's:"),
-        h("span", { class: "small mono sha" }, f.sha256 ?? ""),
-      );
-    } else {
-      parts.push(h("span", { class: "small muted", "data-file": "sent" }, m.detail ?? "sent"));
-    }
-    return h("div", { class: "file", "data-phase": f.phase }, parts);
-  }
-
   /** Move one progress bar now (a redraw of everything waits for the next frame). */
   private progress(m: ChatMessage): void {
     const f = m.file;
@@ -353,89 +280,6 @@ class View {
     el.value = pct;
     el.setAttribute("value", String(pct));
     el.setAttribute("aria-label", `${m.dir === "out" ? "Sending" : "Receiving"} ${f.name}: ${pct}%`);
-  }
-
-  private async openNetwork(): Promise<void> {
-    const d = this.netDialog;
-    const body = h("div", {}, h("p", {}, "Loading…"));
-    replace(d, [
-      h("h2", { id: "network-h" }, "Network"),
-      body,
-      h("form", { method: "dialog" }, h("button", { type: "submit" }, "Close")),
-    ]);
-    if (!d.open) d.showModal();
-    try {
-      const r = await fetch("/api/network", { cache: "no-store" });
-      const n = await r.json();
-      const copy = h("button", {
-        type: "button",
-        id: "copy-bootstrap",
-        onclick: async () => {
-          try {
-            await navigator.clipboard.writeText(n.bootstrap);
-            toast("Bootstrap entry copied.");
-          } catch {
-            toast("Copying is not allowed here: select the entry and copy it by hand.");
-          }
-        },
-      }, "Copy");
-      replace(body, [
-        h("dl", { class: "kv" }, [
-          h("dt", {}, "This server"),
-          h("dd", { class: "mono", id: "net-server-id" }, n.server_id),
-          h("dt", {}, "Fingerprint"),
-          h("dd", { class: "mono" }, n.fingerprint),
-          h("dt", {}, "Bootstrap entry"),
-          h("dd", {}, [
-            h("div", { class: "row" }, [
-              copy,
-              h("span", { class: "small muted" }, "another node joins with --bootstrap"),
-            ]),
-            h("code", { id: "net-bootstrap", class: "mono small bootstrap", tabindex: 0 }, n.bootstrap),
-          ]),
-          h("dt", {}, "Terminal"),
-          h("dd", {}, h("code", {}, `socp chat --server ${n.ws_url} --name yourname`)),
-          h("dt", {}, "Largest file"),
-          h("dd", {}, mib(n.max_file_bytes)),
-        ]),
-        h("h3", {}, `Linked servers (${n.linked_servers.length})`),
-        n.linked_servers.length
-          ? h(
-            "ul",
-            { id: "net-linked" },
-            n.linked_servers.map((l: { server_id: string; host: string; port: number }) =>
-              h("li", { class: "mono small" }, `${l.server_id} at ${l.host}:${l.port}`)
-            ),
-          )
-          : h("p", { class: "muted" }, "None: this server is alone."),
-        h("h3", {}, `Users online (${n.users_online.length})`),
-        h("table", { id: "net-users" }, [
-          h(
-            "thead",
-            {},
-            h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Home server")),
-          ),
-          h(
-            "tbody",
-            {},
-            n.users_online.map((u: { user_id: string; server_id: string; name: string }) =>
-              h(
-                "tr",
-                {},
-                h("td", {}, u.name),
-                h("td", { class: "mono small" }, u.server_id === n.server_id ? "this server" : u.server_id),
-              )
-            ),
-          ),
-        ]),
-      ]);
-      this.s.maxFileBytes = n.max_file_bytes;
-    } catch {
-      replace(
-        body,
-        h("p", { class: "error" }, "Could not reach the server. Check the connection and try again."),
-      );
-    }
   }
 }
 

@@ -15,89 +15,36 @@
 import {
   type ClientEvent,
   type Contact,
-  FileStopped,
   HelloRefused,
   type OutgoingMessage,
   SocpClient,
 } from "../../client/client.ts";
-import { sanitizeFileName } from "../../client/filenames.ts";
-import { msgRef } from "../../protocol/msg_ref.ts";
-import { canonicalPayloadBytes } from "../../protocol/preimages.ts";
 import type { Db } from "./db.ts";
 import type { Identity } from "./identity.ts";
+import {
+  type ChatMessage,
+  type Conversation,
+  describe,
+  fingerprintOf,
+  type LinkStatus,
+  type Person,
+  PUBLIC,
+} from "./model.ts";
+import { Transfers } from "./transfers.ts";
 
-/** The public channel's conversation id. */
-export const PUBLIC = "public";
-
-/** What a message's sender-side state is (the client core's). */
-export type MsgState = OutgoingMessage["state"];
-
-/** A file attached to a message. */
-export interface FileItem {
-  fileId: string;
-  name: string;
-  size: number;
-  /** Bytes encrypted and sent, or received and decrypted. */
-  done: number;
-  phase: "sending" | "receiving" | "complete" | "failed";
-  /** Hex SHA-256 of the received bytes (checked against the sender's announcement). */
-  sha256?: string;
-  /** An object URL to download the received file. */
-  url?: string;
-  problem?: string;
-}
-
-/** One line of a conversation. */
-export interface ChatMessage {
-  id: string;
-  conv: string;
-  dir: "in" | "out" | "note";
-  from: string;
-  fromName: string;
-  text: string;
-  ts: number;
-  state?: MsgState;
-  detail?: string;
-  verified?: boolean;
-  warning?: string;
-  unencrypted?: boolean;
-  file?: FileItem;
-}
-
-/** A conversation: a DM with one user, or the public channel. */
-export interface Conversation {
-  id: string;
-  messages: ChatMessage[];
-  unread: number;
-}
-
-/** Connection status for the header. */
-export type LinkStatus =
-  | { kind: "connecting"; attempt: number }
-  | { kind: "online" }
-  | { kind: "offline"; retryAt: number; reason: string }
-  | { kind: "refused"; reason: string };
-
-/** A person as the app shows them. */
-export interface Person {
-  userId: string;
-  name: string;
-  /** `name`, or `name#abcd` when someone else known has the same name. */
-  label: string;
-  serverId: string;
-  pubkey: string;
-  online: boolean;
-  /** "abcd:ef01:…" (SHA-256 of the key, first 16 bytes). */
-  fingerprint: string;
-}
+export {
+  ackRef,
+  type ChatMessage,
+  type Conversation,
+  type FileItem,
+  fingerprintOf,
+  type LinkStatus,
+  type MsgState,
+  type Person,
+  PUBLIC,
+} from "./model.ts";
 
 const MAX_BACKOFF_MS = 30_000;
-
-/** The ACK reference of a payload: base64url of SHA-256 of its canonical bytes. */
-export async function ackRef(payload: unknown): Promise<string> {
-  const bytes = new Uint8Array(canonicalPayloadBytes(payload));
-  return msgRef(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
-}
 
 /** The session behind the app. */
 export class Session {
@@ -119,14 +66,18 @@ export class Session {
   /** Typed before the first connection: sent once connected. */
   private readonly early: { to: string; msg: ChatMessage }[] = [];
   private readonly seen = new Set<string>();
-  private readonly receiving = new Map<string, ChatMessage>();
-  private readonly sending = new Map<string, ChatMessage>();
-  /** Files being sent whose id the client has not named yet. */
-  private readonly unbound: ChatMessage[] = [];
-  /** ACK reference of a sent file's FILE_END -> its message. */
-  private readonly fileAcks = new Map<string, ChatMessage>();
   private stopped = false;
   private nextId = 1;
+  private readonly files = new Transfers({
+    client: () => this.client,
+    maxFileBytes: () => this.maxFileBytes,
+    mine: (prefix, to, text) => this.mine(prefix, to, text),
+    newId: (prefix) => `${prefix}${this.nextId++}`,
+    add: (m) => this.add(m),
+    note: (text) => this.note(this.current, text),
+    changed: () => this.changed(),
+    progress: (m) => this.onProgress(m),
+  });
 
   constructor(readonly me: Identity, private readonly db: Db, private readonly wsUrl: string) {
     this.conv(PUBLIC);
@@ -299,18 +250,6 @@ export class Session {
         });
         break;
       }
-      case "ack": {
-        const f = this.fileAcks.get(e.msgRef);
-        if (f?.file) {
-          this.fileAcks.delete(e.msgRef);
-          if (f.file.phase !== "failed") {
-            f.file.phase = "complete";
-            f.detail = "relayed whole by the server";
-          }
-          this.changed();
-        }
-        break;
-      }
       case "error":
         // Refusals of our messages and files arrive as `message` / `fileRefused`; say the rest.
         this.note(this.current, `The server said ${e.code}: ${e.detail}`);
@@ -318,72 +257,17 @@ export class Session {
       case "warning":
         this.note(this.current, e.detail);
         break;
-      case "fileStart": {
-        const conv = e.mode === "public" ? PUBLIC : e.from;
-        const m: ChatMessage = {
-          id: `f${this.nextId++}`,
-          conv,
-          dir: "in",
-          from: e.from,
-          fromName: e.fromName,
-          text: "",
-          ts: Date.now(),
-          file: {
-            fileId: e.fileId,
-            name: sanitizeFileName(e.name),
-            size: e.size,
-            done: 0,
-            phase: "receiving",
-          },
-        };
-        this.receiving.set(`${e.from}|${e.fileId}`, m);
-        this.add(m);
-        break;
-      }
+      case "ack":
+      case "fileStart":
       case "fileProgress":
-        for (const [k, m] of this.receiving) {
-          if (k.endsWith(`|${e.fileId}`) && m.file) {
-            m.file.done = e.received;
-            this.onProgress(m);
-          }
-        }
-        break;
       case "file":
-        this.onFile(e);
+      case "fileSendProgress":
+      case "fileRefused":
+        this.files.onEvent(e);
         break;
-      case "fileSendProgress": {
-        const m = this.sendingFor(e.fileId, e.name);
-        if (m?.file) {
-          m.file.done = e.sent;
-          this.onProgress(m);
-        }
-        break;
-      }
-      case "fileRefused": {
-        const m = this.sendingFor(e.fileId, e.name);
-        if (m?.file) {
-          this.sending.delete(e.fileId);
-          m.file.phase = "failed";
-          m.file.problem = e.reason;
-          this.changed();
-        } else this.note(this.current, `File ${e.name} stopped: ${e.reason}`);
-        break;
-      }
       default:
         break;
     }
-  }
-
-  /** Our transfer `fileId` (bound to its message at its first event: sendFile names the id only at the end). */
-  private sendingFor(fileId: string, name: string): ChatMessage | undefined {
-    const m = this.sending.get(fileId);
-    if (m) return m;
-    const i = this.unbound.findIndex((u) => u.file?.name === name);
-    if (i < 0) return undefined;
-    const [u] = this.unbound.splice(i, 1);
-    u.file!.fileId = fileId;
-    this.sending.set(fileId, u);
-    return u;
   }
 
   private onMessage(o: OutgoingMessage): void {
@@ -405,26 +289,6 @@ export class Session {
     m.state = o.state;
     m.ts = o.ts;
     m.detail = o.error ?? describe(o);
-    this.changed();
-  }
-
-  private onFile(e: Extract<ClientEvent, { kind: "file" }>): void {
-    const k = `${e.from}|${e.fileId}`;
-    const m = this.receiving.get(k);
-    this.receiving.delete(k);
-    if (!m?.file) return;
-    m.verified = e.verified;
-    if (!e.bytes) {
-      m.file.phase = "failed";
-      m.file.problem = e.problem ?? "the file did not arrive whole";
-    } else {
-      m.file.done = e.bytes.length;
-      m.file.sha256 = e.sha256;
-      m.file.url = URL.createObjectURL(
-        new Blob([new Uint8Array(e.bytes)], { type: "application/octet-stream" }),
-      );
-      m.file.phase = "complete";
-    }
     this.changed();
   }
 
@@ -467,69 +331,7 @@ export class Session {
   }
 
   /** Send a file to a user id or the public channel; the size is checked before anything is read or sent. */
-  async sendFile(to: string, file: File): Promise<void> {
-    const m: ChatMessage = {
-      ...this.mine("o", to, ""),
-      file: { fileId: "", name: sanitizeFileName(file.name), size: file.size, done: 0, phase: "sending" },
-    };
-    this.add(m);
-    const fail = (problem: string) => {
-      m.file!.phase = "failed";
-      m.file!.problem = problem;
-      this.changed();
-    };
-    if (file.size > this.maxFileBytes) {
-      return fail(
-        `too large: ${(file.size / 1048576).toFixed(1)} MiB; this server accepts up to ${
-          (this.maxFileBytes / 1048576).toFixed(0)
-        } MiB. Nothing was sent.`,
-      );
-    }
-    const c = this.client;
-    if (!c || !c.connected) return fail("not connected: nothing was sent; send it again once online");
-    const bytes = new Uint8Array(await file.arrayBuffer());
-    this.unbound.push(m);
-    try {
-      const fileId = await c.sendFile(to, m.file!.name, bytes, (sent, size) => {
-        m.file!.done = sent;
-        m.file!.size = size;
-        this.onProgress(m);
-      });
-      m.file!.fileId = fileId;
-      if (this.unbound.includes(m)) this.unbound.splice(this.unbound.indexOf(m), 1);
-      this.sending.set(fileId, m); // a refusal may still come (the receiver checks at FILE_START and at the end)
-      if (m.file!.phase === "sending") {
-        m.detail = "sent; waiting for the server to confirm";
-        this.fileAcks.set(await ackRef({ file_id: fileId }), m);
-      }
-      this.changed();
-    } catch (e) {
-      if (this.unbound.includes(m)) this.unbound.splice(this.unbound.indexOf(m), 1);
-      if (e instanceof FileStopped) this.sending.delete(e.fileId);
-      if (m.file!.phase !== "failed") fail((e as Error).message);
-    }
+  sendFile(to: string, file: File): Promise<void> {
+    return this.files.sendFile(to, file);
   }
-}
-
-function describe(o: OutgoingMessage): string {
-  switch (o.state) {
-    case "sending":
-      return "not on the wire yet: it goes out when connected";
-    case "sent":
-      return o.kind === "public" ? "sent to everyone" : "written to the server for a recipient online now";
-    case "accepted":
-      return o.recipientOffline
-        ? "accepted: queued by the server until they come online"
-        : "accepted by the server";
-    case "failed":
-      return "not sent";
-  }
-}
-
-/** SHA-256 fingerprint of an SPKI, "abcd:ef01:…" (16 bytes), as the node shows its own. */
-export async function fingerprintOf(spki: Uint8Array): Promise<string> {
-  const h = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(spki)));
-  return [...h.subarray(0, 16)].map((b) => b.toString(16).padStart(2, "0")).join("").match(/.{4}/g)!.join(
-    ":",
-  );
 }

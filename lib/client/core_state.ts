@@ -1,0 +1,276 @@
+/**
+ * The client core's state, shared by its parts (directory, messages, files): the connection's phase, the
+ * directory and contacts, our messages and transfers, and the task runner that drives handlers (generators that
+ * yield crypto operations) and collects the outputs. Internal to lib/client: `ClientCore` (core.ts) is the API.
+ *
+ * @module
+ */
+import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
+import { sameKeyMaterial } from "../protocol/keys.ts";
+import type { ClientEvent, Contact, CryptoOp, CryptoResult, OutgoingMessage, Output, Peer } from "./types.ts";
+
+/** Hello accepted after this long with no ERROR (PROFILE §15). */
+export const HELLO_SILENCE_MS = 3000;
+/** After acceptance, wait this long at most for our own advert (the end of the directory snapshot). */
+export const SNAPSHOT_WAIT_MS = 1500;
+/** A message that was on the wire is sent again after a reconnect only while the server's seen cache (10 min)
+ * still drops the copy if the first one arrived, and its freshness check (10 min) still admits it. */
+export const RESEND_WINDOW_MS = 8 * 60_000;
+/** A message never sent is re-stamped (new ts, new signatures) when it waited longer than this. */
+export const RESTAMP_AFTER_MS = 5 * 60_000;
+/** Plaintext bytes per FILE_CHUNK: 16 OAEP blocks of an RSA-4096 key (PROFILE §9). */
+export const FILE_CHUNK_BYTES = 16 * 446;
+/** Largest frame text the core reads. */
+export const MAX_FRAME_CHARS = 4 * 1024 * 1024;
+/** At most this many messages of ours are kept for states and resends. */
+export const MAX_OUTGOING = 2000;
+/** The receiver's refusal notice, sent as an end-to-end encrypted DM (SOCP has no receiver-to-sender error). */
+export const REFUSAL_RE = /^\[auto\] could not accept "([^"]*)" \(file ([^)\s]+)\): ([\s\S]*)$/;
+
+/** A handler: it yields crypto operations and resumes with their results. */
+export type Task = Generator<CryptoOp, void, CryptoResult>;
+
+/** Options of a `ClientCore`. */
+export interface CoreOptions {
+  /** The user id (a UUID) this core speaks for. */
+  userId: string;
+  /** Our public key string (base64url SPKI). */
+  publicKey: string;
+  /** Name shown to others in presence (default: the user id). */
+  displayName?: string;
+  /** The server id, when known before the hello (a USER_HELLO says `to` = it, else "*"). */
+  serverId?: string;
+  /** Largest file we send or accept (default 16 MiB, the server's default). */
+  maxFileBytes?: number;
+}
+
+/** One of our messages, with what the core keeps to send it (again). */
+export interface Outgoing extends OutgoingMessage {
+  frame?: string;
+  ref?: string;
+  /** Written to a connection at least once. */
+  wired: boolean;
+  /** Time it was last written. */
+  wiredAt: number;
+}
+
+/** A file being received. */
+export interface Incoming {
+  fileId: string;
+  from: string;
+  name: string;
+  size: number;
+  sha256: string;
+  mode: "dm" | "public";
+  chunks: Map<number, Uint8Array | null>;
+  pending: number;
+  received: number;
+  lastPct: number;
+  verified: boolean;
+  failed: string | undefined;
+  ended: boolean;
+}
+
+/** A file of ours being sent. */
+export interface SendingFile {
+  fileId: string;
+  name: string;
+  to: string;
+  toLabel: string;
+  encKey: string;
+  data: Uint8Array;
+  sent: number;
+  chunks: number;
+  state: "sending" | "ended" | "accepted" | "failed";
+  reason?: string;
+  ref?: string;
+}
+
+/** UTF-8 encoder. */
+export const utf8 = new TextEncoder();
+/** UTF-8 decoder that refuses invalid bytes. */
+export const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** True for a plain (non-array) object. */
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+/** Lower-case hex of bytes. */
+export function hex(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += b.toString(16).padStart(2, "0");
+  return s;
+}
+
+/** The mutable state of one client core and its task runner. */
+export class CoreState {
+  /** Our user id. */
+  readonly userId: string;
+  /** Our public key (base64url SPKI). */
+  readonly publicKey: string;
+  /** Our display name, when we gave one. */
+  readonly displayName?: string;
+  /** Online users by id (including ourselves). */
+  readonly directory = new Map<string, Peer>();
+  /** Everyone we know (seen online now or in an earlier session), by id. */
+  readonly contacts = new Map<string, Contact>();
+  /** The server's id, once known ("" before). */
+  serverId = "";
+  /** The server's public key, once its hello reply gave it ("" before). */
+  serverPub = "";
+  /** The connection's phase. */
+  phase: "offline" | "hello" | "online" | "refused" = "offline";
+  /** True once the hello was accepted and the snapshot arrived (or did not within 1.5 s). */
+  ready = false;
+  /** The public channel, once a key share gave us its key. */
+  channel: { creatorPub: string } | null = null;
+  /** The server signed its hello reply: its frames must be signed. */
+  serverSigns = false;
+  /** When our hello went out. */
+  helloAt = 0;
+  /** When the hello was accepted. */
+  acceptedAt = 0;
+  /** The server's hello reply is being checked. */
+  helloChecking = false;
+  /** Largest file we send or accept. */
+  readonly maxFileBytes: number;
+  /** Outputs not drained yet. */
+  out: Output[] = [];
+  /** Last ticket or crypto request id. */
+  seq = 0;
+  /** Last outgoing message number. */
+  msgSeq = 0;
+  /** Tasks waiting for a crypto result, by request id. */
+  readonly waiting = new Map<number, { task: Task; inbound: boolean; ticket?: number }>();
+  /** Inbound frames waiting to be handled, in order. */
+  readonly inbound: (() => Task)[] = [];
+  /** An inbound frame is being handled. */
+  inboundBusy = false;
+  /** Our messages still tracked (most recent last). */
+  readonly outgoing: Outgoing[] = [];
+  /** Our DMs by msg_ref, until ACKed. */
+  readonly byRef = new Map<string, Outgoing>();
+  /** Files being received, by `from|file_id`. */
+  readonly incoming = new Map<string, Incoming>();
+  /** Files of ours being sent, by file id. */
+  readonly sendingFiles = new Map<string, SendingFile>();
+  /** Messages already shown (by sender, ts and signature). */
+  readonly seen = new Set<string>();
+  /** The time of the latest input. */
+  now = 0;
+
+  /** The state of a new core for one user. */
+  constructor(opts: CoreOptions) {
+    this.userId = opts.userId;
+    this.publicKey = opts.publicKey;
+    this.displayName = opts.displayName;
+    this.serverId = opts.serverId ?? "";
+    this.maxFileBytes = opts.maxFileBytes ?? 16 * 1024 * 1024;
+  }
+
+  /** Run a task; with `ticketed`, a `settled` output reports its end under the returned ticket. */
+  run(task: Task, inbound: boolean, ticketed = true): number {
+    const ticket = ticketed ? ++this.seq : undefined;
+    this.step(task, undefined as unknown as CryptoResult, inbound, ticket);
+    return ticket ?? 0;
+  }
+
+  /** Queue an inbound task; inbound frames are handled one at a time, in order. */
+  enqueue(make: () => Task): void {
+    this.inbound.push(make);
+    if (!this.inboundBusy) this.pump();
+  }
+
+  /** Run queued inbound tasks until one waits for crypto. */
+  pump(): void {
+    while (!this.inboundBusy && this.inbound.length > 0) {
+      const make = this.inbound.shift()!;
+      this.inboundBusy = true;
+      let task: Task;
+      try {
+        task = make();
+      } catch (e) {
+        this.inboundBusy = false;
+        this.emit({ kind: "warning", detail: `a frame could not be handled: ${(e as Error).message}` });
+        continue;
+      }
+      this.step(task, undefined as unknown as CryptoResult, true, undefined);
+    }
+  }
+
+  /** Advance a task with the result of its last crypto operation. */
+  step(task: Task, value: CryptoResult, inbound: boolean, ticket: number | undefined): void {
+    let r: IteratorResult<CryptoOp, void>;
+    try {
+      r = task.next(value);
+    } catch (e) {
+      const msg = (e as Error)?.message ?? String(e);
+      if (ticket !== undefined) this.out.push({ kind: "settled", ticket, error: msg });
+      else this.emit({ kind: "warning", detail: `a frame could not be handled: ${msg}` });
+      if (inbound) {
+        this.inboundBusy = false;
+        this.pump();
+      }
+      return;
+    }
+    if (r.done) {
+      if (ticket !== undefined) this.out.push({ kind: "settled", ticket });
+      if (inbound) {
+        this.inboundBusy = false;
+        this.pump();
+      }
+      return;
+    }
+    const id = ++this.seq;
+    this.waiting.set(id, { task, inbound, ticket });
+    this.out.push({ kind: "crypto", id, op: r.value });
+  }
+
+  /** Report an event to the shell. */
+  emit(event: ClientEvent): void {
+    this.out.push({ kind: "event", event });
+  }
+
+  /** Ask the shell to send a frame. */
+  emitSend(env: Envelope): void {
+    this.out.push({ kind: "send", text: serializeEnvelope(env) });
+  }
+
+  /** `name`, or `name#abcd` when another known user has the same name (case-insensitive). */
+  labelOf(userId: string): string {
+    const who = this.directory.get(userId) ?? this.contacts.get(userId);
+    if (!who) return userId;
+    const name = who.name.toLowerCase();
+    for (const pool of [this.directory, this.contacts]) {
+      for (const other of pool.values()) {
+        if (other.userId !== userId && other.name.toLowerCase() === name) {
+          const fp = who.fingerprint.replace(/:/g, "");
+          return `${who.name}#${fp ? fp.slice(0, 4) : userId.slice(0, 4)}`;
+        }
+      }
+    }
+    return who.name;
+  }
+
+  /** The name to show for a user id. */
+  nameOf(userId: string): string {
+    return (this.directory.get(userId) ?? this.contacts.get(userId))?.name ?? userId;
+  }
+
+  /** True the first time a message (by sender, ts and signature) is seen: resends after a reconnect show once. */
+  firstSight(key: string): boolean {
+    if (this.seen.has(key)) return false;
+    this.seen.add(key);
+    if (this.seen.size > 20_000) this.seen.delete(this.seen.values().next().value!);
+    return true;
+  }
+
+  /** PROFILE §4: the key a message claims must be the key presence announced for its sender. */
+  senderKeyWarning(sender: string, senderPub: string): string | undefined {
+    const known = this.directory.get(sender) ?? this.contacts.get(sender);
+    return known?.pubkey && !sameKeyMaterial(known.pubkey, senderPub)
+      ? `sender_pub differs from the key announced for ${this.labelOf(sender)}`
+      : undefined;
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * The client core's inbound frames: the server's answer to our hello (every deployed form, PROFILE §15), then
+ * each frame checked (the server's signature once it signs) and routed to its handler; ACKs and ERRORs that
+ * settle our messages and transfers.
+ *
+ * @module
+ */
+import { signaturePreimages } from "../protocol/canonical_json.ts";
+import { type AnyEnvelope, parseFrame } from "../protocol/envelope.ts";
+import { decodePublicKey } from "../protocol/keys.ts";
+import { type CoreState, isObject, type Task } from "./core_state.ts";
+import { onAdvertise } from "./directory.ts";
+import { emitFile, onFileChunk, onFileEnd, onFileStart } from "./file_receive.ts";
+import { failFile } from "./file_send.ts";
+import { onDeliver, onKeyShareRaw, onPublic } from "./inbox.ts";
+import { setState } from "./outgoing.ts";
+
+/** The server refused our hello: stop and report. */
+export function refuse(s: CoreState, code: string, detail: string): void {
+  s.phase = "refused";
+  s.emit({ kind: "refused", code, detail });
+}
+
+/** Check the server's hello reply (every deployed form, PROFILE §15). */
+export function* acceptHello(s: CoreState, raw: Record<string, unknown>, text: string): Task {
+  const p = isObject(raw.payload) ? raw.payload : {};
+  const sid = typeof p.server_id === "string" && p.server_id
+    ? p.server_id
+    : typeof raw.from === "string" && raw.from
+    ? raw.from
+    : "";
+  const spub = typeof p.server_pub === "string" && p.server_pub
+    ? p.server_pub
+    : typeof p.pubkey === "string" && p.pubkey && raw.type !== "USER_ADVERTISE"
+    ? p.pubkey
+    : "";
+  if (spub && decodePublicKey(spub).ok && typeof raw.sig === "string" && raw.sig) {
+    const i = (yield { op: "verify", key: spub, preimages: signaturePreimages(p), sig: raw.sig }) as number;
+    if (i < 0) {
+      s.helloChecking = false;
+      return refuse(
+        s,
+        "INVALID_SIG",
+        "the server's answer to our hello is signed, but not by the key it presented",
+      );
+    }
+    s.serverSigns = true;
+  }
+  s.helloChecking = false;
+  if (s.phase !== "hello") return;
+  if (sid) s.serverId = sid;
+  if (spub && decodePublicKey(spub).ok) s.serverPub = spub;
+  accepted(s, s.now);
+  // The accepting frame may carry more than acceptance (a CLIENT_WELCOME, an advert): handle it too.
+  if (raw.type !== "ACK") {
+    yield* handleText(s, text);
+  }
+}
+
+/** The hello was accepted: we are online. */
+export function accepted(s: CoreState, now: number): void {
+  s.phase = "online";
+  s.acceptedAt = now;
+}
+
+/** Handle one inbound frame's text. */
+export function* handleText(s: CoreState, text: string): Task {
+  const r = parseFrame(text);
+  if (!r.ok) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch { /* reported below */ }
+    if (isObject(raw) && raw.type === "PUBLIC_CHANNEL_KEY_SHARE") return yield* onKeyShareRaw(s, raw);
+    if (isObject(raw) && raw.type === "CLIENT_WELCOME") {
+      const p = isObject(raw.payload) ? raw.payload : {};
+      if (typeof p.server_id === "string" && p.server_id) s.serverId = p.server_id;
+      return;
+    }
+    if (
+      isObject(raw) && typeof raw.type === "string" && r.error.detail.startsWith("unknown message type")
+    ) {
+      return; // a deployed extension we do not use
+    }
+    return s.emit({ kind: "warning", detail: `unreadable frame from the server: ${r.error.detail}` });
+  }
+  const env = r.envelope;
+  let sigOk = false;
+  if (env.from === s.serverId) {
+    if (env.sig && s.serverPub) {
+      sigOk = ((yield {
+        op: "verify",
+        key: s.serverPub,
+        preimages: signaturePreimages(env.payload),
+        sig: env.sig,
+      }) as number) >= 0;
+      if (!sigOk) {
+        return s.emit({
+          kind: "warning",
+          detail: `dropped a ${env.type} whose server signature does not verify`,
+        });
+      }
+    } else if (s.serverSigns) {
+      return s.emit({ kind: "warning", detail: `dropped an unsigned ${env.type} from our server` });
+    }
+  }
+  yield* dispatch(s, env, sigOk);
+}
+
+/** Route a parsed frame to its handler. */
+export function* dispatch(s: CoreState, env: AnyEnvelope, sigOk: boolean): Task {
+  switch (env.type) {
+    case "USER_ADVERTISE":
+      return yield* onAdvertise(s, env, sigOk);
+    case "USER_REMOVE": {
+      const peer = s.directory.get(env.payload.user_id);
+      if (peer && peer.serverId === env.payload.server_id) {
+        s.directory.delete(peer.userId);
+        s.emit({ kind: "left", peer });
+      }
+      return;
+    }
+    case "USER_DELIVER":
+      return yield* onDeliver(s, env);
+    case "PUBLIC_CHANNEL_KEY_SHARE":
+      return yield* onKeyShareRaw(s, env as unknown as Record<string, unknown>);
+    case "MSG_PUBLIC_CHANNEL":
+      return yield* onPublic(s, env);
+    case "FILE_START":
+      return yield* onFileStart(s, env);
+    case "FILE_CHUNK":
+      return onFileChunk(s, env);
+    case "FILE_END":
+      return onFileEnd(s, env);
+    case "ERROR":
+      return onError(s, env.payload.code, env.payload.detail ?? "");
+    case "ACK":
+      return onAck(s, env.payload.msg_ref);
+    default:
+      return;
+  }
+}
+
+/** The server ACKed one of our frames (by msg_ref). */
+export function onAck(s: CoreState, msgRef: string): void {
+  const m = s.byRef.get(msgRef);
+  if (m) {
+    s.byRef.delete(msgRef);
+    if (m.state !== "accepted") setState(s, m, "accepted");
+    s.emit({ kind: "ack", msgRef, what: `message to ${m.toLabel}` });
+    return;
+  }
+  for (const f of s.sendingFiles.values()) {
+    if (f.ref === msgRef && f.state === "ended") {
+      f.state = "accepted";
+      s.emit({ kind: "ack", msgRef, what: `file ${f.name} to ${f.toLabel}` });
+      return;
+    }
+  }
+}
+
+/** An ERROR from the server: fail the message or transfer it names. */
+export function onError(s: CoreState, code: string, detail: string): void {
+  // A refusal that names one of our transfers stops it, once; the server's later refusals of its chunks
+  // (one per chunk already on the wire) are not news.
+  for (const f of s.sendingFiles.values()) {
+    const named = detail.includes(f.fileId) ||
+      (f.state === "sending" && detail.includes(`"${f.name.slice(0, 64)}"`)) ||
+      (f.state === "sending" && code === "USER_NOT_FOUND" && f.to !== "public" && detail.includes(f.to));
+    if (!named) continue;
+    if (f.state === "sending" || f.state === "ended") failFile(s, f, `${code}: ${detail}`);
+    return;
+  }
+  // The server dropped a transfer coming to us (it tells the recipient too): end it here, once.
+  for (const [k, t] of s.incoming) {
+    if (!detail.includes(t.fileId)) continue;
+    s.incoming.delete(k);
+    return emitFile(s, t, null, `the server dropped it: ${detail}`);
+  }
+  if (code === "USER_NOT_FOUND" || code === "UNKNOWN_TYPE") {
+    // Refusals come right after the frame they refuse: the latest DM to that user still only "sent".
+    const m = s.outgoing.findLast((o) => o.kind === "dm" && o.state === "sent" && detail.includes(o.to));
+    if (m) {
+      m.error = `${code}: ${detail}`;
+      if (m.ref) s.byRef.delete(m.ref);
+      return setState(s, m, "failed");
+    }
+  }
+  s.emit({ kind: "error", code, detail });
+}

@@ -1,0 +1,104 @@
+/**
+ * The web app's model: conversations, messages (with their send state and files) and people, as the session
+ * builds them and the view shows them; and small helpers both use.
+ *
+ * @module
+ */
+import type { OutgoingMessage } from "../../client/client.ts";
+import { msgRef } from "../../protocol/msg_ref.ts";
+import { canonicalPayloadBytes } from "../../protocol/preimages.ts";
+
+/** The public channel's conversation id. */
+export const PUBLIC = "public";
+
+/** What a message's sender-side state is (the client core's). */
+export type MsgState = OutgoingMessage["state"];
+
+/** A file attached to a message. */
+export interface FileItem {
+  fileId: string;
+  name: string;
+  size: number;
+  /** Bytes encrypted and sent, or received and decrypted. */
+  done: number;
+  phase: "sending" | "receiving" | "complete" | "failed";
+  /** Hex SHA-256 of the received bytes (checked against the sender's announcement). */
+  sha256?: string;
+  /** An object URL to download the received file. */
+  url?: string;
+  problem?: string;
+}
+
+/** One line of a conversation. */
+export interface ChatMessage {
+  id: string;
+  conv: string;
+  dir: "in" | "out" | "note";
+  from: string;
+  fromName: string;
+  text: string;
+  ts: number;
+  state?: MsgState;
+  detail?: string;
+  verified?: boolean;
+  warning?: string;
+  unencrypted?: boolean;
+  file?: FileItem;
+}
+
+/** A conversation: a DM with one user, or the public channel. */
+export interface Conversation {
+  id: string;
+  messages: ChatMessage[];
+  unread: number;
+}
+
+/** Connection status for the header. */
+export type LinkStatus =
+  | { kind: "connecting"; attempt: number }
+  | { kind: "online" }
+  | { kind: "offline"; retryAt: number; reason: string }
+  | { kind: "refused"; reason: string };
+
+/** A person as the app shows them. */
+export interface Person {
+  userId: string;
+  name: string;
+  /** `name`, or `name#abcd` when someone else known has the same name. */
+  label: string;
+  serverId: string;
+  pubkey: string;
+  online: boolean;
+  /** "abcd:ef01:…" (SHA-256 of the key, first 16 bytes). */
+  fingerprint: string;
+}
+
+/** The ACK reference of a payload: base64url of SHA-256 of its canonical bytes. */
+export async function ackRef(payload: unknown): Promise<string> {
+  const bytes = new Uint8Array(canonicalPayloadBytes(payload));
+  return msgRef(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
+}
+
+/** What a message's send state means, for the user. */
+export function describe(o: OutgoingMessage): string {
+  switch (o.state) {
+    case "sending":
+      return "not on the wire yet: it goes out when connected";
+    case "sent":
+      return o.kind === "public" ? "sent to everyone" : "written to the server for a recipient online now";
+    case "accepted":
+      return o.recipientOffline
+        ? "accepted: queued by the server until they come online"
+        : "accepted by the server";
+    case "failed":
+      return "not sent";
+  }
+}
+
+/** SHA-256 fingerprint of an SPKI, "abcd:ef01:…" (16 bytes), as the node shows its own. */
+export async function fingerprintOf(spki: Uint8Array): Promise<string> {
+  const h = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(spki)));
+  return [...h.subarray(0, 16)].map((b) => b.toString(16).padStart(2, "0")).join("").match(/.{4}/g)!.join(
+    ":",
+  );
+}

@@ -1,0 +1,195 @@
+/**
+ * The web session's file transfers: the messages that show files we receive (from FILE_START to the checked
+ * bytes, or the reason it failed) and files we send (progress, the server's ACK of the whole file, a refusal).
+ *
+ * @module
+ */
+import { type ClientEvent, FileStopped, type SocpClient } from "../../client/client.ts";
+import { sanitizeFileName } from "../../client/filenames.ts";
+import { ackRef, type ChatMessage, PUBLIC } from "./model.ts";
+
+/** What the transfers need from the session that owns them. */
+export interface TransferHost {
+  /** The connected client, if any. */
+  client(): SocpClient | null;
+  /** Largest file the server accepts. */
+  maxFileBytes(): number;
+  /** A new message of ours in conversation `to`, with a fresh id starting with `prefix`. */
+  mine(prefix: string, to: string, text: string): ChatMessage;
+  /** A fresh message id starting with `prefix`. */
+  newId(prefix: string): string;
+  /** Add a message to its conversation. */
+  add(m: ChatMessage): void;
+  /** Add a note to the conversation on screen. */
+  note(text: string): void;
+  /** Something changed: redraw. */
+  changed(): void;
+  /** A transfer moved on: move its bar. */
+  progress(m: ChatMessage): void;
+}
+
+/** The file events the transfers handle. */
+export type FileEvent = Extract<
+  ClientEvent,
+  { kind: "fileStart" | "fileProgress" | "file" | "fileSendProgress" | "fileRefused" | "ack" }
+>;
+
+/** Files being received and sent, as messages of the conversations. */
+export class Transfers {
+  private readonly receiving = new Map<string, ChatMessage>();
+  private readonly sending = new Map<string, ChatMessage>();
+  /** Files being sent whose id the client has not named yet. */
+  private readonly unbound: ChatMessage[] = [];
+  /** ACK reference of a sent file's FILE_END -> its message. */
+  private readonly fileAcks = new Map<string, ChatMessage>();
+
+  /** Transfers reporting to `host`. */
+  constructor(private readonly host: TransferHost) {}
+
+  /** Handle one of the client's file events. */
+  onEvent(e: FileEvent): void {
+    const host = this.host;
+    switch (e.kind) {
+      case "ack": {
+        const f = this.fileAcks.get(e.msgRef);
+        if (f?.file) {
+          this.fileAcks.delete(e.msgRef);
+          if (f.file.phase !== "failed") {
+            f.file.phase = "complete";
+            f.detail = "relayed whole by the server";
+          }
+          host.changed();
+        }
+        break;
+      }
+      case "fileStart": {
+        const conv = e.mode === "public" ? PUBLIC : e.from;
+        const m: ChatMessage = {
+          id: host.newId("f"),
+          conv,
+          dir: "in",
+          from: e.from,
+          fromName: e.fromName,
+          text: "",
+          ts: Date.now(),
+          file: {
+            fileId: e.fileId,
+            name: sanitizeFileName(e.name),
+            size: e.size,
+            done: 0,
+            phase: "receiving",
+          },
+        };
+        this.receiving.set(`${e.from}|${e.fileId}`, m);
+        host.add(m);
+        break;
+      }
+      case "fileProgress":
+        for (const [k, m] of this.receiving) {
+          if (k.endsWith(`|${e.fileId}`) && m.file) {
+            m.file.done = e.received;
+            host.progress(m);
+          }
+        }
+        break;
+      case "file":
+        this.onFile(e);
+        break;
+      case "fileSendProgress": {
+        const m = this.sendingFor(e.fileId, e.name);
+        if (m?.file) {
+          m.file.done = e.sent;
+          host.progress(m);
+        }
+        break;
+      }
+      case "fileRefused": {
+        const m = this.sendingFor(e.fileId, e.name);
+        if (m?.file) {
+          this.sending.delete(e.fileId);
+          m.file.phase = "failed";
+          m.file.problem = e.reason;
+          host.changed();
+        } else host.note(`File ${e.name} stopped: ${e.reason}`);
+        break;
+      }
+    }
+  }
+
+  /** Our transfer `fileId` (bound to its message at its first event: sendFile names the id only at the end). */
+  private sendingFor(fileId: string, name: string): ChatMessage | undefined {
+    const m = this.sending.get(fileId);
+    if (m) return m;
+    const i = this.unbound.findIndex((u) => u.file?.name === name);
+    if (i < 0) return undefined;
+    const [u] = this.unbound.splice(i, 1);
+    u.file!.fileId = fileId;
+    this.sending.set(fileId, u);
+    return u;
+  }
+
+  /** A received file is complete (or failed). */
+  private onFile(e: Extract<ClientEvent, { kind: "file" }>): void {
+    const k = `${e.from}|${e.fileId}`;
+    const m = this.receiving.get(k);
+    this.receiving.delete(k);
+    if (!m?.file) return;
+    m.verified = e.verified;
+    if (!e.bytes) {
+      m.file.phase = "failed";
+      m.file.problem = e.problem ?? "the file did not arrive whole";
+    } else {
+      m.file.done = e.bytes.length;
+      m.file.sha256 = e.sha256;
+      m.file.url = URL.createObjectURL(
+        new Blob([new Uint8Array(e.bytes)], { type: "application/octet-stream" }),
+      );
+      m.file.phase = "complete";
+    }
+    this.host.changed();
+  }
+
+  /** Send a file to a user id or the public channel; the size is checked before anything is read or sent. */
+  async sendFile(to: string, file: File): Promise<void> {
+    const m: ChatMessage = {
+      ...this.host.mine("o", to, ""),
+      file: { fileId: "", name: sanitizeFileName(file.name), size: file.size, done: 0, phase: "sending" },
+    };
+    this.host.add(m);
+    const fail = (problem: string) => {
+      m.file!.phase = "failed";
+      m.file!.problem = problem;
+      this.host.changed();
+    };
+    if (file.size > this.host.maxFileBytes()) {
+      return fail(
+        `too large: ${(file.size / 1048576).toFixed(1)} MiB; this server accepts up to ${
+          (this.host.maxFileBytes() / 1048576).toFixed(0)
+        } MiB. Nothing was sent.`,
+      );
+    }
+    const c = this.host.client();
+    if (!c || !c.connected) return fail("not connected: nothing was sent; send it again once online");
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    this.unbound.push(m);
+    try {
+      const fileId = await c.sendFile(to, m.file!.name, bytes, (sent, size) => {
+        m.file!.done = sent;
+        m.file!.size = size;
+        this.host.progress(m);
+      });
+      m.file!.fileId = fileId;
+      if (this.unbound.includes(m)) this.unbound.splice(this.unbound.indexOf(m), 1);
+      this.sending.set(fileId, m); // a refusal may still come (the receiver checks at FILE_START and at the end)
+      if (m.file!.phase === "sending") {
+        m.detail = "sent; waiting for the server to confirm";
+        this.fileAcks.set(await ackRef({ file_id: fileId }), m);
+      }
+      this.host.changed();
+    } catch (e) {
+      if (this.unbound.includes(m)) this.unbound.splice(this.unbound.indexOf(m), 1);
+      if (e instanceof FileStopped) this.sending.delete(e.fileId);
+      if (m.file!.phase !== "failed") fail((e as Error).message);
+    }
+  }
+}
