@@ -40,8 +40,7 @@ import { keySharePreimage } from "../protocol/preimages.ts";
 import { canonicalJson, canonicalJsonResult, signaturePreimages } from "../protocol/canonical_json.ts";
 import { type Envelope, parseFrame, type ParseResult, serializeEnvelope } from "../protocol/envelope.ts";
 import { Store } from "../store/sqlite.ts";
-import { SOFTWARE, VERSION } from "../version.ts";
-import { type NetworkSnapshot, webRoute } from "../web/routes.ts";
+import { Counters, httpHandler } from "./http.ts";
 import { fingerprint, type Identity, loadOrCreateIdentity, nodeSecret } from "./identity.ts";
 import { Logger } from "./log.ts";
 import { Signer } from "./signer.ts";
@@ -120,16 +119,6 @@ interface Socket {
   lingering: boolean;
 }
 
-class Metrics {
-  framesIn = 0;
-  framesOut = 0;
-  refused = 0;
-  verifications = 0;
-  connectionsTotal = 0;
-  shed = 0;
-  tooSlow = 0;
-}
-
 /** Start a node. Rejects with {@linkcode PortInUse} or a clear error when it cannot start. */
 export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   const startedAt = Date.now();
@@ -182,7 +171,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   const dialTimers = new Set<ReturnType<typeof setTimeout>>();
   let stopping = false;
   const signer = new Signer(identity.key);
-  const metrics = new Metrics();
+  const metrics = new Counters();
   const sockets = new Map<number, Socket>();
   /** Connections cut as too slow that the runtime still holds (their peer neither reads nor closes), by address. */
   const lingering = new Map<string, number>();
@@ -780,63 +769,6 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     publicHost.includes(":") ? `[${publicHost}]` : publicHost
   }:${boundPort}`;
 
-  function http(req: Request): Response {
-    const url = new URL(req.url);
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
-    }
-    const json = (v: unknown) =>
-      new Response(JSON.stringify(v, null, 2) + "\n", { headers: { "content-type": "application/json" } });
-    switch (url.pathname) {
-      case "/.well-known/socp":
-        return json({
-          server_id: state.config.serverId,
-          pubkey: state.config.serverPub,
-          protocol: "SOCP/1.3",
-          software: SOFTWARE,
-          url: wsUrl,
-          tls: !!opts.tls,
-          lab_modes: labModes,
-        });
-      case "/healthz":
-        return json({
-          status: "ok",
-          server_id: state.config.serverId,
-          uptime_s: Math.floor((Date.now() - startedAt) / 1000),
-          users_online: state.localUsers.size,
-          servers_linked: state.links.size,
-          lab_modes: labModes,
-        });
-      case "/metrics":
-        return new Response(metricsText(), { headers: { "content-type": "text/plain; version=0.0.4" } });
-      default:
-        return webRoute(req, networkSnapshot) ?? new Response("not found\n", { status: 404 });
-    }
-  }
-
-  /** What the web app's network panel shows (lib/web/routes.ts builds the Host-relative JSON). */
-  function networkSnapshot(): NetworkSnapshot {
-    const users = [...state.presence.values()].map((p) => {
-      const meta = p.advert.payload.meta;
-      const name = typeof meta?.display_name === "string" ? meta.display_name : p.userId;
-      return { userId: p.userId, serverId: p.serverId, name };
-    });
-    const linked = [...state.links.keys()].map((id) => {
-      const s = state.servers.get(id);
-      return { serverId: id, host: s?.host ?? "", port: s?.port ?? 0 };
-    });
-    return {
-      serverId: state.config.serverId,
-      pubkey: state.config.serverPub,
-      fingerprint: fp,
-      version: VERSION,
-      labModes,
-      maxFileBytes: limits.maxFileBytes,
-      linked,
-      users,
-    };
-  }
-
   /** The most bytes waiting for one connection now: signed frames in its queue plus its WebSocket buffer. */
   function maxUnsent(): number {
     let most = 0;
@@ -846,31 +778,18 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     return most;
   }
 
-  function metricsText(): string {
-    const mem = Deno.memoryUsage();
-    const m: [string, string, number][] = [
-      ["socp_users_online", "gauge", state.localUsers.size],
-      ["socp_users_network", "gauge", state.presence.size],
-      ["socp_servers_linked", "gauge", state.links.size],
-      ["socp_connections", "gauge", sockets.size],
-      ["socp_connections_total", "counter", metrics.connectionsTotal],
-      ["socp_frames_in_total", "counter", metrics.framesIn],
-      ["socp_frames_out_total", "counter", metrics.framesOut],
-      ["socp_errors_sent_total", "counter", metrics.refused],
-      ["socp_signatures_total", "counter", signer.signatures],
-      ["socp_verifications_total", "counter", metrics.verifications],
-      ["socp_frames_shed_total", "counter", metrics.shed],
-      ["socp_connections_too_slow_total", "counter", metrics.tooSlow],
-      ["socp_unsent_bytes_max", "gauge", maxUnsent()],
-      ["socp_seen_cache_entries", "gauge", state.seen.size],
-      ["socp_uptime_seconds", "gauge", Math.floor((Date.now() - startedAt) / 1000)],
-      ["socp_memory_rss_bytes", "gauge", mem.rss],
-      ["socp_memory_heap_total_bytes", "gauge", mem.heapTotal],
-      ["socp_memory_heap_used_bytes", "gauge", mem.heapUsed],
-      ["socp_memory_external_bytes", "gauge", mem.external],
-    ];
-    return m.map(([n, t, v]) => `# TYPE ${n} ${t}\n${n} ${v}\n`).join("");
-  }
+  const http = httpHandler({
+    state: () => state,
+    startedAt,
+    fingerprint: fp,
+    labModes,
+    tls: !!opts.tls,
+    wsUrl: () => wsUrl,
+    counters: metrics,
+    signatures: () => signer.signatures,
+    connections: () => sockets.size,
+    maxUnsent,
+  });
 
   const tickMs = Math.max(
     20,
