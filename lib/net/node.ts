@@ -1,6 +1,6 @@
 /**
- * The shell: the only code that touches `Deno.serve`, WebSockets, timers and the clock. It turns socket events
- * into reducer events and carries out the reducer's effects.
+ * The shell: the code that touches sockets (through transport.ts), timers and the clock. It turns socket events
+ * into reducer events and carries out the reducer's effects; HTTP routes are in http.ts.
  *
  * Per connection, frames are parsed and their signatures verified concurrently as they arrive, but they reach
  * the reducer strictly in arrival order (a promise chain). Outbound frames are signed concurrently and sent in
@@ -41,6 +41,14 @@ import { canonicalJson, canonicalJsonResult, signaturePreimages } from "../proto
 import { type Envelope, parseFrame, type ParseResult, serializeEnvelope } from "../protocol/envelope.ts";
 import { Store } from "../store/sqlite.ts";
 import { Counters, httpHandler } from "./http.ts";
+import {
+  type Accept,
+  denoTransport,
+  type Listener,
+  PortInUse,
+  type Socket,
+  type Transport,
+} from "./transport.ts";
 import { fingerprint, type Identity, loadOrCreateIdentity, nodeSecret } from "./identity.ts";
 import { Logger } from "./log.ts";
 import { Signer } from "./signer.ts";
@@ -95,11 +103,10 @@ export interface RunningNode {
   finished: Promise<void>;
 }
 
-/** Thrown when the port cannot be bound. */
-export class PortInUse extends Error {}
+export { PortInUse };
 
-interface Socket {
-  ws: WebSocket;
+interface Conn {
+  sock: Socket;
   /** The peer's address (host name for connections we dialed). */
   addr: string;
   /** Reducer-order chain of inbound frames. */
@@ -168,11 +175,12 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     },
     loaded,
   );
+  const transport: Transport = denoTransport;
   const dialTimers = new Set<ReturnType<typeof setTimeout>>();
   let stopping = false;
   const signer = new Signer(identity.key);
   const metrics = new Counters();
-  const sockets = new Map<number, Socket>();
+  const sockets = new Map<number, Conn>();
   /** Connections cut as too slow that the runtime still holds (their peer neither reads nor closes), by address. */
   const lingering = new Map<string, number>();
   const high = highWater(limits.maxUnsentBytes);
@@ -214,7 +222,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           if (!s || s.closing) break;
           // A peer that does not read makes frames wait; past the bound it is cut (PROFILE §11, unsent bytes).
           const bytes = approxBytes(fx.frame);
-          const unsent = s.ready + s.ws.bufferedAmount + bytes;
+          const unsent = s.ready + s.sock.bufferedAmount + bytes;
           if (unsent > limits.maxUnsentBytes && s.stalled) {
             tooSlow(fx.conn, s, unsent);
             break;
@@ -243,8 +251,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
             try {
               const t = await text;
               await drain(fx.conn, s);
-              if (s.ws.readyState === WebSocket.OPEN) {
-                s.ws.send(t);
+              if (s.sock.open) {
+                s.sock.send(t);
                 metrics.framesOut++;
               }
             } finally {
@@ -258,13 +266,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           if (!s || s.closing) break;
           s.closing = true;
           log.debug("conn.closing", { conn: fx.conn, code: fx.code, reason: fx.reason });
-          const closeNow = () => {
-            try {
-              s.ws.close(fx.code, fx.reason.slice(0, 120));
-            } catch {
-              /* already closed */
-            }
-          };
+          const closeNow = () => s.sock.close(fx.code, fx.reason.slice(0, 120));
           // Frames before the close go first, but a peer that does not read cannot hold the close back.
           const hard = setTimeout(closeNow, 5_000);
           s.outbound = s.outbound.then(() => {
@@ -428,8 +430,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       for (let i = 0; i < frames.length; i++) {
         frames[i].sig = await sigs[i];
         await drain(conn, s); // paced: a long queue never piles up in the runtime's buffer
-        if (s.ws.readyState !== WebSocket.OPEN) return;
-        s.ws.send(serializeEnvelope(frames[i]));
+        if (!s.sock.open) return;
+        s.sock.send(serializeEnvelope(frames[i]));
         metrics.framesOut++;
       }
       remove(rows.map((r) => r.id));
@@ -477,7 +479,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       );
   }
 
-  function onMessage(conn: number, s: Socket, data: unknown): void {
+  function onMessage(conn: number, s: Conn, data: unknown): void {
     try {
       receive(conn, s, data);
     } catch (e) {
@@ -493,7 +495,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     }
   }
 
-  function receive(conn: number, s: Socket, data: unknown): void {
+  function receive(conn: number, s: Conn, data: unknown): void {
     if (s.closing) return;
     const refuse = (detail: string) => {
       const parsed: ParseResult = { ok: false, error: { code: "UNKNOWN_TYPE", detail } };
@@ -593,14 +595,14 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
    * reads empties it as soon as this node yields, however busy the node was. A stalled peer with more than
    * `maxUnsentBytes` signed and waiting for it is cut (frames still being signed wait for us, not for the peer).
    */
-  async function drain(conn: number, s: Socket): Promise<void> {
-    if (s.ws.bufferedAmount <= high) return;
+  async function drain(conn: number, s: Conn): Promise<void> {
+    if (s.sock.bufferedAmount <= high) return;
     const since = Date.now();
     let last = Infinity;
     let still = 0;
     try {
-      while (s.ws.readyState === WebSocket.OPEN) {
-        const b = s.ws.bufferedAmount;
+      while (s.sock.open) {
+        const b = s.sock.bufferedAmount;
         if (b <= high) return;
         still = b < last ? 0 : still + 1;
         last = b;
@@ -614,7 +616,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   }
 
   /** Tell the reducer (once) that a connection is gone. */
-  function gone(conn: number, s: Socket): void {
+  function gone(conn: number, s: Conn): void {
     if (s.gone) return;
     s.gone = true;
     sockets.delete(conn);
@@ -627,22 +629,20 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
    * user goes offline, so what follows for them is queued, and they may log in again); the runtime may hold the
    * socket until the peer reads or goes away, so such sockets still count against their address.
    */
-  function tooSlow(conn: number, s: Socket, unsent: number): void {
+  function tooSlow(conn: number, s: Conn, unsent: number): void {
     if (s.closing) return;
     s.closing = true;
     metrics.tooSlow++;
     log.warn("conn.too_slow", { conn, addr: s.addr, unsent_bytes: unsent, limit: limits.maxUnsentBytes });
     lingering.set(s.addr, (lingering.get(s.addr) ?? 0) + 1);
     s.lingering = true;
-    try {
-      s.ws.close(1008, "too slow");
-    } catch { /* already closed */ }
+    s.sock.close(1008, "too slow");
     s.inbound = s.inbound.then(() => gone(conn, s));
   }
 
-  function attach(conn: number, ws: WebSocket, addr: string, onOpen: () => void): Socket {
-    const s: Socket = {
-      ws,
+  function attach(conn: number, sock: Socket, addr: string): Conn {
+    const s: Conn = {
+      sock,
       addr,
       inbound: Promise.resolve(),
       outbound: Promise.resolve(),
@@ -654,10 +654,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       lingering: false,
     };
     sockets.set(conn, s);
-    ws.onopen = onOpen;
-    ws.onmessage = (e) => onMessage(conn, s, e.data);
-    ws.onerror = () => {};
-    ws.onclose = () => {
+    sock.onMessage = (data) => onMessage(conn, s, data);
+    sock.onClose = () => {
       s.closing = true;
       if (s.lingering) {
         s.lingering = false;
@@ -674,43 +672,22 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     const t = setTimeout(() => {
       dialTimers.delete(t);
       if (stopping) return;
-      let ws: WebSocket;
-      try {
-        ws = new WebSocket(url);
-      } catch (e) {
-        dispatch({ kind: "dialFailed", token, now: Date.now(), reason: String(e) });
-        return;
-      }
-      let opened = false;
-      const giveUp = setTimeout(() => {
-        if (!opened) {
-          try {
-            ws.close();
-          } catch { /* ignore */ }
-        }
-      }, timeoutMs);
-      ws.onerror = () => {};
-      ws.onclose = () => {
-        clearTimeout(giveUp);
-        if (!opened) {
-          dispatch({ kind: "dialFailed", token, now: Date.now(), reason: `cannot connect to ${url}` });
-        }
-      };
-      ws.onopen = () => {
-        opened = true;
-        clearTimeout(giveUp);
-        const conn = nextConn++;
-        metrics.connectionsTotal++;
-        attach(conn, ws, new URL(url).hostname, () => {});
-        log.debug("dial.open", { conn, url });
-        dispatch({ kind: "connected", conn, addr: new URL(url).hostname, now: Date.now(), dial: token });
-      };
+      transport.dial(url, timeoutMs, {
+        onFail: (reason) => dispatch({ kind: "dialFailed", token, now: Date.now(), reason }),
+        onOpen: (sock) => {
+          const conn = nextConn++;
+          metrics.connectionsTotal++;
+          const addr = new URL(url).hostname;
+          attach(conn, sock, addr);
+          log.debug("dial.open", { conn, url });
+          dispatch({ kind: "connected", conn, addr, now: Date.now(), dial: token });
+        },
+      });
     }, afterMs);
     dialTimers.add(t);
   }
 
-  function upgrade(req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response {
-    const addr = info.remoteAddr.hostname; // must be read before the upgrade
+  function upgrade(addr: string, accept: Accept): Response {
     if ((lingering.get(addr) ?? 0) >= limits.maxConnsPerAddr) {
       return new Response(
         "too many connections from this address were cut as too slow and are still open\n",
@@ -719,50 +696,31 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     }
     // PROFILE §15 liveness: the WebSocket layer pings every connection at half this interval and closes it when
     // no pong comes back within it, so a peer that heartbeats only with pings is judged on its pongs.
-    const { socket: ws, response } = Deno.upgradeWebSocket(req, {
-      idleTimeout: Math.max(1, Math.ceil(federation.linkTimeoutMs / 1000)),
-    });
     const conn = nextConn++;
-    metrics.connectionsTotal++;
-    attach(conn, ws, addr, () => {
+    const { socket, response } = accept(Math.max(1, Math.ceil(federation.linkTimeoutMs / 1000)), () => {
       log.debug("conn.opened", { conn, addr });
       dispatch({ kind: "connected", conn, addr, now: Date.now() });
     });
+    metrics.connectionsTotal++;
+    attach(conn, socket, addr);
     return response;
   }
 
-  const ac = new AbortController();
-  let boundPort = 0;
   const host = opts.host ?? "0.0.0.0";
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let listener: Listener;
   try {
-    server = Deno.serve({
-      hostname: host,
-      port: opts.port ?? 8765,
-      signal: ac.signal,
-      onListen: (a) => {
-        boundPort = a.port;
+    listener = transport.listen(
+      { host, port: opts.port ?? 8765, ...(opts.tls ? { tls: opts.tls } : {}) },
+      (req, addr, accept) => {
+        if (!accept) return http(req);
+        return creatingChannel ? creatingChannel.then(() => upgrade(addr, accept)) : upgrade(addr, accept);
       },
-      ...(opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
-    }, (req, info) => {
-      if (req.headers.get("upgrade")?.toLowerCase() === "websocket") {
-        return creatingChannel ? creatingChannel.then(() => upgrade(req, info)) : upgrade(req, info);
-      }
-      return http(req);
-    });
+    );
   } catch (e) {
     store.close();
-    if (e instanceof Deno.errors.AddrInUse) {
-      throw new PortInUse(`port ${opts.port} on ${host} is in use: pass --port with another port`);
-    }
-    if (opts.tls) {
-      throw new Error(
-        `cannot serve TLS with this certificate and key: ${(e as Error).message.split("\n")[0]}`,
-      );
-    }
     throw e;
   }
-  boundPort = server.addr.port;
+  const boundPort = listener.port;
 
   const publicHost = opts.publicHost ?? (host === "0.0.0.0" || host === "::" ? "localhost" : host);
   const wsUrl = `${opts.tls ? "wss" : "ws"}://${
@@ -773,7 +731,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   function maxUnsent(): number {
     let most = 0;
     for (const s of sockets.values()) {
-      if (s.ws.readyState === WebSocket.OPEN) most = Math.max(most, s.ready + s.ws.bufferedAmount);
+      if (s.sock.open) most = Math.max(most, s.ready + s.sock.bufferedAmount);
     }
     return most;
   }
@@ -831,7 +789,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     },
     publicKey: state.config.serverPub,
     linkedServers: () => [...state.links.keys()],
-    finished: server.finished,
+    finished: listener.finished,
     close() {
       closed ??= (async () => {
         stopping = true;
@@ -839,12 +797,9 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
         for (const t of dialTimers) clearTimeout(t);
         if (labTimer) clearInterval(labTimer);
         for (const s of sockets.values()) {
-          try {
-            s.ws.close(1001, "server shutting down");
-          } catch { /* ignore */ }
+          s.sock.close(1001, "server shutting down");
         }
-        ac.abort();
-        await server.finished;
+        await listener.close();
         store.close();
         log.info("node.stopped", { server_id: state.config.serverId });
       })();
