@@ -30,17 +30,17 @@ import {
   type State,
   type Step,
 } from "../core/types.ts";
-import { expectedKey } from "../core/verify.ts";
 import { sameKeyMaterial, spkiToB64Pem } from "../protocol/keys.ts";
-import { encryptTo, generateKeyPair, PrivateKey, sha256Hex, verifyAny } from "../crypto/rsa.ts";
+import { encryptTo, generateKeyPair, PrivateKey } from "../crypto/rsa.ts";
 import { sha256Sync } from "./digest.ts";
 import { msgRef } from "../protocol/msg_ref.ts";
 import { openPrivateKey, sealPrivateKey } from "../crypto/keyfile.ts";
 import { keySharePreimage } from "../protocol/preimages.ts";
-import { canonicalJson, canonicalJsonResult, signaturePreimages } from "../protocol/canonical_json.ts";
-import { type Envelope, parseFrame, type ParseResult, serializeEnvelope } from "../protocol/envelope.ts";
+import { canonicalJson } from "../protocol/canonical_json.ts";
+import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
 import { Store } from "../store/sqlite.ts";
 import { Counters, httpHandler } from "./http.ts";
+import { type InboundConn, type InboundContext, onFrame } from "./inbound.ts";
 import {
   type Accept,
   denoTransport,
@@ -105,7 +105,7 @@ export interface RunningNode {
 
 export { PortInUse };
 
-interface Conn {
+interface Conn extends InboundConn {
   sock: Socket;
   /** The peer's address (host name for connections we dialed). */
   addr: string;
@@ -184,6 +184,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   /** Connections cut as too slow that the runtime still holds (their peer neither reads nor closes), by address. */
   const lingering = new Map<string, number>();
   const high = highWater(limits.maxUnsentBytes);
+  const inboundCtx: InboundContext = { limits, counters: metrics, state: () => state, dispatch, log };
   let nextConn = 1;
 
   function dispatch(ev: Event): void {
@@ -265,6 +266,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           const s = sockets.get(fx.conn);
           if (!s || s.closing) break;
           s.closing = true;
+          s.cut = true;
           log.debug("conn.closing", { conn: fx.conn, code: fx.code, reason: fx.reason });
           const closeNow = () => s.sock.close(fx.code, fx.reason.slice(0, 120));
           // Frames before the close go first, but a peer that does not read cannot hold the close back.
@@ -479,116 +481,6 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       );
   }
 
-  function onMessage(conn: number, s: Conn, data: unknown): void {
-    try {
-      receive(conn, s, data);
-    } catch (e) {
-      // A bug in the synchronous part of receiving one frame refuses that frame; the process goes on.
-      log.error("frame.failed", { conn, error: String(e) });
-      const parsed: ParseResult = {
-        ok: false,
-        error: { code: "UNKNOWN_TYPE", detail: "the node failed while reading this frame; it was refused" },
-      };
-      s.inbound = s.inbound.then(() =>
-        dispatch({ kind: "frame", conn, now: Date.now(), parsed, digest: "", sig: "absent" })
-      );
-    }
-  }
-
-  function receive(conn: number, s: Conn, data: unknown): void {
-    if (s.closing) return;
-    const refuse = (detail: string) => {
-      const parsed: ParseResult = { ok: false, error: { code: "UNKNOWN_TYPE", detail } };
-      s.inbound = s.inbound.then(() =>
-        dispatch({ kind: "frame", conn, now: Date.now(), parsed, digest: "", sig: "absent" })
-      );
-    };
-    // Load shedding before any work: a peer that sends faster than we verify gets its excess refused unread (each
-    // refusal is a strike, so a flood ends with the connection closed), instead of costing an RSA verification
-    // per frame or unbounded memory.
-    if (s.inflight >= limits.rateBurst) {
-      metrics.shed++;
-      return refuse(
-        `too many frames in flight (more than ${limits.rateBurst} not yet processed): frame dropped; slow down`,
-      );
-    }
-    if (typeof data !== "string") {
-      return refuse("binary frames are not supported: send one JSON object as text");
-    }
-    const bytes = data.length * 3 > limits.maxFrameBytes
-      ? new TextEncoder().encode(data).length
-      : data.length;
-    if (bytes > limits.maxFrameBytes) {
-      s.inbound = s.inbound.then(() => dispatch({ kind: "oversize", conn, now: Date.now(), bytes }));
-      return;
-    }
-    metrics.framesIn++;
-    let parsed = parseFrame(data);
-    const canon = parsed.ok ? canonicalJsonResult(parsed.envelope.payload) : undefined;
-    if (parsed.ok && canon && !canon.ok) {
-      parsed = {
-        ok: false,
-        error: { code: "UNKNOWN_TYPE", detail: canon.error, type: parsed.envelope.type },
-      };
-    }
-    // Hashed now (WebCrypto, concurrently with earlier frames), awaited in this frame's turn below.
-    const digestP = canon?.ok ? sha256Hex(canon.text) : Promise.resolve("");
-    const sigText = parsed.ok ? parsed.envelope.sig : undefined;
-    // Start verifying now with the key in force now (concurrently with earlier frames); when this frame's turn
-    // comes, check the key again: if an earlier frame changed it (a hello, a link, a pin), verify again.
-    const keyNow = () => parsed.ok ? expectedKey(state, state.conns.get(conn), parsed.envelope) : undefined;
-    const verify = (key: string | undefined): Promise<boolean> => {
-      if (!parsed.ok || !sigText || !key) return Promise.resolve(false);
-      metrics.verifications++;
-      return verifyAny(key, signaturePreimages(parsed.envelope.payload), sigText).then((i) => i >= 0);
-    };
-    const early = keyNow();
-    const earlyCheck = sigText ? verify(early) : Promise.resolve(false);
-    s.inflight++;
-    s.inbound = s.inbound.then(async () => {
-      s.inflight--;
-      const digest = await digestP;
-      let ok = await earlyCheck;
-      let key = early;
-      if (sigText) {
-        const late = keyNow();
-        if (late !== early) {
-          key = late;
-          ok = await verify(late);
-        }
-      }
-      if (s.closing) return;
-      const sig = !sigText ? "absent" : ok ? "valid" : "invalid";
-      dispatch({
-        kind: "frame",
-        conn,
-        now: Date.now(),
-        parsed,
-        digest,
-        sig,
-        sigKey: ok ? key : undefined,
-        fresh: crypto.randomUUID(),
-      });
-    }).catch((e) => {
-      // Verification itself failed (not "did not verify"): refuse the frame rather than leave it unanswered.
-      log.error("frame.failed", {
-        conn,
-        type: parsed.ok ? parsed.envelope.type : "",
-        error: String(e),
-      });
-      if (s.closing) return;
-      const detail = "the node failed while verifying this frame; it was refused";
-      dispatch({
-        kind: "frame",
-        conn,
-        now: Date.now(),
-        parsed: { ok: false, error: { code: "UNKNOWN_TYPE", detail } },
-        digest: "",
-        sig: "absent",
-      });
-    });
-  }
-
   /**
    * Wait until the socket has room (its buffer at or under the high-water mark; see outbound.ts), polling every
    * 10 ms. The peer is *stalled* when its buffer has not shrunk over five polls and a quarter second: a peer that
@@ -632,6 +524,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   function tooSlow(conn: number, s: Conn, unsent: number): void {
     if (s.closing) return;
     s.closing = true;
+    s.cut = true;
     metrics.tooSlow++;
     log.warn("conn.too_slow", { conn, addr: s.addr, unsent_bytes: unsent, limit: limits.maxUnsentBytes });
     lingering.set(s.addr, (lingering.get(s.addr) ?? 0) + 1);
@@ -647,6 +540,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       inbound: Promise.resolve(),
       outbound: Promise.resolve(),
       closing: false,
+      cut: false,
       inflight: 0,
       ready: 0,
       stalled: false,
@@ -654,7 +548,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       lingering: false,
     };
     sockets.set(conn, s);
-    sock.onMessage = (data) => onMessage(conn, s, data);
+    sock.onMessage = (data) => onFrame(inboundCtx, conn, s, data);
     sock.onClose = () => {
       s.closing = true;
       if (s.lingering) {
