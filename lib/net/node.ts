@@ -99,7 +99,10 @@ export interface RunningNode {
   linkedServers(): string[];
   /** Stop accepting, close every connection, close the database. */
   close(): Promise<void>;
-  /** Resolves when the server has stopped. */
+  /**
+   * Resolves when the server has stopped; rejects when it stopped by itself because a store write failed
+   * (crash-only: restart it, and it resumes from the database).
+   */
   finished: Promise<void>;
 }
 
@@ -134,7 +137,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   const labModes = [...(opts.labWeakKeys ? ["weak-keys"] : []), ...(opts.labReplay ? ["replay"] : [])];
 
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
-  const store = Store.open(join(opts.dataDir, "socp.db"));
+  const dbPath = join(opts.dataDir, "socp.db");
+  const store = Store.open(dbPath);
   let identity: Identity;
   try {
     identity = await loadOrCreateIdentity(store, opts.dataDir, {
@@ -178,6 +182,9 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   const transport: Transport = denoTransport;
   const dialTimers = new Set<ReturnType<typeof setTimeout>>();
   let stopping = false;
+  let closed: Promise<void> | undefined;
+  /** Why the node stopped by itself (a failed store write); `finished` rejects with it. */
+  let fatal: Error | undefined;
   const signer = new Signer(identity.key);
   const metrics = new Counters();
   const sockets = new Map<number, Conn>();
@@ -209,13 +216,37 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     }
     state = step.state;
     try {
-      execute(step.effects, "conn" in ev ? ev.conn : undefined);
+      execute(step.effects);
     } catch (e) {
       log.error("effects.failed", { kind: ev.kind, error: String(e) });
     }
   }
 
-  function execute(effects: Effect[], origin?: number): void {
+  /**
+   * Write to the store. A failed write is fatal (crash-only): the node logs it and stops, and is restarted from
+   * the database instead of running with memory ahead of disk. False when the write failed.
+   */
+  function write(f: () => void): boolean {
+    try {
+      f();
+      return true;
+    } catch (e) {
+      log.error("store.write_failed", { error: String(e) });
+      if (!fatal) {
+        fatal = new Error(
+          `cannot write the database ${dbPath} (${
+            String(e).split("\n")[0]
+          }): the node stopped so that it never ` +
+            "runs ahead of what is on disk; fix the cause (disk full, permissions, another process holding the " +
+            "database) and start it again: it resumes from the database",
+        );
+        void close();
+      }
+      return false;
+    }
+  }
+
+  function execute(effects: Effect[]): void {
     for (const fx of effects) {
       switch (fx.kind) {
         case "send": {
@@ -282,7 +313,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           break;
         case "deliverQueued": {
           const rows = store.queuedFor(fx.userId, fx.notBefore);
-          sendStored(fx.conn, rows, (ids) => store.dequeue(ids), `queued for ${fx.userId}`);
+          sendStored(fx.conn, rows, (ids) => write(() => store.dequeue(ids)), `queued for ${fx.userId}`);
           break;
         }
         case "flushOutbox": {
@@ -298,18 +329,23 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
               const { ack: _ack, ...payload } = f.payload as Record<string, unknown>;
               return { id: r.id, frame: { ...f, payload } };
             });
-            sendStored(fx.conn, plain, (ids) => store.deleteOutbox(ids), `handed to ${fx.serverId}`);
+            sendStored(
+              fx.conn,
+              plain,
+              (ids) => write(() => store.deleteOutbox(ids)),
+              `handed to ${fx.serverId}`,
+            );
           }
           break;
         }
         case "outboxHanded":
-          store.clearOutbox(fx.serverId);
+          write(() => store.clearOutbox(fx.serverId));
           break;
         case "probe":
           probe(fx.serverId, fx.url);
           break;
         case "outboxAcked":
-          store.ackOutbox(fx.serverId, fx.msgRef);
+          write(() => store.ackOutbox(fx.serverId, fx.msgRef));
           break;
         case "createChannel":
           createChannel();
@@ -318,26 +354,23 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           adoptChannel(fx.version, fx.creatorPub, fx.wrappedKey);
           break;
         case "persist":
-          try {
-            const op = fx.op;
-            if (op.op === "upsertUser") store.upsertUser(op.user, Date.now());
-            else if (op.op === "pinServer") store.pinServer(op.server, Date.now());
-            else if (op.op === "setServerId") store.setServerId(op.serverId);
-            else if (op.op === "setHome") store.setHome(op.userId, op.serverId);
-            else if (op.op === "enqueue") store.enqueue(op.userId, op.frame, op.now);
-            else if (op.op === "outbox") {
-              const ref = msgRef(sha256Sync(canonicalJson(op.frame.payload)));
-              store.addOutbox(op.serverId, ref, op.frame, op.now);
-            } else if (op.op === "channel") store.setChannel(op.version, op.creatorPub, Date.now());
-            else if (op.op === "acceptRef") store.acceptRef(op.ref, op.now);
-            else store.addMember(op.memberId, op.wrappedKey, op.now);
-          } catch (e) {
-            // Nothing after a failed write may claim it succeeded: drop the rest of this batch.
-            log.error("store.write_failed", { error: String(e) });
-            if (origin !== undefined) {
-              execute([{ kind: "close", conn: origin, code: 1011, reason: "server storage error" }]);
-            }
-            return;
+          if (
+            !write(() => {
+              const op = fx.op;
+              if (op.op === "upsertUser") store.upsertUser(op.user, Date.now());
+              else if (op.op === "pinServer") store.pinServer(op.server, Date.now());
+              else if (op.op === "setServerId") store.setServerId(op.serverId);
+              else if (op.op === "setHome") store.setHome(op.userId, op.serverId);
+              else if (op.op === "enqueue") store.enqueue(op.userId, op.frame, op.now);
+              else if (op.op === "outbox") {
+                const ref = msgRef(sha256Sync(canonicalJson(op.frame.payload)));
+                store.addOutbox(op.serverId, ref, op.frame, op.now);
+              } else if (op.op === "channel") store.setChannel(op.version, op.creatorPub, Date.now());
+              else if (op.op === "acceptRef") store.acceptRef(op.ref, op.now);
+              else store.addMember(op.memberId, op.wrappedKey, op.now);
+            })
+          ) {
+            return; // nothing after a failed write may claim it succeeded: the node is stopping
           }
           break;
         case "log":
@@ -674,7 +707,31 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     users_known: state.users.size,
   });
 
-  let closed: Promise<void> | undefined;
+  const finished = listener.finished.then(() => {
+    if (fatal) throw fatal;
+  });
+  finished.catch(() => {}); // handled by whoever awaits it; never an unhandled rejection
+
+  function close(): Promise<void> {
+    closed ??= (async () => {
+      stopping = true;
+      clearInterval(ticker);
+      for (const t of dialTimers) clearTimeout(t);
+      if (labTimer) clearInterval(labTimer);
+      for (const s of sockets.values()) {
+        s.sock.close(1001, "server shutting down");
+      }
+      await listener.close();
+      try {
+        store.close();
+      } catch (e) {
+        log.error("store.close_failed", { error: String(e) });
+      }
+      log.info("node.stopped", { server_id: state.config.serverId });
+    })();
+    return closed;
+  }
+
   return {
     port: boundPort,
     host,
@@ -683,21 +740,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     },
     publicKey: state.config.serverPub,
     linkedServers: () => [...state.links.keys()],
-    finished: listener.finished,
-    close() {
-      closed ??= (async () => {
-        stopping = true;
-        clearInterval(ticker);
-        for (const t of dialTimers) clearTimeout(t);
-        if (labTimer) clearInterval(labTimer);
-        for (const s of sockets.values()) {
-          s.sock.close(1001, "server shutting down");
-        }
-        await listener.close();
-        store.close();
-        log.info("node.stopped", { server_id: state.config.serverId });
-      })();
-      return closed;
-    },
+    finished,
+    close,
   };
 }
