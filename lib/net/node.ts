@@ -40,6 +40,7 @@ import { canonicalJson } from "../protocol/canonical_json.ts";
 import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
 import { Store } from "../store/sqlite.ts";
 import { Counters, httpHandler } from "./http.ts";
+import { readSoftware } from "./probe.ts";
 import { type InboundConn, type InboundContext, onFrame } from "./inbound.ts";
 import {
   type Accept,
@@ -403,36 +404,6 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       (r) => typeof r === "string" ? answer(r, false) : answer(r.sw, r.tls),
       () => answer("", false),
     );
-  }
-
-  /** GET a /.well-known/socp document; its `software`, or "" (rejects only when nothing answered). */
-  async function readSoftware(url: string): Promise<string> {
-    const res = await fetch(url, { signal: AbortSignal.timeout(3000), redirect: "manual" });
-    if (!res.ok || !res.body) {
-      await res.body?.cancel();
-      return "";
-    }
-    const reader = res.body.getReader();
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    while (size <= 65_536) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      size += value.length;
-    }
-    await reader.cancel();
-    if (size > 65_536) return "";
-    const buf = new Uint8Array(size);
-    let at = 0;
-    for (const c of chunks) (buf.set(c, at), at += c.length);
-    try {
-      const doc = JSON.parse(new TextDecoder().decode(buf));
-      const sw = doc && typeof doc === "object" ? (doc as Record<string, unknown>).software : undefined;
-      return typeof sw === "string" ? sw.slice(0, 256) : "";
-    } catch {
-      return "";
-    }
   }
 
   /** Fill in a frame's channel-key crypto (PROFILE §8); false when this node holds no channel key. */
