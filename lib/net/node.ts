@@ -1,6 +1,6 @@
 /**
- * The shell: the only code that touches `Deno.serve`, WebSockets, timers and the clock. It turns socket events
- * into reducer events and carries out the reducer's effects.
+ * The shell: the code that touches sockets (through transport.ts), timers and the clock. It turns socket events
+ * into reducer events and carries out the reducer's effects; HTTP routes are in http.ts.
  *
  * Per connection, frames are parsed and their signatures verified concurrently as they arrive, but they reach
  * the reducer strictly in arrival order (a promise chain). Outbound frames are signed concurrently and sent in
@@ -30,18 +30,26 @@ import {
   type State,
   type Step,
 } from "../core/types.ts";
-import { expectedKey } from "../core/verify.ts";
 import { sameKeyMaterial, spkiToB64Pem } from "../protocol/keys.ts";
-import { encryptTo, generateKeyPair, PrivateKey, sha256Hex, verifyAny } from "../crypto/rsa.ts";
+import { encryptTo, generateKeyPair, PrivateKey } from "../crypto/rsa.ts";
 import { sha256Sync } from "./digest.ts";
 import { msgRef } from "../protocol/msg_ref.ts";
 import { openPrivateKey, sealPrivateKey } from "../crypto/keyfile.ts";
 import { keySharePreimage } from "../protocol/preimages.ts";
-import { canonicalJson, canonicalJsonResult, signaturePreimages } from "../protocol/canonical_json.ts";
-import { type Envelope, parseFrame, type ParseResult, serializeEnvelope } from "../protocol/envelope.ts";
+import { canonicalJson } from "../protocol/canonical_json.ts";
+import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
 import { Store } from "../store/sqlite.ts";
-import { SOFTWARE, VERSION } from "../version.ts";
-import { type NetworkSnapshot, webRoute } from "../web/routes.ts";
+import { Counters, httpHandler } from "./http.ts";
+import { readSoftware } from "./probe.ts";
+import { type InboundConn, type InboundContext, onFrame } from "./inbound.ts";
+import {
+  type Accept,
+  denoTransport,
+  type Listener,
+  PortInUse,
+  type Socket,
+  type Transport,
+} from "./transport.ts";
 import { fingerprint, type Identity, loadOrCreateIdentity, nodeSecret } from "./identity.ts";
 import { Logger } from "./log.ts";
 import { Signer } from "./signer.ts";
@@ -92,18 +100,20 @@ export interface RunningNode {
   linkedServers(): string[];
   /** Stop accepting, close every connection, close the database. */
   close(): Promise<void>;
-  /** Resolves when the server has stopped. */
+  /**
+   * Resolves when the server has stopped; rejects when it stopped by itself because a store write failed
+   * (crash-only: restart it, and it resumes from the database).
+   */
   finished: Promise<void>;
 }
+
+export { PortInUse };
 
 /** The shortest WebSocket ping timeout (seconds) the node gives an accepted connection. */
 const PING_TIMEOUT_MIN_S = 5;
 
-/** Thrown when the port cannot be bound. */
-export class PortInUse extends Error {}
-
-interface Socket {
-  ws: WebSocket;
+interface Conn extends InboundConn {
+  sock: Socket;
   /** The peer's address (host name for connections we dialed). */
   addr: string;
   /** Reducer-order chain of inbound frames. */
@@ -123,16 +133,6 @@ interface Socket {
   lingering: boolean;
 }
 
-class Metrics {
-  framesIn = 0;
-  framesOut = 0;
-  refused = 0;
-  verifications = 0;
-  connectionsTotal = 0;
-  shed = 0;
-  tooSlow = 0;
-}
-
 /** Start a node. Rejects with {@linkcode PortInUse} or a clear error when it cannot start. */
 export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   const startedAt = Date.now();
@@ -141,7 +141,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   const labModes = [...(opts.labWeakKeys ? ["weak-keys"] : []), ...(opts.labReplay ? ["replay"] : [])];
 
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
-  const store = Store.open(join(opts.dataDir, "socp.db"));
+  const dbPath = join(opts.dataDir, "socp.db");
+  const store = Store.open(dbPath);
   let identity: Identity;
   try {
     identity = await loadOrCreateIdentity(store, opts.dataDir, {
@@ -182,14 +183,19 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     },
     loaded,
   );
+  const transport: Transport = denoTransport;
   const dialTimers = new Set<ReturnType<typeof setTimeout>>();
   let stopping = false;
+  let closed: Promise<void> | undefined;
+  /** Why the node stopped by itself (a failed store write); `finished` rejects with it. */
+  let fatal: Error | undefined;
   const signer = new Signer(identity.key);
-  const metrics = new Metrics();
-  const sockets = new Map<number, Socket>();
+  const metrics = new Counters();
+  const sockets = new Map<number, Conn>();
   /** Connections cut as too slow that the runtime still holds (their peer neither reads nor closes), by address. */
   const lingering = new Map<string, number>();
   const high = highWater(limits.maxUnsentBytes);
+  const inboundCtx: InboundContext = { limits, counters: metrics, state: () => state, dispatch, log };
   let nextConn = 1;
 
   function dispatch(ev: Event): void {
@@ -214,13 +220,37 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     }
     state = step.state;
     try {
-      execute(step.effects, "conn" in ev ? ev.conn : undefined);
+      execute(step.effects);
     } catch (e) {
       log.error("effects.failed", { kind: ev.kind, error: String(e) });
     }
   }
 
-  function execute(effects: Effect[], origin?: number): void {
+  /**
+   * Write to the store. A failed write is fatal (crash-only): the node logs it and stops, and is restarted from
+   * the database instead of running with memory ahead of disk. False when the write failed.
+   */
+  function write(f: () => void): boolean {
+    try {
+      f();
+      return true;
+    } catch (e) {
+      log.error("store.write_failed", { error: String(e) });
+      if (!fatal) {
+        fatal = new Error(
+          `cannot write the database ${dbPath} (${
+            String(e).split("\n")[0]
+          }): the node stopped so that it never ` +
+            "runs ahead of what is on disk; fix the cause (disk full, permissions, another process holding the " +
+            "database) and start it again: it resumes from the database",
+        );
+        void close();
+      }
+      return false;
+    }
+  }
+
+  function execute(effects: Effect[]): void {
     for (const fx of effects) {
       switch (fx.kind) {
         case "send": {
@@ -228,7 +258,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           if (!s || s.closing) break;
           // A peer that does not read makes frames wait; past the bound it is cut (PROFILE §11, unsent bytes).
           const bytes = approxBytes(fx.frame);
-          const unsent = s.ready + s.ws.bufferedAmount + bytes;
+          const unsent = s.ready + s.sock.bufferedAmount + bytes;
           if (unsent > limits.maxUnsentBytes && s.stalled) {
             tooSlow(fx.conn, s, unsent);
             break;
@@ -257,8 +287,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
             try {
               const t = await text;
               await drain(fx.conn, s);
-              if (s.ws.readyState === WebSocket.OPEN) {
-                s.ws.send(t);
+              if (s.sock.open) {
+                s.sock.send(t);
                 metrics.framesOut++;
               }
             } finally {
@@ -271,14 +301,9 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           const s = sockets.get(fx.conn);
           if (!s || s.closing) break;
           s.closing = true;
+          s.cut = true;
           log.debug("conn.closing", { conn: fx.conn, code: fx.code, reason: fx.reason });
-          const closeNow = () => {
-            try {
-              s.ws.close(fx.code, fx.reason.slice(0, 120));
-            } catch {
-              /* already closed */
-            }
-          };
+          const closeNow = () => s.sock.close(fx.code, fx.reason.slice(0, 120));
           // Frames before the close go first, but a peer that does not read cannot hold the close back.
           const hard = setTimeout(closeNow, 5_000);
           s.outbound = s.outbound.then(() => {
@@ -292,7 +317,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           break;
         case "deliverQueued": {
           const rows = store.queuedFor(fx.userId, fx.notBefore);
-          sendStored(fx.conn, rows, (ids) => store.dequeue(ids), `queued for ${fx.userId}`);
+          sendStored(fx.conn, rows, (ids) => write(() => store.dequeue(ids)), `queued for ${fx.userId}`);
           break;
         }
         case "flushOutbox": {
@@ -308,18 +333,23 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
               const { ack: _ack, ...payload } = f.payload as Record<string, unknown>;
               return { id: r.id, frame: { ...f, payload } };
             });
-            sendStored(fx.conn, plain, (ids) => store.deleteOutbox(ids), `handed to ${fx.serverId}`);
+            sendStored(
+              fx.conn,
+              plain,
+              (ids) => write(() => store.deleteOutbox(ids)),
+              `handed to ${fx.serverId}`,
+            );
           }
           break;
         }
         case "outboxHanded":
-          store.clearOutbox(fx.serverId);
+          write(() => store.clearOutbox(fx.serverId));
           break;
         case "probe":
           probe(fx.serverId, fx.url);
           break;
         case "outboxAcked":
-          store.ackOutbox(fx.serverId, fx.msgRef);
+          write(() => store.ackOutbox(fx.serverId, fx.msgRef));
           break;
         case "createChannel":
           createChannel();
@@ -328,26 +358,23 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
           adoptChannel(fx.version, fx.creatorPub, fx.wrappedKey);
           break;
         case "persist":
-          try {
-            const op = fx.op;
-            if (op.op === "upsertUser") store.upsertUser(op.user, Date.now());
-            else if (op.op === "pinServer") store.pinServer(op.server, Date.now());
-            else if (op.op === "setServerId") store.setServerId(op.serverId);
-            else if (op.op === "setHome") store.setHome(op.userId, op.serverId);
-            else if (op.op === "enqueue") store.enqueue(op.userId, op.frame, op.now);
-            else if (op.op === "outbox") {
-              const ref = msgRef(sha256Sync(canonicalJson(op.frame.payload)));
-              store.addOutbox(op.serverId, ref, op.frame, op.now);
-            } else if (op.op === "channel") store.setChannel(op.version, op.creatorPub, Date.now());
-            else if (op.op === "acceptRef") store.acceptRef(op.ref, op.now);
-            else store.addMember(op.memberId, op.wrappedKey, op.now);
-          } catch (e) {
-            // Nothing after a failed write may claim it succeeded: drop the rest of this batch.
-            log.error("store.write_failed", { error: String(e) });
-            if (origin !== undefined) {
-              execute([{ kind: "close", conn: origin, code: 1011, reason: "server storage error" }]);
-            }
-            return;
+          if (
+            !write(() => {
+              const op = fx.op;
+              if (op.op === "upsertUser") store.upsertUser(op.user, Date.now());
+              else if (op.op === "pinServer") store.pinServer(op.server, Date.now());
+              else if (op.op === "setServerId") store.setServerId(op.serverId);
+              else if (op.op === "setHome") store.setHome(op.userId, op.serverId);
+              else if (op.op === "enqueue") store.enqueue(op.userId, op.frame, op.now);
+              else if (op.op === "outbox") {
+                const ref = msgRef(sha256Sync(canonicalJson(op.frame.payload)));
+                store.addOutbox(op.serverId, ref, op.frame, op.now);
+              } else if (op.op === "channel") store.setChannel(op.version, op.creatorPub, Date.now());
+              else if (op.op === "acceptRef") store.acceptRef(op.ref, op.now);
+              else store.addMember(op.memberId, op.wrappedKey, op.now);
+            })
+          ) {
+            return; // nothing after a failed write may claim it succeeded: the node is stopping
           }
           break;
         case "log":
@@ -382,36 +409,6 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     );
   }
 
-  /** GET a /.well-known/socp document; its `software`, or "" (rejects only when nothing answered). */
-  async function readSoftware(url: string): Promise<string> {
-    const res = await fetch(url, { signal: AbortSignal.timeout(3000), redirect: "manual" });
-    if (!res.ok || !res.body) {
-      await res.body?.cancel();
-      return "";
-    }
-    const reader = res.body.getReader();
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    while (size <= 65_536) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      size += value.length;
-    }
-    await reader.cancel();
-    if (size > 65_536) return "";
-    const buf = new Uint8Array(size);
-    let at = 0;
-    for (const c of chunks) (buf.set(c, at), at += c.length);
-    try {
-      const doc = JSON.parse(new TextDecoder().decode(buf));
-      const sw = doc && typeof doc === "object" ? (doc as Record<string, unknown>).software : undefined;
-      return typeof sw === "string" ? sw.slice(0, 256) : "";
-    } catch {
-      return "";
-    }
-  }
-
   /** Fill in a frame's channel-key crypto (PROFILE §8); false when this node holds no channel key. */
   async function applySeal(frame: Envelope, seal: Seal): Promise<boolean> {
     if (!channelKey) return false;
@@ -442,8 +439,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       for (let i = 0; i < frames.length; i++) {
         frames[i].sig = await sigs[i];
         await drain(conn, s); // paced: a long queue never piles up in the runtime's buffer
-        if (s.ws.readyState !== WebSocket.OPEN) return;
-        s.ws.send(serializeEnvelope(frames[i]));
+        if (!s.sock.open) return;
+        s.sock.send(serializeEnvelope(frames[i]));
         metrics.framesOut++;
       }
       remove(rows.map((r) => r.id));
@@ -491,130 +488,20 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       );
   }
 
-  function onMessage(conn: number, s: Socket, data: unknown): void {
-    try {
-      receive(conn, s, data);
-    } catch (e) {
-      // A bug in the synchronous part of receiving one frame refuses that frame; the process goes on.
-      log.error("frame.failed", { conn, error: String(e) });
-      const parsed: ParseResult = {
-        ok: false,
-        error: { code: "UNKNOWN_TYPE", detail: "the node failed while reading this frame; it was refused" },
-      };
-      s.inbound = s.inbound.then(() =>
-        dispatch({ kind: "frame", conn, now: Date.now(), parsed, digest: "", sig: "absent" })
-      );
-    }
-  }
-
-  function receive(conn: number, s: Socket, data: unknown): void {
-    if (s.closing) return;
-    const refuse = (detail: string) => {
-      const parsed: ParseResult = { ok: false, error: { code: "UNKNOWN_TYPE", detail } };
-      s.inbound = s.inbound.then(() =>
-        dispatch({ kind: "frame", conn, now: Date.now(), parsed, digest: "", sig: "absent" })
-      );
-    };
-    // Load shedding before any work: a peer that sends faster than we verify gets its excess refused unread (each
-    // refusal is a strike, so a flood ends with the connection closed), instead of costing an RSA verification
-    // per frame or unbounded memory.
-    if (s.inflight >= limits.rateBurst) {
-      metrics.shed++;
-      return refuse(
-        `too many frames in flight (more than ${limits.rateBurst} not yet processed): frame dropped; slow down`,
-      );
-    }
-    if (typeof data !== "string") {
-      return refuse("binary frames are not supported: send one JSON object as text");
-    }
-    const bytes = data.length * 3 > limits.maxFrameBytes
-      ? new TextEncoder().encode(data).length
-      : data.length;
-    if (bytes > limits.maxFrameBytes) {
-      s.inbound = s.inbound.then(() => dispatch({ kind: "oversize", conn, now: Date.now(), bytes }));
-      return;
-    }
-    metrics.framesIn++;
-    let parsed = parseFrame(data);
-    const canon = parsed.ok ? canonicalJsonResult(parsed.envelope.payload) : undefined;
-    if (parsed.ok && canon && !canon.ok) {
-      parsed = {
-        ok: false,
-        error: { code: "UNKNOWN_TYPE", detail: canon.error, type: parsed.envelope.type },
-      };
-    }
-    // Hashed now (WebCrypto, concurrently with earlier frames), awaited in this frame's turn below.
-    const digestP = canon?.ok ? sha256Hex(canon.text) : Promise.resolve("");
-    const sigText = parsed.ok ? parsed.envelope.sig : undefined;
-    // Start verifying now with the key in force now (concurrently with earlier frames); when this frame's turn
-    // comes, check the key again: if an earlier frame changed it (a hello, a link, a pin), verify again.
-    const keyNow = () => parsed.ok ? expectedKey(state, state.conns.get(conn), parsed.envelope) : undefined;
-    const verify = (key: string | undefined): Promise<boolean> => {
-      if (!parsed.ok || !sigText || !key) return Promise.resolve(false);
-      metrics.verifications++;
-      return verifyAny(key, signaturePreimages(parsed.envelope.payload), sigText).then((i) => i >= 0);
-    };
-    const early = keyNow();
-    const earlyCheck = sigText ? verify(early) : Promise.resolve(false);
-    s.inflight++;
-    s.inbound = s.inbound.then(async () => {
-      s.inflight--;
-      const digest = await digestP;
-      let ok = await earlyCheck;
-      let key = early;
-      if (sigText) {
-        const late = keyNow();
-        if (late !== early) {
-          key = late;
-          ok = await verify(late);
-        }
-      }
-      if (s.closing) return;
-      const sig = !sigText ? "absent" : ok ? "valid" : "invalid";
-      dispatch({
-        kind: "frame",
-        conn,
-        now: Date.now(),
-        parsed,
-        digest,
-        sig,
-        sigKey: ok ? key : undefined,
-        fresh: crypto.randomUUID(),
-      });
-    }).catch((e) => {
-      // Verification itself failed (not "did not verify"): refuse the frame rather than leave it unanswered.
-      log.error("frame.failed", {
-        conn,
-        type: parsed.ok ? parsed.envelope.type : "",
-        error: String(e),
-      });
-      if (s.closing) return;
-      const detail = "the node failed while verifying this frame; it was refused";
-      dispatch({
-        kind: "frame",
-        conn,
-        now: Date.now(),
-        parsed: { ok: false, error: { code: "UNKNOWN_TYPE", detail } },
-        digest: "",
-        sig: "absent",
-      });
-    });
-  }
-
   /**
    * Wait until the socket has room (its buffer at or under the high-water mark; see outbound.ts), polling every
    * 10 ms. The peer is *stalled* when its buffer has not shrunk over five polls and a quarter second: a peer that
    * reads empties it as soon as this node yields, however busy the node was. A stalled peer with more than
    * `maxUnsentBytes` signed and waiting for it is cut (frames still being signed wait for us, not for the peer).
    */
-  async function drain(conn: number, s: Socket): Promise<void> {
-    if (s.ws.bufferedAmount <= high) return;
+  async function drain(conn: number, s: Conn): Promise<void> {
+    if (s.sock.bufferedAmount <= high) return;
     const since = Date.now();
     let last = Infinity;
     let still = 0;
     try {
-      while (s.ws.readyState === WebSocket.OPEN) {
-        const b = s.ws.bufferedAmount;
+      while (s.sock.open) {
+        const b = s.sock.bufferedAmount;
         if (b <= high) return;
         still = b < last ? 0 : still + 1;
         last = b;
@@ -628,7 +515,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   }
 
   /** Tell the reducer (once) that a connection is gone. */
-  function gone(conn: number, s: Socket): void {
+  function gone(conn: number, s: Conn): void {
     if (s.gone) return;
     s.gone = true;
     sockets.delete(conn);
@@ -641,26 +528,26 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
    * user goes offline, so what follows for them is queued, and they may log in again); the runtime may hold the
    * socket until the peer reads or goes away, so such sockets still count against their address.
    */
-  function tooSlow(conn: number, s: Socket, unsent: number): void {
+  function tooSlow(conn: number, s: Conn, unsent: number): void {
     if (s.closing) return;
     s.closing = true;
+    s.cut = true;
     metrics.tooSlow++;
     log.warn("conn.too_slow", { conn, addr: s.addr, unsent_bytes: unsent, limit: limits.maxUnsentBytes });
     lingering.set(s.addr, (lingering.get(s.addr) ?? 0) + 1);
     s.lingering = true;
-    try {
-      s.ws.close(1008, "too slow");
-    } catch { /* already closed */ }
+    s.sock.close(1008, "too slow");
     s.inbound = s.inbound.then(() => gone(conn, s));
   }
 
-  function attach(conn: number, ws: WebSocket, addr: string, onOpen: () => void): Socket {
-    const s: Socket = {
-      ws,
+  function attach(conn: number, sock: Socket, addr: string): Conn {
+    const s: Conn = {
+      sock,
       addr,
       inbound: Promise.resolve(),
       outbound: Promise.resolve(),
       closing: false,
+      cut: false,
       inflight: 0,
       ready: 0,
       stalled: false,
@@ -668,10 +555,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       lingering: false,
     };
     sockets.set(conn, s);
-    ws.onopen = onOpen;
-    ws.onmessage = (e) => onMessage(conn, s, e.data);
-    ws.onerror = () => {};
-    ws.onclose = () => {
+    sock.onMessage = (data) => onFrame(inboundCtx, conn, s, data);
+    sock.onClose = () => {
       s.closing = true;
       if (s.lingering) {
         s.lingering = false;
@@ -688,43 +573,22 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     const t = setTimeout(() => {
       dialTimers.delete(t);
       if (stopping) return;
-      let ws: WebSocket;
-      try {
-        ws = new WebSocket(url);
-      } catch (e) {
-        dispatch({ kind: "dialFailed", token, now: Date.now(), reason: String(e) });
-        return;
-      }
-      let opened = false;
-      const giveUp = setTimeout(() => {
-        if (!opened) {
-          try {
-            ws.close();
-          } catch { /* ignore */ }
-        }
-      }, timeoutMs);
-      ws.onerror = () => {};
-      ws.onclose = () => {
-        clearTimeout(giveUp);
-        if (!opened) {
-          dispatch({ kind: "dialFailed", token, now: Date.now(), reason: `cannot connect to ${url}` });
-        }
-      };
-      ws.onopen = () => {
-        opened = true;
-        clearTimeout(giveUp);
-        const conn = nextConn++;
-        metrics.connectionsTotal++;
-        attach(conn, ws, new URL(url).hostname, () => {});
-        log.debug("dial.open", { conn, url });
-        dispatch({ kind: "connected", conn, addr: new URL(url).hostname, now: Date.now(), dial: token });
-      };
+      transport.dial(url, timeoutMs, {
+        onFail: (reason) => dispatch({ kind: "dialFailed", token, now: Date.now(), reason }),
+        onOpen: (sock) => {
+          const conn = nextConn++;
+          metrics.connectionsTotal++;
+          const addr = new URL(url).hostname;
+          attach(conn, sock, addr);
+          log.debug("dial.open", { conn, url });
+          dispatch({ kind: "connected", conn, addr, now: Date.now(), dial: token });
+        },
+      });
     }, afterMs);
     dialTimers.add(t);
   }
 
-  function upgrade(req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response {
-    const addr = info.remoteAddr.hostname; // must be read before the upgrade
+  function upgrade(addr: string, accept: Accept): Response {
     if ((lingering.get(addr) ?? 0) >= limits.maxConnsPerAddr) {
       return new Response(
         "too many connections from this address were cut as too slow and are still open\n",
@@ -735,147 +599,61 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     // no pong comes back within it, so a peer that heartbeats only with pings is judged on its pongs. Users are
     // pinged too (the role is not known at the upgrade), so never less than PING_TIMEOUT_MIN_S: a client whose
     // event loop is busy for a second (decrypting a file) must not be cut by a short link timeout.
-    const { socket: ws, response } = Deno.upgradeWebSocket(req, {
-      idleTimeout: Math.max(PING_TIMEOUT_MIN_S, Math.ceil(federation.linkTimeoutMs / 1000)),
-    });
     const conn = nextConn++;
+    const { socket, response } = accept(
+      Math.max(PING_TIMEOUT_MIN_S, Math.ceil(federation.linkTimeoutMs / 1000)),
+      () => {
+        log.debug("conn.opened", { conn, addr });
+        dispatch({ kind: "connected", conn, addr, now: Date.now() });
+      },
+    );
     metrics.connectionsTotal++;
-    attach(conn, ws, addr, () => {
-      log.debug("conn.opened", { conn, addr });
-      dispatch({ kind: "connected", conn, addr, now: Date.now() });
-    });
+    attach(conn, socket, addr);
     return response;
   }
 
-  const ac = new AbortController();
-  let boundPort = 0;
   const host = opts.host ?? "0.0.0.0";
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let listener: Listener;
   try {
-    server = Deno.serve({
-      hostname: host,
-      port: opts.port ?? 8765,
-      signal: ac.signal,
-      onListen: (a) => {
-        boundPort = a.port;
+    listener = transport.listen(
+      { host, port: opts.port ?? 8765, ...(opts.tls ? { tls: opts.tls } : {}) },
+      (req, addr, accept) => {
+        if (!accept) return http(req);
+        return creatingChannel ? creatingChannel.then(() => upgrade(addr, accept)) : upgrade(addr, accept);
       },
-      ...(opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
-    }, (req, info) => {
-      if (req.headers.get("upgrade")?.toLowerCase() === "websocket") {
-        return creatingChannel ? creatingChannel.then(() => upgrade(req, info)) : upgrade(req, info);
-      }
-      return http(req);
-    });
+    );
   } catch (e) {
     store.close();
-    if (e instanceof Deno.errors.AddrInUse) {
-      throw new PortInUse(`port ${opts.port} on ${host} is in use: pass --port with another port`);
-    }
-    if (opts.tls) {
-      throw new Error(
-        `cannot serve TLS with this certificate and key: ${(e as Error).message.split("\n")[0]}`,
-      );
-    }
     throw e;
   }
-  boundPort = server.addr.port;
+  const boundPort = listener.port;
 
   const publicHost = opts.publicHost ?? (host === "0.0.0.0" || host === "::" ? "localhost" : host);
   const wsUrl = `${opts.tls ? "wss" : "ws"}://${
     publicHost.includes(":") ? `[${publicHost}]` : publicHost
   }:${boundPort}`;
 
-  function http(req: Request): Response {
-    const url = new URL(req.url);
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
-    }
-    const json = (v: unknown) =>
-      new Response(JSON.stringify(v, null, 2) + "\n", { headers: { "content-type": "application/json" } });
-    switch (url.pathname) {
-      case "/.well-known/socp":
-        return json({
-          server_id: state.config.serverId,
-          pubkey: state.config.serverPub,
-          protocol: "SOCP/1.3",
-          software: SOFTWARE,
-          url: wsUrl,
-          tls: !!opts.tls,
-          lab_modes: labModes,
-        });
-      case "/healthz":
-        return json({
-          status: "ok",
-          server_id: state.config.serverId,
-          uptime_s: Math.floor((Date.now() - startedAt) / 1000),
-          users_online: state.localUsers.size,
-          servers_linked: state.links.size,
-          lab_modes: labModes,
-        });
-      case "/metrics":
-        return new Response(metricsText(), { headers: { "content-type": "text/plain; version=0.0.4" } });
-      default:
-        return webRoute(req, networkSnapshot) ?? new Response("not found\n", { status: 404 });
-    }
-  }
-
-  /** What the web app's network panel shows (lib/web/routes.ts builds the Host-relative JSON). */
-  function networkSnapshot(): NetworkSnapshot {
-    const users = [...state.presence.values()].map((p) => {
-      const meta = p.advert.payload.meta;
-      const name = typeof meta?.display_name === "string" ? meta.display_name : p.userId;
-      return { userId: p.userId, serverId: p.serverId, name };
-    });
-    const linked = [...state.links.keys()].map((id) => {
-      const s = state.servers.get(id);
-      return { serverId: id, host: s?.host ?? "", port: s?.port ?? 0 };
-    });
-    return {
-      serverId: state.config.serverId,
-      pubkey: state.config.serverPub,
-      fingerprint: fp,
-      version: VERSION,
-      labModes,
-      maxFileBytes: limits.maxFileBytes,
-      linked,
-      users,
-    };
-  }
-
   /** The most bytes waiting for one connection now: signed frames in its queue plus its WebSocket buffer. */
   function maxUnsent(): number {
     let most = 0;
     for (const s of sockets.values()) {
-      if (s.ws.readyState === WebSocket.OPEN) most = Math.max(most, s.ready + s.ws.bufferedAmount);
+      if (s.sock.open) most = Math.max(most, s.ready + s.sock.bufferedAmount);
     }
     return most;
   }
 
-  function metricsText(): string {
-    const mem = Deno.memoryUsage();
-    const m: [string, string, number][] = [
-      ["socp_users_online", "gauge", state.localUsers.size],
-      ["socp_users_network", "gauge", state.presence.size],
-      ["socp_servers_linked", "gauge", state.links.size],
-      ["socp_connections", "gauge", sockets.size],
-      ["socp_connections_total", "counter", metrics.connectionsTotal],
-      ["socp_frames_in_total", "counter", metrics.framesIn],
-      ["socp_frames_out_total", "counter", metrics.framesOut],
-      ["socp_errors_sent_total", "counter", metrics.refused],
-      ["socp_signatures_total", "counter", signer.signatures],
-      ["socp_verifications_total", "counter", metrics.verifications],
-      ["socp_frames_shed_total", "counter", metrics.shed],
-      ["socp_connections_too_slow_total", "counter", metrics.tooSlow],
-      ["socp_unsent_bytes_max", "gauge", maxUnsent()],
-      ["socp_seen_cache_entries", "gauge", state.seen.size],
-      ["socp_uptime_seconds", "gauge", Math.floor((Date.now() - startedAt) / 1000)],
-      ["socp_memory_rss_bytes", "gauge", mem.rss],
-      ["socp_memory_heap_total_bytes", "gauge", mem.heapTotal],
-      ["socp_memory_heap_used_bytes", "gauge", mem.heapUsed],
-      ["socp_memory_external_bytes", "gauge", mem.external],
-    ];
-    return m.map(([n, t, v]) => `# TYPE ${n} ${t}\n${n} ${v}\n`).join("");
-  }
+  const http = httpHandler({
+    state: () => state,
+    startedAt,
+    fingerprint: fp,
+    labModes,
+    tls: !!opts.tls,
+    wsUrl: () => wsUrl,
+    counters: metrics,
+    signatures: () => signer.signatures,
+    connections: () => sockets.size,
+    maxUnsent,
+  });
 
   const tickMs = Math.max(
     20,
@@ -908,7 +686,31 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     users_known: state.users.size,
   });
 
-  let closed: Promise<void> | undefined;
+  const finished = listener.finished.then(() => {
+    if (fatal) throw fatal;
+  });
+  finished.catch(() => {}); // handled by whoever awaits it; never an unhandled rejection
+
+  function close(): Promise<void> {
+    closed ??= (async () => {
+      stopping = true;
+      clearInterval(ticker);
+      for (const t of dialTimers) clearTimeout(t);
+      if (labTimer) clearInterval(labTimer);
+      for (const s of sockets.values()) {
+        s.sock.close(1001, "server shutting down");
+      }
+      await listener.close();
+      try {
+        store.close();
+      } catch (e) {
+        log.error("store.close_failed", { error: String(e) });
+      }
+      log.info("node.stopped", { server_id: state.config.serverId });
+    })();
+    return closed;
+  }
+
   return {
     port: boundPort,
     host,
@@ -917,24 +719,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     },
     publicKey: state.config.serverPub,
     linkedServers: () => [...state.links.keys()],
-    finished: server.finished,
-    close() {
-      closed ??= (async () => {
-        stopping = true;
-        clearInterval(ticker);
-        for (const t of dialTimers) clearTimeout(t);
-        if (labTimer) clearInterval(labTimer);
-        for (const s of sockets.values()) {
-          try {
-            s.ws.close(1001, "server shutting down");
-          } catch { /* ignore */ }
-        }
-        ac.abort();
-        await server.finished;
-        store.close();
-        log.info("node.stopped", { server_id: state.config.serverId });
-      })();
-      return closed;
-    },
+    finished,
+    close,
   };
 }

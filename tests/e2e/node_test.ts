@@ -258,6 +258,42 @@ Deno.test(
   },
 );
 
+Deno.test(
+  { name: "a DM sent just before the sender's socket closes still reaches its recipient", ...opts },
+  async () => {
+    const ERIN = "e2140000-0000-4000-8000-00000000e2e5";
+    const FRANK = "f2a40000-0000-4000-8000-00000000e2e6";
+    const erin = await SocpClient.connect(node.url, { userId: ERIN, key: k3, displayName: "erin" });
+    const frank = await SocpClient.connect(node.url, { userId: FRANK, key: k1, displayName: "frank" });
+    const fe = events(frank);
+    try {
+      await until(() => erin.directory.get(FRANK), "erin sees frank");
+      // The socket closes right after the DM is written (no CTRL_CLOSE handshake, which waits for the server): the
+      // node receives the frame and then the peer's close while the frame is still being verified.
+      // DMs are held back and written together, followed at once by the close.
+      const texts = Array.from({ length: 8 }, (_, i) => `sent ${i}, then the socket closed`);
+      const ws = (erin as unknown as { ws: WebSocket }).ws;
+      const send = ws.send.bind(ws);
+      const held: string[] = [];
+      ws.send = (d) => {
+        if (typeof d !== "string" || !d.includes('"MSG_DIRECT"')) return send(d);
+        held.push(d);
+        if (held.length < texts.length) return;
+        for (const h of held) send(h);
+        (erin as unknown as { stopped: boolean }).stopped = true; // no reconnect that would send them again
+        ws.close();
+      };
+      await Promise.all(texts.map((t) => erin.tell(FRANK, t)));
+      const dms = () => fe.flatMap((e) => e.kind === "dm" && e.verified ? [e.text] : []);
+      await until(() => dms().length === texts.length, "all of frank's DMs", 10_000).catch(() => {});
+      assert.deepEqual(dms().sort(), [...texts].sort());
+    } finally {
+      await erin.close();
+      await frank.close();
+    }
+  },
+);
+
 Deno.test({ name: "stop the shared node", ...opts }, async () => {
   const status = await node.kill("SIGTERM");
   assert.equal(status.code, 0, "SIGTERM is a clean shutdown");

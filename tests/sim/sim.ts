@@ -129,6 +129,14 @@ export interface SentDm {
 type Job = { at: number; seq: number; run: () => void };
 
 /** The simulation. */
+/** What a {@linkcode Sim} records: a node started from these inputs, or an event it reduced. */
+export type Recorded =
+  | {
+    node: number;
+    start: { config: Parameters<typeof initState>[0]; loaded: Parameters<typeof initState>[1] };
+  }
+  | { node: number; event: Event; effects: Effect[] };
+
 export class Sim {
   now = 1_700_000_000_000;
   readonly rng: Rng;
@@ -145,6 +153,8 @@ export class Sim {
   faults: Faults = NO_FAULTS;
   /** Counts of node-to-node frames by type (for the no-loop check). */
   serverFrames = new Map<string, number>();
+  /** When set, every node start (its `initState` inputs) and every event fed to `reduce`, with the effects. */
+  recording?: Recorded[];
   private queue: Job[] = [];
   private seq = 0;
   private aliases = new Map<string, number>();
@@ -219,41 +229,41 @@ export class Sim {
 
   /** Start (or restart) a node from its store. */
   start(node: SimNode): void {
-    node.state = initState(
-      {
-        serverId: node.store.serverId,
-        serverPub: node.key,
-        serverPubPem: node.key,
-        limits: { ...DEFAULT_LIMITS },
-        federation: {
-          ...DEFAULT_FEDERATION,
-          bootstrap: node.bootstrap,
-          heartbeatMs: 1000,
-          linkTimeoutMs: 3000,
-        },
-        labWeakKeys: false,
-        labReplay: false,
+    const config: Parameters<typeof initState>[0] = {
+      serverId: node.store.serverId,
+      serverPub: node.key,
+      serverPubPem: node.key,
+      limits: { ...DEFAULT_LIMITS },
+      federation: {
+        ...DEFAULT_FEDERATION,
+        bootstrap: node.bootstrap,
+        heartbeatMs: 1000,
+        linkTimeoutMs: 3000,
       },
-      {
-        users: [...node.store.users.values()],
-        servers: [...node.store.servers.values()],
-        homes: [...node.store.homes],
-        queued: [...node.store.queue].map(([u, q]) => [u, q.length] as [string, number]).filter(([, n]) =>
-          n > 0
-        ),
-        outbox: [...node.store.outbox].map(([k, q]) => [k, q.length] as [string, number]).filter(([, n]) =>
-          n > 0
-        ),
-        channel: node.store.channel
-          ? {
-            version: node.store.channel.version,
-            creatorPub: node.store.channel.creatorPub,
-            members: [...node.store.channel.members],
-          }
-          : null,
-        acceptedRefs: [...node.store.acceptedRefs],
-      },
-    );
+      labWeakKeys: false,
+      labReplay: false,
+    };
+    const loaded: Parameters<typeof initState>[1] = {
+      users: [...node.store.users.values()],
+      servers: [...node.store.servers.values()],
+      homes: [...node.store.homes],
+      queued: [...node.store.queue].map(([u, q]) => [u, q.length] as [string, number]).filter(([, n]) =>
+        n > 0
+      ),
+      outbox: [...node.store.outbox].map(([k, q]) => [k, q.length] as [string, number]).filter(([, n]) =>
+        n > 0
+      ),
+      channel: node.store.channel
+        ? {
+          version: node.store.channel.version,
+          creatorPub: node.store.channel.creatorPub,
+          members: [...node.store.channel.members],
+        }
+        : null,
+      acceptedRefs: [...node.store.acceptedRefs],
+    };
+    this.recording?.push(structuredClone({ node: node.index, start: { config, loaded } }));
+    node.state = initState(config, loaded);
     node.nextConn = 1;
     this.step(node, { kind: "started", now: this.now, host: node.host, port: node.port });
     const tick = () => {
@@ -282,6 +292,7 @@ export class Sim {
   private step(node: SimNode, ev: Event): void {
     if (!node.state) return;
     const r = reduce(node.state, ev);
+    this.recording?.push(structuredClone({ node: node.index, event: ev, effects: r.effects }));
     node.state = r.state;
     for (const fx of r.effects) this.effect(node, fx);
   }

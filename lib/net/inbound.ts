@@ -1,0 +1,161 @@
+/**
+ * The inbound pipeline of one connection: size check, parse, canonical text and digest, signature verification
+ * (started at once, concurrently with earlier frames, and checked again in the frame's turn when an earlier
+ * frame changed the key), load shedding beyond the burst, and arrival order (a promise chain per connection).
+ * A bug while reading one frame refuses that frame; the process goes on.
+ *
+ * @example
+ * ```ts ignore
+ * socket.onMessage = (data) => onFrame(ctx, conn, chain, data);
+ * ```
+ * @module
+ */
+import type { Event, Limits, State } from "../core/types.ts";
+import { expectedKey } from "../core/verify.ts";
+import { sha256Hex, verifyAny } from "../crypto/rsa.ts";
+import { canonicalJsonResult, signaturePreimages } from "../protocol/canonical_json.ts";
+import { parseFrame, type ParseResult } from "../protocol/envelope.ts";
+import type { Counters } from "./http.ts";
+import type { Logger } from "./log.ts";
+
+/** What the pipeline needs from the node. */
+export interface InboundContext {
+  /** The node's limits (frame size, burst). */
+  limits: Limits;
+  /** Counters for `/metrics`. */
+  counters: Counters;
+  /** The reducer's state now (for the key a frame must be signed with). */
+  state(): State;
+  /** Hand an event to the reducer. */
+  dispatch(ev: Event): void;
+  /** Where failures are logged. */
+  log: Logger;
+}
+
+/** One connection's inbound side. */
+export interface InboundConn {
+  /** Reducer-order chain of inbound frames. */
+  inbound: Promise<void>;
+  /** Frames received but not yet reduced (parsing and verification under way). */
+  inflight: number;
+  /** We decided to close this connection: frames not yet handled are skipped. */
+  cut: boolean;
+}
+
+/** Take one frame from a connection: check, parse and verify it, and hand it to the reducer in arrival order. */
+export function onFrame(ctx: InboundContext, conn: number, s: InboundConn, data: unknown): void {
+  const { dispatch, log } = ctx;
+  try {
+    receive(ctx, conn, s, data);
+  } catch (e) {
+    // A bug in the synchronous part of receiving one frame refuses that frame; the process goes on.
+    log.error("frame.failed", { conn, error: String(e) });
+    const parsed: ParseResult = {
+      ok: false,
+      error: { code: "UNKNOWN_TYPE", detail: "the node failed while reading this frame; it was refused" },
+    };
+    s.inbound = s.inbound.then(() =>
+      dispatch({ kind: "frame", conn, now: Date.now(), parsed, digest: "", sig: "absent" })
+    );
+  }
+}
+
+function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknown): void {
+  const { dispatch, log, limits, counters: metrics } = ctx;
+  // Frames that arrive after we decided to close are not read.
+  if (s.cut) return;
+  const refuse = (detail: string) => {
+    const parsed: ParseResult = { ok: false, error: { code: "UNKNOWN_TYPE", detail } };
+    s.inbound = s.inbound.then(() =>
+      dispatch({ kind: "frame", conn, now: Date.now(), parsed, digest: "", sig: "absent" })
+    );
+  };
+  // Load shedding before any work: a peer that sends faster than we verify gets its excess refused unread (each
+  // refusal is a strike, so a flood ends with the connection closed), instead of costing an RSA verification
+  // per frame or unbounded memory.
+  if (s.inflight >= limits.rateBurst) {
+    metrics.shed++;
+    return refuse(
+      `too many frames in flight (more than ${limits.rateBurst} not yet processed): frame dropped; slow down`,
+    );
+  }
+  if (typeof data !== "string") {
+    return refuse("binary frames are not supported: send one JSON object as text");
+  }
+  const bytes = data.length * 3 > limits.maxFrameBytes ? new TextEncoder().encode(data).length : data.length;
+  if (bytes > limits.maxFrameBytes) {
+    s.inbound = s.inbound.then(() => dispatch({ kind: "oversize", conn, now: Date.now(), bytes }));
+    return;
+  }
+  metrics.framesIn++;
+  let parsed = parseFrame(data);
+  const canon = parsed.ok ? canonicalJsonResult(parsed.envelope.payload) : undefined;
+  if (parsed.ok && canon && !canon.ok) {
+    parsed = {
+      ok: false,
+      error: { code: "UNKNOWN_TYPE", detail: canon.error, type: parsed.envelope.type },
+    };
+  }
+  // Hashed now (WebCrypto, concurrently with earlier frames), awaited in this frame's turn below.
+  const digestP = canon?.ok ? sha256Hex(canon.text) : Promise.resolve("");
+  const sigText = parsed.ok ? parsed.envelope.sig : undefined;
+  // Start verifying now with the key in force now (concurrently with earlier frames); when this frame's turn
+  // comes, check the key again: if an earlier frame changed it (a hello, a link, a pin), verify again.
+  const keyNow = () => {
+    if (!parsed.ok) return undefined;
+    const state = ctx.state();
+    return expectedKey(state, state.conns.get(conn), parsed.envelope);
+  };
+  const verify = (key: string | undefined): Promise<boolean> => {
+    if (!parsed.ok || !sigText || !key) return Promise.resolve(false);
+    metrics.verifications++;
+    return verifyAny(key, signaturePreimages(parsed.envelope.payload), sigText).then((i) => i >= 0);
+  };
+  const early = keyNow();
+  const earlyCheck = sigText ? verify(early) : Promise.resolve(false);
+  s.inflight++;
+  s.inbound = s.inbound.then(async () => {
+    s.inflight--;
+    const digest = await digestP;
+    let ok = await earlyCheck;
+    let key = early;
+    if (sigText) {
+      const late = keyNow();
+      if (late !== early) {
+        key = late;
+        ok = await verify(late);
+      }
+    }
+    // Frames received before the peer closed are still handled (the `closed` event follows them on this chain);
+    // only those still waiting when we decided to close are skipped.
+    if (s.cut) return;
+    const sig = !sigText ? "absent" : ok ? "valid" : "invalid";
+    dispatch({
+      kind: "frame",
+      conn,
+      now: Date.now(),
+      parsed,
+      digest,
+      sig,
+      sigKey: ok ? key : undefined,
+      fresh: crypto.randomUUID(),
+    });
+  }).catch((e) => {
+    // Verification itself failed (not "did not verify"): refuse the frame rather than leave it unanswered.
+    log.error("frame.failed", {
+      conn,
+      type: parsed.ok ? parsed.envelope.type : "",
+      error: String(e),
+    });
+    if (s.cut) return;
+    const detail = "the node failed while verifying this frame; it was refused";
+    dispatch({
+      kind: "frame",
+      conn,
+      now: Date.now(),
+      parsed: { ok: false, error: { code: "UNKNOWN_TYPE", detail } },
+      digest: "",
+      sig: "absent",
+    });
+  });
+}

@@ -1,0 +1,178 @@
+/**
+ * The transport adapter: the only file that names `Deno.serve`, `Deno.upgradeWebSocket` or `new WebSocket`.
+ * It listens (plain or TLS), accepts WebSocket upgrades with the peer's address, and dials with a give-up time;
+ * every connection, accepted or dialed, is a {@linkcode Socket}. Another transport implements
+ * {@linkcode Transport}.
+ *
+ * @example
+ * ```ts ignore
+ * const l = denoTransport.listen({ host: "127.0.0.1", port: 0 }, (req, addr, accept) =>
+ *   accept ? accept(30, (s) => s.onMessage = (d) => s.send(String(d))).response : new Response("hi"));
+ * await l.close();
+ * ```
+ * @module
+ */
+
+/** One connection, accepted or dialed. */
+export interface Socket {
+  /** Send one text frame (ignored once the socket is not open). */
+  send(text: string): void;
+  /** Close (never throws). */
+  close(code?: number, reason?: string): void;
+  /** Bytes handed to the socket and not yet sent. */
+  readonly bufferedAmount: number;
+  /** The socket is open (it can send). */
+  readonly open: boolean;
+  /** Called with each frame received (a string for text frames). */
+  onMessage: (data: unknown) => void;
+  /** Called once when the socket is closed, by either side. */
+  onClose: () => void;
+}
+
+/** Accept a WebSocket upgrade: `onOpen` runs with the socket once it is open. */
+export type Accept = (
+  idleTimeoutS: number,
+  onOpen: (socket: Socket) => void,
+) => { socket: Socket; response: Response };
+
+/** Answer one request; `accept` is given when it asks for a WebSocket upgrade. */
+export type Handler = (req: Request, addr: string, accept?: Accept) => Response | Promise<Response>;
+
+/** Where and how to listen. */
+export interface ListenOptions {
+  /** Address to listen on. */
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** PEM certificate and key: serve TLS. */
+  tls?: { cert: string; key: string };
+}
+
+/** A running listener. */
+export interface Listener {
+  /** The port bound. */
+  port: number;
+  /** Stop listening (open sockets are the caller's to close). */
+  close(): Promise<void>;
+  /** Resolves when the listener has stopped. */
+  finished: Promise<void>;
+}
+
+/** What happens to a dial. */
+export interface DialHandlers {
+  /** The connection is open. */
+  onOpen(socket: Socket): void;
+  /** It could not be opened (including the give-up time passing). */
+  onFail(reason: string): void;
+}
+
+/** Listen, accept and dial. */
+export interface Transport {
+  /** Listen; throws {@linkcode PortInUse} or a clear error when it cannot. */
+  listen(opts: ListenOptions, handler: Handler): Listener;
+  /** Dial `url` (`ws://` or `wss://`, with its path), giving up after `timeoutMs`. */
+  dial(url: string, timeoutMs: number, on: DialHandlers): void;
+}
+
+/** Thrown when the port cannot be bound. */
+export class PortInUse extends Error {}
+
+/** Wrap a WebSocket as a {@linkcode Socket}. */
+function wrap(ws: WebSocket): Socket {
+  const s: Socket = {
+    send: (text) => {
+      if (ws.readyState === WebSocket.OPEN) ws.send(text);
+    },
+    close: (code, reason) => {
+      try {
+        ws.close(code, reason);
+      } catch { /* already closed */ }
+    },
+    get bufferedAmount() {
+      return ws.bufferedAmount;
+    },
+    get open() {
+      return ws.readyState === WebSocket.OPEN;
+    },
+    onMessage: () => {},
+    onClose: () => {},
+  };
+  ws.onmessage = (e) => s.onMessage(e.data);
+  ws.onerror = () => {};
+  ws.onclose = () => s.onClose();
+  return s;
+}
+
+/** The Deno runtime's transport: `Deno.serve` and WebSockets, plain or TLS. */
+export const denoTransport: Transport = {
+  listen(opts, handler) {
+    const ac = new AbortController();
+    let server: Deno.HttpServer<Deno.NetAddr>;
+    try {
+      server = Deno.serve({
+        hostname: opts.host,
+        port: opts.port,
+        signal: ac.signal,
+        onListen: () => {},
+        ...(opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
+      }, (req, info) => {
+        const addr = info.remoteAddr.hostname; // must be read before an upgrade
+        if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") return handler(req, addr);
+        const accept: Accept = (idleTimeoutS, onOpen) => {
+          const { socket: ws, response } = Deno.upgradeWebSocket(req, { idleTimeout: idleTimeoutS });
+          const socket = wrap(ws);
+          ws.onopen = () => onOpen(socket);
+          return { socket, response };
+        };
+        return handler(req, addr, accept);
+      });
+    } catch (e) {
+      if (e instanceof Deno.errors.AddrInUse) {
+        throw new PortInUse(`port ${opts.port} on ${opts.host} is in use: pass --port with another port`);
+      }
+      if (opts.tls) {
+        throw new Error(
+          `cannot serve TLS with this certificate and key: ${(e as Error).message.split("\n")[0]}`,
+        );
+      }
+      throw e;
+    }
+    return {
+      port: server.addr.port,
+      finished: server.finished,
+      close: () => {
+        ac.abort();
+        return server.finished;
+      },
+    };
+  },
+
+  dial(url, timeoutMs, on) {
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(url);
+    } catch (e) {
+      on.onFail(String(e));
+      return;
+    }
+    let opened = false;
+    const giveUp = setTimeout(() => {
+      if (!opened) {
+        try {
+          ws.close();
+        } catch { /* ignore */ }
+      }
+    }, timeoutMs);
+    const socket = wrap(ws);
+    socket.onClose = () => {
+      clearTimeout(giveUp);
+      if (!opened) on.onFail(`cannot connect to ${url}`);
+    };
+    ws.onopen = () => {
+      opened = true;
+      clearTimeout(giveUp);
+      socket.onClose = () => {};
+      on.onOpen(socket);
+    };
+  },
+};

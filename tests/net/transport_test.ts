@@ -1,0 +1,86 @@
+/**
+ * The transport adapter (lib/net/transport.ts) over loopback: HTTP requests reach the handler with the peer's
+ * address, an upgrade gives a Socket that both sides can send on and close, a dial to a port nobody listens on
+ * fails (within its give-up time), and a busy port is PortInUse.
+ */
+import assert from "node:assert/strict";
+import { denoTransport, PortInUse, type Socket } from "../../lib/net/transport.ts";
+import { until } from "../helpers/until.ts";
+
+Deno.test("transport: http, accept, dial, send both ways, close is seen by both sides", async () => {
+  const received: string[] = [];
+  let accepted: Socket | undefined;
+  let acceptedClosed = false;
+  let httpAddr = "";
+  const l = denoTransport.listen({ host: "127.0.0.1", port: 0 }, (req, addr, accept) => {
+    if (!accept) {
+      httpAddr = addr;
+      return new Response("plain " + new URL(req.url).pathname);
+    }
+    const { socket, response } = accept(30, (s) => {
+      accepted = s;
+      s.send("welcome");
+    });
+    socket.onMessage = (d) => received.push(`server got ${d}`);
+    socket.onClose = () => acceptedClosed = true;
+    return response;
+  });
+  try {
+    assert.ok(l.port > 0);
+    const res = await fetch(`http://127.0.0.1:${l.port}/x`, { signal: AbortSignal.timeout(5000) });
+    assert.equal(await res.text(), "plain /x");
+    assert.equal(httpAddr, "127.0.0.1");
+
+    let dialed: Socket | undefined;
+    let failed = "";
+    let dialedClosed = false;
+    denoTransport.dial(`ws://127.0.0.1:${l.port}/`, 5000, {
+      onOpen: (s) => {
+        dialed = s;
+        s.onMessage = (d) => received.push(`client got ${d}`);
+        s.onClose = () => dialedClosed = true;
+      },
+      onFail: (r) => failed = r,
+    });
+    const c = await until(() => dialed, "the dial to open", 5000);
+    assert.equal(failed, "");
+    assert.ok(c.open);
+    c.send("hello");
+    await until(() => received.length === 2, "both frames", 5000);
+    assert.deepEqual(received.sort(), ["client got welcome", "server got hello"]);
+    assert.equal(typeof c.bufferedAmount, "number");
+    await until(() => accepted, "the accepted socket to open", 5000);
+    c.close(1000, "bye");
+    await until(() => acceptedClosed && dialedClosed, "both sides to see the close", 5000);
+    assert.equal(c.open, false);
+    c.send("after close"); // ignored, never throws
+    c.close(); // ignored, never throws
+  } finally {
+    await l.close();
+  }
+});
+
+Deno.test("transport: a dial to a port nobody listens on fails, and a busy port is PortInUse", async () => {
+  const l = denoTransport.listen({ host: "127.0.0.1", port: 0 }, () => new Response("x"));
+  const port = l.port;
+  try {
+    assert.throws(
+      () => denoTransport.listen({ host: "127.0.0.1", port }, () => new Response("y")),
+      (e) => e instanceof PortInUse && /in use/.test(e.message),
+    );
+  } finally {
+    await l.close();
+  }
+  let reason = "";
+  let opened = false;
+  denoTransport.dial(`ws://127.0.0.1:${port}/`, 3000, {
+    onOpen: (s) => {
+      opened = true;
+      s.close();
+    },
+    onFail: (r) => reason = r,
+  });
+  await until(() => reason !== "", "the dial to fail", 8000);
+  assert.equal(opened, false);
+  assert.match(reason, /cannot connect to ws:\/\/127\.0\.0\.1/);
+});
