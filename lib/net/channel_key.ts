@@ -1,0 +1,112 @@
+/**
+ * The public channel's private key in the shell (PROFILE §8): created by the first server of a network, adopted
+ * from a wrapped copy by the others, sealed at rest, and used to fill in the channel-key crypto of frames the
+ * reducer marks with a {@linkcode Seal}.
+ *
+ * @example
+ * ```ts ignore
+ * const ck = new ChannelKeyHolder({ key, secret, store, dispatch, log, now: Date.now }, null);
+ * ck.create(); // the reducer asked (createChannel); channelReady or channelFailed follows
+ * ```
+ * @module
+ */
+import type { Event, Seal } from "../core/types.ts";
+import { encryptTo, generateKeyPair, PrivateKey } from "../crypto/rsa.ts";
+import { type SealedKey, sealPrivateKey } from "../crypto/keyfile.ts";
+import type { Envelope } from "../protocol/envelope.ts";
+import { sameKeyMaterial } from "../protocol/keys.ts";
+import { keySharePreimage } from "../protocol/preimages.ts";
+import type { Logger } from "./log.ts";
+
+/** What the channel key needs from the node. */
+export interface ChannelKeyContext {
+  /** The server's identity key (opens a wrapped channel key). */
+  key: PrivateKey;
+  /** Passphrase that seals the channel key at rest. */
+  secret: string;
+  /** Where the sealed key and the channel row are kept. */
+  store: {
+    /** Keep the channel's private key, sealed. */
+    setChannelKey(creatorPub: string, sealed: SealedKey): void;
+    /** Record the public channel's version and creator key. */
+    setChannel(version: number, creatorPub: string, now: number): void;
+  };
+  /** Hand an event to the reducer (`channelReady`, `channelFailed`). */
+  dispatch(ev: Event): void;
+  /** Where it logs. */
+  log: Logger;
+  /** The clock. */
+  now(): number;
+}
+
+/** Holds the channel key (when this node has it) and carries out `createChannel`/`adoptChannel`. */
+export class ChannelKeyHolder {
+  /** True until the node has started: a key created meanwhile holds new connections back. */
+  private starting = true;
+  private creating: Promise<void> | undefined;
+
+  /** Start from the key the node already holds, if any. */
+  constructor(private readonly ctx: ChannelKeyContext, private key: PrivateKey | null) {}
+
+  /** While a first server creates its key at start: resolves once it exists (PROFILE §8). */
+  pending(): Promise<void> | undefined {
+    return this.creating;
+  }
+
+  /** Start is over: a key created from now on does not hold connections back. */
+  started(): void {
+    this.starting = false;
+  }
+
+  /** Create the channel key (version 1); the reducer hears `channelReady` or `channelFailed`. */
+  create(): void {
+    const { log, dispatch, now } = this.ctx;
+    const creating = generateKeyPair(4096).then((key) => this.keep(key, 1)).then(
+      () => log.info("channel.created", { version: 1 }),
+      (e) => dispatch({ kind: "channelFailed", now: now(), reason: String(e) }),
+    );
+    if (this.starting) this.creating = creating.finally(() => this.creating = undefined);
+  }
+
+  /** Adopt a channel key wrapped for us; it must match `creatorPub`. */
+  adopt(version: number, creatorPub: string, wrappedKey: string): void {
+    const { log, dispatch, now } = this.ctx;
+    this.ctx.key.decrypt(wrappedKey)
+      .then((pkcs8) => PrivateKey.fromPkcs8(pkcs8))
+      .then((key) => {
+        if (!sameKeyMaterial(key.publicKey, creatorPub)) {
+          throw new Error("the wrapped channel key does not match creator_pub");
+        }
+        return this.keep(key, version);
+      })
+      .then(
+        () => log.info("channel.adopted", { version }),
+        (e) => dispatch({ kind: "channelFailed", now: now(), reason: String(e) }),
+      );
+  }
+
+  /** Fill in a frame's channel-key crypto (PROFILE §8); false when this node holds no channel key. */
+  async seal(frame: Envelope, seal: Seal): Promise<boolean> {
+    const channelKey = this.key;
+    if (!channelKey) return false;
+    const wrapped = await encryptTo(seal.forKey, await channelKey.exportPkcs8());
+    const p = structuredClone(frame.payload) as Record<string, unknown>;
+    if (seal.kind === "welcome") (p.public_channel as Record<string, unknown>).wrapped_key = wrapped;
+    else if (seal.kind === "updated") (p.wraps as Record<string, unknown>[])[0].wrapped_key = wrapped;
+    else {
+      (p.shares as Record<string, unknown>[])[0].wrapped_public_channel_key = wrapped;
+      p.content_sig = await channelKey.sign(keySharePreimage(p.shares, p.creator_pub as string));
+    }
+    frame.payload = p as typeof frame.payload;
+    return true;
+  }
+
+  /** Seal and keep a channel key (the `channel_key` row and the `groups` row), then tell the reducer. */
+  private async keep(key: PrivateKey, version: number): Promise<void> {
+    const { store, secret, dispatch, now } = this.ctx;
+    store.setChannelKey(key.publicKey, await sealPrivateKey(await key.exportPkcs8(), secret));
+    store.setChannel(version, key.publicKey, now());
+    this.key = key;
+    dispatch({ kind: "channelReady", now: now(), version, creatorPub: key.publicKey });
+  }
+}

@@ -1,0 +1,533 @@
+/**
+ * The effect interpreter: it holds the reducer's state and the open connections, hands events to the reducer
+ * and carries out the effects it returns (send, close, dial, the store, the channel key, probes, logs). It is
+ * written against {@linkcode StoreLike} and the {@linkcode Transport}/{@linkcode Socket} interfaces, so that it
+ * runs the same over SQLite and real sockets (node.ts) or over a store in memory and a fake transport (tests).
+ *
+ * Outbound frames are signed concurrently and sent in order per connection; identical payloads are signed once
+ * ({@linkcode Signer}). A peer that does not read is cut past `maxUnsentBytes` (PROFILE §11).
+ *
+ * @example
+ * ```ts ignore
+ * const ex = createExecutor({ state, store, transport, key, secret, channelKey: null, limits, log,
+ *   counters, onStoreFailed: (e) => stop(e) });
+ * ex.dispatch({ kind: "tick", now: Date.now() });
+ * ```
+ * @module
+ */
+import { reduce } from "../core/reduce.ts";
+import {
+  type Effect,
+  endpointUrl,
+  type Event,
+  type Limits,
+  type ServerRecord,
+  type State,
+  type Step,
+  type UserRecord,
+} from "../core/types.ts";
+import type { PrivateKey } from "../crypto/rsa.ts";
+import type { SealedKey } from "../crypto/keyfile.ts";
+import { msgRef } from "../protocol/msg_ref.ts";
+import { canonicalJson } from "../protocol/canonical_json.ts";
+import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
+import { sha256Sync } from "./digest.ts";
+import type { Counters } from "./http.ts";
+import { readSoftware } from "./probe.ts";
+import { type InboundConn, type InboundContext, onFrame } from "./inbound.ts";
+import type { Accept, Socket, Transport } from "./transport.ts";
+import type { Logger } from "./log.ts";
+import { Signer } from "./signer.ts";
+import { ChannelKeyHolder } from "./channel_key.ts";
+import { approxBytes, highWater } from "./outbound.ts";
+
+/** The store writes and reads the executor makes (lib/store/sqlite.ts's `Store` implements it). */
+export interface StoreLike {
+  /** Insert or replace a user. */
+  upsertUser(u: UserRecord, now?: number): void;
+  /** Pin a server's key and endpoint. */
+  pinServer(s: ServerRecord, now?: number): void;
+  /** Record the server id we go by. */
+  setServerId(serverId: string): void;
+  /** Record a user's home server. */
+  setHome(userId: string, serverId: string): void;
+  /** Queue a frame for an offline user. */
+  enqueue(userId: string, frame: unknown, now: number): void;
+  /** Frames queued for a user, oldest first, queued at or after `notBefore`. */
+  queuedFor(userId: string, notBefore: number): { id: number; frame: unknown }[];
+  /** Delete queued frames. */
+  dequeue(ids: number[]): void;
+  /** Keep a frame for a server until it is acknowledged. */
+  addOutbox(serverId: string, ref: string, frame: unknown, now: number): void;
+  /** Frames kept for a server, oldest first, kept at or after `notBefore`. */
+  outboxFor(serverId: string, notBefore: number): { id: number; frame: unknown }[];
+  /** Delete the outbox frame a server acknowledged. */
+  ackOutbox(serverId: string, ref: string): void;
+  /** Delete every frame kept for a server. */
+  clearOutbox(serverId: string): void;
+  /** Delete outbox frames by id. */
+  deleteOutbox(ids: number[]): void;
+  /** Remember a message reference as accepted (replay protection). */
+  acceptRef(ref: string, now: number): void;
+  /** Record the public channel's version and creator key. */
+  setChannel(version: number, creatorPub: string, now: number): void;
+  /** Record a public channel member and its wrapped key. */
+  addMember(memberId: string, wrappedKey: string, now: number): void;
+  /** Keep the channel's private key, sealed. */
+  setChannelKey(creatorPub: string, sealed: SealedKey): void;
+}
+
+/** What the executor needs from the node. */
+export interface ExecutorContext {
+  /** The reducer's state to start from. */
+  state: State;
+  /** Where persist effects go. */
+  store: StoreLike;
+  /** How `dial` effects connect. */
+  transport: Transport;
+  /** The server's identity key (signs frames, opens wrapped channel keys). */
+  key: PrivateKey;
+  /** Passphrase that seals the channel key at rest. */
+  secret: string;
+  /** The public channel's private key, when this node holds it. */
+  channelKey: PrivateKey | null;
+  /** The node's limits. */
+  limits: Limits;
+  /** Where the executor logs. */
+  log: Logger;
+  /** Counters for `/metrics`. */
+  counters: Counters;
+  /** Called on each failed store write (crash-only: the node stops). */
+  onStoreFailed(error: unknown): void;
+  /** The clock (default `Date.now`). */
+  now?: () => number;
+  /** Reads a server's `software` (default: its `/.well-known/socp`, {@linkcode readSoftware}). */
+  readSoftware?: (url: string) => Promise<string>;
+}
+
+/** A running executor. */
+export interface Executor {
+  /** The reducer's state now. */
+  state(): State;
+  /** Hand an event to the reducer and carry out its effects. */
+  dispatch(ev: Event): void;
+  /** Accept a WebSocket upgrade from `addr` as a new connection (429 while too many from it linger). */
+  upgrade(addr: string, accept: Accept, idleTimeoutS: number): Response;
+  /** While a first server creates its channel key at start: resolves once it exists. */
+  channelPending(): Promise<void> | undefined;
+  /** Start is over: a channel key created from now on does not hold connections back. */
+  started(): void;
+  /** Open connections. */
+  connections(): number;
+  /** The most bytes waiting for one connection now: signed frames in its queue plus its socket buffer. */
+  maxUnsent(): number;
+  /** Signatures made (for `/metrics`). */
+  signatures(): number;
+  /** Stop: no more dials, every connection closed (1001). */
+  stop(): void;
+}
+
+interface Conn extends InboundConn {
+  sock: Socket;
+  /** The peer's address (host name for connections we dialed). */
+  addr: string;
+  /** Send-order chain of outbound frames. */
+  outbound: Promise<void>;
+  closing: boolean;
+  /** Estimated bytes of signed frames in the outbound chain, not yet handed to the socket. */
+  ready: number;
+  /** The outbound queue waits for a peer that does not read (see `drain`). */
+  stalled: boolean;
+  /** The reducer has been told this connection closed. */
+  gone: boolean;
+  /** Cut as too slow, and the runtime has not closed it yet. */
+  lingering: boolean;
+}
+
+/** Create the executor over a store and a transport. */
+export function createExecutor(ctx: ExecutorContext): Executor {
+  const { store, transport, limits, log, secret } = ctx;
+  const metrics = ctx.counters;
+  const now = ctx.now ?? Date.now;
+  const software = ctx.readSoftware ?? readSoftware;
+  let state = ctx.state;
+  const signer = new Signer(ctx.key);
+  const sockets = new Map<number, Conn>();
+  /** Connections cut as too slow that the runtime still holds (their peer neither reads nor closes), by address. */
+  const lingering = new Map<string, number>();
+  const dialTimers = new Set<ReturnType<typeof setTimeout>>();
+  const high = highWater(limits.maxUnsentBytes);
+  const inboundCtx: InboundContext = { limits, counters: metrics, state: () => state, dispatch, log };
+  let nextConn = 1;
+  let stopping = false;
+  const channel = new ChannelKeyHolder({ key: ctx.key, secret, store, dispatch, log, now }, ctx.channelKey);
+
+  function dispatch(ev: Event): void {
+    let step: Step;
+    try {
+      step = reduce(state, ev);
+    } catch (e) {
+      // Last line of defence: a bug in handling one event is logged and, for a frame, refuses that frame (with a
+      // strike, like any invalid frame); it never ends the process or leaves the connection waiting.
+      const type = ev.kind === "frame" && ev.parsed.ok ? ev.parsed.envelope.type : undefined;
+      log.error("event.failed", {
+        kind: ev.kind,
+        type: type ?? "",
+        conn: "conn" in ev ? ev.conn : 0,
+        error: String(e),
+      });
+      if (ev.kind === "frame" && ev.parsed.ok) {
+        const detail = `the node failed while handling this ${type} frame; it was refused`;
+        dispatch({ ...ev, parsed: { ok: false, error: { code: "UNKNOWN_TYPE", detail, type } } });
+      }
+      return;
+    }
+    state = step.state;
+    try {
+      execute(step.effects);
+    } catch (e) {
+      log.error("effects.failed", { kind: ev.kind, error: String(e) });
+    }
+  }
+
+  /**
+   * Write to the store. A failed write is fatal (crash-only): it is logged and the node is told (it stops, and is
+   * restarted from the database instead of running with memory ahead of disk). False when the write failed.
+   */
+  function write(f: () => void): boolean {
+    try {
+      f();
+      return true;
+    } catch (e) {
+      log.error("store.write_failed", { error: String(e) });
+      ctx.onStoreFailed(e);
+      return false;
+    }
+  }
+
+  function execute(effects: Effect[]): void {
+    for (const fx of effects) {
+      switch (fx.kind) {
+        case "send":
+          send(fx);
+          break;
+        case "close": {
+          const s = sockets.get(fx.conn);
+          if (!s || s.closing) break;
+          s.closing = true;
+          s.cut = true;
+          log.debug("conn.closing", { conn: fx.conn, code: fx.code, reason: fx.reason });
+          const closeNow = () => s.sock.close(fx.code, fx.reason.slice(0, 120));
+          // Frames before the close go first, but a peer that does not read cannot hold the close back.
+          const hard = setTimeout(closeNow, 5_000);
+          s.outbound = s.outbound.then(() => {
+            clearTimeout(hard);
+            closeNow();
+          });
+          break;
+        }
+        case "dial":
+          dial(fx.token, endpointUrl(fx), fx.afterMs, fx.timeoutMs);
+          break;
+        case "deliverQueued": {
+          const rows = store.queuedFor(fx.userId, fx.notBefore);
+          sendStored(fx.conn, rows, (ids) => write(() => store.dequeue(ids)), `queued for ${fx.userId}`);
+          break;
+        }
+        case "flushOutbox": {
+          const rows = store.outboxFor(fx.serverId, fx.notBefore);
+          if (fx.confirm) {
+            // Rows stay until the server ACKs each frame (outboxAcked).
+            sendStored(fx.conn, rows, () => {}, `kept for ${fx.serverId}`);
+          } else {
+            // A server that does not speak the ACK extension (PROFILE §15): without `ack`, and handing the frames
+            // to the live link is delivery.
+            const plain = rows.map((r) => {
+              const f = r.frame as Envelope;
+              const { ack: _ack, ...payload } = f.payload as Record<string, unknown>;
+              return { id: r.id, frame: { ...f, payload } };
+            });
+            sendStored(
+              fx.conn,
+              plain,
+              (ids) => write(() => store.deleteOutbox(ids)),
+              `handed to ${fx.serverId}`,
+            );
+          }
+          break;
+        }
+        case "outboxHanded":
+          write(() => store.clearOutbox(fx.serverId));
+          break;
+        case "probe":
+          probe(fx.serverId, fx.url);
+          break;
+        case "outboxAcked":
+          write(() => store.ackOutbox(fx.serverId, fx.msgRef));
+          break;
+        case "createChannel":
+          channel.create();
+          break;
+        case "adoptChannel":
+          channel.adopt(fx.version, fx.creatorPub, fx.wrappedKey);
+          break;
+        case "persist":
+          if (
+            !write(() => {
+              const op = fx.op;
+              if (op.op === "upsertUser") store.upsertUser(op.user, now());
+              else if (op.op === "pinServer") store.pinServer(op.server, now());
+              else if (op.op === "setServerId") store.setServerId(op.serverId);
+              else if (op.op === "setHome") store.setHome(op.userId, op.serverId);
+              else if (op.op === "enqueue") store.enqueue(op.userId, op.frame, op.now);
+              else if (op.op === "outbox") {
+                const ref = msgRef(sha256Sync(canonicalJson(op.frame.payload)));
+                store.addOutbox(op.serverId, ref, op.frame, op.now);
+              } else if (op.op === "channel") store.setChannel(op.version, op.creatorPub, now());
+              else if (op.op === "acceptRef") store.acceptRef(op.ref, op.now);
+              else store.addMember(op.memberId, op.wrappedKey, op.now);
+            })
+          ) {
+            return; // nothing after a failed write may claim it succeeded: the node is stopping
+          }
+          break;
+        case "log":
+          log.log(fx.level, fx.event, fx.fields);
+          break;
+      }
+    }
+  }
+
+  /** Sign (and seal) one frame and queue it on its connection, cutting a peer that does not read. */
+  function send(fx: Extract<Effect, { kind: "send" }>): void {
+    const { conn, frame, seal } = fx;
+    const s = sockets.get(conn);
+    if (!s || s.closing) return;
+    // A peer that does not read makes frames wait; past the bound it is cut (PROFILE §11, unsent bytes).
+    const bytes = approxBytes(frame);
+    const unsent = s.ready + s.sock.bufferedAmount + bytes;
+    if (unsent > limits.maxUnsentBytes && s.stalled) {
+      tooSlow(conn, s, unsent);
+      return;
+    }
+    let text: Promise<string>;
+    if (seal) {
+      const f = { ...frame };
+      text = channel.seal(f, seal).then((ok) =>
+        ok
+          ? signer.sign(f.payload).then((sig) => serializeEnvelope({ ...f, sig }))
+          : Promise.reject(new Error("no channel key"))
+      );
+    } else {
+      // Signed and serialized once per frame object (an advert kept while its user is online, a broadcast).
+      text = signer.text(fx.frame, fx.sign);
+    }
+    if (frame.type === "ERROR") metrics.refused++;
+    // Frames count against the peer once signed: until then they wait for us, not for the peer.
+    let ready = false;
+    text.then(() => {
+      ready = true;
+      s.ready += bytes;
+    }, () => {});
+    s.outbound = s.outbound.then(async () => {
+      try {
+        const t = await text;
+        await drain(conn, s);
+        if (s.sock.open) {
+          s.sock.send(t);
+          metrics.framesOut++;
+        }
+      } finally {
+        if (ready) s.ready -= bytes;
+      }
+    }).catch((e) => log.error("send.failed", { conn, error: String(e) }));
+  }
+
+  /**
+   * Read `software` from a server's /.well-known/socp (PROFILE §15: who speaks the outbox ACK extension). Bounded
+   * in time and size; any failure answers "" (it says nothing, so it gets no extension).
+   */
+  function probe(serverId: string, url: string): void {
+    const answer = (sw: string, tls: boolean) => {
+      if (stopping) return;
+      try {
+        dispatch({ kind: "software", now: now(), serverId, software: sw, ...(tls ? { tls } : {}) });
+      } catch (e) {
+        log.error("probe.failed", { server: serverId, error: String(e) });
+      }
+    };
+    // A server that joined us says nothing of TLS: when plain http cannot connect, try https (and the reducer
+    // then redials it with wss://).
+    software(url).catch(() =>
+      url.startsWith("http://")
+        ? software(url.replace(/^http:/, "https:")).then((sw) => ({ sw, tls: true }))
+        : Promise.reject(new Error("no answer"))
+    ).then(
+      (r) => typeof r === "string" ? answer(r, false) : answer(r.sw, r.tls),
+      () => answer("", false),
+    );
+  }
+
+  /** Send stored frames (queue or outbox) in order, signed now, then delete them once they have left. */
+  function sendStored(
+    conn: number,
+    rows: { id: number; frame: unknown }[],
+    remove: (ids: number[]) => void,
+    what: string,
+  ) {
+    const s = sockets.get(conn);
+    if (!s || rows.length === 0) return;
+    const frames = rows.map((r) => ({ ...(r.frame as Envelope), from: state.config.serverId }));
+    const sigs = frames.map((f) => signer.sign(f.payload));
+    s.outbound = s.outbound.then(async () => {
+      for (let i = 0; i < frames.length; i++) {
+        frames[i].sig = await sigs[i];
+        await drain(conn, s); // paced: a long queue never piles up in the runtime's buffer
+        if (!s.sock.open) return;
+        s.sock.send(serializeEnvelope(frames[i]));
+        metrics.framesOut++;
+      }
+      remove(rows.map((r) => r.id));
+      log.info("stored.delivered", { conn, frames: rows.length, what });
+    }).catch((e) => log.error("stored.failed", { conn, error: String(e) }));
+  }
+
+  /**
+   * Wait until the socket has room (its buffer at or under the high-water mark; see outbound.ts), polling every
+   * 10 ms. The peer is *stalled* when its buffer has not shrunk over five polls and a quarter second: a peer that
+   * reads empties it as soon as this node yields, however busy the node was. A stalled peer with more than
+   * `maxUnsentBytes` signed and waiting for it is cut (frames still being signed wait for us, not for the peer).
+   */
+  async function drain(conn: number, s: Conn): Promise<void> {
+    if (s.sock.bufferedAmount <= high) return;
+    const since = now();
+    let last = Infinity;
+    let still = 0;
+    try {
+      while (s.sock.open) {
+        const b = s.sock.bufferedAmount;
+        if (b <= high) return;
+        still = b < last ? 0 : still + 1;
+        last = b;
+        s.stalled = still >= 5 && now() - since >= 250;
+        if (s.stalled && s.ready + b > limits.maxUnsentBytes) return tooSlow(conn, s, s.ready + b);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    } finally {
+      s.stalled = false;
+    }
+  }
+
+  /** Tell the reducer (once) that a connection is gone. */
+  function gone(conn: number, s: Conn): void {
+    if (s.gone) return;
+    s.gone = true;
+    sockets.delete(conn);
+    dispatch({ kind: "closed", conn, now: now() });
+    log.debug("conn.closed", { conn });
+  }
+
+  /**
+   * Cut a connection whose peer does not read: more than `maxUnsentBytes` wait for it. The reducer hears now (the
+   * user goes offline, so what follows for them is queued, and they may log in again); the runtime may hold the
+   * socket until the peer reads or goes away, so such sockets still count against their address.
+   */
+  function tooSlow(conn: number, s: Conn, unsent: number): void {
+    if (s.closing) return;
+    s.closing = true;
+    s.cut = true;
+    metrics.tooSlow++;
+    log.warn("conn.too_slow", { conn, addr: s.addr, unsent_bytes: unsent, limit: limits.maxUnsentBytes });
+    lingering.set(s.addr, (lingering.get(s.addr) ?? 0) + 1);
+    s.lingering = true;
+    s.sock.close(1008, "too slow");
+    s.inbound = s.inbound.then(() => gone(conn, s));
+  }
+
+  function attach(conn: number, sock: Socket, addr: string): Conn {
+    const s: Conn = {
+      sock,
+      addr,
+      inbound: Promise.resolve(),
+      outbound: Promise.resolve(),
+      closing: false,
+      cut: false,
+      inflight: 0,
+      ready: 0,
+      stalled: false,
+      gone: false,
+      lingering: false,
+    };
+    sockets.set(conn, s);
+    sock.onMessage = (data) => onFrame(inboundCtx, conn, s, data);
+    sock.onClose = () => {
+      s.closing = true;
+      if (s.lingering) {
+        s.lingering = false;
+        const n = (lingering.get(addr) ?? 1) - 1;
+        if (n <= 0) lingering.delete(addr);
+        else lingering.set(addr, n);
+      }
+      s.inbound = s.inbound.then(() => gone(conn, s));
+    };
+    return s;
+  }
+
+  function dial(token: number, url: string, afterMs: number, timeoutMs: number): void {
+    const t = setTimeout(() => {
+      dialTimers.delete(t);
+      if (stopping) return;
+      transport.dial(url, timeoutMs, {
+        onFail: (reason) => dispatch({ kind: "dialFailed", token, now: now(), reason }),
+        onOpen: (sock) => {
+          const conn = nextConn++;
+          metrics.connectionsTotal++;
+          const addr = new URL(url).hostname;
+          attach(conn, sock, addr);
+          log.debug("dial.open", { conn, url });
+          dispatch({ kind: "connected", conn, addr, now: now(), dial: token });
+        },
+      });
+    }, afterMs);
+    dialTimers.add(t);
+  }
+
+  function upgrade(addr: string, accept: Accept, idleTimeoutS: number): Response {
+    if ((lingering.get(addr) ?? 0) >= limits.maxConnsPerAddr) {
+      return new Response(
+        "too many connections from this address were cut as too slow and are still open\n",
+        { status: 429 },
+      );
+    }
+    const conn = nextConn++;
+    const { socket, response } = accept(idleTimeoutS, () => {
+      log.debug("conn.opened", { conn, addr });
+      dispatch({ kind: "connected", conn, addr, now: now() });
+    });
+    metrics.connectionsTotal++;
+    attach(conn, socket, addr);
+    return response;
+  }
+
+  return {
+    state: () => state,
+    dispatch,
+    upgrade,
+    channelPending: () => channel.pending(),
+    started: () => channel.started(),
+    connections: () => sockets.size,
+    maxUnsent: () => {
+      let most = 0;
+      for (const s of sockets.values()) {
+        if (s.sock.open) most = Math.max(most, s.ready + s.sock.bufferedAmount);
+      }
+      return most;
+    },
+    signatures: () => signer.signatures,
+    stop: () => {
+      stopping = true;
+      for (const t of dialTimers) clearTimeout(t);
+      for (const s of sockets.values()) s.sock.close(1001, "server shutting down");
+    },
+  };
+}

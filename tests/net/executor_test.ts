@@ -1,0 +1,264 @@
+/**
+ * The effect executor over a fake transport and a store in memory: frames the reducer sends reach the right
+ * socket signed by the server, persist effects reach the store, queued frames are handed over and then deleted,
+ * and a connection the reducer closes is closed with its code after the frames before it.
+ */
+import assert from "node:assert/strict";
+import { initState } from "../../lib/core/reduce.ts";
+import type { ServerRecord, UserRecord } from "../../lib/core/types.ts";
+import type { SealedKey } from "../../lib/crypto/keyfile.ts";
+import { verifySignature } from "../../lib/crypto/rsa.ts";
+import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
+import { parseFrame } from "../../lib/protocol/envelope.ts";
+import { createExecutor, type Executor, type StoreLike } from "../../lib/net/executor.ts";
+import { Counters } from "../../lib/net/http.ts";
+import { Logger } from "../../lib/net/log.ts";
+import { Signer } from "../../lib/net/signer.ts";
+import type { Accept, DialHandlers, Socket, Transport } from "../../lib/net/transport.ts";
+import { fixtureKey } from "../helpers/keys.ts";
+import { ALICE, BOB, config } from "../helpers/reducer.ts";
+import { until } from "../helpers/until.ts";
+
+const serverKey = await fixtureKey("user6");
+const aliceKey = await fixtureKey("user1");
+const bobKey = await fixtureKey("user2");
+
+/** A socket that records what is sent to it and how it was closed. */
+class FakeSocket implements Socket {
+  sent: string[] = [];
+  closedWith: { code?: number; reason?: string } | undefined;
+  bufferedAmount = 0;
+  open = true;
+  onMessage: (data: unknown) => void = () => {};
+  onClose: () => void = () => {};
+  send(text: string): void {
+    if (this.open) this.sent.push(text);
+  }
+  close(code?: number, reason?: string): void {
+    if (!this.open) return;
+    this.open = false;
+    this.closedWith = { code, reason };
+    queueMicrotask(() => this.onClose());
+  }
+  /** The frames received by the peer, parsed. */
+  frames(): { type: string; from: string; to: string; payload: Record<string, unknown>; sig: string }[] {
+    return this.sent.map((t) => JSON.parse(t));
+  }
+}
+
+/** A transport whose dials always fail (the test accepts connections only). */
+const fakeTransport: Transport = {
+  listen: () => {
+    throw new Error("not used");
+  },
+  dial: (_url: string, _timeoutMs: number, on: DialHandlers) => on.onFail("no network in this test"),
+};
+
+/** A store in memory that records every call. */
+class MemoryStore implements StoreLike {
+  calls: string[] = [];
+  queue: { id: number; userId: string; frame: unknown; at: number }[] = [];
+  outbox: { id: number; serverId: string; ref: string; frame: unknown; at: number }[] = [];
+  private next = 1;
+  upsertUser(u: UserRecord): void {
+    this.calls.push(`upsertUser ${u.userId}`);
+  }
+  pinServer(s: ServerRecord): void {
+    this.calls.push(`pinServer ${s.serverId}`);
+  }
+  setServerId(serverId: string): void {
+    this.calls.push(`setServerId ${serverId}`);
+  }
+  setHome(userId: string, serverId: string): void {
+    this.calls.push(`setHome ${userId} ${serverId}`);
+  }
+  enqueue(userId: string, frame: unknown, now: number): void {
+    this.calls.push(`enqueue ${userId}`);
+    this.queue.push({ id: this.next++, userId, frame, at: now });
+  }
+  queuedFor(userId: string, notBefore: number): { id: number; frame: unknown }[] {
+    return this.queue.filter((r) => r.userId === userId && r.at >= notBefore).map(({ id, frame }) => ({
+      id,
+      frame,
+    }));
+  }
+  dequeue(ids: number[]): void {
+    this.calls.push(`dequeue ${ids.join(",")}`);
+    this.queue = this.queue.filter((r) => !ids.includes(r.id));
+  }
+  addOutbox(serverId: string, ref: string, frame: unknown, now: number): void {
+    this.calls.push(`addOutbox ${serverId}`);
+    this.outbox.push({ id: this.next++, serverId, ref, frame, at: now });
+  }
+  outboxFor(serverId: string, notBefore: number): { id: number; frame: unknown }[] {
+    return this.outbox.filter((r) => r.serverId === serverId && r.at >= notBefore)
+      .map(({ id, frame }) => ({ id, frame }));
+  }
+  ackOutbox(serverId: string, ref: string): void {
+    this.calls.push(`ackOutbox ${serverId}`);
+    this.outbox = this.outbox.filter((r) => r.serverId !== serverId || r.ref !== ref);
+  }
+  clearOutbox(serverId: string): void {
+    this.calls.push(`clearOutbox ${serverId}`);
+    this.outbox = this.outbox.filter((r) => r.serverId !== serverId);
+  }
+  deleteOutbox(ids: number[]): void {
+    this.calls.push(`deleteOutbox ${ids.join(",")}`);
+    this.outbox = this.outbox.filter((r) => !ids.includes(r.id));
+  }
+  acceptRef(_ref: string, _now: number): void {
+    this.calls.push("acceptRef");
+  }
+  setChannel(version: number): void {
+    this.calls.push(`setChannel ${version}`);
+  }
+  addMember(memberId: string): void {
+    this.calls.push(`addMember ${memberId}`);
+  }
+  setChannelKey(_creatorPub: string, _sealed: SealedKey): void {
+    this.calls.push("setChannelKey");
+  }
+}
+
+/** An executor over the fakes, with the public channel already known (so no key is created). */
+function setup(onStoreFailed: (e: unknown) => void = () => {}) {
+  const store = new MemoryStore();
+  const state = initState(config({ serverPub: serverKey.publicKey }));
+  state.channel = { version: 1, creatorPub: aliceKey.publicKey, members: new Set() };
+  const lines: string[] = [];
+  const ex = createExecutor({
+    state,
+    store,
+    transport: fakeTransport,
+    key: serverKey,
+    secret: "test secret",
+    channelKey: null,
+    limits: state.config.limits,
+    log: new Logger("debug", (l) => lines.push(l)),
+    counters: new Counters(),
+    onStoreFailed,
+  });
+  ex.started();
+  return { ex, store, lines };
+}
+
+/** Accept a connection from 127.0.0.1 through the executor; the socket opens on the next microtask. */
+function accept(ex: Executor): FakeSocket {
+  const sock = new FakeSocket();
+  const acc: Accept = (_idle, onOpen) => {
+    queueMicrotask(() => onOpen(sock));
+    return { socket: sock, response: new Response(null, { status: 101 }) };
+  };
+  ex.upgrade("127.0.0.1", acc, 30);
+  return sock;
+}
+
+/** Send a frame signed with `key` from the peer's side of `sock`. */
+async function say(sock: FakeSocket, key: Signer, frame: Record<string, unknown>): Promise<void> {
+  const parsed = parseFrame(JSON.stringify({ sig: "", ...frame }));
+  if (!parsed.ok) throw new Error(parsed.error.detail);
+  sock.onMessage(await key.text(parsed.envelope, true));
+}
+
+function hello(user: string, pub: string, now: number) {
+  return {
+    type: "USER_HELLO",
+    from: user,
+    to: "",
+    ts: now,
+    payload: { client: "t", pubkey: pub, enc_pubkey: pub },
+  };
+}
+
+Deno.test("a DM to an offline user is persisted, then handed over signed by the server and dequeued", async () => {
+  const { ex, store } = setup();
+  const alice = new Signer(aliceKey);
+  const bob = new Signer(bobKey);
+  const now = Date.now();
+
+  const a = accept(ex);
+  await Promise.resolve();
+  await say(a, alice, hello(ALICE, aliceKey.publicKey, now));
+  await until(() => ex.state().localUsers.has(ALICE), "alice online");
+  assert.ok(store.calls.includes(`upsertUser ${ALICE}`), store.calls.join("; "));
+
+  await say(a, alice, {
+    type: "MSG_DIRECT",
+    from: ALICE,
+    to: BOB,
+    ts: now,
+    payload: { ciphertext: "C", sender_pub: aliceKey.publicKey, content_sig: "S" },
+  });
+  // Bob is unknown: the reducer refuses the DM with an ERROR the executor signs with the server key.
+  await until(() => a.frames().some((f) => f.type === "ERROR"), "an ERROR for the unknown user");
+
+  const b = accept(ex);
+  await Promise.resolve();
+  await say(b, bob, hello(BOB, bobKey.publicKey, now));
+  await until(() => ex.state().localUsers.has(BOB), "bob online");
+  b.close(1000, "bye");
+  await until(() => !ex.state().localUsers.has(BOB), "bob offline");
+
+  await say(a, alice, {
+    type: "MSG_DIRECT",
+    from: ALICE,
+    to: BOB,
+    ts: now + 1,
+    payload: { ciphertext: "C2", sender_pub: aliceKey.publicKey, content_sig: "S2" },
+  });
+  await until(() => store.queue.length === 1, "the DM queued for bob in the store");
+  assert.ok(store.calls.includes(`enqueue ${BOB}`));
+
+  const b2 = accept(ex);
+  await Promise.resolve();
+  await say(b2, bob, hello(BOB, bobKey.publicKey, now + 2));
+  const deliver = await until(
+    () => b2.frames().find((f) => f.type === "USER_DELIVER"),
+    "the queued DM delivered to bob",
+  );
+  assert.equal(deliver.payload.ciphertext, "C2");
+  assert.equal(deliver.from, ex.state().config.serverId);
+  assert.ok(
+    await verifySignature(
+      serverKey.publicKey,
+      new TextEncoder().encode(canonicalJson(deliver.payload)),
+      deliver.sig,
+    ),
+    "the delivered frame carries the server's signature",
+  );
+  await until(() => store.queue.length === 0, "the delivered row dequeued");
+  assert.ok(store.calls.some((c) => c.startsWith("dequeue ")));
+
+  ex.stop();
+  assert.equal(a.closedWith?.code, 1001);
+  assert.equal(b2.closedWith?.code, 1001);
+  await until(() => ex.connections() === 0, "every connection gone");
+});
+
+Deno.test("a connection silent past the first-frame limit gets its ERROR first, then the reducer's close", async () => {
+  const { ex } = setup();
+  const s = accept(ex);
+  await Promise.resolve();
+  ex.dispatch({ kind: "tick", now: Date.now() + ex.state().config.limits.firstFrameMs + 1 });
+  await until(() => s.closedWith, "the socket closed");
+  assert.deepEqual(s.frames().map((f) => [f.type, f.payload.code]), [["ERROR", "TIMEOUT"]]);
+  assert.equal(s.closedWith?.code, 1008);
+  await until(() => ex.connections() === 0, "the connection gone");
+  ex.stop();
+});
+
+Deno.test("a failed store write is logged and reported to the node (which stops: crash-only)", async () => {
+  const failures: unknown[] = [];
+  const { ex, store, lines } = setup((e) => failures.push(e));
+  store.upsertUser = () => {
+    throw new Error("disk full");
+  };
+  const s = accept(ex);
+  await Promise.resolve();
+  await say(s, new Signer(aliceKey), hello(ALICE, aliceKey.publicKey, Date.now()));
+  await until(() => failures.length > 0, "the failure reported");
+  assert.match(String(failures[0]), /disk full/);
+  assert.ok(lines.some((l) => l.includes("store.write_failed")));
+  ex.stop();
+  await until(() => ex.connections() === 0, "the connection gone");
+});
