@@ -6,7 +6,9 @@
  *
  * @example Drive the reducer by hand
  * ```ts
- * import assert from "node:assert/strict";
+ * const expect = (ok: boolean, what: string) => {
+ *   if (!ok) throw new Error(what);
+ * };
  * import { DEFAULT_FEDERATION, DEFAULT_LIMITS, type Event, initState, type NodeConfig, reduce } from "./mod.ts";
  *
  * const config: NodeConfig = {
@@ -21,13 +23,13 @@
  * let state = initState(config);
  * const opened: Event = { kind: "connected", conn: 1, addr: "127.0.0.1", now: 0 };
  * state = reduce(state, opened).state;
- * assert.equal(state.conns.get(1)?.role, "pending");
+ * expect(state.conns.get(1)?.role === "pending", "a new connection is pending");
  *
  * // Eleven seconds later and still no hello: the reducer says ERROR TIMEOUT and close (the shell does both).
  * const step = reduce(state, { kind: "tick", now: 11_000 });
  * const send = step.effects.find((e) => e.kind === "send");
- * assert.equal(send?.kind === "send" && send.frame.type, "ERROR");
- * assert.ok(step.effects.some((e) => e.kind === "close" && e.conn === 1));
+ * expect(send?.kind === "send" && send.frame.type === "ERROR", "an ERROR is sent");
+ * expect(step.effects.some((e) => e.kind === "close" && e.conn === 1), "and the connection closed");
  * ```
  * @module
  */

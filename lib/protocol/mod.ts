@@ -5,7 +5,6 @@
  *
  * @example Parse a frame and serialise it back
  * ```ts
- * import assert from "node:assert/strict";
  * import { parseFrame, serializeEnvelope } from "./mod.ts";
  *
  * const text = JSON.stringify({
@@ -17,24 +16,25 @@
  *   sig: "",
  * });
  * const r = parseFrame(text);
- * assert.ok(r.ok);
- * assert.equal(r.envelope.type, "HEARTBEAT");
- * assert.deepEqual(JSON.parse(serializeEnvelope(r.envelope)), JSON.parse(text));
+ * if (!r.ok) throw new Error(r.error.detail);
+ * if (serializeEnvelope(r.envelope) !== text) throw new Error("not the same frame back");
  *
  * // Hostile input is an error value, never a throw.
  * const bad = parseFrame('{"type":"NO_SUCH_TYPE"}');
- * assert.equal(bad.ok, false);
+ * if (bad.ok || bad.error.code !== "UNKNOWN_TYPE") throw new Error("an unknown type must be refused");
  * ```
  *
  * @example Canonical JSON and base64url
  * ```ts
- * import assert from "node:assert/strict";
  * import { canonicalJson, decodeBase64Url, encodeBase64Url } from "./mod.ts";
  *
- * assert.equal(canonicalJson({ b: 1, a: [true, null] }), '{"a":[true,null],"b":1}');
- * assert.equal(encodeBase64Url(new Uint8Array([251, 255])), "-_8");
- * assert.deepEqual(decodeBase64Url("-_8"), new Uint8Array([251, 255]));
- * assert.equal(decodeBase64Url("not base64url!"), null);
+ * const expect = (ok: boolean, what: string) => {
+ *   if (!ok) throw new Error(what);
+ * };
+ * expect(canonicalJson({ b: 1, a: [true, null] }) === '{"a":[true,null],"b":1}', "keys sorted, no spaces");
+ * expect(encodeBase64Url(new Uint8Array([251, 255])) === "-_8", "URL-safe alphabet, no padding");
+ * expect(decodeBase64Url("-_8")?.join() === "251,255", "decodes back");
+ * expect(decodeBase64Url("not base64url!") === null, "bad input is null, not a throw");
  * ```
  * @module
  */

@@ -5,50 +5,17 @@
 import assert from "node:assert/strict";
 import { fixtureKey } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
+import { makeTestCert } from "../helpers/test_ca.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const USER = "a11ce000-0000-4000-8000-00000000715a";
 const HELLO = new URL("../fixtures/wss_hello.ts", import.meta.url).pathname;
 
-/**
- * A test CA and a certificate it signs for localhost and 127.0.0.1, valid for a day (rustls refuses a self-signed
- * certificate used directly as the server's).
- */
-async function makeCert(dir: string): Promise<{ ca: string; cert: string; key: string }> {
-  const run = async (...args: string[]) => {
-    const out = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" })
-      .output();
-    assert.ok(out.success, `openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
-  };
-  const key = ["-newkey", "rsa:2048", "-nodes", "-days", "1"];
-  await run("req", "-x509", ...key, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=socp test CA");
-  await run(
-    "req",
-    "-new",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "key.pem",
-    "-out",
-    "leaf.csr",
-    "-subj",
-    "/CN=localhost",
-  );
-  Deno.writeTextFileSync(
-    `${dir}/leaf.ext`,
-    "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-  );
-  const sign = ["-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "leaf.ext"];
-  await run("x509", "-req", "-in", "leaf.csr", ...sign, "-out", "cert.pem");
-  return { ca: `${dir}/ca.pem`, cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
-}
-
 Deno.test(
   { name: "a node with --tls-cert/--tls-key serves https and wss; plain ws fails", ...opts },
   async () => {
     const dir = Deno.makeTempDirSync({ prefix: "socp-tls-" });
-    const { ca, cert, key } = await makeCert(dir);
+    const { ca, cert, key } = await makeTestCert(dir);
     const node = await NodeProcess.start({ args: ["--tls-cert", cert, "--tls-key", key] });
     try {
       // https: /.well-known/socp says wss and tls.
