@@ -3,9 +3,9 @@
  * (FoundationDB / TigerBeetle style). Each node runs the node's own effect executor (lib/net/executor.ts) over an
  * in-memory store, a simulated transport (this file's pipes, which deliver with latency and inject faults: broken
  * connections, duplicated and reordered frames, node crashes) and the simulated clock and timers; after each
- * scheduled job the run loop lets every promise settle, so runs stay deterministic. Signatures are simulated: a
- * frame "signed" by a node carries `sim:<key alias>`, and the executor's inbound pipeline accepts it only when that
- * is the key the reducer expects (`expectedKey`), exactly as it does with RSA.
+ * scheduled job the run loop lets every promise settle (`setImmediate`), so runs stay deterministic. Signatures
+ * are simulated: a frame "signed" by a node carries `sim:<key alias>`, and the executor's inbound pipeline accepts
+ * it only when that is the key the reducer expects (`expectedKey`), exactly as it does with RSA.
  */
 import { initState } from "../../lib/core/reduce.ts";
 import {
@@ -39,6 +39,7 @@ import {
 import type { Accept, DialHandlers, Socket, Transport } from "../../lib/net/transport.ts";
 import { Logger } from "../../lib/net/log.ts";
 import { Counters } from "../../lib/net/http.ts";
+import { setImmediate } from "node:timers";
 import { ForeignNode } from "./foreign.ts";
 
 /** mulberry32: a small, good-enough seeded PRNG. */
@@ -122,20 +123,12 @@ function accepting(sock: SimSocket): Accept {
   };
 }
 
-/** Let every pending promise settle: one macrotask turn (a MessageChannel message) runs all microtasks first. */
-function settler(): { settle: () => Promise<void>; close: () => void } {
-  const { port1, port2 } = new MessageChannel();
-  return {
-    settle: () =>
-      new Promise<void>((resolve) => {
-        port1.onmessage = () => resolve();
-        port2.postMessage(null);
-      }),
-    close: () => {
-      port1.close();
-      port2.close();
-    },
-  };
+/**
+ * Let every pending promise settle: `setImmediate` runs after the whole microtask queue has drained (a
+ * MessageChannel message does not: Deno resolves it among the microtasks).
+ */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** A simulated server: its reducer state (null while crashed), its executor and its durable store. */
@@ -243,17 +236,12 @@ export class Sim {
 
   /** Run every job due up to `until` (simulated ms); after each, every promise it started settles. */
   async runUntil(until: number): Promise<void> {
-    const { settle, close } = settler();
-    try {
+    await settle();
+    while (this.queue.length && this.queue[0].at <= until) {
+      const job = this.queue.shift()!;
+      this.now = job.at;
+      job.run();
       await settle();
-      while (this.queue.length && this.queue[0].at <= until) {
-        const job = this.queue.shift()!;
-        this.now = job.at;
-        job.run();
-        await settle();
-      }
-    } finally {
-      close();
     }
     this.now = until;
   }
