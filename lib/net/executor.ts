@@ -77,6 +77,38 @@ export interface StoreLike {
   setChannelKey(creatorPub: string, sealed: SealedKey): void;
 }
 
+/** The timers the executor sets (dial delays, forced closes, buffer polling); default the runtime's. */
+export interface Timers {
+  /** Run `fn` once after `ms`; returns a handle for {@linkcode Timers.clear}. */
+  set(fn: () => void, ms: number): unknown;
+  /** Cancel a timer not yet run. */
+  clear(handle: unknown): void;
+}
+
+/** Signs outbound frames ({@linkcode Signer} implements it). */
+export interface FrameSigner {
+  /** The signature over the canonical form of `payload`. */
+  sign(payload: unknown): Promise<string>;
+  /** The wire text of `frame`: signed with our key when `sign`, else with its own `sig`. */
+  text(frame: Envelope, sign: boolean): Promise<string>;
+  /** Signatures actually computed. */
+  readonly signatures: number;
+}
+
+/** Holds the public channel's key and carries out its effects ({@linkcode ChannelKeyHolder} implements it). */
+export interface ChannelKeys {
+  /** While a first server creates its key at start: resolves once it exists. */
+  pending(): Promise<void> | undefined;
+  /** Start is over. */
+  started(): void;
+  /** Create the channel key; the reducer hears `channelReady` or `channelFailed`. */
+  create(): void;
+  /** Adopt a channel key wrapped for us. */
+  adopt(version: number, creatorPub: string, wrappedKey: string): void;
+  /** Fill in a frame's channel-key crypto; false when this node holds no channel key. */
+  seal(frame: Envelope, seal: NonNullable<Extract<Effect, { kind: "send" }>["seal"]>): Promise<boolean>;
+}
+
 /** What the executor needs from the node. */
 export interface ExecutorContext {
   /** The reducer's state to start from. */
@@ -103,6 +135,20 @@ export interface ExecutorContext {
   now?: () => number;
   /** Reads a server's `software` (default: its `/.well-known/socp`, {@linkcode readSoftware}). */
   readSoftware?: (url: string) => Promise<string>;
+  /** Timers (default `setTimeout`/`clearTimeout`). */
+  timers?: Timers;
+  /** Signs outbound frames (default an RSA {@linkcode Signer} over `key`). */
+  signer?: FrameSigner;
+  /** The channel key holder, given the executor's dispatch (default a {@linkcode ChannelKeyHolder}). */
+  channelKeys?: (dispatch: (ev: Event) => void) => ChannelKeys;
+  /** Inbound SHA-256 (default WebCrypto), see {@linkcode InboundContext}. */
+  digest?: InboundContext["digest"];
+  /** Inbound signature check (default RSA-PSS), see {@linkcode InboundContext}. */
+  verify?: InboundContext["verify"];
+  /** Fresh ids for the reducer (default `crypto.randomUUID`). */
+  fresh?: () => string;
+  /** Called after each event the reducer handled, with its step (before the effects run). */
+  onStep?: (ev: Event, step: Step) => void;
 }
 
 /** A running executor. */
@@ -151,16 +197,30 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   const now = ctx.now ?? Date.now;
   const software = ctx.readSoftware ?? readSoftware;
   let state = ctx.state;
-  const signer = new Signer(ctx.key);
+  const signer: FrameSigner = ctx.signer ?? new Signer(ctx.key);
+  const timers: Timers = ctx.timers ??
+    { set: (fn, ms) => setTimeout(fn, ms), clear: (h) => clearTimeout(h as number) };
   const sockets = new Map<number, Conn>();
   /** Connections cut as too slow that the runtime still holds (their peer neither reads nor closes), by address. */
   const lingering = new Map<string, number>();
-  const dialTimers = new Set<ReturnType<typeof setTimeout>>();
+  const dialTimers = new Set<unknown>();
   const high = highWater(limits.maxUnsentBytes);
-  const inboundCtx: InboundContext = { limits, counters: metrics, state: () => state, dispatch, log };
+  const inboundCtx: InboundContext = {
+    limits,
+    counters: metrics,
+    state: () => state,
+    dispatch,
+    log,
+    now,
+    digest: ctx.digest,
+    verify: ctx.verify,
+    fresh: ctx.fresh,
+  };
   let nextConn = 1;
   let stopping = false;
-  const channel = new ChannelKeyHolder({ key: ctx.key, secret, store, dispatch, log, now }, ctx.channelKey);
+  const channel: ChannelKeys = ctx.channelKeys
+    ? ctx.channelKeys(dispatch)
+    : new ChannelKeyHolder({ key: ctx.key, secret, store, dispatch, log, now }, ctx.channelKey);
 
   function dispatch(ev: Event): void {
     let step: Step;
@@ -183,6 +243,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       return;
     }
     state = step.state;
+    ctx.onStep?.(ev, step);
     try {
       execute(step.effects);
     } catch (e) {
@@ -219,9 +280,9 @@ export function createExecutor(ctx: ExecutorContext): Executor {
           log.debug("conn.closing", { conn: fx.conn, code: fx.code, reason: fx.reason });
           const closeNow = () => s.sock.close(fx.code, fx.reason.slice(0, 120));
           // Frames before the close go first, but a peer that does not read cannot hold the close back.
-          const hard = setTimeout(closeNow, 5_000);
+          const hard = timers.set(closeNow, 5_000);
           s.outbound = s.outbound.then(() => {
-            clearTimeout(hard);
+            timers.clear(hard);
             closeNow();
           });
           break;
@@ -411,7 +472,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         last = b;
         s.stalled = still >= 5 && now() - since >= 250;
         if (s.stalled && s.ready + b > limits.maxUnsentBytes) return tooSlow(conn, s, s.ready + b);
-        await new Promise((r) => setTimeout(r, 10));
+        await new Promise<void>((r) => timers.set(r, 10));
       }
     } finally {
       s.stalled = false;
@@ -474,7 +535,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   }
 
   function dial(token: number, url: string, afterMs: number, timeoutMs: number): void {
-    const t = setTimeout(() => {
+    const t = timers.set(() => {
       dialTimers.delete(t);
       if (stopping) return;
       transport.dial(url, timeoutMs, {
@@ -526,7 +587,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     signatures: () => signer.signatures,
     stop: () => {
       stopping = true;
-      for (const t of dialTimers) clearTimeout(t);
+      for (const t of dialTimers) timers.clear(t);
       for (const s of sockets.values()) s.sock.close(1001, "server shutting down");
     },
   };

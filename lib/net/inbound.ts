@@ -30,6 +30,19 @@ export interface InboundContext {
   dispatch(ev: Event): void;
   /** Where failures are logged. */
   log: Logger;
+  /** The clock (default `Date.now`). */
+  now?: () => number;
+  /** SHA-256 of a canonical text, hex (default: WebCrypto). */
+  digest?: (text: string) => Promise<string>;
+  /** Whether `sig` is `key`'s signature over `payload` in any deployed form (default: RSA-PSS, PROFILE §15). */
+  verify?: (key: string, payload: unknown, sig: string) => Promise<boolean>;
+  /** A fresh unique id for the reducer (default `crypto.randomUUID`). */
+  fresh?: () => string;
+}
+
+/** RSA-PSS over any of the payload's deployed preimages. */
+function verifyPss(key: string, payload: unknown, sig: string): Promise<boolean> {
+  return verifyAny(key, signaturePreimages(payload), sig).then((i) => i >= 0);
 }
 
 /** One connection's inbound side. */
@@ -45,6 +58,7 @@ export interface InboundConn {
 /** Take one frame from a connection: check, parse and verify it, and hand it to the reducer in arrival order. */
 export function onFrame(ctx: InboundContext, conn: number, s: InboundConn, data: unknown): void {
   const { dispatch, log } = ctx;
+  const now = ctx.now ?? Date.now;
   try {
     receive(ctx, conn, s, data);
   } catch (e) {
@@ -55,19 +69,23 @@ export function onFrame(ctx: InboundContext, conn: number, s: InboundConn, data:
       error: { code: "UNKNOWN_TYPE", detail: "the node failed while reading this frame; it was refused" },
     };
     s.inbound = s.inbound.then(() =>
-      dispatch({ kind: "frame", conn, now: Date.now(), parsed, digest: "", sig: "absent" })
+      dispatch({ kind: "frame", conn, now: now(), parsed, digest: "", sig: "absent" })
     );
   }
 }
 
 function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknown): void {
   const { dispatch, log, limits, counters: metrics } = ctx;
+  const now = ctx.now ?? Date.now;
+  const digestOf = ctx.digest ?? sha256Hex;
+  const verifySig = ctx.verify ?? verifyPss;
+  const fresh = ctx.fresh ?? (() => crypto.randomUUID());
   // Frames that arrive after we decided to close are not read.
   if (s.cut) return;
   const refuse = (detail: string) => {
     const parsed: ParseResult = { ok: false, error: { code: "UNKNOWN_TYPE", detail } };
     s.inbound = s.inbound.then(() =>
-      dispatch({ kind: "frame", conn, now: Date.now(), parsed, digest: "", sig: "absent" })
+      dispatch({ kind: "frame", conn, now: now(), parsed, digest: "", sig: "absent" })
     );
   };
   // Load shedding before any work: a peer that sends faster than we verify gets its excess refused unread (each
@@ -84,7 +102,7 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
   }
   const bytes = data.length * 3 > limits.maxFrameBytes ? new TextEncoder().encode(data).length : data.length;
   if (bytes > limits.maxFrameBytes) {
-    s.inbound = s.inbound.then(() => dispatch({ kind: "oversize", conn, now: Date.now(), bytes }));
+    s.inbound = s.inbound.then(() => dispatch({ kind: "oversize", conn, now: now(), bytes }));
     return;
   }
   metrics.framesIn++;
@@ -97,7 +115,7 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
     };
   }
   // Hashed now (WebCrypto, concurrently with earlier frames), awaited in this frame's turn below.
-  const digestP = canon?.ok ? sha256Hex(canon.text) : Promise.resolve("");
+  const digestP = canon?.ok ? digestOf(canon.text) : Promise.resolve("");
   const sigText = parsed.ok ? parsed.envelope.sig : undefined;
   // Start verifying now with the key in force now (concurrently with earlier frames); when this frame's turn
   // comes, check the key again: if an earlier frame changed it (a hello, a link, a pin), verify again.
@@ -109,7 +127,7 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
   const verify = (key: string | undefined): Promise<boolean> => {
     if (!parsed.ok || !sigText || !key) return Promise.resolve(false);
     metrics.verifications++;
-    return verifyAny(key, signaturePreimages(parsed.envelope.payload), sigText).then((i) => i >= 0);
+    return verifySig(key, parsed.envelope.payload, sigText);
   };
   const early = keyNow();
   const earlyCheck = sigText ? verify(early) : Promise.resolve(false);
@@ -133,12 +151,12 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
     dispatch({
       kind: "frame",
       conn,
-      now: Date.now(),
+      now: now(),
       parsed,
       digest,
       sig,
       sigKey: ok ? key : undefined,
-      fresh: crypto.randomUUID(),
+      fresh: fresh(),
     });
   }).catch((e) => {
     // Verification itself failed (not "did not verify"): refuse the frame rather than leave it unanswered.
@@ -152,7 +170,7 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
     dispatch({
       kind: "frame",
       conn,
-      now: Date.now(),
+      now: now(),
       parsed: { ok: false, error: { code: "UNKNOWN_TYPE", detail } },
       digest: "",
       sig: "absent",

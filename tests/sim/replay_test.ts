@@ -14,7 +14,7 @@ const KEYS = await Promise.all(
   ["user1", "user2", "user3", "user4"].map(async (k) => (await fixtureKey(k)).publicKey),
 );
 
-function record(seed: number): { sim: Sim; rec: Recorded[] } {
+async function record(seed: number): Promise<{ sim: Sim; rec: Recorded[] }> {
   const sim = new Sim(seed, KEYS);
   const rec: Recorded[] = [];
   sim.recording = rec;
@@ -23,16 +23,16 @@ function record(seed: number): { sim: Sim; rec: Recorded[] } {
   for (let i = 1; i < 3; i++) sim.addNode(i, [0]);
   sim.start(sim.nodes[0]);
   for (const n of sim.nodes.slice(1)) sim.at(sim.now + 10 + rng.int(2000), () => sim.start(n));
-  sim.run(5000);
+  await sim.run(5000);
   for (let i = 0; i < 5; i++) sim.addUser(i % KEYS.length);
   for (const u of sim.users) sim.connect(u, rng.pick(sim.nodes.filter((n) => n.state)));
-  sim.run(1000);
+  await sim.run(1000);
   sim.faults = { breakLink: 0.002, duplicate: 0.02, reorder: 0.02 };
   sim.at(sim.now + 2000, () => sim.crash(sim.nodes[2]));
   sim.at(sim.now + 3500, () => sim.nodes[2].state ?? sim.start(sim.nodes[2]));
   const end = sim.now + 6000;
   while (sim.now < end) {
-    sim.run(100);
+    await sim.run(100);
     const u = rng.pick(sim.users);
     if (rng.chance(0.03)) sim.disconnect(u);
     else if (rng.chance(0.05) && !u.pipe) {
@@ -51,7 +51,7 @@ function record(seed: number): { sim: Sim; rec: Recorded[] } {
     }
   }
   sim.faults = { breakLink: 0, duplicate: 0, reorder: 0 };
-  sim.run(5000);
+  await sim.run(5000);
   return { sim, rec };
 }
 
@@ -73,7 +73,7 @@ function replay(rec: Recorded[]): { effects: unknown[]; states: Map<number, Stat
 
 for (const seed of [1, 2, 3]) {
   Deno.test(`replay: seed ${seed} replays to the same effects and states, twice`, async (t) => {
-    const { sim, rec } = record(seed);
+    const { sim, rec } = await record(seed);
     const events = rec.filter((r) => "event" in r);
     const kinds = new Set<string>(events.map((r) => "event" in r ? r.event.kind : ""));
     // The run exercised the reducer: frames, connections coming and going, ticks, and restarts.

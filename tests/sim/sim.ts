@@ -1,24 +1,23 @@
 /**
- * Deterministic simulation: several nodes' reducers on one simulated clock and one simulated network, driven by a
- * seed (FoundationDB / TigerBeetle style). This file plays the shell for every node: it carries out effects,
- * delivers frames with latency, and injects faults (broken connections, duplicated and reordered frames, node
- * crashes). Signatures are simulated: a frame "signed" by a node carries `sim:<key alias>`, and the receiving
- * side accepts it only when that is the key the reducer expects (`expectedKey`), exactly as the real shell does
- * with RSA.
+ * Deterministic simulation: several nodes on one simulated clock and one simulated network, driven by a seed
+ * (FoundationDB / TigerBeetle style). Each node runs the node's own effect executor (lib/net/executor.ts) over an
+ * in-memory store, a simulated transport (this file's pipes, which deliver with latency and inject faults: broken
+ * connections, duplicated and reordered frames, node crashes) and the simulated clock and timers; after each
+ * scheduled job the run loop lets every promise settle (`setImmediate`), so runs stay deterministic. Signatures
+ * are simulated: a frame "signed" by a node carries `sim:<key alias>`, and the executor's inbound pipeline accepts
+ * it only when that is the key the reducer expects (`expectedKey`), exactly as it does with RSA.
  */
-import { initState, reduce } from "../../lib/core/reduce.ts";
+import { initState } from "../../lib/core/reduce.ts";
 import {
   type BootstrapEntry,
   DEFAULT_FEDERATION,
   DEFAULT_LIMITS,
   type Effect,
-  endpointUrl,
   type Event,
   type ServerRecord,
   type State,
   type UserRecord,
 } from "../../lib/core/types.ts";
-import { expectedKey } from "../../lib/core/verify.ts";
 import { sha256HexSync as sha256Hex, sha256Sync as sha256 } from "../../lib/net/digest.ts";
 import { msgRef } from "../../lib/protocol/msg_ref.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
@@ -28,6 +27,19 @@ import {
   parseFrame,
   serializeEnvelope,
 } from "../../lib/protocol/envelope.ts";
+import type { PrivateKey } from "../../lib/crypto/rsa.ts";
+import {
+  type ChannelKeys,
+  createExecutor,
+  type Executor,
+  type FrameSigner,
+  type StoreLike,
+  type Timers,
+} from "../../lib/net/executor.ts";
+import type { Accept, DialHandlers, Socket, Transport } from "../../lib/net/transport.ts";
+import { Logger } from "../../lib/net/log.ts";
+import { Counters } from "../../lib/net/http.ts";
+import { setImmediate } from "node:timers";
 import { ForeignNode } from "./foreign.ts";
 
 /** mulberry32: a small, good-enough seeded PRNG. */
@@ -67,7 +79,7 @@ export interface Faults {
 export const NO_FAULTS: Faults = { breakLink: 0, duplicate: 0, reorder: 0 };
 
 type Endpoint =
-  | { kind: "node"; node: SimNode; conn: number }
+  | { kind: "node"; node: SimNode; conn: number; sock: SimSocket }
   | { kind: "user"; user: SimUser }
   | { kind: "foreign"; node: ForeignNode; conn: number };
 
@@ -80,7 +92,46 @@ export interface Pipe {
   lastAt: [number, number];
 }
 
-/** A simulated server: its reducer state (null while crashed) and its durable store. */
+/** A node's end of a pipe, as its executor sees it: a transport {@linkcode Socket}. */
+class SimSocket implements Socket {
+  onMessage: (data: unknown) => void = () => {};
+  onClose: () => void = () => {};
+  readonly bufferedAmount = 0;
+  constructor(
+    private readonly sim: Sim,
+    private readonly pipe: Pipe,
+    private readonly dir: 0 | 1,
+    /** The node run that owns this end is still up (a crashed run neither sends nor hears). */
+    readonly alive: () => boolean,
+  ) {}
+  get open(): boolean {
+    return this.pipe.open;
+  }
+  send(text: string): void {
+    if (this.pipe.open && this.alive()) this.sim.transmit(this.pipe, this.dir, text);
+  }
+  close(): void {
+    if (this.alive()) this.sim.closePipe(this.pipe);
+  }
+}
+
+/** Accept a simulated connection: the socket opens once the executor has attached it. */
+function accepting(sock: SimSocket): Accept {
+  return (_idle, onOpen) => {
+    queueMicrotask(() => sock.alive() && onOpen(sock));
+    return { socket: sock, response: new Response(null) };
+  };
+}
+
+/**
+ * Let every pending promise settle: `setImmediate` runs after the whole microtask queue has drained (a
+ * MessageChannel message does not: Deno resolves it among the microtasks).
+ */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** A simulated server: its reducer state (null while crashed), its executor and its durable store. */
 export interface SimNode {
   index: number;
   host: string;
@@ -88,19 +139,23 @@ export interface SimNode {
   key: string;
   bootstrap: BootstrapEntry[];
   state: State | null;
+  /** The running executor (null while crashed). */
+  ex: Executor | null;
+  /** Which run of the node is current: bumped at each start and crash. */
+  gen: number;
   store: {
+    nextRow: number;
     serverId: string;
     users: Map<string, UserRecord>;
     servers: Map<string, ServerRecord>;
     homes: Map<string, string>;
-    queue: Map<string, Envelope[]>;
-    outbox: Map<string, { ref: string; frame: Envelope }[]>;
+    queue: Map<string, { id: number; at: number; frame: Envelope }[]>;
+    outbox: Map<string, { id: number; at: number; ref: string; frame: Envelope }[]>;
     channel: { version: number; creatorPub: string; members: Set<string> } | null;
     acceptedRefs: Map<string, number>;
   };
   pipes: Map<number, Pipe>;
   nextConn: number;
-  dialTokens: Set<number>;
 }
 
 /** A simulated user: a client that tracks presence and what it received. */
@@ -179,19 +234,21 @@ export class Sim {
     this.queue.splice(lo, 0, job);
   }
 
-  /** Run every job due up to `until` (simulated ms). */
-  runUntil(until: number): void {
+  /** Run every job due up to `until` (simulated ms); after each, every promise it started settles. */
+  async runUntil(until: number): Promise<void> {
+    await settle();
     while (this.queue.length && this.queue[0].at <= until) {
       const job = this.queue.shift()!;
       this.now = job.at;
       job.run();
+      await settle();
     }
     this.now = until;
   }
 
   /** Advance the clock by `ms`. */
-  run(ms: number): void {
-    this.runUntil(this.now + ms);
+  run(ms: number): Promise<void> {
+    return this.runUntil(this.now + ms);
   }
 
   // --- nodes ------------------------------------------------------------------------------------------------
@@ -204,7 +261,10 @@ export class Sim {
       key: this.keys[keyIndex],
       bootstrap: [],
       state: null,
+      ex: null,
+      gen: 0,
       store: {
+        nextRow: 1,
         serverId: `00000000-0000-4000-8000-${String(index).padStart(12, "0")}`,
         users: new Map(),
         servers: new Map(),
@@ -216,7 +276,6 @@ export class Sim {
       },
       pipes: new Map(),
       nextConn: 1,
-      dialTokens: new Set(),
     };
     node.bootstrap = bootstrapTo.map((i) => ({
       host: this.nodes[i].host,
@@ -227,7 +286,7 @@ export class Sim {
     return node;
   }
 
-  /** Start (or restart) a node from its store. */
+  /** Start (or restart) a node from its store: the node's own executor, over the simulated network. */
   start(node: SimNode): void {
     const config: Parameters<typeof initState>[0] = {
       serverId: node.store.serverId,
@@ -263,16 +322,67 @@ export class Sim {
       acceptedRefs: [...node.store.acceptedRefs],
     };
     this.recording?.push(structuredClone({ node: node.index, start: { config, loaded } }));
+    const gen = ++node.gen;
+    const alive = () => node.gen === gen;
     node.state = initState(config, loaded);
     node.nextConn = 1;
+    const sig = `sim:${this.aliases.get(node.key)}`;
+    const timers: Timers = {
+      set: (fn, ms) => {
+        const h = { off: false };
+        this.at(this.now + ms, () => !h.off && alive() && fn());
+        return h;
+      },
+      clear: (h) => void ((h as { off: boolean }).off = true),
+    };
+    const signer: FrameSigner = {
+      signatures: 0,
+      sign: () => Promise.resolve(sig),
+      text: (f, sign) => Promise.resolve(serializeEnvelope(sign ? { ...f, sig } : f)),
+    };
+    node.ex = createExecutor({
+      state: node.state,
+      store: this.storeOf(node),
+      transport: this.transportOf(node, alive),
+      // Never used: the signer, the verifier and the channel key are simulated (see channelKeysOf).
+      key: null as unknown as PrivateKey,
+      secret: "",
+      channelKey: null,
+      limits: node.state.config.limits,
+      log: new Logger(
+        "error",
+        (line) => this.violations.push(`node ${node.index} logged: ${line}`),
+        () => this.now,
+      ),
+      counters: new Counters(),
+      onStoreFailed: (e) => this.violations.push(`node ${node.index}: store write failed: ${e}`),
+      now: () => this.now,
+      readSoftware: (url) =>
+        new Promise((resolve) => {
+          // /.well-known/socp: our nodes say socp-deno/…; a foreign server has none.
+          const host = /^http:\/\/([^:/]+)/.exec(url)?.[1];
+          const ours = this.nodes.some((n) => n.host === host);
+          this.at(this.now + 5, () => resolve(ours ? "socp-deno/sim" : ""));
+        }),
+      timers,
+      signer,
+      channelKeys: (dispatch) => this.channelKeysOf(node, alive, dispatch),
+      digest: (text) => Promise.resolve(sha256Hex(text)),
+      verify: (key, _payload, s) => Promise.resolve(s === `sim:${this.aliases.get(key)}`),
+      fresh: () => `sim-fresh-${this.freshIds++}`,
+      onStep: (ev, step) => {
+        if (!alive()) return;
+        this.recording?.push(structuredClone({ node: node.index, event: ev, effects: step.effects }));
+        node.state = step.state;
+      },
+    });
     this.step(node, { kind: "started", now: this.now, host: node.host, port: node.port });
     const tick = () => {
-      if (node.state === null) return;
+      if (!alive()) return;
       this.step(node, { kind: "tick", now: this.now });
       this.at(this.now + 250, tick);
     };
-    const gen = node.state;
-    this.at(this.now + 250, () => node.state === gen && tick());
+    this.at(this.now + 250, tick);
   }
 
   /**
@@ -282,210 +392,152 @@ export class Sim {
   crash(node: SimNode): void {
     if (!node.state) return;
     node.state = null;
+    node.gen++; // its timers and sockets are dead from now on
+    node.ex?.stop();
+    node.ex = null;
     for (const pipe of [...node.pipes.values()]) {
       this.at(Math.max(this.now, ...pipe.lastAt) + 1, () => this.breakPipe(pipe));
     }
     node.pipes.clear();
-    node.dialTokens.clear();
   }
 
   private step(node: SimNode, ev: Event): void {
-    if (!node.state) return;
-    const r = reduce(node.state, ev);
-    this.recording?.push(structuredClone({ node: node.index, event: ev, effects: r.effects }));
-    node.state = r.state;
-    for (const fx of r.effects) this.effect(node, fx);
+    node.ex?.dispatch(ev);
   }
 
-  private effect(node: SimNode, fx: Effect): void {
-    switch (fx.kind) {
-      case "send": {
-        const pipe = node.pipes.get(fx.conn);
-        if (!pipe || !pipe.open) return;
-        const frame = { ...fx.frame } as Envelope;
-        if (fx.seal) {
-          // Simulated channel crypto: the wrap names the channel key it carries and whom it is for.
-          const p = structuredClone(frame.payload) as Record<string, unknown>;
-          const wrap = `wrap:${node.store.channel?.creatorPub.slice(-12)}:for:${fx.seal.forKey.slice(-12)}`;
-          if (fx.seal.kind === "welcome") (p.public_channel as Record<string, unknown>).wrapped_key = wrap;
-          else if (fx.seal.kind === "updated") (p.wraps as Record<string, unknown>[])[0].wrapped_key = wrap;
-          else {
-            (p.shares as Record<string, unknown>[])[0].wrapped_public_channel_key = wrap;
-            p.content_sig = "channel-sig";
-          }
-          frame.payload = p as typeof frame.payload;
-        }
-        if (fx.sign) frame.sig = `sim:${this.aliases.get(node.key)}`;
-        this.transmit(
-          pipe,
-          pipe.a.kind === "node" && pipe.a.node === node && pipe.a.conn === fx.conn ? 0 : 1,
-          frame,
-        );
-        break;
-      }
-      case "close": {
-        const pipe = node.pipes.get(fx.conn);
-        if (pipe) this.closePipe(pipe);
-        break;
-      }
-      case "dial": {
-        node.dialTokens.add(fx.token);
-        const gen = node.state;
-        this.at(this.now + fx.afterMs, () => this.dial(node, gen, fx.token, endpointUrl(fx)));
-        break;
-      }
-      case "deliverQueued":
-      case "flushOutbox": {
-        const pipe = node.pipes.get(fx.conn);
-        const k = fx.kind === "deliverQueued" ? fx.userId : fx.serverId;
-        if (!pipe?.open) return;
-        // Queued frames are handed over and deleted; outbox frames stay until the other server ACKs them.
-        // Outbox rows for a server that does not speak the ACK extension go without `ack` and are forgotten.
-        const plain = fx.kind === "flushOutbox" && !fx.confirm;
-        const frames = fx.kind === "deliverQueued"
-          ? node.store.queue.get(k) ?? []
-          : (node.store.outbox.get(k) ?? []).map((r) => {
-            if (!plain) return r.frame;
-            const { ack: _ack, ...payload } = r.frame.payload as Record<string, unknown>;
-            return { ...r.frame, payload } as Envelope;
-          });
-        if (fx.kind === "deliverQueued" || plain) {
-          node.store[fx.kind === "deliverQueued" ? "queue" : "outbox"].delete(k);
-        }
-        const dir = pipe.a.kind === "node" && pipe.a.node === node && pipe.a.conn === fx.conn ? 0 : 1;
-        for (const f of frames) {
-          this.transmit(pipe, dir, {
-            ...f,
-            from: node.state!.config.serverId,
-            sig: `sim:${this.aliases.get(node.key)}`,
-          });
-        }
-        break;
-      }
-      case "outboxHanded":
-        node.store.outbox.delete(fx.serverId);
-        break;
-      case "outboxAcked": {
-        const rows = node.store.outbox.get(fx.serverId) ?? [];
-        node.store.outbox.set(fx.serverId, rows.filter((r) => r.ref !== fx.msgRef));
-        break;
-      }
-      case "createChannel":
-      case "adoptChannel": {
-        const gen = node.state;
-        const version = fx.kind === "adoptChannel" ? fx.version : 1;
-        const creatorPub = fx.kind === "adoptChannel" ? fx.creatorPub : node.key;
-        this.at(this.now + 5, () => {
-          if (node.state !== gen) return;
-          node.store.channel = { version, creatorPub, members: new Set() };
-          this.step(node, { kind: "channelReady", now: this.now, version, creatorPub });
-        });
-        break;
-      }
-      case "persist": {
-        const op = fx.op;
-        if (op.op === "upsertUser") node.store.users.set(op.user.userId, op.user);
-        else if (op.op === "pinServer") {
-          const old = node.store.servers.get(op.server.serverId);
-          node.store.servers.set(op.server.serverId, {
-            ...op.server,
-            pubkey: old?.pubkey ?? op.server.pubkey,
-          });
-        } else if (op.op === "setServerId") node.store.serverId = op.serverId;
-        else if (op.op === "setHome") node.store.homes.set(op.userId, op.serverId);
-        else if (op.op === "enqueue") {
-          node.store.queue.set(op.userId, [...(node.store.queue.get(op.userId) ?? []), op.frame]);
-        } else if (op.op === "outbox") {
-          const ref = msgRef(sha256(canonicalJson(op.frame.payload)));
-          node.store.outbox.set(op.serverId, [...(node.store.outbox.get(op.serverId) ?? []), {
-            ref,
-            frame: op.frame,
-          }]);
-        } else if (op.op === "acceptRef") node.store.acceptedRefs.set(op.ref, op.now);
-        else if (op.op === "channel") {
-          if (node.store.channel) node.store.channel.version = op.version;
-        } else node.store.channel?.members.add(op.memberId);
-        break;
-      }
-      case "probe": {
-        // /.well-known/socp: our nodes say socp-deno/…; a foreign server has none.
-        const host = /^http:\/\/([^:/]+)/.exec(fx.url)?.[1];
-        const ours = this.nodes.some((n) => n.host === host);
-        const gen = node.state;
-        this.at(this.now + 5, () => {
-          if (node.state !== gen) return;
-          this.step(node, {
-            kind: "software",
-            now: this.now,
-            serverId: fx.serverId,
-            software: ours ? "socp-deno/sim" : "",
-          });
-        });
-        break;
-      }
-      case "log":
-        break;
-    }
-  }
-
-  private dial(node: SimNode, gen: State | null, token: number, url: string): void {
-    if (node.state !== gen || !node.state || !node.dialTokens.delete(token)) return;
-    const fm = /^ws:\/\/f(\d+):\d+$/.exec(url);
-    if (fm) return this.dialForeign(node, token, this.foreign[Number(fm[1])]);
-    const m = /^ws:\/\/n(\d+):\d+$/.exec(url);
-    const target = m ? this.nodes[Number(m[1])] : undefined;
-    if (!target?.state) {
-      this.step(node, { kind: "dialFailed", token, now: this.now, reason: "refused" });
-      return;
-    }
-    const ca = node.nextConn++;
-    const cb = target.nextConn++;
-    const pipe: Pipe = {
-      a: { kind: "node", node, conn: ca },
-      b: { kind: "node", node: target, conn: cb },
-      open: true,
-      lastAt: [0, 0],
+  /** The node's durable store, as the executor writes and reads it. */
+  private storeOf(node: SimNode): StoreLike {
+    const st = node.store;
+    const rows = <T>(m: Map<string, T[]>, k: string) => m.get(k) ?? [];
+    return {
+      upsertUser: (u) => void st.users.set(u.userId, u),
+      pinServer: (sv) => {
+        const old = st.servers.get(sv.serverId);
+        st.servers.set(sv.serverId, { ...sv, pubkey: old?.pubkey ?? sv.pubkey });
+      },
+      setServerId: (id) => void (st.serverId = id),
+      setHome: (u, sv) => void st.homes.set(u, sv),
+      enqueue: (u, frame, now) =>
+        void st.queue.set(u, [...rows(st.queue, u), { id: st.nextRow++, at: now, frame: frame as Envelope }]),
+      queuedFor: (u, notBefore) => rows(st.queue, u).filter((r) => r.at >= notBefore),
+      dequeue: (ids) => {
+        for (const [u, q] of st.queue) st.queue.set(u, q.filter((r) => !ids.includes(r.id)));
+      },
+      addOutbox: (sv, ref, frame, now) =>
+        void st.outbox.set(sv, [...rows(st.outbox, sv), {
+          id: st.nextRow++,
+          at: now,
+          ref,
+          frame: frame as Envelope,
+        }]),
+      outboxFor: (sv, notBefore) => rows(st.outbox, sv).filter((r) => r.at >= notBefore),
+      ackOutbox: (sv, ref) => void st.outbox.set(sv, rows(st.outbox, sv).filter((r) => r.ref !== ref)),
+      clearOutbox: (sv) => void st.outbox.delete(sv),
+      deleteOutbox: (ids) => {
+        for (const [sv, q] of st.outbox) st.outbox.set(sv, q.filter((r) => !ids.includes(r.id)));
+      },
+      acceptRef: (ref, now) => void st.acceptedRefs.set(ref, now),
+      setChannel: (version) => {
+        if (st.channel) st.channel.version = version;
+      },
+      addMember: (m) => void st.channel?.members.add(m),
+      setChannelKey: () => {},
     };
-    node.pipes.set(ca, pipe);
-    target.pipes.set(cb, pipe);
-    this.step(target, { kind: "connected", conn: cb, addr: node.host, now: this.now });
-    this.step(node, { kind: "connected", conn: ca, addr: target.host, now: this.now, dial: token });
   }
 
-  private dialForeign(node: SimNode, token: number, target: ForeignNode | undefined): void {
-    if (!target?.up) {
-      this.step(node, { kind: "dialFailed", token, now: this.now, reason: "refused" });
-      return;
-    }
+  /** Simulated channel crypto: the wrap names the channel key it carries and whom it is for. */
+  private channelKeysOf(node: SimNode, alive: () => boolean, dispatch: (ev: Event) => void): ChannelKeys {
+    const ready = (version: number, creatorPub: string) =>
+      this.at(this.now + 5, () => {
+        if (!alive()) return;
+        node.store.channel = { version, creatorPub, members: new Set() };
+        dispatch({ kind: "channelReady", now: this.now, version, creatorPub });
+      });
+    return {
+      pending: () => undefined,
+      started: () => {},
+      create: () => ready(1, node.key),
+      adopt: (version, creatorPub) => ready(version, creatorPub),
+      seal: (frame, seal) => {
+        const p = structuredClone(frame.payload) as Record<string, unknown>;
+        const wrap = `wrap:${node.store.channel?.creatorPub.slice(-12)}:for:${seal.forKey.slice(-12)}`;
+        if (seal.kind === "welcome") (p.public_channel as Record<string, unknown>).wrapped_key = wrap;
+        else if (seal.kind === "updated") (p.wraps as Record<string, unknown>[])[0].wrapped_key = wrap;
+        else {
+          (p.shares as Record<string, unknown>[])[0].wrapped_public_channel_key = wrap;
+          p.content_sig = "channel-sig";
+        }
+        frame.payload = p as typeof frame.payload;
+        return Promise.resolve(true);
+      },
+    };
+  }
+
+  /** The simulated network as the node's transport: dials reach other nodes and foreign servers by host. */
+  private transportOf(node: SimNode, alive: () => boolean): Transport {
+    return {
+      listen: () => {
+        throw new Error("the simulation accepts connections through Sim.connect and dials");
+      },
+      dial: (url, _timeoutMs, on) => {
+        if (!alive()) return;
+        const fm = /^ws:\/\/f(\d+):\d+$/.exec(url);
+        if (fm) return this.dialForeign(node, alive, on, this.foreign[Number(fm[1])]);
+        const m = /^ws:\/\/n(\d+):\d+$/.exec(url);
+        const target = m ? this.nodes[Number(m[1])] : undefined;
+        if (!target?.ex) return on.onFail("refused");
+        const ca = node.nextConn++;
+        const cb = target.nextConn++;
+        const pipe: Pipe = { a: null!, b: null!, open: true, lastAt: [0, 0] };
+        const tgen = target.gen;
+        const sa = new SimSocket(this, pipe, 0, alive);
+        const sb = new SimSocket(this, pipe, 1, () => target.gen === tgen);
+        pipe.a = { kind: "node", node, conn: ca, sock: sa };
+        pipe.b = { kind: "node", node: target, conn: cb, sock: sb };
+        node.pipes.set(ca, pipe);
+        target.pipes.set(cb, pipe);
+        target.ex.upgrade(node.host, accepting(sb), 30);
+        queueMicrotask(() => alive() && on.onOpen(sa));
+      },
+    };
+  }
+
+  private dialForeign(
+    node: SimNode,
+    alive: () => boolean,
+    on: DialHandlers,
+    target: ForeignNode | undefined,
+  ): void {
+    if (!target?.up) return on.onFail("refused");
     const ca = node.nextConn++;
     const cb = target.nextConn++;
     const pipe: Pipe = {
-      a: { kind: "node", node, conn: ca },
+      a: null!,
       b: { kind: "foreign", node: target, conn: cb },
       open: true,
       lastAt: [0, 0],
     };
+    const sa = new SimSocket(this, pipe, 0, alive);
+    pipe.a = { kind: "node", node, conn: ca, sock: sa };
     node.pipes.set(ca, pipe);
     target.pipes.set(cb, pipe);
     target.accepted(cb);
-    this.step(node, { kind: "connected", conn: ca, addr: target.host, now: this.now, dial: token });
+    queueMicrotask(() => alive() && on.onOpen(sa));
   }
 
   /** A foreign server dials one of our nodes (by host) and JOINs it. */
   dialFromForeign(f: ForeignNode, host: string): void {
     const target = this.nodes.find((n) => n.host === host);
-    if (!target?.state || !f.up) return;
+    if (!target?.ex || !f.up) return;
     const ca = f.nextConn++;
     const cb = target.nextConn++;
-    const pipe: Pipe = {
-      a: { kind: "foreign", node: f, conn: ca },
-      b: { kind: "node", node: target, conn: cb },
-      open: true,
-      lastAt: [0, 0],
-    };
+    const pipe: Pipe = { a: { kind: "foreign", node: f, conn: ca }, b: null!, open: true, lastAt: [0, 0] };
+    const tgen = target.gen;
+    const sb = new SimSocket(this, pipe, 1, () => target.gen === tgen);
+    pipe.b = { kind: "node", node: target, conn: cb, sock: sb };
     f.pipes.set(ca, pipe);
     target.pipes.set(cb, pipe);
-    this.step(target, { kind: "connected", conn: cb, addr: f.host, now: this.now });
+    target.ex.upgrade(f.host, accepting(sb), 30);
     f.dialed(ca, host);
   }
 
@@ -498,7 +550,8 @@ export class Sim {
   }
 
   // --- the network ------------------------------------------------------------------------------------------
-  transmit(pipe: Pipe, dir: 0 | 1, frame: Envelope): void {
+  transmit(pipe: Pipe, dir: 0 | 1, wire: Envelope | string): void {
+    const frame = typeof wire === "string" ? JSON.parse(wire) as Envelope : wire;
     const to = dir === 0 ? pipe.b : pipe.a;
     const between = pipe.a.kind !== "user" && pipe.b.kind !== "user";
     if (to.kind === "foreign" && frame.type === "SERVER_DELIVER") {
@@ -515,7 +568,7 @@ export class Sim {
         this.violations.push(`ERROR ${p.code} to the foreign server: ${p.detail ?? ""}`);
       }
     }
-    const text = serializeEnvelope(frame);
+    const text = typeof wire === "string" ? wire : serializeEnvelope(frame);
     if (between) this.serverFrames.set(frame.type, (this.serverFrames.get(frame.type) ?? 0) + 1);
     if (between && this.rng.chance(this.faults.breakLink)) {
       this.lostInFlight(to, text);
@@ -550,28 +603,7 @@ export class Sim {
   private arrive(to: Endpoint, text: string): void {
     if (to.kind === "user") return this.userReceives(to.user, text);
     if (to.kind === "foreign") return to.node.receive(to.conn, text);
-    const node = to.node;
-    if (!node.state) return;
-    const parsed = parseFrame(text);
-    const digest = parsed.ok ? sha256Hex(canonicalJson(parsed.envelope.payload)) : "";
-    let sig: "valid" | "invalid" | "absent" = "absent";
-    let sigKey: string | undefined;
-    if (parsed.ok && parsed.envelope.sig) {
-      const key = expectedKey(node.state, node.state.conns.get(to.conn), parsed.envelope);
-      const ok = key !== undefined && parsed.envelope.sig === `sim:${this.aliases.get(key)}`;
-      sig = ok ? "valid" : "invalid";
-      sigKey = ok ? key : undefined;
-    }
-    this.step(node, {
-      kind: "frame",
-      conn: to.conn,
-      now: this.now,
-      parsed,
-      digest,
-      sig,
-      sigKey,
-      fresh: `sim-fresh-${this.freshIds++}`,
-    });
+    if (to.sock.alive()) to.sock.onMessage(text);
   }
 
   /** Close a connection the way a WebSocket close does: both ends see "closed" a moment later. */
@@ -587,7 +619,7 @@ export class Sim {
       if (end.kind === "node") {
         if (end.node.pipes.get(end.conn) !== pipe) continue;
         end.node.pipes.delete(end.conn);
-        this.step(end.node, { kind: "closed", conn: end.conn, now: this.now });
+        if (end.sock.alive()) end.sock.onClose();
       } else if (end.kind === "foreign") {
         if (end.node.pipes.get(end.conn) === pipe) end.node.closed(end.conn);
       } else if (end.user.pipe === pipe) {
@@ -621,18 +653,16 @@ export class Sim {
     user.home ??= to;
     if (user.home instanceof ForeignNode) return this.connectForeign(user, user.home);
     const node = user.home;
-    if (user.pipe || !node.state) return;
+    if (user.pipe || !node.ex) return;
     const conn = node.nextConn++;
-    const pipe: Pipe = {
-      a: { kind: "user", user },
-      b: { kind: "node", node, conn },
-      open: true,
-      lastAt: [0, 0],
-    };
+    const pipe: Pipe = { a: { kind: "user", user }, b: null!, open: true, lastAt: [0, 0] };
+    const gen = node.gen;
+    const sock = new SimSocket(this, pipe, 1, () => node.gen === gen);
+    pipe.b = { kind: "node", node, conn, sock };
     node.pipes.set(conn, pipe);
     user.pipe = pipe;
     user.node = node;
-    this.step(node, { kind: "connected", conn, addr: `u-${user.userId}`, now: this.now });
+    node.ex.upgrade(`u-${user.userId}`, accepting(sock), 30);
     this.transmit(pipe, 0, {
       type: "USER_HELLO",
       from: user.userId,
