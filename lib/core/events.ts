@@ -9,7 +9,9 @@ import { forgetFullHelloBuckets } from "./limits.ts";
 import { dialFailed, joinTimers } from "./join.ts";
 import { dialConnected, linkDown, linkTimers } from "./links.ts";
 import type { Out } from "./out.ts";
+import { deliverQueued, enqueue } from "./offline.ts";
 import { userLeft } from "./presence.ts";
+import type { Envelope } from "../protocol/envelope.ts";
 import type { Conn, Event } from "./types.ts";
 
 type EventOf<K extends Event["kind"]> = Extract<Event, { kind: K }>;
@@ -68,6 +70,33 @@ export function onOversize(out: Out, event: EventOf<"oversize">): void {
     1009,
     `frame of ${event.bytes} bytes exceeds the ${out.state.config.limits.maxFrameBytes}-byte limit`,
   );
+}
+
+/**
+ * DMs that never reached a user's socket (it closed or was cut first) are not lost: they go to the user's
+ * connection if the user is back on another one, else to the offline queue (PROFILE §10), delivered at the next
+ * hello. Never back to the connection that failed them.
+ */
+export function onUndelivered(out: Out, event: EventOf<"undelivered">): void {
+  const { state } = out;
+  const { userId } = event;
+  if (!state.users.has(userId)) return;
+  const live = state.localUsers.get(userId);
+  const elsewhere = live !== undefined && live !== event.conn ? live : undefined;
+  if (event.stored) {
+    state.queued.set(userId, (state.queued.get(userId) ?? 0) + event.stored);
+    out.log("info", "dm.requeued", { to: userId, frames: event.stored, what: "queue" });
+    if (elsewhere !== undefined) deliverQueued(out, elsewhere, userId);
+  }
+  const f = event.frame;
+  if (!f || f.type !== "USER_DELIVER" || f.to !== userId) return;
+  if (elsewhere !== undefined) {
+    out.send(elsewhere, f);
+    return;
+  }
+  const full = enqueue(out, userId, f as Envelope<"USER_DELIVER">);
+  if (full) out.log("warn", "dm.dropped", { to: userId, reason: full });
+  else out.log("info", "dm.requeued", { to: userId, frames: 1, what: "live" });
 }
 
 /** A connection closed: its user leaves, its link goes down, or its dial failed. */

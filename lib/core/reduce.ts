@@ -27,7 +27,7 @@ import type { AnyEnvelope } from "../protocol/envelope.ts";
 import { sameKeyMaterial } from "../protocol/keys.ts";
 import { channelReady } from "./channel.ts";
 import { SeenCache } from "./dedupe.ts";
-import { onClosed, onConnected, onDialFailed, onOversize, onTick } from "./events.ts";
+import { onClosed, onConnected, onDialFailed, onOversize, onTick, onUndelivered } from "./events.ts";
 import { started } from "./join.ts";
 import { dialedLinkUp, onSoftware } from "./links.ts";
 import { bucket, staleness, takeToken } from "./limits.ts";
@@ -204,6 +204,9 @@ export function reduce(state: State, event: Event): Step {
       break;
     case "closed":
       onClosed(out, event);
+      break;
+    case "undelivered":
+      onUndelivered(out, event);
       break;
     case "tick":
       onTick(out);

@@ -373,6 +373,12 @@ export type Event =
   }
   | { kind: "oversize"; conn: number; now: number; bytes: number }
   | { kind: "closed"; conn: number; now: number }
+  /**
+   * Frames for a local user that never reached their socket: it closed, or was cut as too slow, first. `frame` is
+   * a USER_DELIVER the shell could not hand over; `stored` counts rows of the user's offline queue it was sending
+   * and did not (they are still in the store).
+   */
+  | { kind: "undelivered"; conn: number; now: number; userId: string; frame?: Envelope; stored?: number }
   | { kind: "tick"; now: number }
   /** The answer to a `probe` effect: the server's `software` ("" when it has none or did not answer). */
   | {

@@ -31,7 +31,7 @@ import type { SealedKey } from "../crypto/keyfile.ts";
 import { msgRef } from "../protocol/msg_ref.ts";
 import { canonicalJson } from "../protocol/canonical_json.ts";
 import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
-import { sha256Sync } from "./digest.ts";
+import { sha256HexSync, sha256Sync } from "./digest.ts";
 import type { Counters } from "./http.ts";
 import { readSoftware } from "./probe.ts";
 import { type InboundConn, type InboundContext, onFrame } from "./inbound.ts";
@@ -91,6 +91,8 @@ export interface FrameSigner {
   sign(payload: unknown): Promise<string>;
   /** The wire text of `frame`: signed with our key when `sign`, else with its own `sig`. */
   text(frame: Envelope, sign: boolean): Promise<string>;
+  /** The wire text of `frame` when it is ready now (no signature to wait for), else `undefined`. */
+  textNow?(frame: Envelope, sign: boolean): string | undefined;
   /** Signatures actually computed. */
   readonly signatures: number;
 }
@@ -179,6 +181,8 @@ interface Conn extends InboundConn {
   addr: string;
   /** Send-order chain of outbound frames. */
   outbound: Promise<void>;
+  /** Entries in `outbound` not yet finished: while there are none, a frame whose text is ready goes out at once. */
+  queued: number;
   closing: boolean;
   /** Estimated bytes of signed frames in the outbound chain, not yet handed to the socket. */
   ready: number;
@@ -197,7 +201,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   const now = ctx.now ?? Date.now;
   const software = ctx.readSoftware ?? readSoftware;
   let state = ctx.state;
-  const signer: FrameSigner = ctx.signer ?? new Signer(ctx.key);
+  const signer: FrameSigner = ctx.signer ?? new Signer(ctx.key, 1024, sha256HexSync);
   const timers: Timers = ctx.timers ??
     { set: (fn, ms) => setTimeout(fn, ms), clear: (h) => clearTimeout(h as number) };
   const sockets = new Map<number, Conn>();
@@ -281,7 +285,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
           const closeNow = () => s.sock.close(fx.code, fx.reason.slice(0, 120));
           // Frames before the close go first, but a peer that does not read cannot hold the close back.
           const hard = timers.set(closeNow, 5_000);
-          s.outbound = s.outbound.then(() => {
+          chain(s, () => {
             timers.clear(hard);
             closeNow();
           });
@@ -292,7 +296,13 @@ export function createExecutor(ctx: ExecutorContext): Executor {
           break;
         case "deliverQueued": {
           const rows = store.queuedFor(fx.userId, fx.notBefore);
-          sendStored(fx.conn, rows, (ids) => write(() => store.dequeue(ids)), `queued for ${fx.userId}`);
+          sendStored(
+            fx.conn,
+            rows,
+            (ids) => write(() => store.dequeue(ids)),
+            `queued for ${fx.userId}`,
+            fx.userId,
+          );
           break;
         }
         case "flushOutbox": {
@@ -363,13 +373,25 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   function send(fx: Extract<Effect, { kind: "send" }>): void {
     const { conn, frame, seal } = fx;
     const s = sockets.get(conn);
-    if (!s || s.closing) return;
+    if (!s || s.closing) return undelivered(conn, frame);
     // A peer that does not read makes frames wait; past the bound it is cut (PROFILE §11, unsent bytes).
     const bytes = approxBytes(frame);
     const unsent = s.ready + s.sock.bufferedAmount + bytes;
     if (unsent > limits.maxUnsentBytes && s.stalled) {
       tooSlow(conn, s, unsent);
-      return;
+      return undelivered(conn, frame);
+    }
+    // Nothing waiting before it and its text ready (an ACK, a stored advert): out now, not after promise turns.
+    if (!seal && s.queued === 0 && s.sock.bufferedAmount + bytes <= high) {
+      const t = signer.textNow?.(frame, fx.sign);
+      if (t !== undefined) {
+        if (frame.type === "ERROR") metrics.refused++;
+        if (s.sock.open) {
+          s.sock.send(t);
+          metrics.framesOut++;
+        } else undelivered(conn, frame);
+        return;
+      }
     }
     let text: Promise<string>;
     if (seal) {
@@ -390,18 +412,18 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       ready = true;
       s.ready += bytes;
     }, () => {});
-    s.outbound = s.outbound.then(async () => {
+    chain(s, async () => {
       try {
         const t = await text;
         await drain(conn, s);
         if (s.sock.open) {
           s.sock.send(t);
           metrics.framesOut++;
-        }
+        } else undelivered(conn, frame);
       } finally {
         if (ready) s.ready -= bytes;
       }
-    }).catch((e) => log.error("send.failed", { conn, error: String(e) }));
+    }, (e) => log.error("send.failed", { conn, error: String(e) }));
   }
 
   /**
@@ -435,22 +457,30 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     rows: { id: number; frame: unknown }[],
     remove: (ids: number[]) => void,
     what: string,
+    queueOf?: string,
   ) {
     const s = sockets.get(conn);
     if (!s || rows.length === 0) return;
     const frames = rows.map((r) => ({ ...(r.frame as Envelope), from: state.config.serverId }));
     const sigs = frames.map((f) => signer.sign(f.payload));
-    s.outbound = s.outbound.then(async () => {
+    chain(s, async () => {
       for (let i = 0; i < frames.length; i++) {
         frames[i].sig = await sigs[i];
         await drain(conn, s); // paced: a long queue never piles up in the runtime's buffer
-        if (!s.sock.open) return;
+        if (!s.sock.open) {
+          // Cut or gone halfway: what left is delivered, the rest stays queued for the user's next hello.
+          if (i > 0) remove(rows.slice(0, i).map((r) => r.id));
+          if (queueOf !== undefined) {
+            later({ kind: "undelivered", conn, now: now(), userId: queueOf, stored: rows.length - i });
+          }
+          return;
+        }
         s.sock.send(serializeEnvelope(frames[i]));
         metrics.framesOut++;
       }
       remove(rows.map((r) => r.id));
       log.info("stored.delivered", { conn, frames: rows.length, what });
-    }).catch((e) => log.error("stored.failed", { conn, error: String(e) }));
+    }, (e) => log.error("stored.failed", { conn, error: String(e) }));
   }
 
   /**
@@ -477,6 +507,34 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     } finally {
       s.stalled = false;
     }
+  }
+
+  /**
+   * A DM for a local user that did not reach its socket (closed, or cut as too slow): the reducer re-routes it
+   * (the user's new connection, else the offline queue). Frames already handed to the runtime cannot be taken
+   * back; at most the high-water mark of them (see outbound.ts) is in the runtime's buffer when a reader is cut.
+   */
+  function undelivered(conn: number, frame: Envelope): void {
+    if (frame.type !== "USER_DELIVER" || typeof frame.to !== "string") return;
+    later({ kind: "undelivered", conn, now: now(), userId: frame.to, frame });
+  }
+
+  /** Dispatch after the current step's effects (never from inside them), unless stopping. */
+  function later(ev: Event): void {
+    queueMicrotask(() => {
+      if (!stopping) dispatch(ev);
+    });
+  }
+
+  /** Run `step` after everything already queued on the connection (counted in `queued`). */
+  function chain(s: Conn, step: () => void | Promise<void>, failed?: (e: unknown) => void): void {
+    s.queued++;
+    s.outbound = s.outbound.then(step).then(() => {
+      s.queued--;
+    }, (e) => {
+      s.queued--;
+      failed?.(e);
+    });
   }
 
   /** Tell the reducer (once) that a connection is gone. */
@@ -511,6 +569,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       addr,
       inbound: Promise.resolve(),
       outbound: Promise.resolve(),
+      queued: 0,
       closing: false,
       cut: false,
       inflight: 0,

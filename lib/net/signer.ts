@@ -25,24 +25,48 @@ import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
 /** A caching PSS signer for payloads. */
 export class Signer {
   private readonly cache = new Map<string, Promise<string>>();
+  /** Signatures already computed, by payload digest (the same LRU entries as `cache`, resolved). */
+  private readonly done = new Map<string, string>();
   /** Wire texts by frame object: signed by us, and as received (relayed with their own sig). */
   private readonly texts = [new WeakMap<object, Promise<string>>(), new WeakMap<object, Promise<string>>()];
+  /** Wire texts already serialized, by frame object (what `textNow` answers from). */
+  private readonly ready = [new WeakMap<object, string>(), new WeakMap<object, string>()];
   /** RSA signatures actually computed. */
   signatures = 0;
 
-  constructor(private readonly key: PrivateKey, private readonly max = 1024) {}
+  /**
+   * @param key signs (RSA-PSS).
+   * @param max how many signatures the LRU keeps.
+   * @param digestHex a synchronous SHA-256 (hex) for the cache key; without one, WebCrypto's (asynchronous), and
+   *   {@linkcode Signer.textNow} can answer only frames already serialized.
+   */
+  constructor(
+    private readonly key: PrivateKey,
+    private readonly max = 1024,
+    private readonly digestHex?: (text: string) => string,
+  ) {}
 
   /** The signature over the canonical form of `payload`. */
-  async sign(payload: unknown): Promise<string> {
+  sign(payload: unknown): Promise<string> {
     const canon = canonicalJson(payload);
-    const k = await sha256Hex(canon);
+    if (this.digestHex) return this.signCanon(canon, this.digestHex(canon));
+    return sha256Hex(canon).then((k) => this.signCanon(canon, k));
+  }
+
+  private signCanon(canon: string, k: string): Promise<string> {
     const hit = this.cache.get(k);
     if (hit) return hit;
     this.signatures++;
     const p = this.key.sign(new TextEncoder().encode(canon));
     this.cache.set(k, p);
-    if (this.cache.size > this.max) this.cache.delete(this.cache.keys().next().value!);
-    p.catch(() => this.cache.delete(k));
+    if (this.cache.size > this.max) {
+      const old = this.cache.keys().next().value!;
+      this.cache.delete(old);
+      this.done.delete(old);
+    }
+    p.then((sig) => {
+      if (this.cache.get(k) === p) this.done.set(k, sig);
+    }, () => this.cache.delete(k));
     return p;
   }
 
@@ -51,14 +75,50 @@ export class Signer {
    * frame object and kept while the caller holds the object; the frame must not be changed after it is sent.
    */
   text(frame: Envelope, sign: boolean): Promise<string> {
-    const texts = this.texts[sign ? 0 : 1];
-    const hit = texts.get(frame);
+    const i = sign ? 0 : 1;
+    const hit = this.texts[i].get(frame);
     if (hit) return hit;
-    const p = sign
-      ? this.sign(frame.payload).then((sig) => serializeEnvelope({ ...frame, sig }))
-      : Promise.resolve().then(() => serializeEnvelope(frame));
-    texts.set(frame, p);
-    p.catch(() => texts.delete(frame));
+    const done = this.ready[i].get(frame); // serialized by textNow
+    return done !== undefined ? Promise.resolve(done) : this.start(frame, sign);
+  }
+
+  /**
+   * The wire text of `frame` now, when it needs no new signature: a frame already serialized, a frame to send as
+   * it is, or (with a synchronous digest) a payload whose signature is cached. Otherwise `undefined`, and the
+   * signature is under way: use {@linkcode Signer.text}. A node sends such frames at once (an ACK, the snapshot
+   * of adverts) instead of after a promise turn per frame.
+   */
+  textNow(frame: Envelope, sign: boolean): string | undefined {
+    const i = sign ? 0 : 1;
+    const done = this.ready[i].get(frame);
+    if (done !== undefined) return done;
+    if (this.texts[i].has(frame)) return undefined; // being signed: wait for it
+    if (!sign) {
+      const t = serializeEnvelope(frame);
+      this.ready[i].set(frame, t);
+      return t;
+    }
+    if (!this.digestHex) return undefined;
+    const canon = canonicalJson(frame.payload);
+    const k = this.digestHex(canon);
+    const sig = this.done.get(k);
+    if (sig === undefined) {
+      this.start(frame, true, canon, k);
+      return undefined;
+    }
+    const t = serializeEnvelope({ ...frame, sig });
+    this.ready[i].set(frame, t);
+    return t;
+  }
+
+  private start(frame: Envelope, sign: boolean, canon?: string, k?: string): Promise<string> {
+    const i = sign ? 0 : 1;
+    const p = !sign
+      ? Promise.resolve().then(() => serializeEnvelope(frame))
+      : (canon !== undefined && k !== undefined ? this.signCanon(canon, k) : this.sign(frame.payload))
+        .then((sig) => serializeEnvelope({ ...frame, sig }));
+    this.texts[i].set(frame, p);
+    p.then((t) => this.ready[i].set(frame, t), () => this.texts[i].delete(frame));
     return p;
   }
 }

@@ -1,7 +1,8 @@
 /**
  * End-to-end: a user that stops reading while another sends it 400 DMs of ~200 KB (issue 7 §2). The node cuts
  * the slow connection (1008 "too slow") once more than --max-unsent-bytes wait for it, its resident memory stays
- * bounded (read from /proc, printed), and a DM between two other users still goes through.
+ * bounded (read from /proc, printed), no DM is lost (those the cut connection never took wait in the offline
+ * queue for the user's next hello), and a DM between two other users still goes through.
  */
 import assert from "node:assert/strict";
 import { type ClientEvent, SocpClient } from "../../lib/client/client.ts";
@@ -131,11 +132,52 @@ Deno.test({
     assert.equal(hz.users_online, 1, "the slow user is offline; the sender is online");
 
     // The slow user reads again: what was already in flight, then the close frame with 1008 "too slow".
-    const close = await slow.readUntil((f) => f.kind === "close", 30_000);
+    const seen = new Map<number, string>(); // DM (by its ts) -> where the slow user got it
+    const dmTs = (text: string) => {
+      const f = JSON.parse(text);
+      return f.type === "USER_DELIVER" ? f.ts as number : undefined;
+    };
+    const close = await slow.readUntil((f) => {
+      if (f.kind === "text") {
+        const ts = dmTs(f.text);
+        if (ts !== undefined) seen.set(ts, "old connection");
+      }
+      return f.kind === "close";
+    }, 30_000);
     assert.deepEqual(close, { kind: "close", code: 1008, reason: "too slow" });
-    console.log(`  the slow user read ${(slow.bytesRead / 1048576).toFixed(1)} MiB before the close frame`);
+    const inFlight = seen.size;
+    console.log(
+      `  the slow user read ${
+        (slow.bytesRead / 1048576).toFixed(1)
+      } MiB (${inFlight} DMs) before the close frame`,
+    );
     slow.close();
     slow = undefined;
+
+    // No DM is lost: those that never reached the cut connection, and those sent after the cut, wait in the
+    // offline queue and arrive at the next hello, each exactly once.
+    const back = await RawPeer.open(node.url);
+    try {
+      back.send({
+        type: "USER_HELLO",
+        from: SLOW,
+        to: "",
+        ts: Date.now(),
+        payload: { client: "slow", pubkey: slowKey.publicKey },
+        sig: "",
+      });
+      await until(() => back.count("USER_DELIVER") >= 400 - inFlight, "the queued DMs arrive", 60_000);
+      await new Promise((r) => setTimeout(r, 500)); // any extra (duplicate) DM would arrive by now
+      for (const f of back.frames.filter((f) => f.type === "USER_DELIVER")) {
+        assert.ok(!seen.has(f.ts), `DM ${f.ts} arrived twice (${seen.get(f.ts)} and after the next hello)`);
+        seen.set(f.ts, "queue");
+      }
+      console.log(`  after the next hello the slow user got ${seen.size - inFlight} queued DMs`);
+      assert.equal(seen.size, 400, "every DM reached the slow user exactly once");
+    } finally {
+      back.close();
+      await back.closed;
+    }
 
     // Two other users still exchange a DM.
     const alice = await SocpClient.connect(node.url, { userId: ALICE, key: await fixtureKey("user1") });

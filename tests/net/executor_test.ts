@@ -235,6 +235,71 @@ Deno.test("a DM to an offline user is persisted, then handed over signed by the 
   await until(() => ex.connections() === 0, "every connection gone");
 });
 
+Deno.test("DMs that never reached a closed socket go to the offline queue, and a cut hand-over keeps the rest", async () => {
+  const { ex, store } = setup();
+  const alice = new Signer(aliceKey);
+  const bob = new Signer(bobKey);
+  const now = Date.now();
+  const a = accept(ex);
+  await Promise.resolve();
+  await say(a, alice, hello(ALICE, aliceKey.publicKey, now));
+  const b = accept(ex);
+  await Promise.resolve();
+  await say(b, bob, hello(BOB, bobKey.publicKey, now));
+  await until(() => ex.state().localUsers.has(BOB), "bob online");
+
+  // Bob's socket is gone but the runtime has not said so yet: live DMs for him must not vanish.
+  b.open = false;
+  for (let i = 0; i < 3; i++) {
+    await say(a, alice, {
+      type: "MSG_DIRECT",
+      from: ALICE,
+      to: BOB,
+      ts: now + i,
+      payload: { ciphertext: `C${i}`, sender_pub: aliceKey.publicKey, content_sig: "S" },
+    });
+  }
+  await until(() => store.queue.length === 3, "the three DMs queued for bob");
+  assert.equal(ex.state().queued.get(BOB), 3);
+  b.onClose();
+  await until(() => !ex.state().localUsers.has(BOB), "bob offline");
+
+  // Bob comes back on a socket that dies after the first queued DM: one row is delivered and dequeued, the other
+  // two stay queued, and the reducer knows (his next hello gets them).
+  const b2 = accept(ex);
+  const send = b2.send.bind(b2);
+  b2.send = (text: string) => {
+    send(text);
+    if (JSON.parse(text).type === "USER_DELIVER") b2.open = false;
+  };
+  await Promise.resolve();
+  await say(b2, bob, hello(BOB, bobKey.publicKey, now + 10));
+  await until(() => ex.state().queued.get(BOB) === 2, "two rows still queued in the reducer's count");
+  assert.deepEqual(b2.frames().filter((f) => f.type === "USER_DELIVER").map((f) => f.payload.ciphertext), [
+    "C0",
+  ]);
+  assert.deepEqual(
+    store.queue.map((r) => (r.frame as { payload: { ciphertext: string } }).payload.ciphertext),
+    [
+      "C1",
+      "C2",
+    ],
+  );
+  b2.onClose();
+  await until(() => !ex.state().localUsers.has(BOB), "bob offline again");
+
+  const b3 = accept(ex);
+  await Promise.resolve();
+  await say(b3, bob, hello(BOB, bobKey.publicKey, now + 20));
+  await until(() => store.queue.length === 0, "the rest delivered and dequeued");
+  assert.deepEqual(b3.frames().filter((f) => f.type === "USER_DELIVER").map((f) => f.payload.ciphertext), [
+    "C1",
+    "C2",
+  ]);
+  ex.stop();
+  await until(() => ex.connections() === 0, "every connection gone");
+});
+
 Deno.test("a connection silent past the first-frame limit gets its ERROR first, then the reducer's close", async () => {
   const { ex } = setup();
   const s = accept(ex);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { verifySignature } from "../../lib/crypto/rsa.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
 import { Signer } from "../../lib/net/signer.ts";
+import { sha256HexSync } from "../../lib/net/digest.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 
 Deno.test("Signer signs each distinct payload once, even when asked concurrently or in another key order", async () => {
@@ -50,4 +51,40 @@ Deno.test("Signer.text signs and serializes a kept frame once, however often it 
   const relayed = { ...advert, sig: "THEIRS" };
   assert.equal(JSON.parse(await s.text(relayed, false)).sig, "THEIRS");
   assert.equal(s.signatures, 2);
+});
+
+Deno.test("Signer.textNow answers at once only what needs no new signature", async () => {
+  const key = await fixtureKey("user1");
+  const frame = (ts: number) => ({
+    type: "ACK" as const,
+    from: "S",
+    to: "u",
+    ts,
+    payload: { msg_ref: "USER_HELLO", server_id: "S" },
+  });
+  const s = new Signer(key, 8, sha256HexSync);
+  const first = frame(1);
+  assert.equal(s.textNow(first, true), undefined, "a payload never signed: not now");
+  assert.equal(s.textNow(first, true), undefined, "being signed: still not now");
+  const text = await s.text(first, true);
+  assert.equal(s.signatures, 1, "textNow started the signature; text waited for the same one");
+  assert.equal(s.textNow(first, true), text);
+  // Another frame object with the same payload: the cached signature, serialized now, with its own envelope.
+  const now = s.textNow(frame(2), true);
+  assert.ok(now !== undefined);
+  const f = JSON.parse(now);
+  assert.equal(f.ts, 2);
+  assert.equal(f.sig, JSON.parse(text).sig);
+  assert.equal(s.signatures, 1);
+  assert.ok(
+    await verifySignature(key.publicKey, new TextEncoder().encode(canonicalJson(first.payload)), f.sig),
+  );
+  // A frame relayed as it is never waits.
+  assert.equal(JSON.parse(s.textNow({ ...frame(3), sig: "THEIRS" }, false)!).sig, "THEIRS");
+  // Without a synchronous digest only frames already serialized are answered.
+  const plain = new Signer(key, 8);
+  assert.equal(plain.textNow(frame(4), true), undefined);
+  const f5 = frame(5);
+  await plain.text(f5, true);
+  assert.ok(plain.textNow(f5, true)?.includes('"ts":5'));
 });
