@@ -4,7 +4,9 @@
  * written against {@linkcode StoreLike} and the {@linkcode Transport}/{@linkcode Socket} interfaces, so that it
  * runs the same over SQLite and real sockets (node.ts) or over a store in memory and a fake transport (tests).
  *
- * Outbound frames are signed concurrently and sent in order per connection; identical payloads are signed once
+ * Effects run in the order the reducer emitted them, at most ~1 MiB of frames per turn of the event loop (a large
+ * fan-out continues on the next turns). Outbound frames are signed concurrently and sent in order per
+ * connection; identical payloads are signed once, and a frame whose text is ready goes out at once
  * ({@linkcode Signer}). A peer that does not read is cut past `maxUnsentBytes` (PROFILE §11).
  *
  * @example
@@ -31,6 +33,7 @@ import type { SealedKey } from "../crypto/keyfile.ts";
 import { msgRef } from "../protocol/msg_ref.ts";
 import { canonicalJson } from "../protocol/canonical_json.ts";
 import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
+import { setImmediate } from "node:timers";
 import { sha256HexSync, sha256Sync } from "./digest.ts";
 import type { Counters } from "./http.ts";
 import { readSoftware } from "./probe.ts";
@@ -83,6 +86,8 @@ export interface Timers {
   set(fn: () => void, ms: number): unknown;
   /** Cancel a timer not yet run. */
   clear(handle: unknown): void;
+  /** Run `fn` on the next turn of the event loop, after pending I/O (default `setImmediate`; else `set(fn, 0)`). */
+  immediate?(fn: () => void): void;
 }
 
 /** Signs outbound frames ({@linkcode Signer} implements it). */
@@ -169,6 +174,8 @@ export interface Executor {
   connections(): number;
   /** The most bytes waiting for one connection now: signed frames in its queue plus its socket buffer. */
   maxUnsent(): number;
+  /** Effects the reducer emitted that wait for a turn of the event loop (see the fan-out budget). */
+  effectsWaiting(): number;
   /** Signatures made (for `/metrics`). */
   signatures(): number;
   /** Stop: no more dials, every connection closed (1001). */
@@ -194,6 +201,9 @@ interface Conn extends InboundConn {
   lingering: boolean;
 }
 
+/** Bytes of frames the executor hands to sockets per turn of the event loop (see `execute`). */
+const TURN_BYTES = 1 << 20;
+
 /** Create the executor over a store and a transport. */
 export function createExecutor(ctx: ExecutorContext): Executor {
   const { store, transport, limits, log, secret } = ctx;
@@ -202,8 +212,12 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   const software = ctx.readSoftware ?? readSoftware;
   let state = ctx.state;
   const signer: FrameSigner = ctx.signer ?? new Signer(ctx.key, 1024, sha256HexSync);
-  const timers: Timers = ctx.timers ??
-    { set: (fn, ms) => setTimeout(fn, ms), clear: (h) => clearTimeout(h as number) };
+  const timers: Timers = ctx.timers ?? {
+    set: (fn, ms) => setTimeout(fn, ms),
+    clear: (h) => clearTimeout(h as number),
+    immediate: (fn) => void setImmediate(fn),
+  };
+  const nextTurn = (fn: () => void) => timers.immediate ? timers.immediate(fn) : timers.set(fn, 0);
   const sockets = new Map<number, Conn>();
   /** Connections cut as too slow that the runtime still holds (their peer neither reads nor closes), by address. */
   const lingering = new Map<string, number>();
@@ -270,8 +284,63 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     }
   }
 
+  /**
+   * Effects run in the order the reducer emitted them, across events, but at most `TURN_BYTES` of frames go to
+   * the sockets per turn of the event loop; the rest wait here (as the reducer's own effect objects) for the next
+   * turn. A hello at N users online emits N snapshot adverts and N copies of the newcomer's advert, and every frame
+   * handed to a socket is copied into the runtime until it is written: without the budget a burst of hellos
+   * copies them all in one turn (the allocator then keeps that peak long after), and the newcomer's ACK, the first
+   * effect, is not written until the whole fan-out has been handed over.
+   */
+  const backlog: Effect[] = [];
+  let head = 0;
+  let draining = false;
+  let resumeSet = false;
+
   function execute(effects: Effect[]): void {
-    for (const fx of effects) {
+    for (const fx of effects) backlog.push(fx);
+    if (!draining && !resumeSet) runBacklog(TURN_BYTES);
+  }
+
+  function runBacklog(budget: number): void {
+    draining = true;
+    try {
+      while (head < backlog.length) {
+        const fx = backlog[head];
+        backlog[head++] = undefined as unknown as Effect; // let the frame go once it is handed over
+        if (fx.kind === "send") budget -= approxBytes(fx.frame);
+        try {
+          if (!run(fx)) {
+            backlog.length = head = 0;
+            break;
+          }
+        } catch (e) {
+          log.error("effects.failed", { kind: fx.kind, error: String(e) });
+        }
+        if (budget <= 0 && head < backlog.length) {
+          resumeSet = true;
+          nextTurn(() => {
+            resumeSet = false;
+            runBacklog(TURN_BYTES);
+          });
+          break;
+        }
+      }
+    } finally {
+      draining = false;
+      if (head === backlog.length) {
+        backlog.length = 0;
+        head = 0;
+      } else if (head >= 1024) {
+        backlog.splice(0, head);
+        head = 0;
+      }
+    }
+  }
+
+  /** Carry out one effect; false after a failed store write (nothing queued after it may run). */
+  function run(fx: Effect): boolean {
+    {
       switch (fx.kind) {
         case "send":
           send(fx);
@@ -359,7 +428,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
               else store.addMember(op.memberId, op.wrappedKey, op.now);
             })
           ) {
-            return; // nothing after a failed write may claim it succeeded: the node is stopping
+            return false; // nothing after a failed write may claim it succeeded: the node is stopping
           }
           break;
         case "log":
@@ -367,6 +436,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
           break;
       }
     }
+    return true;
   }
 
   /** Sign (and seal) one frame and queue it on its connection, cutting a peer that does not read. */
@@ -643,8 +713,10 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       }
       return most;
     },
+    effectsWaiting: () => backlog.length - head,
     signatures: () => signer.signatures,
     stop: () => {
+      if (!draining) runBacklog(Infinity); // what the reducer decided before the stop (store writes) still happens
       stopping = true;
       for (const t of dialTimers) timers.clear(t);
       for (const s of sockets.values()) s.sock.close(1001, "server shutting down");

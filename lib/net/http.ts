@@ -54,6 +54,8 @@ export interface HttpView {
   connections(): number;
   /** The most bytes waiting for one connection now. */
   maxUnsent(): number;
+  /** Effects waiting for a turn of the event loop (a large fan-out in progress). */
+  effectsWaiting(): number;
 }
 
 /** The handler for every non-WebSocket request. */
@@ -137,6 +139,7 @@ function metricsText(v: HttpView, state: State, uptime: number): string {
     ["socp_frames_shed_total", "counter", c.shed],
     ["socp_connections_too_slow_total", "counter", c.tooSlow],
     ["socp_unsent_bytes_max", "gauge", v.maxUnsent()],
+    ["socp_effects_waiting", "gauge", v.effectsWaiting()],
     ["socp_seen_cache_entries", "gauge", state.seen.size],
     ["socp_uptime_seconds", "gauge", uptime],
     ["socp_memory_rss_bytes", "gauge", mem.rss],

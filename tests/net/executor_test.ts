@@ -18,6 +18,9 @@ import type { Accept, DialHandlers, Socket, Transport } from "../../lib/net/tran
 import { fixtureKey } from "../helpers/keys.ts";
 import { ALICE, BOB, config } from "../helpers/reducer.ts";
 import { until } from "../helpers/until.ts";
+import { decodeBase64Url, encodeBase64Url } from "../../lib/protocol/base64url.ts";
+import type { Envelope } from "../../lib/protocol/envelope.ts";
+import { setImmediate } from "node:timers";
 
 const serverKey = await fixtureKey("user6");
 const aliceKey = await fixtureKey("user1");
@@ -298,6 +301,118 @@ Deno.test("DMs that never reached a closed socket go to the offline queue, and a
   ]);
   ex.stop();
   await until(() => ex.connections() === 0, "every connection gone");
+});
+
+Deno.test("a hello at N users online: the ACK leaves at once and the fan-out goes out at most ~1 MiB per turn", async () => {
+  // Frames are "signed" by a fake signer (RSA for 700 adverts would take the test's time); the executor, the
+  // reducer and the inbound pipeline are the real ones. Each socket only counts what it is handed.
+  const state = initState(config({ serverPub: serverKey.publicKey }));
+  state.channel = { version: 1, creatorPub: aliceKey.publicKey, members: new Set() };
+  state.config.limits = {
+    ...state.config.limits,
+    maxConnsPerAddr: 10_000,
+    helloPerSec: 1e6,
+    helloBurst: 1e6,
+  };
+  const texts = new WeakMap<object, string>();
+  const textOf = (f: Envelope, sign: boolean) => {
+    let t = texts.get(f);
+    if (t === undefined) texts.set(f, t = JSON.stringify(sign ? { ...f, sig: "fake" } : f));
+    return t;
+  };
+  let turn = 0;
+  const ex = createExecutor({
+    state,
+    store: new MemoryStore(),
+    transport: fakeTransport,
+    key: serverKey,
+    secret: "test secret",
+    channelKey: null,
+    limits: state.config.limits,
+    log: new Logger("warn", () => {}),
+    counters: new Counters(),
+    onStoreFailed: () => {},
+    signer: {
+      signatures: 0,
+      sign: () => Promise.resolve("fake"),
+      text: (f, sign) => Promise.resolve(textOf(f, sign)),
+      textNow: textOf,
+    },
+    timers: {
+      set: (fn, ms) => setTimeout(fn, ms),
+      clear: (h) => clearTimeout(h as number),
+      immediate: (fn) =>
+        void setImmediate(() => {
+          turn++; // the executor resumes its backlog: a new turn of the event loop
+          fn();
+        }),
+    },
+  });
+  ex.started();
+  const spki = decodeBase64Url(aliceKey.publicKey)!;
+  const at = spki.length - 512 - 5; // the modulus: 512 bytes before the exponent (02 03 01 00 01)
+  const distinctKey = (i: number) => {
+    const k = spki.slice();
+    new DataView(k.buffer).setUint32(at + 100, i + 1);
+    return encodeBase64Url(k);
+  };
+  const uid = (i: number) => `0be0c000-0000-4000-8000-${String(i).padStart(12, "0")}`;
+  const turnOf: number[] = []; // the turn each of the newcomer's frames was handed over in
+  /** Bytes handed to sockets, per executor turn. */
+  const perTurn = new Map<number, number>();
+  const open = (log?: string[]) => {
+    const sock = new FakeSocket();
+    sock.send = (t: string) => {
+      perTurn.set(turn, (perTurn.get(turn) ?? 0) + t.length);
+      if (log) log.push(JSON.parse(t).type);
+      if (log) turnOf.push(turn);
+    };
+    const acc: Accept = (_idle, onOpen) => {
+      queueMicrotask(() => onOpen(sock));
+      return { socket: sock, response: new Response(null, { status: 101 }) };
+    };
+    ex.upgrade("127.0.0.1", acc, 30);
+    return sock;
+  };
+  const hi = (sock: FakeSocket, i: number) =>
+    sock.onMessage(JSON.stringify({ ...hello(uid(i), distinctKey(i), Date.now()), sig: "" }));
+  const N = 700;
+  for (let i = 0; i < N; i++) {
+    const s = open();
+    await Promise.resolve();
+    hi(s, i);
+  }
+  await until(() => ex.state().localUsers.size === N, `${N} users online`, 30_000);
+  await until(() => ex.effectsWaiting() === 0 && ex.maxUnsent() === 0, "the ramp handed over", 30_000);
+  await new Promise((r) => setTimeout(r, 50));
+
+  perTurn.clear();
+  const seen: string[] = [];
+  const newcomer = open(seen);
+  await Promise.resolve();
+  const first = turn;
+  hi(newcomer, N);
+  await until(
+    () => seen.filter((t) => t === "USER_ADVERTISE").length === N + 1,
+    "the snapshot of N adverts and the newcomer's own",
+    30_000,
+  );
+  await new Promise((r) => setTimeout(r, 50)); // the newcomer's advert reaches everyone
+  assert.equal(seen[0], "ACK", "the ACK is the newcomer's first frame");
+  assert.ok(turnOf[0] < turnOf[turnOf.length - 1], "the ACK left turns before the end of the snapshot");
+  const turns = [...perTurn.entries()].filter(([t]) => t >= first);
+  const total = turns.reduce((n, [, b]) => n + b, 0);
+  const most = Math.max(...turns.map(([, b]) => b));
+  console.log(
+    `  hello at ${N} users: ${
+      (total / 1048576).toFixed(2)
+    } MiB handed to sockets over ${turns.length} turns, ` +
+      `at most ${(most / 1048576).toFixed(2)} MiB in one`,
+  );
+  assert.ok(total > 2 * 1048576, "the fan-out is large enough to need several turns");
+  assert.ok(most <= 1048576 + 8192, `${most} bytes handed to sockets in one turn`);
+  ex.stop();
+  await until(() => ex.connections() === 0, "every connection gone", 10_000);
 });
 
 Deno.test("a connection silent past the first-frame limit gets its ERROR first, then the reducer's close", async () => {
