@@ -13,7 +13,10 @@
  *   - the node's resident memory (VmRSS from /proc) and the V8 heap in use (from /metrics),
  *   - hello latency: a probe user's USER_HELLO sent -> its ACK received (median and max of 10 probes), and
  *     -> the whole snapshot received (one advert per user online),
- * and, derived: RSS per user = (RSS at N - RSS with no user) / N.
+ * and, derived: RSS per user = (RSS at N - RSS with no user) / N, both right after the ramp and idle. "Idle" is
+ * after the node has handed every frame over (`socp_effects_waiting` and `socp_unsent_bytes_max` both 0) and its
+ * RSS has stopped falling (V8 gives back the heap it grew during the ramp some seconds after the work stops):
+ * sampled every second until five samples agree within 1%, at most 30 s.
  */
 import { decodeBase64Url, encodeBase64Url } from "../../lib/protocol/base64url.ts";
 import { fixtureText } from "../helpers/keys.ts";
@@ -109,7 +112,8 @@ try {
     } MiB`,
   );
   console.log(
-    "users | RSS MiB | heap MiB | RSS/user KiB (derived) | hello->ACK ms median/max | hello->snapshot ms median | ramp s",
+    "users | RSS MiB after ramp / idle | heap MiB | RSS/user KiB idle (derived) | hello->ACK ms median/max | " +
+      "hello->snapshot ms median | ramp s",
   );
   let k = 0;
   for (const level of levels) {
@@ -122,8 +126,21 @@ try {
       await Promise.all(Array.from({ length: batch }, () => addUser(k++)));
     }
     const ramp = (performance.now() - t0) / 1000;
-    await settle();
-    const rss = rssKiB(pid);
+    const quiet = performance.now() + 120_000;
+    while (
+      performance.now() < quiet &&
+      ((await metric(node, "socp_effects_waiting")) > 0 || (await metric(node, "socp_unsent_bytes_max")) > 0)
+    ) await new Promise((r) => setTimeout(r, 100));
+    const rssRamp = rssKiB(pid);
+    const samples: number[] = [];
+    const idleEnd = performance.now() + 30_000;
+    while (performance.now() < idleEnd) {
+      await new Promise((r) => setTimeout(r, 1000));
+      samples.push(rssKiB(pid));
+      const last = samples.slice(-5);
+      if (last.length === 5 && Math.max(...last) <= Math.min(...last) * 1.01) break;
+    }
+    const rss = samples[samples.length - 1];
     const heap = (await metric(node, "socp_memory_heap_used_bytes")) / 1048576;
     const heapTotal = (await metric(node, "socp_memory_heap_total_bytes")) / 1048576;
     const external = (await metric(node, "socp_memory_external_bytes")) / 1048576;
@@ -136,11 +153,13 @@ try {
       snaps.push(r.snapshot);
     }
     console.log(
-      `${String(level).padStart(5)} | ${(rss / 1024).toFixed(1).padStart(7)} | ${
-        heap.toFixed(1).padStart(8)
-      } | ${((rss - base) / level).toFixed(1).padStart(22)} | ${median(acks).toFixed(1).padStart(10)} / ${
-        Math.max(...acks).toFixed(1).padEnd(13)
-      } | ${median(snaps).toFixed(1).padStart(25)} | ${ramp.toFixed(1)}`,
+      `${String(level).padStart(5)} | ${
+        ((rssRamp / 1024).toFixed(1) + " / " + (rss / 1024).toFixed(1)).padStart(25)
+      } | ${heap.toFixed(1).padStart(8)} | ${((rss - base) / level).toFixed(1).padStart(27)} | ${
+        median(acks).toFixed(1).padStart(10)
+      } / ${Math.max(...acks).toFixed(1).padEnd(13)} | ${median(snaps).toFixed(1).padStart(25)} | ${
+        ramp.toFixed(1)
+      }`,
     );
   }
 } finally {

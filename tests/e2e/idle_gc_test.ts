@@ -1,0 +1,63 @@
+/**
+ * End-to-end: after a busy spell the node collects its garbage once it goes quiet (node.ts `idleCollector`,
+ * enabled by the `--expose-gc` V8 flag the node ships with), instead of keeping it in the heap and in its resident
+ * memory until the next busy spell.
+ */
+import assert from "node:assert/strict";
+import { fixtureKey } from "../helpers/keys.ts";
+import { NodeProcess } from "../helpers/node_process.ts";
+import { until } from "../helpers/until.ts";
+import { RawPeer } from "../helpers/ws_peer.ts";
+
+// A node process and sockets outlive single awaits here; each is closed in `finally`.
+const opts = { sanitizeOps: false, sanitizeResources: false };
+const ALICE = "a11ce000-0000-4000-8000-0000000000c1";
+const BOB = "b0b00000-0000-4000-8000-0000000000c2";
+
+Deno.test({ name: "the node collects the garbage of a busy spell once it is quiet", ...opts }, async () => {
+  const node = await NodeProcess.start();
+  const peers: RawPeer[] = [];
+  try {
+    const aliceKey = await fixtureKey("user1");
+    const bobKey = await fixtureKey("user2");
+    for (const [id, key] of [[ALICE, aliceKey], [BOB, bobKey]] as const) {
+      const p = await RawPeer.open(node.url);
+      peers.push(p);
+      p.send({
+        type: "USER_HELLO",
+        from: id,
+        to: "",
+        ts: Date.now(),
+        payload: { client: "t", pubkey: key.publicKey },
+      });
+      await p.waitFor((f) => f.type === "ACK", 10_000, "hello ACK");
+    }
+    const [alice, bob] = peers;
+    // ~24 MB of DMs through the node: each frame is parsed, checked and re-signed, and all of it is garbage after.
+    const ciphertext = "A".repeat(120_000);
+    for (let i = 0; i < 200; i++) {
+      if (i % 50 === 49) await new Promise((r) => setTimeout(r, 600)); // under the 100 frames/s rate limit
+      alice.send({
+        type: "MSG_DIRECT",
+        from: ALICE,
+        to: BOB,
+        ts: Date.now() + i,
+        payload: { ciphertext, sender_pub: aliceKey.publicKey, content_sig: "AAAA" },
+        sig: "",
+      });
+    }
+    await until(() => bob.count("USER_DELIVER") === 200, "bob gets the 200 DMs", 30_000);
+    const line = await until(
+      () => node.logs.find((l) => l.includes("memory.collected")),
+      "an idle collection once the node is quiet",
+      15_000,
+    );
+    console.log(`  ${line}`);
+    const before = Number(/heap_before_mib=(\d+)/.exec(line)?.[1]);
+    const after = Number(/heap_after_mib=(\d+)/.exec(line)?.[1]);
+    assert.ok(before - after >= 16, `the heap went from ${before} to ${after} MiB`);
+  } finally {
+    for (const p of peers) p.close();
+    await node.kill();
+  }
+});
