@@ -13,10 +13,12 @@
  *   - the node's resident memory (VmRSS from /proc) and the V8 heap in use (from /metrics),
  *   - hello latency: a probe user's USER_HELLO sent -> its ACK received (median and max of 10 probes), and
  *     -> the whole snapshot received (one advert per user online),
- * and, derived: RSS per user = (RSS at N - RSS with no user) / N, both right after the ramp and idle. "Idle" is
- * after the node has handed every frame over (`socp_effects_waiting` and `socp_unsent_bytes_max` both 0) and its
- * RSS has stopped falling (V8 gives back the heap it grew during the ramp some seconds after the work stops):
- * sampled every second until five samples agree within 1%, at most 30 s.
+ * and, derived: RSS per user = (RSS at N - RSS with no user) / N when idle, and the same since the previous level
+ * ((RSS at N - RSS at the previous level) / the users added: the cost of one more user, without the one-time
+ * costs of the first ones: compiled code, caches filled on first use). "Idle" is after the node has handed every
+ * frame over (`socp_effects_waiting` and `socp_unsent_bytes_max` both 0) and its RSS has stopped falling (the
+ * node collects the ramp's garbage two quiet seconds after it, see node.ts `idleCollector`): sampled every second
+ * until five samples agree within 1%, at most 30 s.
  */
 import { decodeBase64Url, encodeBase64Url } from "../../lib/protocol/base64url.ts";
 import { fixtureText } from "../helpers/keys.ts";
@@ -112,10 +114,11 @@ try {
     } MiB`,
   );
   console.log(
-    "users | RSS MiB after ramp / idle | heap MiB | RSS/user KiB idle (derived) | hello->ACK ms median/max | " +
-      "hello->snapshot ms median | ramp s",
+    "users | RSS MiB after ramp / idle | heap MiB | RSS/user KiB idle (derived) | " +
+      "same, since the previous level (derived) | hello->ACK ms median/max | hello->snapshot ms median | ramp s",
   );
   let k = 0;
+  let prev: { level: number; rss: number } | undefined;
   for (const level of levels) {
     const t0 = performance.now();
     while (users.length < level) {
@@ -156,11 +159,12 @@ try {
       `${String(level).padStart(5)} | ${
         ((rssRamp / 1024).toFixed(1) + " / " + (rss / 1024).toFixed(1)).padStart(25)
       } | ${heap.toFixed(1).padStart(8)} | ${((rss - base) / level).toFixed(1).padStart(27)} | ${
-        median(acks).toFixed(1).padStart(10)
-      } / ${Math.max(...acks).toFixed(1).padEnd(13)} | ${median(snaps).toFixed(1).padStart(25)} | ${
-        ramp.toFixed(1)
-      }`,
+        (prev ? ((rss - prev.rss) / (level - prev.level)).toFixed(1) : "-").padStart(39)
+      } | ${median(acks).toFixed(1).padStart(10)} / ${Math.max(...acks).toFixed(1).padEnd(13)} | ${
+        median(snaps).toFixed(1).padStart(25)
+      } | ${ramp.toFixed(1)}`,
     );
+    prev = { level, rss };
   }
 } finally {
   const cut = node.logs.filter((l) => /too_slow|ERROR|error/.test(l));
