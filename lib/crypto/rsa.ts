@@ -173,54 +173,49 @@ export async function generateKeyPair(bits = 4096): Promise<PrivateKey> {
 }
 
 interface Imported {
-  verify: CryptoKey;
-  encrypt: CryptoKey;
+  key: CryptoKey;
   modulusBytes: number;
 }
 
-// Each entry holds two imported CryptoKeys (~4.5 KiB of heap measured); keys come from anyone who sends a signed
-// first frame, so the cache is kept small: re-importing a key costs far less than the RSA operation it serves.
-const CACHE_MAX = 1024;
-const cache = new Map<string, Promise<Imported | null>>();
+/**
+ * Imported public keys, one cache per use, each an LRU. An imported CryptoKey costs about 6 KiB (heap and native)
+ * and keys come from anyone who sends a frame, so the caches are small: re-importing a key costs far less than
+ * the RSA operation it serves. Verify keys serve every signed frame of the users and servers that are active;
+ * encrypt keys serve the channel key wrapped for each member when they join, once per user, so a user online but
+ * idle holds no imported key.
+ */
+const caches = {
+  verify: { max: 1024, keys: new Map<string, Promise<Imported | null>>() },
+  encrypt: { max: 64, keys: new Map<string, Promise<Imported | null>>() },
+};
 
-/** Import a public key string (any accepted form) for verify and encrypt; `null` if it is not a key. */
-export function importPublicKey(keyText: string): Promise<Imported | null> {
-  const hit = cache.get(keyText);
+/** Import a public key string (any accepted form) for one use; `null` if it is not a key. */
+function importPublicKey(keyText: string, use: "verify" | "encrypt"): Promise<Imported | null> {
+  const cache = caches[use];
+  const hit = cache.keys.get(keyText);
   if (hit) {
-    cache.delete(keyText); // refresh LRU position
-    cache.set(keyText, hit);
+    cache.keys.delete(keyText); // refresh LRU position
+    cache.keys.set(keyText, hit);
     return hit;
   }
   const p = (async () => {
     const d = decodePublicKey(keyText);
     if (!d.ok) return null;
     try {
-      const spki = ab(d.key.spki);
-      const verify = await crypto.subtle.importKey(
+      const key = await crypto.subtle.importKey(
         "spki",
-        spki,
-        { name: "RSA-PSS", hash: "SHA-256" },
+        ab(d.key.spki),
+        use === "verify" ? { name: "RSA-PSS", hash: "SHA-256" } : { name: "RSA-OAEP", hash: "SHA-256" },
         false,
-        [
-          "verify",
-        ],
+        [use],
       );
-      const encrypt = await crypto.subtle.importKey(
-        "spki",
-        spki,
-        { name: "RSA-OAEP", hash: "SHA-256" },
-        false,
-        [
-          "encrypt",
-        ],
-      );
-      return { verify, encrypt, modulusBytes: Math.ceil(d.key.bits / 8) };
+      return { key, modulusBytes: Math.ceil(d.key.bits / 8) };
     } catch {
       return null;
     }
   })();
-  cache.set(keyText, p);
-  if (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value!);
+  cache.keys.set(keyText, p);
+  if (cache.keys.size > cache.max) cache.keys.delete(cache.keys.keys().next().value!);
   return p;
 }
 
@@ -229,7 +224,7 @@ export function importPublicKey(keyText: string): Promise<Imported | null> {
  * salt 32. Returns the index of the preimage that verified, or -1.
  */
 export async function verifyAny(keyText: string, preimages: Uint8Array[], sig: string): Promise<number> {
-  const key = await importPublicKey(keyText);
+  const key = await importPublicKey(keyText, "verify");
   const sigBytes = decodeBase64Url(sig);
   if (!key || !sigBytes || sigBytes.length !== key.modulusBytes) return -1;
   const salts = [maxSaltLength(key.modulusBytes), HASH_LEN];
@@ -238,7 +233,7 @@ export async function verifyAny(keyText: string, preimages: Uint8Array[], sig: s
       if (
         await crypto.subtle.verify(
           { name: "RSA-PSS", saltLength },
-          key.verify,
+          key.key,
           ab(sigBytes),
           ab(preimages[i]),
         )
@@ -255,13 +250,13 @@ export async function verifySignature(keyText: string, data: Uint8Array, sig: st
 
 /** Multi-block OAEP encrypt to a public key string (PROFILE §2); base64url of the concatenated blocks. */
 export async function encryptTo(keyText: string, plaintext: Uint8Array): Promise<string> {
-  const key = await importPublicKey(keyText);
+  const key = await importPublicKey(keyText, "encrypt");
   if (!key) throw new Error("recipient key is not a usable RSA public key");
   const block = oaepBlockSize(key.modulusBytes);
   const parts: Promise<ArrayBuffer>[] = [];
   for (let o = 0; o === 0 || o < plaintext.length; o += block) {
     parts.push(
-      crypto.subtle.encrypt({ name: "RSA-OAEP" }, key.encrypt, ab(plaintext.subarray(o, o + block))),
+      crypto.subtle.encrypt({ name: "RSA-OAEP" }, key.key, ab(plaintext.subarray(o, o + block))),
     );
   }
   return encodeBase64Url(concatBytes(...(await Promise.all(parts)).map((b) => new Uint8Array(b))));

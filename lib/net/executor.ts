@@ -211,7 +211,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   const now = ctx.now ?? Date.now;
   const software = ctx.readSoftware ?? readSoftware;
   let state = ctx.state;
-  const signer: FrameSigner = ctx.signer ?? new Signer(ctx.key, 1024, sha256HexSync);
+  const signer: FrameSigner = ctx.signer ?? new Signer(ctx.key, 128, sha256HexSync);
   const timers: Timers = ctx.timers ?? {
     set: (fn, ms) => setTimeout(fn, ms),
     clear: (h) => clearTimeout(h as number),
@@ -554,8 +554,8 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   }
 
   /**
-   * Wait until the socket has room (its buffer at or under the high-water mark; see outbound.ts), polling every
-   * 10 ms. The peer is *stalled* when its buffer has not shrunk over five polls and a quarter second: a peer that
+   * Wait until the socket has room (its buffer at or under the high-water mark; see outbound.ts), looking again on
+   * the next turn of the event loop while the buffer shrinks (a reader that keeps up), else every 10 ms. The peer is *stalled* when its buffer has not shrunk over five polls and a quarter second: a peer that
    * reads empties it as soon as this node yields, however busy the node was. A stalled peer with more than
    * `maxUnsentBytes` signed and waiting for it is cut (frames still being signed wait for us, not for the peer).
    */
@@ -572,7 +572,9 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         last = b;
         s.stalled = still >= 5 && now() - since >= 250;
         if (s.stalled && s.ready + b > limits.maxUnsentBytes) return tooSlow(conn, s, s.ready + b);
-        await new Promise<void>((r) => timers.set(r, 10));
+        // A reader that keeps up empties the buffer by the next turn: look again then; one that does not, every
+        // 10 ms.
+        await new Promise<void>((r) => still < 3 ? nextTurn(r) : timers.set(r, 10));
       }
     } finally {
       s.stalled = false;

@@ -10,9 +10,14 @@
  * @module
  */
 
-/** Bytes over which frames wait in the shell instead of the runtime's WebSocket buffer. */
+/**
+ * Bytes over which frames wait in the shell instead of the runtime's WebSocket buffer: 64 KiB (less for a tiny
+ * `maxUnsentBytes`). The runtime keeps per socket what it was handed at once, so a larger mark costs every user
+ * memory after each burst (about 8 KiB per idle user at 1 MiB); the shell refills the buffer on the next turn of
+ * the event loop, so a reader that keeps up is not slowed down.
+ */
 export function highWater(maxUnsentBytes: number): number {
-  return Math.max(64 * 1024, Math.min(1024 * 1024, Math.floor(maxUnsentBytes / 8)));
+  return Math.max(16 * 1024, Math.min(64 * 1024, Math.floor(maxUnsentBytes / 8)));
 }
 
 /** Room for the envelope and an RSA-4096 signature around a payload. */

@@ -77,30 +77,42 @@ export interface Transport {
 /** Thrown when the port cannot be bound. */
 export class PortInUse extends Error {}
 
-/** Wrap a WebSocket as a {@linkcode Socket}. */
-function wrap(ws: WebSocket): Socket {
-  const s: Socket = {
-    send: (text) => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(text);
-    },
-    close: (code, reason) => {
-      try {
-        ws.close(code, reason);
-      } catch { /* already closed */ }
-    },
-    get bufferedAmount() {
-      return ws.bufferedAmount;
-    },
-    get open() {
-      return ws.readyState === WebSocket.OPEN;
-    },
-    onMessage: () => {},
-    onClose: () => {},
+const ignore = () => {};
+
+/** A WebSocket as a {@linkcode Socket}: one small object per connection, its methods shared. */
+class WsSocket implements Socket {
+  onMessage: (data: unknown) => void = ignore;
+  onClose: () => void = ignore;
+  constructor(private readonly ws: WebSocket) {
+    ws.onmessage = (e) => this.onMessage(e.data);
+    ws.onerror = ignore;
+    ws.onclose = () => this.onClose();
+  }
+  send(text: string): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
+  }
+  close(code?: number, reason?: string): void {
+    try {
+      this.ws.close(code, reason);
+    } catch { /* already closed */ }
+  }
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+  get open(): boolean {
+    return this.ws.readyState === WebSocket.OPEN;
+  }
+}
+
+/**
+ * Call `onOpen` once the socket opens. Made outside the request handler, and dropped once run, so that the
+ * socket does not keep the upgrade request (its headers and signal) alive for as long as the connection lasts.
+ */
+function whenOpen(ws: WebSocket, socket: Socket, onOpen: (s: Socket) => void): void {
+  ws.onopen = () => {
+    ws.onopen = null;
+    onOpen(socket);
   };
-  ws.onmessage = (e) => s.onMessage(e.data);
-  ws.onerror = () => {};
-  ws.onclose = () => s.onClose();
-  return s;
 }
 
 /** The Deno runtime's transport: `Deno.serve` and WebSockets, plain or TLS. */
@@ -120,8 +132,8 @@ export const denoTransport: Transport = {
         if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") return handler(req, addr);
         const accept: Accept = (idleTimeoutS, onOpen) => {
           const { socket: ws, response } = Deno.upgradeWebSocket(req, { idleTimeout: idleTimeoutS });
-          const socket = wrap(ws);
-          ws.onopen = () => onOpen(socket);
+          const socket = new WsSocket(ws);
+          whenOpen(ws, socket, onOpen);
           return { socket, response };
         };
         return handler(req, addr, accept);
@@ -163,7 +175,7 @@ export const denoTransport: Transport = {
         } catch { /* ignore */ }
       }
     }, timeoutMs);
-    const socket = wrap(ws);
+    const socket = new WsSocket(ws);
     socket.onClose = () => {
       clearTimeout(giveUp);
       if (!opened) on.onFail(`cannot connect to ${url}`);
