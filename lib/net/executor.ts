@@ -222,6 +222,8 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   /** Connections cut as too slow that the runtime still holds (their peer neither reads nor closes), by address. */
   const lingering = new Map<string, number>();
   const dialTimers = new Set<unknown>();
+  /** Offline-queue rows being handed over now (see `sendStored`). */
+  const handing = new Set<number>();
   const high = highWater(limits.maxUnsentBytes);
   const inboundCtx: InboundContext = {
     limits,
@@ -529,10 +531,24 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     what: string,
     queueOf?: string,
   ) {
+    // Queue rows another connection of the same user is still handing over are theirs (a user back while the
+    // old connection's hand-over had not noticed the cut): that one gives back what it did not send.
+    if (queueOf !== undefined) rows = rows.filter((r) => !handing.has(r.id));
+    if (rows.length === 0) return;
     const s = sockets.get(conn);
-    if (!s || rows.length === 0) return;
+    const giveBack = (from: number) => {
+      if (queueOf === undefined) return;
+      for (const r of rows) handing.delete(r.id);
+      if (from < rows.length) {
+        later({ kind: "undelivered", conn, now: now(), userId: queueOf, stored: rows.length - from });
+      }
+    };
+    if (!s) return giveBack(0); // gone before this effect's turn: every row is still queued
+    if (queueOf !== undefined) { for (const r of rows) handing.add(r.id); }
+    let sent = 0;
     const frames = rows.map((r) => ({ ...(r.frame as Envelope), from: state.config.serverId }));
     const sigs = frames.map((f) => signer.sign(f.payload));
+    sigs.forEach((p) => p.catch(() => {})); // awaited in order below; one failing must not leave others unhandled
     chain(s, async () => {
       for (let i = 0; i < frames.length; i++) {
         frames[i].sig = await sigs[i];
@@ -540,17 +556,20 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         if (!s.sock.open) {
           // Cut or gone halfway: what left is delivered, the rest stays queued for the user's next hello.
           if (i > 0) remove(rows.slice(0, i).map((r) => r.id));
-          if (queueOf !== undefined) {
-            later({ kind: "undelivered", conn, now: now(), userId: queueOf, stored: rows.length - i });
-          }
-          return;
+          return giveBack(i);
         }
         s.sock.send(serializeEnvelope(frames[i]));
         metrics.framesOut++;
+        sent = i + 1;
       }
       remove(rows.map((r) => r.id));
+      giveBack(rows.length);
       log.info("stored.delivered", { conn, frames: rows.length, what });
-    }, (e) => log.error("stored.failed", { conn, error: String(e) }));
+    }, (e) => {
+      log.error("stored.failed", { conn, error: String(e) });
+      if (sent > 0) remove(rows.slice(0, sent).map((r) => r.id));
+      giveBack(sent);
+    });
   }
 
   /**
