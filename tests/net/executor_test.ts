@@ -446,8 +446,8 @@ Deno.test("a failed store write is logged and reported to the node (which stops:
 // ---------------------------------------------------------------------------------------------------------------
 // Review reproductions (branch `review`).
 
-/** An executor with a fake signer whose `sign` waits for the test (`release`), and optionally manual turns. */
-function gated(opts: { manualTurns?: boolean } = {}) {
+/** An executor with a fake signer whose `sign` waits for the test (`release`), and turns the test can hold. */
+function gated() {
   const store = new MemoryStore();
   const state = initState(config({ serverPub: serverKey.publicKey }));
   state.channel = { version: 1, creatorPub: aliceKey.publicKey, members: new Set() };
