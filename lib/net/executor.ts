@@ -238,6 +238,8 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   };
   let nextConn = 1;
   let stopping = false;
+  /** A store write failed: the node is stopping, and no effect runs any more (see `write`). */
+  let storeFailed = false;
   const channel: ChannelKeys = ctx.channelKeys
     ? ctx.channelKeys(dispatch)
     : new ChannelKeyHolder({ key: ctx.key, secret, store, dispatch, log, now }, ctx.channelKey);
@@ -276,10 +278,12 @@ export function createExecutor(ctx: ExecutorContext): Executor {
    * restarted from the database instead of running with memory ahead of disk). False when the write failed.
    */
   function write(f: () => void): boolean {
+    if (storeFailed) return false; // crash-only: nothing is written after a failed write
     try {
       f();
       return true;
     } catch (e) {
+      storeFailed = true;
       log.error("store.write_failed", { error: String(e) });
       ctx.onStoreFailed(e);
       return false;
@@ -300,6 +304,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   let resumeSet = false;
 
   function execute(effects: Effect[]): void {
+    if (storeFailed) return; // the node is stopping: nothing the reducer decides now is carried out
     for (const fx of effects) backlog.push(fx);
     if (!draining && !resumeSet) runBacklog(TURN_BYTES);
   }
@@ -312,7 +317,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         backlog[head++] = undefined as unknown as Effect; // let the frame go once it is handed over
         if (fx.kind === "send") budget -= approxBytes(fx.frame);
         try {
-          if (!run(fx)) {
+          if (!run(fx) || storeFailed) {
             backlog.length = head = 0;
             break;
           }

@@ -624,3 +624,44 @@ Deno.test("review: a hand-over whose connection is gone before its turn keeps th
   ex.stop();
   await until(() => ex.connections() === 0, "every connection gone", 10_000);
 });
+
+Deno.test("review: after a failed store write (outside a persist effect) nothing more is written", async () => {
+  const failures: unknown[] = [];
+  const { ex, store } = setup((e) => failures.push(e));
+  const alice = new Signer(aliceKey);
+  const bob = new Signer(bobKey);
+  const now = Date.now();
+  const a = accept(ex);
+  await Promise.resolve();
+  await say(a, alice, hello(ALICE, aliceKey.publicKey, now));
+  const b = accept(ex);
+  await Promise.resolve();
+  await say(b, bob, hello(BOB, bobKey.publicKey, now));
+  await until(() => ex.state().localUsers.has(BOB), "bob online");
+  b.close(1000, "bye");
+  await until(() => !ex.state().localUsers.has(BOB), "bob offline");
+  const dm = (i: number) => ({
+    type: "MSG_DIRECT",
+    from: ALICE,
+    to: BOB,
+    ts: now + i,
+    payload: { ciphertext: `C${i}`, sender_pub: aliceKey.publicKey, content_sig: "S" },
+  });
+  await say(a, alice, dm(1));
+  await until(() => store.queue.length === 1, "a DM queued");
+  store.dequeue = () => {
+    throw new Error("disk full");
+  };
+  const b2 = accept(ex);
+  await Promise.resolve();
+  await say(b2, bob, hello(BOB, bobKey.publicKey, now + 10));
+  await until(() => failures.length === 1, "the failed dequeue reported");
+  b2.close(1000, "bye");
+  await until(() => !ex.state().localUsers.has(BOB), "bob offline");
+  const before = store.calls.length;
+  await say(a, alice, dm(2)); // the node is stopping (crash-only); this frame was read before the close
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(store.calls.slice(before), [], "no store write after the failed one");
+  ex.stop();
+  await until(() => ex.connections() === 0, "every connection gone");
+});
