@@ -665,3 +665,68 @@ Deno.test("review: after a failed store write (outside a persist effect) nothing
   ex.stop();
   await until(() => ex.connections() === 0, "every connection gone");
 });
+
+Deno.test("review: a live DM that missed a closed socket goes to the user's new connection", async () => {
+  const store = new MemoryStore();
+  const state = initState(config({ serverPub: serverKey.publicKey }));
+  state.channel = { version: 1, creatorPub: aliceKey.publicKey, members: new Set() };
+  const gates: (() => void)[] = [];
+  const textOf = (f: Envelope, sign: boolean) => JSON.stringify(sign ? { ...f, sig: "fake" } : f);
+  const ex = createExecutor({
+    state,
+    store,
+    transport: fakeTransport,
+    key: serverKey,
+    secret: "test secret",
+    channelKey: null,
+    limits: state.config.limits,
+    log: new Logger("warn", () => {}),
+    counters: new Counters(),
+    onStoreFailed: () => {},
+    signer: {
+      signatures: 0,
+      sign: () => Promise.resolve("fake"),
+      // A DM's signature takes time (the test releases it); everything else is ready at once.
+      text: (f, sign) =>
+        f.type === "USER_DELIVER"
+          ? new Promise((r) => gates.push(() => r(textOf(f, sign))))
+          : Promise.resolve(textOf(f, sign)),
+      textNow: (f, sign) => f.type === "USER_DELIVER" ? undefined : textOf(f, sign),
+    },
+  });
+  ex.started();
+  const alice = new Signer(aliceKey);
+  const bob = new Signer(bobKey);
+  const now = Date.now();
+  const a = accept(ex);
+  await Promise.resolve();
+  await say(a, alice, hello(ALICE, aliceKey.publicKey, now));
+  const b1 = accept(ex);
+  await Promise.resolve();
+  await say(b1, bob, hello(BOB, bobKey.publicKey, now));
+  await until(() => ex.state().localUsers.has(BOB), "bob online");
+  await say(a, alice, {
+    type: "MSG_DIRECT",
+    from: ALICE,
+    to: BOB,
+    ts: now + 1,
+    payload: { ciphertext: "C1", sender_pub: aliceKey.publicKey, content_sig: "S" },
+  });
+  await until(() => gates.length === 1, "the DM is being signed");
+  b1.close(1006, "gone");
+  await until(() => !ex.state().localUsers.has(BOB), "bob offline");
+  const b2 = accept(ex);
+  await Promise.resolve();
+  await say(b2, bob, hello(BOB, bobKey.publicKey, now + 10));
+  await until(() => ex.state().localUsers.has(BOB), "bob back");
+  gates.splice(0).forEach((g) => g()); // the signature arrives: the old socket is closed
+  await until(() => gates.length > 0, "the DM re-sent, signed again for the new connection");
+  gates.splice(0).forEach((g) => g());
+  await until(
+    () => b2.frames().some((f) => f.type === "USER_DELIVER"),
+    "bob gets the DM on the new connection",
+  );
+  assert.equal(store.queue.length, 0, "nothing queued");
+  ex.stop();
+  await until(() => ex.connections() === 0, "every connection gone");
+});
