@@ -222,6 +222,8 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   /** Connections cut as too slow that the runtime still holds (their peer neither reads nor closes), by address. */
   const lingering = new Map<string, number>();
   const dialTimers = new Set<unknown>();
+  /** Offline-queue rows being handed over now (see `sendStored`). */
+  const handing = new Set<number>();
   const high = highWater(limits.maxUnsentBytes);
   const inboundCtx: InboundContext = {
     limits,
@@ -236,6 +238,8 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   };
   let nextConn = 1;
   let stopping = false;
+  /** A store write failed: the node is stopping, and no effect runs any more (see `write`). */
+  let storeFailed = false;
   const channel: ChannelKeys = ctx.channelKeys
     ? ctx.channelKeys(dispatch)
     : new ChannelKeyHolder({ key: ctx.key, secret, store, dispatch, log, now }, ctx.channelKey);
@@ -274,10 +278,12 @@ export function createExecutor(ctx: ExecutorContext): Executor {
    * restarted from the database instead of running with memory ahead of disk). False when the write failed.
    */
   function write(f: () => void): boolean {
+    if (storeFailed) return false; // crash-only: nothing is written after a failed write
     try {
       f();
       return true;
     } catch (e) {
+      storeFailed = true;
       log.error("store.write_failed", { error: String(e) });
       ctx.onStoreFailed(e);
       return false;
@@ -298,6 +304,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   let resumeSet = false;
 
   function execute(effects: Effect[]): void {
+    if (storeFailed) return; // the node is stopping: nothing the reducer decides now is carried out
     for (const fx of effects) backlog.push(fx);
     if (!draining && !resumeSet) runBacklog(TURN_BYTES);
   }
@@ -310,7 +317,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         backlog[head++] = undefined as unknown as Effect; // let the frame go once it is handed over
         if (fx.kind === "send") budget -= approxBytes(fx.frame);
         try {
-          if (!run(fx)) {
+          if (!run(fx) || storeFailed) {
             backlog.length = head = 0;
             break;
           }
@@ -529,10 +536,24 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     what: string,
     queueOf?: string,
   ) {
+    // Queue rows another connection of the same user is still handing over are theirs (a user back while the
+    // old connection's hand-over had not noticed the cut): that one gives back what it did not send.
+    if (queueOf !== undefined) rows = rows.filter((r) => !handing.has(r.id));
+    if (rows.length === 0) return;
     const s = sockets.get(conn);
-    if (!s || rows.length === 0) return;
+    const giveBack = (from: number) => {
+      if (queueOf === undefined) return;
+      for (const r of rows) handing.delete(r.id);
+      if (from < rows.length) {
+        later({ kind: "undelivered", conn, now: now(), userId: queueOf, stored: rows.length - from });
+      }
+    };
+    if (!s) return giveBack(0); // gone before this effect's turn: every row is still queued
+    if (queueOf !== undefined) { for (const r of rows) handing.add(r.id); }
+    let sent = 0;
     const frames = rows.map((r) => ({ ...(r.frame as Envelope), from: state.config.serverId }));
     const sigs = frames.map((f) => signer.sign(f.payload));
+    sigs.forEach((p) => p.catch(() => {})); // awaited in order below; one failing must not leave others unhandled
     chain(s, async () => {
       for (let i = 0; i < frames.length; i++) {
         frames[i].sig = await sigs[i];
@@ -540,17 +561,20 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         if (!s.sock.open) {
           // Cut or gone halfway: what left is delivered, the rest stays queued for the user's next hello.
           if (i > 0) remove(rows.slice(0, i).map((r) => r.id));
-          if (queueOf !== undefined) {
-            later({ kind: "undelivered", conn, now: now(), userId: queueOf, stored: rows.length - i });
-          }
-          return;
+          return giveBack(i);
         }
         s.sock.send(serializeEnvelope(frames[i]));
         metrics.framesOut++;
+        sent = i + 1;
       }
       remove(rows.map((r) => r.id));
+      giveBack(rows.length);
       log.info("stored.delivered", { conn, frames: rows.length, what });
-    }, (e) => log.error("stored.failed", { conn, error: String(e) }));
+    }, (e) => {
+      log.error("stored.failed", { conn, error: String(e) });
+      if (sent > 0) remove(rows.slice(0, sent).map((r) => r.id));
+      giveBack(sent);
+    });
   }
 
   /**

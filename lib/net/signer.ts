@@ -55,7 +55,11 @@ export class Signer {
 
   private signCanon(canon: string, k: string): Promise<string> {
     const hit = this.cache.get(k);
-    if (hit) return hit;
+    if (hit) {
+      this.cache.delete(k); // refresh its LRU position: a payload signed again and again (the hello ACK) stays
+      this.cache.set(k, hit);
+      return hit;
+    }
     this.signatures++;
     const p = this.key.sign(new TextEncoder().encode(canon));
     this.cache.set(k, p);
@@ -106,6 +110,9 @@ export class Signer {
       this.start(frame, true, canon, k);
       return undefined;
     }
+    const p = this.cache.get(k)!; // `done` holds only keys `cache` holds: refresh its LRU position
+    this.cache.delete(k);
+    this.cache.set(k, p);
     const t = serializeEnvelope({ ...frame, sig });
     this.ready[i].set(frame, t);
     return t;

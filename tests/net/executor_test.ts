@@ -442,3 +442,291 @@ Deno.test("a failed store write is logged and reported to the node (which stops:
   ex.stop();
   await until(() => ex.connections() === 0, "the connection gone");
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Review reproductions (branch `review`).
+
+/** An executor with a fake signer whose `sign` waits for the test (`release`), and turns the test can hold. */
+function gated() {
+  const store = new MemoryStore();
+  const state = initState(config({ serverPub: serverKey.publicKey }));
+  state.channel = { version: 1, creatorPub: aliceKey.publicKey, members: new Set() };
+  state.config.limits = {
+    ...state.config.limits,
+    maxConnsPerAddr: 10_000,
+    helloPerSec: 1e6,
+    helloBurst: 1e6,
+  };
+  const gates: (() => void)[] = [];
+  const textOf = (f: Envelope, sign: boolean) => JSON.stringify(sign ? { ...f, sig: "fake" } : f);
+  const turns: (() => void)[] = [];
+  let manual = false;
+  const ex = createExecutor({
+    state,
+    store,
+    transport: fakeTransport,
+    key: serverKey,
+    secret: "test secret",
+    channelKey: null,
+    limits: state.config.limits,
+    log: new Logger("warn", () => {}),
+    counters: new Counters(),
+    onStoreFailed: () => {},
+    signer: {
+      signatures: 0,
+      sign: () => new Promise<string>((r) => gates.push(() => r("fake"))),
+      text: (f, sign) => Promise.resolve(textOf(f, sign)),
+      textNow: textOf,
+    },
+    timers: {
+      set: (fn, ms) => setTimeout(fn, ms),
+      clear: (h) => clearTimeout(h as number),
+      immediate: (fn) => manual ? void turns.push(fn) : void setImmediate(fn),
+    },
+  });
+  ex.started();
+  return {
+    ex,
+    store,
+    gates,
+    release: (n = gates.length) => gates.splice(0, n).forEach((g) => g()),
+    manualTurns: (on: boolean) => void (manual = on),
+    /** Run the executor's pending turns (manual mode) until none is left. */
+    runTurns: async () => {
+      while (turns.length) {
+        turns.shift()!();
+        await new Promise((r) => setTimeout(r, 0));
+      }
+    },
+  };
+}
+
+Deno.test("review: a user who reconnects during a cut hand-over gets each queued DM once", async () => {
+  const { ex, store, gates, release } = gated();
+  const alice = new Signer(aliceKey);
+  const bob = new Signer(bobKey);
+  const now = Date.now();
+  const a = accept(ex);
+  await Promise.resolve();
+  await say(a, alice, hello(ALICE, aliceKey.publicKey, now));
+  const b1 = accept(ex);
+  await Promise.resolve();
+  await say(b1, bob, hello(BOB, bobKey.publicKey, now));
+  await until(() => ex.state().localUsers.has(BOB), "bob online");
+  b1.close(1000, "bye");
+  await until(() => !ex.state().localUsers.has(BOB), "bob offline");
+  const dm = (i: number) => ({
+    type: "MSG_DIRECT",
+    from: ALICE,
+    to: BOB,
+    ts: now + i,
+    payload: { ciphertext: `C${i}`, sender_pub: aliceKey.publicKey, content_sig: "S" },
+  });
+  await say(a, alice, dm(1));
+  await say(a, alice, dm(2));
+  await until(() => store.queue.length === 2, "two DMs queued");
+
+  // Bob logs in; his hand-over waits for its two signatures, and the connection dies meanwhile.
+  const b2 = accept(ex);
+  await Promise.resolve();
+  await say(b2, bob, hello(BOB, bobKey.publicKey, now + 10));
+  await until(() => gates.length === 2, "the hand-over signs its two rows");
+  b2.open = false;
+  b2.onClose();
+  await until(() => !ex.state().localUsers.has(BOB), "bob offline again");
+  // A third DM is queued, and Bob is back at once: his hello reads all three rows.
+  await say(a, alice, dm(3));
+  await until(() => store.queue.length === 3, "three DMs queued");
+  const b3 = accept(ex);
+  await Promise.resolve();
+  await say(b3, bob, hello(BOB, bobKey.publicKey, now + 20));
+  await until(() => gates.length >= 3, "the new hand-over signs its rows");
+  await new Promise((r) => setTimeout(r, 20));
+  // The first hand-over's signatures arrive: it finds its socket closed and gives its two rows back.
+  release(2);
+  await new Promise((r) => setTimeout(r, 50));
+  release();
+  await new Promise((r) => setTimeout(r, 50));
+  release();
+  await until(() => store.queue.length === 0, "every row delivered and dequeued");
+  await new Promise((r) => setTimeout(r, 50));
+  const got = b3.frames().filter((f) => f.type === "USER_DELIVER").map((f) => f.payload.ciphertext);
+  assert.deepEqual(got.toSorted(), ["C1", "C2", "C3"], `bob got ${got.join(",")}`);
+  ex.stop();
+  await until(() => ex.connections() === 0, "every connection gone");
+});
+
+Deno.test("review: a hand-over whose connection is gone before its turn keeps the reducer's count", async () => {
+  const { ex, store, manualTurns, runTurns } = gated();
+  const alice = new Signer(aliceKey);
+  const bob = new Signer(bobKey);
+  const now = Date.now();
+  const spki = decodeBase64Url(aliceKey.publicKey)!;
+  const at = spki.length - 512 - 5;
+  const distinctKey = (i: number) => {
+    const k = spki.slice();
+    new DataView(k.buffer).setUint32(at + 100, i + 1);
+    return encodeBase64Url(k);
+  };
+  const uid = (i: number) => `0be0c000-0000-4000-8000-${String(i).padStart(12, "0")}`;
+  const unsignedHello = (s: FakeSocket, i: number) =>
+    s.onMessage(JSON.stringify({ ...hello(uid(i), distinctKey(i), Date.now()), sig: "" }));
+  const N = 500;
+  for (let i = 0; i < N; i++) {
+    const s = accept(ex);
+    await Promise.resolve();
+    unsignedHello(s, i);
+  }
+  await until(() => ex.state().localUsers.size === N, `${N} users online`, 30_000);
+  const a = accept(ex);
+  await Promise.resolve();
+  await say(a, alice, hello(ALICE, aliceKey.publicKey, now));
+  const b1 = accept(ex);
+  await Promise.resolve();
+  await say(b1, bob, hello(BOB, bobKey.publicKey, now));
+  await until(() => ex.state().localUsers.has(BOB), "bob online");
+  b1.close(1000, "bye");
+  await until(() => !ex.state().localUsers.has(BOB), "bob offline");
+  for (const i of [1, 2]) {
+    await say(a, alice, {
+      type: "MSG_DIRECT",
+      from: ALICE,
+      to: BOB,
+      ts: now + i,
+      payload: { ciphertext: `C${i}`, sender_pub: aliceKey.publicKey, content_sig: "S" },
+    });
+  }
+  await until(
+    () => store.queue.length === 2 && ex.effectsWaiting() === 0,
+    "two DMs queued, all settled",
+    30_000,
+  );
+
+  // A newcomer's hello fans out more than 1 MiB: the rest waits for the next turn (held here by the test).
+  manualTurns(true);
+  const x = accept(ex);
+  await Promise.resolve();
+  unsignedHello(x, N);
+  await until(() => ex.effectsWaiting() > 0, "the fan-out waits for a turn");
+  // Bob logs in (his hand-over waits behind the fan-out) and is gone again before its turn.
+  const b2 = accept(ex);
+  await Promise.resolve();
+  await say(b2, bob, hello(BOB, bobKey.publicKey, now + 10));
+  await until(() => ex.state().localUsers.has(BOB), "bob online");
+  b2.open = false;
+  b2.onClose();
+  await until(() => !ex.state().localUsers.has(BOB), "bob offline");
+  manualTurns(false);
+  await runTurns();
+  await until(() => ex.effectsWaiting() === 0, "the backlog ran");
+  assert.equal(store.queue.length, 2, "the rows are still in the store");
+  assert.equal(ex.state().queued.get(BOB) ?? 0, 2, "the reducer's count matches the store");
+  ex.stop();
+  await until(() => ex.connections() === 0, "every connection gone", 10_000);
+});
+
+Deno.test("review: after a failed store write (outside a persist effect) nothing more is written", async () => {
+  const failures: unknown[] = [];
+  const { ex, store } = setup((e) => failures.push(e));
+  const alice = new Signer(aliceKey);
+  const bob = new Signer(bobKey);
+  const now = Date.now();
+  const a = accept(ex);
+  await Promise.resolve();
+  await say(a, alice, hello(ALICE, aliceKey.publicKey, now));
+  const b = accept(ex);
+  await Promise.resolve();
+  await say(b, bob, hello(BOB, bobKey.publicKey, now));
+  await until(() => ex.state().localUsers.has(BOB), "bob online");
+  b.close(1000, "bye");
+  await until(() => !ex.state().localUsers.has(BOB), "bob offline");
+  const dm = (i: number) => ({
+    type: "MSG_DIRECT",
+    from: ALICE,
+    to: BOB,
+    ts: now + i,
+    payload: { ciphertext: `C${i}`, sender_pub: aliceKey.publicKey, content_sig: "S" },
+  });
+  await say(a, alice, dm(1));
+  await until(() => store.queue.length === 1, "a DM queued");
+  store.dequeue = () => {
+    throw new Error("disk full");
+  };
+  const b2 = accept(ex);
+  await Promise.resolve();
+  await say(b2, bob, hello(BOB, bobKey.publicKey, now + 10));
+  await until(() => failures.length === 1, "the failed dequeue reported");
+  b2.close(1000, "bye");
+  await until(() => !ex.state().localUsers.has(BOB), "bob offline");
+  const before = store.calls.length;
+  await say(a, alice, dm(2)); // the node is stopping (crash-only); this frame was read before the close
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(store.calls.slice(before), [], "no store write after the failed one");
+  ex.stop();
+  await until(() => ex.connections() === 0, "every connection gone");
+});
+
+Deno.test("review: a live DM that missed a closed socket goes to the user's new connection", async () => {
+  const store = new MemoryStore();
+  const state = initState(config({ serverPub: serverKey.publicKey }));
+  state.channel = { version: 1, creatorPub: aliceKey.publicKey, members: new Set() };
+  const gates: (() => void)[] = [];
+  const textOf = (f: Envelope, sign: boolean) => JSON.stringify(sign ? { ...f, sig: "fake" } : f);
+  const ex = createExecutor({
+    state,
+    store,
+    transport: fakeTransport,
+    key: serverKey,
+    secret: "test secret",
+    channelKey: null,
+    limits: state.config.limits,
+    log: new Logger("warn", () => {}),
+    counters: new Counters(),
+    onStoreFailed: () => {},
+    signer: {
+      signatures: 0,
+      sign: () => Promise.resolve("fake"),
+      // A DM's signature takes time (the test releases it); everything else is ready at once.
+      text: (f, sign) =>
+        f.type === "USER_DELIVER"
+          ? new Promise((r) => gates.push(() => r(textOf(f, sign))))
+          : Promise.resolve(textOf(f, sign)),
+      textNow: (f, sign) => f.type === "USER_DELIVER" ? undefined : textOf(f, sign),
+    },
+  });
+  ex.started();
+  const alice = new Signer(aliceKey);
+  const bob = new Signer(bobKey);
+  const now = Date.now();
+  const a = accept(ex);
+  await Promise.resolve();
+  await say(a, alice, hello(ALICE, aliceKey.publicKey, now));
+  const b1 = accept(ex);
+  await Promise.resolve();
+  await say(b1, bob, hello(BOB, bobKey.publicKey, now));
+  await until(() => ex.state().localUsers.has(BOB), "bob online");
+  await say(a, alice, {
+    type: "MSG_DIRECT",
+    from: ALICE,
+    to: BOB,
+    ts: now + 1,
+    payload: { ciphertext: "C1", sender_pub: aliceKey.publicKey, content_sig: "S" },
+  });
+  await until(() => gates.length === 1, "the DM is being signed");
+  b1.close(1006, "gone");
+  await until(() => !ex.state().localUsers.has(BOB), "bob offline");
+  const b2 = accept(ex);
+  await Promise.resolve();
+  await say(b2, bob, hello(BOB, bobKey.publicKey, now + 10));
+  await until(() => ex.state().localUsers.has(BOB), "bob back");
+  gates.splice(0).forEach((g) => g()); // the signature arrives: the old socket is closed
+  await until(() => gates.length > 0, "the DM re-sent, signed again for the new connection");
+  gates.splice(0).forEach((g) => g());
+  await until(
+    () => b2.frames().some((f) => f.type === "USER_DELIVER"),
+    "bob gets the DM on the new connection",
+  );
+  assert.equal(store.queue.length, 0, "nothing queued");
+  ex.stop();
+  await until(() => ex.connections() === 0, "every connection gone");
+});

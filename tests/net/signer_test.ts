@@ -88,3 +88,18 @@ Deno.test("Signer.textNow answers at once only what needs no new signature", asy
   await plain.text(f5, true);
   assert.ok(plain.textNow(f5, true)?.includes('"ts":5'));
 });
+
+Deno.test("review: a payload signed again and again stays in the signature cache (LRU, not FIFO)", async () => {
+  let n = 0;
+  const key = {
+    sign: () => Promise.resolve(`sig${++n}`),
+  } as unknown as import("../../lib/crypto/rsa.ts").PrivateKey;
+  const s = new Signer(key, 2, sha256HexSync);
+  const ack = { type: "ACK" as const, from: "S", to: "u", ts: 1, payload: { msg_ref: "USER_HELLO" } };
+  await s.text({ ...ack }, true);
+  for (let i = 0; i < 4; i++) {
+    await s.sign({ dm: i }); // a one-off payload (a DM)
+    assert.ok(s.textNow({ ...ack, ts: 2 + i }, true) !== undefined, `the ACK is ready at once (round ${i})`);
+  }
+  assert.equal(s.signatures, 5, "the ACK was signed once, each DM once");
+});
