@@ -113,7 +113,7 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
   // A duplicate is dropped silently, whatever the connection's state (PROFILE §11). Only frames that pass every
   // check below are recorded, so a forged frame cannot poison the cache against the real one.
   const seenKey = SeenCache.key(env.ts, env.from, env.to, ev.digest);
-  if (!state.config.labReplay && state.seen.has(seenKey, ev.now)) {
+  if (!state.config.labReplay && state.seen.has(seenKey, ev.now) && !restoresPresence(state, env)) {
     out.log("debug", "frame.duplicate", { conn: conn.id, type: env.type });
     // A resent outbox frame we already hold: confirm again, or the sender keeps resending it.
     if (env.type === "SERVER_DELIVER" && env.payload.ack && conn.role === "server") {
@@ -160,6 +160,19 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
   if (!state.config.labReplay) state.seen.add(seenKey, ev.now);
   out.digest = ev.digest;
   handler(out, conn, env, ev.fresh);
+}
+
+/**
+ * A server re-advertises its users when a link to it comes up again, with the advert frames it keeps (same ts and
+ * signature, PROFILE §6). A receiver that saw such a frame before the link was lost, and dropped the user when the
+ * link went down, must not take it for a duplicate: an advert that would bring back a user this node does not
+ * have online at that server goes through the checks again. It cannot loop: once applied, the user is present
+ * and further copies are duplicates again.
+ */
+function restoresPresence(state: State, env: AnyEnvelope): boolean {
+  if (env.type !== "USER_ADVERTISE") return false;
+  const p = env.payload as { user_id?: unknown; server_id?: unknown };
+  return typeof p.user_id === "string" && state.presence.get(p.user_id)?.serverId !== p.server_id;
 }
 
 /** The detail of an INVALID_SIG: what was missing or wrong, and with which key (PROFILE §15: no misleading detail). */

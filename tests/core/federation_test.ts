@@ -534,6 +534,34 @@ Deno.test("an advert relayed for a server we have no link to is ignored (no ghos
   assert.deepEqual(sent(late, 1), []);
 });
 
+Deno.test("an advert ignored while its server was not linked yet is applied when the same frame comes over the link", () => {
+  // Simulation seed 294: the copy relayed by S2 arrived first and was ignored (no link to S3 yet); the identical
+  // frame S3 then sent over the new link was taken for a duplicate, and Bob stayed unknown here.
+  const h = linked();
+  const link = (conn: number) => {
+    h.connect(conn);
+    h.signed(conn, {
+      type: "SERVER_HELLO_LINK",
+      from: S3,
+      to: SERVER,
+      ts: h.now,
+      payload: intro({ pubkey: S3K }),
+    });
+  };
+  link(11);
+  h.step({ kind: "closed", conn: 11, now: h.now }); // S3 is pinned, and its link is down
+  h.now += 1000;
+  const a = advert(BOB, S3, h.now);
+  assert.deepEqual(sent(h.signed(10, a), 1), [], "relayed while S3 is not linked: ignored");
+  assert.ok(!h.state.presence.has(BOB));
+  link(12);
+  const fx = h.signed(12, a);
+  assert.equal(h.state.presence.get(BOB)?.serverId, S3);
+  assert.deepEqual(sent(fx, 1).map((f) => f.type), ["USER_ADVERTISE"], "Alice hears of Bob");
+  // Once applied, further copies are duplicates again (no loop).
+  assert.deepEqual(sent(h.signed(10, a)), []);
+});
+
 Deno.test("server links get a ten times larger token bucket than users (they carry many users' traffic)", () => {
   const h = linked();
   let throttled = 0;
