@@ -156,6 +156,8 @@ export interface ExecutorContext {
   fresh?: () => string;
   /** Called after each event the reducer handled, with its step (before the effects run). */
   onStep?: (ev: Event, step: Step) => void;
+  /** Bytes of frames handed to the sockets per turn of the event loop (default 1 MiB; see `execute`). */
+  turnBytes?: number;
 }
 
 /** A running executor. */
@@ -302,20 +304,26 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   let head = 0;
   let draining = false;
   let resumeSet = false;
+  /** Bytes of frames handed over in this turn (it starts over on the next turn). */
+  let spent = 0;
+  const turnBytes = ctx.turnBytes ?? TURN_BYTES;
 
   function execute(effects: Effect[]): void {
     if (storeFailed) return; // the node is stopping: nothing the reducer decides now is carried out
     for (const fx of effects) backlog.push(fx);
-    if (!draining && !resumeSet) runBacklog(TURN_BYTES);
+    if (!draining && !resumeSet) runBacklog(turnBytes);
   }
 
-  function runBacklog(budget: number): void {
+  function runBacklog(limit: number): void {
     draining = true;
     try {
       while (head < backlog.length) {
         const fx = backlog[head];
         backlog[head++] = undefined as unknown as Effect; // let the frame go once it is handed over
-        if (fx.kind === "send") budget -= approxBytes(fx.frame);
+        if (fx.kind === "send") {
+          if (spent === 0) nextTurn(() => spent = 0);
+          spent += approxBytes(fx.frame);
+        }
         try {
           if (!run(fx) || storeFailed) {
             backlog.length = head = 0;
@@ -324,11 +332,11 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         } catch (e) {
           log.error("effects.failed", { kind: fx.kind, error: String(e) });
         }
-        if (budget <= 0 && head < backlog.length) {
+        if (spent >= limit && head < backlog.length) {
           resumeSet = true;
           nextTurn(() => {
             resumeSet = false;
-            runBacklog(TURN_BYTES);
+            runBacklog(turnBytes);
           });
           break;
         }
@@ -579,8 +587,9 @@ export function createExecutor(ctx: ExecutorContext): Executor {
 
   /**
    * Wait until the socket has room (its buffer at or under the high-water mark; see outbound.ts), looking again on
-   * the next turn of the event loop while the buffer shrinks (a reader that keeps up), else every 10 ms. The peer is *stalled* when its buffer has not shrunk over five polls and a quarter second: a peer that
-   * reads empties it as soon as this node yields, however busy the node was. A stalled peer with more than
+   * the next turn of the event loop while the buffer shrinks (a reader that keeps up), else every 10 ms. The peer
+   * is *stalled* when its buffer has not shrunk over five polls and a quarter second: a peer that reads empties
+   * it as soon as this node yields, however busy the node was. A stalled peer with more than
    * `maxUnsentBytes` signed and waiting for it is cut (frames still being signed wait for us, not for the peer).
    */
   async function drain(conn: number, s: Conn): Promise<void> {

@@ -339,6 +339,8 @@ export class Sim {
       signatures: 0,
       sign: () => Promise.resolve(sig),
       text: (f, sign) => Promise.resolve(serializeEnvelope(sign ? { ...f, sig } : f)),
+      // Simulated signatures are instant: every frame can take the executor's direct path.
+      textNow: (f, sign) => serializeEnvelope(sign ? { ...f, sig } : f),
     };
     node.ex = createExecutor({
       state: node.state,
@@ -366,6 +368,8 @@ export class Sim {
         }),
       timers,
       signer,
+      // A small per-turn budget, so that the simulation also runs effects held back to later turns.
+      turnBytes: 4096,
       channelKeys: (dispatch) => this.channelKeysOf(node, alive, dispatch),
       digest: (text) => Promise.resolve(sha256Hex(text)),
       verify: (key, _payload, s) => Promise.resolve(s === `sim:${this.aliases.get(key)}`),
@@ -831,6 +835,25 @@ export class Sim {
     for (const u of this.users) {
       if (u.online && show(u.directory) !== show(truth)) {
         out.push(`user ${u.userId.slice(-3)} believes ${show(u.directory)}; truth ${show(truth)}`);
+      }
+    }
+    return out;
+  }
+
+  /** Nodes whose count of queued frames per user differs from the rows in their store (checked when calm). */
+  queueDrift(): string[] {
+    const out: string[] = [];
+    for (const n of this.nodes) {
+      if (!n.state) continue;
+      const users = new Set([...n.state.queued.keys(), ...n.store.queue.keys()]);
+      for (const u of users) {
+        const counted = n.state.queued.get(u) ?? 0;
+        const stored = n.store.queue.get(u)?.length ?? 0;
+        if (counted !== stored) {
+          out.push(
+            `node ${n.index}: ${stored} rows queued for ${u.slice(-3)} in the store, ${counted} counted`,
+          );
+        }
       }
     }
     return out;
