@@ -134,6 +134,7 @@ try {
       performance.now() < quiet &&
       ((await metric(node, "socp_effects_waiting")) > 0 || (await metric(node, "socp_unsent_bytes_max")) > 0)
     ) await new Promise((r) => setTimeout(r, 100));
+    if (performance.now() >= quiet) console.log("  (the node had not handed everything over after 120 s)");
     const rssRamp = rssKiB(pid);
     const samples: number[] = [];
     const idleEnd = performance.now() + 30_000;
@@ -142,6 +143,9 @@ try {
       samples.push(rssKiB(pid));
       const last = samples.slice(-5);
       if (last.length === 5 && Math.max(...last) <= Math.min(...last) * 1.01) break;
+    }
+    if (performance.now() >= idleEnd) {
+      console.log("  (RSS had not settled after 30 s: the last sample is used)");
     }
     const rss = samples[samples.length - 1];
     const heap = (await metric(node, "socp_memory_heap_used_bytes")) / 1048576;
