@@ -10,7 +10,13 @@ import type { SealedKey } from "../../lib/crypto/keyfile.ts";
 import { verifySignature } from "../../lib/crypto/rsa.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
 import { parseFrame } from "../../lib/protocol/envelope.ts";
-import { createExecutor, type Executor, type StoreLike } from "../../lib/net/executor.ts";
+import {
+  createExecutor,
+  type Executor,
+  type FrameSigner,
+  type StoreLike,
+  type Timers,
+} from "../../lib/net/executor.ts";
 import { Counters } from "../../lib/net/http.ts";
 import { Logger } from "../../lib/net/log.ts";
 import { Signer } from "../../lib/net/signer.ts";
@@ -123,11 +129,27 @@ class MemoryStore implements StoreLike {
   }
 }
 
-/** An executor over the fakes, with the public channel already known (so no key is created). */
-function setup(onStoreFailed: (e: unknown) => void = () => {}) {
+/**
+ * An executor over the fakes, with the public channel already known (so no key is created). `many` lifts the
+ * per-address limits (for tests with hundreds of users from 127.0.0.1); `signer` and `timers` replace the real ones.
+ */
+function setup(opts: {
+  onStoreFailed?: (e: unknown) => void;
+  many?: boolean;
+  signer?: FrameSigner;
+  timers?: Timers;
+} = {}) {
   const store = new MemoryStore();
   const state = initState(config({ serverPub: serverKey.publicKey }));
   state.channel = { version: 1, creatorPub: aliceKey.publicKey, members: new Set() };
+  if (opts.many) {
+    state.config.limits = {
+      ...state.config.limits,
+      maxConnsPerAddr: 10_000,
+      helloPerSec: 1e6,
+      helloBurst: 1e6,
+    };
+  }
   const lines: string[] = [];
   const ex = createExecutor({
     state,
@@ -139,11 +161,16 @@ function setup(onStoreFailed: (e: unknown) => void = () => {}) {
     limits: state.config.limits,
     log: new Logger("debug", (l) => lines.push(l)),
     counters: new Counters(),
-    onStoreFailed,
+    onStoreFailed: opts.onStoreFailed ?? (() => {}),
+    signer: opts.signer,
+    timers: opts.timers,
   });
   ex.started();
   return { ex, store, lines };
 }
+
+/** A fake signer's wire text: the frame with `sig: "fake"` when signed. */
+const fakeText = (f: Envelope, sign: boolean) => JSON.stringify(sign ? { ...f, sig: "fake" } : f);
 
 /** Accept a connection from 127.0.0.1 through the executor; the socket opens on the next microtask. */
 function accept(ex: Executor): FakeSocket {
@@ -171,6 +198,46 @@ function hello(user: string, pub: string, now: number) {
     ts: now,
     payload: { client: "t", pubkey: pub, enc_pubkey: pub },
   };
+}
+
+/** Distinct RSA-4096 public keys without generating any: Alice's with a changed modulus (the node only parses them). */
+const aliceSpki = decodeBase64Url(aliceKey.publicKey)!;
+function distinctKey(i: number): string {
+  const k = aliceSpki.slice();
+  // The modulus ends 512 bytes before the exponent (02 03 01 00 01); change 4 bytes well inside it.
+  new DataView(k.buffer).setUint32(aliceSpki.length - 512 - 5 + 100, i + 1);
+  return encodeBase64Url(k);
+}
+const uid = (i: number) => `0be0c000-0000-4000-8000-${String(i).padStart(12, "0")}`;
+
+/** A DM from Alice to Bob, the i-th. */
+function dmToBob(now: number, i: number) {
+  return {
+    type: "MSG_DIRECT",
+    from: ALICE,
+    to: BOB,
+    ts: now + i,
+    payload: { ciphertext: `C${i}`, sender_pub: aliceKey.publicKey, content_sig: "S" },
+  };
+}
+
+/** Alice online on socket `a`; Bob online on socket `b` (with `offline`, he has said hello and left again). */
+async function aliceAndBob(ex: Executor, offline: boolean) {
+  const alice = new Signer(aliceKey);
+  const bob = new Signer(bobKey);
+  const now = Date.now();
+  const a = accept(ex);
+  await Promise.resolve();
+  await say(a, alice, hello(ALICE, aliceKey.publicKey, now));
+  const b = accept(ex);
+  await Promise.resolve();
+  await say(b, bob, hello(BOB, bobKey.publicKey, now));
+  await until(() => ex.state().localUsers.has(BOB), "bob online");
+  if (offline) {
+    b.close(1000, "bye");
+    await until(() => !ex.state().localUsers.has(BOB), "bob offline");
+  }
+  return { a, b, alice, bob, now, dm: (i: number) => say(a, alice, dmToBob(now, i)) };
 }
 
 Deno.test("a DM to an offline user is persisted, then handed over signed by the server and dequeued", async () => {
@@ -306,32 +373,15 @@ Deno.test("DMs that never reached a closed socket go to the offline queue, and a
 Deno.test("a hello at N users online: the ACK leaves at once and the fan-out goes out at most ~1 MiB per turn", async () => {
   // Frames are "signed" by a fake signer (RSA for 700 adverts would take the test's time); the executor, the
   // reducer and the inbound pipeline are the real ones. Each socket only counts what it is handed.
-  const state = initState(config({ serverPub: serverKey.publicKey }));
-  state.channel = { version: 1, creatorPub: aliceKey.publicKey, members: new Set() };
-  state.config.limits = {
-    ...state.config.limits,
-    maxConnsPerAddr: 10_000,
-    helloPerSec: 1e6,
-    helloBurst: 1e6,
-  };
   const texts = new WeakMap<object, string>();
   const textOf = (f: Envelope, sign: boolean) => {
     let t = texts.get(f);
-    if (t === undefined) texts.set(f, t = JSON.stringify(sign ? { ...f, sig: "fake" } : f));
+    if (t === undefined) texts.set(f, t = fakeText(f, sign));
     return t;
   };
   let turn = 0;
-  const ex = createExecutor({
-    state,
-    store: new MemoryStore(),
-    transport: fakeTransport,
-    key: serverKey,
-    secret: "test secret",
-    channelKey: null,
-    limits: state.config.limits,
-    log: new Logger("warn", () => {}),
-    counters: new Counters(),
-    onStoreFailed: () => {},
+  const { ex } = setup({
+    many: true,
     signer: {
       signatures: 0,
       sign: () => Promise.resolve("fake"),
@@ -348,15 +398,6 @@ Deno.test("a hello at N users online: the ACK leaves at once and the fan-out goe
         }),
     },
   });
-  ex.started();
-  const spki = decodeBase64Url(aliceKey.publicKey)!;
-  const at = spki.length - 512 - 5; // the modulus: 512 bytes before the exponent (02 03 01 00 01)
-  const distinctKey = (i: number) => {
-    const k = spki.slice();
-    new DataView(k.buffer).setUint32(at + 100, i + 1);
-    return encodeBase64Url(k);
-  };
-  const uid = (i: number) => `0be0c000-0000-4000-8000-${String(i).padStart(12, "0")}`;
   const turnOf: number[] = []; // the turn each of the newcomer's frames was handed over in
   /** Bytes handed to sockets, per executor turn. */
   const perTurn = new Map<number, number>();
@@ -429,7 +470,7 @@ Deno.test("a connection silent past the first-frame limit gets its ERROR first, 
 
 Deno.test("a failed store write is logged and reported to the node (which stops: crash-only)", async () => {
   const failures: unknown[] = [];
-  const { ex, store, lines } = setup((e) => failures.push(e));
+  const { ex, store, lines } = setup({ onStoreFailed: (e) => failures.push(e) });
   store.upsertUser = () => {
     throw new Error("disk full");
   };
@@ -443,40 +484,18 @@ Deno.test("a failed store write is logged and reported to the node (which stops:
   await until(() => ex.connections() === 0, "the connection gone");
 });
 
-// ---------------------------------------------------------------------------------------------------------------
-// Review reproductions (branch `review`).
-
 /** An executor with a fake signer whose `sign` waits for the test (`release`), and turns the test can hold. */
 function gated() {
-  const store = new MemoryStore();
-  const state = initState(config({ serverPub: serverKey.publicKey }));
-  state.channel = { version: 1, creatorPub: aliceKey.publicKey, members: new Set() };
-  state.config.limits = {
-    ...state.config.limits,
-    maxConnsPerAddr: 10_000,
-    helloPerSec: 1e6,
-    helloBurst: 1e6,
-  };
   const gates: (() => void)[] = [];
-  const textOf = (f: Envelope, sign: boolean) => JSON.stringify(sign ? { ...f, sig: "fake" } : f);
   const turns: (() => void)[] = [];
   let manual = false;
-  const ex = createExecutor({
-    state,
-    store,
-    transport: fakeTransport,
-    key: serverKey,
-    secret: "test secret",
-    channelKey: null,
-    limits: state.config.limits,
-    log: new Logger("warn", () => {}),
-    counters: new Counters(),
-    onStoreFailed: () => {},
+  const { ex, store } = setup({
+    many: true,
     signer: {
       signatures: 0,
       sign: () => new Promise<string>((r) => gates.push(() => r("fake"))),
-      text: (f, sign) => Promise.resolve(textOf(f, sign)),
-      textNow: textOf,
+      text: (f, sign) => Promise.resolve(fakeText(f, sign)),
+      textNow: fakeText,
     },
     timers: {
       set: (fn, ms) => setTimeout(fn, ms),
@@ -484,7 +503,6 @@ function gated() {
       immediate: (fn) => manual ? void turns.push(fn) : void setImmediate(fn),
     },
   });
-  ex.started();
   return {
     ex,
     store,
@@ -501,29 +519,11 @@ function gated() {
   };
 }
 
-Deno.test("review: a user who reconnects during a cut hand-over gets each queued DM once", async () => {
+Deno.test("a user who reconnects during a cut hand-over gets each queued DM once", async () => {
   const { ex, store, gates, release } = gated();
-  const alice = new Signer(aliceKey);
-  const bob = new Signer(bobKey);
-  const now = Date.now();
-  const a = accept(ex);
-  await Promise.resolve();
-  await say(a, alice, hello(ALICE, aliceKey.publicKey, now));
-  const b1 = accept(ex);
-  await Promise.resolve();
-  await say(b1, bob, hello(BOB, bobKey.publicKey, now));
-  await until(() => ex.state().localUsers.has(BOB), "bob online");
-  b1.close(1000, "bye");
-  await until(() => !ex.state().localUsers.has(BOB), "bob offline");
-  const dm = (i: number) => ({
-    type: "MSG_DIRECT",
-    from: ALICE,
-    to: BOB,
-    ts: now + i,
-    payload: { ciphertext: `C${i}`, sender_pub: aliceKey.publicKey, content_sig: "S" },
-  });
-  await say(a, alice, dm(1));
-  await say(a, alice, dm(2));
+  const { a, alice, bob, now } = await aliceAndBob(ex, true);
+  await say(a, alice, dmToBob(now, 1));
+  await say(a, alice, dmToBob(now, 2));
   await until(() => store.queue.length === 2, "two DMs queued");
 
   // Bob logs in; his hand-over waits for its two signatures, and the connection dies meanwhile.
@@ -535,7 +535,7 @@ Deno.test("review: a user who reconnects during a cut hand-over gets each queued
   b2.onClose();
   await until(() => !ex.state().localUsers.has(BOB), "bob offline again");
   // A third DM is queued, and Bob is back at once: his hello reads all three rows.
-  await say(a, alice, dm(3));
+  await say(a, alice, dmToBob(now, 3));
   await until(() => store.queue.length === 3, "three DMs queued");
   const b3 = accept(ex);
   await Promise.resolve();
@@ -556,19 +556,11 @@ Deno.test("review: a user who reconnects during a cut hand-over gets each queued
   await until(() => ex.connections() === 0, "every connection gone");
 });
 
-Deno.test("review: a hand-over whose connection is gone before its turn keeps the reducer's count", async () => {
+Deno.test("a hand-over whose connection is gone before its turn keeps the reducer's count", async () => {
   const { ex, store, manualTurns, runTurns } = gated();
   const alice = new Signer(aliceKey);
   const bob = new Signer(bobKey);
   const now = Date.now();
-  const spki = decodeBase64Url(aliceKey.publicKey)!;
-  const at = spki.length - 512 - 5;
-  const distinctKey = (i: number) => {
-    const k = spki.slice();
-    new DataView(k.buffer).setUint32(at + 100, i + 1);
-    return encodeBase64Url(k);
-  };
-  const uid = (i: number) => `0be0c000-0000-4000-8000-${String(i).padStart(12, "0")}`;
   const unsignedHello = (s: FakeSocket, i: number) =>
     s.onMessage(JSON.stringify({ ...hello(uid(i), distinctKey(i), Date.now()), sig: "" }));
   const N = 500;
@@ -587,15 +579,7 @@ Deno.test("review: a hand-over whose connection is gone before its turn keeps th
   await until(() => ex.state().localUsers.has(BOB), "bob online");
   b1.close(1000, "bye");
   await until(() => !ex.state().localUsers.has(BOB), "bob offline");
-  for (const i of [1, 2]) {
-    await say(a, alice, {
-      type: "MSG_DIRECT",
-      from: ALICE,
-      to: BOB,
-      ts: now + i,
-      payload: { ciphertext: `C${i}`, sender_pub: aliceKey.publicKey, content_sig: "S" },
-    });
-  }
+  for (const i of [1, 2]) await say(a, alice, dmToBob(now, i));
   await until(
     () => store.queue.length === 2 && ex.effectsWaiting() === 0,
     "two DMs queued, all settled",
@@ -625,29 +609,11 @@ Deno.test("review: a hand-over whose connection is gone before its turn keeps th
   await until(() => ex.connections() === 0, "every connection gone", 10_000);
 });
 
-Deno.test("review: after a failed store write (outside a persist effect) nothing more is written", async () => {
+Deno.test("after a failed store write (outside a persist effect) nothing more is written", async () => {
   const failures: unknown[] = [];
-  const { ex, store } = setup((e) => failures.push(e));
-  const alice = new Signer(aliceKey);
-  const bob = new Signer(bobKey);
-  const now = Date.now();
-  const a = accept(ex);
-  await Promise.resolve();
-  await say(a, alice, hello(ALICE, aliceKey.publicKey, now));
-  const b = accept(ex);
-  await Promise.resolve();
-  await say(b, bob, hello(BOB, bobKey.publicKey, now));
-  await until(() => ex.state().localUsers.has(BOB), "bob online");
-  b.close(1000, "bye");
-  await until(() => !ex.state().localUsers.has(BOB), "bob offline");
-  const dm = (i: number) => ({
-    type: "MSG_DIRECT",
-    from: ALICE,
-    to: BOB,
-    ts: now + i,
-    payload: { ciphertext: `C${i}`, sender_pub: aliceKey.publicKey, content_sig: "S" },
-  });
-  await say(a, alice, dm(1));
+  const { ex, store } = setup({ onStoreFailed: (e) => failures.push(e) });
+  const { a, alice, bob, now } = await aliceAndBob(ex, true);
+  await say(a, alice, dmToBob(now, 1));
   await until(() => store.queue.length === 1, "a DM queued");
   store.dequeue = () => {
     throw new Error("disk full");
@@ -659,42 +625,27 @@ Deno.test("review: after a failed store write (outside a persist effect) nothing
   b2.close(1000, "bye");
   await until(() => !ex.state().localUsers.has(BOB), "bob offline");
   const before = store.calls.length;
-  await say(a, alice, dm(2)); // the node is stopping (crash-only); this frame was read before the close
+  await say(a, alice, dmToBob(now, 2)); // the node is stopping (crash-only); this frame was read before the close
   await new Promise((r) => setTimeout(r, 100));
   assert.deepEqual(store.calls.slice(before), [], "no store write after the failed one");
   ex.stop();
   await until(() => ex.connections() === 0, "every connection gone");
 });
 
-Deno.test("review: a live DM that missed a closed socket goes to the user's new connection", async () => {
-  const store = new MemoryStore();
-  const state = initState(config({ serverPub: serverKey.publicKey }));
-  state.channel = { version: 1, creatorPub: aliceKey.publicKey, members: new Set() };
+Deno.test("a live DM that missed a closed socket goes to the user's new connection", async () => {
   const gates: (() => void)[] = [];
-  const textOf = (f: Envelope, sign: boolean) => JSON.stringify(sign ? { ...f, sig: "fake" } : f);
-  const ex = createExecutor({
-    state,
-    store,
-    transport: fakeTransport,
-    key: serverKey,
-    secret: "test secret",
-    channelKey: null,
-    limits: state.config.limits,
-    log: new Logger("warn", () => {}),
-    counters: new Counters(),
-    onStoreFailed: () => {},
+  const { ex, store } = setup({
     signer: {
       signatures: 0,
       sign: () => Promise.resolve("fake"),
       // A DM's signature takes time (the test releases it); everything else is ready at once.
       text: (f, sign) =>
         f.type === "USER_DELIVER"
-          ? new Promise((r) => gates.push(() => r(textOf(f, sign))))
-          : Promise.resolve(textOf(f, sign)),
-      textNow: (f, sign) => f.type === "USER_DELIVER" ? undefined : textOf(f, sign),
+          ? new Promise((r) => gates.push(() => r(fakeText(f, sign))))
+          : Promise.resolve(fakeText(f, sign)),
+      textNow: (f, sign) => f.type === "USER_DELIVER" ? undefined : fakeText(f, sign),
     },
   });
-  ex.started();
   const alice = new Signer(aliceKey);
   const bob = new Signer(bobKey);
   const now = Date.now();
