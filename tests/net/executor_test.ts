@@ -307,16 +307,7 @@ Deno.test("a DM to an offline user is persisted, then handed over signed by the 
 
 Deno.test("DMs that never reached a closed socket go to the offline queue, and a cut hand-over keeps the rest", async () => {
   const { ex, store } = setup();
-  const alice = new Signer(aliceKey);
-  const bob = new Signer(bobKey);
-  const now = Date.now();
-  const a = accept(ex);
-  await Promise.resolve();
-  await say(a, alice, hello(ALICE, aliceKey.publicKey, now));
-  const b = accept(ex);
-  await Promise.resolve();
-  await say(b, bob, hello(BOB, bobKey.publicKey, now));
-  await until(() => ex.state().localUsers.has(BOB), "bob online");
+  const { a, b, alice, bob, now } = await aliceAndBob(ex, false);
 
   // Bob's socket is gone but the runtime has not said so yet: live DMs for him must not vanish.
   b.open = false;
@@ -646,16 +637,7 @@ Deno.test("a live DM that missed a closed socket goes to the user's new connecti
       textNow: (f, sign) => f.type === "USER_DELIVER" ? undefined : fakeText(f, sign),
     },
   });
-  const alice = new Signer(aliceKey);
-  const bob = new Signer(bobKey);
-  const now = Date.now();
-  const a = accept(ex);
-  await Promise.resolve();
-  await say(a, alice, hello(ALICE, aliceKey.publicKey, now));
-  const b1 = accept(ex);
-  await Promise.resolve();
-  await say(b1, bob, hello(BOB, bobKey.publicKey, now));
-  await until(() => ex.state().localUsers.has(BOB), "bob online");
+  const { a, b: b1, alice, bob, now } = await aliceAndBob(ex, false);
   await say(a, alice, {
     type: "MSG_DIRECT",
     from: ALICE,
