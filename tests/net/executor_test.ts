@@ -183,6 +183,14 @@ function accept(ex: Executor): FakeSocket {
   return sock;
 }
 
+/** A new connection whose first frame is `hello`; resolves once the hello is handed over. */
+async function login(ex: Executor, key: Signer, hello: Record<string, unknown>): Promise<FakeSocket> {
+  const sock = accept(ex);
+  await Promise.resolve();
+  await say(sock, key, hello);
+  return sock;
+}
+
 /** Send a frame signed with `key` from the peer's side of `sock`. */
 async function say(sock: FakeSocket, key: Signer, frame: Record<string, unknown>): Promise<void> {
   const parsed = parseFrame(JSON.stringify({ sig: "", ...frame }));
@@ -226,12 +234,8 @@ async function aliceAndBob(ex: Executor, offline: boolean) {
   const alice = new Signer(aliceKey);
   const bob = new Signer(bobKey);
   const now = Date.now();
-  const a = accept(ex);
-  await Promise.resolve();
-  await say(a, alice, hello(ALICE, aliceKey.publicKey, now));
-  const b = accept(ex);
-  await Promise.resolve();
-  await say(b, bob, hello(BOB, bobKey.publicKey, now));
+  const a = await login(ex, alice, hello(ALICE, aliceKey.publicKey, now));
+  const b = await login(ex, bob, hello(BOB, bobKey.publicKey, now));
   await until(() => ex.state().localUsers.has(BOB), "bob online");
   if (offline) {
     b.close(1000, "bye");
@@ -246,9 +250,7 @@ Deno.test("a DM to an offline user is persisted, then handed over signed by the 
   const bob = new Signer(bobKey);
   const now = Date.now();
 
-  const a = accept(ex);
-  await Promise.resolve();
-  await say(a, alice, hello(ALICE, aliceKey.publicKey, now));
+  const a = await login(ex, alice, hello(ALICE, aliceKey.publicKey, now));
   await until(() => ex.state().localUsers.has(ALICE), "alice online");
   assert.ok(store.calls.includes(`upsertUser ${ALICE}`), store.calls.join("; "));
 
@@ -262,9 +264,7 @@ Deno.test("a DM to an offline user is persisted, then handed over signed by the 
   // Bob is unknown: the reducer refuses the DM with an ERROR the executor signs with the server key.
   await until(() => a.frames().some((f) => f.type === "ERROR"), "an ERROR for the unknown user");
 
-  const b = accept(ex);
-  await Promise.resolve();
-  await say(b, bob, hello(BOB, bobKey.publicKey, now));
+  const b = await login(ex, bob, hello(BOB, bobKey.publicKey, now));
   await until(() => ex.state().localUsers.has(BOB), "bob online");
   b.close(1000, "bye");
   await until(() => !ex.state().localUsers.has(BOB), "bob offline");
@@ -279,9 +279,7 @@ Deno.test("a DM to an offline user is persisted, then handed over signed by the 
   await until(() => store.queue.length === 1, "the DM queued for bob in the store");
   assert.ok(store.calls.includes(`enqueue ${BOB}`));
 
-  const b2 = accept(ex);
-  await Promise.resolve();
-  await say(b2, bob, hello(BOB, bobKey.publicKey, now + 2));
+  const b2 = await login(ex, bob, hello(BOB, bobKey.publicKey, now + 2));
   const deliver = await until(
     () => b2.frames().find((f) => f.type === "USER_DELIVER"),
     "the queued DM delivered to bob",
@@ -349,9 +347,7 @@ Deno.test("DMs that never reached a closed socket go to the offline queue, and a
   b2.onClose();
   await until(() => !ex.state().localUsers.has(BOB), "bob offline again");
 
-  const b3 = accept(ex);
-  await Promise.resolve();
-  await say(b3, bob, hello(BOB, bobKey.publicKey, now + 20));
+  const b3 = await login(ex, bob, hello(BOB, bobKey.publicKey, now + 20));
   await until(() => store.queue.length === 0, "the rest delivered and dequeued");
   assert.deepEqual(b3.frames().filter((f) => f.type === "USER_DELIVER").map((f) => f.payload.ciphertext), [
     "C1",
@@ -465,9 +461,7 @@ Deno.test("a failed store write is logged and reported to the node (which stops:
   store.upsertUser = () => {
     throw new Error("disk full");
   };
-  const s = accept(ex);
-  await Promise.resolve();
-  await say(s, new Signer(aliceKey), hello(ALICE, aliceKey.publicKey, Date.now()));
+  await login(ex, new Signer(aliceKey), hello(ALICE, aliceKey.publicKey, Date.now()));
   await until(() => failures.length > 0, "the failure reported");
   assert.match(String(failures[0]), /disk full/);
   assert.ok(lines.some((l) => l.includes("store.write_failed")));
@@ -518,9 +512,7 @@ Deno.test("a user who reconnects during a cut hand-over gets each queued DM once
   await until(() => store.queue.length === 2, "two DMs queued");
 
   // Bob logs in; his hand-over waits for its two signatures, and the connection dies meanwhile.
-  const b2 = accept(ex);
-  await Promise.resolve();
-  await say(b2, bob, hello(BOB, bobKey.publicKey, now + 10));
+  const b2 = await login(ex, bob, hello(BOB, bobKey.publicKey, now + 10));
   await until(() => gates.length === 2, "the hand-over signs its two rows");
   b2.open = false;
   b2.onClose();
@@ -528,9 +520,7 @@ Deno.test("a user who reconnects during a cut hand-over gets each queued DM once
   // A third DM is queued, and Bob is back at once: his hello reads all three rows.
   await say(a, alice, dmToBob(now, 3));
   await until(() => store.queue.length === 3, "three DMs queued");
-  const b3 = accept(ex);
-  await Promise.resolve();
-  await say(b3, bob, hello(BOB, bobKey.publicKey, now + 20));
+  const b3 = await login(ex, bob, hello(BOB, bobKey.publicKey, now + 20));
   await until(() => gates.length >= 3, "the new hand-over signs its rows");
   await new Promise((r) => setTimeout(r, 20));
   // The first hand-over's signatures arrive: it finds its socket closed and gives its two rows back.
@@ -549,9 +539,6 @@ Deno.test("a user who reconnects during a cut hand-over gets each queued DM once
 
 Deno.test("a hand-over whose connection is gone before its turn keeps the reducer's count", async () => {
   const { ex, store, manualTurns, runTurns } = gated();
-  const alice = new Signer(aliceKey);
-  const bob = new Signer(bobKey);
-  const now = Date.now();
   const unsignedHello = (s: FakeSocket, i: number) =>
     s.onMessage(JSON.stringify({ ...hello(uid(i), distinctKey(i), Date.now()), sig: "" }));
   const N = 500;
@@ -561,15 +548,7 @@ Deno.test("a hand-over whose connection is gone before its turn keeps the reduce
     unsignedHello(s, i);
   }
   await until(() => ex.state().localUsers.size === N, `${N} users online`, 30_000);
-  const a = accept(ex);
-  await Promise.resolve();
-  await say(a, alice, hello(ALICE, aliceKey.publicKey, now));
-  const b1 = accept(ex);
-  await Promise.resolve();
-  await say(b1, bob, hello(BOB, bobKey.publicKey, now));
-  await until(() => ex.state().localUsers.has(BOB), "bob online");
-  b1.close(1000, "bye");
-  await until(() => !ex.state().localUsers.has(BOB), "bob offline");
+  const { a, alice, bob, now } = await aliceAndBob(ex, true);
   for (const i of [1, 2]) await say(a, alice, dmToBob(now, i));
   await until(
     () => store.queue.length === 2 && ex.effectsWaiting() === 0,
@@ -584,9 +563,7 @@ Deno.test("a hand-over whose connection is gone before its turn keeps the reduce
   unsignedHello(x, N);
   await until(() => ex.effectsWaiting() > 0, "the fan-out waits for a turn");
   // Bob logs in (his hand-over waits behind the fan-out) and is gone again before its turn.
-  const b2 = accept(ex);
-  await Promise.resolve();
-  await say(b2, bob, hello(BOB, bobKey.publicKey, now + 10));
+  const b2 = await login(ex, bob, hello(BOB, bobKey.publicKey, now + 10));
   await until(() => ex.state().localUsers.has(BOB), "bob online");
   b2.open = false;
   b2.onClose();
@@ -609,9 +586,7 @@ Deno.test("after a failed store write (outside a persist effect) nothing more is
   store.dequeue = () => {
     throw new Error("disk full");
   };
-  const b2 = accept(ex);
-  await Promise.resolve();
-  await say(b2, bob, hello(BOB, bobKey.publicKey, now + 10));
+  const b2 = await login(ex, bob, hello(BOB, bobKey.publicKey, now + 10));
   await until(() => failures.length === 1, "the failed dequeue reported");
   b2.close(1000, "bye");
   await until(() => !ex.state().localUsers.has(BOB), "bob offline");
@@ -648,9 +623,7 @@ Deno.test("a live DM that missed a closed socket goes to the user's new connecti
   await until(() => gates.length === 1, "the DM is being signed");
   b1.close(1006, "gone");
   await until(() => !ex.state().localUsers.has(BOB), "bob offline");
-  const b2 = accept(ex);
-  await Promise.resolve();
-  await say(b2, bob, hello(BOB, bobKey.publicKey, now + 10));
+  const b2 = await login(ex, bob, hello(BOB, bobKey.publicKey, now + 10));
   await until(() => ex.state().localUsers.has(BOB), "bob back");
   gates.splice(0).forEach((g) => g()); // the signature arrives: the old socket is closed
   await until(() => gates.length > 0, "the DM re-sent, signed again for the new connection");
