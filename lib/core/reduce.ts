@@ -163,11 +163,11 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
 }
 
 /**
- * A server re-advertises its users when a link to it comes up again, with the advert frames it keeps (same ts and
- * signature, PROFILE §6). A receiver that saw such a frame before the link was lost, and dropped the user when the
- * link went down, must not take it for a duplicate: an advert that would bring back a user this node does not
- * have online at that server goes through the checks again. It cannot loop: once applied, the user is present
- * and further copies are duplicates again.
+ * An advert that would bring back a user this node does not have online at that server is not a duplicate to
+ * drop: an earlier copy of the same frame may have been ignored, not applied (a server makes fresh adverts for
+ * each new link, and two made in the same millisecond are the same frame; the copy a third server relays before
+ * our link to their server is up is ignored, so the copy over the new link must count). It goes through every
+ * other check again. It cannot loop: once applied the user is present, and further copies are duplicates again.
  */
 function restoresPresence(state: State, env: AnyEnvelope): boolean {
   if (env.type !== "USER_ADVERTISE") return false;

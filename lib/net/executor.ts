@@ -355,101 +355,99 @@ export function createExecutor(ctx: ExecutorContext): Executor {
 
   /** Carry out one effect; false after a failed store write (nothing queued after it may run). */
   function run(fx: Effect): boolean {
-    {
-      switch (fx.kind) {
-        case "send":
-          send(fx);
-          break;
-        case "close": {
-          const s = sockets.get(fx.conn);
-          if (!s || s.closing) break;
-          s.closing = true;
-          s.cut = true;
-          log.debug("conn.closing", { conn: fx.conn, code: fx.code, reason: fx.reason });
-          const closeNow = () => s.sock.close(fx.code, fx.reason.slice(0, 120));
-          // Frames before the close go first, but a peer that does not read cannot hold the close back.
-          const hard = timers.set(closeNow, 5_000);
-          chain(s, () => {
-            timers.clear(hard);
-            closeNow();
+    switch (fx.kind) {
+      case "send":
+        send(fx);
+        break;
+      case "close": {
+        const s = sockets.get(fx.conn);
+        if (!s || s.closing) break;
+        s.closing = true;
+        s.cut = true;
+        log.debug("conn.closing", { conn: fx.conn, code: fx.code, reason: fx.reason });
+        const closeNow = () => s.sock.close(fx.code, fx.reason.slice(0, 120));
+        // Frames before the close go first, but a peer that does not read cannot hold the close back.
+        const hard = timers.set(closeNow, 5_000);
+        chain(s, () => {
+          timers.clear(hard);
+          closeNow();
+        });
+        break;
+      }
+      case "dial":
+        dial(fx.token, endpointUrl(fx), fx.afterMs, fx.timeoutMs);
+        break;
+      case "deliverQueued": {
+        const rows = store.queuedFor(fx.userId, fx.notBefore);
+        sendStored(
+          fx.conn,
+          rows,
+          (ids) => write(() => store.dequeue(ids)),
+          `queued for ${fx.userId}`,
+          fx.userId,
+        );
+        break;
+      }
+      case "flushOutbox": {
+        const rows = store.outboxFor(fx.serverId, fx.notBefore);
+        if (fx.confirm) {
+          // Rows stay until the server ACKs each frame (outboxAcked).
+          sendStored(fx.conn, rows, () => {}, `kept for ${fx.serverId}`);
+        } else {
+          // A server that does not speak the ACK extension (PROFILE §15): without `ack`, and handing the frames
+          // to the live link is delivery.
+          const plain = rows.map((r) => {
+            const f = r.frame as Envelope;
+            const { ack: _ack, ...payload } = f.payload as Record<string, unknown>;
+            return { id: r.id, frame: { ...f, payload } };
           });
-          break;
-        }
-        case "dial":
-          dial(fx.token, endpointUrl(fx), fx.afterMs, fx.timeoutMs);
-          break;
-        case "deliverQueued": {
-          const rows = store.queuedFor(fx.userId, fx.notBefore);
           sendStored(
             fx.conn,
-            rows,
-            (ids) => write(() => store.dequeue(ids)),
-            `queued for ${fx.userId}`,
-            fx.userId,
+            plain,
+            (ids) => write(() => store.deleteOutbox(ids)),
+            `handed to ${fx.serverId}`,
           );
-          break;
         }
-        case "flushOutbox": {
-          const rows = store.outboxFor(fx.serverId, fx.notBefore);
-          if (fx.confirm) {
-            // Rows stay until the server ACKs each frame (outboxAcked).
-            sendStored(fx.conn, rows, () => {}, `kept for ${fx.serverId}`);
-          } else {
-            // A server that does not speak the ACK extension (PROFILE §15): without `ack`, and handing the frames
-            // to the live link is delivery.
-            const plain = rows.map((r) => {
-              const f = r.frame as Envelope;
-              const { ack: _ack, ...payload } = f.payload as Record<string, unknown>;
-              return { id: r.id, frame: { ...f, payload } };
-            });
-            sendStored(
-              fx.conn,
-              plain,
-              (ids) => write(() => store.deleteOutbox(ids)),
-              `handed to ${fx.serverId}`,
-            );
-          }
-          break;
-        }
-        case "outboxHanded":
-          write(() => store.clearOutbox(fx.serverId));
-          break;
-        case "probe":
-          probe(fx.serverId, fx.url);
-          break;
-        case "outboxAcked":
-          write(() => store.ackOutbox(fx.serverId, fx.msgRef));
-          break;
-        case "createChannel":
-          channel.create();
-          break;
-        case "adoptChannel":
-          channel.adopt(fx.version, fx.creatorPub, fx.wrappedKey);
-          break;
-        case "persist":
-          if (
-            !write(() => {
-              const op = fx.op;
-              if (op.op === "upsertUser") store.upsertUser(op.user, now());
-              else if (op.op === "pinServer") store.pinServer(op.server, now());
-              else if (op.op === "setServerId") store.setServerId(op.serverId);
-              else if (op.op === "setHome") store.setHome(op.userId, op.serverId);
-              else if (op.op === "enqueue") store.enqueue(op.userId, op.frame, op.now);
-              else if (op.op === "outbox") {
-                const ref = msgRef(sha256Sync(canonicalJson(op.frame.payload)));
-                store.addOutbox(op.serverId, ref, op.frame, op.now);
-              } else if (op.op === "channel") store.setChannel(op.version, op.creatorPub, now());
-              else if (op.op === "acceptRef") store.acceptRef(op.ref, op.now);
-              else store.addMember(op.memberId, op.wrappedKey, op.now);
-            })
-          ) {
-            return false; // nothing after a failed write may claim it succeeded: the node is stopping
-          }
-          break;
-        case "log":
-          log.log(fx.level, fx.event, fx.fields);
-          break;
+        break;
       }
+      case "outboxHanded":
+        write(() => store.clearOutbox(fx.serverId));
+        break;
+      case "probe":
+        probe(fx.serverId, fx.url);
+        break;
+      case "outboxAcked":
+        write(() => store.ackOutbox(fx.serverId, fx.msgRef));
+        break;
+      case "createChannel":
+        channel.create();
+        break;
+      case "adoptChannel":
+        channel.adopt(fx.version, fx.creatorPub, fx.wrappedKey);
+        break;
+      case "persist":
+        if (
+          !write(() => {
+            const op = fx.op;
+            if (op.op === "upsertUser") store.upsertUser(op.user, now());
+            else if (op.op === "pinServer") store.pinServer(op.server, now());
+            else if (op.op === "setServerId") store.setServerId(op.serverId);
+            else if (op.op === "setHome") store.setHome(op.userId, op.serverId);
+            else if (op.op === "enqueue") store.enqueue(op.userId, op.frame, op.now);
+            else if (op.op === "outbox") {
+              const ref = msgRef(sha256Sync(canonicalJson(op.frame.payload)));
+              store.addOutbox(op.serverId, ref, op.frame, op.now);
+            } else if (op.op === "channel") store.setChannel(op.version, op.creatorPub, now());
+            else if (op.op === "acceptRef") store.acceptRef(op.ref, op.now);
+            else store.addMember(op.memberId, op.wrappedKey, op.now);
+          })
+        ) {
+          return false; // nothing after a failed write may claim it succeeded: the node is stopping
+        }
+        break;
+      case "log":
+        log.log(fx.level, fx.event, fx.fields);
+        break;
     }
     return true;
   }
@@ -466,11 +464,11 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       tooSlow(conn, s, unsent);
       return undelivered(conn, frame);
     }
+    if (frame.type === "ERROR") metrics.refused++;
     // Nothing waiting before it and its text ready (an ACK, a stored advert): out now, not after promise turns.
     if (!seal && s.queued === 0 && s.sock.bufferedAmount + bytes <= high) {
       const t = signer.textNow?.(frame, fx.sign);
       if (t !== undefined) {
-        if (frame.type === "ERROR") metrics.refused++;
         if (s.sock.open) {
           s.sock.send(t);
           metrics.framesOut++;
@@ -490,7 +488,6 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       // Signed and serialized once per frame object (an advert kept while its user is online, a broadcast).
       text = signer.text(fx.frame, fx.sign);
     }
-    if (frame.type === "ERROR") metrics.refused++;
     // Frames count against the peer once signed: until then they wait for us, not for the peer.
     let ready = false;
     text.then(() => {
