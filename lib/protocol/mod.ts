@@ -99,3 +99,5 @@ export {
   publicPreimageVariants,
 } from "./preimages.ts";
 export { msgRef } from "./msg_ref.ts";
+export { sha256, toHex } from "./sha256.ts";
+export { derivesId, deriveUserId, userIdFromSpki } from "./user_id.ts";
