@@ -54,6 +54,8 @@ export interface HttpView {
   connections(): number;
   /** The most bytes waiting for one connection now. */
   maxUnsent(): number;
+  /** The most bytes received on one connection and not yet handled. */
+  maxInflight(): number;
   /** Effects waiting for a turn of the event loop (a large fan-out in progress). */
   effectsWaiting(): number;
 }
@@ -139,6 +141,7 @@ function metricsText(v: HttpView, state: State, uptime: number): string {
     ["socp_frames_shed_total", "counter", c.shed],
     ["socp_connections_too_slow_total", "counter", c.tooSlow],
     ["socp_unsent_bytes_max", "gauge", v.maxUnsent()],
+    ["socp_inflight_bytes_max", "gauge", v.maxInflight()],
     ["socp_effects_waiting", "gauge", v.effectsWaiting()],
     ["socp_seen_cache_entries", "gauge", state.seen.size],
     ["socp_uptime_seconds", "gauge", uptime],

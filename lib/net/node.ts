@@ -209,6 +209,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     signatures: ex.signatures,
     connections: ex.connections,
     maxUnsent: ex.maxUnsent,
+    maxInflight: ex.maxInflight,
     effectsWaiting: ex.effectsWaiting,
   });
 

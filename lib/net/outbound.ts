@@ -20,6 +20,17 @@ export function highWater(maxUnsentBytes: number): number {
   return Math.max(16 * 1024, Math.min(64 * 1024, Math.floor(maxUnsentBytes / 8)));
 }
 
+/**
+ * Bytes of frames one connection may hold in the shell (signed or still being signed, plus its socket buffer)
+ * before it is cut as too slow, whether or not its stall is confirmed: `maxUnsentBytes` (8 MiB by default). The
+ * stall rule alone counted only signed frames and waited a quarter second to confirm the stall, and in that time a
+ * sender at loopback speed filled a non-reader's queue with 80 MB of DMs, their signed texts and the preimages
+ * being signed. Frames come from the reducer one at a time, so the bound is never passed by more than one frame.
+ */
+export function holdBound(maxUnsentBytes: number): number {
+  return maxUnsentBytes;
+}
+
 /** Room for the envelope and an RSA-4096 signature around a payload. */
 const ENVELOPE_BYTES = 1024;
 

@@ -240,6 +240,35 @@ export class Store {
     return rows.map((r) => ({ id: Number(r.id), frame: JSON.parse(r.frame) }));
   }
 
+  /** Ids of a user's queued frames, oldest first, dropping those older than `notBefore`. */
+  queuedIds(userId: string, notBefore: number): number[] {
+    this.db.prepare("DELETE FROM queue WHERE user_id = ? AND queued_at < ?").run(userId, notBefore);
+    const rows = this.db.prepare("SELECT id FROM queue WHERE user_id = ? ORDER BY id").all(userId) as {
+      id: number;
+    }[];
+    return rows.map((r) => Number(r.id));
+  }
+
+  /** Ids of the frames kept for a server, oldest first, dropping those older than `notBefore`. */
+  outboxIds(serverId: string, notBefore: number): number[] {
+    this.db.prepare("DELETE FROM outbox WHERE server_id = ? AND queued_at < ?").run(serverId, notBefore);
+    const rows = this.db.prepare("SELECT id FROM outbox WHERE server_id = ? ORDER BY id").all(serverId) as {
+      id: number;
+    }[];
+    return rows.map((r) => Number(r.id));
+  }
+
+  /** The frames of these queue or outbox rows, in id order (rows no longer there are left out). */
+  storedFrames(table: "queue" | "outbox", ids: number[]): { id: number; frame: unknown }[] {
+    const get = this.db.prepare(`SELECT frame FROM ${table === "queue" ? "queue" : "outbox"} WHERE id = ?`);
+    const out: { id: number; frame: unknown }[] = [];
+    for (const id of [...ids].sort((a, b) => a - b)) {
+      const r = get.get(id) as { frame: string } | undefined;
+      if (r) out.push({ id, frame: JSON.parse(r.frame) });
+    }
+    return out;
+  }
+
   /** Delete delivered queue rows. */
   dequeue(ids: number[]): void {
     const del = this.db.prepare("DELETE FROM queue WHERE id = ?");

@@ -82,9 +82,17 @@ Deno.test({
     const ciphertext = "A".repeat(200_000);
     const t0 = Date.now();
     try {
-      // 400 DMs over ~4 s (the per-connection rate limit is 100 frames/s).
+      // 400 DMs in bursts of 10 (2 MB), each burst once the node has taken the last one in (nothing in flight on
+      // the sender's connection: it sheds what is past 4 MiB in flight) and at least 100 ms after it (the
+      // per-connection rate limit is 100 frames/s).
       for (let i = 0; i < 400; i++) {
-        if (i % 10 === 0) await new Promise((r) => setTimeout(r, 100));
+        if (i % 10 === 0) {
+          await new Promise((r) => setTimeout(r, 100));
+          await until(
+            async () => await metric(node, "socp_inflight_bytes_max") === 0,
+            "the node took the burst in",
+          );
+        }
         sender.send({
           type: "MSG_DIRECT",
           from: SENDER,
