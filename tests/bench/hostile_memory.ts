@@ -135,7 +135,7 @@ async function scenario(burst: number, pauseMs: number): Promise<void> {
           from: SENDER,
           to: VICTIM,
           ts: Date.now() + i,
-          payload: { ciphertext, sender_pub: sk.publicKey, content_sig: "AAAA" },
+          payload: { ciphertext, sender_pub: sk.publicKey, content_sig: `AAAA${String(i).padStart(4, "0")}` },
           sig: "",
         });
       }

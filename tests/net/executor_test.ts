@@ -669,7 +669,7 @@ Deno.test("frames held for one connection are bounded by bytes, signed or not: p
   const { a, b, alice, now } = await aliceAndBob(ex, false);
   const big = (i: number) => ({
     ...dmToBob(now, i),
-    payload: { ...dmToBob(now, i).payload, ciphertext: "C".repeat(20_000) },
+    payload: { ...dmToBob(now, i).payload, ciphertext: `${i}`.padEnd(20_000, "C") },
   });
   for (let i = 0; i < 10; i++) await say(a, alice, big(i));
   await until(() => b.closedWith, "bob cut");
