@@ -606,8 +606,11 @@ Deno.test("after a failed store write (outside a persist effect) nothing more is
   b2.close(1000, "bye");
   await until(() => !ex.state().localUsers.has(BOB), "bob offline");
   const before = store.calls.length;
+  assert.equal(ex.state().queued.get(BOB) ?? 0, 0);
   await say(a, alice, dmToBob(now, 2)); // the node is stopping (crash-only); this frame was read before the close
-  await new Promise((r) => setTimeout(r, 100));
+  // The reducer handled the DM (it decided to queue it: its count went up), and in the same step the executor
+  // carried out none of its effects.
+  await until(() => ex.state().queued.get(BOB) === 1, "the DM reduced");
   assert.deepEqual(store.calls.slice(before), [], "no store write after the failed one");
   ex.stop();
   await until(() => ex.connections() === 0, "every connection gone");
