@@ -26,6 +26,7 @@ import { fixtureKey } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
 import { rssKiB, StalledPeer } from "../helpers/stalled_peer.ts";
 import { RawPeer } from "../helpers/ws_peer.ts";
+import { signPayload } from "../helpers/scripted_server.ts";
 
 const DMS = Number(Deno.args[0] ?? 400);
 const KB = Number(Deno.args[1] ?? 200);
@@ -168,7 +169,16 @@ async function scenario(burst: number, pauseMs: number): Promise<void> {
     // The victim comes back and reads its offline queue.
     const back = await RawPeer.open(node.url);
     const handover = await sampled(node, async () => {
-      await hello(back, VICTIM, vk.publicKey);
+      // The victim is registered now: its hello proves it holds the key (PROFILE §16).
+      const payload = { client: "b", pubkey: vk.publicKey, ts: Date.now(), nonce: crypto.randomUUID() };
+      back.send({
+        type: "USER_HELLO",
+        from: VICTIM,
+        to: "",
+        ts: Date.now(),
+        payload,
+        sig: await signPayload(vk, payload),
+      });
       const deadline = Date.now() + 120_000;
       // Until the queue has arrived: no new DM for two seconds after the last.
       let last = -1;
