@@ -501,11 +501,12 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     const s = sockets.get(conn);
     if (!s || s.closing) return undelivered(conn, frame);
     // A peer that does not read makes frames wait; past the bound it is cut (PROFILE §11, unsent bytes). Frames
-    // still being signed count only against the hold bound: they wait for us, but they take memory all the same.
+    // still being signed count against the hold bounds (see outbound.ts): they wait for us, but take memory.
     const bytes = approxBytes(frame);
     const unsent = s.ready + s.sock.bufferedAmount + bytes;
     const held = s.held + s.sock.bufferedAmount + bytes;
-    if ((unsent > limits.maxUnsentBytes && s.stalled) || held > hold) {
+    const behind = s.sock.bufferedAmount > high;
+    if ((unsent > limits.maxUnsentBytes && s.stalled) || held > (behind ? hold.behind : hold.always)) {
       tooSlow(conn, s, Math.max(unsent, held));
       return undelivered(conn, frame);
     }

@@ -655,8 +655,8 @@ Deno.test("a live DM that missed a closed socket goes to the user's new connecti
   await until(() => ex.connections() === 0, "every connection gone");
 });
 
-Deno.test("frames held for one connection are bounded by bytes, signed or not: past maxUnsentBytes it is cut", async () => {
-  // USER_DELIVERs are never signed here: they wait for us, not for Bob, but they take memory all the same.
+/** A signer that never signs a USER_DELIVER (they stay held, waiting for us); `stuck` has them. */
+function stuckSigner() {
   const real = new Signer(serverKey);
   const stuck = new Set<unknown>();
   const signer: FrameSigner = {
@@ -667,23 +667,49 @@ Deno.test("frames held for one connection are bounded by bytes, signed or not: p
       return real.signatures;
     },
   };
-  const maxUnsentBytes = 100_000;
+  return { signer, stuck };
+}
+
+/** Alice's i-th DM to Bob with `bytes` of ciphertext. */
+const bigDm = (now: number, i: number, bytes: number) => ({
+  ...dmToBob(now, i),
+  payload: { ...dmToBob(now, i).payload, ciphertext: `${i}`.padEnd(bytes, "C") },
+});
+
+Deno.test("frames held for a peer that is behind are bounded by bytes, signed or not: past maxUnsentBytes it is cut", async () => {
+  // USER_DELIVERs are never signed here: they wait for us, not for Bob, but they take memory all the same.
+  const { signer, stuck } = stuckSigner();
+  const maxUnsentBytes = 300_000;
   const { ex, store, lines } = setup({ signer, limits: { maxUnsentBytes } });
   const { a, b, alice, now } = await aliceAndBob(ex, false);
-  const big = (i: number) => ({
-    ...dmToBob(now, i),
-    payload: { ...dmToBob(now, i).payload, ciphertext: `${i}`.padEnd(20_000, "C") },
-  });
-  for (let i = 0; i < 10; i++) await say(a, alice, big(i));
+  b.bufferedAmount = 100_000; // Bob does not take what his socket was given: he is behind
+  for (let i = 0; i < 15; i++) await say(a, alice, bigDm(now, i, 20_000));
   await until(() => b.closedWith, "bob cut");
   assert.deepEqual(b.closedWith, { code: 1008, reason: "too slow" });
   const cut = lines.find((l) => /conn\.too_slow/.test(l))!;
   const held = Number(/unsent_bytes=(\d+)/.exec(cut)![1]);
   // Cut at the first frame that would pass the bound: never more than one frame over it.
   assert.ok(held > maxUnsentBytes && held < maxUnsentBytes + 25_000, cut);
-  assert.ok(stuck.size * 20_000 <= maxUnsentBytes, `${stuck.size} frames held`);
+  assert.ok(100_000 + stuck.size * 20_000 <= maxUnsentBytes, `${stuck.size} frames held`);
   // What Bob's connection never held goes to his offline queue (he is offline now).
-  await until(() => store.queue.length === 10 - stuck.size, "the rest queued for bob");
+  await until(() => store.queue.length === 15 - stuck.size, "the rest queued for bob");
+  ex.stop();
+});
+
+Deno.test("frames waiting for our signatures do not cut a reader that keeps up, until four times the bound", async () => {
+  const { signer, stuck } = stuckSigner();
+  const maxUnsentBytes = 300_000;
+  const { ex, lines } = setup({ signer, limits: { maxUnsentBytes } });
+  const { a, b, alice, now } = await aliceAndBob(ex, false);
+  // Bob's socket buffer stays empty (he reads): 500 KB waiting for signatures is the node's delay, not his.
+  for (let i = 0; i < 5; i++) await say(a, alice, bigDm(now, i, 100_000));
+  await until(() => stuck.size === 5, "five DMs held for bob");
+  assert.equal(b.closedWith, undefined, "not cut");
+  // Past four times the bound, memory wins: cut.
+  for (let i = 5; i < 14 && !b.closedWith; i++) await say(a, alice, bigDm(now, i, 100_000));
+  await until(() => b.closedWith, "bob cut at the cap");
+  const held = Number(/unsent_bytes=(\d+)/.exec(lines.find((l) => /conn\.too_slow/.test(l))!)![1]);
+  assert.ok(held > 4 * maxUnsentBytes && held < 4 * maxUnsentBytes + 110_000, `${held}`);
   ex.stop();
 });
 
