@@ -122,6 +122,7 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
   const maxBytes = ctx.maxInflightBytes ?? INFLIGHT_BYTES;
   if (s.inflight >= limits.rateBurst || (s.inflight > 0 && s.inflightBytes + bytes > maxBytes)) {
     metrics.shed++;
+    log.warn("frame.shed", { conn, inflight: s.inflight, inflight_bytes: s.inflightBytes, bytes });
     return refuse(
       s.inflight >= limits.rateBurst
         ? `too many frames in flight (more than ${limits.rateBurst} not yet processed): frame dropped; slow down`
