@@ -53,6 +53,10 @@ export interface ConnectOptions {
   backoffMs?: number;
   /** Longest reconnect delay (default 30 s). */
   maxBackoffMs?: number;
+  /** Incoming files are offers, decrypted only after {@linkcode SocpClient.acceptFile} (default false). */
+  holdFiles?: boolean;
+  /** Called with the public channel's key when a key share opened it (a browser moves its decryptions to workers). */
+  onChannelKey?: (key: PrivateKey) => void;
 }
 
 /** Thrown when the server refuses the hello. */
@@ -101,13 +105,14 @@ export class SocpClient {
     readonly displayName: string | undefined,
     opts: ConnectOptions,
   ) {
-    this.cryptoRunner = new WebCryptoRunner(key);
+    this.cryptoRunner = new WebCryptoRunner(key, opts.onChannelKey);
     this.core = new ClientCore({
       userId,
       publicKey: key.publicKey,
       displayName,
       serverId: opts.serverId,
       maxFileBytes: opts.maxFileBytes,
+      holdFiles: opts.holdFiles,
     });
     if (opts.contacts) this.core.addContacts(opts.contacts);
     this.reconnect = opts.reconnect ?? true;
@@ -262,6 +267,27 @@ export class SocpClient {
     return fileId;
   }
 
+  /** Accept an offered file (with `holdFiles`): it is decrypted and reported like any other. */
+  acceptFile(from: string, fileId: string): boolean {
+    const ok = this.core.acceptFile(from, fileId, Date.now());
+    this.pump();
+    return ok;
+  }
+
+  /** Decline an offered file (with `holdFiles`): it is dropped undecrypted; a DM's sender is told. */
+  declineFile(from: string, fileId: string): void {
+    this.core.declineFile(from, fileId, Date.now());
+    this.pump();
+  }
+
+  /** While waiting to reconnect after a drop: try now instead of at the end of the wait. */
+  retryNow(): void {
+    if (this.stopped || this.ws || this.core.phase === "refused" || this.retryTimer === undefined) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.open();
+  }
+
   /** Send a raw frame from this user (optionally signed with the user's key over the canonical payload). */
   async send<T extends MessageType>(
     type: T,
@@ -379,6 +405,7 @@ export class SocpClient {
     this.deliver({ kind: "reconnecting", inMs, attempt: this.attempt, error: why });
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
       if (!this.stopped) this.open();
     }, inMs);
   }

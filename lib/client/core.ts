@@ -48,7 +48,7 @@ import {
   type Task,
 } from "./core_state.ts";
 import { addContacts, list, resolve } from "./directory.ts";
-import { emitFile } from "./file_receive.ts";
+import { acceptFile, declineFile, emitFile } from "./file_receive.ts";
 import { failFile, fileChunk, fileEnd, fileProblem, startFile } from "./file_send.ts";
 import { accepted, acceptHello, handleText, refuse } from "./frames.ts";
 import { becomeReady, build, newOutgoing, view } from "./outgoing.ts";
@@ -331,6 +331,18 @@ export class ClientCore {
   /** Why a transfer of ours stopped (refused, connection lost), or undefined while it goes on. */
   fileProblem(fileId: string): string | undefined {
     return fileProblem(this.#s, fileId);
+  }
+
+  /** Accept the offered file `fileId` from `from` (with `holdFiles`): decrypt it. False when no such offer. */
+  acceptFile(from: string, fileId: string, now: number): boolean {
+    this.#s.now = now;
+    return acceptFile(this.#s, from, fileId);
+  }
+
+  /** Decline the offered file `fileId` from `from` (with `holdFiles`): drop it; a DM's sender is told. */
+  declineFile(from: string, fileId: string, now: number): void {
+    this.#s.now = now;
+    this.#s.run(declineFile(this.#s, from, fileId), false, false);
   }
 
   /** A CTRL_CLOSE frame to say goodbye. */

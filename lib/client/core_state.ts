@@ -42,6 +42,11 @@ export interface CoreOptions {
   serverId?: string;
   /** Largest file we send or accept (default 16 MiB, the server's default). */
   maxFileBytes?: number;
+  /**
+   * Hold incoming files as offers: their chunks are kept encrypted until the shell calls `acceptFile` (or
+   * `declineFile`). Default false: every file is decrypted as it arrives.
+   */
+  holdFiles?: boolean;
 }
 
 /** One of our messages, with what the core keeps to send it (again). */
@@ -69,6 +74,12 @@ export interface Incoming {
   verified: boolean;
   failed: string | undefined;
   ended: boolean;
+  /** Chunks are decrypted (false while the file is an offer the user has not accepted). */
+  accepted: boolean;
+  /** Chunks kept encrypted until the offer is accepted. */
+  held: { index: number; ciphertext: string }[];
+  /** Characters of ciphertext held (bounded by what the announced size can take). */
+  heldChars: number;
 }
 
 /** A file of ours being sent. */
@@ -135,6 +146,8 @@ export class CoreState {
   helloChecking = false;
   /** Largest file we send or accept. */
   readonly maxFileBytes: number;
+  /** Incoming files wait as offers until accepted. */
+  readonly holdFiles: boolean;
   /** Outputs not drained yet. */
   out: Output[] = [];
   /** Last ticket or crypto request id. */
@@ -167,6 +180,7 @@ export class CoreState {
     this.displayName = opts.displayName;
     this.serverId = opts.serverId ?? "";
     this.maxFileBytes = opts.maxFileBytes ?? 16 * 1024 * 1024;
+    this.holdFiles = opts.holdFiles ?? false;
   }
 
   /** Run a task; with `ticketed`, a `settled` output reports its end under the returned ticket. */

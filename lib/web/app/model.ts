@@ -21,11 +21,16 @@ export interface FileItem {
   size: number;
   /** Bytes encrypted and sent, or received and decrypted. */
   done: number;
-  phase: "sending" | "receiving" | "complete" | "failed";
+  /** `offered`: arriving, kept encrypted until the user accepts it; `declined`: dropped undecrypted. */
+  phase: "offered" | "sending" | "receiving" | "complete" | "failed" | "declined";
   /** Hex SHA-256 of the received bytes (checked against the sender's announcement). */
   sha256?: string;
-  /** An object URL to download the received file. */
-  url?: string;
+  /** The received bytes (in memory; shared with the other tabs; not part of the stored record). */
+  blob?: Blob;
+  /** The received bytes are kept (encrypted) in this browser's history. */
+  kept?: boolean;
+  /** They were kept, and evicted to stay within the history's file quota. */
+  evicted?: boolean;
   problem?: string;
 }
 
@@ -58,7 +63,9 @@ export type LinkStatus =
   | { kind: "connecting"; attempt: number }
   | { kind: "online" }
   | { kind: "offline"; retryAt: number; reason: string }
-  | { kind: "refused"; reason: string };
+  | { kind: "refused"; reason: string }
+  /** The identity is connected from another device or browser (or a newer session took over). */
+  | { kind: "elsewhere"; reason: string };
 
 /** A person as the app shows them. */
 export interface Person {
