@@ -373,8 +373,8 @@ export class SocpClient {
         this.deliver({ kind: "warning", detail: "ignored a binary frame from the server" });
         return;
       }
-      this.core.frame(e.data, Date.now());
-      this.pump();
+      this.frames.push(e.data);
+      this.feed();
     };
     ws.onerror = () => {};
     ws.onclose = (e) => {
@@ -382,6 +382,7 @@ export class SocpClient {
       this.ws = null;
       clearInterval(this.tickTimer);
       this.tickTimer = undefined;
+      for (const f of this.frames.splice(0)) this.core.frame(f, Date.now()); // what arrived before the close
       this.core.closed(Date.now(), e.code, e.reason);
       this.pump();
       this.lost(
@@ -390,6 +391,28 @@ export class SocpClient {
           : `cannot connect to ${this.url}`,
       );
     };
+  }
+
+  /**
+   * Hand the frames that arrived to the core, in order, one at a time while it is not waiting for crypto on an
+   * earlier one, and for at most ~8 ms per turn of the event loop: a burst (150 chunks of a file queued behind
+   * the check of its FILE_START) never holds a browser's main thread for long.
+   */
+  private feed(): void {
+    if (this.feeding) return;
+    const start = Date.now();
+    while (this.frames.length > 0 && !this.core.inboundWaiting) {
+      this.core.frame(this.frames.shift()!, Date.now());
+      this.pump();
+      if (this.frames.length > 0 && Date.now() - start >= 8) {
+        this.feeding = true;
+        setTimeout(() => {
+          this.feeding = false;
+          this.feed();
+        }, 0);
+        return;
+      }
+    }
   }
 
   /** The connection is gone: fail the first connect, or reconnect with backoff. */
@@ -460,12 +483,16 @@ export class SocpClient {
   }
 
   private readonly pendingErrors = new Map<number, string>();
+  /** Frames received and not yet handed to the core (see `feed`). */
+  private readonly frames: string[] = [];
+  private feeding = false;
   private readonly pendingOk = new Set<number>();
 
   /** Feed a finished crypto operation back to the core. */
   private cryptoDone(id: number, r: CryptoResult): void {
     this.core.cryptoDone(id, r, Date.now());
     this.pump();
+    this.feed();
   }
 
   /** React to the core's events (first ready, refusals), then deliver them. */

@@ -127,6 +127,11 @@ export class ClientCore {
     this.contacts = this.#s.contacts;
   }
 
+  /** True while an inbound frame is being handled (waiting for crypto) or queued: the shell may hold new ones. */
+  get inboundWaiting(): boolean {
+    return this.#s.inboundBusy || this.#s.inbound.length > 0;
+  }
+
   /** Take the outputs produced so far (in order). */
   drain(): Output[] {
     const o = this.#s.out;

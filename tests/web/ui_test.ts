@@ -57,6 +57,30 @@ async function sha256Hex(bytes: Uint8Array): Promise<string> {
   return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** The page renderers' main-thread tasks in a Chromium trace: CPU time and wall time, in ms. */
+function mainThreadTasks(traceText: string): { cpuMs: number; wallMs: number }[] {
+  const events = (JSON.parse(traceText).traceEvents ?? []) as {
+    name: string;
+    ph: string;
+    pid: number;
+    tid: number;
+    dur?: number;
+    tdur?: number;
+    args?: { name?: string };
+  }[];
+  const main = new Set(
+    events.filter((e) => e.ph === "M" && e.name === "thread_name" && e.args?.name === "CrRendererMain")
+      .map((e) => `${e.pid}:${e.tid}`),
+  );
+  assert.ok(main.size > 0, "the trace has the renderer's main thread");
+  return events
+    .filter((e) => e.ph === "X" && e.name === "RunTask" && main.has(`${e.pid}:${e.tid}`))
+    .map((e) => {
+      assert.ok(typeof e.tdur === "number", "the trace has thread CPU times");
+      return { cpuMs: e.tdur! / 1000, wallMs: (e.dur ?? 0) / 1000 };
+    });
+}
+
 Deno.test({ name: "web ui: start", ...opts }, async () => {
   n1 = await NodeProcess.start({ dataDir: `${tmp}/n1` });
   Deno.writeTextFileSync(
@@ -118,6 +142,9 @@ Deno.test(
         }).observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true });
       })()`,
     );
+    // Chromium's own trace of the page's main thread: each task's CPU time (tdur), which, unlike the long-task
+    // API's wall time, does not grow when this shared machine's other processes take the core away.
+    await browser.startTracing(page, { categories: ["disabled-by-default-devtools.timeline", "toplevel"] });
     const data = randomBytes(MiB);
     const sending = tom.sendFile("public", "public-data.bin", data);
     const offer = page.locator('#messages .file[data-phase="offered"]');
@@ -130,12 +157,20 @@ Deno.test(
     await link.waitFor({ timeout: 120_000 });
     assert.ok((await page.locator("#messages .sha").textContent())!.includes(await sha256Hex(data)));
     const long = await inPage<number[]>(page, "globalThis.longTasks");
+    const cpu = mainThreadTasks(new TextDecoder().decode(await browser.stopTracing()));
+    const cpuLong = cpu.filter((t) => t.cpuMs > 50);
     console.log(
-      `long tasks while a 1 MiB public file decrypted: ${long.length}${
-        long.length ? ` (max ${Math.max(...long)} ms: ${long.join(", ")})` : ""
+      `while a 1 MiB public file arrived and decrypted: PerformanceObserver 'longtask' entries (wall time): ${long.length}${
+        long.length ? ` (${long.join(", ")} ms)` : ""
+      }; main-thread tasks traced: ${cpu.length}, longest CPU time ${
+        Math.max(0, ...cpu.map((t) => t.cpuMs)).toFixed(1)
+      } ms (its wall time ${
+        (cpu.sort((a, b) => b.cpuMs - a.cpuMs)[0]?.wallMs ?? 0).toFixed(1)
+      } ms), over 50 ms of CPU: ${cpuLong.length}; load average ${
+        Deno.loadavg().map((x) => x.toFixed(1)).join(" ")
       }`,
     );
-    assert.deepEqual(long, [], "no task over 50 ms on the main thread");
+    assert.deepEqual(cpuLong, [], "no task on the main thread ran for more than 50 ms");
     // The text under the bar says what the bar shows.
     const seen = await inPage<[number, string][]>(page, "globalThis.progressSeen");
     assert.ok(seen.some(([v]) => v > 0 && v < 100), `progress shown: ${JSON.stringify(seen)}`);
@@ -157,8 +192,9 @@ Deno.test(
     await sending.catch(() => {});
     await offer.locator("button.decline-file").click();
     await page.locator('#messages .file[data-phase="declined"]').waitFor();
+    // The sender's client turns the receiver's notice into the refusal of its transfer.
     await until(
-      () => tomGot.some((e) => e.kind === "dm" && /could not accept .*declined/.test(e.text)),
+      () => tomGot.some((e) => e.kind === "fileRefused" && /declined/.test(e.reason)),
       "tom is told",
       30_000,
     );
@@ -208,6 +244,7 @@ Deno.test({ name: "web ui: hidden tab: unread count in the title and a notificat
 });
 
 Deno.test({ name: "web ui: the composer grows with multi-line text", ...opts }, async () => {
+  await openConversation(page, U_TOM);
   const box = page.locator("#composer-text");
   const one = (await box.boundingBox())!.height;
   await box.fill("");

@@ -68,7 +68,7 @@ export class History {
     const ct = await crypto.subtle.encrypt(
       { name: "AES-GCM", iv, additionalData: enc.encode(id) },
       this.key,
-      new Uint8Array(data),
+      data as Uint8Array<ArrayBuffer>,
     );
     return { id, iv, ct };
   }

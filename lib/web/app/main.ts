@@ -86,6 +86,10 @@ class View {
   private readonly netDialog = h("dialog", { id: "network", "aria-labelledby": "network-h" });
   private readonly accountDialog = h("dialog", { id: "account", "aria-labelledby": "account-h" });
   private scheduled = false;
+  /** What each part showed when last drawn. */
+  private readonly parts = new Map<string, string>();
+  /** The element drawn for each message on screen, and what it showed. */
+  private readonly drawn = new Map<string, { sig: string; el: HTMLElement }>();
   private lastConv = "";
   private lastCount = -1;
   private tickTimer: ReturnType<typeof setInterval> | undefined;
@@ -324,102 +328,161 @@ class View {
     this.renderStatus();
     this.title();
     const perm = typeof Notification === "function" ? Notification.permission : "denied";
-    replace(
-      this.notifyHint,
-      perm === "default"
-        ? h("button", {
-          type: "button",
-          class: "link-button small",
-          id: "notify-hint",
-          onclick: () => this.askNotifications(),
-        }, "Get notified of new messages")
-        : null,
-    );
+    // Each part is drawn again only when what it shows changed (a redraw during a file transfer stays short).
+    if (this.changedPart("hint", perm)) {
+      replace(
+        this.notifyHint,
+        perm === "default"
+          ? h("button", {
+            type: "button",
+            class: "link-button small",
+            id: "notify-hint",
+            onclick: () => this.askNotifications(),
+          }, "Get notified of new messages")
+          : null,
+      );
+    }
 
     // conversations: public first, then DMs by latest activity
     const convs = [...s.conversations.values()].filter((c) => c.id === PUBLIC || c.messages.length);
     convs.sort((a, b) =>
       a.id === PUBLIC ? -1 : b.id === PUBLIC ? 1 : (b.messages.at(-1)?.ts ?? 0) - (a.messages.at(-1)?.ts ?? 0)
     );
-    replace(this.convList, convs.map((c) => this.convItem(c)));
+    const convSig = JSON.stringify(
+      convs.map((c) => [c.id, s.label(c.id), c.unread, c.id === s.current, s.isOnline(c.id)]),
+    );
+    if (this.changedPart("convs", convSig)) replace(this.convList, convs.map((c) => this.convItem(c)));
 
     const people = s.people().filter((p) => p.userId !== s.me.userId);
-    replace(
-      this.peopleList,
-      people.length
-        ? people.map((p) =>
-          h(
-            "li",
-            {},
-            h("button", {
-              type: "button",
-              class: "person",
-              "data-user": p.userId,
-              "aria-label": `${s.label(p.userId)}, ${p.online ? "online" : "offline"}, home ${
-                this.serverLabel(p.serverId)
-              }, key ${p.fingerprint}. Open conversation`,
-              onclick: () => this.open(p.userId),
-            }, [
-              h("span", { class: `dot ${p.online ? "on" : ""}`, "aria-hidden": "true" }),
-              h("span", { class: "who" }, [
-                h("span", { class: "name", title: s.label(p.userId) }, s.label(p.userId)),
-                h("span", { class: "sub mono" }, `key ${p.fingerprint.slice(0, 19)}…`),
-                h("span", { class: "sub" }, `home: ${this.serverLabel(p.serverId)}`),
-              ]),
-            ]),
-          )
-        )
-        : [h("li", { class: "muted small" }, "Nobody else is online yet.")],
+    const peopleSig = JSON.stringify(
+      people.map((p) => [p.userId, s.label(p.userId), p.online, p.serverId, p.fingerprint, s.serverId]),
     );
+    if (this.changedPart("people", peopleSig)) {
+      replace(
+        this.peopleList,
+        people.length
+          ? people.map((p) =>
+            h(
+              "li",
+              {},
+              h("button", {
+                type: "button",
+                class: "person",
+                "data-user": p.userId,
+                "aria-label": `${s.label(p.userId)}, ${p.online ? "online" : "offline"}, home ${
+                  this.serverLabel(p.serverId)
+                }, key ${p.fingerprint}. Open conversation`,
+                onclick: () => this.open(p.userId),
+              }, [
+                h("span", { class: `dot ${p.online ? "on" : ""}`, "aria-hidden": "true" }),
+                h("span", { class: "who" }, [
+                  h("span", { class: "name", title: s.label(p.userId) }, s.label(p.userId)),
+                  h("span", { class: "sub mono" }, `key ${p.fingerprint.slice(0, 19)}…`),
+                  h("span", { class: "sub" }, `home: ${this.serverLabel(p.serverId)}`),
+                ]),
+              ]),
+            )
+          )
+          : [h("li", { class: "muted small" }, "Nobody else is online yet.")],
+      );
+    }
 
     const conv = s.conv(s.current);
     const person = people.find((p) => p.userId === s.current);
-    replace(
-      this.head,
-      h("div", { class: "conv-title-row" }, [
-        h("h2", { id: "conv-title", title: s.label(s.current) }, s.label(s.current)),
-        conv.messages.length
-          ? h("button", {
-            type: "button",
-            class: "small-button",
-            id: "delete-conv",
-            onclick: () => this.deleteConv(conv.id),
-          }, "Delete…")
-          : null,
-      ]),
-      s.current === PUBLIC
-        ? h(
-          "span",
-          { class: "small muted" },
-          "Everyone on the network reads this channel; servers hold its key.",
-        )
-        : h("span", { class: "small muted mono conv-sub" }, [
-          person ? (person.online ? "online" : "offline: messages are queued by their server") : "",
-          person ? ` · home ${this.serverLabel(person.serverId)} · key ${person.fingerprint}` : "",
+    const headSig = JSON.stringify([
+      s.current,
+      s.label(s.current),
+      conv.messages.length > 0,
+      person?.online,
+      person?.serverId,
+      person?.fingerprint,
+      s.serverId,
+    ]);
+    if (this.changedPart("head", headSig)) {
+      replace(
+        this.head,
+        h("div", { class: "conv-title-row" }, [
+          h("h2", { id: "conv-title", title: s.label(s.current) }, s.label(s.current)),
+          conv.messages.length
+            ? h("button", {
+              type: "button",
+              class: "small-button",
+              id: "delete-conv",
+              onclick: () => this.deleteConv(conv.id),
+            }, "Delete…")
+            : null,
         ]),
-    );
-    const stick = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 60 ||
-      this.lastConv !== conv.id || conv.messages.length !== this.lastCount;
+        s.current === PUBLIC
+          ? h(
+            "span",
+            { class: "small muted" },
+            "Everyone on the network reads this channel; servers hold its key.",
+          )
+          : h("span", { class: "small muted mono conv-sub" }, [
+            person ? (person.online ? "online" : "offline: messages are queued by their server") : "",
+            person ? ` · home ${this.serverLabel(person.serverId)} · key ${person.fingerprint}` : "",
+          ]),
+      );
+    }
+    this.renderLog(conv);
+    this.text.setAttribute("aria-label", `Message to ${s.label(s.current)}`);
+  }
+
+  /** True (and remembered) when part `name` would show something else than last time. */
+  private changedPart(name: string, sig: string): boolean {
+    if (this.parts.get(name) === sig) return false;
+    this.parts.set(name, sig);
+    return true;
+  }
+
+  /** The messages of `conv`: an element is made again only for a message that changed. */
+  private renderLog(conv: Conversation): void {
+    const s = this.s;
+    if (this.lastConv !== conv.id) this.drawn.clear();
     const actions = {
       label: (id: string) => this.s.label(id),
       accept: (m: ChatMessage) => this.s.accept(m),
       decline: (m: ChatMessage) => this.s.decline(m),
       url: (m: ChatMessage) => this.fileUrl(m),
     };
-    replace(
-      this.log,
-      conv.messages.length ? conv.messages.map((m) => messageView(m, actions)) : [
-        h(
-          "p",
-          { class: "empty" },
-          s.current === PUBLIC ? "No public messages yet. Say hello!" : "No messages yet.",
-        ),
-      ],
-    );
+    const els: Element[] = [];
+    const keep = new Set<string>();
+    for (const m of conv.messages) {
+      const f = m.file;
+      const sig = JSON.stringify([
+        m.text,
+        m.ts,
+        m.state,
+        m.detail,
+        m.verified,
+        m.warning,
+        m.dir === "out" ? "" : s.label(m.from),
+        f && [f.phase, f.name, f.size, f.sha256, f.kept, f.evicted, f.problem, this.fileUrl(m)],
+      ]);
+      let d = this.drawn.get(m.id);
+      if (!d || d.sig !== sig) {
+        d = { sig, el: messageView(m, actions) };
+        this.drawn.set(m.id, d);
+      }
+      keep.add(m.id);
+      els.push(d.el);
+    }
+    for (const id of this.drawn.keys()) if (!keep.has(id)) this.drawn.delete(id);
+    if (!els.length) {
+      els.push(h(
+        "p",
+        { class: "empty" },
+        s.current === PUBLIC ? "No public messages yet. Say hello!" : "No messages yet.",
+      ));
+    }
+    const now = this.log.children;
+    if (now.length === els.length && els.every((e, i) => now[i] === e)) return;
+    const stick = this.lastConv !== conv.id || conv.messages.length !== this.lastCount ||
+      this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 60;
+    this.log.replaceChildren(...els);
     if (stick) this.log.scrollTop = this.log.scrollHeight;
     this.lastConv = conv.id;
     this.lastCount = conv.messages.length;
-    this.text.setAttribute("aria-label", `Message to ${s.label(s.current)}`);
   }
 
   /** The header's short status, and the banner that says what is going on with a button to act. */
@@ -438,6 +501,7 @@ class View {
       ? "Not accepted"
       : "Offline";
     const b = this.banner;
+    if (!this.changedPart("status", JSON.stringify(st))) return;
     clearInterval(this.tickTimer);
     this.tickTimer = undefined;
     if (st.kind === "online" || st.kind === "connecting") {

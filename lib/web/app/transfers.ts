@@ -170,9 +170,10 @@ export class Transfers {
     } else {
       m.file.done = e.bytes.length;
       m.file.sha256 = e.sha256;
-      m.file.blob = new Blob([new Uint8Array(e.bytes)], { type: "application/octet-stream" });
+      m.file.blob = new Blob([e.bytes as Uint8Array<ArrayBuffer>], { type: "application/octet-stream" });
       m.file.phase = "complete";
-      this.host.keep(m, e.bytes);
+      const bytes = e.bytes;
+      setTimeout(() => this.host.keep(m, bytes), 0); // a task of its own: the page stays responsive
     }
     this.host.changed(m);
   }
