@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import type { BrowserContext, Page } from "npm:playwright-core@1.65.1";
-import { type ClientEvent, HelloRefused, SocpClient } from "../../lib/client/client.ts";
+import { type ClientEvent, SocpClient } from "../../lib/client/client.ts";
 import { sealUserKeyFile } from "../../lib/crypto/keyfile.ts";
 import {
   collectErrors,
@@ -244,43 +244,39 @@ Deno.test(
 
 Deno.test(
   {
-    name: "web tabs: the identity connected from elsewhere is said in words, with no reconnect war",
+    name: "web tabs: a newer session elsewhere takes over: said in words, and no reconnect war",
     ...opts,
   },
   async () => {
-    // Count the page's connection attempts.
+    // Count the page's connection attempts from now on.
     await ctx.addInitScript(`(() => {
       const W = globalThis.WebSocket;
       globalThis.wsOpened = 0;
       globalThis.WebSocket = class extends W { constructor(...a) { super(...a); globalThis.wsOpened++; } };
     })()`);
-    await page.close();
-    // The terminal holds the identity; a browser tab opens.
-    await until(
-      async () => {
-        const net = await (await fetch(`${n1.http}/api/network`)).json();
-        return !net.users_online.some((u: { user_id: string }) => u.user_id === U_ALICE);
-      },
-      "alice's browser session is gone",
-      30_000,
-    );
+    await page.reload();
+    await waitOnline(page, 60_000);
+    // The same identity signs in from a terminal: the newer session takes over (PROFILE §16).
     const term = await SocpClient.connect(n1.url, { userId: U_ALICE, key: await fixtureKey("user5") });
-    page = await openPage();
+    const termGot = watch(term);
     const banner = page.locator('#link-banner[data-kind="elsewhere"]');
     await banner.waitFor({ timeout: 60_000 });
-    assert.match((await banner.textContent())!, /connected from another device or browser/);
-    assert.doesNotMatch((await page.locator("body").textContent())!, /NAME_IN_USE/);
+    assert.match((await banner.textContent())!, /Signed in elsewhere/);
+    assert.doesNotMatch((await page.locator("body").textContent())!, /NAME_IN_USE|4001/);
     assert.equal(await page.locator("#status").textContent(), "Signed in elsewhere");
-    // And the other way round: the terminal is refused (in words by its own client) while the browser has it.
-    await term.close();
+    // The terminal keeps the identity; DMs go there.
+    await tom.tell(U_ALICE, "to the terminal");
+    await until(
+      () => termGot.some((e) => e.kind === "dm" && e.text === "to the terminal"),
+      "the terminal has it",
+    );
+    // Back to the browser only when the user asks: one attempt on the click, none of its own before it.
     await page.getByRole("button", { name: "Use this identity here" }).click();
     await waitOnline(page, 60_000);
-    // One refused attempt, one on the click: no attempt of its own in between.
     assert.equal(await inPage<number>(page, "globalThis.wsOpened"), 2);
-    await assert.rejects(
-      SocpClient.connect(n1.url, { userId: U_ALICE, key: await fixtureKey("user5") }),
-      (e) => e instanceof HelloRefused && e.code === "NAME_IN_USE",
-    );
+    await until(() => termGot.some((e) => e.kind === "refused"), "the terminal is told it was taken over");
+    assert.equal(term.connected, false);
+    await term.close();
     assert.deepEqual(errors, []);
   },
 );

@@ -509,6 +509,7 @@ export class Session {
 
   /** How a refused hello is shown: in words, never as the raw code. */
   private refusal(code: string, detail: string): LinkStatus {
+    if (/signed in elsewhere|took over/i.test(detail)) return this.takenOverStatus();
     if (code === "NAME_IN_USE" || TAKEN_OVER.test(detail)) {
       return {
         kind: "elsewhere",
@@ -775,7 +776,8 @@ export class Session {
         this.peopleChanged();
         break;
       case "closed":
-        if (TAKEN_OVER.test(e.reason)) return this.takenOver();
+        if (e.code === 4001 || TAKEN_OVER.test(e.reason)) return this.takenOver();
+        if (this.status.kind === "elsewhere" || this.status.kind === "refused") return;
         this.setStatus({ kind: "offline", retryAt: 0, reason: "connection lost" });
         break;
       case "reconnecting":
@@ -829,6 +831,7 @@ export class Session {
         break;
       }
       case "error":
+        // A newer session of ours took over (the server says so, then closes with 4001).
         if (e.code === "NAME_IN_USE" || TAKEN_OVER.test(e.detail)) return this.takenOver();
         // Refusals of our messages and files arrive as `message` / `fileRefused`; say the rest.
         this.note(this.current, `The server said: ${e.detail}`);
@@ -854,11 +857,16 @@ export class Session {
     const c = this.client;
     this.client = null;
     c?.close(1000);
-    this.setStatus({
+    this.setStatus(this.takenOverStatus());
+  }
+
+  private takenOverStatus(): LinkStatus {
+    return {
       kind: "elsewhere",
-      reason: "Signed in elsewhere: this identity was connected from another device or browser, " +
-        "which took over.",
-    });
+      reason:
+        "Signed in elsewhere: this identity connected from another device or browser, which took over. " +
+        "Messages go there now.",
+    };
   }
 
   private onMessage(o: OutgoingMessage): void {
