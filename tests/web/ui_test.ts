@@ -279,6 +279,14 @@ Deno.test(
     for (const p of parts) assert.ok(p.top < parts[0].bottom && p.right <= 390, JSON.stringify(parts));
     const composer = (await page.locator("#composer-text").boundingBox())!;
     assert.ok(composer.width >= 390 - 40, `composer width ${composer.width}`);
+    // Nothing sticks out of the screen: every control and message is inside it.
+    const outside = await inPage<string[]>(
+      page,
+      `[...document.querySelectorAll(".shell *")]
+        .filter((e) => e.getClientRects().length && e.getBoundingClientRect().right > 390.5)
+        .map((e) => e.tagName + "#" + e.id + "." + e.className)`,
+    );
+    assert.deepEqual(outside, []);
     // Long names end in an ellipsis inside their box.
     const box = (sel: string) =>
       inPage<{ ellipsis: string; cut: boolean; right: number }>(
