@@ -152,7 +152,7 @@ Deno.test(
     assert.match((await offer.textContent())!, /Nothing is decrypted until you accept it/);
     await sending;
     // Every chunk is here and none was decrypted: accept now, and watch the main thread while they decrypt.
-    await offer.locator("button.accept-file").click();
+    await offer.locator("button.accept-file").click({ timeout: 120_000 });
     const link = page.locator('#messages a.download[download="public-data.bin"]');
     await link.waitFor({ timeout: 120_000 });
     assert.ok((await page.locator("#messages .sha").textContent())!.includes(await sha256Hex(data)));
