@@ -80,8 +80,13 @@ export function onFileChunk(s: CoreState, env: Envelope<"FILE_CHUNK">): void {
     // An RSA-4096 OAEP block carries at most 446 bytes in 683 base64url characters.
     t.heldChars += env.payload.ciphertext.length;
     if (t.heldChars > (Math.ceil(t.size / 446) + 16) * 683) {
+      // More than the announced size can take: the offer ends now (nothing more is kept).
       t.held = [];
-      return void (t.failed = "more data than announced");
+      t.failed = "more data than announced";
+      s.incoming.delete(`${t.from}|${t.fileId}`);
+      emitFile(s, t, null, t.failed);
+      if (t.mode === "dm") s.run(refusalNotice(s, t.from, t.name, t.fileId, t.failed), false, false);
+      return;
     }
     return void t.held.push({ index, ciphertext: env.payload.ciphertext });
   }
