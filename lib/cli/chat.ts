@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { type ClientEvent, FileStopped, HelloRefused, SocpClient } from "../client/client.ts";
 import { saveDownload } from "../client/downloads.ts";
 import { createUser, openUser, readKeyFile, type UserIdentity } from "../client/keyfile.ts";
-import { WrongPassphrase } from "../crypto/keyfile.ts";
+import { KeyFileError, MIN_PASSPHRASE_CHARS, WrongPassphrase } from "../crypto/keyfile.ts";
 import { contactsPath, loadContacts, saveContacts, socpHome } from "./contacts.ts";
 import { LineReader, readPassphrase } from "./lines.ts";
 import { UsageError } from "./config.ts";
@@ -73,9 +73,11 @@ class Screen {
 /** Ask for the passphrase of a new key twice (up to 3 tries); `null` when they never matched. */
 async function newPassphrase(keyPath: string, err: (s: string) => void): Promise<string | null> {
   for (let i = 0; i < 3; i++) {
-    const a = await readPassphrase(`new passphrase for ${keyPath}: `);
-    if (!a) {
-      err("a passphrase is required to protect the new key");
+    const a = await readPassphrase(
+      `new passphrase for ${keyPath} (at least ${MIN_PASSPHRASE_CHARS} characters): `,
+    );
+    if ([...a].length < MIN_PASSPHRASE_CHARS) {
+      err(`the passphrase must have at least ${MIN_PASSPHRASE_CHARS} characters; try again`);
       continue;
     }
     const b = await readPassphrase("the same passphrase again: ");
@@ -129,6 +131,11 @@ async function identity(
     }
     const pass = env ?? await newPassphrase(keyPath, err);
     if (pass === null) throw new UsageError("no passphrase was confirmed; no key was created");
+    if ([...pass].length < MIN_PASSPHRASE_CHARS) {
+      throw new UsageError(
+        `SOCP_PASSPHRASE is too short for a new key (at least ${MIN_PASSPHRASE_CHARS} characters); no key was created`,
+      );
+    }
     return await createUser(keyPath, pass, { displayName: name });
   }
   for (let i = 1;; i++) {
@@ -136,6 +143,7 @@ async function identity(
     try {
       return await openUser(keyPath, text, pass, { displayName: name });
     } catch (e) {
+      if (e instanceof KeyFileError) throw new UsageError(`${keyPath}: ${e.message}`);
       if (!(e instanceof WrongPassphrase)) throw e;
       if (env !== undefined || i >= 3) {
         throw new UsageError(
@@ -161,7 +169,10 @@ export async function runChat(
   const keyPath = opts.key ?? defaultKeyPath(opts.name ?? "default");
   const me = await identity(opts.server, keyPath, opts.name, err);
   if (typeof me === "number") return me;
-  if (me.created) say(`* created a new key in ${keyPath} (user id ${me.userId})`);
+  if (me.created) say(`* created a new key in ${keyPath} (user id ${me.userId}, derived from the key)`);
+  if (me.upgraded) {
+    say(`* ${keyPath} was rewritten in the current format (its user id, key and name are now authenticated)`);
+  }
 
   const cPath = contactsPath(keyPath);
   let client: SocpClient;
