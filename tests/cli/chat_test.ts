@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { type ClientEvent, SocpClient } from "../../lib/client/client.ts";
 import { sealPrivateKey } from "../../lib/crypto/keyfile.ts";
 import type { PrivateKey } from "../../lib/crypto/rsa.ts";
+import { derivesId } from "../../lib/protocol/user_id.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
 import { until } from "../helpers/until.ts";
@@ -241,12 +242,19 @@ Deno.test("passphrase: asked again when wrong (3 tries), confirmed for a new key
     assert.throws(() => Deno.statSync(fresh), Deno.errors.NotFound);
 
     const made = new Chat(["--server", node.url, "--name", "carol"], env);
-    await made.type("one\ntwo\nsecret\nsecret\n");
+    await made.type("short\none-pass1\ntwo-pass2\nsecret-pass\nsecret-pass\n");
     await made.wait("connected to", 60_000);
-    assert.match(made.out, /\* created a new key in .*carol\.json/);
+    assert.match(made.out, /\* created a new key in .*carol\.json \(user id \S+, derived from the key\)/);
+    assert.equal(made.err.match(/at least 8 characters; try again/g)?.length, 1, made.err);
     assert.equal(made.err.match(/the two passphrases differ/g)?.length, 1, made.err);
     assert.equal(await made.end(), 0);
-    const again = new Chat(["--server", node.url, "--name", "carol"], { ...env, SOCP_PASSPHRASE: "secret" });
+    const file = JSON.parse(Deno.readTextFileSync(fresh));
+    assert.equal(file.format, "socp-user-key/2", "the metadata is authenticated");
+    assert.ok(derivesId(file.pubkey, file.user_id), "a new identity's id is derived from its key");
+    const again = new Chat(["--server", node.url, "--name", "carol"], {
+      ...env,
+      SOCP_PASSPHRASE: "secret-pass",
+    });
     await again.wait("connected to");
     assert.equal(await again.end(), 0);
   } finally {
