@@ -54,9 +54,13 @@ export function trimSeenEntries(entries: SeenEntry[], floor: number, max = MAX_S
 
 /** A store in memory (tests, or a session that must leave nothing behind). */
 export class MemoryTrustStore implements TrustStore {
+  /** Contacts by user id. */
   readonly contacts = new Map<string, Contact>();
+  /** Server pins by address. */
   readonly servers = new Map<string, ServerPin>();
+  /** Messages shown, oldest first. */
   readonly seen: SeenEntry[] = [];
+  /** See {@linkcode StoredTrust.seenFloor}. */
   seenFloor = 0;
 
   /** A copy of what is kept. */

@@ -68,8 +68,11 @@ export type KeyTrust = "derived" | "verified" | "tofu" | "changed";
 
 /** What a user interface shows about a contact's key ({@linkcode ClientCore.trustInfo}). */
 export interface TrustInfo {
+  /** The contact's user id. */
   userId: string;
+  /** How the contact is shown. */
   label: string;
+  /** How far the pinned key is trusted. */
   trust: KeyTrust;
   /** Fingerprint of the pinned key. */
   fingerprint: string;

@@ -43,6 +43,7 @@ export interface SealedKey {
 
 /** Thrown when a sealed key cannot be opened for a reason other than the passphrase (format, iterations). */
 export class KeyFileError extends Error {
+  /** `message` says what is wrong with the file. */
   constructor(message: string) {
     super(message);
     this.name = "KeyFileError";
