@@ -356,7 +356,9 @@ export async function runChat(
         lost = false;
         return;
       case "refused":
-        failure = term`the server refused us: ${e.code}: ${e.detail}`;
+        failure = e.code === "TAKEN_OVER"
+          ? term`${e.detail}; not reconnecting`
+          : term`the server refused us: ${e.code}: ${e.detail}`;
         failed.resolve();
         return;
       default:

@@ -72,6 +72,12 @@ export { formatFingerprint } from "./directory.ts";
 export { KeyChangedError, keyFingerprint, MAX_SEEN, safetyCode, seenKey } from "./trust.ts";
 export { messageText, plainTextOf } from "./inbox.ts";
 
+/**
+ * The close code a server uses when a newer session of the same identity took over this one (PROFILE §16); the
+ * client does not reconnect after it (that would take the session back, and so on).
+ */
+export const TAKEN_OVER_CLOSE = 4001;
+
 /** The client core (see the module documentation). */
 export class ClientCore {
   readonly #s: CoreState;
@@ -237,7 +243,17 @@ export class ClientCore {
     for (const f of this.#s.sendingFiles.values()) {
       if (f.state === "sending" || f.state === "ended") failFile(this.#s, f, "the connection was lost");
     }
-    if (was !== "refused") this.#s.emit({ kind: "closed", code, reason });
+    if (was === "refused") return;
+    if (code === TAKEN_OVER_CLOSE) {
+      // A newer session of this identity (signed with our key) took over: reconnecting would take it back.
+      return refuse(
+        this.#s,
+        "TAKEN_OVER",
+        "signed in elsewhere: a newer session of this identity took over this one" +
+          (reason ? ` (${reason})` : ""),
+      );
+    }
+    this.#s.emit({ kind: "closed", code, reason });
   }
 
   /** The result of the crypto operation `id`. */

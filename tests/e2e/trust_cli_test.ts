@@ -287,3 +287,28 @@ Deno.test("a server that answers with another key than the one pinned at first c
     await server.close();
   }
 });
+
+Deno.test("a newer session of the same identity takes over: the chat says so and exits instead of taking it back (real node)", async () => {
+  const { dir, env, bobId } = setup();
+  const bobPath = await writeKeyFile(dir, "bob", bobKey, bobId);
+  const node = await NodeProcess.start({ dataDir: join(dir, "node") });
+  const chat = new ChatProcess(["--server", node.url, "--key", bobPath], env);
+  let twin: SocpClient | undefined;
+  try {
+    await chat.wait("connected to");
+    let status: Deno.CommandStatus | undefined;
+    chat.child.status.then((s) => status = s);
+    twin = await SocpClient.connect(node.url, { userId: bobId, key: bobKey, reconnect: false });
+    assert.equal((await until(() => status, "the chat exits on its own", 20_000)).code, 1);
+    await chat.end(false);
+    assert.match(
+      chat.err,
+      /signed in elsewhere: a newer session of this identity took over this one.*not reconnecting/,
+    );
+    assert.ok(twin.connected, "the newer session stays");
+  } finally {
+    await twin?.close(500);
+    await chat.end(false).catch(() => {});
+    await node.kill();
+  }
+});
