@@ -263,7 +263,7 @@ Deno.test("passphrase: asked again when wrong (3 tries), confirmed for a new key
   }
 });
 
-Deno.test("a server that refuses us after a reconnect is a permanent failure: the chat exits non-zero", async () => {
+Deno.test("a scripted server that refuses us after a reconnect (NAME_IN_USE) is a permanent failure: the chat exits non-zero", async () => {
   // A scripted server: the first hello is accepted, the connection then drops; the next hello is refused with
   // NAME_IN_USE (what a server says when it will not let this id in). Our node now lets a newer signed session
   // take over, so the refusal is scripted.
@@ -314,5 +314,31 @@ Deno.test("a server that refuses us after a reconnect is a permanent failure: th
   } finally {
     await chat.end(false).catch(() => {});
     await server.close();
+  }
+});
+
+Deno.test("a server that refuses us after a reconnect is a permanent failure: the chat exits non-zero", async () => {
+  const { dir, ids, alicePath, env } = await setup();
+  let node = await NodeProcess.start({ dataDir: join(dir, "node") });
+  const port = node.port;
+  const chat = new Chat(["--server", node.url, "--key", alicePath], env);
+  let twin: SocpClient | undefined;
+  try {
+    await chat.wait("connected to");
+    await node.kill("SIGKILL");
+    await chat.wait("* connection lost");
+    // The server comes back with another database, where alice's id is already bound to someone else's key
+    // (PROFILE §16 pins): the chat's hello gets BAD_KEY, a refusal that retrying cannot fix.
+    node = await NodeProcess.start({ dataDir: join(dir, "node2"), port });
+    twin = await SocpClient.connect(node.url, { userId: ids.alice, key: bobKey, reconnect: false });
+    let status: Deno.CommandStatus | undefined;
+    chat.child.status.then((s) => status = s);
+    assert.equal((await until(() => status, "the chat exits after the refusal", 40_000)).code, 1);
+    await chat.end(false);
+    assert.match(chat.err, /the server refused us: BAD_KEY/);
+  } finally {
+    await twin?.close(500);
+    await chat.end(false).catch(() => {});
+    await node.kill();
   }
 });
