@@ -319,25 +319,27 @@ Deno.test("a scripted server that refuses us after a reconnect (NAME_IN_USE) is 
 
 Deno.test("a server that refuses us after a reconnect is a permanent failure: the chat exits non-zero", async () => {
   const { dir, ids, alicePath, env } = await setup();
+  // Another database, where alice's id is bound to someone else's key (PROFILE §16 pins), made first on a port
+  // of its own, so the chat cannot reconnect to it before the binding exists.
+  let other = await NodeProcess.start({ dataDir: join(dir, "node2") });
+  const twin = await SocpClient.connect(other.url, { userId: ids.alice, key: bobKey, reconnect: false });
+  await twin.close(500);
+  await other.kill();
   let node = await NodeProcess.start({ dataDir: join(dir, "node") });
   const port = node.port;
   const chat = new Chat(["--server", node.url, "--key", alicePath], env);
-  let twin: SocpClient | undefined;
   try {
     await chat.wait("connected to");
     await node.kill("SIGKILL");
     await chat.wait("* connection lost");
-    // The server comes back with another database, where alice's id is already bound to someone else's key
-    // (PROFILE §16 pins): the chat's hello gets BAD_KEY, a refusal that retrying cannot fix.
-    node = await NodeProcess.start({ dataDir: join(dir, "node2"), port });
-    twin = await SocpClient.connect(node.url, { userId: ids.alice, key: bobKey, reconnect: false });
+    // The server comes back with that other database: the chat's hello gets BAD_KEY, which retrying cannot fix.
+    node = other = await NodeProcess.start({ dataDir: join(dir, "node2"), port });
     let status: Deno.CommandStatus | undefined;
     chat.child.status.then((s) => status = s);
     assert.equal((await until(() => status, "the chat exits after the refusal", 40_000)).code, 1);
     await chat.end(false);
     assert.match(chat.err, /the server refused us: BAD_KEY/);
   } finally {
-    await twin?.close(500);
     await chat.end(false).catch(() => {});
     await node.kill();
   }
