@@ -24,11 +24,13 @@ import { signaturePreimages } from "../protocol/canonical_json.ts";
 import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
 import type { MessageType, PayloadOf } from "../protocol/messages.ts";
 import { ClientCore } from "./core.ts";
-import type { ClientEvent, Contact, CryptoResult, OutgoingMessage, Peer } from "./types.ts";
+import type { StoredTrust, TrustStore } from "./store.ts";
+import type { ClientEvent, Contact, CryptoResult, OutgoingMessage, Peer, ServerPin } from "./types.ts";
 import { WebCryptoRunner } from "./webcrypto.ts";
 
-export type { ClientEvent, Contact, OutgoingMessage, Peer } from "./types.ts";
-export { ClientCore } from "./core.ts";
+export type { ClientEvent, Contact, OutgoingMessage, Peer, ServerPin, TrustInfo } from "./types.ts";
+export { ClientCore, KeyChangedError, keyFingerprint, safetyCode } from "./core.ts";
+export { MemoryTrustStore, type StoredTrust, type TrustStore } from "./store.ts";
 export { WebCryptoRunner } from "./webcrypto.ts";
 
 /** Options for {@linkcode SocpClient.connect}. */
@@ -57,6 +59,11 @@ export interface ConnectOptions {
   holdFiles?: boolean;
   /** Called with the public channel's key when a key share opened it (a browser moves its decryptions to workers). */
   onChannelKey?: (key: PrivateKey) => void;
+  /**
+   * Where pins, marks, the server's key and the messages already shown are kept across restarts (PROFILE §16):
+   * loaded before connecting, written as they change. Without one they live as long as the client.
+   */
+  store?: TrustStore;
 }
 
 /** Thrown when the server refuses the hello. */
@@ -98,14 +105,20 @@ export class SocpClient {
   private readonly backoffMs: number;
   private readonly maxBackoffMs: number;
 
+  private readonly store?: TrustStore;
+  /** The store's writes, one after the other (close() waits for them). */
+  private storing: Promise<void> = Promise.resolve();
+
   private constructor(
     readonly url: string,
     readonly userId: string,
     private readonly key: PrivateKey,
     readonly displayName: string | undefined,
     opts: ConnectOptions,
+    stored: StoredTrust | undefined,
   ) {
     this.cryptoRunner = new WebCryptoRunner(key, opts.onChannelKey);
+    this.store = opts.store;
     this.core = new ClientCore({
       userId,
       publicKey: key.publicKey,
@@ -113,7 +126,10 @@ export class SocpClient {
       serverId: opts.serverId,
       maxFileBytes: opts.maxFileBytes,
       holdFiles: opts.holdFiles,
+      serverPin: stored?.serverPin,
+      seen: stored ? { entries: stored.seen, floor: stored.seenFloor } : undefined,
     });
+    if (stored) this.core.addContacts(stored.contacts);
     if (opts.contacts) this.core.addContacts(opts.contacts);
     this.reconnect = opts.reconnect ?? true;
     this.backoffMs = opts.backoffMs ?? 1000;
@@ -124,8 +140,9 @@ export class SocpClient {
    * Connect and say hello; resolves once the server accepted it (and its snapshot of who is online arrived),
    * rejects with {@linkcode HelloRefused} or a connection error. Later drops are reconnected.
    */
-  static connect(url: string, opts: ConnectOptions): Promise<SocpClient> {
-    const c = new SocpClient(url, opts.userId, opts.key, opts.displayName, opts);
+  static async connect(url: string, opts: ConnectOptions): Promise<SocpClient> {
+    const stored = opts.store ? await opts.store.load(url) : undefined;
+    const c = new SocpClient(url, opts.userId, opts.key, opts.displayName, opts, stored);
     const timeoutMs = opts.timeoutMs ?? 10_000;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -313,7 +330,7 @@ export class SocpClient {
     clearInterval(this.tickTimer);
     this.tickTimer = undefined;
     const ws = this.ws;
-    if (!ws || ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+    if (!ws || ws.readyState === WebSocket.CLOSED) return this.storing;
     let grace: ReturnType<typeof setTimeout> | undefined;
     const done = new Promise<void>((resolve) => {
       const t = setTimeout(resolve, timeoutMs);
@@ -332,7 +349,33 @@ export class SocpClient {
         }, Math.min(1500, timeoutMs / 2));
       } else ws.close(1000);
     } catch { /* already closing */ }
-    return done;
+    return done.then(() => this.storing);
+  }
+
+  /** Accept the changed key of a contact (see {@linkcode ClientCore.trustKey}). */
+  trustKey(target: string): Contact {
+    const c = this.core.trustKey(target);
+    this.pump();
+    return c;
+  }
+
+  /** Mark a contact verified, or remove the mark (see {@linkcode ClientCore.setVerified}). */
+  setVerified(target: string, verified: boolean): Contact {
+    const c = this.core.setVerified(target, verified);
+    this.pump();
+    return c;
+  }
+
+  /** Accept our server's new key (see {@linkcode ClientCore.trustServerKey}). */
+  trustServerKey(): ServerPin {
+    const p = this.core.trustServerKey();
+    this.pump();
+    return p;
+  }
+
+  /** Resolves once every write to the store so far is done. */
+  flushStore(): Promise<void> {
+    return this.storing;
   }
 
   // ---------------------------------------------------------------- IO
@@ -495,8 +538,21 @@ export class SocpClient {
     this.feed();
   }
 
-  /** React to the core's events (first ready, refusals), then deliver them. */
+  /** Queue a write to the store; a failure becomes a warning event. */
+  private persist(what: string, write: (store: TrustStore) => Promise<void>): void {
+    const store = this.store;
+    if (!store) return;
+    this.storing = this.storing.then(() => write(store)).catch((err) =>
+      this.deliver({ kind: "warning", detail: `could not save ${what}: ${(err as Error).message}` })
+    );
+  }
+
+  /** React to the core's events (first ready, refusals, what to store), then deliver them. */
   private onCoreEvent(e: ClientEvent): void {
+    if (e.kind === "contact") this.persist("a contact", (st) => st.saveContact(e.contact));
+    else if (e.kind === "serverPin") {
+      this.persist("the server's key", (st) => st.saveServerPin(this.url, e.pin));
+    } else if (e.kind === "seen") this.persist("the list of messages seen", (st) => st.addSeen(e.entry));
     if (e.kind === "ready") {
       this.attempt = 0;
       if (this.firstReady) {
