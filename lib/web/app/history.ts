@@ -166,6 +166,24 @@ export class History {
     return r ? await this.open({ ...r, id: `file:${id}` }) : null;
   }
 
+  /** Store a JSON value sealed under the history key as record `id` of the vault. */
+  async putSealed(id: string, value: unknown): Promise<void> {
+    const rec = await this.seal(id, enc.encode(JSON.stringify(value)));
+    await this.db.write(["vault"], [{ store: "vault", rec }]);
+  }
+
+  /** A value stored with {@linkcode putSealed}, if any (undefined when missing or damaged). */
+  async getSealed<T>(id: string): Promise<T | undefined> {
+    const r = await this.db.get<Sealed>("vault", id);
+    const b = r && await this.open(r);
+    if (!b) return undefined;
+    try {
+      return JSON.parse(dec.decode(b)) as T;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Delete every message, kept file and the state (the key stays). */
   async wipe(): Promise<void> {
     await this.db.clearStores(["history", "fileMeta", "fileData"]);

@@ -18,6 +18,7 @@ import { messageView, progressText } from "./message_view.ts";
 import { openNetwork } from "./network_view.ts";
 import { welcome } from "./welcome.ts";
 import { type ChatMessage, type Conversation, PUBLIC, Session } from "./session.ts";
+import type { TrustView } from "./model.ts";
 
 const root = document.getElementById("app")!;
 const TITLE = "socp chat";
@@ -355,7 +356,19 @@ class View {
 
     const people = s.people().filter((p) => p.userId !== s.me.userId);
     const peopleSig = JSON.stringify(
-      people.map((p) => [p.userId, s.label(p.userId), p.online, p.serverId, p.fingerprint, s.serverId]),
+      people.map((p) => {
+        const t = s.trustOf(p.userId);
+        return [
+          p.userId,
+          s.label(p.userId),
+          p.online,
+          p.serverId,
+          p.fingerprint,
+          s.serverId,
+          t?.verified,
+          !!t?.pending,
+        ];
+      }),
     );
     if (this.changedPart("people", peopleSig)) {
       replace(
@@ -376,7 +389,11 @@ class View {
               }, [
                 h("span", { class: `dot ${p.online ? "on" : ""}`, "aria-hidden": "true" }),
                 h("span", { class: "who" }, [
-                  h("span", { class: "name", title: s.label(p.userId) }, s.label(p.userId)),
+                  h("span", { class: "name", title: s.label(p.userId) }, [
+                    s.label(p.userId),
+                    s.trustOf(p.userId)?.verified ? h("span", { class: "trust-verified" }, " ✓") : null,
+                    s.trustOf(p.userId)?.pending ? h("span", { class: "trust-changed" }, " ⚠") : null,
+                  ]),
                   h("span", { class: "sub mono" }, `key ${p.fingerprint.slice(0, 19)}…`),
                   h("span", { class: "sub" }, `home: ${this.serverLabel(p.serverId)}`),
                 ]),
@@ -389,6 +406,8 @@ class View {
 
     const conv = s.conv(s.current);
     const person = people.find((p) => p.userId === s.current);
+    const trust = s.current === PUBLIC ? null : s.trustOf(s.current);
+    const keys = s.keys();
     const headSig = JSON.stringify([
       s.current,
       s.label(s.current),
@@ -397,12 +416,35 @@ class View {
       person?.serverId,
       person?.fingerprint,
       s.serverId,
+      trust,
+      s.current === PUBLIC ? keys : null,
     ]);
     if (this.changedPart("head", headSig)) {
       replace(
         this.head,
         h("div", { class: "conv-title-row" }, [
           h("h2", { id: "conv-title", title: s.label(s.current) }, s.label(s.current)),
+          trust
+            ? h(
+              "span",
+              { class: `trust trust-${trust.trust}`, id: "trust-mark", "data-trust": trust.trust },
+              trust.trust === "verified"
+                ? "✓ verified"
+                : trust.trust === "derived"
+                ? "✓ key matches id"
+                : trust.trust === "changed"
+                ? "⚠ key changed"
+                : "not verified",
+            )
+            : null,
+          trust
+            ? h("button", {
+              type: "button",
+              class: "small-button",
+              id: "safety-code",
+              onclick: () => this.openSafety(s.current),
+            }, "Safety code")
+            : null,
           conv.messages.length
             ? h("button", {
               type: "button",
@@ -413,19 +455,140 @@ class View {
             : null,
         ]),
         s.current === PUBLIC
-          ? h(
-            "span",
-            { class: "small muted" },
-            "Everyone on the network reads this channel; servers hold its key.",
-          )
+          ? h("span", { class: "small muted" }, [
+            "Everyone on the network reads this channel, and every server holds its key: it protects against " +
+            "observers of the network only.",
+            keys.channel
+              ? h("span", { class: "mono", id: "channel-key" }, ` Channel key ${keys.channel}.`)
+              : "",
+          ])
           : h("span", { class: "small muted mono conv-sub" }, [
             person ? (person.online ? "online" : "offline: messages are queued by their server") : "",
-            person ? ` · home ${this.serverLabel(person.serverId)} · key ${person.fingerprint}` : "",
+            person
+              ? ` · home ${this.serverLabel(person.serverId)} · ${trust ? "pinned key" : "key"} ${
+                trust?.fingerprint || person.fingerprint
+              }`
+              : "",
           ]),
+        trust?.pending ? this.keyWarning(s.current, trust) : null,
+        s.current === PUBLIC && keys.serverPending
+          ? h("div", { class: "key-warning", role: "alert", id: "server-key-warning" }, [
+            h(
+              "p",
+              {},
+              `⚠ Your server presents a different key than the one pinned at first contact: pinned ${keys.server}, ` +
+                `now ${keys.serverPending}. Public channel keys from it are refused until you accept it.`,
+            ),
+            h("button", { type: "button", onclick: () => s.trustServerKey() }, "Accept the server's new key"),
+          ])
+          : null,
       );
     }
+    // Sending to a contact whose key changed is blocked until the new key is accepted.
+    const blocked = !!trust?.pending;
+    this.text.disabled = blocked;
+    this.text.placeholder = blocked
+      ? `Blocked: ${s.label(s.current)}'s key changed (see above)`
+      : "Write a message";
     this.renderLog(conv);
     this.text.setAttribute("aria-label", `Message to ${s.label(s.current)}`);
+  }
+
+  /** The warning shown in a conversation whose contact presented a new key. */
+  private keyWarning(userId: string, t: TrustView): HTMLElement {
+    const s = this.s;
+    const label = s.label(userId);
+    return h("div", { class: "key-warning", role: "alert", id: "key-warning" }, [
+      h("p", {}, [
+        h("strong", {}, `⚠ ${label}'s key changed.`),
+        t.verified
+          ? " You had verified them: this is a hard stop. Someone may be impersonating them, or they reinstalled."
+          : " Someone may be impersonating them, or they made a new key (a new device, a reinstall).",
+      ]),
+      h("dl", { class: "kv small" }, [
+        h("dt", {}, "Pinned key"),
+        h("dd", { class: "mono", id: "old-fp" }, t.fingerprint),
+        h("dt", {}, "New key"),
+        h("dd", { class: "mono", id: "new-fp" }, t.pending!.fingerprint),
+        h("dt", {}, "New safety code"),
+        h("dd", { class: "mono" }, t.pending!.safetyCode),
+      ]),
+      h(
+        "p",
+        { class: "small" },
+        `Messages to ${label} are not sent until you accept the new key. Compare the new safety code with them ` +
+          "(in person or on a call) first.",
+      ),
+      t.verified
+        ? h("button", {
+          type: "button",
+          id: "unverify",
+          onclick: async () => {
+            const r = await ask(
+              `Remove the verified mark of ${label}?`,
+              "Only if you compared the new safety code with them in person or on a call. Then you can accept the new key.",
+              [{ label: "Remove the mark", primary: true }],
+            );
+            if (r) s.setVerified(userId, false);
+          },
+        }, "Remove the verified mark…")
+        : h("button", {
+          type: "button",
+          class: "primary",
+          id: "accept-key",
+          onclick: () => s.trustKey(userId),
+        }, "Accept new key"),
+    ]);
+  }
+
+  /** The safety code panel of a conversation: both fingerprints, the code, and the "verified" mark. */
+  private openSafety(userId: string): void {
+    const s = this.s;
+    const t = s.trustOf(userId);
+    const d = h("dialog", { id: "safety", "aria-labelledby": "safety-h" });
+    const close = () => {
+      d.close();
+      d.remove();
+    };
+    if (!t) return;
+    replace(d, [
+      h("h2", { id: "safety-h" }, `Safety code with ${s.label(userId)}`),
+      h(
+        "p",
+        { class: "small" },
+        `Compare these digits with what ${s.label(userId)} sees on their device (in person or on a call). ` +
+          "If they match, nobody is in the middle: mark them verified, and a later key change becomes a hard stop.",
+      ),
+      h("p", { class: "mono safety-code", id: "safety-digits" }, t.safetyCode),
+      h("dl", { class: "kv small" }, [
+        h("dt", {}, "Your key"),
+        h("dd", { class: "mono" }, s.myFingerprint),
+        h("dt", {}, "Their key"),
+        h("dd", { class: "mono" }, t.fingerprint),
+      ]),
+      t.derived
+        ? h(
+          "p",
+          { class: "small" },
+          "Their user id is derived from this key: it cannot be reused with another one.",
+        )
+        : null,
+      h("div", { class: "row" }, [
+        h("button", {
+          type: "button",
+          class: t.verified ? "" : "primary",
+          id: "toggle-verified",
+          onclick: () => {
+            s.setVerified(userId, !t.verified);
+            close();
+          },
+        }, t.verified ? "Remove the verified mark" : "Mark as verified"),
+        h("button", { type: "button", onclick: close }, "Close"),
+      ]),
+    ]);
+    d.addEventListener("cancel", close);
+    document.body.appendChild(d);
+    d.showModal();
   }
 
   /** True (and remembered) when part `name` would show something else than last time. */

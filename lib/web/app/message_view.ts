@@ -52,9 +52,26 @@ export function linkify(text: string): (Node | string)[] {
 /** One line of a conversation: a note, or a message with its sender, time, state and signature check. */
 export function messageView(m: ChatMessage, act: MessageActions): HTMLElement {
   const label = act.label;
-  if (m.dir === "note") return h("div", { class: "msg note", role: "note" }, m.text);
+  if (m.dir === "note") {
+    const alert = m.kind === "key-changed" || m.kind === "key-warning";
+    return h("div", {
+      class: `msg note${m.kind ? ` note-${m.kind}` : ""}`,
+      role: alert ? "alert" : "note",
+      "data-kind": m.kind ?? "",
+    }, m.text);
+  }
+  // A message whose signature did not verify is not shown as the claimed sender's.
+  const unverified = m.dir === "in" && m.verified === false;
   const meta: (HTMLElement | string)[] = [
-    h("span", { class: "from" }, m.dir === "out" ? "You" : label(m.from)),
+    h(
+      "span",
+      { class: unverified ? "from unverified" : "from" },
+      m.dir === "out"
+        ? "You"
+        : unverified
+        ? `Unverified sender (claims to be ${label(m.from)})`
+        : label(m.from),
+    ),
     h("time", { datetime: new Date(m.ts).toISOString() }, time(m.ts)),
   ];
   if (m.dir === "out" && m.state) {
@@ -81,7 +98,7 @@ export function messageView(m: ChatMessage, act: MessageActions): HTMLElement {
     );
   }
   return h("article", {
-    class: `msg ${m.dir}`,
+    class: `msg ${m.dir}${unverified ? " unverified-msg" : ""}`,
     "data-id": m.id,
     "data-state": m.state ?? "",
   }, [

@@ -49,6 +49,8 @@ export interface ChatMessage {
   warning?: string;
   unencrypted?: boolean;
   file?: FileItem;
+  /** A note's kind ("key-changed", "key-warning", "channel-key"), for how it is shown. */
+  kind?: string;
 }
 
 /** A conversation: a DM with one user, or the public channel. */
@@ -66,6 +68,22 @@ export type LinkStatus =
   | { kind: "refused"; reason: string }
   /** The identity is connected from another device or browser (or a newer session took over). */
   | { kind: "elsewhere"; reason: string };
+
+/** What the app shows about a contact's key (the client core's trust rules, PROFILE §16). */
+export interface TrustView {
+  /** "derived" (the id is made from the key), "verified" (marked after comparing the safety code), "tofu"
+   * (pinned at first sight), "changed" (another key presented: sending is blocked until accepted). */
+  trust: "derived" | "verified" | "tofu" | "changed";
+  /** Fingerprint of the pinned key. */
+  fingerprint: string;
+  derived: boolean;
+  /** Marked verified by the user. */
+  verified: boolean;
+  /** The conversation's safety code (the same on both sides). */
+  safetyCode: string;
+  /** A different key presented and not accepted yet. */
+  pending?: { fingerprint: string; safetyCode: string; derived: boolean };
+}
 
 /** A person as the app shows them. */
 export interface Person {

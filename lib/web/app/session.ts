@@ -46,8 +46,11 @@ import {
   type LinkStatus,
   type Person,
   PUBLIC,
+  type TrustView,
 } from "./model.ts";
 import { Transfers } from "./transfers.ts";
+import { IdbTrustStore } from "./trust_store.ts";
+import { keyFingerprint } from "../../client/trust.ts";
 
 export {
   ackRef,
@@ -59,6 +62,7 @@ export {
   type MsgState,
   type Person,
   PUBLIC,
+  type TrustView,
 } from "./model.ts";
 
 const MAX_BACKOFF_MS = 30_000;
@@ -82,11 +86,20 @@ type FromLeader =
     people: Person[];
     labels: Record<string, string>;
     serverId: string;
+    trust: Record<string, TrustView>;
+    keys: KeysView;
   }
   | { t: "msg"; m: ChatMessage }
   | { t: "prog"; id: string; conv: string; done: number; size: number }
   | { t: "status"; status: LinkStatus }
-  | { t: "people"; people: Person[]; labels: Record<string, string>; serverId: string }
+  | {
+    t: "people";
+    people: Person[];
+    labels: Record<string, string>;
+    serverId: string;
+    trust: Record<string, TrustView>;
+    keys: KeysView;
+  }
   | { t: "unread"; conv: string; n: number }
   | { t: "drop"; conv: string }
   | { t: "wiped" };
@@ -106,7 +119,20 @@ type ToLeader =
   | { t: "dropConv"; conv: string }
   | { t: "wipe" }
   | { t: "signout" }
-  | { t: "signedout" };
+  | { t: "signedout" }
+  | { t: "trustKey"; id: string }
+  | { t: "setVerified"; id: string; verified: boolean }
+  | { t: "trustServerKey" };
+
+/** Our server's and the public channel's keys, as the app shows them. */
+export interface KeysView {
+  /** Fingerprint of the server's pinned key ("" before). */
+  server: string;
+  /** Fingerprint of a different key our server presents now, not accepted yet ("" when none). */
+  serverPending: string;
+  /** Fingerprint of the public channel's key ("" before it arrived). */
+  channel: string;
+}
 
 /** Insert `m` into `list` by its `ts` (after messages with the same time). */
 function insertSorted(list: ChatMessage[], m: ChatMessage): void {
@@ -141,19 +167,27 @@ export class Session {
   visible = true;
   /** Public channel key hook (the app moves its decryptions to workers). */
   onChannelKey?: (key: PrivateKey) => void;
-  /** A contact marked verified (the trust layer decides; files up to AUTO_ACCEPT_BYTES from them need no click). */
-  isVerifiedContact: (userId: string) => boolean = () => false;
 
   private readonly tab = crypto.randomUUID();
   private readonly chan: BroadcastChannel | null;
   /** The leader's view of the tabs: which conversation each shows, and whether it is visible. */
   private readonly tabs = new Map<string, { visible: boolean; current: string }>();
   /** Follower: what the leader said about people. */
-  private mirror: { people: Person[]; labels: Record<string, string>; serverId: string } = {
+  private mirror: {
+    people: Person[];
+    labels: Record<string, string>;
+    serverId: string;
+    trust: Record<string, TrustView>;
+    keys: KeysView;
+  } = {
     people: [],
     labels: {},
     serverId: "",
+    trust: {},
+    keys: { server: "", serverPending: "", channel: "" },
   };
+  /** Where the client core keeps pins, marks and the messages already shown (leader). */
+  private readonly trustStore: IdbTrustStore;
   /** Our messages by the core's id. */
   private readonly outgoing = new Map<string, ChatMessage>();
   /** The message whose text is being handed to the core right now (its `message` events bind to it). */
@@ -181,7 +215,8 @@ export class Session {
     changed: (m) => this.touch(m),
     progress: (m) => this.progressed(m),
     keep: (m, bytes) => this.keep(m, bytes),
-    autoAccept: (e) => e.size <= AUTO_ACCEPT_BYTES && this.isVerifiedContact(e.from),
+    // A small file from a contact marked verified (the safety codes matched) needs no click.
+    autoAccept: (e) => e.size <= AUTO_ACCEPT_BYTES && !!e.verified && this.trustOf(e.from)?.verified === true,
   });
 
   constructor(
@@ -191,6 +226,7 @@ export class Session {
     private readonly wsUrl: string,
   ) {
     this.conv(PUBLIC);
+    this.trustStore = new IdbTrustStore(db, history);
     this.chan = typeof BroadcastChannel === "function" ? new BroadcastChannel(`socp-tab-${me.userId}`) : null;
     if (this.chan) this.chan.onmessage = (e) => this.onTabMessage(e.data);
     addEventListener("pagehide", (e) => {
@@ -359,6 +395,15 @@ export class Session {
       case "wipe":
         this.wipeHistory();
         break;
+      case "trustKey":
+        this.trustKey(d.id);
+        break;
+      case "setVerified":
+        this.setVerified(d.id, d.verified);
+        break;
+      case "trustServerKey":
+        this.trustServerKey();
+        break;
     }
   }
 
@@ -370,7 +415,13 @@ export class Session {
         for (const c of d.convs) this.conversations.set(c.id, c);
         this.conv(PUBLIC);
         this.status = d.status;
-        this.mirror = { people: d.people, labels: d.labels, serverId: d.serverId };
+        this.mirror = {
+          people: d.people,
+          labels: d.labels,
+          serverId: d.serverId,
+          trust: d.trust,
+          keys: d.keys,
+        };
         this.sayTab();
         this.changed();
         break;
@@ -397,7 +448,13 @@ export class Session {
         this.changed();
         break;
       case "people":
-        this.mirror = { people: d.people, labels: d.labels, serverId: d.serverId };
+        this.mirror = {
+          people: d.people,
+          labels: d.labels,
+          serverId: d.serverId,
+          trust: d.trust,
+          keys: d.keys,
+        };
         this.changed();
         break;
       case "unread":
@@ -417,11 +474,92 @@ export class Session {
     }
   }
 
-  private peopleMsg(): { people: Person[]; labels: Record<string, string>; serverId: string } {
+  private peopleMsg(): {
+    people: Person[];
+    labels: Record<string, string>;
+    serverId: string;
+    trust: Record<string, TrustView>;
+    keys: KeysView;
+  } {
     const people = this.people();
     const labels: Record<string, string> = {};
-    for (const p of people) labels[p.userId] = p.label;
-    return { people, labels, serverId: this.client?.serverId ?? "" };
+    const trust: Record<string, TrustView> = {};
+    for (const p of people) {
+      labels[p.userId] = p.label;
+      const t = this.trustOf(p.userId);
+      if (t) trust[p.userId] = t;
+    }
+    return { people, labels, serverId: this.client?.serverId ?? "", trust, keys: this.keys() };
+  }
+
+  /** What to show about `userId`'s key (null when unknown). */
+  trustOf(userId: string): TrustView | null {
+    if (this.role !== "leader") return this.mirror.trust[userId] ?? null;
+    const c = this.client;
+    if (!c || userId === PUBLIC || userId === this.me.userId) return null;
+    try {
+      const t = c.core.trustInfo(userId);
+      return {
+        trust: t.trust,
+        fingerprint: t.fingerprint,
+        derived: t.derived,
+        verified: t.verified,
+        safetyCode: t.safetyCode,
+        pending: t.pending,
+      };
+    } catch {
+      return null;
+    }
+  }
+
+  /** Our server's and the channel's keys. */
+  keys(): KeysView {
+    if (this.role !== "leader") return this.mirror.keys;
+    const c = this.client;
+    const pin = c?.core.serverPin;
+    const pending = c?.core.serverKeyPending ?? "";
+    const ch = c?.core.channel?.creatorPub;
+    return {
+      server: pin ? pin.fingerprint : "",
+      serverPending: pending ? keyFingerprint(pending) : "",
+      channel: ch ? keyFingerprint(ch) : "",
+    };
+  }
+
+  /** Accept a contact's changed key (after comparing the new safety code). */
+  trustKey(userId: string): void {
+    if (this.role !== "leader") return this.post({ t: "trustKey", id: userId });
+    try {
+      this.client?.trustKey(userId);
+    } catch (e) {
+      this.note(userId, `Could not accept the key: ${(e as Error).message}`);
+    }
+    this.peopleChanged();
+    this.changed();
+  }
+
+  /** Mark a contact verified (the safety codes matched), or remove the mark. */
+  setVerified(userId: string, verified: boolean): void {
+    if (this.role !== "leader") return this.post({ t: "setVerified", id: userId, verified });
+    try {
+      this.client?.setVerified(userId, verified);
+    } catch (e) {
+      this.note(userId, `Could not change the mark: ${(e as Error).message}`);
+    }
+    this.peopleChanged();
+    this.changed();
+  }
+
+  /** Accept the key our server presents now. */
+  trustServerKey(): void {
+    if (this.role !== "leader") return this.post({ t: "trustServerKey" });
+    try {
+      this.client?.trustServerKey();
+    } catch (e) {
+      this.note(PUBLIC, `Could not accept the server's key: ${(e as Error).message}`);
+    }
+    this.peopleChanged();
+    this.changed();
   }
 
   /** The people changed: tell the other tabs (at most every 200 ms). */
@@ -472,7 +610,7 @@ export class Session {
           userId: this.me.userId,
           key: this.me.key,
           displayName: this.me.displayName,
-          contacts: [...this.stored.values()],
+          store: this.trustStore,
           maxFileBytes: this.maxFileBytes,
           timeoutMs: 20_000,
           holdFiles: true,
@@ -684,8 +822,8 @@ export class Session {
     return m.file.blob;
   }
 
-  private note(conv: string, text: string): void {
-    this.add({ id: this.newId("n"), conv, dir: "note", from: "", fromName: "", text, ts: Date.now() });
+  private note(conv: string, text: string, kind?: string): void {
+    this.add({ id: this.newId("n"), conv, dir: "note", from: "", fromName: "", text, ts: Date.now(), kind });
   }
 
   /** Delete a conversation's messages and kept files (in every tab). */
@@ -800,8 +938,48 @@ export class Session {
       case "joined":
       case "left":
       case "channel":
+      case "serverPin":
         this.peopleChanged();
         this.changed();
+        break;
+      case "keyChanged":
+        this.note(
+          e.userId,
+          `⚠ ${e.label}'s key changed: it was ${e.oldFingerprint}, now ${e.newFingerprint}. ` +
+            (e.verified ? "You had verified them: this is a hard stop. " : "") +
+            "Messages to them are blocked until you accept the new key; compare the new safety code with them first.",
+          "key-changed",
+        );
+        this.peopleChanged();
+        break;
+      case "keyReplaced":
+      case "keyRejected":
+        this.note(e.userId, `⚠ ${e.detail}`, "key-warning");
+        this.peopleChanged();
+        break;
+      case "keyTrusted":
+        this.note(e.userId, `You accepted ${e.label}'s new key (${e.fingerprint}).`);
+        this.peopleChanged();
+        break;
+      case "serverKeyChanged":
+        this.note(
+          PUBLIC,
+          `⚠ Your server presents another key: it was ${e.oldFingerprint}, now ${
+            e.newFingerprint || "none"
+          }. ` +
+            "Public channel keys from it are refused until you accept it.",
+          "key-changed",
+        );
+        this.peopleChanged();
+        break;
+      case "channelKeyChanged":
+        this.note(
+          PUBLIC,
+          `The public channel has a new key: it was ${e.oldFingerprint}, now ${e.newFingerprint}. ` +
+            "Messages from here on use the new key.",
+          "channel-key",
+        );
+        this.peopleChanged();
         break;
       case "message":
         this.onMessage(e.message);
