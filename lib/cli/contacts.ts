@@ -148,9 +148,17 @@ export class FileTrustStore implements TrustStore {
     await this.writeContacts();
   }
 
-  async addSeen(entry: SeenEntry): Promise<void> {
+  addSeen(entry: SeenEntry): Promise<void> {
     this.seen.push(entry);
     this.floor = trimSeenEntries(this.seen, this.floor);
+    // One file operation at a time: an append must not race a compaction.
+    this.seenChain = this.seenChain.catch(() => {}).then(() => this.writeSeen(entry));
+    return this.seenChain;
+  }
+
+  private seenChain: Promise<void> = Promise.resolve();
+
+  private async writeSeen(entry: SeenEntry): Promise<void> {
     const path = seenPath(this.contactsFile);
     if (this.seenLines + 1 > 2 * MAX_SEEN) {
       const lines = [
@@ -169,22 +177,20 @@ export class FileTrustStore implements TrustStore {
     this.seenLines++;
   }
 
-  /** Write the contacts file; writes asked for while one runs are folded into the next. */
-  private writing: Promise<void> | null = null;
-  private dirty = false;
+  /** The contacts file write under way (or done). */
+  private current: Promise<void> = Promise.resolve();
+  /** The next write, not started yet: every change asked for until it starts is in it. */
+  private next: Promise<void> | null = null;
+
+  /** Write the contacts file; the changes of many calls in a row go out in one write. */
   private writeContacts(): Promise<void> {
-    this.dirty = true;
-    if (this.writing) return this.writing.then(() => this.writeContacts());
-    this.writing = (async () => {
-      try {
-        while (this.dirty) {
-          this.dirty = false;
-          await saveContacts(this.contactsFile, [...this.byId.values()], this.file.servers);
-        }
-      } finally {
-        this.writing = null;
-      }
-    })();
-    return this.writing;
+    if (this.next) return this.next;
+    const next = this.current.catch(() => {}).then(() => {
+      this.next = null;
+      return saveContacts(this.contactsFile, [...this.byId.values()], this.file.servers);
+    });
+    this.next = next;
+    this.current = next;
+    return next;
   }
 }

@@ -106,8 +106,8 @@ export class SocpClient {
   private readonly maxBackoffMs: number;
 
   private readonly store?: TrustStore;
-  /** The store's writes, one after the other (close() waits for them). */
-  private storing: Promise<void> = Promise.resolve();
+  /** The store's writes not finished yet (close() waits for them). */
+  private readonly storing = new Set<Promise<void>>();
 
   private constructor(
     readonly url: string,
@@ -330,7 +330,7 @@ export class SocpClient {
     clearInterval(this.tickTimer);
     this.tickTimer = undefined;
     const ws = this.ws;
-    if (!ws || ws.readyState === WebSocket.CLOSED) return this.storing;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return this.flushStore();
     let grace: ReturnType<typeof setTimeout> | undefined;
     const done = new Promise<void>((resolve) => {
       const t = setTimeout(resolve, timeoutMs);
@@ -349,7 +349,7 @@ export class SocpClient {
         }, Math.min(1500, timeoutMs / 2));
       } else ws.close(1000);
     } catch { /* already closing */ }
-    return done.then(() => this.storing);
+    return done.then(() => this.flushStore());
   }
 
   /** Accept the changed key of a contact (see {@linkcode ClientCore.trustKey}). */
@@ -373,9 +373,9 @@ export class SocpClient {
     return p;
   }
 
-  /** Resolves once every write to the store so far is done. */
-  flushStore(): Promise<void> {
-    return this.storing;
+  /** Resolves once every write to the store asked for so far is done. */
+  async flushStore(): Promise<void> {
+    while (this.storing.size > 0) await Promise.all([...this.storing]);
   }
 
   // ---------------------------------------------------------------- IO
@@ -538,13 +538,23 @@ export class SocpClient {
     this.feed();
   }
 
-  /** Queue a write to the store; a failure becomes a warning event. */
+  /**
+   * Hand a change to the store now (stores apply calls in call order and may fold many into one write); a
+   * failure becomes a warning event.
+   */
   private persist(what: string, write: (store: TrustStore) => Promise<void>): void {
     const store = this.store;
     if (!store) return;
-    this.storing = this.storing.then(() => write(store)).catch((err) =>
+    let p: Promise<void>;
+    try {
+      p = write(store);
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    const tracked = p.catch((err) =>
       this.deliver({ kind: "warning", detail: `could not save ${what}: ${(err as Error).message}` })
-    );
+    ).finally(() => this.storing.delete(tracked));
+    this.storing.add(tracked);
   }
 
   /** React to the core's events (first ready, refusals, what to store), then deliver them. */

@@ -28,7 +28,11 @@ export interface StoredTrust {
   seenFloor: number;
 }
 
-/** A place to keep the trust state; every method may be slow (disk, IndexedDB) but must keep call order. */
+/**
+ * A place to keep the trust state. Every method may be slow (disk, IndexedDB), and calls may overlap: the client
+ * calls each one as the change happens, without waiting for the previous; a store applies them in call order
+ * (the latest contact or pin wins) and may fold several into one write.
+ */
 export interface TrustStore {
   /** Everything kept for this identity, with the pin of the server at `url`. */
   load(url: string): Promise<StoredTrust>;

@@ -73,3 +73,32 @@ Deno.test("a damaged seen file or contacts file loads what it can, never throws"
   assert.deepEqual(r.contacts, []);
   assert.deepEqual(r.seen, [{ key: "0123456789abcdef0123456789abcdef", ts: 7, verified: true }]);
 });
+
+Deno.test("a burst of contact changes (a directory snapshot) is folded into a few writes of the file, none lost", async () => {
+  const dir = Deno.makeTempDirSync();
+  const path = join(dir, "c.json");
+  const s = new FileTrustStore(path);
+  await s.load("ws://x");
+  const realRename = Deno.rename;
+  let writes = 0;
+  Deno.rename = (from: string | URL, to: string | URL) => (writes++, realRename(from, to));
+  try {
+    const all: Promise<void>[] = [];
+    for (let i = 0; i < 500; i++) {
+      all.push(s.saveContact({
+        userId: `u-${i}`,
+        name: `user ${i}`,
+        pubkey: aliceKey.publicKey,
+        fingerprint: "",
+        serverId: "s",
+      }));
+    }
+    await Promise.all(all);
+  } finally {
+    Deno.rename = realRename;
+  }
+  assert.ok(writes <= 2, `${writes} writes for 500 changes`);
+  const back = await new FileTrustStore(path).load("ws://x");
+  assert.equal(back.contacts.length, 500);
+  console.log(`  500 contact changes: ${writes} file writes`);
+});

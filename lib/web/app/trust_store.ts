@@ -41,7 +41,10 @@ export class IdbTrustStore implements TrustStore {
   }
 
   saveServerPin(url: string, pin: ServerPin): Promise<void> {
-    return this.history.putSealed(`trust:server:${url}`, pin);
+    // Calls may overlap: sealed writes go one after the other, in call order.
+    const copy = { ...pin };
+    this.writing = this.writing.then(() => this.history.putSealed(`trust:server:${url}`, copy));
+    return this.writing;
   }
 
   addSeen(entry: SeenEntry): Promise<void> {
