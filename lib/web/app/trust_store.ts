@@ -43,7 +43,9 @@ export class IdbTrustStore implements TrustStore {
   saveServerPin(url: string, pin: ServerPin): Promise<void> {
     // Calls may overlap: sealed writes go one after the other, in call order.
     const copy = { ...pin };
-    this.writing = this.writing.then(() => this.history.putSealed(`trust:server:${url}`, copy));
+    this.writing = this.writing.catch(() => {}).then(() =>
+      this.history.putSealed(`trust:server:${url}`, copy)
+    );
     return this.writing;
   }
 
@@ -55,7 +57,9 @@ export class IdbTrustStore implements TrustStore {
       setTimeout(() => {
         this.pending = null;
         const snapshot = { seen: s.seen.slice(), floor: s.floor };
-        this.writing = this.writing.then(() => this.history.putSealed("trust:seen", snapshot));
+        this.writing = this.writing.catch(() => {}).then(() =>
+          this.history.putSealed("trust:seen", snapshot)
+        );
         this.writing.then(resolve, reject);
       }, 200);
     });
