@@ -223,6 +223,19 @@ Deno.test(
     await tom.tell(U_ALICE, "to both tabs");
     await until(async () => (await messageTexts(page2)).includes("to both tabs"), "tab 2 gets tom's DM");
     await until(async () => (await messageTexts(page)).includes("to both tabs"), "tab 1 gets tom's DM");
+    // A file offered to both tabs, accepted in the second: the first tab's connection decrypts it, both offer it.
+    const shared = new TextEncoder().encode("for both tabs\n".repeat(500));
+    const sending = tom.sendFile(U_ALICE, "for-both.txt", shared);
+    await page2.locator('#messages .file[data-phase="offered"] button.accept-file').click({
+      timeout: 60_000,
+    });
+    await sending;
+    for (const p of [page2, page]) {
+      const link = p.locator('#messages a.download[download="for-both.txt"]');
+      await link.waitFor({ timeout: 60_000 });
+      const [dl] = await Promise.all([p.waitForEvent("download", { timeout: 30_000 }), link.click()]);
+      assert.equal(await sha256Hex(await Deno.readFile((await dl.path())!)), await sha256Hex(shared));
+    }
     // One session at the server: alice is online once, nothing was refused.
     const net = await (await fetch(`${n1.http}/api/network`)).json();
     assert.equal(net.users_online.filter((u: { user_id: string }) => u.user_id === U_ALICE).length, 1);
