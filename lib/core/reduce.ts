@@ -121,8 +121,9 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
     }
     return;
   }
-  if (env.type === "ERROR" && linkDial) {
-    // The peer refused our hello. A refused LINK is redialed with JOIN (PROFILE §15): see dialFailed.
+  if (env.type === "ERROR" && (linkDial || (role === "dialed" && conn.dial?.purpose === "join"))) {
+    // The peer refused our hello. A refused LINK is redialed with JOIN (PROFILE §15): see dialFailed. A refused
+    // JOIN is abandoned: the close leads to the next bootstrap entry, and the list is retried with backoff.
     logOnly(out, conn, env);
     return out.close(conn.id, 1000, `${env.type} ${env.payload.code} in answer to our hello`);
   }
