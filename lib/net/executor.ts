@@ -32,7 +32,7 @@ import type { PrivateKey } from "../crypto/rsa.ts";
 import type { SealedKey } from "../crypto/keyfile.ts";
 import { msgRef } from "../protocol/msg_ref.ts";
 import { canonicalJson } from "../protocol/canonical_json.ts";
-import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
+import { type Envelope, serializeEnvelope, withFrameId } from "../protocol/envelope.ts";
 import { setImmediate } from "node:timers";
 import { sha256HexSync, sha256Sync } from "./digest.ts";
 import type { Counters } from "./http.ts";
@@ -154,6 +154,8 @@ export interface ExecutorContext {
   verify?: InboundContext["verify"];
   /** Fresh ids for the reducer (default `crypto.randomUUID`). */
   fresh?: () => string;
+  /** The envelope `id` of each frame sent (PROFILE §15; default `crypto.randomUUID`). */
+  frameId?: () => string;
   /** Called after each event the reducer handled, with its step (before the effects run). */
   onStep?: (ev: Event, step: Step) => void;
   /** Bytes of frames handed to the sockets per turn of the event loop (default 1 MiB; see `execute`). */
@@ -221,6 +223,13 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   };
   const nextTurn = (fn: () => void) => timers.immediate ? timers.immediate(fn) : timers.set(fn, 0);
   const sockets = new Map<number, Conn>();
+  const frameId = ctx.frameId ?? (() => crypto.randomUUID());
+  /**
+   * Hand one frame's text to the socket with a fresh envelope `id` (PROFILE §15): fresh per frame *sent*, not per
+   * frame signed, so a broadcast's copies (one signed text) differ on every connection, and a frame sent twice on
+   * one connection (an advert after a link flap, a resend) is never dropped as a repeated id.
+   */
+  const put = (s: Conn, text: string) => s.sock.send(withFrameId(text, frameId()));
   /** Connections cut as too slow that the runtime still holds (their peer neither reads nor closes), by address. */
   const lingering = new Map<string, number>();
   const dialTimers = new Set<unknown>();
@@ -470,7 +479,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       const t = signer.textNow?.(frame, fx.sign);
       if (t !== undefined) {
         if (s.sock.open) {
-          s.sock.send(t);
+          put(s, t);
           metrics.framesOut++;
         } else undelivered(conn, frame);
         return;
@@ -499,7 +508,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         const t = await text;
         await drain(conn, s);
         if (s.sock.open) {
-          s.sock.send(t);
+          put(s, t);
           metrics.framesOut++;
         } else undelivered(conn, frame);
       } finally {
@@ -568,7 +577,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
           if (i > 0) remove(rows.slice(0, i).map((r) => r.id));
           return giveBack(i);
         }
-        s.sock.send(serializeEnvelope(frames[i]));
+        put(s, serializeEnvelope(frames[i]));
         metrics.framesOut++;
         sent = i + 1;
       }

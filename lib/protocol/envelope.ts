@@ -140,9 +140,13 @@ export function parseObject(o: Record<string, unknown>): ParseResult {
   return { ok: true, envelope };
 }
 
-/** Serialise an envelope for the wire (field order as the standard lists them). */
-export function serializeEnvelope(e: Envelope): string {
+/**
+ * Serialise an envelope for the wire (field order as the standard lists them). `id` (PROFILE §15: a fresh random
+ * UUID per frame sent, drawn by the shell) goes first when given; it is outside `sig`.
+ */
+export function serializeEnvelope(e: Envelope, id?: string): string {
   return JSON.stringify({
+    ...(id === undefined ? {} : { id }),
     type: e.type,
     from: e.from,
     to: e.to,
@@ -150,6 +154,23 @@ export function serializeEnvelope(e: Envelope): string {
     payload: e.payload,
     sig: e.sig ?? "",
   });
+}
+
+/**
+ * A frame's wire text with a top-level `id` added (PROFILE §15 envelope ids): `text` is one serialized JSON object,
+ * as {@linkcode serializeEnvelope} writes it, without an `id` of its own. Costs one string copy, so a text signed
+ * and serialized once (a broadcast) still goes out with a fresh id on every connection.
+ *
+ * @example
+ * ```ts
+ * withFrameId('{"type":"HEARTBEAT"}', "6b1c0f1e-0000-4000-8000-000000000000");
+ * // '{"id":"6b1c0f1e-0000-4000-8000-000000000000","type":"HEARTBEAT"}'
+ * ```
+ */
+export function withFrameId(text: string, id: string): string {
+  if (!text.startsWith("{")) return text;
+  const rest = text.slice(1).trimStart();
+  return `{"id":${JSON.stringify(id)}${rest.startsWith("}") ? "" : ","}${rest}`;
 }
 
 const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
