@@ -65,7 +65,7 @@ export function accepted(s: CoreState, now: number): void {
 
 /** Handle one inbound frame's text. */
 export function* handleText(s: CoreState, text: string): Task {
-  const r = parseFrame(text);
+  const r = parseFrame(text, { clientForms: true });
   if (!r.ok) {
     let raw: unknown;
     try {
@@ -85,13 +85,15 @@ export function* handleText(s: CoreState, text: string): Task {
     return s.emit({ kind: "warning", detail: `unreadable frame from the server: ${r.error.detail}` });
   }
   const env = r.envelope;
+  // PROFILE §15: an advert `{user, …}` whose `user` is its `from` describes the server itself, not a user.
+  if (r.signed !== undefined && env.type === "USER_ADVERTISE" && env.payload.user_id === env.from) return;
   let sigOk = false;
   if (env.from === s.serverId) {
     if (env.sig && s.serverPub) {
       sigOk = ((yield {
         op: "verify",
         key: s.serverPub,
-        preimages: signaturePreimages(env.payload),
+        preimages: signaturePreimages(r.signed ?? env.payload), // as sent, not as read (PROFILE §15)
         sig: env.sig,
       }) as number) >= 0;
       if (!sigOk) {

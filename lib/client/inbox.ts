@@ -46,6 +46,15 @@ export function plainTextOf(ciphertext: string): string | null {
   return printable(ciphertext) ? ciphertext : null;
 }
 
+/**
+ * The ts a DM's content_sig covers: `payload.original_ts` when the server stamped the envelope with the delivery
+ * time (PROFILE §15; null means the server lost it, and the envelope ts is all there is), else the envelope ts.
+ */
+function originalTs(env: Envelope<"USER_DELIVER">): number {
+  const o = env.payload.original_ts;
+  return typeof o === "number" ? o : env.ts;
+}
+
 /** A delivered DM (or file frame inside one): verify, decrypt, report. */
 export function* onDeliver(s: CoreState, env: Envelope<"USER_DELIVER">): Task {
   const p = env.payload;
@@ -61,7 +70,7 @@ export function* onDeliver(s: CoreState, env: Envelope<"USER_DELIVER">): Task {
           ciphertext: p.ciphertext,
           from: p.sender,
           to: s.userId,
-          ts: env.ts,
+          ts: originalTs(env),
         }),
         sig: p.content_sig,
       },

@@ -107,7 +107,10 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
   }
   metrics.framesIn++;
   let parsed = parseFrame(data);
-  const canon = parsed.ok ? canonicalJsonResult(parsed.envelope.payload) : undefined;
+  // Signatures and digests cover the payload as it arrived (a field-name variant is read into our form by the
+  // parser, PROFILE §15, but signed as sent).
+  const signed = parsed.ok ? (parsed.signed ?? parsed.envelope.payload) : undefined;
+  const canon = parsed.ok ? canonicalJsonResult(signed) : undefined;
   if (parsed.ok && canon && !canon.ok) {
     parsed = {
       ok: false,
@@ -127,7 +130,7 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
   const verify = (key: string | undefined): Promise<boolean> => {
     if (!parsed.ok || !sigText || !key) return Promise.resolve(false);
     metrics.verifications++;
-    return verifySig(key, parsed.envelope.payload, sigText);
+    return verifySig(key, signed, sigText);
   };
   const early = keyNow();
   const earlyCheck = sigText ? verify(early) : Promise.resolve(false);

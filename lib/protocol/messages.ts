@@ -80,6 +80,8 @@ export const PAYLOADS = {
     sender_pub: KEY,
     content_sig: B64,
     orig_ts: optional(integer(0)),
+    /** PROFILE §15: the original ts under another name (read like `orig_ts`; ours carry both). */
+    cts: optional(integer(0)),
     /** This node's extension: ask the receiving server to ACK once it holds the frame (hop-by-hop, PROFILE §10). */
     ack: optional(boolean),
   }),
@@ -93,7 +95,14 @@ export const PAYLOADS = {
     nonce: optional(string(0, 256)),
   }),
   MSG_DIRECT: object({ ciphertext: B64, sender_pub: KEY, content_sig: B64 }),
-  USER_DELIVER: object({ ciphertext: B64, sender: ID, sender_pub: KEY, content_sig: B64 }),
+  /** PROFILE §15: `original_ts` (when the envelope `ts` is the delivery time; null: lost) is read by clients. */
+  USER_DELIVER: object({
+    ciphertext: B64,
+    sender: ID,
+    sender_pub: KEY,
+    content_sig: B64,
+    original_ts: optional(nullable(integer(0))),
+  }),
   PUBLIC_CHANNEL_ADD: object({ add: array(ID, 100_000), if_version: integer(0) }),
   /** Ours carry `wraps`; deployed servers send `{version, added}` or `{version, removed}` (PROFILE §15). */
   PUBLIC_CHANNEL_UPDATED: object({
