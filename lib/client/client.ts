@@ -20,7 +20,7 @@
  */
 import type { PrivateKey } from "../crypto/rsa.ts";
 import { encodeBase64Url } from "../protocol/base64url.ts";
-import { signaturePreimages } from "../protocol/canonical_json.ts";
+import { signingPreimage } from "../protocol/canonical_json.ts";
 import { type Envelope, serializeEnvelope, withFrameId } from "../protocol/envelope.ts";
 import type { MessageType, PayloadOf } from "../protocol/messages.ts";
 import { ClientCore } from "./core.ts";
@@ -289,7 +289,7 @@ export class SocpClient {
     ts = Date.now(),
   ): Promise<Envelope<T>> {
     const env: Envelope<T> = { type, from: this.userId, to, ts, payload };
-    if (sign) env.sig = await this.key.sign(signaturePreimages(payload)[0]);
+    if (sign) env.sig = await this.key.sign(signingPreimage(payload, this.core.signSpaced));
     if (this.ws?.readyState !== WebSocket.OPEN) throw new Error("not connected");
     put(this.ws, serializeEnvelope(env));
     return env;
