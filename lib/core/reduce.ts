@@ -146,7 +146,9 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
       (!want || !ev.sigKey || (want !== ev.sigKey && !sameKeyMaterial(want, ev.sigKey))));
   if (sigBad) {
     if (env.type === "ERROR") return logOnly(out, conn, env); // never answer an ERROR with an ERROR
-    return out.error(conn.id, reply, "INVALID_SIG", sigProblem(conn, env, want, ev.sig, out.alias), true);
+    out.error(conn.id, reply, "INVALID_SIG", sigProblem(conn, env, want, ev.sig, out.alias), true);
+    if (rule.closeOnRefusal && conn.role === "pending") out.close(conn.id, 1008, `${env.type} refused`);
+    return;
   }
   // Freshness (the row's `fresh`) applies to frames the peer originated; relayed frames keep their original ts
   // (PROFILE §11).

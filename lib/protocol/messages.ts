@@ -71,6 +71,11 @@ export const PAYLOADS = {
     software: SOFTWARE,
     public_channel: optional(object({ version: integer(0), creator_pub: KEY, wrapped_key: B64 })),
   }),
+  /**
+   * PROFILE §15 dial-back links: the first frame of an introducer that dials its joiner back (no hello), and its
+   * presence snapshot on a link. `users` entries are read one by one (a malformed entry is skipped, not fatal).
+   */
+  SERVER_PRESENCE_SYNC: object({ server_id: optional(ID), users: optional(array(anything, 100_000)) }),
   USER_ADVERTISE: object({ user_id: ID, server_id: ID, meta: optional(anyObject), pubkey: optional(KEY) }),
   USER_REMOVE: object({ user_id: ID, server_id: ID }),
   SERVER_DELIVER: object({
