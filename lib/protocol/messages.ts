@@ -87,6 +87,11 @@ export const PAYLOADS = {
     orig_ts: optional(integer(0)),
     /** PROFILE §15: the original ts under another name (read like `orig_ts`; ours carry both). */
     cts: optional(integer(0)),
+    /**
+     * PROFILE §16: when a server sends a kept (outbox) frame later, the time it sends it, signed with the rest of
+     * the payload; receivers judge the frame's freshness on it. Left out of the replay digest (inbound.ts).
+     */
+    fwd_ts: optional(integer(0)),
     /** This node's extension: ask the receiving server to ACK once it holds the frame (hop-by-hop, PROFILE §10). */
     ack: optional(boolean),
   }),
