@@ -62,6 +62,7 @@ export function onPresenceSync(out: Out, conn: Conn, env: Envelope<"SERVER_PRESE
   const from = env.from;
   if (from !== conn.serverId) return; // a sync relayed from another server speaks for that one: not for us
   let skipped = 0;
+  const mark = out.effects.length;
   for (const u of env.payload.users ?? []) {
     const e = u as Record<string, unknown> | null;
     const ok = e !== null && typeof e === "object" && typeof e.user_id === "string" &&
@@ -80,4 +81,12 @@ export function onPresenceSync(out: Out, conn: Conn, env: Envelope<"SERVER_PRESE
     onRemoteAdvert(out, conn, { type: "USER_ADVERTISE", from, to: "*", ts: env.ts, payload });
   }
   if (skipped > 0) out.log("debug", "presence_sync.skipped", { server: from, entries: skipped });
+  // One frame, at most one ERROR (never a storm): entries refused one by one (a key conflict, PROFILE §16) are
+  // each logged, but only the first refusal goes back to the peer.
+  let errors = 0;
+  const keep = out.effects.slice(mark).filter((fx) =>
+    !(fx.kind === "send" && fx.conn === conn.id && fx.frame.type === "ERROR" && errors++ > 0)
+  );
+  out.effects.length = mark;
+  for (const fx of keep) out.effects.push(fx);
 }

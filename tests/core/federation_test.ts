@@ -359,9 +359,9 @@ Deno.test("SERVER_DELIVER: delivered locally with orig_ts, forwarded unchanged, 
   assert.deepEqual(local.payload, { ciphertext: "C", sender: BOB, sender_pub: "P", content_sig: "S" });
   // PROFILE §15 (issue 17): `cts` is read like `orig_ts`.
   h.now += 1;
-  const viaCts = sent(h.signed(10, sd(ALICE, { cts: 23456, ciphertext: "C-cts" })), 1)[0];
+  const viaCts = sent(h.signed(10, sd(ALICE, { cts: h.now - 23456, ciphertext: "C-cts" })), 1)[0];
   assert.equal(viaCts.type, "USER_DELIVER");
-  assert.equal(viaCts.ts, 23456);
+  assert.equal(viaCts.ts, h.now - 23456);
   h.signed(11, advert(CAROL, S3, h.now));
   h.now += 1;
   const fwd = h.signed(10, sd(CAROL));
