@@ -41,7 +41,7 @@ Deno.test("networkJson() builds the bootstrap entry and ws URL from the request'
   assert.equal(plain.bootstrap, `chat.example:8765#${snap.pubkey}`);
   assert.equal(plain.ws_url, "ws://chat.example:8765");
   const tls = networkJson(new Request("https://chat.example/api/network"), snap);
-  assert.equal(tls.bootstrap, `chat.example:443#${snap.pubkey}`);
+  assert.equal(tls.bootstrap, `wss://chat.example:443#${snap.pubkey}`);
   assert.equal(tls.ws_url, "wss://chat.example");
   const proxied = networkJson(
     new Request("http://chat.example/api/network", { headers: { "x-forwarded-proto": "https" } }),
