@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { fingerprint, loadOrCreateIdentity, secureDataDir } from "../net/identity.ts";
 import { Logger } from "../net/log.ts";
 import { bootstrapEntry } from "../web/routes.ts";
-import { PortInUse, startNode } from "../net/node.ts";
+import { DataDirInUse, PortInUse, startNode } from "../net/node.ts";
 import { Store } from "../store/sqlite.ts";
 import { VERSION } from "../version.ts";
 import { CHAT_HELP, runChat } from "./chat.ts";
@@ -22,7 +22,7 @@ Usage:
              [--heartbeat-interval S] [--link-timeout S] [--tls-cert FILE --tls-key FILE] [--ca-cert FILE]
              [--max-unsent-bytes N] [--hello-rate N] [--hello-burst N] [--max-conns-per-addr N]
   socp chat --server URL [--name NAME] [--key FILE] [--downloads DIR]
-  socp info [--data DIR] [--port P] [--public-host H] [--tls-cert FILE] [--env-file F]
+  socp info [--data DIR] [--port P] [--public-host H] [--tls-cert FILE] [--env-file F] [--entry]
   socp help [command]
   socp --version
 
@@ -128,8 +128,11 @@ Options:
   --data DIR       data directory (SOCP_DATA, default ./socp-data); the identity is created if missing
   --env-file F     read settings from F
   --port P         the port others connect to (SOCP_PORT, default 8765)
-  --public-host H  the host others connect to (SOCP_PUBLIC_HOST, default localhost)
+  --host H         the address the node listens on (SOCP_HOST, default 0.0.0.0)
+  --public-host H  the host others connect to (SOCP_PUBLIC_HOST, default: the listen host, or localhost
+                   when it listens on 0.0.0.0), as for socp serve
   --tls-cert FILE  the node serves TLS (SOCP_TLS_CERT): the entry is then wss://host:port#PUBKEY
+  --entry          print only the bootstrap entry (for --bootstrap "$(socp info --entry)")
 The entry is the same as the running node's /.well-known/socp "bootstrap" field and its log line
 node.bootstrap_entry.
 `,
@@ -138,7 +141,9 @@ node.bootstrap_entry.
       "env-file": { type: "string" },
       port: { type: "string" },
       "public-host": { type: "string" },
+      host: { type: "string" },
       "tls-cert": { type: "string" },
+      entry: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   },
@@ -173,7 +178,7 @@ async function serve(args: string[]): Promise<number> {
   try {
     node = await startNode({ ...cfg, logSink });
   } catch (e) {
-    if (e instanceof PortInUse) throw new UsageError(e.message);
+    if (e instanceof PortInUse || e instanceof DataDirInUse) throw new UsageError(e.message);
     throw e;
   }
   const stop = () => {
@@ -192,6 +197,7 @@ async function info(args: string[]): Promise<number> {
     data: flags.data,
     "env-file": flags["env-file"],
     port: flags.port,
+    host: flags.host,
     "public-host": flags["public-host"],
   });
   // Only whether the node serves TLS matters here (the key file is not read).
@@ -203,12 +209,18 @@ async function info(args: string[]): Promise<number> {
       passphrase: cfg.nodePassphrase,
       now: Date.now(),
     });
-    const host = cfg.publicHost ?? "localhost";
+    // The same default as the node's (lib/net/node.ts): the listen host, or localhost for every interface.
+    const host = cfg.publicHost ?? (cfg.host === "0.0.0.0" || cfg.host === "::" ? "localhost" : cfg.host);
     const port = cfg.port || 8765;
+    const entry = bootstrapEntry(host, port, id.key.publicKey, tls);
+    if (flags.entry) {
+      console.log(entry);
+      return 0;
+    }
     console.log(`server_id:   ${id.serverId}`);
     console.log(`fingerprint: ${await fingerprint(id.key.spki)}`);
     console.log(`pubkey:      ${id.key.publicKey}`);
-    console.log(`bootstrap:   ${bootstrapEntry(host, port, id.key.publicKey, tls)}`);
+    console.log(`bootstrap:   ${entry}`);
     console.log("");
     if (tls) {
       console.log(

@@ -107,3 +107,29 @@ export function secureDataDir(dir: string): ModeFix[] {
   for (const f of PRIVATE_FILES) narrow(join(dir, f), 0o600);
   return fixes;
 }
+
+/** Thrown when another running node holds the data directory. */
+export class DataDirInUse extends Error {}
+
+/**
+ * Take the data directory for this process: an exclusive lock on `<dir>/socp.lock`, held until the returned file
+ * is closed (or the process ends). Two nodes on one data directory would share one server id and key and one
+ * database; the second is refused with {@linkcode DataDirInUse} instead.
+ */
+export function lockDataDir(dir: string): Deno.FsFile {
+  const file = Deno.openSync(join(dir, "socp.lock"), { read: true, write: true, create: true, mode: 0o600 });
+  let locked = false;
+  try {
+    locked = file.tryLockSync(true);
+  } catch {
+    locked = true; // no advisory locks on this file system: nothing to enforce
+  }
+  if (!locked) {
+    file.close();
+    throw new DataDirInUse(
+      `the data directory ${dir} is in use by another running socp node: each server needs its own ` +
+        "--data DIR (and its own --port)",
+    );
+  }
+  return file;
+}

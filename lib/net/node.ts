@@ -28,7 +28,15 @@ import { Store } from "../store/sqlite.ts";
 import { Counters, httpHandler } from "./http.ts";
 import { createExecutor, type Executor } from "./executor.ts";
 import { checkPortFree, denoTransportWith, type Listener, PortInUse, type Transport } from "./transport.ts";
-import { fingerprint, type Identity, loadOrCreateIdentity, nodeSecret, secureDataDir } from "./identity.ts";
+import {
+  DataDirInUse,
+  fingerprint,
+  type Identity,
+  loadOrCreateIdentity,
+  lockDataDir,
+  nodeSecret,
+  secureDataDir,
+} from "./identity.ts";
 import { readSoftware } from "./probe.ts";
 import { bootstrapEntry } from "../web/routes.ts";
 import { Logger } from "./log.ts";
@@ -92,7 +100,7 @@ export interface RunningNode {
   finished: Promise<void>;
 }
 
-export { PortInUse };
+export { DataDirInUse, PortInUse };
 
 /** The shortest WebSocket ping timeout (seconds) the node gives an accepted connection. */
 const PING_TIMEOUT_MIN_S = 5;
@@ -111,8 +119,19 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     if (fix.ok) log.warn("data_dir.mode_fixed", { path: fix.path, from: fix.from, to: fix.to });
     else log.error("data_dir.mode_open", { path: fix.path, mode: fix.from, error: fix.to });
   }
+  const lock = lockDataDir(opts.dataDir);
   const dbPath = join(opts.dataDir, "socp.db");
-  const store = Store.open(dbPath);
+  let store: Store;
+  try {
+    store = Store.open(dbPath);
+  } catch (e) {
+    lock.close();
+    throw e;
+  }
+  const closeStore = () => {
+    store.close();
+    lock.close();
+  };
   let identity: Identity;
   try {
     identity = await loadOrCreateIdentity(store, opts.dataDir, {
@@ -121,7 +140,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       now: startedAt,
     });
   } catch (e) {
-    store.close();
+    closeStore();
     throw e;
   }
   const fp = await fingerprint(identity.key.spki);
@@ -152,7 +171,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     try {
       channelKey = await PrivateKey.fromPkcs8(await openPrivateKey(sealedChannel.sealed, secret));
     } catch {
-      store.close();
+      closeStore();
       throw new Error("cannot open the public channel key with this node's passphrase");
     }
   }
@@ -232,7 +251,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       },
     );
   } catch (e) {
-    store.close();
+    closeStore();
     dialer.close();
     throw e;
   }
@@ -313,6 +332,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       } catch (e) {
         log.error("store.close_failed", { error: String(e) });
       }
+      lock.close();
       log.info("node.stopped", { server_id: ex.state().config.serverId });
     })();
     return closed;
