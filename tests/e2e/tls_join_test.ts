@@ -74,9 +74,12 @@ Deno.test(
       assert.ok(infoText.includes(`bootstrap:   ${entry}\n`), infoText);
 
       // Exactly that entry, and the CA file: no DENO_CERT in the joining node's environment.
-      b = await NodeProcess.start({ args: ["--bootstrap", entry, "--ca-cert", ca, ...TIMERS] });
+      b = await NodeProcess.start({
+        args: ["--bootstrap", entry, "--ca-cert", ca, ...TIMERS],
+      });
       await until(async () => (await health(b!)).servers_linked === 1, "b linked to a over wss", 30_000);
       assert.ok(b.logs.some((l) => l.includes("network.joined")), b.logs.join("\n"));
+      assert.ok(!b.logs.some((l) => l.includes("dial.tls_failed")), b.logs.join("\n"));
 
       const k2 = await fixtureKey("user2");
       c2 = await SocpClient.connect(b.url, { userId: U2, key: k2, displayName: "ben" });
@@ -106,6 +109,32 @@ Deno.test(
       await c2?.close();
       await b?.kill();
       await a.kill();
+    }
+  },
+);
+
+Deno.test(
+  { name: "--ca-cert also covers the https probe of a TLS node that joined us", ...opts },
+  async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "socp-tlsjoin-" });
+    const { ca, cert, key } = await makeTestCert(dir);
+    const intro = await NodeProcess.start({ args: ["--ca-cert", ca, "--log-level", "debug", ...TIMERS] });
+    let joiner: NodeProcess | undefined;
+    try {
+      const entry = await until(() => printedEntry(intro), "the printed bootstrap entry");
+      joiner = await NodeProcess.start({
+        args: ["--tls-cert", cert, "--tls-key", key, "--bootstrap", entry, ...TIMERS],
+      });
+      // Plain http to the TLS joiner fails; https with the CA from --ca-cert answers (no DENO_CERT anywhere).
+      const line = await until(
+        () => intro.logs.find((l) => l.includes("server.software") && l.includes(joiner!.serverId)),
+        "the introducer's probe of the joiner",
+        20_000,
+      );
+      assert.match(line, /software=socp-deno\/\S+ ack=yes tls=true/);
+    } finally {
+      await joiner?.kill();
+      await intro.kill();
     }
   },
 );

@@ -4,7 +4,7 @@
  * fails (within its give-up time), and a busy port is PortInUse.
  */
 import assert from "node:assert/strict";
-import { denoTransport, PortInUse, type Socket } from "../../lib/net/transport.ts";
+import { denoTransport, dialFailure, PortInUse, type Socket } from "../../lib/net/transport.ts";
 import { until } from "../helpers/until.ts";
 
 Deno.test("transport: http, accept, dial, send both ways, close is seen by both sides", async () => {
@@ -83,4 +83,28 @@ Deno.test("transport: a dial to a port nobody listens on fails, and a busy port 
   await until(() => reason !== "", "the dial to fail", 8000);
   assert.equal(opened, false);
   assert.match(reason, /cannot connect to ws:\/\/127\.0\.0\.1/);
+});
+
+Deno.test("dialFailure() says why a TLS dial failed, in words", () => {
+  const url = "wss://chat.example:8765";
+  const unknown = dialFailure(
+    url,
+    "NetworkError: failed to connect to WebSocket: invalid peer certificate: UnknownIssuer",
+  );
+  assert.match(unknown, /not signed by a CA this node trusts \(invalid peer certificate: UnknownIssuer\)/);
+  assert.match(unknown, /--ca-cert FILE/);
+  const name = dialFailure(
+    url,
+    'NetworkError: failed to connect to WebSocket: invalid peer certificate: certificate not valid for name "x"',
+  );
+  assert.match(name, /certificate is for another name/);
+  assert.match(dialFailure(url, "invalid peer certificate: Expired"), /expired or not yet valid/);
+  assert.equal(dialFailure("ws://127.0.0.1:1", ""), "cannot connect to ws://127.0.0.1:1");
+  assert.equal(
+    dialFailure(
+      "ws://127.0.0.1:1",
+      "NetworkError: failed to connect to WebSocket: Connection refused (os error 111)",
+    ),
+    "cannot connect to ws://127.0.0.1:1: Connection refused (os error 111)",
+  );
 });
