@@ -118,8 +118,22 @@ function memberOf(m: unknown): string | undefined {
   return typeof id === "string" && id.length > 0 && id.length <= 128 ? id : undefined;
 }
 
+/**
+ * The most a channel version may grow by in one frame (PROFILE §16): concurrent joins move it by one each, so a
+ * bigger step is a lie (one `{version: 2^53-1}` would otherwise poison the version network-wide).
+ */
+export const MAX_VERSION_STEP = 100_000;
+
 function bumpTo(out: Out, version: number): void {
   const ch = out.state.channel!;
+  if (version > ch.version + MAX_VERSION_STEP || version >= Number.MAX_SAFE_INTEGER) {
+    out.log("warn", "channel.version_refused", {
+      version,
+      known: ch.version,
+      reason: `a channel version may grow by at most ${MAX_VERSION_STEP} at a time`,
+    });
+    return;
+  }
   if (version > ch.version) {
     ch.version = version;
     out.persist({ op: "channel", version, creatorPub: ch.creatorPub });

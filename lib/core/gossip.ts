@@ -10,7 +10,8 @@ import type { Out } from "./out.ts";
 import { setHome } from "./offline.ts";
 import { allowedServerKey, newDial, pin } from "./links.ts";
 import { toLocalUsers } from "./presence.ts";
-import type { Conn } from "./types.ts";
+import type { Conn, State } from "./types.ts";
+import { judgeUserKey, logKeyConflict, logKeyResolved, pinnedUserKey, pinRemoteUser } from "./pins.ts";
 
 /**
  * `user_locations` `{user_id: server_id}` (a welcome's snapshot, or an address-less SERVER_ANNOUNCE; PROFILE §15):
@@ -51,7 +52,13 @@ export function onAnnounce(out: Out, conn: Conn, env: Envelope<"SERVER_ANNOUNCE"
   ) {
     return;
   }
-  pin(out, { serverId: env.from, host: p.host, port: p.port, pubkey: pinned?.pubkey ?? p.pubkey });
+  pin(out, {
+    serverId: env.from,
+    host: p.host,
+    port: p.port,
+    pubkey: pinned?.pubkey ?? p.pubkey,
+    ...(pinned ? {} : { unlinked: true as const }),
+  });
   relayToServers(out, env, conn.serverId);
   if (!state.links.has(env.from) && ![...state.dials.values()].some((d) => d.serverId === env.from)) {
     // The newcomer dials the servers its welcome listed; give it a head start before dialing it ourselves.
@@ -109,6 +116,36 @@ export function onRemoteAdvert(out: Out, conn: Conn, env: Envelope<"USER_ADVERTI
     out.log("debug", "advert.stale", { user: p.user_id, server: env.from });
     return;
   }
+  // PROFILE §16: one key per id, network-wide. An advert presenting another key for a pinned id is refused,
+  // logged and never relayed; without a key it cannot move a pinned user to another home.
+  const key = advertKey(state, env);
+  const verdict = key === undefined ? undefined : judgeUserKey(state, p.user_id, key);
+  if (key !== undefined && verdict === "conflict") {
+    logKeyConflict(out, p.user_id, key, `advert from ${env.from}`);
+    return out.error(
+      conn.id,
+      conn.serverId ?? env.from,
+      "BAD_KEY",
+      `USER_ADVERTISE for ${p.user_id}: that user is pinned to another key on this network (not relayed)`,
+    );
+  }
+  if (key === undefined && pinnedUserKey(state, p.user_id) !== undefined) {
+    const home = state.homes.get(p.user_id);
+    if (home !== undefined && home !== env.from) {
+      out.log("warn", "advert.keyless_move", { user: p.user_id, server: env.from, home });
+      return;
+    }
+  }
+  if (key !== undefined && verdict === "replaces") {
+    logKeyResolved(out, p.user_id, key, `advert from ${env.from}`);
+    const bound = state.users.get(p.user_id);
+    if (bound) {
+      const user = { ...bound, pubkey: key, encPubkey: key, version: bound.version + 1 };
+      state.users.set(p.user_id, user);
+      out.persist({ op: "upsertUser", user });
+    }
+  }
+  if (key !== undefined && verdict !== "same") pinRemoteUser(out, p.user_id, key);
   state.presenceTs.set(p.user_id, env.ts);
   setHome(out, p.user_id, env.from);
   const had = state.presence.get(p.user_id);
@@ -118,6 +155,21 @@ export function onRemoteAdvert(out: Out, conn: Conn, env: Envelope<"USER_ADVERTI
   if (!had || had.serverId !== env.from) {
     out.log("debug", "user.remote_online", { user: p.user_id, server: env.from });
   }
+}
+
+/** The user key an advert presents: `payload.pubkey`, else `meta.pubkey` (PROFILE §6), if any. */
+function advertKey(state: State, env: Envelope<"USER_ADVERTISE">): string | undefined {
+  const p = env.payload as { pubkey?: unknown; meta?: unknown };
+  const m = p.meta as { pubkey?: unknown } | null | undefined;
+  const key = typeof p.pubkey === "string" && p.pubkey !== ""
+    ? p.pubkey
+    : m && typeof m === "object" && typeof m.pubkey === "string" && m.pubkey !== ""
+    ? m.pubkey
+    : undefined;
+  // A key that is no acceptable RSA key is no claim at all (and is never pinned).
+  return key !== undefined && parseAcceptableKey(key, keyPolicy(state.config.labWeakKeys)).ok
+    ? key
+    : undefined;
 }
 
 /** USER_REMOVE from another server: applied only when the mapping still points at that server. */

@@ -24,6 +24,7 @@ import {
 import type { Out } from "./out.ts";
 import { advertFor } from "./presence.ts";
 import type { Conn, DialIntent, State } from "./types.ts";
+import { takeJoinToken } from "./limits.ts";
 
 /** The listening address is known: join the network, or start one. */
 export function started(out: Out, host: string, port: number): void {
@@ -149,14 +150,51 @@ export function onJoin(
 ): void {
   const { state } = out;
   const p = env.payload;
+  if (!takeJoinToken(state, conn.addr, out.now)) {
+    const { joinPerMin, joinBurst } = state.config.limits;
+    out.error(
+      conn.id,
+      env.from,
+      "UNKNOWN_TYPE",
+      `too many SERVER_HELLO_JOINs from your address (at most ${joinPerMin} a minute, ${joinBurst} at once): try again later`,
+    );
+    return out.close(conn.id, 1008, "join rate limit");
+  }
   if (!checkServerKey(out, conn, p.pubkey, env.from)) return;
   const requested = env.from;
+  const signed = out.sig === "valid";
+  // PROFILE §16: a JOIN presenting a pinned server's key must be signed by it (the key is public: it is on that
+  // server's /.well-known/socp). Without the signature it is a stranger holding someone else's key: refused.
+  const owner = [...state.servers.values()].find((r) => !r.claimed && sameKeyMaterial(r.pubkey, p.pubkey));
+  if (!signed && owner) {
+    out.log("warn", "join.refused", {
+      server: requested,
+      reason: `unsigned JOIN presents the pinned key of server ${owner.serverId}`,
+      addr: conn.addr,
+    });
+    out.error(
+      conn.id,
+      requested,
+      "INVALID_SIG",
+      `this key is pinned to a server of this network: sign SERVER_HELLO_JOIN with it`,
+    );
+    return out.close(conn.id, 1008, "unsigned JOIN with a pinned key");
+  }
   const pinned = state.servers.get(requested);
+  // A pinned id is the joiner's only when it proves the pinned key; anyone else is a stranger with a fresh id.
   const taken = !isServerId(requested) || requested === state.config.serverId ||
-    (pinned !== undefined && !sameKeyMaterial(pinned.pubkey, p.pubkey));
+    (pinned !== undefined && (!signed || !sameKeyMaterial(pinned.pubkey, p.pubkey)));
   const assigned = taken ? (fresh ?? `${requested}-1`) : requested;
   conn.pemDialect = isPemDialect(p.pubkey);
-  pin(out, { serverId: assigned, host: p.host, port: p.port, pubkey: p.pubkey });
+  // An unsigned JOIN's pin lives only as long as its link unless a verified frame comes over it, and its
+  // address (unsigned) is never dialed: the joiner redials us. A signed JOIN vouches for its own address.
+  pin(out, {
+    serverId: assigned,
+    host: p.host,
+    port: p.port,
+    pubkey: p.pubkey,
+    ...(signed ? {} : { noDial: true as const, claimed: true as const }),
+  });
   const welcome = out.frame("SERVER_WELCOME", assigned, {
     assigned_id: assigned,
     servers: serverEntries(state).map((s) =>
@@ -267,7 +305,13 @@ export function onWelcome(out: Out, conn: Conn, env: Envelope<"SERVER_WELCOME">)
       continue;
     }
     if (!parseAcceptableKey(s.pubkey, keyPolicy(state.config.labWeakKeys)).ok) continue;
-    pin(out, { serverId: s.server_id, host: s.host, port: s.port, pubkey: known?.pubkey ?? s.pubkey });
+    pin(out, {
+      serverId: s.server_id,
+      host: s.host,
+      port: s.port,
+      pubkey: known?.pubkey ?? s.pubkey,
+      ...(known ? {} : { unlinked: true as const }),
+    });
     newDial(
       out,
       { purpose: "link", host: s.host, port: s.port, expectKey: s.pubkey, serverId: s.server_id },

@@ -40,12 +40,33 @@ export function takeHelloToken(state: State, addr: string, now: number): boolean
   return true;
 }
 
+/**
+ * Take one SERVER_HELLO_JOIN token for `addr` (PROFILE §16: open federation is not free to abuse). Each admitted
+ * JOIN costs a signature and a channel-key wrap, so one address may join only so often.
+ */
+export function takeJoinToken(state: State, addr: string, now: number): boolean {
+  const { joinPerMin, joinBurst } = state.config.limits;
+  const b = state.joinBuckets.get(addr) ?? { tokens: joinBurst, refilledAt: now };
+  b.tokens = Math.min(joinBurst, b.tokens + (Math.max(0, now - b.refilledAt) * joinPerMin) / 60_000);
+  b.refilledAt = Math.max(b.refilledAt, now);
+  state.joinBuckets.set(addr, b);
+  if (b.tokens < 1) return false;
+  b.tokens -= 1;
+  return true;
+}
+
 /** Drop the hello buckets that have refilled (a full bucket is the same as none). */
 export function forgetFullHelloBuckets(state: State, now: number): void {
   const { helloPerSec, helloBurst } = state.config.limits;
   for (const [addr, b] of state.helloBuckets) {
     if (b.tokens + (Math.max(0, now - b.refilledAt) * helloPerSec) / 1000 >= helloBurst) {
       state.helloBuckets.delete(addr);
+    }
+  }
+  const { joinPerMin, joinBurst } = state.config.limits;
+  for (const [addr, b] of state.joinBuckets) {
+    if (b.tokens + (Math.max(0, now - b.refilledAt) * joinPerMin) / 60_000 >= joinBurst) {
+      state.joinBuckets.delete(addr);
     }
   }
 }

@@ -125,6 +125,8 @@ export function scheduleRedial(out: Out, serverId: string): void {
   const { state } = out;
   const rec = state.servers.get(serverId);
   if (!rec || rec.port <= 0 || serverId === state.config.serverId) return;
+  // PROFILE §16: only addresses a verified frame vouched for are dialed; a server that dialed us redials us.
+  if (rec.claimed || rec.noDial) return;
   if ([...state.dials.values()].some((d) => d.serverId === serverId)) return; // one pending dial per server
   const wait = state.backoff.get(serverId) ?? FIRST_BACKOFF_MS;
   state.backoff.set(serverId, Math.min(wait * 2, MAX_BACKOFF_MS));
@@ -145,17 +147,41 @@ export function scheduleRedial(out: Out, serverId: string): void {
   }, wait);
 }
 
-/** Pin a server's key to its id (a new or changed row is persisted). */
+/**
+ * Pin a server's key to its id (a new or changed row is persisted, unless the pin is still `claimed` or
+ * `unlinked`, PROFILE §16). An existing pin keeps its standing: a weaker source never demotes it.
+ */
 export function pin(out: Out, rec: ServerRecord): void {
   const old = out.state.servers.get(rec.serverId);
-  if (old && old.pubkey === rec.pubkey && old.host === rec.host && old.port === rec.port) {
-    if (rec.path !== undefined || rec.tls !== undefined) {
-      out.state.servers.set(rec.serverId, { ...old, ...rec });
-    }
+  if (old) {
+    const merged: ServerRecord = { ...old, host: rec.host, port: rec.port };
+    if (rec.path !== undefined) merged.path = rec.path;
+    if (rec.tls !== undefined) merged.tls = rec.tls;
+    // Standing only grows: a proven pin stays proven, a dialable one dialable.
+    if (!rec.claimed) delete merged.claimed;
+    if (!rec.unlinked) delete merged.unlinked;
+    if (!rec.noDial) delete merged.noDial;
+    const same = old.host === merged.host && old.port === merged.port && old.claimed === merged.claimed &&
+      old.unlinked === merged.unlinked && old.noDial === merged.noDial;
+    out.state.servers.set(rec.serverId, merged);
+    if (!same && !merged.claimed && !merged.unlinked) out.persist({ op: "pinServer", server: merged });
     return;
   }
   out.state.servers.set(rec.serverId, rec);
-  out.persist({ op: "pinServer", server: rec });
+  if (!rec.claimed && !rec.unlinked) out.persist({ op: "pinServer", server: rec });
+}
+
+/**
+ * A verified frame from `serverId` on its link: a pin that rested on an unsigned JOIN, or came from a list and
+ * never linked, becomes a real (persisted) pin (PROFILE §16).
+ */
+export function confirmPin(out: Out, serverId: string): void {
+  const rec = out.state.servers.get(serverId);
+  if (!rec || (!rec.claimed && !rec.unlinked)) return;
+  const { claimed: _c, unlinked: _u, ...proven } = rec;
+  out.state.servers.set(serverId, proven);
+  out.persist({ op: "pinServer", server: proven });
+  out.log("info", "server.pinned", { server: serverId, note: "verified frame on its link" });
 }
 
 /**
@@ -225,6 +251,10 @@ export function linkDown(out: Out, conn: Conn, reason: string): void {
     toLocalUsers(out, out.frame("USER_REMOVE", "*", { user_id: p.userId, server_id: serverId }), true);
   }
   out.log("info", "link.down", { server: serverId, reason, users_withdrawn: withdrawn });
+  if (state.servers.get(serverId)?.claimed) {
+    state.servers.delete(serverId); // never proven: the pin goes with its link
+    return;
+  }
   scheduleRedial(out, serverId);
 }
 
@@ -273,6 +303,7 @@ export function onLinkHello(
   }
   if (!checkServerKey(out, conn, p.pubkey, env.from)) return;
   conn.pemDialect = isPemDialect(p.pubkey);
+  // The hello is signed (its row says "always"): the key proven, the address vouched for by its owner.
   pin(out, { serverId: env.from, host: p.host, port: p.port, pubkey: pinned?.pubkey ?? p.pubkey });
   // The dialer counts its link as up at our first frame (PROFILE §15): answer at once.
   if (linkUp(out, conn, env.from, env.from)) out.send(conn.id, out.frame("HEARTBEAT", env.from, {}));

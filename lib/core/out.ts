@@ -5,7 +5,7 @@
  */
 import type { Envelope } from "../protocol/envelope.ts";
 import type { ErrorCode, MessageType, PayloadOf } from "../protocol/messages.ts";
-import type { Effect, LogLevel, PersistOp, Seal, State } from "./types.ts";
+import type { Effect, LogLevel, PersistOp, Seal, SigCheck, State } from "./types.ts";
 
 /** Collects effects for one reducer step. */
 export class Out {
@@ -14,6 +14,8 @@ export class Out {
   digest = "";
   /** The name a frame on a server link was signed under, when it was not the link's server id (PROFILE §15). */
   alias: string | undefined;
+  /** The outcome of the shell's signature check on the frame being handled ("absent" outside frame events). */
+  sig: SigCheck = "absent";
 
   constructor(readonly state: State, readonly now: number) {}
 

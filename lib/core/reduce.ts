@@ -29,7 +29,8 @@ import { channelReady } from "./channel.ts";
 import { SeenCache } from "./dedupe.ts";
 import { onClosed, onConnected, onDialFailed, onOversize, onTick, onUndelivered } from "./events.ts";
 import { started } from "./join.ts";
-import { dialedLinkUp, onSoftware } from "./links.ts";
+import { confirmPin, dialedLinkUp, onSoftware } from "./links.ts";
+import { keyFingerprint } from "../protocol/user_id.ts";
 import { bucket, staleness, takeToken } from "./limits.ts";
 import { ack } from "./offline.ts";
 import { Out } from "./out.ts";
@@ -110,9 +111,14 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
     }
   }
   const reply = conn.userId ?? conn.serverId ?? env.from;
+  const rule0 = ruleOf(env);
   // A duplicate is dropped silently, whatever the connection's state (PROFILE §11). Only frames that pass every
-  // check below are recorded, so a forged frame cannot poison the cache against the real one.
-  const seenKey = SeenCache.key(env.ts, env.from, env.to, ev.digest);
+  // check below are recorded, so a forged frame cannot poison the cache against the real one. PROFILE §16: for
+  // the types that carry content, the key is what is signed (type, origin, payload digest), not the envelope.
+  const byPayload = rule0?.replay === "payload";
+  const seenKey = byPayload
+    ? SeenCache.payloadKey(env.type, rule0.userOriginated ? "" : env.from, ev.digest)
+    : SeenCache.key(env.ts, env.from, env.to, ev.digest);
   if (!state.config.labReplay && state.seen.has(seenKey, ev.now) && !restoresPresence(state, env)) {
     out.log("debug", "frame.duplicate", { conn: conn.id, type: env.type });
     // A resent outbox frame we already hold: confirm again, or the sender keeps resending it.
@@ -121,12 +127,25 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
     }
     return;
   }
+  if (env.type === "SERVER_WELCOME" && conn.dial?.purpose === "join" && ev.sig !== "valid") {
+    // PROFILE §16: a welcome not signed by the bootstrap entry's key is a failed join, not a link.
+    const named = env.payload.server_pub ?? env.payload.pubkey;
+    out.log("warn", "join.wrong_key", {
+      host: conn.dial.host,
+      port: conn.dial.port,
+      expected: keyFingerprint(conn.dial.expectKey),
+      presented: named === undefined ? "(none named)" : keyFingerprint(named),
+      sig: ev.sig,
+      note: "the welcome is not signed by the bootstrap entry's key: check the entry",
+    });
+    return out.close(conn.id, 1000, "SERVER_WELCOME not signed by the bootstrap key");
+  }
   if (env.type === "ERROR" && linkDial) {
     // The peer refused our hello. A refused LINK is redialed with JOIN (PROFILE §15): see dialFailed.
     logOnly(out, conn, env);
     return out.close(conn.id, 1000, `${env.type} ${env.payload.code} in answer to our hello`);
   }
-  const rule = ruleOf(env);
+  const rule = rule0;
   const handler = rule && (linkDial && rule.relink ? rule.relink : rule.from[role]);
   if (!rule || !handler) {
     if (env.type === "ERROR") return logOnly(out, conn, env);
@@ -149,16 +168,36 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
   }
   // Freshness (the row's `fresh`) applies to frames the peer originated; relayed frames keep their original ts
   // (PROFILE §11).
+  // PROFILE §16: a relayed or forwarded frame is judged on the signed time in its payload, when it has one.
   const originated = role !== "server" || env.from === linkId;
-  if (!state.config.labReplay && rule.fresh === "origin" && originated) {
-    const stale = staleness(env.ts, ev.now, limits);
-    if (stale) return out.error(conn.id, reply, "TIMEOUT", stale);
+  const signed = rule.signedTime
+    ? (rule.signedTime as (e: AnyEnvelope) => number | undefined)(env)
+    : undefined;
+  if (!state.config.labReplay && rule.fresh === "origin" && (originated || signed !== undefined)) {
+    const stale = staleness(signed ?? env.ts, ev.now, limits);
+    if (stale) return out.error(conn.id, reply, "TIMEOUT", signed === undefined ? stale : `signed ${stale}`);
   }
   // A dialed link that loses the duplicate-link tie-break at its first frame is closed; the frame is not
   // recorded, so the copy the peer sends on the link that stays is not mistaken for a duplicate.
   if (linkDial && !dialedLinkUp(out, conn)) return;
-  if (!state.config.labReplay) state.seen.add(seenKey, ev.now);
+  if (!state.config.labReplay) {
+    if (byPayload) {
+      // Kept as long as a copy could pass the freshness check, and across restarts (file chunks excepted: a
+      // chunk of a transfer the node no longer knows goes nowhere).
+      const exp = (signed ?? env.ts) + limits.freshnessMs + 1000;
+      state.seen.add(seenKey, ev.now, exp);
+      // Frames from servers only: a user's own frames come over the session they authenticated.
+      if (role === "server" && env.type !== "FILE_CHUNK") {
+        out.persist({ op: "seen", key: seenKey, exp: Math.max(exp, ev.now + limits.seenTtlMs) });
+      }
+    } else state.seen.add(seenKey, ev.now);
+  }
+  // The first verified frame from a server on its link makes a pin resting on an unsigned JOIN real (PROFILE §16).
+  if (role === "server" && ev.sig === "valid" && linkId !== undefined && env.from === linkId) {
+    confirmPin(out, linkId);
+  }
   out.digest = ev.digest;
+  out.sig = ev.sig;
   handler(out, conn, env, ev.fresh);
 }
 

@@ -67,6 +67,14 @@ export interface Rule<T extends MessageType> {
   tolerant?: true;
   /** On a link we dialed, before it is up: the answer to the SERVER_HELLO_JOIN we re-linked with (PROFILE §15). */
   relink?: Handler<T>;
+  /**
+   * PROFILE §16 replays: "payload" keys the seen cache on type, originating server and payload digest (never on
+   * envelope fields), and keeps the key across restarts. For types whose payloads repeat by design (hellos,
+   * heartbeats, presence) the standard's envelope key stays.
+   */
+  replay?: "payload";
+  /** PROFILE §16: the signed time a relayed or forwarded frame's freshness is judged on (a payload field). */
+  signedTime?: (env: Envelope<T>) => number | undefined;
 }
 
 /** The rows, keyed by message type; each row's handlers take that type's envelope. */
@@ -89,6 +97,7 @@ export const RULES: Rules = {
     from: { user: (out, conn, env) => direct(out, conn.id, env) },
     sign: "links",
     fresh: "origin",
+    replay: "payload",
   },
   SERVER_HELLO_JOIN: {
     from: { pending: onJoin },
@@ -119,38 +128,62 @@ export const RULES: Rules = {
   },
   USER_ADVERTISE: { from: { server: onRemoteAdvert }, sign: "links", fresh: "origin" },
   USER_REMOVE: { from: { server: onRemoteRemove }, sign: "links", fresh: "origin" },
-  SERVER_DELIVER: { from: { server: serverDeliver }, sign: "links", fresh: "origin" },
+  SERVER_DELIVER: {
+    from: { server: serverDeliver },
+    sign: "links",
+    fresh: "origin",
+    replay: "payload",
+    signedTime: (env) => env.payload.fwd_ts ?? env.payload.orig_ts,
+  },
   MSG_PUBLIC_CHANNEL: {
     from: { user: publicFromUser, server: publicFromServer },
     sign: "links",
     fresh: "origin",
     userOriginated: true,
+    replay: "payload",
   },
   FILE_START: {
     from: { user: onFile, server: onFile },
     sign: "links",
     fresh: "origin",
     userOriginated: true,
+    replay: "payload",
   },
   FILE_CHUNK: {
     from: { user: onFile, server: onFile },
     sign: "links",
     fresh: "origin",
     userOriginated: true,
+    replay: "payload",
   },
-  FILE_END: { from: { user: onFile, server: onFile }, sign: "links", fresh: "origin", userOriginated: true },
-  PUBLIC_CHANNEL_ADD: { from: { server: onChannelAdd }, sign: "links", fresh: "origin" },
+  FILE_END: {
+    from: { user: onFile, server: onFile },
+    sign: "links",
+    fresh: "origin",
+    userOriginated: true,
+    replay: "payload",
+  },
+  // A membership frame is never a strike (PROFILE §16): shapes we cannot read (an unsafe if_version) are ignored.
+  PUBLIC_CHANNEL_ADD: {
+    from: { server: onChannelAdd },
+    sign: "links",
+    fresh: "origin",
+    tolerant: true,
+    replay: "payload",
+  },
   PUBLIC_CHANNEL_UPDATED: {
     from: { server: onChannelUpdated },
     sign: "links",
     fresh: "origin",
     tolerant: true,
+    replay: "payload",
   },
   PUBLIC_CHANNEL_KEY_SHARE: {
     from: { server: onKeyShareFromServer },
     sign: "links",
     fresh: "origin",
     tolerant: true,
+    replay: "payload",
   },
   HEARTBEAT: {
     from: {

@@ -41,6 +41,10 @@ export interface Limits {
   helloPerSec: number;
   /** The size of that bucket: how many hellos one address may send at once. */
   helloBurst: number;
+  /** SERVER_HELLO_JOINs admitted per minute from one address (token bucket; PROFILE §16 open federation). */
+  joinPerMin: number;
+  /** The size of that bucket. */
+  joinBurst: number;
 }
 
 /** The defaults of PROFILE §11. */
@@ -61,6 +65,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
   maxUnsentBytes: 8 * 1024 * 1024,
   helloPerSec: 10,
   helloBurst: 30,
+  joinPerMin: 6,
+  joinBurst: 20,
 };
 
 /** One entry of the bootstrap list (the standard's YAML shape). */
@@ -162,6 +168,21 @@ export interface ServerRecord {
   path?: string;
   /** It serves TLS (`wss://`). */
   tls?: boolean;
+  /**
+   * PROFILE §16: the pin rests only on an unsigned JOIN (a key presented, never proven). It lives in memory only,
+   * is never dialed, and goes with its link, unless a verified frame on the link makes it a real pin first.
+   */
+  claimed?: true;
+  /**
+   * The pin came from a welcome's server list or an announce and was never linked: kept in memory only (it is
+   * dialed) until a verified frame on a link to it makes it a persisted pin. Pins that never linked expire.
+   */
+  unlinked?: true;
+  /**
+   * The server joined with an unsigned JOIN: its address is an unsigned claim, so we never dial it (it redials
+   * us), even once a verified frame made the pin real. Persisted.
+   */
+  noDial?: true;
 }
 
 /** Per-connection state. */
@@ -277,10 +298,17 @@ export interface State {
   connsPerAddr: Map<string, number>;
   /** USER_HELLO token buckets per remote address (entries go once full again). */
   helloBuckets: Map<string, { tokens: number; refilledAt: number }>;
+  /** SERVER_HELLO_JOIN token buckets per remote address. */
+  joinBuckets: Map<string, { tokens: number; refilledAt: number }>;
   /** Users connected here: user id -> connection. */
   localUsers: Map<string, number>;
   /** Users bound to keys at this server, by id. */
   users: Map<string, UserRecord>;
+  /**
+   * PROFILE §16 pins of users bound elsewhere: user id -> the key first seen for them in a USER_ADVERTISE (users
+   * bound here are pinned by their `users` row). One key per id, network-wide.
+   */
+  pins: Map<string, string>;
   /** Who is online where, by user id. */
   presence: Map<string, Presence>;
   /**
@@ -348,6 +376,10 @@ export interface Loaded {
   channel: { version: number; creatorPub: string; members: string[] } | null;
   /** Accepted msg_refs with their time: [msg_ref, ms]. */
   acceptedRefs: [string, number][];
+  /** Pinned keys of users bound elsewhere: [user id, pubkey]. */
+  pins: [string, string][];
+  /** Persisted seen-cache keys (replays across restarts, PROFILE §16) with their expiry: [key, ms]. */
+  seen: [string, number][];
 }
 
 /** The outcome of the shell's signature check on a frame. */
@@ -406,6 +438,10 @@ export type PersistOp =
   | { op: "outbox"; serverId: string; frame: Envelope; now: number }
   | { op: "channel"; version: number; creatorPub: string }
   | { op: "acceptRef"; ref: string; now: number }
+  /** Pin a user's key (PROFILE §16), or replace a non-deriving pin by the key that derives the id. */
+  | { op: "pinUser"; userId: string; pubkey: string; now: number }
+  /** Keep a seen-cache key until `exp` across restarts (PROFILE §16 replays). */
+  | { op: "seen"; key: string; exp: number }
   | { op: "member"; memberId: string; wrappedKey: string; now: number };
 
 /**

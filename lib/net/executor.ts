@@ -72,6 +72,10 @@ export interface StoreLike {
   deleteOutbox(ids: number[]): void;
   /** Remember a message reference as accepted (replay protection). */
   acceptRef(ref: string, now: number): void;
+  /** Pin a user's key (PROFILE §16). */
+  pinUser(userId: string, pubkey: string, now: number): void;
+  /** Keep seen-cache keys until their expiry, in one write (PROFILE §16). */
+  addSeen(entries: [string, number][]): void;
   /** Record the public channel's version and creator key. */
   setChannel(version: number, creatorPub: string, now: number): void;
   /** Record a public channel member and its wrapped key. */
@@ -301,6 +305,8 @@ export function createExecutor(ctx: ExecutorContext): Executor {
    * effect, is not written until the whole fan-out has been handed over.
    */
   const backlog: Effect[] = [];
+  /** Seen-cache keys to persist at the end of this turn (PROFILE §16). */
+  const pendingSeen: [string, number][] = [];
   let head = 0;
   let draining = false;
   let resumeSet = false;
@@ -343,6 +349,11 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       }
     } finally {
       draining = false;
+      // Seen-cache keys are written once per turn, in one transaction (not one disk sync per frame).
+      if (pendingSeen.length > 0 && !storeFailed) {
+        const batch = pendingSeen.splice(0);
+        write(() => store.addSeen(batch));
+      }
       if (head === backlog.length) {
         backlog.length = 0;
         head = 0;
@@ -389,7 +400,13 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         break;
       }
       case "flushOutbox": {
-        const rows = store.outboxFor(fx.serverId, fx.notBefore);
+        // PROFILE §16: a kept frame goes out with the time it is sent (`fwd_ts`, signed with the payload): the
+        // receiver judges its freshness on that, not on the original time hours ago.
+        const at = now();
+        const rows = store.outboxFor(fx.serverId, fx.notBefore).map((r) => {
+          const f = r.frame as Envelope;
+          return { id: r.id, frame: { ...f, payload: { ...(f.payload as object), fwd_ts: at } } };
+        });
         if (fx.confirm) {
           // Rows stay until the server ACKs each frame (outboxAcked).
           sendStored(fx.conn, rows, () => {}, `kept for ${fx.serverId}`);
@@ -439,6 +456,8 @@ export function createExecutor(ctx: ExecutorContext): Executor {
               store.addOutbox(op.serverId, ref, op.frame, op.now);
             } else if (op.op === "channel") store.setChannel(op.version, op.creatorPub, now());
             else if (op.op === "acceptRef") store.acceptRef(op.ref, op.now);
+            else if (op.op === "pinUser") store.pinUser(op.userId, op.pubkey, op.now);
+            else if (op.op === "seen") pendingSeen.push([op.key, op.exp]);
             else store.addMember(op.memberId, op.wrappedKey, op.now);
           })
         ) {

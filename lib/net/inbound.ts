@@ -45,6 +45,13 @@ function verifyPss(key: string, payload: unknown, sig: string): Promise<boolean>
   return verifyAny(key, signaturePreimages(payload), sig).then((i) => i >= 0);
 }
 
+/** The canonical text of a payload without its `fwd_ts` (the replay digest, PROFILE §16). */
+export function withoutFwdTs(payload: object): string {
+  const { fwd_ts: _f, ...rest } = payload as Record<string, unknown>;
+  const c = canonicalJsonResult(rest);
+  return c.ok ? c.text : "";
+}
+
 /** One connection's inbound side. */
 export interface InboundConn {
   /** Reducer-order chain of inbound frames. */
@@ -114,8 +121,14 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
       error: { code: "UNKNOWN_TYPE", detail: canon.error, type: parsed.envelope.type },
     };
   }
-  // Hashed now (WebCrypto, concurrently with earlier frames), awaited in this frame's turn below.
-  const digestP = canon?.ok ? digestOf(canon.text) : Promise.resolve("");
+  // Hashed now (WebCrypto, concurrently with earlier frames), awaited in this frame's turn below. A kept frame's
+  // forwarding time (`fwd_ts`, PROFILE §16) is signed but not part of the digest: a resend of the same DM is the
+  // same frame for the seen cache and its msg_ref.
+  const digestP = canon?.ok
+    ? digestOf(
+      parsed.ok && "fwd_ts" in parsed.envelope.payload ? withoutFwdTs(parsed.envelope.payload) : canon.text,
+    )
+    : Promise.resolve("");
   const sigText = parsed.ok ? parsed.envelope.sig : undefined;
   // Start verifying now with the key in force now (concurrently with earlier frames); when this frame's turn
   // comes, check the key again: if an earlier frame changed it (a hello, a link, a pin), verify again.

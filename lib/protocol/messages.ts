@@ -80,6 +80,11 @@ export const PAYLOADS = {
     sender_pub: KEY,
     content_sig: B64,
     orig_ts: optional(integer(0)),
+    /**
+     * PROFILE §16: when a server sends a kept (outbox) frame later, the time it sends it, signed with the rest of
+     * the payload; receivers judge the frame's freshness on it. Left out of the replay digest (inbound.ts).
+     */
+    fwd_ts: optional(integer(0)),
     /** This node's extension: ask the receiving server to ACK once it holds the frame (hop-by-hop, PROFILE §10). */
     ack: optional(boolean),
   }),

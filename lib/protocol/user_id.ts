@@ -38,3 +38,13 @@ export function deriveUserId(pubkey: string): string | undefined {
 export function derivesId(pubkey: string, id: string): boolean {
   return deriveUserId(pubkey) === id;
 }
+
+/**
+ * A key's fingerprint for people to compare: SHA-256 of its DER SPKI, the first 16 bytes as 8 groups of 4 hex
+ * digits (`"3f0e 5f0a …"`). Every encoding of one key has one fingerprint; "(not a key)" when it does not decode.
+ */
+export function keyFingerprint(pubkey: string): string {
+  const d = decodePublicKey(pubkey);
+  if (!d.ok) return "(not a key)";
+  return toHex(sha256(d.key.spki).slice(0, 16)).match(/.{4}/g)!.join(" ");
+}

@@ -87,6 +87,17 @@ const MIGRATIONS: string[] = [
      creator_pub TEXT NOT NULL,
      sealed_key  TEXT NOT NULL
    );`,
+  // PROFILE §16: user key pins from adverts, the seen cache across restarts, servers we never dial.
+  `CREATE TABLE user_pins(
+     user_id   TEXT PRIMARY KEY,
+     pubkey    TEXT NOT NULL,
+     pinned_at INT  NOT NULL
+   );
+   CREATE TABLE seen(
+     key TEXT PRIMARY KEY,
+     exp INT  NOT NULL
+   );
+   ALTER TABLE servers ADD COLUMN no_dial INT NOT NULL DEFAULT 0;`,
 ];
 
 /** The schema version this code writes. */
@@ -219,20 +230,44 @@ export class Store {
    */
   pinServer(s: ServerRecord, now = 0): void {
     this.db.prepare(
-      `INSERT INTO servers(server_id, pubkey, host, port, pinned_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT(server_id) DO UPDATE SET host = excluded.host, port = excluded.port`,
-    ).run(s.serverId, s.pubkey, s.host, s.port, now);
+      `INSERT INTO servers(server_id, pubkey, host, port, pinned_at, no_dial) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT(server_id) DO UPDATE SET host = excluded.host, port = excluded.port, no_dial = excluded.no_dial`,
+    ).run(s.serverId, s.pubkey, s.host, s.port, now, s.noDial ? 1 : 0);
   }
 
   /** Every pinned server. */
   listServers(): ServerRecord[] {
-    const rows = this.db.prepare("SELECT server_id, pubkey, host, port FROM servers").all() as {
+    const rows = this.db.prepare("SELECT server_id, pubkey, host, port, no_dial FROM servers").all() as {
       server_id: string;
       pubkey: string;
       host: string;
       port: number;
+      no_dial: number;
     }[];
-    return rows.map((r) => ({ serverId: r.server_id, pubkey: r.pubkey, host: r.host, port: Number(r.port) }));
+    return rows.map((r) => ({
+      serverId: r.server_id,
+      pubkey: r.pubkey,
+      host: r.host,
+      port: Number(r.port),
+      ...(Number(r.no_dial) ? { noDial: true as const } : {}),
+    }));
+  }
+
+  /** Pin a user's key (PROFILE §16); the reducer decides when a pin may be replaced. */
+  pinUser(userId: string, pubkey: string, now: number): void {
+    this.db.prepare(
+      `INSERT INTO user_pins(user_id, pubkey, pinned_at) VALUES (?, ?, ?)
+       ON CONFLICT(user_id) DO UPDATE SET pubkey = excluded.pubkey, pinned_at = excluded.pinned_at`,
+    ).run(userId, pubkey, now);
+  }
+
+  /** Keep seen-cache keys until their expiry, in one transaction (PROFILE §16 replays across restarts). */
+  addSeen(entries: [string, number][]): void {
+    if (entries.length === 0) return;
+    const ins = this.db.prepare(
+      "INSERT INTO seen(key, exp) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET exp = MAX(exp, excluded.exp)",
+    );
+    this.tx(() => entries.forEach(([k, exp]) => ins.run(k, exp)));
   }
 
   /** Queue a frame for an offline user (committed when this returns). */
@@ -346,8 +381,9 @@ export class Store {
   }
 
   /** Everything the reducer needs at start. */
-  load(): Loaded {
-    this.db.prepare("DELETE FROM accepted_refs WHERE at < ?").run(Date.now() - 30 * 86400_000);
+  load(now = Date.now()): Loaded {
+    this.db.prepare("DELETE FROM accepted_refs WHERE at < ?").run(now - 30 * 86400_000);
+    this.db.prepare("DELETE FROM seen WHERE exp <= ?").run(now);
     const count = (sql: string) =>
       (this.db.prepare(sql).all() as { k: string; n: number }[]).map((r) =>
         [r.k, Number(r.n)] as [string, number]
@@ -376,6 +412,13 @@ export class Store {
           ref: string;
           at: number;
         }[]).reverse().map((r) => [r.ref, Number(r.at)]),
+      pins: (this.db.prepare("SELECT user_id, pubkey FROM user_pins").all() as {
+        user_id: string;
+        pubkey: string;
+      }[]).map((r) => [r.user_id, r.pubkey]),
+      seen:
+        (this.db.prepare("SELECT key, exp FROM seen ORDER BY exp").all() as { key: string; exp: number }[])
+          .map((r) => [r.key, Number(r.exp)]),
     };
   }
 

@@ -205,7 +205,7 @@ Deno.test("MSG_PUBLIC_CHANNEL: to the other local users unchanged, to every serv
   assert.ok(fx.some((e) => e.kind === "send" && e.conn === 10 && e.sign && e.frame.from === ALICE));
   assert.ok(fx.some((e) => e.kind === "send" && e.conn === 2 && !e.sign));
   // From S2: delivered here, not forwarded back to any server.
-  const remote = { ...msg, from: DAVE, ts: h.now + 1 };
+  const remote = { ...msg, from: DAVE, ts: h.now + 1, payload: { ...msg.payload, ciphertext: "D" } };
   const fr = h.signed(10, remote);
   assert.deepEqual(sent(fr).map((f) => f.type), ["MSG_PUBLIC_CHANNEL", "MSG_PUBLIC_CHANNEL"]);
   assert.equal(sent(fr, 10).length, 0);

@@ -37,6 +37,19 @@ function linked(): Harness {
   return h;
 }
 
+/** Like linked(), but S2 was pinned before as a server we dial (e.g. from a welcome's list): we redial it. */
+function linkedDialable(): Harness {
+  const h = new Harness();
+  h.state.servers.set(S2, { serverId: S2, host: "127.0.0.1", port: 9000, pubkey: S2K });
+  h.step({ kind: "started", now: h.now, host: "127.0.0.1", port: 8765 });
+  h.connect(1);
+  h.hello(1, ALICE, UK);
+  h.connect(10);
+  h.signed(10, { type: "SERVER_HELLO_JOIN", from: S2, to: "127.0.0.1:8765", ts: h.now, payload: intro() });
+  for (const [t, d] of h.state.dials) if (d.serverId === S2) h.state.dials.delete(t); // the start's redial
+  return h;
+}
+
 function advert(user: string, server: string, ts: number, key = UK) {
   return {
     type: "USER_ADVERTISE",
@@ -74,8 +87,13 @@ Deno.test("SERVER_HELLO_JOIN is answered by a signed SERVER_WELCOME, then our us
   assert.equal(w.payload.clients?.[0].user_id, ALICE);
   assert.equal(w.payload.server_pub, "SERVER-PUB");
   assert.ok(fx.some((e) => e.kind === "send" && e.frame.type === "SERVER_WELCOME" && e.sign));
-  assert.deepEqual(persists(fx), ["pinServer"]);
+  // PROFILE §16: an unsigned JOIN's pin is kept in memory until a verified frame comes over the link.
+  assert.deepEqual(persists(fx), []);
   assert.equal(h.state.links.get(S2), 10);
+  assert.equal(h.state.servers.get(S2)?.claimed, true);
+  const hb = h.signed(10, { type: "HEARTBEAT", from: S2, to: SERVER, ts: h.now, payload: {} });
+  assert.deepEqual(persists(hb), ["pinServer"]);
+  assert.equal(h.state.servers.get(S2)?.claimed, undefined);
 });
 
 Deno.test("a JOIN whose id is taken by another key gets a fresh id; our own id is taken too", () => {
@@ -334,9 +352,9 @@ Deno.test("SERVER_DELIVER: delivered locally with orig_ts, forwarded unchanged, 
     ts: h.now,
     payload: { user_id: to, ciphertext: "C", sender: BOB, sender_pub: "P", content_sig: "S", ...extra },
   });
-  const local = sent(h.signed(10, sd(ALICE, { orig_ts: 12345 })), 1)[0];
+  const local = sent(h.signed(10, sd(ALICE, { orig_ts: h.now - 12345 })), 1)[0];
   assert.equal(local.type, "USER_DELIVER");
-  assert.equal(local.ts, 12345);
+  assert.equal(local.ts, h.now - 12345);
   assert.deepEqual(local.payload, { ciphertext: "C", sender: BOB, sender_pub: "P", content_sig: "S" });
   h.signed(11, advert(CAROL, S3, h.now));
   h.now += 1;
@@ -355,7 +373,7 @@ Deno.test("a user online at another server cannot connect here (NAME_IN_USE)", (
 });
 
 Deno.test("heartbeats every interval; silence past the timeout closes the link, withdraws its users, and redials", () => {
-  const h = linked();
+  const h = linkedDialable();
   h.signed(10, advert(BOB, S2, h.now));
   // S2 heartbeats with frames: silence is judged on frames (PROFILE §15: only for servers that send HEARTBEAT).
   h.signed(10, { type: "HEARTBEAT", from: S2, to: SERVER, ts: h.now + 1, payload: {} });

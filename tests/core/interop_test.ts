@@ -216,7 +216,10 @@ Deno.test("an unsigned welcome is still refused (it cannot be told from an injec
     payload: { server_pub: S2K, assigned_id: null },
     sig: "",
   });
-  assert.deepEqual(errors(fx), ["INVALID_SIG"]);
+  // PROFILE §16: a failed join (closed, with a WARN naming both fingerprints), not a link; no ERROR to argue.
+  assert.deepEqual(errors(fx), []);
+  assert.deepEqual(closes(fx), [{ conn: 20, code: 1000 }]);
+  assert.ok(fx.some((e) => e.kind === "log" && e.event === "join.wrong_key" && e.level === "warn"));
   assert.equal(h.state.links.size, 0);
 });
 
@@ -594,8 +597,16 @@ Deno.test("a welcome whose payload names the introducer (server_id) links to tha
 });
 
 Deno.test("a server whose /.well-known/socp answered only over https is redialed with wss://", () => {
-  const h = linked();
+  const h = joiner();
+  h.signed(20, {
+    type: "SERVER_WELCOME",
+    from: S2,
+    to: SERVER,
+    ts: h.now,
+    payload: { server_pub: S2K, assigned_id: null },
+  });
+  assert.equal(h.state.links.get(S2), 20);
   h.step({ kind: "software", now: h.now, serverId: S2, software: "socp-deno/0.1.0", tls: true });
-  const [again] = dials(h.step({ kind: "closed", conn: 10, now: h.now }));
-  assert.equal(again.url, "wss://127.0.0.1:9000");
+  const [again] = dials(h.step({ kind: "closed", conn: 20, now: h.now }));
+  assert.equal(again.url, "wss://intro:1");
 });

@@ -20,6 +20,11 @@ function dm(from: string, to: string, ts: number, extra: Record<string, unknown>
   };
 }
 
+/** A DM whose payload is unique by `n` (PROFILE §16: a repeated payload is a replay, whatever its ts). */
+function udm(from: string, to: string, ts: number, n: number) {
+  return dm(from, to, ts, { payload: { ciphertext: `CT${n}`, sender_pub: "PUB", content_sig: "CS" } });
+}
+
 function twoUsers(): Harness {
   const h = new Harness();
   h.connect(1);
@@ -49,7 +54,9 @@ Deno.test("USER_HELLO accepted: signed ACK, snapshot of others, own advert to ev
   });
   assert.deepEqual(sent(fx, 1).map((f) => f.type), ["USER_ADVERTISE"]);
   assert.ok(fx.every((e) => e.kind !== "send" || e.sign));
-  const persist = fx.find((e) => e.kind === "persist");
+  const persist = fx.find((e): e is Extract<typeof e, { kind: "persist" }> =>
+    e.kind === "persist" && e.op.op === "upsertUser"
+  );
   assert.ok(
     persist && persist.op.op === "upsertUser" && persist.op.user.userId === BOB &&
       persist.op.user.pubkey === K2,
@@ -201,14 +208,14 @@ Deno.test("the token bucket drops frames beyond the burst and says so once", () 
   let delivered = 0;
   const errs: string[] = [];
   for (let i = 0; i < 450; i++) {
-    const fx = h.frame(1, dm(ALICE, BOB, h.now + i));
+    const fx = h.frame(1, udm(ALICE, BOB, h.now + i, i));
     delivered += sent(fx, 2).length;
     errs.push(...errors(fx));
   }
   assert.equal(delivered, 399); // burst 400 minus the hello's token
   assert.deepEqual(errs, ["UNKNOWN_TYPE"]);
   h.now += 1000; // 100 tokens refill in a second
-  assert.equal(sent(h.frame(1, dm(ALICE, BOB, h.now + 999)), 2).length, 1);
+  assert.equal(sent(h.frame(1, udm(ALICE, BOB, h.now + 999, 999)), 2).length, 1);
 });
 
 Deno.test("more than 64 connections from one address are closed", () => {
@@ -238,14 +245,17 @@ Deno.test("the weak-keys lab mode accepts a 1024-bit key; normally it is BAD_KEY
   assert.deepEqual(errors(lab.hello(1, ALICE, K1024)), []);
 });
 
-Deno.test("the seen cache forgets after its TTL", () => {
+Deno.test("the seen cache forgets after its TTL; a repeated payload with an edited ts is a replay (PROFILE §16)", () => {
   const h = twoUsers();
   const f = dm(ALICE, BOB, h.now);
-  h.frame(1, f);
-  h.now += 10 * 60_000 + 1;
+  assert.equal(sent(h.frame(1, f), 2).length, 1);
+  h.now += 1000;
+  assert.equal(sent(h.frame(1, { ...f, ts: h.now }), 2).length, 0, "same payload, new ts: a replay");
+  h.now += 10 * 60_000 + 2000;
   h.step({ kind: "tick", now: h.now });
-  assert.equal(h.state.seen.size, 0);
-  assert.equal(sent(h.frame(1, { ...f, ts: h.now }), 2).length, 1);
+  assert.equal(h.state.seen.size, 0, "the DM and the hello nonces have expired");
+  const other = udm(ALICE, BOB, h.now, 2);
+  assert.equal(sent(h.frame(1, other), 2).length, 1);
 });
 
 Deno.test("a forged copy does not poison the seen cache: the genuine frame still gets through", () => {
@@ -262,7 +272,7 @@ Deno.test("the token bucket never runs backwards: a frame stamped earlier does n
   const t = h.now + 1000; // 1 s later: 100 tokens' worth, capped at the burst of 5
   const at = (ts: number, when: number) => {
     h.now = when;
-    return sent(h.frame(1, dm(ALICE, BOB, ts)), 2).length;
+    return sent(h.frame(1, udm(ALICE, BOB, ts, ts)), 2).length;
   };
   let delivered = 0;
   for (let i = 0; i < 10; i++) delivered += at(t + i, t);

@@ -91,7 +91,31 @@ export class Harness {
       fresh: "fresh-id-" + this.now,
     });
   }
+  private nonces = 0;
+  /**
+   * A USER_HELLO as our clients send it: signed with the presented key, with a fresh payload `ts` and a new
+   * `nonce` (PROFILE §16 proof of possession). `unsignedHello` sends the deployed unsigned form instead.
+   */
   hello(conn: number, user: string, pubkey: string, extra: Record<string, unknown> = {}): Effect[] {
+    const frame = {
+      type: "USER_HELLO",
+      from: user,
+      to: "",
+      ts: this.now,
+      payload: {
+        client: "t",
+        pubkey,
+        enc_pubkey: pubkey,
+        ts: this.now,
+        nonce: `nonce-${String(++this.nonces).padStart(6, "0")}`,
+        ...extra,
+      },
+      sig: "SIG",
+    };
+    return this.frame(conn, frame, "valid", String((frame.payload as { pubkey: string }).pubkey));
+  }
+  /** A deployed client's unsigned USER_HELLO (no sig, no ts, no nonce). */
+  unsignedHello(conn: number, user: string, pubkey: string, extra: Record<string, unknown> = {}): Effect[] {
     return this.frame(conn, {
       type: "USER_HELLO",
       from: user,

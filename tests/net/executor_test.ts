@@ -118,6 +118,12 @@ class MemoryStore implements StoreLike {
   acceptRef(_ref: string, _now: number): void {
     this.calls.push("acceptRef");
   }
+  pinUser(userId: string): void {
+    this.calls.push(`pinUser ${userId}`);
+  }
+  addSeen(entries: [string, number][]): void {
+    this.calls.push(`addSeen ${entries.length}`);
+  }
   setChannel(version: number): void {
     this.calls.push(`setChannel ${version}`);
   }
@@ -204,7 +210,8 @@ function hello(user: string, pub: string, now: number) {
     from: user,
     to: "",
     ts: now,
-    payload: { client: "t", pubkey: pub, enc_pubkey: pub },
+    // As our clients send it: a payload ts and a nonce (PROFILE §16 proof of possession of a pinned key).
+    payload: { client: "t", pubkey: pub, enc_pubkey: pub, ts: now, nonce: crypto.randomUUID() },
   };
 }
 

@@ -153,6 +153,8 @@ export interface SimNode {
     outbox: Map<string, { id: number; at: number; ref: string; frame: Envelope }[]>;
     channel: { version: number; creatorPub: string; members: Set<string> } | null;
     acceptedRefs: Map<string, number>;
+    pins: Map<string, string>;
+    seen: Map<string, number>;
   };
   pipes: Map<number, Pipe>;
   nextConn: number;
@@ -213,6 +215,8 @@ export class Sim {
   private queue: Job[] = [];
   private seq = 0;
   private aliases = new Map<string, number>();
+  /** Hellos sent so far (their nonces). */
+  private hellos = 0;
   private freshIds = 0;
   private dmSeq = 0;
 
@@ -273,6 +277,8 @@ export class Sim {
         outbox: new Map(),
         channel: null,
         acceptedRefs: new Map(),
+        pins: new Map(),
+        seen: new Map(),
       },
       pipes: new Map(),
       nextConn: 1,
@@ -320,6 +326,8 @@ export class Sim {
         }
         : null,
       acceptedRefs: [...node.store.acceptedRefs],
+      pins: [...node.store.pins],
+      seen: [...node.store.seen].filter(([, exp]) => exp > this.now),
     };
     this.recording?.push(structuredClone({ node: node.index, start: { config, loaded } }));
     const gen = ++node.gen;
@@ -417,7 +425,8 @@ export class Sim {
       upsertUser: (u) => void st.users.set(u.userId, u),
       pinServer: (sv) => {
         const old = st.servers.get(sv.serverId);
-        st.servers.set(sv.serverId, { ...sv, pubkey: old?.pubkey ?? sv.pubkey });
+        const { path: _p, tls: _t, ...row } = sv; // what the real store keeps
+        st.servers.set(sv.serverId, { ...row, pubkey: old?.pubkey ?? sv.pubkey });
       },
       setServerId: (id) => void (st.serverId = id),
       setHome: (u, sv) => void st.homes.set(u, sv),
@@ -441,6 +450,8 @@ export class Sim {
         for (const [sv, q] of st.outbox) st.outbox.set(sv, q.filter((r) => !ids.includes(r.id)));
       },
       acceptRef: (ref, now) => void st.acceptedRefs.set(ref, now),
+      pinUser: (u, key) => void st.pins.set(u, key),
+      addSeen: (entries) => entries.forEach(([k, exp]) => st.seen.set(k, Math.max(exp, st.seen.get(k) ?? 0))),
       setChannel: (version) => {
         if (st.channel) st.channel.version = version;
       },
@@ -667,13 +678,21 @@ export class Sim {
     user.pipe = pipe;
     user.node = node;
     node.ex.upgrade(`u-${user.userId}`, accepting(sock), 30);
+    // Signed, with a payload ts and a nonce, as our clients say hello (PROFILE §16 proof of possession).
     this.transmit(pipe, 0, {
       type: "USER_HELLO",
       from: user.userId,
       to: "",
       ts: this.now,
-      payload: { client: "sim", pubkey: user.key, enc_pubkey: user.key },
-    });
+      payload: {
+        client: "sim",
+        pubkey: user.key,
+        enc_pubkey: user.key,
+        ts: this.now,
+        nonce: `nonce-${++this.hellos}-${this.now}`, // not from the rng: seeds replay as before
+      },
+      sig: `sim:${this.aliases.get(user.key)}`,
+    } as Envelope);
   }
 
   private connectForeign(user: SimUser, f: ForeignNode): void {
