@@ -65,6 +65,12 @@ export {
   SNAPSHOT_WAIT_MS,
 } from "./core_state.ts";
 export { formatFingerprint } from "./directory.ts";
+
+/**
+ * The close code a server (ours, PROFILE §16) uses for a session that a newer signed session of the same user took
+ * over: the client does not reconnect on it (no reconnect war between two devices).
+ */
+export const TAKEN_OVER_CLOSE = 4001;
 export { messageText, plainTextOf } from "./inbox.ts";
 
 /** The client core (see the module documentation). */
@@ -217,6 +223,15 @@ export class ClientCore {
     const was = this.#s.phase;
     if (was === "offline") return;
     this.#s.phase = was === "refused" ? "refused" : "offline";
+    if (code === TAKEN_OVER_CLOSE && was !== "refused") {
+      // A newer signed session of our identity took over (elsewhere): no reconnect war, say it in words.
+      this.#s.phase = "refused";
+      this.#s.emit({
+        kind: "refused",
+        code: "NAME_IN_USE",
+        detail: "signed in elsewhere: this identity connected again from another place, which took over",
+      });
+    }
     this.#s.ready = false;
     this.#s.helloChecking = false;
     this.#s.inbound.length = 0;

@@ -10,6 +10,7 @@
 import { type Envelope, isServerId } from "../protocol/envelope.ts";
 import { decodePublicKey, keyPolicy, parseAcceptableKey, sameKeyMaterial } from "../protocol/keys.ts";
 import { bucket } from "./limits.ts";
+import { keyFingerprint } from "../protocol/user_id.ts";
 import type { Out } from "./out.ts";
 import { flushOutbox, outboxHanded } from "./offline.ts";
 import { advertFor, toLocalUsers } from "./presence.ts";
@@ -294,6 +295,18 @@ export function onLinkHello(
       `${env.type} opens a link only with host, port and pubkey; send SERVER_HELLO_JOIN or SERVER_HELLO_LINK`,
     );
     return out.close(conn.id, 1008, "server hello without an address");
+  }
+  // PROFILE §16: a server at a bootstrap entry's address must hold that entry's key (the operator pinned it).
+  const entry = state.config.federation.bootstrap.find((b) => b.host === p.host && b.port === p.port);
+  if (entry && !sameKeyMaterial(entry.pubkey, p.pubkey)) {
+    out.error(conn.id, env.from, "BAD_KEY", `${p.host}:${p.port} is pinned to another key here`);
+    out.log("warn", "link.refused", {
+      server: env.from,
+      reason: "the address is a bootstrap entry whose key differs",
+      expected: keyFingerprint(entry.pubkey),
+      presented: keyFingerprint(p.pubkey),
+    });
+    return out.close(conn.id, 1008, "key differs from the bootstrap entry");
   }
   const pinned = state.servers.get(env.from);
   if (pinned && !sameKeyMaterial(pinned.pubkey, p.pubkey)) {

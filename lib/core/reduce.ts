@@ -138,6 +138,16 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
       sig: ev.sig,
       note: "the welcome is not signed by the bootstrap entry's key: check the entry",
     });
+    // One ERROR tells the other side why (never a storm: the connection closes with it).
+    out.send(
+      conn.id,
+      out.frame("ERROR", env.from, {
+        code: "INVALID_SIG",
+        detail: `SERVER_WELCOME is ${
+          ev.sig === "absent" ? "unsigned" : "not signed by the key of the bootstrap entry we joined with"
+        }`,
+      }),
+    );
     return out.close(conn.id, 1000, "SERVER_WELCOME not signed by the bootstrap key");
   }
   if (env.type === "ERROR" && linkDial) {

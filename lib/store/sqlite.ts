@@ -262,12 +262,27 @@ export class Store {
   }
 
   /** Keep seen-cache keys until their expiry, in one transaction (PROFILE §16 replays across restarts). */
-  addSeen(entries: [string, number][]): void {
+  addSeen(entries: [string, number][], now = Date.now()): void {
     if (entries.length === 0) return;
     const ins = this.db.prepare(
       "INSERT INTO seen(key, exp) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET exp = MAX(exp, excluded.exp)",
     );
-    this.tx(() => entries.forEach(([k, exp]) => ins.run(k, exp)));
+    this.seenWrites += entries.length;
+    const prune = this.seenWrites >= 4096;
+    if (prune) this.seenWrites = 0;
+    this.tx(() => {
+      entries.forEach(([k, exp]) => ins.run(k, exp));
+      // Expired keys go now and then, so a node that runs for months keeps only a window's worth.
+      if (prune) this.db.prepare("DELETE FROM seen WHERE exp <= ?").run(now);
+    });
+  }
+
+  /** Seen keys written since the last pruning of expired ones. */
+  private seenWrites = 0;
+
+  /** How many seen keys are kept on disk (for tests and /metrics). */
+  seenCount(): number {
+    return Number((this.db.prepare("SELECT COUNT(*) AS n FROM seen").get() as { n: number }).n);
   }
 
   /** Queue a frame for an offline user (committed when this returns). */

@@ -264,14 +264,15 @@ Deno.test("a server that refuses us after a reconnect is a permanent failure: th
     await chat.wait("connected to");
     await node.kill("SIGKILL");
     await chat.wait("* connection lost");
-    node = await NodeProcess.start({ dataDir: join(dir, "node"), port });
-    // Someone else holds alice's id on the server when the chat comes back: NAME_IN_USE.
-    twin = await SocpClient.connect(node.url, { userId: ids.alice, key: aliceKey, reconnect: false });
+    // The server comes back with another database, where alice's id is already bound to someone else's key
+    // (PROFILE §16 pins): the chat's hello gets BAD_KEY, a refusal that retrying cannot fix.
+    node = await NodeProcess.start({ dataDir: join(dir, "node2"), port });
+    twin = await SocpClient.connect(node.url, { userId: ids.alice, key: bobKey, reconnect: false });
     let status: Deno.CommandStatus | undefined;
     chat.child.status.then((s) => status = s);
     assert.equal((await until(() => status, "the chat exits after the refusal", 40_000)).code, 1);
     await chat.end(false);
-    assert.match(chat.err, /the server refused us: NAME_IN_USE/);
+    assert.match(chat.err, /the server refused us: BAD_KEY/);
   } finally {
     await twin?.close(500);
     await chat.end(false).catch(() => {});

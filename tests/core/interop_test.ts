@@ -216,8 +216,8 @@ Deno.test("an unsigned welcome is still refused (it cannot be told from an injec
     payload: { server_pub: S2K, assigned_id: null },
     sig: "",
   });
-  // PROFILE §16: a failed join (closed, with a WARN naming both fingerprints), not a link; no ERROR to argue.
-  assert.deepEqual(errors(fx), []);
+  // PROFILE §16: a failed join (one ERROR, closed, a WARN naming both fingerprints), not a link.
+  assert.deepEqual(errors(fx), ["INVALID_SIG"]);
   assert.deepEqual(closes(fx), [{ conn: 20, code: 1000 }]);
   assert.ok(fx.some((e) => e.kind === "log" && e.event === "join.wrong_key" && e.level === "warn"));
   assert.equal(h.state.links.size, 0);

@@ -42,7 +42,11 @@ Deno.test({ name: "the node collects the garbage of a busy spell once it is quie
         from: ALICE,
         to: BOB,
         ts: Date.now() + i,
-        payload: { ciphertext, sender_pub: aliceKey.publicKey, content_sig: "AAAA" },
+        payload: {
+          ciphertext,
+          sender_pub: aliceKey.publicKey,
+          content_sig: `AAAA${String(i).padStart(4, "0")}`,
+        },
         sig: "",
       });
     }

@@ -66,13 +66,33 @@ Deno.test({ name: "two users exchange DMs both ways, and each verifies what arri
   alice.close();
 });
 
-Deno.test({ name: "a second connection for an online user id gets NAME_IN_USE", ...opts }, async () => {
+Deno.test({
+  name:
+    "a second signed session of an online user takes over; the first is told in words and does not return",
+  ...opts,
+}, async () => {
   const first = await SocpClient.connect(node.url, { userId: CAROL, key: k3 });
-  await assert.rejects(
-    () => SocpClient.connect(node.url, { userId: CAROL, key: k3 }),
-    (e) => e instanceof HelloRefused && e.code === "NAME_IN_USE",
-  );
+  const seen = first.drainBuffered();
+  first.onEvent = (e) => seen.push(e);
+  const second = await SocpClient.connect(node.url, { userId: CAROL, key: k3 });
+  const refused = await until(() => seen.find((e) => e.kind === "refused"), "the first session is told");
+  assert.ok(refused.kind === "refused" && /signed in elsewhere/.test(refused.detail));
+  assert.ok(second.connected);
+  // An unsigned hello for the same (registered) id proves nothing: refused, the session stays.
+  const raw = await RawPeer.open(node.url);
+  raw.send({
+    type: "USER_HELLO",
+    from: CAROL,
+    to: "",
+    ts: Date.now(),
+    payload: { client: "raw", pubkey: k3.publicKey },
+    sig: "",
+  });
+  assert.equal((await raw.error("INVALID_SIG")).payload.code, "INVALID_SIG");
+  assert.ok(second.connected);
+  raw.close();
   first.close();
+  second.close();
 });
 
 Deno.test({ name: "a 2048-bit key gets BAD_KEY", ...opts }, async () => {

@@ -89,8 +89,12 @@ Deno.test({
           type: "MSG_DIRECT",
           from: SENDER,
           to: SLOW,
-          ts: Date.now() + i, // distinct frames (the seen cache drops exact repeats)
-          payload: { ciphertext, sender_pub: senderKey.publicKey, content_sig: "AAAA" },
+          ts: Date.now() + i, // distinct payloads: the seen cache drops repeats, whatever their ts (PROFILE §16)
+          payload: {
+            ciphertext,
+            sender_pub: senderKey.publicKey,
+            content_sig: `AAAA${String(i).padStart(4, "0")}`,
+          },
           sig: "",
         });
       }

@@ -14,6 +14,12 @@ import { sha256HexSync as sha256Hex } from "../../lib/net/digest.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
 import { type AnyEnvelope, parseFrame } from "../../lib/protocol/envelope.ts";
 import { expectedKey } from "../../lib/core/verify.ts";
+import { withoutFwdTs } from "../../lib/net/inbound.ts";
+
+/** The digest the shell hands the reducer (inbound.ts): of the canonical payload, `fwd_ts` left out. */
+function digestOf(payload: object): string {
+  return sha256Hex("fwd_ts" in payload ? withoutFwdTs(payload) : canonicalJson(payload));
+}
 
 export const SERVER = "3f0e5f0a-8c1b-4b7e-9d2a-6a1f2c3b4d5e";
 export const ALICE = "a11ce000-0000-4000-8000-000000000001";
@@ -62,7 +68,7 @@ export class Harness {
     sigKey?: string,
   ): Effect[] {
     const parsed = parseFrame(typeof f === "string" ? f : JSON.stringify(f));
-    const digest = parsed.ok ? sha256Hex(canonicalJson(parsed.envelope.payload)) : "";
+    const digest = parsed.ok ? digestOf(parsed.envelope.payload) : "";
     return this.step({
       kind: "frame",
       conn,
@@ -79,7 +85,7 @@ export class Harness {
     const parsed = parseFrame(JSON.stringify({ sig: "SIG", ...f }));
     if (!parsed.ok) throw new Error(parsed.error.detail);
     const key = expectedKey(this.state, this.state.conns.get(conn), parsed.envelope);
-    const digest = sha256Hex(canonicalJson(parsed.envelope.payload));
+    const digest = digestOf(parsed.envelope.payload);
     return this.step({
       kind: "frame",
       conn,

@@ -139,8 +139,12 @@ Deno.test({ name: "an unsigned SERVER_WELCOME is still refused: one ERROR, no li
     assert.match(err.payload.detail, /SERVER_WELCOME/);
     await sleep(1500);
     assert.equal((await health(node)).servers_linked, 0);
+    // PROFILE §16: a failed join, closed and retried later with backoff; one ERROR per JOIN, never a storm.
+    const joins = intro.conns.flatMap((c) => c.received.filter((f) => f.type === "SERVER_HELLO_JOIN"));
     const errors = intro.conns.flatMap((c) => c.received.filter((f) => f.type === "ERROR"));
-    assert.equal(errors.length, 1, "one ERROR, not a storm");
+    assert.equal(errors.length, joins.length, "one ERROR per refused welcome");
+    assert.ok(joins.length <= 3, `${joins.length} JOINs in 1.5 s: retried with backoff, not a storm`);
+    assert.ok(node.logs.some((l) => l.includes("join.wrong_key")), "a WARN names both fingerprints");
   } finally {
     await node.kill();
     await intro.close();

@@ -186,3 +186,19 @@ Deno.test("the public channel is kept in groups / group_members as the standard 
   assert.deepEqual(again.load().channel, { version: 3, creatorPub: "CHANNEL-PUB", members: [U] });
   again.close();
 });
+
+Deno.test("seen keys (PROFILE §16) survive a reopen until they expire, and expired ones are pruned", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "socp-seen-" });
+  const path = `${dir}/socp.db`;
+  const now = Date.now();
+  const s = Store.open(path);
+  s.addSeen([["live", now + 60_000], ["gone", now - 1]]);
+  s.close();
+  const again = Store.open(path);
+  assert.deepEqual(again.load(now).seen, [["live", now + 60_000]]);
+  const many: [string, number][] = Array.from({ length: 4096 }, (_, i) => [`old-${i}`, now - 1]);
+  again.addSeen(many, now); // the 4096th write prunes what expired
+  assert.equal(again.seenCount(), 1);
+  again.close();
+  Deno.removeSync(dir, { recursive: true });
+});
