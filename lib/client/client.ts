@@ -20,15 +20,17 @@
  */
 import type { PrivateKey } from "../crypto/rsa.ts";
 import { encodeBase64Url } from "../protocol/base64url.ts";
-import { signaturePreimages } from "../protocol/canonical_json.ts";
-import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
+import { signingPreimage } from "../protocol/canonical_json.ts";
+import { type Envelope, serializeEnvelope, withFrameId } from "../protocol/envelope.ts";
 import type { MessageType, PayloadOf } from "../protocol/messages.ts";
 import { ClientCore } from "./core.ts";
-import type { ClientEvent, Contact, CryptoResult, OutgoingMessage, Peer } from "./types.ts";
+import type { StoredTrust, TrustStore } from "./store.ts";
+import type { ClientEvent, Contact, CryptoResult, OutgoingMessage, Peer, ServerPin } from "./types.ts";
 import { WebCryptoRunner } from "./webcrypto.ts";
 
-export type { ClientEvent, Contact, OutgoingMessage, Peer } from "./types.ts";
-export { ClientCore } from "./core.ts";
+export type { ClientEvent, Contact, OutgoingMessage, Peer, ServerPin, TrustInfo } from "./types.ts";
+export { ClientCore, KeyChangedError, keyFingerprint, safetyCode } from "./core.ts";
+export { MemoryTrustStore, type StoredTrust, type TrustStore } from "./store.ts";
 export { WebCryptoRunner } from "./webcrypto.ts";
 
 /** Options for {@linkcode SocpClient.connect}. */
@@ -53,6 +55,11 @@ export interface ConnectOptions {
   backoffMs?: number;
   /** Longest reconnect delay (default 30 s). */
   maxBackoffMs?: number;
+  /**
+   * Where pins, marks, the server's key and the messages already shown are kept across restarts (PROFILE §16):
+   * loaded before connecting, written as they change. Without one they live as long as the client.
+   */
+  store?: TrustStore;
 }
 
 /** Thrown when the server refuses the hello. */
@@ -75,6 +82,24 @@ export class FileStopped extends Error {
 
 const TICK_MS = 250;
 
+/**
+ * A random UUID v4 for an envelope `id` (PROFILE §15). `crypto.randomUUID` exists only in secure contexts; a page
+ * served over plain http from another host still has `crypto.getRandomValues`.
+ */
+export function randomUuid(): string {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** Write one frame's text with a fresh envelope `id` (PROFILE §15: some servers refuse frames without one). */
+function put(ws: WebSocket, text: string): void {
+  ws.send(withFrameId(text, randomUuid()));
+}
+
 /** A connected SOCP user. */
 export class SocpClient {
   /** The sans-IO core (directory, contacts, message states). */
@@ -94,21 +119,30 @@ export class SocpClient {
   private readonly backoffMs: number;
   private readonly maxBackoffMs: number;
 
+  private readonly store?: TrustStore;
+  /** The store's writes not finished yet (close() waits for them). */
+  private readonly storing = new Set<Promise<void>>();
+
   private constructor(
     readonly url: string,
     readonly userId: string,
     private readonly key: PrivateKey,
     readonly displayName: string | undefined,
     opts: ConnectOptions,
+    stored: StoredTrust | undefined,
   ) {
     this.cryptoRunner = new WebCryptoRunner(key);
+    this.store = opts.store;
     this.core = new ClientCore({
       userId,
       publicKey: key.publicKey,
       displayName,
       serverId: opts.serverId,
       maxFileBytes: opts.maxFileBytes,
+      serverPin: stored?.serverPin,
+      seen: stored ? { entries: stored.seen, floor: stored.seenFloor } : undefined,
     });
+    if (stored) this.core.addContacts(stored.contacts);
     if (opts.contacts) this.core.addContacts(opts.contacts);
     this.reconnect = opts.reconnect ?? true;
     this.backoffMs = opts.backoffMs ?? 1000;
@@ -119,8 +153,9 @@ export class SocpClient {
    * Connect and say hello; resolves once the server accepted it (and its snapshot of who is online arrived),
    * rejects with {@linkcode HelloRefused} or a connection error. Later drops are reconnected.
    */
-  static connect(url: string, opts: ConnectOptions): Promise<SocpClient> {
-    const c = new SocpClient(url, opts.userId, opts.key, opts.displayName, opts);
+  static async connect(url: string, opts: ConnectOptions): Promise<SocpClient> {
+    const stored = opts.store ? await opts.store.load(url) : undefined;
+    const c = new SocpClient(url, opts.userId, opts.key, opts.displayName, opts, stored);
     const timeoutMs = opts.timeoutMs ?? 10_000;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -271,9 +306,9 @@ export class SocpClient {
     ts = Date.now(),
   ): Promise<Envelope<T>> {
     const env: Envelope<T> = { type, from: this.userId, to, ts, payload };
-    if (sign) env.sig = await this.key.sign(signaturePreimages(payload)[0]);
+    if (sign) env.sig = await this.key.sign(signingPreimage(payload, this.core.signSpaced));
     if (this.ws?.readyState !== WebSocket.OPEN) throw new Error("not connected");
-    this.ws.send(serializeEnvelope(env));
+    put(this.ws, serializeEnvelope(env));
     return env;
   }
 
@@ -287,7 +322,7 @@ export class SocpClient {
     clearInterval(this.tickTimer);
     this.tickTimer = undefined;
     const ws = this.ws;
-    if (!ws || ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+    if (!ws || ws.readyState === WebSocket.CLOSED) return this.flushStore();
     let grace: ReturnType<typeof setTimeout> | undefined;
     const done = new Promise<void>((resolve) => {
       const t = setTimeout(resolve, timeoutMs);
@@ -298,7 +333,7 @@ export class SocpClient {
         // A server closes the connection when it reaches our CTRL_CLOSE, so everything sent before it has been
         // handled (a server may drop frames still in its hands when the client closes first). One that does
         // not close is closed by us after a short grace.
-        ws.send(this.core.goodbye(Date.now()));
+        put(ws, this.core.goodbye(Date.now()));
         grace = setTimeout(() => {
           try {
             ws.close(1000);
@@ -306,7 +341,33 @@ export class SocpClient {
         }, Math.min(1500, timeoutMs / 2));
       } else ws.close(1000);
     } catch { /* already closing */ }
-    return done;
+    return done.then(() => this.flushStore());
+  }
+
+  /** Accept the changed key of a contact (see {@linkcode ClientCore.trustKey}). */
+  trustKey(target: string): Contact {
+    const c = this.core.trustKey(target);
+    this.pump();
+    return c;
+  }
+
+  /** Mark a contact verified, or remove the mark (see {@linkcode ClientCore.setVerified}). */
+  setVerified(target: string, verified: boolean): Contact {
+    const c = this.core.setVerified(target, verified);
+    this.pump();
+    return c;
+  }
+
+  /** Accept our server's new key (see {@linkcode ClientCore.trustServerKey}). */
+  trustServerKey(): ServerPin {
+    const p = this.core.trustServerKey();
+    this.pump();
+    return p;
+  }
+
+  /** Resolves once every write to the store asked for so far is done. */
+  async flushStore(): Promise<void> {
+    while (this.storing.size > 0) await Promise.all([...this.storing]);
   }
 
   // ---------------------------------------------------------------- IO
@@ -406,7 +467,7 @@ export class SocpClient {
     for (const o of this.core.drain()) {
       switch (o.kind) {
         case "send":
-          if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(o.text);
+          if (this.ws?.readyState === WebSocket.OPEN) put(this.ws, o.text);
           break;
         case "crypto":
           this.cryptoRunner.run(o.op).then(
@@ -441,8 +502,31 @@ export class SocpClient {
     this.pump();
   }
 
-  /** React to the core's events (first ready, refusals), then deliver them. */
+  /**
+   * Hand a change to the store now (stores apply calls in call order and may fold many into one write); a
+   * failure becomes a warning event.
+   */
+  private persist(what: string, write: (store: TrustStore) => Promise<void>): void {
+    const store = this.store;
+    if (!store) return;
+    let p: Promise<void>;
+    try {
+      p = write(store);
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    const tracked = p.catch((err) =>
+      this.deliver({ kind: "warning", detail: `could not save ${what}: ${(err as Error).message}` })
+    ).finally(() => this.storing.delete(tracked));
+    this.storing.add(tracked);
+  }
+
+  /** React to the core's events (first ready, refusals, what to store), then deliver them. */
   private onCoreEvent(e: ClientEvent): void {
+    if (e.kind === "contact") this.persist("a contact", (st) => st.saveContact(e.contact));
+    else if (e.kind === "serverPin") {
+      this.persist("the server's key", (st) => st.saveServerPin(this.url, e.pin));
+    } else if (e.kind === "seen") this.persist("the list of messages seen", (st) => st.addSeen(e.entry));
     if (e.kind === "ready") {
       this.attempt = 0;
       if (this.firstReady) {

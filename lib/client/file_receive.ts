@@ -24,7 +24,7 @@ export function* onFileStart(s: CoreState, env: Envelope<"FILE_START">): Task {
     if (p.mode === "dm") yield* refusalNotice(s, env.from, p.name, p.file_id, problem);
     return;
   }
-  const known = (s.directory.get(env.from) ?? s.contacts.get(env.from))?.pubkey;
+  const known = s.contacts.get(env.from)?.pubkey ?? s.directory.get(env.from)?.pubkey; // pinned first
   const pre = fileStartPreimage({
     file_id: p.file_id,
     sha256: p.sha256,
@@ -181,8 +181,8 @@ export function* refusalNotice(
   fileId: string,
   problem: string,
 ): Task {
-  const peer = s.directory.get(to) ?? s.contacts.get(to);
-  if (!peer?.pubkey || s.phase !== "online") return;
+  const peer = s.contacts.get(to);
+  if (!peer?.pubkey || peer.pending || s.phase !== "online") return; // only ever to the pinned key
   const text = `[auto] could not accept "${
     name.replace(/"/g, "'").slice(0, 200)
   }" (file ${fileId}): ${problem}`;

@@ -11,6 +11,7 @@ import { NodeProcess } from "../helpers/node_process.ts";
 import { rssKiB, StalledPeer } from "../helpers/stalled_peer.ts";
 import { until } from "../helpers/until.ts";
 import { RawPeer } from "../helpers/ws_peer.ts";
+import { signPayload } from "../helpers/scripted_server.ts";
 
 // Node processes and sockets outlive single awaits here; each is closed in `finally`.
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -162,13 +163,20 @@ Deno.test({
     // offline queue and arrive at the next hello, each exactly once.
     const back = await RawPeer.open(node.url);
     try {
+      // The user is registered now: the hello proves it holds the key (PROFILE §16).
+      const payload = {
+        client: "slow",
+        pubkey: slowKey.publicKey,
+        ts: Date.now(),
+        nonce: crypto.randomUUID(),
+      };
       back.send({
         type: "USER_HELLO",
         from: SLOW,
         to: "",
         ts: Date.now(),
-        payload: { client: "slow", pubkey: slowKey.publicKey },
-        sig: "",
+        payload,
+        sig: await signPayload(slowKey, payload),
       });
       await until(() => back.count("USER_DELIVER") >= 400 - inFlight, "the queued DMs arrive", 60_000);
       await new Promise((r) => setTimeout(r, 500)); // any extra (duplicate) DM would arrive by now
