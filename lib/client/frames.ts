@@ -152,7 +152,7 @@ export function* handleText(s: CoreState, text: string): Task {
         ((yield {
             op: "verify",
             key: s.serverPub,
-            preimages: signaturePreimages(raw.payload),
+            preimages: signatureForms(raw.payload).map((f) => f.bytes),
             sig: raw.sig,
           }) as number) >= 0;
       return yield* onKeyShareRaw(s, raw, signedByServer);
