@@ -11,7 +11,6 @@
  * ```
  * @module
  */
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { initState } from "../core/reduce.ts";
 import {
@@ -22,14 +21,24 @@ import {
   type LogLevel,
   type State,
 } from "../core/types.ts";
-import { spkiToB64Pem } from "../protocol/keys.ts";
+import { sameKeyMaterial, spkiToB64Pem } from "../protocol/keys.ts";
 import { PrivateKey } from "../crypto/rsa.ts";
 import { openPrivateKey } from "../crypto/keyfile.ts";
 import { Store } from "../store/sqlite.ts";
 import { Counters, httpHandler } from "./http.ts";
 import { createExecutor, type Executor } from "./executor.ts";
-import { denoTransport, type Listener, PortInUse, type Transport } from "./transport.ts";
-import { fingerprint, type Identity, loadOrCreateIdentity, nodeSecret } from "./identity.ts";
+import { checkPortFree, denoTransportWith, type Listener, PortInUse, type Transport } from "./transport.ts";
+import {
+  DataDirInUse,
+  fingerprint,
+  type Identity,
+  loadOrCreateIdentity,
+  lockDataDir,
+  nodeSecret,
+  secureDataDir,
+} from "./identity.ts";
+import { readSoftware } from "./probe.ts";
+import { bootstrapEntry } from "../web/routes.ts";
 import { Logger } from "./log.ts";
 
 /** Options for {@linkcode startNode}. */
@@ -61,6 +70,11 @@ export interface NodeOptions {
    * TLS keeps metadata private; server identity is still the pinned RSA key.
    */
   tls?: { cert: string; key: string };
+  /**
+   * PEM certificates of private CAs trusted for this node's own `wss://` and `https://` dials, besides the
+   * system's roots (`--ca-cert`).
+   */
+  caCerts?: string[];
 }
 
 /** A running node. */
@@ -73,6 +87,8 @@ export interface RunningNode {
   readonly serverId: string;
   /** Our public key (base64url SPKI). */
   publicKey: string;
+  /** The entry other servers pass to `--bootstrap` to join us (`wss://…` when we serve TLS). */
+  bootstrap: string;
   /** Ids of the servers we are linked to. */
   linkedServers(): string[];
   /** Stop accepting, close every connection, close the database. */
@@ -84,7 +100,7 @@ export interface RunningNode {
   finished: Promise<void>;
 }
 
-export { PortInUse };
+export { DataDirInUse, PortInUse };
 
 /** The shortest WebSocket ping timeout (seconds) the node gives an accepted connection. */
 const PING_TIMEOUT_MIN_S = 5;
@@ -96,9 +112,26 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const labModes = [...(opts.labWeakKeys ? ["weak-keys"] : []), ...(opts.labReplay ? ["replay"] : [])];
 
-  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  const host = opts.host ?? "0.0.0.0";
+  // A busy port is said before anything is written (no data directory, no database, no key).
+  checkPortFree(host, opts.port ?? 8765);
+  for (const fix of secureDataDir(opts.dataDir)) {
+    if (fix.ok) log.warn("data_dir.mode_fixed", { path: fix.path, from: fix.from, to: fix.to });
+    else log.error("data_dir.mode_open", { path: fix.path, mode: fix.from, error: fix.to });
+  }
+  const lock = lockDataDir(opts.dataDir);
   const dbPath = join(opts.dataDir, "socp.db");
-  const store = Store.open(dbPath);
+  let store: Store;
+  try {
+    store = Store.open(dbPath);
+  } catch (e) {
+    lock.close();
+    throw e;
+  }
+  const closeStore = () => {
+    store.close();
+    lock.close();
+  };
   let identity: Identity;
   try {
     identity = await loadOrCreateIdentity(store, opts.dataDir, {
@@ -107,13 +140,29 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       now: startedAt,
     });
   } catch (e) {
-    store.close();
+    closeStore();
     throw e;
   }
   const fp = await fingerprint(identity.key.spki);
   if (identity.created) log.info("identity.created", { server_id: identity.serverId, fingerprint: fp });
 
   const federation: FederationConfig = { ...DEFAULT_FEDERATION, ...opts.federation };
+  // An entry with our own key is this node itself (the same data directory, or a list that names every server):
+  // dialing it would only find ourselves. Say so, and leave it out.
+  const selfEntries = federation.bootstrap.filter((e) => sameKeyMaterial(e.pubkey, identity.key.publicKey));
+  if (selfEntries.length) {
+    federation.bootstrap = federation.bootstrap.filter((e) => !selfEntries.includes(e));
+    for (const e of selfEntries) {
+      log.warn("bootstrap.self", {
+        entry: `${e.host}:${e.port}`,
+        data: opts.dataDir,
+        note: federation.bootstrap.length
+          ? "this entry is this node itself (same server key); skipped"
+          : "the only bootstrap entry is this node itself (same server key, same data directory?): a second " +
+            "server needs its own --data DIR; serving as introducer",
+      });
+    }
+  }
   const secret = await nodeSecret(opts.dataDir, opts.nodePassphrase);
   // The public channel's private key, when this node holds it (sealed like the identity key).
   let channelKey: PrivateKey | null = null;
@@ -122,7 +171,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     try {
       channelKey = await PrivateKey.fromPkcs8(await openPrivateKey(sealedChannel.sealed, secret));
     } catch {
-      store.close();
+      closeStore();
       throw new Error("cannot open the public channel key with this node's passphrase");
     }
   }
@@ -139,7 +188,21 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     },
     loaded,
   );
-  const transport: Transport = denoTransport;
+  const dialer = denoTransportWith({ caCerts: opts.caCerts });
+  // A TLS dial that fails says why (unknown CA, wrong name), once per failure, as a warning.
+  const transport: Transport = {
+    listen: dialer.listen,
+    dial: (url, timeoutMs, on) =>
+      dialer.dial(url, timeoutMs, {
+        onOpen: on.onOpen,
+        onFail: (reason) => {
+          if (url.startsWith("wss:") && /TLS|certificate/.test(reason)) {
+            log.warn("dial.tls_failed", { url, reason });
+          }
+          on.onFail(reason);
+        },
+      }),
+  };
   let closed: Promise<void> | undefined;
   /** Why the node stopped by itself (a failed store write); `finished` rejects with it. */
   let fatal: Error | undefined;
@@ -154,6 +217,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     limits,
     log,
     counters: metrics,
+    ...(dialer.client ? { readSoftware: (url: string) => readSoftware(url, dialer.client) } : {}),
     onStoreFailed: (e) => {
       // Crash-only: the node stops instead of running with memory ahead of disk.
       if (fatal) return;
@@ -175,7 +239,6 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   // event loop is busy for a second (decrypting a file) must not be cut by a short link timeout.
   const pingTimeoutS = Math.max(PING_TIMEOUT_MIN_S, Math.ceil(federation.linkTimeoutMs / 1000));
 
-  const host = opts.host ?? "0.0.0.0";
   let listener: Listener;
   try {
     listener = transport.listen(
@@ -188,7 +251,8 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       },
     );
   } catch (e) {
-    store.close();
+    closeStore();
+    dialer.close();
     throw e;
   }
   const boundPort = listener.port;
@@ -197,6 +261,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   const wsUrl = `${opts.tls ? "wss" : "ws"}://${
     publicHost.includes(":") ? `[${publicHost}]` : publicHost
   }:${boundPort}`;
+  const bootstrap = bootstrapEntry(publicHost, boundPort, identity.key.publicKey, !!opts.tls);
 
   const http = httpHandler({
     state: ex.state,
@@ -205,6 +270,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     labModes,
     tls: !!opts.tls,
     wsUrl: () => wsUrl,
+    bootstrap: () => bootstrap,
     counters: metrics,
     signatures: ex.signatures,
     connections: ex.connections,
@@ -247,6 +313,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     url: wsUrl,
     users_known: ex.state().users.size,
   });
+  log.info("node.bootstrap_entry", { entry: bootstrap, note: "other servers join with --bootstrap ENTRY" });
 
   const finished = listener.finished.then(() => {
     if (fatal) throw fatal;
@@ -259,11 +326,13 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       if (labTimer) clearInterval(labTimer);
       ex.stop();
       await listener.close();
+      dialer.close();
       try {
         store.close();
       } catch (e) {
         log.error("store.close_failed", { error: String(e) });
       }
+      lock.close();
       log.info("node.stopped", { server_id: ex.state().config.serverId });
     })();
     return closed;
@@ -276,6 +345,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
       return ex.state().config.serverId;
     },
     publicKey: state.config.serverPub,
+    bootstrap,
     linkedServers: () => [...ex.state().links.keys()],
     finished,
     close,
