@@ -75,22 +75,35 @@ export type {
   UserRecord,
 } from "./lib/core/types.ts";
 export { type ConnectOptions, FileStopped, HelloRefused, SocpClient } from "./lib/client/client.ts";
-export { ClientCore, type CoreOptions, formatFingerprint } from "./lib/client/core.ts";
+export {
+  ClientCore,
+  type CoreOptions,
+  formatFingerprint,
+  KeyChangedError,
+  keyFingerprint,
+  safetyCode,
+} from "./lib/client/core.ts";
+export { MemoryTrustStore, type StoredTrust, type TrustStore } from "./lib/client/store.ts";
 export { WebCryptoRunner } from "./lib/client/webcrypto.ts";
 export type {
   ClientEvent,
   Contact,
   CryptoOp,
   CryptoResult,
+  KeyTrust,
   OutgoingMessage,
   Output,
   Peer,
+  SeenEntry,
   SendState,
+  ServerPin,
   TextMessageEvent,
+  TrustInfo,
 } from "./lib/client/types.ts";
 export { generateKeyPair, PrivateKey, sha256, sha256Hex } from "./lib/crypto/rsa.ts";
 export { type DecodedKey, decodePublicKey, type KeyForm, type PublicKeyInfo } from "./lib/protocol/keys.ts";
 export {
+  KeyFileError,
   type OpenedUserKey,
   openPrivateKey,
   openUserKeyFile,

@@ -9,9 +9,10 @@ import { join } from "node:path";
 import { type ClientEvent, FileStopped, HelloRefused, SocpClient } from "../client/client.ts";
 import { saveDownload } from "../client/downloads.ts";
 import { createUser, openUser, readKeyFile, type UserIdentity } from "../client/keyfile.ts";
-import { WrongPassphrase } from "../crypto/keyfile.ts";
-import { contactsPath, loadContacts, saveContacts, socpHome } from "./contacts.ts";
+import { KeyFileError, MIN_PASSPHRASE_CHARS, WrongPassphrase } from "../crypto/keyfile.ts";
+import { contactsPath, FileTrustStore, socpHome } from "./contacts.ts";
 import { LineReader, readPassphrase } from "./lines.ts";
+import { multiline, term as termText } from "./term_safe.ts";
 import { UsageError } from "./config.ts";
 
 /** Help text for the chat commands. */
@@ -22,9 +23,28 @@ export const CHAT_HELP = `Commands:
   /all <text>            message to everyone on the public channel (/all alone switches to it)
   <text>                 message to the current conversation (the last /tell or /all)
   /file <user> <path>    send a file to a user (/file all <path> or /allfile <path>: to everyone)
+  /verify <user>         the safety code of your conversation and both key fingerprints: compare them
+                         with <user> in person or on a call; /verify <user> yes marks <user> verified
+  /unverify <user>       remove the verified mark
+  /trust <user>          accept the new key of <user> after a key change (sending is blocked until then;
+                         refused while <user> is marked verified: /unverify first)
+  /trust-server          accept a new key of the server (after a server key warning)
   /help                  this list
   /quit                  leave (Ctrl-D too)
 `;
+
+/** Text that may be printed: built by {@linkcode term} or one of the client's own constants. */
+type Safe = string & { readonly safe: unique symbol };
+
+/** A line of output whose interpolated values (anything from the network) pass through the output filter. */
+function term(strings: TemplateStringsArray, ...values: unknown[]): Safe {
+  return termText(strings, ...values) as Safe;
+}
+
+/** The client's own constant text (never anything from the network). */
+function own(text: string): Safe {
+  return text as Safe;
+}
 
 /** Largest file sent (the server's default limit). */
 const MAX_FILE_BYTES = 16 * 1024 * 1024;
@@ -49,13 +69,17 @@ function mib(n: number): string {
   return `${(n / 1048576).toFixed(n % 1048576 ? 1 : 0)} MiB`;
 }
 
-/** The terminal: lines out, with a prompt kept below them when stdin and stdout are terminals. */
+/**
+ * The terminal: lines out, with a prompt kept below them when stdin and stdout are terminals. It prints only
+ * {@linkcode Safe} text: lines made by {@linkcode term} (every value from the network filtered) or the client's
+ * own constants ({@linkcode own}).
+ */
 class Screen {
   private readonly enc = new TextEncoder();
   readonly interactive = Deno.stdin.isTerminal() && Deno.stdout.isTerminal();
-  prompt = "> ";
+  prompt: Safe = own("> ");
 
-  say(line: string): void {
+  say(line: Safe): void {
     if (this.interactive) this.write(`\r\x1b[K${line}\n${this.prompt}`);
     else this.write(line + "\n");
   }
@@ -73,9 +97,11 @@ class Screen {
 /** Ask for the passphrase of a new key twice (up to 3 tries); `null` when they never matched. */
 async function newPassphrase(keyPath: string, err: (s: string) => void): Promise<string | null> {
   for (let i = 0; i < 3; i++) {
-    const a = await readPassphrase(`new passphrase for ${keyPath}: `);
-    if (!a) {
-      err("a passphrase is required to protect the new key");
+    const a = await readPassphrase(
+      `new passphrase for ${keyPath} (at least ${MIN_PASSPHRASE_CHARS} characters): `,
+    );
+    if ([...a].length < MIN_PASSPHRASE_CHARS) {
+      err(`the passphrase must have at least ${MIN_PASSPHRASE_CHARS} characters; try again`);
       continue;
     }
     const b = await readPassphrase("the same passphrase again: ");
@@ -129,6 +155,11 @@ async function identity(
     }
     const pass = env ?? await newPassphrase(keyPath, err);
     if (pass === null) throw new UsageError("no passphrase was confirmed; no key was created");
+    if ([...pass].length < MIN_PASSPHRASE_CHARS) {
+      throw new UsageError(
+        `SOCP_PASSPHRASE is too short for a new key (at least ${MIN_PASSPHRASE_CHARS} characters); no key was created`,
+      );
+    }
     return await createUser(keyPath, pass, { displayName: name });
   }
   for (let i = 1;; i++) {
@@ -136,6 +167,7 @@ async function identity(
     try {
       return await openUser(keyPath, text, pass, { displayName: name });
     } catch (e) {
+      if (e instanceof KeyFileError) throw new UsageError(`${keyPath}: ${e.message}`);
       if (!(e instanceof WrongPassphrase)) throw e;
       if (env !== undefined || i >= 3) {
         throw new UsageError(
@@ -156,148 +188,184 @@ export async function runChat(
     throw new UsageError(`--server must be a ws:// or wss:// URL, not "${opts.server}"`);
   }
   const screen = new Screen();
-  const say = (line: string) => screen.say(line);
-  const err = (line: string) => console.error(line);
+  const say = (line: Safe) => screen.say(line);
+  const err = (line: Safe) => console.error(line);
   const keyPath = opts.key ?? defaultKeyPath(opts.name ?? "default");
-  const me = await identity(opts.server, keyPath, opts.name, err);
+  const me = await identity(opts.server, keyPath, opts.name, (line) => err(term`${line}`));
   if (typeof me === "number") return me;
-  if (me.created) say(`* created a new key in ${keyPath} (user id ${me.userId})`);
+  if (me.created) say(term`* created a new key in ${keyPath} (user id ${me.userId}, derived from the key)`);
+  if (me.upgraded) {
+    say(
+      term`* ${keyPath} was rewritten in the current format (its user id, key and name are now authenticated)`,
+    );
+  }
 
-  const cPath = contactsPath(keyPath);
+  const store = new FileTrustStore(contactsPath(keyPath));
+  const pinnedBefore = (await store.load(opts.server)).serverPin !== undefined;
   let client: SocpClient;
   try {
     client = await SocpClient.connect(opts.server, {
       userId: me.userId,
       key: me.key,
       displayName: me.displayName,
-      contacts: await loadContacts(cPath),
+      store,
       maxFileBytes: MAX_FILE_BYTES,
     });
   } catch (e) {
-    if (e instanceof HelloRefused) err(`the server refused us: ${e.message}`);
-    else err(`${(e as Error).message}`);
+    if (e instanceof HelloRefused) err(term`the server refused us: ${e.message}`);
+    else err(term`${(e as Error).message}`);
     return 1;
   }
   say(
-    `* connected to ${opts.server} as ${
+    term`* connected to ${opts.server} as ${
       me.displayName ?? me.userId
     } (${me.userId}); server ${client.serverId}`,
   );
-  say("* type /help for commands");
+  say(own("* type /help for commands"));
 
-  // Contacts: saved (at most one write at a time, the latest list) whenever one is learnt or changes.
-  let saving: Promise<void> | null = null;
-  let dirty = false;
-  const persist = () => {
-    dirty = true;
-    if (saving) return;
-    saving = (async () => {
-      while (dirty) {
-        dirty = false;
-        await saveContacts(cPath, client.contacts()).catch((e) =>
-          say(`! could not save contacts to ${cPath}: ${(e as Error).message}`)
-        );
-      }
-      saving = null;
-    })();
-  };
-
-  let failure: string | null = null;
+  let failure: Safe | null = null;
   const failed = Promise.withResolvers<void>();
   let lost = false;
   let quitting = false;
   let current: { to: string; label: string } | null = null;
   const setPrompt = () => {
-    screen.prompt = current ? `[${current.label}]> ` : "> ";
+    screen.prompt = current ? term`[${current.label}]> ` : own("> ");
   };
-  const flags = (verified: boolean, unencrypted?: boolean, warning?: string) =>
-    `${unencrypted ? "  (UNENCRYPTED)" : ""}${verified ? "" : "  (UNVERIFIED signature)"}${
-      warning ? `  (warning: ${warning})` : ""
-    }`;
+  /** How a received message's sender is shown: the name only when the signature is by their pinned key. */
+  const sender = (e: { fromLabel: string; verified: boolean; unencrypted?: boolean; warning?: string }) =>
+    e.verified
+      ? term`${e.fromLabel}${e.unencrypted ? "  (UNENCRYPTED)" : ""}${
+        e.warning ? `  (note: ${e.warning})` : ""
+      }`
+      : term`[UNVERIFIED — claims to be ${e.fromLabel}${e.unencrypted ? ", UNENCRYPTED" : ""}${
+        e.warning ? `: ${e.warning}` : ""
+      }]`;
+  const label = (userId: string) => client.core.labelOf(userId);
 
   const show = (e: ClientEvent) => {
     switch (e.kind) {
       case "dm":
-        return say(
-          `[${stamp(e.ts)}] [dm] ${e.fromLabel}: ${e.text}${flags(e.verified, e.unencrypted, e.warning)}`,
-        );
+        return say(term`[${stamp(e.ts)}] [dm] ${own(sender(e))}: ${multiline(e.text)}`);
       case "public":
-        return say(
-          `[${stamp(e.ts)}] [all] ${e.fromLabel}: ${e.text}${flags(e.verified, e.unencrypted, e.warning)}`,
-        );
+        return say(term`[${stamp(e.ts)}] [all] ${own(sender(e))}: ${multiline(e.text)}`);
       case "joined":
-        if (e.peer.userId !== me.userId) say(`* ${client.core.labelOf(e.peer.userId)} is online`);
+        if (e.peer.userId !== me.userId) say(term`* ${label(e.peer.userId)} is online`);
         return;
       case "left":
-        return say(`* ${client.core.labelOf(e.peer.userId)} left`);
+        return say(term`* ${label(e.peer.userId)} left`);
       case "error":
-        return say(`! ${e.code}: ${e.detail}`);
+        return say(term`! ${e.code}: ${e.detail}`);
       case "warning":
-        return say(`! ${e.detail}`);
+        return say(term`! ${e.detail}`);
+      case "keyChanged":
+        if (e.verified) {
+          return say(
+            term`! STOP: ${e.label} was VERIFIED, and a different key is now presented for them (pinned ${e.oldFingerprint}, new ${e.newFingerprint}). Messages to ${e.label} are blocked. This is what an impersonation looks like: talk to ${e.label} another way before anything else; only if they really changed their key: /unverify ${e.label}, then /trust ${e.label}`,
+          );
+        }
+        return say(
+          term`! WARNING: the key of ${e.label} changed (pinned ${e.oldFingerprint}, new ${e.newFingerprint}). Messages to ${e.label} are blocked until you accept it: compare the safety code with ${e.label} (/verify ${e.label}), then /trust ${e.label}`,
+        );
+      case "keyReplaced":
+        return say(
+          term`* ${e.label}: the key now presented (${e.newFingerprint}) is the one their user id is derived from; it replaced the old pin (${e.oldFingerprint}): a resolved conflict`,
+        );
+      case "keyRejected":
+        return say(
+          term`! ignored another key presented for ${e.label} (${e.rejectedFingerprint}): their user id is derived from the pinned key (${e.fingerprint}), so only that key is theirs`,
+        );
+      case "keyTrusted":
+        return say(
+          term`* accepted the new key of ${e.label} (${e.fingerprint}); messages to them are sent again`,
+        );
+      case "serverPin":
+        if (!pinnedBefore && !serverPinSaid) {
+          serverPinSaid = true;
+          say(term`* pinned the server's key at first contact: ${e.pin.fingerprint}`);
+        }
+        return;
+      case "serverKeyChanged":
+        return say(
+          term`! WARNING: the server at ${opts.server} presents ${
+            e.newFingerprint ? `another key (${e.newFingerprint})` : "no key"
+          } than the one pinned at first contact (${e.oldFingerprint}). It may not be your server. Public channel keys from it are refused. If its operator really changed the key: /trust-server`,
+        );
+      case "channelKeyChanged":
+        return say(
+          term`! the public channel key changed (creator key ${e.oldFingerprint} -> ${e.newFingerprint}), handed out by your server; earlier members may not read new public messages`,
+        );
       case "message": {
         const m = e.message;
         const to = m.kind === "public" ? "all" : m.toLabel;
         const echo = (note: string) =>
           say(
-            `[${stamp(m.ts)}] [to ${to}] ${m.text}${note}${
-              lostAt.has(m.id) ? "  (sent after reconnecting)" : ""
+            term`[${stamp(m.ts)}] [to ${to}] ${multiline(m.text)}${own(note)}${
+              own(lostAt.has(m.id) ? "  (sent after reconnecting)" : "")
             }`,
           );
         if (m.state === "sent" && !m.resent) {
           echo(m.recipientOffline ? "  (offline: it will be delivered when they return)" : "");
         } else if (m.state === "accepted") {
           say(
-            `* message to ${to}: accepted for delivery${
-              m.recipientOffline ? " (queued until they return)" : ""
+            term`* message to ${to}: accepted for delivery${
+              own(m.recipientOffline ? " (queued until they return)" : "")
             }`,
           );
-        } else if (m.state === "failed") say(`! message to ${to} was not delivered: ${m.error ?? "refused"}`);
+        } else if (m.state === "failed") {
+          say(term`! message to ${to} was not delivered: ${m.error ?? "refused"}`);
+        }
         return;
       }
-      case "contact":
-        return persist();
       case "ack":
-        if (e.what?.startsWith("file ")) say(`* ${e.what}: relayed whole`);
+        if (e.what?.startsWith("file ")) say(term`* ${e.what}: relayed whole`);
         return;
       case "fileStart":
         return say(
-          `* ${client.core.labelOf(e.from)} is sending ${
-            e.mode === "public" ? "everyone " : ""
+          term`* ${label(e.from)} is sending ${
+            own(e.mode === "public" ? "everyone " : "")
           }"${e.name}" (${e.size} bytes)`,
         );
       case "fileProgress":
-        return say(`* receiving "${e.name}": ${Math.floor((e.received / Math.max(1, e.size)) * 100)}%`);
+        return say(term`* receiving "${e.name}": ${Math.floor((e.received / Math.max(1, e.size)) * 100)}%`);
       case "file": {
-        const who = `"${e.name}" from ${e.fromName}`;
-        if (!e.bytes) return say(`! refused ${who}: ${e.problem}`); // the core tells the sender
+        const who = term`"${e.name}" from ${e.fromName}`;
+        if (!e.bytes) return say(term`! refused ${own(who)}: ${e.problem}`); // the core tells the sender
         saveDownload(downloads, e.name, e.bytes).then(
-          (path) => say(`* saved ${who} to ${path}${e.verified ? "" : "  (UNVERIFIED sender signature)"}`),
-          (er) => say(`! could not save ${who}: ${(er as Error).message}`),
+          (path) =>
+            say(
+              term`* saved ${own(who)} to ${path}${own(e.verified ? "" : "  (UNVERIFIED sender signature)")}`,
+            ),
+          (er) => say(term`! could not save ${own(who)}: ${(er as Error).message}`),
         );
         return;
       }
       case "fileRefused":
-        return say(`! sending "${e.name}" stopped: ${e.reason}`);
+        return say(term`! sending "${e.name}" stopped: ${e.reason}`);
       case "closed":
         if (quitting) return;
         lost = true;
         return say(
-          `* connection lost (${e.code}${e.reason ? ": " + e.reason : ""}); messages wait until it is back`,
+          term`* connection lost (${e.code}${
+            e.reason ? ": " + e.reason : ""
+          }); messages wait until it is back`,
         );
       case "reconnecting":
-        return say(`* reconnecting in ${Math.round(e.inMs / 100) / 10} s (attempt ${e.attempt})`);
+        return say(term`* reconnecting in ${Math.round(e.inMs / 100) / 10} s (attempt ${e.attempt})`);
       case "ready":
-        if (lost) say(`* reconnected to ${opts.server} (server ${e.serverId})`);
+        if (lost) say(term`* reconnected to ${opts.server} (server ${e.serverId})`);
         lost = false;
         return;
       case "refused":
-        failure = `the server refused us: ${e.code}: ${e.detail}`;
+        failure = e.code === "TAKEN_OVER"
+          ? term`${e.detail}; not reconnecting`
+          : term`the server refused us: ${e.code}: ${e.detail}`;
         failed.resolve();
         return;
       default:
         return;
     }
   };
+  let serverPinSaid = false;
   /** Messages written while the connection was down (their echo says so). */
   const lostAt = new Set<string>();
   for (const e of client.drainBuffered()) show(e);
@@ -307,8 +375,35 @@ export async function runChat(
     const m = kind === "public" ? await client.all(text) : await client.tell(target, text);
     if (m.state === "sending") {
       lostAt.add(m.id);
-      say(`* not connected: "${m.text.slice(0, 40)}" will be sent when the connection is back`);
+      say(term`* not connected: "${m.text.slice(0, 40)}" will be sent when the connection is back`);
     }
+  };
+
+  /** `/verify`: the safety code, both fingerprints, and what is known of the key. */
+  const verify = (target: string, yes: boolean) => {
+    if (yes) {
+      const c = client.setVerified(target, true);
+      return say(term`* ${label(c.userId)} is marked verified; a change of their key will be a hard stop`);
+    }
+    const t = client.core.trustInfo(target);
+    const what = t.trust === "derived"
+      ? "their user id is derived from this key (verified by construction)"
+      : t.trust === "verified"
+      ? "you marked them verified"
+      : t.trust === "changed"
+      ? "their key CHANGED and is not accepted"
+      : "trusted on first use (not verified)";
+    say(term`* safety code with ${t.label}:`);
+    say(term`    ${t.safetyCode}`);
+    say(term`  your key:        ${client.core.fingerprint}`);
+    say(term`  ${t.label}'s key: ${t.fingerprint}  (${what})`);
+    if (t.pending) {
+      say(term`  NEW key offered: ${t.pending.fingerprint}; safety code with it:`);
+      say(term`    ${t.pending.safetyCode}`);
+    }
+    say(
+      term`  compare the code with ${t.label} in person or on a call (they see the same with /verify); if it matches: /verify ${t.label} yes`,
+    );
   };
 
   const lines = new LineReader(Deno.stdin.readable);
@@ -324,51 +419,80 @@ export async function runChat(
     const [cmd] = line.split(/\s+/);
     try {
       if (cmd === "/quit" || cmd === "/exit") break;
-      else if (cmd === "/help") say(CHAT_HELP.trimEnd());
+      else if (cmd === "/help") say(own(CHAT_HELP.trimEnd()));
       else if (cmd === "/list") {
         const peers = client.list();
-        say(`* ${peers.length} online:`);
+        say(term`* ${peers.length} online:`);
         for (const p of peers) {
+          const mark = p.trust === "derived"
+            ? "  (id derived from key)"
+            : p.trust === "verified"
+            ? "  (verified)"
+            : p.trust === "changed"
+            ? "  (KEY CHANGED: not the pinned key)"
+            : "";
           say(
-            `  ${p.label}  ${p.userId}${p.userId === me.userId ? "  (you)" : ""}  @${p.serverId}  ${
+            term`  ${p.label}  ${p.userId}${own(p.userId === me.userId ? "  (you)" : "")}  @${p.serverId}  ${
               p.fingerprint || "(no key advertised)"
-            }`,
+            }${own(mark)}`,
           );
         }
       } else if (cmd === "/tell") {
         const m = /^\/tell\s+(\S+)(?:\s+([\s\S]+))?$/.exec(line);
-        if (!m) say("usage: /tell <user> [text]");
+        if (!m) say(own("usage: /tell <user> [text]"));
         else {
           const peer = client.resolve(m[1]);
           current = { to: peer.userId, label: peer.label };
           setPrompt();
           if (m[2]) await send("dm", peer.userId, m[2]);
-          else say(`* talking to ${peer.label}${peer.online ? "" : " (offline: messages are queued)"}`);
+          else {say(
+              term`* talking to ${peer.label}${own(peer.online ? "" : " (offline: messages are queued)")}`,
+            );}
         }
       } else if (cmd === "/all") {
         const m = /^\/all(?:\s+([\s\S]+))?$/.exec(line);
         current = { to: "public", label: "all" };
         setPrompt();
         if (m?.[1]) await send("public", "public", m[1]);
-        else say("* talking to everyone (the public channel)");
+        else say(own("* talking to everyone (the public channel)"));
       } else if (cmd === "/file" || cmd === "/allfile") {
         const m = cmd === "/allfile" ? /^\/allfile\s+(.+)$/.exec(line) : /^\/file\s+(\S+)\s+(.+)$/.exec(line);
         if (!m) {
           say(
-            cmd === "/allfile"
-              ? "usage: /allfile <path>"
-              : "usage: /file <user> <path>  (or /file all <path>)",
+            own(
+              cmd === "/allfile"
+                ? "usage: /allfile <path>"
+                : "usage: /file <user> <path>  (or /file all <path>)",
+            ),
           );
         } else {
           const [target, rawPath] = cmd === "/allfile" ? ["all", m[1]] : [m[1], m[2]];
           await sendFile(client, target === "all" ? "public" : target, rawPath.trim(), say);
         }
-      } else if (cmd.startsWith("/")) say(`! unknown command ${cmd}; /help lists them`);
+      } else if (cmd === "/verify") {
+        const m = /^\/verify\s+(\S+)(?:\s+(yes))?$/.exec(line);
+        if (!m) say(own("usage: /verify <user>  (then /verify <user> yes once the safety code matched)"));
+        else verify(m[1], !!m[2]);
+      } else if (cmd === "/unverify") {
+        const m = /^\/unverify\s+(\S+)$/.exec(line);
+        if (!m) say(own("usage: /unverify <user>"));
+        else {
+          const c = client.setVerified(m[1], false);
+          say(term`* ${label(c.userId)} is no longer marked verified`);
+        }
+      } else if (cmd === "/trust") {
+        const m = /^\/trust\s+(\S+)$/.exec(line);
+        if (!m) say(own("usage: /trust <user>  (accept the new key of <user> after a key change)"));
+        else client.trustKey(m[1]);
+      } else if (cmd === "/trust-server") {
+        const pin = client.trustServerKey();
+        say(term`* the server's key ${pin.fingerprint} is now the pinned one`);
+      } else if (cmd.startsWith("/")) say(term`! unknown command ${cmd}; /help lists them`);
       else if (!current) {
-        say("! no conversation yet: /tell <user> <text> or /all <text> first; /help lists commands");
+        say(own("! no conversation yet: /tell <user> <text> or /all <text> first; /help lists commands"));
       } else await send(current.to === "public" ? "public" : "dm", current.to, line);
     } catch (e) {
-      say(`! ${(e as Error).message}`);
+      say(term`! ${(e as Error).message}`);
     }
     if (failure) break;
     screen.showPrompt();
@@ -382,11 +506,14 @@ export async function runChat(
     await new Promise((r) => setTimeout(r, 100));
   }
   for (const m of unsettled()) {
-    say(`! not ${m.state === "sending" ? "sent" : "confirmed by the server"}: [to ${m.toLabel}] ${m.text}`);
+    say(
+      term`! not ${own(m.state === "sending" ? "sent" : "confirmed by the server")}: [to ${m.toLabel}] ${
+        multiline(m.text)
+      }`,
+    );
   }
   quitting = true;
-  await client.close();
-  await saving;
+  await client.close(); // waits for the store's writes too
   if (failure) {
     err(failure);
     return 1;
@@ -399,33 +526,35 @@ async function sendFile(
   client: SocpClient,
   target: string,
   path: string,
-  say: (s: string) => void,
+  say: (s: Safe) => void,
 ): Promise<void> {
   let size: number;
   try {
     const st = await Deno.stat(path);
-    if (!st.isFile) return say(`! not a file: ${path}`);
+    if (!st.isFile) return say(term`! not a file: ${path}`);
     size = st.size;
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return say(`! no such file: ${path}`);
-    return say(`! cannot read ${path}: ${(e as Error).message}`);
+    if (e instanceof Deno.errors.NotFound) return say(term`! no such file: ${path}`);
+    return say(term`! cannot read ${path}: ${(e as Error).message}`);
   }
   const name = path.split(/[\\/]/).pop() || "file";
-  if (size > MAX_FILE_BYTES) return say(`! "${name}" is ${mib(size)}; the limit is ${mib(MAX_FILE_BYTES)}`);
+  if (size > MAX_FILE_BYTES) {
+    return say(term`! "${name}" is ${mib(size)}; the limit is ${mib(MAX_FILE_BYTES)}`);
+  }
   const data = await Deno.readFile(path);
   const to = target === "public" ? "everyone" : client.resolve(target).label;
-  say(`* sending "${name}" (${data.length} bytes) to ${to}...`);
+  say(term`* sending "${name}" (${data.length} bytes) to ${to}...`);
   let shown = 0;
   try {
     await client.sendFile(target, name, data, (sent, total) => {
       const pct = total ? Math.floor((sent / total) * 10) * 10 : 100;
       if (pct > shown && pct < 100) {
         shown = pct;
-        say(`* sending "${name}": ${pct}%`);
+        say(term`* sending "${name}": ${pct}%`);
       }
     });
-    say(`* sent "${name}" (100%); the server confirms once it is relayed`);
+    say(term`* sent "${name}" (100%); the server confirms once it is relayed`);
   } catch (e) {
-    if (!(e instanceof FileStopped)) say(`! ${(e as Error).message}`);
+    if (!(e instanceof FileStopped)) say(term`! ${(e as Error).message}`);
   }
 }

@@ -20,15 +20,17 @@
  */
 import type { PrivateKey } from "../crypto/rsa.ts";
 import { encodeBase64Url } from "../protocol/base64url.ts";
-import { signaturePreimages } from "../protocol/canonical_json.ts";
-import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
+import { signingPreimage } from "../protocol/canonical_json.ts";
+import { type Envelope, serializeEnvelope, withFrameId } from "../protocol/envelope.ts";
 import type { MessageType, PayloadOf } from "../protocol/messages.ts";
 import { ClientCore } from "./core.ts";
-import type { ClientEvent, Contact, CryptoResult, OutgoingMessage, Peer } from "./types.ts";
+import type { StoredTrust, TrustStore } from "./store.ts";
+import type { ClientEvent, Contact, CryptoResult, OutgoingMessage, Peer, ServerPin } from "./types.ts";
 import { WebCryptoRunner } from "./webcrypto.ts";
 
-export type { ClientEvent, Contact, OutgoingMessage, Peer } from "./types.ts";
-export { ClientCore } from "./core.ts";
+export type { ClientEvent, Contact, OutgoingMessage, Peer, ServerPin, TrustInfo } from "./types.ts";
+export { ClientCore, KeyChangedError, keyFingerprint, safetyCode } from "./core.ts";
+export { MemoryTrustStore, type StoredTrust, type TrustStore } from "./store.ts";
 export { WebCryptoRunner } from "./webcrypto.ts";
 
 /** Options for {@linkcode SocpClient.connect}. */
@@ -53,6 +55,15 @@ export interface ConnectOptions {
   backoffMs?: number;
   /** Longest reconnect delay (default 30 s). */
   maxBackoffMs?: number;
+  /** Incoming files are offers, decrypted only after {@linkcode SocpClient.acceptFile} (default false). */
+  holdFiles?: boolean;
+  /** Called with the public channel's key when a key share opened it (a browser moves its decryptions to workers). */
+  onChannelKey?: (key: PrivateKey) => void;
+  /**
+   * Where pins, marks, the server's key and the messages already shown are kept across restarts (PROFILE §16):
+   * loaded before connecting, written as they change. Without one they live as long as the client.
+   */
+  store?: TrustStore;
 }
 
 /** Thrown when the server refuses the hello. */
@@ -75,6 +86,24 @@ export class FileStopped extends Error {
 
 const TICK_MS = 250;
 
+/**
+ * A random UUID v4 for an envelope `id` (PROFILE §15). `crypto.randomUUID` exists only in secure contexts; a page
+ * served over plain http from another host still has `crypto.getRandomValues`.
+ */
+export function randomUuid(): string {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** Write one frame's text with a fresh envelope `id` (PROFILE §15: some servers refuse frames without one). */
+function put(ws: WebSocket, text: string): void {
+  ws.send(withFrameId(text, randomUuid()));
+}
+
 /** A connected SOCP user. */
 export class SocpClient {
   /** The sans-IO core (directory, contacts, message states). */
@@ -94,21 +123,31 @@ export class SocpClient {
   private readonly backoffMs: number;
   private readonly maxBackoffMs: number;
 
+  private readonly store?: TrustStore;
+  /** The store's writes not finished yet (close() waits for them). */
+  private readonly storing = new Set<Promise<void>>();
+
   private constructor(
     readonly url: string,
     readonly userId: string,
     private readonly key: PrivateKey,
     readonly displayName: string | undefined,
     opts: ConnectOptions,
+    stored: StoredTrust | undefined,
   ) {
-    this.cryptoRunner = new WebCryptoRunner(key);
+    this.cryptoRunner = new WebCryptoRunner(key, opts.onChannelKey);
+    this.store = opts.store;
     this.core = new ClientCore({
       userId,
       publicKey: key.publicKey,
       displayName,
       serverId: opts.serverId,
       maxFileBytes: opts.maxFileBytes,
+      holdFiles: opts.holdFiles,
+      serverPin: stored?.serverPin,
+      seen: stored ? { entries: stored.seen, floor: stored.seenFloor } : undefined,
     });
+    if (stored) this.core.addContacts(stored.contacts);
     if (opts.contacts) this.core.addContacts(opts.contacts);
     this.reconnect = opts.reconnect ?? true;
     this.backoffMs = opts.backoffMs ?? 1000;
@@ -119,8 +158,9 @@ export class SocpClient {
    * Connect and say hello; resolves once the server accepted it (and its snapshot of who is online arrived),
    * rejects with {@linkcode HelloRefused} or a connection error. Later drops are reconnected.
    */
-  static connect(url: string, opts: ConnectOptions): Promise<SocpClient> {
-    const c = new SocpClient(url, opts.userId, opts.key, opts.displayName, opts);
+  static async connect(url: string, opts: ConnectOptions): Promise<SocpClient> {
+    const stored = opts.store ? await opts.store.load(url) : undefined;
+    const c = new SocpClient(url, opts.userId, opts.key, opts.displayName, opts, stored);
     const timeoutMs = opts.timeoutMs ?? 10_000;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -262,6 +302,27 @@ export class SocpClient {
     return fileId;
   }
 
+  /** Accept an offered file (with `holdFiles`): it is decrypted and reported like any other. */
+  acceptFile(from: string, fileId: string): boolean {
+    const ok = this.core.acceptFile(from, fileId, Date.now());
+    this.pump();
+    return ok;
+  }
+
+  /** Decline an offered file (with `holdFiles`): it is dropped undecrypted; a DM's sender is told. */
+  declineFile(from: string, fileId: string): void {
+    this.core.declineFile(from, fileId, Date.now());
+    this.pump();
+  }
+
+  /** While waiting to reconnect after a drop: try now instead of at the end of the wait. */
+  retryNow(): void {
+    if (this.stopped || this.ws || this.core.phase === "refused" || this.retryTimer === undefined) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.open();
+  }
+
   /** Send a raw frame from this user (optionally signed with the user's key over the canonical payload). */
   async send<T extends MessageType>(
     type: T,
@@ -271,9 +332,9 @@ export class SocpClient {
     ts = Date.now(),
   ): Promise<Envelope<T>> {
     const env: Envelope<T> = { type, from: this.userId, to, ts, payload };
-    if (sign) env.sig = await this.key.sign(signaturePreimages(payload)[0]);
+    if (sign) env.sig = await this.key.sign(signingPreimage(payload, this.core.signSpaced));
     if (this.ws?.readyState !== WebSocket.OPEN) throw new Error("not connected");
-    this.ws.send(serializeEnvelope(env));
+    put(this.ws, serializeEnvelope(env));
     return env;
   }
 
@@ -287,7 +348,7 @@ export class SocpClient {
     clearInterval(this.tickTimer);
     this.tickTimer = undefined;
     const ws = this.ws;
-    if (!ws || ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+    if (!ws || ws.readyState === WebSocket.CLOSED) return this.flushStore();
     let grace: ReturnType<typeof setTimeout> | undefined;
     const done = new Promise<void>((resolve) => {
       const t = setTimeout(resolve, timeoutMs);
@@ -298,7 +359,7 @@ export class SocpClient {
         // A server closes the connection when it reaches our CTRL_CLOSE, so everything sent before it has been
         // handled (a server may drop frames still in its hands when the client closes first). One that does
         // not close is closed by us after a short grace.
-        ws.send(this.core.goodbye(Date.now()));
+        put(ws, this.core.goodbye(Date.now()));
         grace = setTimeout(() => {
           try {
             ws.close(1000);
@@ -306,7 +367,33 @@ export class SocpClient {
         }, Math.min(1500, timeoutMs / 2));
       } else ws.close(1000);
     } catch { /* already closing */ }
-    return done;
+    return done.then(() => this.flushStore());
+  }
+
+  /** Accept the changed key of a contact (see {@linkcode ClientCore.trustKey}). */
+  trustKey(target: string): Contact {
+    const c = this.core.trustKey(target);
+    this.pump();
+    return c;
+  }
+
+  /** Mark a contact verified, or remove the mark (see {@linkcode ClientCore.setVerified}). */
+  setVerified(target: string, verified: boolean): Contact {
+    const c = this.core.setVerified(target, verified);
+    this.pump();
+    return c;
+  }
+
+  /** Accept our server's new key (see {@linkcode ClientCore.trustServerKey}). */
+  trustServerKey(): ServerPin {
+    const p = this.core.trustServerKey();
+    this.pump();
+    return p;
+  }
+
+  /** Resolves once every write to the store asked for so far is done. */
+  async flushStore(): Promise<void> {
+    while (this.storing.size > 0) await Promise.all([...this.storing]);
   }
 
   // ---------------------------------------------------------------- IO
@@ -347,8 +434,8 @@ export class SocpClient {
         this.deliver({ kind: "warning", detail: "ignored a binary frame from the server" });
         return;
       }
-      this.core.frame(e.data, Date.now());
-      this.pump();
+      this.frames.push(e.data);
+      this.feed();
     };
     ws.onerror = () => {};
     ws.onclose = (e) => {
@@ -356,6 +443,7 @@ export class SocpClient {
       this.ws = null;
       clearInterval(this.tickTimer);
       this.tickTimer = undefined;
+      for (const f of this.frames.splice(0)) this.core.frame(f, Date.now()); // what arrived before the close
       this.core.closed(Date.now(), e.code, e.reason);
       this.pump();
       this.lost(
@@ -364,6 +452,28 @@ export class SocpClient {
           : `cannot connect to ${this.url}`,
       );
     };
+  }
+
+  /**
+   * Hand the frames that arrived to the core, in order, one at a time while it is not waiting for crypto on an
+   * earlier one, and for at most ~8 ms per turn of the event loop: a burst (150 chunks of a file queued behind
+   * the check of its FILE_START) never holds a browser's main thread for long.
+   */
+  private feed(): void {
+    if (this.feeding) return;
+    const start = Date.now();
+    while (this.frames.length > 0 && !this.core.inboundWaiting) {
+      this.core.frame(this.frames.shift()!, Date.now());
+      this.pump();
+      if (this.frames.length > 0 && Date.now() - start >= 8) {
+        this.feeding = true;
+        setTimeout(() => {
+          this.feeding = false;
+          this.feed();
+        }, 0);
+        return;
+      }
+    }
   }
 
   /** The connection is gone: fail the first connect, or reconnect with backoff. */
@@ -379,6 +489,7 @@ export class SocpClient {
     this.deliver({ kind: "reconnecting", inMs, attempt: this.attempt, error: why });
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
       if (!this.stopped) this.open();
     }, inMs);
   }
@@ -406,7 +517,7 @@ export class SocpClient {
     for (const o of this.core.drain()) {
       switch (o.kind) {
         case "send":
-          if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(o.text);
+          if (this.ws?.readyState === WebSocket.OPEN) put(this.ws, o.text);
           break;
         case "crypto":
           this.cryptoRunner.run(o.op).then(
@@ -433,16 +544,43 @@ export class SocpClient {
   }
 
   private readonly pendingErrors = new Map<number, string>();
+  /** Frames received and not yet handed to the core (see `feed`). */
+  private readonly frames: string[] = [];
+  private feeding = false;
   private readonly pendingOk = new Set<number>();
 
   /** Feed a finished crypto operation back to the core. */
   private cryptoDone(id: number, r: CryptoResult): void {
     this.core.cryptoDone(id, r, Date.now());
     this.pump();
+    this.feed();
   }
 
-  /** React to the core's events (first ready, refusals), then deliver them. */
+  /**
+   * Hand a change to the store now (stores apply calls in call order and may fold many into one write); a
+   * failure becomes a warning event.
+   */
+  private persist(what: string, write: (store: TrustStore) => Promise<void>): void {
+    const store = this.store;
+    if (!store) return;
+    let p: Promise<void>;
+    try {
+      p = write(store);
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    const tracked = p.catch((err) =>
+      this.deliver({ kind: "warning", detail: `could not save ${what}: ${(err as Error).message}` })
+    ).finally(() => this.storing.delete(tracked));
+    this.storing.add(tracked);
+  }
+
+  /** React to the core's events (first ready, refusals, what to store), then deliver them. */
   private onCoreEvent(e: ClientEvent): void {
+    if (e.kind === "contact") this.persist("a contact", (st) => st.saveContact(e.contact));
+    else if (e.kind === "serverPin") {
+      this.persist("the server's key", (st) => st.saveServerPin(this.url, e.pin));
+    } else if (e.kind === "seen") this.persist("the list of messages seen", (st) => st.addSeen(e.entry));
     if (e.kind === "ready") {
       this.attempt = 0;
       if (this.firstReady) {

@@ -6,7 +6,10 @@
  * timers and WebCrypto around it; tests drive it with frame sequences.
  *
  * What it does: hello acceptance in every deployed form (PROFILE §15), the directory of users and keys (names
- * told apart by fingerprint), contacts, DMs and the public channel (signed, end-to-end encrypted), file
+ * told apart by fingerprint), contacts with their pinned keys and the trust rules of PROFILE §16 (trust.ts: key
+ * changes block sending until accepted, self-certifying ids, the verified mark and safety code, our server's key
+ * and the channel's creator key pinned, a dedupe of delivered messages the shell persists), DMs and the public
+ * channel (signed, end-to-end encrypted), file
  * reassembly and the receiver's refusal notice, ACKs and the state of each message we send (sending, sent,
  * accepted, failed), and resending what was not accepted after a reconnect. This class composes the parts, each
  * a module over one shared state (core_state.ts): frames.ts (hello, routing, ACK and ERROR), directory.ts,
@@ -34,7 +37,6 @@
  * ```
  * @module
  */
-import { signaturePreimages } from "../protocol/canonical_json.ts";
 import { serializeEnvelope } from "../protocol/envelope.ts";
 import type { PayloadOf } from "../protocol/messages.ts";
 import { SOFTWARE } from "../version.ts";
@@ -48,11 +50,12 @@ import {
   type Task,
 } from "./core_state.ts";
 import { addContacts, list, resolve } from "./directory.ts";
-import { emitFile } from "./file_receive.ts";
+import { acceptFile, declineFile, emitFile } from "./file_receive.ts";
 import { failFile, fileChunk, fileEnd, fileProblem, startFile } from "./file_send.ts";
-import { accepted, acceptHello, handleText, refuse } from "./frames.ts";
+import { accepted, acceptHello, handleText, refuse, trustServerKey, unsignedHello } from "./frames.ts";
 import { becomeReady, build, newOutgoing, view } from "./outgoing.ts";
-import type { Contact, CryptoResult, OutgoingMessage, Output, Peer } from "./types.ts";
+import { keyFingerprint, loadSeen, sendKey, setVerified, trustInfo, trustKey } from "./trust.ts";
+import type { Contact, CryptoResult, OutgoingMessage, Output, Peer, ServerPin, TrustInfo } from "./types.ts";
 
 export type * from "./types.ts";
 
@@ -65,13 +68,14 @@ export {
   SNAPSHOT_WAIT_MS,
 } from "./core_state.ts";
 export { formatFingerprint } from "./directory.ts";
+export { KeyChangedError, keyFingerprint, MAX_SEEN, safetyCode, seenKey } from "./trust.ts";
+export { messageText, plainTextOf } from "./inbox.ts";
 
 /**
- * The close code a server (ours, PROFILE §16) uses for a session that a newer signed session of the same user took
- * over: the client does not reconnect on it (no reconnect war between two devices).
+ * The close code a server uses when a newer session of the same identity took over this one (PROFILE §16); the
+ * client does not reconnect after it (that would take the session back, and so on).
  */
 export const TAKEN_OVER_CLOSE = 4001;
-export { messageText, plainTextOf } from "./inbox.ts";
 
 /** The client core (see the module documentation). */
 export class ClientCore {
@@ -100,6 +104,10 @@ export class ClientCore {
   }
   set serverPub(v: string) {
     this.#s.serverPub = v;
+  }
+  /** Our frames are signed in the spaced form: the server verified only in that form (PROFILE §15). */
+  get signSpaced(): boolean {
+    return this.#s.signSpaced;
   }
   /** The connection's phase. */
   get phase(): "offline" | "hello" | "online" | "refused" {
@@ -131,6 +139,12 @@ export class ClientCore {
     this.displayName = opts.displayName;
     this.directory = this.#s.directory;
     this.contacts = this.#s.contacts;
+    if (opts.seen) loadSeen(this.#s, opts.seen.entries, opts.seen.floor);
+  }
+
+  /** True while an inbound frame is being handled (waiting for crypto) or queued: the shell may hold new ones. */
+  get inboundWaiting(): boolean {
+    return this.#s.inboundBusy || this.#s.inbound.length > 0;
   }
 
   /** Take the outputs produced so far (in order). */
@@ -149,6 +163,8 @@ export class ClientCore {
     this.#s.ready = false;
     this.#s.serverSigns = false;
     this.#s.helloChecking = false;
+    this.#s.serverTrusted = false;
+    this.#s.serverPendingPub = "";
     this.#s.helloAt = now;
     this.#s.inbound.length = 0;
     const payload: PayloadOf<"USER_HELLO"> = {
@@ -162,7 +178,7 @@ export class ClientCore {
     const to = this.#s.serverId || "*";
     this.#s.run(
       function* (this: ClientCore): Task {
-        const sig = (yield { op: "sign", data: signaturePreimages(payload)[0] }) as string | null;
+        const sig = (yield { op: "sign", data: this.#s.sigPreimage(payload) }) as string | null;
         if (this.#s.phase !== "hello") return;
         this.#s.emitSend({ type: "USER_HELLO", from: this.#s.userId, to, ts: now, payload, sig: sig ?? "" });
       }.call(this),
@@ -209,6 +225,7 @@ export class ClientCore {
   tick(now: number): void {
     this.#s.now = now;
     if (this.#s.phase === "hello" && !this.#s.helloChecking && now - this.#s.helloAt >= HELLO_SILENCE_MS) {
+      unsignedHello(this.#s);
       accepted(this.#s, now);
       becomeReady(this.#s); // a server that says nothing sends no snapshot either
     }
@@ -223,15 +240,6 @@ export class ClientCore {
     const was = this.#s.phase;
     if (was === "offline") return;
     this.#s.phase = was === "refused" ? "refused" : "offline";
-    if (code === TAKEN_OVER_CLOSE && was !== "refused") {
-      // A newer signed session of our identity took over (elsewhere): no reconnect war, say it in words.
-      this.#s.phase = "refused";
-      this.#s.emit({
-        kind: "refused",
-        code: "NAME_IN_USE",
-        detail: "signed in elsewhere: this identity connected again from another place, which took over",
-      });
-    }
     this.#s.ready = false;
     this.#s.helloChecking = false;
     this.#s.inbound.length = 0;
@@ -243,7 +251,17 @@ export class ClientCore {
     for (const f of this.#s.sendingFiles.values()) {
       if (f.state === "sending" || f.state === "ended") failFile(this.#s, f, "the connection was lost");
     }
-    if (was !== "refused") this.#s.emit({ kind: "closed", code, reason });
+    if (was === "refused") return;
+    if (code === TAKEN_OVER_CLOSE) {
+      // A newer session of this identity (signed with our key) took over: reconnecting would take it back.
+      return refuse(
+        this.#s,
+        "TAKEN_OVER",
+        "signed in elsewhere: a newer session of this identity took over this one" +
+          (reason ? ` (${reason})` : ""),
+      );
+    }
+    this.#s.emit({ kind: "closed", code, reason });
   }
 
   /** The result of the crypto operation `id`. */
@@ -280,6 +298,50 @@ export class ClientCore {
     return resolve(this.#s, target);
   }
 
+  // ---------------------------------------------------------------- trust (PROFILE §16)
+
+  /** What to show about a contact's key: trust state, fingerprints, safety code, a pending change. */
+  trustInfo(target: string): TrustInfo {
+    const who = resolve(this.#s, target);
+    const info = trustInfo(this.#s, who.userId);
+    if (!info) throw new Error(`no key of ${who.label} is known (its server does not advertise keys)`);
+    return info;
+  }
+
+  /** Our key's fingerprint. */
+  get fingerprint(): string {
+    return keyFingerprint(this.#s.publicKey);
+  }
+
+  /**
+   * Accept the changed key of a contact (after comparing the safety code): it becomes the pin and sending works
+   * again. Refused for a contact marked verified (a hard stop): remove the mark first with
+   * {@linkcode setVerified}.
+   */
+  trustKey(target: string): Contact {
+    return trustKey(this.#s, resolve(this.#s, target).userId);
+  }
+
+  /** Mark a contact verified (the safety code matched) or remove the mark. */
+  setVerified(target: string, verified: boolean): Contact {
+    return setVerified(this.#s, resolve(this.#s, target).userId, verified);
+  }
+
+  /** Our server's pinned key (null before a server proved one). */
+  get serverPin(): ServerPin | null {
+    return this.#s.serverPin;
+  }
+
+  /** The key our server presents when it is not the pinned one ("" otherwise). */
+  get serverKeyPending(): string {
+    return this.#s.serverPendingPub;
+  }
+
+  /** Accept the key our server presents now in place of the pinned one. */
+  trustServerKey(): ServerPin {
+    return trustServerKey(this.#s);
+  }
+
   /** Messages of ours still tracked (most recent last). */
   messages(): OutgoingMessage[] {
     return this.#s.outgoing.map((m) => view(m));
@@ -294,17 +356,17 @@ export class ClientCore {
   // ---------------------------------------------------------------- inputs: the user's actions
 
   /**
-   * Send an end-to-end encrypted, signed DM (PROFILE §4, §15). Returns the message (state "sending"; events
-   * follow as it changes) and the ticket settled once it is built. Throws when the user is unknown or has no key.
+   * Send an end-to-end encrypted, signed DM (PROFILE §4, §15) to the key pinned for the user. Returns the message
+   * (state "sending"; events follow as it changes) and the ticket settled once it is built. Throws when the user is
+   * unknown or has no key, and {@linkcode KeyChangedError} while their key changed and the user did not accept
+   * the new one (nothing is encrypted then).
    */
   tell(target: string, text: string, now: number): { message: OutgoingMessage; ticket: number } {
     this.#s.now = now;
     const peer = resolve(this.#s, target);
-    if (!peer.pubkey) {
-      throw new Error(`no public key known for ${peer.label} (its server does not advertise keys)`);
-    }
+    const key = sendKey(this.#s, peer.userId); // the pinned key; throws KeyChangedError while a change waits
     const m = newOutgoing(this.#s, "dm", peer.userId, peer.label, text, now, !peer.online);
-    return { message: view(m), ticket: build(this.#s, m, peer.pubkey) };
+    return { message: view(m), ticket: build(this.#s, m, key) };
   }
 
   /** Send to the public channel (encrypted to the channel key, signed). Throws before the channel key arrived. */
@@ -346,6 +408,18 @@ export class ClientCore {
   /** Why a transfer of ours stopped (refused, connection lost), or undefined while it goes on. */
   fileProblem(fileId: string): string | undefined {
     return fileProblem(this.#s, fileId);
+  }
+
+  /** Accept the offered file `fileId` from `from` (with `holdFiles`): decrypt it. False when no such offer. */
+  acceptFile(from: string, fileId: string, now: number): boolean {
+    this.#s.now = now;
+    return acceptFile(this.#s, from, fileId);
+  }
+
+  /** Decline the offered file `fileId` from `from` (with `holdFiles`): drop it; a DM's sender is told. */
+  declineFile(from: string, fileId: string, now: number): void {
+    this.#s.now = now;
+    this.#s.run(declineFile(this.#s, from, fileId), false, false);
   }
 
   /** A CTRL_CLOSE frame to say goodbye. */

@@ -5,9 +5,20 @@
  *
  * @module
  */
+import { type PreimageForm, signingPreimage } from "../protocol/canonical_json.ts";
 import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
 import { sameKeyMaterial } from "../protocol/keys.ts";
-import type { ClientEvent, Contact, CryptoOp, CryptoResult, OutgoingMessage, Output, Peer } from "./types.ts";
+import type {
+  ClientEvent,
+  Contact,
+  CryptoOp,
+  CryptoResult,
+  OutgoingMessage,
+  Output,
+  Peer,
+  SeenEntry,
+  ServerPin,
+} from "./types.ts";
 
 /** Hello accepted after this long with no ERROR (PROFILE §15). */
 export const HELLO_SILENCE_MS = 3000;
@@ -42,6 +53,15 @@ export interface CoreOptions {
   serverId?: string;
   /** Largest file we send or accept (default 16 MiB, the server's default). */
   maxFileBytes?: number;
+  /**
+   * Hold incoming files as offers: their chunks are kept encrypted until the shell calls `acceptFile` (or
+   * `declineFile`). Default false: every file is decrypted as it arrives.
+   */
+  holdFiles?: boolean;
+  /** The key pinned for this server address at first contact (the shell keeps it per address). */
+  serverPin?: ServerPin;
+  /** Delivered messages remembered from earlier sessions (oldest first), and the store's floor (see trust.ts). */
+  seen?: { entries: SeenEntry[]; floor?: number };
 }
 
 /** One of our messages, with what the core keeps to send it (again). */
@@ -69,6 +89,12 @@ export interface Incoming {
   verified: boolean;
   failed: string | undefined;
   ended: boolean;
+  /** Chunks are decrypted (false while the file is an offer the user has not accepted). */
+  accepted: boolean;
+  /** Chunks kept encrypted until the offer is accepted. */
+  held: { index: number; ciphertext: string }[];
+  /** Characters of ciphertext held (bounded by what the announced size can take). */
+  heldChars: number;
 }
 
 /** A file of ours being sent. */
@@ -127,6 +153,8 @@ export class CoreState {
   channel: { creatorPub: string } | null = null;
   /** The server signed its hello reply: its frames must be signed. */
   serverSigns = false;
+  /** PROFILE §15: the preimage forms the server's signatures verified in (some sign only the spaced form). */
+  readonly serverForms = { canonical: false, spaced: false };
   /** When our hello went out. */
   helloAt = 0;
   /** When the hello was accepted. */
@@ -135,6 +163,8 @@ export class CoreState {
   helloChecking = false;
   /** Largest file we send or accept. */
   readonly maxFileBytes: number;
+  /** Incoming files wait as offers until accepted. */
+  readonly holdFiles: boolean;
   /** Outputs not drained yet. */
   out: Output[] = [];
   /** Last ticket or crypto request id. */
@@ -155,8 +185,16 @@ export class CoreState {
   readonly incoming = new Map<string, Incoming>();
   /** Files of ours being sent, by file id. */
   readonly sendingFiles = new Map<string, SendingFile>();
-  /** Messages already shown (by sender, ts and signature). */
-  readonly seen = new Set<string>();
+  /** Messages already shown, by dedupe key (kind, sender, ciphertext), oldest first. */
+  readonly seen = new Map<string, { ts: number; verified: boolean }>();
+  /** Verified messages dated at or before this were forgotten: one arriving now is taken for a replay. */
+  seenFloor = 0;
+  /** Our server's pinned key (null before the first contact with a server that presents one). */
+  serverPin: ServerPin | null = null;
+  /** The server of this connection presents the pinned key (channel keys are accepted only then). */
+  serverTrusted = false;
+  /** A key our server presented that differs from the pin (waits for the user's decision). */
+  serverPendingPub = "";
   /** The time of the latest input. */
   now = 0;
 
@@ -167,6 +205,27 @@ export class CoreState {
     this.displayName = opts.displayName;
     this.serverId = opts.serverId ?? "";
     this.maxFileBytes = opts.maxFileBytes ?? 16 * 1024 * 1024;
+    this.holdFiles = opts.holdFiles ?? false;
+    if (opts.serverPin && typeof opts.serverPin.pubkey === "string") this.serverPin = { ...opts.serverPin };
+  }
+
+  /** A server signature verified in `form` (see {@linkcode CoreState.signSpaced}). */
+  noteServerForm(form: PreimageForm): void {
+    if (form === "spaced") this.serverForms.spaced = true;
+    else if (form !== "either") this.serverForms.canonical = true;
+  }
+
+  /**
+   * Sign our frames in the spaced form (PROFILE §15): the server's signatures verified only in that form, and
+   * such servers drop every other form. A server seen signing canonically (too) gets our canonical form.
+   */
+  get signSpaced(): boolean {
+    return this.serverForms.spaced && !this.serverForms.canonical;
+  }
+
+  /** The bytes our frame signature covers for `payload` (canonical, or spaced: {@linkcode CoreState.signSpaced}). */
+  sigPreimage(payload: unknown): Uint8Array {
+    return signingPreimage(payload, this.signSpaced);
   }
 
   /** Run a task; with `ticketed`, a `settled` output reports its end under the returned ticket. */
@@ -258,19 +317,18 @@ export class CoreState {
     return (this.directory.get(userId) ?? this.contacts.get(userId))?.name ?? userId;
   }
 
-  /** True the first time a message (by sender, ts and signature) is seen: resends after a reconnect show once. */
-  firstSight(key: string): boolean {
-    if (this.seen.has(key)) return false;
-    this.seen.add(key);
-    if (this.seen.size > 20_000) this.seen.delete(this.seen.values().next().value!);
-    return true;
-  }
-
-  /** PROFILE §4: the key a message claims must be the key presence announced for its sender. */
+  /**
+   * PROFILE §4 and §16: the key a message claims must be the key pinned for its sender (or, without a pin, the
+   * one presence announced); a message signed by another key is not theirs.
+   */
   senderKeyWarning(sender: string, senderPub: string): string | undefined {
-    const known = this.directory.get(sender) ?? this.contacts.get(sender);
-    return known?.pubkey && !sameKeyMaterial(known.pubkey, senderPub)
-      ? `sender_pub differs from the key announced for ${this.labelOf(sender)}`
-      : undefined;
+    if (sender === this.userId) {
+      return sameKeyMaterial(this.publicKey, senderPub) ? undefined : "signed with a key that is not yours";
+    }
+    const pinned = this.contacts.get(sender)?.pubkey ?? this.directory.get(sender)?.pubkey;
+    if (!pinned) return undefined;
+    return sameKeyMaterial(pinned, senderPub)
+      ? undefined
+      : `signed with a key that is not the one pinned for ${this.labelOf(sender)}`;
   }
 }

@@ -1,12 +1,15 @@
 /**
- * The client core's directory: contacts kept from earlier sessions, who is online (presence adverts), how users are labelled and found by name.
+ * The client core's directory: contacts kept from earlier sessions (with their pinned keys), who is online
+ * (presence adverts), how users are labelled and found by name.
  *
  * @module
  */
 import type { Envelope } from "../protocol/envelope.ts";
-import { decodePublicKey } from "../protocol/keys.ts";
-import { type CoreState, hex, type Task } from "./core_state.ts";
+import { decodePublicKey, sameKeyMaterial } from "../protocol/keys.ts";
+import { derivesId } from "../protocol/user_id.ts";
+import { type CoreState, hex } from "./core_state.ts";
 import { becomeReady } from "./outgoing.ts";
+import { keyFingerprint, learnKey, trustOf } from "./trust.ts";
 import type { Contact, Peer } from "./types.ts";
 
 /** `ab12:cd34:…` from a SHA-256 digest (its first 16 bytes), as the node prints its own. */
@@ -14,27 +17,44 @@ export function formatFingerprint(digest: Uint8Array): string {
   return hex(digest.subarray(0, 16)).match(/.{4}/g)!.join(":");
 }
 
-/** Contacts the shell kept from earlier sessions. */
+/** Contacts (pins) the shell kept from earlier sessions. */
 export function addContacts(s: CoreState, list: Iterable<Contact>): void {
   for (const c of list) {
-    if (!c || typeof c.userId !== "string" || typeof c.pubkey !== "string") continue;
-    if (!s.contacts.has(c.userId)) {
-      s.contacts.set(c.userId, {
-        userId: c.userId,
-        name: String(c.name ?? c.userId),
-        pubkey: c.pubkey,
-        fingerprint: String(c.fingerprint ?? ""),
-        serverId: String(c.serverId ?? ""),
-      });
+    if (!c || typeof c.userId !== "string" || typeof c.pubkey !== "string" || !decodePublicKey(c.pubkey).ok) {
+      continue;
     }
+    if (c.userId === s.userId || s.contacts.has(c.userId)) continue;
+    const contact: Contact = {
+      userId: c.userId,
+      name: String(c.name ?? c.userId),
+      pubkey: c.pubkey,
+      fingerprint: keyFingerprint(c.pubkey),
+      serverId: String(c.serverId ?? ""),
+    };
+    if (c.verified === true) contact.verified = true;
+    const p = c.pending;
+    if (
+      p && typeof p.pubkey === "string" && decodePublicKey(p.pubkey).ok &&
+      !sameKeyMaterial(p.pubkey, c.pubkey)
+    ) {
+      contact.pending = {
+        pubkey: p.pubkey,
+        fingerprint: keyFingerprint(p.pubkey),
+        serverId: String(p.serverId ?? ""),
+        name: String(p.name ?? contact.name),
+      };
+    }
+    s.contacts.set(c.userId, contact);
   }
 }
 
 /** The online users, sorted by display label then user id (PROFILE §6). */
 export function list(s: CoreState): Peer[] {
-  return [...s.directory.values()].map((p) => ({ ...p, label: s.labelOf(p.userId) })).sort((a, b) =>
-    a.name.localeCompare(b.name) || (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0)
-  );
+  return [...s.directory.values()].map((p) => ({ ...p, label: s.labelOf(p.userId), trust: peerTrust(s, p) }))
+    .sort((
+      a,
+      b,
+    ) => a.name.localeCompare(b.name) || (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
 }
 
 /**
@@ -43,11 +63,16 @@ export function list(s: CoreState): Peer[] {
  */
 export function resolve(s: CoreState, target: string): Contact & { online: boolean; label: string } {
   const t = target.trim();
-  const found = (c: Contact) => ({
-    ...c,
-    online: s.directory.has(c.userId),
-    label: s.labelOf(c.userId),
-  });
+  const found = (c: Contact) => {
+    const pin = s.contacts.get(c.userId); // the pinned key, never the one presence announced last
+    return {
+      ...c,
+      pubkey: pin?.pubkey ?? c.pubkey,
+      fingerprint: pin?.fingerprint ?? c.fingerprint,
+      online: s.directory.has(c.userId),
+      label: s.labelOf(c.userId),
+    };
+  };
   const byId = s.directory.get(t) ?? s.contacts.get(t);
   if (byId) return found(byId);
   const hash = t.lastIndexOf("#");
@@ -71,16 +96,15 @@ export function resolve(s: CoreState, target: string): Contact & { online: boole
   throw new Error(`no user "${t}" has been seen online (see /list)`);
 }
 
-/** A presence advert: update the directory and contacts. */
-export function* onAdvertise(s: CoreState, env: Envelope<"USER_ADVERTISE">, sigOk: boolean): Task {
+/** A presence advert: update the directory, and pin the key (PROFILE §16: never replaced silently). */
+export function onAdvertise(s: CoreState, env: Envelope<"USER_ADVERTISE">, sigOk: boolean): void {
   const p = env.payload;
   const pubkey = p.pubkey ?? (typeof p.meta?.pubkey === "string" ? p.meta.pubkey : "");
   const name = typeof p.meta?.display_name === "string" && p.meta.display_name
     ? p.meta.display_name.slice(0, 128)
     : p.user_id;
-  let fingerprint = "";
   const d = pubkey ? decodePublicKey(pubkey) : null;
-  if (d?.ok) fingerprint = formatFingerprint((yield { op: "sha256", data: d.key.spki }) as Uint8Array);
+  const fingerprint = d?.ok ? keyFingerprint(pubkey) : "";
   const peer: Peer = {
     userId: p.user_id,
     serverId: p.server_id,
@@ -89,27 +113,36 @@ export function* onAdvertise(s: CoreState, env: Envelope<"USER_ADVERTISE">, sigO
     pubkey: d?.ok ? pubkey : "",
     fingerprint,
     verified: sigOk,
+    trust: "none",
   };
   const had = s.directory.has(p.user_id);
   s.directory.set(p.user_id, peer);
-  peer.label = s.labelOf(p.user_id);
-  if (p.user_id !== s.userId && peer.pubkey) {
-    const old = s.contacts.get(p.user_id);
-    const contact: Contact = {
-      userId: p.user_id,
-      name,
-      pubkey: peer.pubkey,
-      fingerprint,
-      serverId: p.server_id,
-    };
-    if (
-      !old || old.name !== name || old.pubkey !== contact.pubkey || old.serverId !== contact.serverId ||
-      old.fingerprint !== fingerprint
-    ) {
-      s.contacts.set(p.user_id, contact);
-      s.emit({ kind: "contact", contact });
+  if (p.user_id === s.userId) {
+    if (peer.pubkey && !sameKeyMaterial(peer.pubkey, s.publicKey)) {
+      s.emit({
+        kind: "warning",
+        detail: `the server advertises YOUR user id with another key (${fingerprint}): someone may be ` +
+          "impersonating you",
+      });
     }
+  } else if (peer.pubkey) {
+    learnKey(s, { userId: p.user_id, pubkey: peer.pubkey, fingerprint, name, serverId: p.server_id });
   }
+  peer.trust = peerTrust(s, peer);
+  peer.label = s.labelOf(p.user_id);
   if (!had) s.emit({ kind: "joined", peer });
   if (p.user_id === s.userId && s.phase === "online") becomeReady(s);
+}
+
+/** How far the key presence announced for a peer is trusted (see `Peer.trust`). */
+export function peerTrust(s: CoreState, peer: Peer): Peer["trust"] {
+  if (!peer.pubkey) return "none";
+  if (peer.userId === s.userId) {
+    return sameKeyMaterial(peer.pubkey, s.publicKey)
+      ? (derivesId(s.publicKey, s.userId) ? "derived" : "tofu")
+      : "changed";
+  }
+  const c = s.contacts.get(peer.userId);
+  if (!c || !sameKeyMaterial(c.pubkey, peer.pubkey)) return "changed";
+  return trustOf(c);
 }

@@ -7,6 +7,7 @@ import { msgRef } from "../protocol/msg_ref.ts";
 import { canonicalPayloadBytes, fileStartPreimage } from "../protocol/preimages.ts";
 import { type CoreState, FILE_CHUNK_BYTES, hex, type SendingFile, type Task } from "./core_state.ts";
 import { resolve } from "./directory.ts";
+import { sendKey } from "./trust.ts";
 
 /**
  * Start sending a file to a user or ("public") to everyone: checks the size and the recipient, then signs and
@@ -29,13 +30,10 @@ export function startFile(
     encKey = s.channel.creatorPub;
   } else {
     const peer = resolve(s, target);
-    if (!peer.pubkey) {
-      throw new Error(`no public key known for ${peer.label} (its server does not advertise keys)`);
-    }
+    encKey = sendKey(s, peer.userId); // the pinned key; throws while a changed key waits for the user
     if (!peer.online) throw new Error(`${peer.label} is not online; files are not queued`);
     to = peer.userId;
     toLabel = peer.label;
-    encKey = peer.pubkey;
   }
   const f: SendingFile = {
     fileId,

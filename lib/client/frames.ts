@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { signaturePreimages } from "../protocol/canonical_json.ts";
+import { signatureForms } from "../protocol/canonical_json.ts";
 import { type AnyEnvelope, parseFrame } from "../protocol/envelope.ts";
 import { decodePublicKey } from "../protocol/keys.ts";
 import { type CoreState, isObject, type Task } from "./core_state.ts";
@@ -14,6 +14,9 @@ import { emitFile, onFileChunk, onFileEnd, onFileStart } from "./file_receive.ts
 import { failFile } from "./file_send.ts";
 import { onDeliver, onKeyShareRaw, onPublic } from "./inbox.ts";
 import { setState } from "./outgoing.ts";
+import { keyFingerprint } from "./trust.ts";
+import type { ServerPin } from "./types.ts";
+import { sameKeyMaterial } from "../protocol/keys.ts";
 
 /** The server refused our hello: stop and report. */
 export function refuse(s: CoreState, code: string, detail: string): void {
@@ -35,7 +38,14 @@ export function* acceptHello(s: CoreState, raw: Record<string, unknown>, text: s
     ? p.pubkey
     : "";
   if (spub && decodePublicKey(spub).ok && typeof raw.sig === "string" && raw.sig) {
-    const i = (yield { op: "verify", key: spub, preimages: signaturePreimages(p), sig: raw.sig }) as number;
+    const forms = signatureForms(p);
+    const i = (yield {
+      op: "verify",
+      key: spub,
+      preimages: forms.map((f) => f.bytes),
+      sig: raw.sig,
+    }) as number;
+    if (i >= 0) s.noteServerForm(forms[i].form);
     if (i < 0) {
       s.helloChecking = false;
       return refuse(
@@ -50,11 +60,76 @@ export function* acceptHello(s: CoreState, raw: Record<string, unknown>, text: s
   if (s.phase !== "hello") return;
   if (sid) s.serverId = sid;
   if (spub && decodePublicKey(spub).ok) s.serverPub = spub;
+  if (s.serverSigns) pinServer(s, s.serverPub);
+  else unsignedHello(s);
   accepted(s, s.now);
   // The accepting frame may carry more than acceptance (a CLIENT_WELCOME, an advert): handle it too.
   if (raw.type !== "ACK") {
     yield* handleText(s, text);
   }
+}
+
+/**
+ * PROFILE §16: pin our server's key at first contact (per address: the shell keeps the pin), and say loudly when
+ * it presents another key (or none) later; channel keys are refused until the user accepts the new key.
+ */
+export function pinServer(s: CoreState, spub: string): void {
+  const pin = s.serverPin;
+  s.serverPendingPub = "";
+  if (!pin) {
+    s.serverTrusted = !!spub;
+    if (!spub) return;
+    s.serverPin = { serverId: s.serverId, pubkey: spub, fingerprint: keyFingerprint(spub) };
+    s.emit({ kind: "serverPin", pin: s.serverPin });
+    return;
+  }
+  if (spub && sameKeyMaterial(pin.pubkey, spub)) {
+    s.serverTrusted = true;
+    if (s.serverId && pin.serverId !== s.serverId) {
+      s.serverPin = { ...pin, serverId: s.serverId };
+      s.emit({ kind: "serverPin", pin: s.serverPin });
+    }
+    return;
+  }
+  s.serverTrusted = false;
+  s.serverPendingPub = spub;
+  s.emit({
+    kind: "serverKeyChanged",
+    serverId: s.serverId,
+    oldFingerprint: pin.fingerprint,
+    newFingerprint: spub ? keyFingerprint(spub) : "",
+  });
+}
+
+/**
+ * The server's hello reply proved no key (unsigned, or no reply): nothing is pinned until a signed frame; a server
+ * pinned earlier is told about, since a server that signed before and does not now may not be that server.
+ */
+export function unsignedHello(s: CoreState): void {
+  s.serverTrusted = false;
+  s.serverPendingPub = "";
+  if (s.serverPin) {
+    s.emit({
+      kind: "warning",
+      detail:
+        `our server did not sign its answer to our hello, although it did before (pinned key ${s.serverPin.fingerprint}): ` +
+        "public channel keys are refused until it proves that key",
+    });
+  }
+}
+
+/** The user accepts the key our server presents now in place of the pinned one. */
+export function trustServerKey(s: CoreState): ServerPin {
+  if (!s.serverPendingPub) throw new Error("no changed server key waits to be accepted");
+  s.serverPin = {
+    serverId: s.serverId,
+    pubkey: s.serverPendingPub,
+    fingerprint: keyFingerprint(s.serverPendingPub),
+  };
+  s.serverPendingPub = "";
+  s.serverTrusted = true;
+  s.emit({ kind: "serverPin", pin: s.serverPin });
+  return s.serverPin;
 }
 
 /** The hello was accepted: we are online. */
@@ -65,13 +140,23 @@ export function accepted(s: CoreState, now: number): void {
 
 /** Handle one inbound frame's text. */
 export function* handleText(s: CoreState, text: string): Task {
-  const r = parseFrame(text);
+  const r = parseFrame(text, { clientForms: true });
   if (!r.ok) {
     let raw: unknown;
     try {
       raw = JSON.parse(text);
     } catch { /* reported below */ }
-    if (isObject(raw) && raw.type === "PUBLIC_CHANNEL_KEY_SHARE") return yield* onKeyShareRaw(s, raw);
+    if (isObject(raw) && raw.type === "PUBLIC_CHANNEL_KEY_SHARE") {
+      const signedByServer = raw.from === s.serverId && typeof raw.sig === "string" && !!raw.sig &&
+        !!s.serverPub && isObject(raw.payload) &&
+        ((yield {
+            op: "verify",
+            key: s.serverPub,
+            preimages: signatureForms(raw.payload).map((f) => f.bytes),
+            sig: raw.sig,
+          }) as number) >= 0;
+      return yield* onKeyShareRaw(s, raw, signedByServer);
+    }
     if (isObject(raw) && raw.type === "CLIENT_WELCOME") {
       const p = isObject(raw.payload) ? raw.payload : {};
       if (typeof p.server_id === "string" && p.server_id) s.serverId = p.server_id;
@@ -85,20 +170,32 @@ export function* handleText(s: CoreState, text: string): Task {
     return s.emit({ kind: "warning", detail: `unreadable frame from the server: ${r.error.detail}` });
   }
   const env = r.envelope;
+  // PROFILE §15: an advert `{user, …}` whose `user` is its `from` describes the server itself, not a user.
+  if (r.signed !== undefined && env.type === "USER_ADVERTISE" && env.payload.user_id === env.from) return;
   let sigOk = false;
   if (env.from === s.serverId) {
     if (env.sig && s.serverPub) {
-      sigOk = ((yield {
+      const forms = signatureForms(r.signed ?? env.payload); // as sent, not as read (PROFILE §15)
+      const i = (yield {
         op: "verify",
         key: s.serverPub,
-        preimages: signaturePreimages(env.payload),
+        preimages: forms.map((f) => f.bytes),
         sig: env.sig,
-      }) as number) >= 0;
+      }) as number;
+      sigOk = i >= 0;
+      if (sigOk) {
+        s.noteServerForm(forms[i].form);
+      }
       if (!sigOk) {
         return s.emit({
           kind: "warning",
           detail: `dropped a ${env.type} whose server signature does not verify`,
         });
+      }
+      // A server whose hello reply was not signed proves its key with its first signed frame: pin it then.
+      if (!s.serverSigns) {
+        s.serverSigns = true;
+        pinServer(s, s.serverPub);
       }
     } else if (s.serverSigns) {
       return s.emit({ kind: "warning", detail: `dropped an unsigned ${env.type} from our server` });
@@ -111,7 +208,7 @@ export function* handleText(s: CoreState, text: string): Task {
 export function* dispatch(s: CoreState, env: AnyEnvelope, sigOk: boolean): Task {
   switch (env.type) {
     case "USER_ADVERTISE":
-      return yield* onAdvertise(s, env, sigOk);
+      return onAdvertise(s, env, sigOk);
     case "USER_REMOVE": {
       const peer = s.directory.get(env.payload.user_id);
       if (peer && peer.serverId === env.payload.server_id) {
@@ -123,7 +220,7 @@ export function* dispatch(s: CoreState, env: AnyEnvelope, sigOk: boolean): Task 
     case "USER_DELIVER":
       return yield* onDeliver(s, env);
     case "PUBLIC_CHANNEL_KEY_SHARE":
-      return yield* onKeyShareRaw(s, env as unknown as Record<string, unknown>);
+      return yield* onKeyShareRaw(s, env as unknown as Record<string, unknown>, sigOk);
     case "MSG_PUBLIC_CHANNEL":
       return yield* onPublic(s, env);
     case "FILE_START":

@@ -8,7 +8,10 @@ import type { Envelope } from "../protocol/envelope.ts";
 import { dmPreimageVariants, keySharePreimage, publicPreimageVariants } from "../protocol/preimages.ts";
 import { type CoreState, isObject, REFUSAL_RE, strictUtf8, type Task } from "./core_state.ts";
 import { failFile } from "./file_send.ts";
+import { judgeSeen, keyFingerprint, learnKey, rememberSeen, seenKey } from "./trust.ts";
 import type { CryptoOp, TextMessageEvent } from "./types.ts";
+import { sameKeyMaterial } from "../protocol/keys.ts";
+import { derivesId } from "../protocol/user_id.ts";
 
 /**
  * The text of a received message: the decrypted bytes as strict UTF-8, or, when nothing was decrypted, a
@@ -46,10 +49,20 @@ export function plainTextOf(ciphertext: string): string | null {
   return printable(ciphertext) ? ciphertext : null;
 }
 
-/** A delivered DM (or file frame inside one): verify, decrypt, report. */
+/**
+ * The ts a DM's content_sig covers: `payload.original_ts` when the server stamped the envelope with the delivery
+ * time (PROFILE §15; null means the server lost it, and the envelope ts is all there is), else the envelope ts.
+ */
+function originalTs(env: Envelope<"USER_DELIVER">): number {
+  const o = env.payload.original_ts;
+  return typeof o === "number" ? o : env.ts;
+}
+
+/** A delivered DM (or file frame inside one): verify, decrypt, report once (PROFILE §16 dedupe). */
 export function* onDeliver(s: CoreState, env: Envelope<"USER_DELIVER">): Task {
   const p = env.payload;
-  if (!s.firstSight(`dm|${p.sender}|${env.ts}|${p.content_sig}`)) return;
+  const key = seenKey("dm", p.sender, p.ciphertext);
+  if (s.seen.get(key)?.verified) return; // a copy of what was shown: nothing to decrypt
   const [plain, idx] = (yield {
     op: "all",
     ops: [
@@ -61,7 +74,7 @@ export function* onDeliver(s: CoreState, env: Envelope<"USER_DELIVER">): Task {
           ciphertext: p.ciphertext,
           from: p.sender,
           to: s.userId,
-          ts: env.ts,
+          ts: originalTs(env),
         }),
         sig: p.content_sig,
       },
@@ -75,8 +88,9 @@ export function* onDeliver(s: CoreState, env: Envelope<"USER_DELIVER">): Task {
     });
   }
   const { text } = body;
-  const warning = s.senderKeyWarning(p.sender, p.sender_pub);
-  const verified = idx >= 0 && !warning;
+  const { verified, warning } = senderTrust(s, p.sender, p.sender_pub, idx >= 0);
+  const ts = originalTs(env);
+  if (!admit(s, key, ts, verified, `a message from ${s.labelOf(p.sender)}`)) return;
   const refusal = REFUSAL_RE.exec(text);
   if (refusal && verified) {
     const f = s.sendingFiles.get(refusal[2]);
@@ -85,7 +99,62 @@ export function* onDeliver(s: CoreState, env: Envelope<"USER_DELIVER">): Task {
       return;
     }
   }
-  s.emit({ kind: "dm", ...textEvent(s, p.sender, body, env.ts, verified, warning) });
+  s.emit({ kind: "dm", ...textEvent(s, p.sender, body, ts, verified, warning) });
+}
+
+/**
+ * Is a message with a good or bad signature by `senderPub` the sender's? Only when the key is the one pinned for
+ * them; without a pin, a key that derives the sender's id is pinned now (verified by construction), any other is
+ * taken with a warning (not pinned: presence pins keys).
+ */
+function senderTrust(
+  s: CoreState,
+  sender: string,
+  senderPub: string,
+  sigOk: boolean,
+): { verified: boolean; warning?: string } {
+  if (!sigOk) return { verified: false, warning: s.senderKeyWarning(sender, senderPub) };
+  const pinned = s.contacts.get(sender);
+  if (!pinned && sender !== s.userId && derivesId(senderPub, sender)) {
+    const fingerprint = keyFingerprint(senderPub);
+    learnKey(s, { userId: sender, pubkey: senderPub, fingerprint, name: s.nameOf(sender), serverId: "" });
+    return { verified: true };
+  }
+  if (
+    pinned && !pinned.pending && !sameKeyMaterial(pinned.pubkey, senderPub) && derivesId(senderPub, sender)
+  ) {
+    // A deriving key beats a pin that does not derive (announced as a resolved conflict).
+    learnKey(s, {
+      userId: sender,
+      pubkey: senderPub,
+      fingerprint: keyFingerprint(senderPub),
+      name: pinned.name,
+      serverId: pinned.serverId,
+    });
+  }
+  const warning = s.senderKeyWarning(sender, senderPub);
+  if (warning) return { verified: false, warning };
+  if (!pinned && sender !== s.userId && !s.directory.get(sender)?.pubkey) {
+    return { verified: true, warning: "first message from a key not seen in presence yet (not pinned)" };
+  }
+  return { verified: true };
+}
+
+/** Apply the dedupe to a message about to be shown; false when it must not be shown. */
+function admit(s: CoreState, key: string, ts: number, verified: boolean, what: string): boolean {
+  const verdict = judgeSeen(s, key, ts, verified);
+  if (verdict === "again") return false;
+  if (verdict === "old") {
+    s.emit({
+      kind: "warning",
+      detail: `dropped ${what} dated ${
+        new Date(ts).toISOString()
+      }: older than every message this client still remembers, so it may be a replay`,
+    });
+    return false;
+  }
+  rememberSeen(s, key, ts, verified);
+  return true;
 }
 
 /** The fields of a received text message event. */
@@ -110,8 +179,12 @@ export function textEvent(
   return e;
 }
 
-/** A public-channel key share: unwrap the channel key. */
-export function* onKeyShareRaw(s: CoreState, raw: Record<string, unknown>): Task {
+/**
+ * A public-channel key share: accepted only from our own server's frame signed with its pinned key (PROFILE §16);
+ * then the creator's signature is checked, the key unwrapped, and its creator key pinned (a change is announced).
+ * `serverSigned`: the frame came from our server and its signature verified with the key of this connection.
+ */
+export function* onKeyShareRaw(s: CoreState, raw: Record<string, unknown>, serverSigned: boolean): Task {
   const p = isObject(raw.payload) ? raw.payload : {};
   const creatorPub = typeof p.creator_pub === "string" ? p.creator_pub : "";
   const shares = Array.isArray(p.shares) ? p.shares : [];
@@ -119,6 +192,16 @@ export function* onKeyShareRaw(s: CoreState, raw: Record<string, unknown>): Task
     | Record<string, unknown>
     | undefined;
   if (!mine || !creatorPub) return;
+  if (!serverSigned || raw.from !== s.serverId || !s.serverTrusted) {
+    return s.emit({
+      kind: "warning",
+      detail: !serverSigned || raw.from !== s.serverId
+        ? `refused a public channel key share that is not signed by our server (from ${
+          typeof raw.from === "string" ? raw.from.slice(0, 64) : "?"
+        })`
+        : "refused a public channel key share: our server's key is not the pinned one (see the warning above)",
+    });
+  }
   const wrapped = [mine.wrapped_public_channel_key, mine.wrapped_key, mine.wrapped].find((w) =>
     typeof w === "string" && w
   ) as string | undefined;
@@ -145,14 +228,28 @@ export function* onKeyShareRaw(s: CoreState, raw: Record<string, unknown>): Task
   }
   const fresh = s.channel?.creatorPub !== creatorPub;
   s.channel = { creatorPub };
+  const pin = s.serverPin;
+  if (pin && (!pin.channelCreatorPub || !sameKeyMaterial(pin.channelCreatorPub, creatorPub))) {
+    const before = pin.channelCreatorPub;
+    s.serverPin = { ...pin, channelCreatorPub: creatorPub };
+    s.emit({ kind: "serverPin", pin: s.serverPin });
+    if (before) {
+      s.emit({
+        kind: "channelKeyChanged",
+        oldFingerprint: keyFingerprint(before),
+        newFingerprint: keyFingerprint(creatorPub),
+      });
+    }
+  }
   if (fresh) s.emit({ kind: "channel", version: 0 });
 }
 
-/** A public-channel message: verify, decrypt, report. */
+/** A public-channel message: verify, decrypt, report once. */
 export function* onPublic(s: CoreState, env: Envelope<"MSG_PUBLIC_CHANNEL">): Task {
   if (env.from === s.userId) return;
   const p = env.payload;
-  if (!s.firstSight(`all|${env.from}|${env.ts}|${p.content_sig}`)) return;
+  const key = seenKey("all", env.from, p.ciphertext);
+  if (s.seen.get(key)?.verified) return;
   const forms = publicPreimageVariants({ ciphertext: p.ciphertext, from: env.from, ts: env.ts });
   const verify: CryptoOp = { op: "verify", key: p.sender_pub, preimages: forms, sig: p.content_sig };
   let plain: Uint8Array | null = null;
@@ -172,6 +269,7 @@ export function* onPublic(s: CoreState, env: Envelope<"MSG_PUBLIC_CHANNEL">): Ta
         : `a public message from ${s.labelOf(env.from)} arrived before the channel key`,
     });
   }
-  const warning = s.senderKeyWarning(env.from, p.sender_pub);
-  s.emit({ kind: "public", ...textEvent(s, env.from, body, env.ts, idx >= 0 && !warning, warning) });
+  const { verified, warning } = senderTrust(s, env.from, p.sender_pub, idx >= 0);
+  if (!admit(s, key, env.ts, verified, `a public message from ${s.labelOf(env.from)}`)) return;
+  s.emit({ kind: "public", ...textEvent(s, env.from, body, env.ts, verified, warning) });
 }

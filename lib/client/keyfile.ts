@@ -1,7 +1,8 @@
 /**
  * A user's identity file on disk (Deno only): user id (UUID), public key, and the private key sealed under a
- * passphrase (PBKDF2-SHA-256 + AES-256-GCM). The JSON format itself lives in lib/crypto/keyfile.ts, which the
- * browser shares.
+ * passphrase (PBKDF2-SHA-256 + AES-256-GCM, the metadata bound as additional data). The JSON format itself lives
+ * in lib/crypto/keyfile.ts, which the browser shares. A new identity's user id is derived from its key (PROFILE
+ * §16: self-certifying); an older file (format 1) is opened and rewritten in format 2.
  *
  * @example
  * ```ts
@@ -11,8 +12,15 @@
  * @module
  */
 import { dirname } from "node:path";
-import { openUserKeyFile, parseUserKeyFile, sealUserKeyFile } from "../crypto/keyfile.ts";
+import {
+  MIN_PASSPHRASE_CHARS,
+  openUserKeyFile,
+  parseUserKeyFile,
+  sealUserKeyFile,
+  type UserKeyFile,
+} from "../crypto/keyfile.ts";
 import { generateKeyPair, type PrivateKey } from "../crypto/rsa.ts";
+import { deriveUserId } from "../protocol/user_id.ts";
 
 /** A loaded user identity. */
 export interface UserIdentity {
@@ -24,6 +32,17 @@ export interface UserIdentity {
   key: PrivateKey;
   /** True when the file was created by this call. */
   created: boolean;
+  /** True when an older file (metadata not authenticated) was rewritten in the current format. */
+  upgraded?: boolean;
+}
+
+/** Write key-file JSON to `path` through a temporary file and a rename (a crash leaves the old file). */
+async function writeKeyFile(path: string, file: UserKeyFile, createNew: boolean): Promise<void> {
+  const text = JSON.stringify(file, null, 2) + "\n";
+  if (createNew) return await Deno.writeTextFile(path, text, { mode: 0o600, createNew: true });
+  const tmp = `${path}.${crypto.randomUUID()}.tmp`;
+  await Deno.writeTextFile(tmp, text, { mode: 0o600, createNew: true });
+  await Deno.rename(tmp, path);
 }
 
 /** The key file's text, or undefined when there is none. */
@@ -46,21 +65,36 @@ export async function openUser(
   const parsed = parseUserKeyFile(text);
   if (!parsed.ok) throw new Error(`${path} is ${parsed.error}`);
   const o = await openUserKeyFile(parsed.file, passphrase);
-  return { userId: o.userId, displayName: opts.displayName ?? o.displayName, key: o.key, created: false };
+  const id: UserIdentity = {
+    userId: o.userId,
+    displayName: opts.displayName ?? o.displayName,
+    key: o.key,
+    created: false,
+  };
+  if (o.upgraded) {
+    await writeKeyFile(path, o.upgraded, false);
+    id.upgraded = true;
+  }
+  return id;
 }
 
-/** Create a new identity (RSA key + user id) and write it to `path` (which must not exist). */
+/**
+ * Create a new identity (RSA key, and the user id derived from it) and write it to `path` (which must not exist).
+ * The passphrase must have at least 8 characters.
+ */
 export async function createUser(
   path: string,
   passphrase: string,
   opts: { displayName?: string; keyBits?: number } = {},
 ): Promise<UserIdentity> {
-  if (passphrase.length === 0) throw new Error("a passphrase is required to protect a new key");
+  if ([...passphrase].length < MIN_PASSPHRASE_CHARS) {
+    throw new Error(`a new key needs a passphrase of at least ${MIN_PASSPHRASE_CHARS} characters`);
+  }
   const key = await generateKeyPair(opts.keyBits ?? 4096);
-  const userId = crypto.randomUUID();
+  const userId = deriveUserId(key.publicKey)!; // self-certifying (PROFILE §16)
   const file = await sealUserKeyFile({ userId, displayName: opts.displayName, key }, passphrase);
   await Deno.mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  await Deno.writeTextFile(path, JSON.stringify(file, null, 2) + "\n", { mode: 0o600, createNew: true });
+  await writeKeyFile(path, file, true);
   return { userId, displayName: opts.displayName, key, created: true };
 }
 

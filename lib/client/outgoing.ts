@@ -16,6 +16,7 @@ import {
   type Task,
   utf8,
 } from "./core_state.ts";
+import { sendKey } from "./trust.ts";
 import type { OutgoingMessage, SendState } from "./types.ts";
 
 /** Record a new outgoing message. */
@@ -94,10 +95,10 @@ export function* buildTask(s: CoreState, m: Outgoing, encKey: string): Task {
       : publicPreimage({ ciphertext, from: s.userId, ts }),
   }) as string | null;
   const payload = { ciphertext, sender_pub: s.publicKey, content_sig: content_sig ?? "" };
-  const bytes = canonicalPayloadBytes(payload);
+  const bytes = canonicalPayloadBytes(payload); // msg_ref is over the canonical form, whatever we sign
   const [sig, digest] = (yield {
     op: "all",
-    ops: [{ op: "sign", data: bytes }, { op: "sha256", data: bytes }],
+    ops: [{ op: "sign", data: s.signSpaced ? s.sigPreimage(payload) : bytes }, { op: "sha256", data: bytes }],
   }) as [string | null, Uint8Array];
   if (!content_sig || !sig) {
     m.error = "could not sign the message";
@@ -135,12 +136,15 @@ export function flushOutgoing(s: CoreState, now: number): void {
         m.frame = undefined;
         if (m.ref) s.byRef.delete(m.ref);
         m.ts = now;
-        const key = m.kind === "dm"
-          ? (s.directory.get(m.to) ?? s.contacts.get(m.to))?.pubkey
-          : s.channel?.creatorPub;
+        let key: string | undefined;
+        try {
+          key = m.kind === "dm" ? sendKey(s, m.to) : s.channel?.creatorPub;
+        } catch (e) {
+          m.error = (e as Error).message;
+        }
         if (key) s.run(buildTask(s, m, key), false, false);
         else {
-          m.error = "no key to encrypt it to any more";
+          m.error ??= "no key to encrypt it to any more";
           setState(s, m, "failed");
         }
         continue;
@@ -148,7 +152,7 @@ export function flushOutgoing(s: CoreState, now: number): void {
       wire(s, m, now);
     } else if (m.state === "sent" && now - m.ts <= RESEND_WINDOW_MS) {
       // It left on a connection that dropped: if the server took it, its seen cache drops this copy, and
-      // receivers show a message once (firstSight).
+      // receivers show a message once (their dedupe keys on sender and ciphertext).
       wire(s, m, now);
     }
   }

@@ -55,6 +55,57 @@ export interface Peer {
   fingerprint: string;
   /** True when the advert's server signature verified. */
   verified: boolean;
+  /**
+   * How far the advertised key is trusted (PROFILE §16): "derived" (the id is derived from it), "verified" (the
+   * user compared the safety code), "tofu" (pinned at first sight), "changed" (not the pinned key: sending to
+   * this user is blocked until the user decides). "none" without a key. Our own entry: "derived" or "tofu".
+   */
+  trust: KeyTrust | "none";
+}
+
+/** How a contact's pinned key is trusted (see {@linkcode Peer.trust}). */
+export type KeyTrust = "derived" | "verified" | "tofu" | "changed";
+
+/** What a user interface shows about a contact's key ({@linkcode ClientCore.trustInfo}). */
+export interface TrustInfo {
+  /** The contact's user id. */
+  userId: string;
+  /** How the contact is shown. */
+  label: string;
+  /** How far the pinned key is trusted. */
+  trust: KeyTrust;
+  /** Fingerprint of the pinned key. */
+  fingerprint: string;
+  /** The user id is derived from the pinned key (verified by construction). */
+  derived: boolean;
+  /** The user marked the contact verified. */
+  verified: boolean;
+  /** The conversation's safety code with the pinned key (12 groups of 5 digits, the same on both sides). */
+  safetyCode: string;
+  /** A different key presented and not accepted yet. */
+  pending?: { fingerprint: string; safetyCode: string; derived: boolean };
+}
+
+/** A delivered message remembered so a copy (or a replay, even after a restart) is not shown again. */
+export interface SeenEntry {
+  /** Hex digest of the message's kind, sender and ciphertext. */
+  key: string;
+  /** The message's date (ms; never later than when it arrived). */
+  ts: number;
+  /** Its signature verified with the sender's pinned key. */
+  verified: boolean;
+}
+
+/** Our server's key as pinned at first contact (the shell keeps one per server address). */
+export interface ServerPin {
+  /** The server's id when pinned (ids may change; the address and the key identify it). */
+  serverId: string;
+  /** The server's public key. */
+  pubkey: string;
+  /** Its fingerprint. */
+  fingerprint: string;
+  /** The public channel's creator key (the channel key's public half) as first received from this server. */
+  channelCreatorPub?: string;
 }
 
 /** A person we know, kept across sessions by the shell (file or IndexedDB). */
@@ -69,6 +120,10 @@ export interface Contact {
   fingerprint: string;
   /** The last home server they were seen on. */
   serverId: string;
+  /** The user compared the safety code and marked them verified (a key change is then a hard stop). */
+  verified?: boolean;
+  /** A different key presented for this id and not accepted: sending is blocked until the user decides. */
+  pending?: { pubkey: string; fingerprint: string; serverId: string; name: string };
 }
 
 /** The states of a message we send. */
@@ -143,6 +198,12 @@ export type ClientEvent =
     name: string;
     size: number;
     mode: "dm" | "public";
+    /** The sender's timestamp of FILE_START (ms). */
+    ts?: number;
+    /** The sender's FILE_START content_sig verified with the key presence announced for them. */
+    verified?: boolean;
+    /** The file waits as an offer: nothing is decrypted until the shell accepts it (`holdFiles`). */
+    offer?: boolean;
   }
   | { kind: "fileProgress"; fileId: string; name: string; received: number; size: number }
   | {
@@ -166,8 +227,51 @@ export type ClientEvent =
   | { kind: "fileRefused"; fileId: string; name: string; to: string; reason: string }
   /** A message of ours changed state. */
   | { kind: "message"; message: OutgoingMessage }
-  /** A contact was learnt or changed: the shell persists it. */
+  /** A contact was learnt or changed (key pinned, mark set, change pending): the shell persists it. */
   | { kind: "contact"; contact: Contact }
+  /**
+   * A key other than the pinned one was presented for a contact: sending to them is blocked until the user
+   * accepts it ({@linkcode ClientCore.trustKey}); `verified`: they were marked verified (a hard stop).
+   */
+  | {
+    kind: "keyChanged";
+    userId: string;
+    label: string;
+    oldFingerprint: string;
+    newFingerprint: string;
+    verified: boolean;
+  }
+  /** A key that derives the contact's id replaced a pin that did not (a resolved conflict, PROFILE §16). */
+  | {
+    kind: "keyReplaced";
+    userId: string;
+    label: string;
+    oldFingerprint: string;
+    newFingerprint: string;
+    detail: string;
+  }
+  /** A key that does not derive a contact's self-certifying id was presented for it: ignored. */
+  | {
+    kind: "keyRejected";
+    userId: string;
+    label: string;
+    fingerprint: string;
+    rejectedFingerprint: string;
+    detail: string;
+  }
+  /** The user accepted a contact's changed key. */
+  | { kind: "keyTrusted"; userId: string; label: string; fingerprint: string }
+  /** Our server's key pinned or changed by the user's decision: the shell persists it (per server address). */
+  | { kind: "serverPin"; pin: ServerPin }
+  /**
+   * Our server presents another key than the one pinned at first contact (or none any more): channel keys are
+   * refused until the user accepts it ({@linkcode ClientCore.trustServerKey}).
+   */
+  | { kind: "serverKeyChanged"; serverId: string; oldFingerprint: string; newFingerprint: string }
+  /** Our server handed us a public channel key with another creator key than the pinned one. */
+  | { kind: "channelKeyChanged"; oldFingerprint: string; newFingerprint: string }
+  /** A delivered message was shown: the shell stores the entry (bounded) so a replay stays a copy. */
+  | { kind: "seen"; entry: SeenEntry }
   /** The server accepted our hello (and the directory snapshot arrived, or did not within 1.5 s). */
   | { kind: "ready"; serverId: string }
   /** The server refused our hello: a permanent failure, not retried. */

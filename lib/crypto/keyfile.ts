@@ -1,6 +1,9 @@
 /**
  * Private keys at rest: PKCS#8 encrypted with AES-256-GCM under a key derived from a passphrase with
  * PBKDF2-SHA-256 (600,000 iterations, per-file random salt). Used for user key files and the node identity.
+ * A sealed key may bind additional data (AES-GCM AAD): a user key file binds its metadata (user id, public key,
+ * display name), so none of them can be edited without the passphrase. Opening refuses iteration counts below
+ * 600,000 (a weakened file) or above 10,000,000 (a file that would hang the program).
  *
  * @example
  * ```ts
@@ -13,6 +16,8 @@
  * @module
  */
 import { decodeBase64Url, encodeBase64Url } from "../protocol/base64url.ts";
+import { canonicalJson } from "../protocol/canonical_json.ts";
+import { sameKeyMaterial } from "../protocol/keys.ts";
 import { PrivateKey } from "./rsa.ts";
 
 /** The stored, encrypted form of a private key. */
@@ -29,6 +34,20 @@ export interface SealedKey {
   iv: string;
   /** The sealed PKCS#8 private key with its tag (base64url). */
   data: string;
+  /**
+   * What the AES-GCM additional data binds, when something does: `"socp-user-key/2"` (the key file's metadata,
+   * see {@linkcode keyFileAad}). Absent: no additional data (older files, the node's own keys).
+   */
+  aad?: string;
+}
+
+/** Thrown when a sealed key cannot be opened for a reason other than the passphrase (format, iterations). */
+export class KeyFileError extends Error {
+  /** `message` says what is wrong with the file. */
+  constructor(message: string) {
+    super(message);
+    this.name = "KeyFileError";
+  }
 }
 
 /** Thrown when the passphrase does not open the key. */
@@ -40,6 +59,12 @@ export class WrongPassphrase extends Error {
 }
 
 const ITERATIONS = 600_000;
+/** Fewest PBKDF2 iterations a sealed key may have (what we seal with; OWASP's figure for PBKDF2-SHA-256). */
+export const MIN_ITERATIONS = 600_000;
+/** Most PBKDF2 iterations a sealed key may ask for (more would stall the program for minutes). */
+export const MAX_ITERATIONS = 10_000_000;
+/** Shortest passphrase for a new key (terminal and web alike). */
+export const MIN_PASSPHRASE_CHARS = 8;
 
 async function deriveKey(passphrase: string, salt: Uint8Array<ArrayBuffer>, iterations: number) {
   const base = await crypto.subtle.importKey("raw", new TextEncoder().encode(passphrase), "PBKDF2", false, [
@@ -54,15 +79,22 @@ async function deriveKey(passphrase: string, salt: Uint8Array<ArrayBuffer>, iter
   );
 }
 
-/** Encrypt PKCS#8 bytes under a passphrase. */
-export async function sealPrivateKey(pkcs8: Uint8Array, passphrase: string): Promise<SealedKey> {
+/**
+ * Encrypt PKCS#8 bytes under a passphrase; with `aad`, AES-GCM also authenticates those bytes (named by
+ * `aadLabel` in the result, so the opener knows to supply them).
+ */
+export async function sealPrivateKey(
+  pkcs8: Uint8Array,
+  passphrase: string,
+  aad?: { label: string; bytes: Uint8Array },
+): Promise<SealedKey> {
   const salt = crypto.getRandomValues(new Uint8Array(16));
   const iv = crypto.getRandomValues(new Uint8Array(12));
   const key = await deriveKey(passphrase, salt, ITERATIONS);
-  const data = new Uint8Array(
-    await crypto.subtle.encrypt({ name: "AES-GCM", iv }, key, new Uint8Array(pkcs8)),
-  );
-  return {
+  const params: AesGcmParams = { name: "AES-GCM", iv };
+  if (aad) params.additionalData = new Uint8Array(aad.bytes);
+  const data = new Uint8Array(await crypto.subtle.encrypt(params, key, new Uint8Array(pkcs8)));
+  const out: SealedKey = {
     kdf: "PBKDF2-SHA256",
     iterations: ITERATIONS,
     salt: encodeBase64Url(salt),
@@ -70,30 +102,61 @@ export async function sealPrivateKey(pkcs8: Uint8Array, passphrase: string): Pro
     iv: encodeBase64Url(iv),
     data: encodeBase64Url(data),
   };
+  if (aad) out.aad = aad.label;
+  return out;
 }
 
-/** Decrypt a sealed key; throws {@linkcode WrongPassphrase} when the passphrase is wrong. */
-export async function openPrivateKey(sealed: SealedKey, passphrase: string): Promise<Uint8Array> {
+/**
+ * Decrypt a sealed key; throws {@linkcode WrongPassphrase} when the passphrase is wrong (or the sealed bytes or
+ * the additional data were changed), {@linkcode KeyFileError} when the format or the iteration count is not
+ * acceptable. `aad`: the additional data a sealed key that names one (`sealed.aad`) was sealed with.
+ */
+export async function openPrivateKey(
+  sealed: SealedKey,
+  passphrase: string,
+  aad?: Uint8Array,
+): Promise<Uint8Array> {
   const salt = decodeBase64Url(sealed.salt);
   const iv = decodeBase64Url(sealed.iv);
   const data = decodeBase64Url(sealed.data);
   if (!salt || !iv || !data || sealed.kdf !== "PBKDF2-SHA256" || sealed.cipher !== "AES-256-GCM") {
-    throw new Error("the key file is not in a format this version understands");
+    throw new KeyFileError("the key file is not in a format this version understands");
   }
-  const key = await deriveKey(passphrase, new Uint8Array(salt), sealed.iterations);
-  try {
-    return new Uint8Array(
-      await crypto.subtle.decrypt({ name: "AES-GCM", iv: new Uint8Array(iv) }, key, new Uint8Array(data)),
+  const n = sealed.iterations;
+  if (!Number.isSafeInteger(n) || n < MIN_ITERATIONS) {
+    throw new KeyFileError(
+      `the key file asks for ${n} PBKDF2 iterations; at least ${MIN_ITERATIONS.toLocaleString("en")} are ` +
+        "required (a file with fewer was weakened or made by other software)",
     );
+  }
+  if (n > MAX_ITERATIONS) {
+    throw new KeyFileError(
+      `the key file asks for ${n} PBKDF2 iterations; more than ${
+        MAX_ITERATIONS.toLocaleString("en")
+      } is refused (it would stall the program)`,
+    );
+  }
+  if (sealed.aad !== undefined && !aad) {
+    throw new KeyFileError(`the key file binds "${sealed.aad}" data that was not supplied`);
+  }
+  const key = await deriveKey(passphrase, new Uint8Array(salt), n);
+  const params: AesGcmParams = { name: "AES-GCM", iv: new Uint8Array(iv) };
+  if (sealed.aad !== undefined && aad) params.additionalData = new Uint8Array(aad);
+  try {
+    return new Uint8Array(await crypto.subtle.decrypt(params, key, new Uint8Array(data)));
   } catch {
     throw new WrongPassphrase();
   }
 }
 
-/** The JSON of a user's key file (`~/.socp/keys/<name>.json`), shared by the terminal and the web app. */
+/**
+ * The JSON of a user's key file (`~/.socp/keys/<name>.json`), shared by the terminal and the web app. Version 2
+ * binds `format`, `user_id`, `pubkey` and `display_name` as AES-GCM additional data; version 1 (older files) bound
+ * nothing and is still opened, then upgraded ({@linkcode OpenedUserKey.upgraded}).
+ */
 export interface UserKeyFile {
   /** Format marker and version. */
-  format: "socp-user-key/1";
+  format: "socp-user-key/1" | "socp-user-key/2";
   /** The user id (a UUID). */
   user_id: string;
   /** Display name, when one was given. */
@@ -112,6 +175,39 @@ export interface OpenedUserKey {
   displayName?: string;
   /** The user's RSA private key. */
   key: PrivateKey;
+  /**
+   * Set when the file was a version 1 file (its metadata not authenticated): the same identity sealed again as
+   * version 2 under the same passphrase. The caller should store it in place of the old file.
+   */
+  upgraded?: UserKeyFile;
+}
+
+/** The current key-file format. */
+export const KEY_FILE_FORMAT = "socp-user-key/2";
+
+/** The additional data a version 2 key file binds: canonical JSON of its format, ids, key and name. */
+export function keyFileAad(
+  f: { format: string; user_id: string; pubkey: string; display_name?: string },
+): Uint8Array {
+  const meta: Record<string, string> = { format: f.format, user_id: f.user_id, pubkey: f.pubkey };
+  if (f.display_name !== undefined) meta.display_name = f.display_name;
+  return new TextEncoder().encode(canonicalJson(meta));
+}
+
+/** Seal PKCS#8 bytes and metadata into a version 2 key file. */
+async function sealFile(
+  meta: { userId: string; displayName?: string; publicKey: string },
+  pkcs8: Uint8Array,
+  passphrase: string,
+): Promise<UserKeyFile> {
+  const head: Omit<UserKeyFile, "sealed"> = {
+    format: KEY_FILE_FORMAT,
+    user_id: meta.userId,
+    pubkey: meta.publicKey,
+  };
+  if (meta.displayName !== undefined) head.display_name = meta.displayName;
+  const sealed = await sealPrivateKey(pkcs8, passphrase, { label: KEY_FILE_FORMAT, bytes: keyFileAad(head) });
+  return { ...head, sealed };
 }
 
 /** Seal an identity into key-file JSON (the object; `JSON.stringify` it to store it). */
@@ -120,14 +216,11 @@ export async function sealUserKeyFile(
   passphrase: string,
 ): Promise<UserKeyFile> {
   if (passphrase.length === 0) throw new Error("a passphrase is required to protect a key");
-  const file: UserKeyFile = {
-    format: "socp-user-key/1",
-    user_id: id.userId,
-    pubkey: id.key.publicKey,
-    sealed: await sealPrivateKey(await id.key.exportPkcs8(), passphrase),
-  };
-  if (id.displayName !== undefined) file.display_name = id.displayName;
-  return file;
+  return await sealFile(
+    { userId: id.userId, displayName: id.displayName, publicKey: id.key.publicKey },
+    await id.key.exportPkcs8(),
+    passphrase,
+  );
 }
 
 /** Parse key-file text; an error value (never a throw) when it is not one. */
@@ -143,12 +236,15 @@ export function parseUserKeyFile(
   const f = v as Partial<UserKeyFile> | null;
   const sealed = f?.sealed as Partial<SealedKey> | undefined;
   if (
-    !f || typeof f !== "object" || f.format !== "socp-user-key/1" || typeof f.user_id !== "string" ||
+    !f || typeof f !== "object" || (f.format !== "socp-user-key/1" && f.format !== KEY_FILE_FORMAT) ||
+    typeof f.user_id !== "string" ||
     typeof f.pubkey !== "string" || !sealed || typeof sealed !== "object" ||
     typeof sealed.salt !== "string" ||
     typeof sealed.iv !== "string" || typeof sealed.data !== "string" ||
     typeof sealed.iterations !== "number" ||
-    (f.display_name !== undefined && typeof f.display_name !== "string")
+    (f.display_name !== undefined && typeof f.display_name !== "string") ||
+    (sealed.aad !== undefined && typeof sealed.aad !== "string") ||
+    (f.format === KEY_FILE_FORMAT && sealed.aad !== KEY_FILE_FORMAT)
   ) {
     return { ok: false, error: "not a socp key file" };
   }
@@ -156,16 +252,31 @@ export function parseUserKeyFile(
 }
 
 /**
- * Open a key file with its passphrase; throws {@linkcode WrongPassphrase} when the passphrase is wrong. With
- * `{ extractable: false }` the private key cannot be exported again (what a browser keeps).
+ * Open a key file with its passphrase; throws {@linkcode WrongPassphrase} when the passphrase is wrong or the
+ * metadata was edited (version 2), {@linkcode KeyFileError} when the file is unacceptable (iterations, a public key
+ * that is not the private key's). With `{ extractable: false }` the private key cannot be exported again (what a
+ * browser keeps). A version 1 file comes back with `upgraded`: the same identity as a version 2 file.
  */
 export async function openUserKeyFile(
   file: UserKeyFile,
   passphrase: string,
   opts: { extractable?: boolean } = {},
 ): Promise<OpenedUserKey> {
-  const key = await PrivateKey.fromPkcs8(await openPrivateKey(file.sealed, passphrase), opts);
+  const v2 = file.format === KEY_FILE_FORMAT;
+  const pkcs8 = await openPrivateKey(file.sealed, passphrase, v2 ? keyFileAad(file) : undefined);
+  const key = await PrivateKey.fromPkcs8(pkcs8, opts);
+  if (!sameKeyMaterial(key.publicKey, file.pubkey)) {
+    throw new KeyFileError("the key file's public key is not the public half of its private key");
+  }
   const out: OpenedUserKey = { userId: file.user_id, key };
   if (file.display_name !== undefined) out.displayName = file.display_name;
+  if (!v2) {
+    out.upgraded = await sealFile(
+      { userId: file.user_id, displayName: file.display_name, publicKey: file.pubkey },
+      pkcs8,
+      passphrase,
+    );
+  }
+  pkcs8.fill(0);
   return out;
 }

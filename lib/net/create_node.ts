@@ -26,7 +26,7 @@ import {
   type LogLevel,
   type State,
 } from "../core/types.ts";
-import { spkiToB64Pem } from "../protocol/keys.ts";
+import { sameKeyMaterial, spkiToB64Pem } from "../protocol/keys.ts";
 import { PrivateKey } from "../crypto/rsa.ts";
 import { openPrivateKey, type SealedKey } from "../crypto/keyfile.ts";
 import { encodeBase64Url } from "../protocol/base64url.ts";
@@ -35,6 +35,7 @@ import { Counters, httpHandler } from "./http.ts";
 import { createExecutor, type StoreLike, type Timers } from "./executor.ts";
 import { denoTransport, type Listener, type Transport } from "./transport.ts";
 import { fingerprint } from "./identity.ts";
+import { bootstrapEntry } from "../web/routes.ts";
 import { Logger } from "./log.ts";
 
 /** The store a node runs on: what the executor writes and reads, plus loading at start and closing. */
@@ -85,6 +86,10 @@ export interface NodeParts {
   labWeakKeys?: boolean;
   /** Accept replays of old frames (PROFILE §13 lab mode). */
   labReplay?: boolean;
+  /** Reads a server's `software` (default: its `/.well-known/socp` over `fetch`). */
+  readSoftware?: (url: string) => Promise<string>;
+  /** Called once the node has stopped (or failed to start), after the store is closed. */
+  onClosed?: () => void;
   /** Called on every tick of the clock, after the reducer's (startNode collects garbage when idle). */
   onTick?: (now: number, view: NodeActivity) => void;
 }
@@ -107,6 +112,8 @@ export interface RunningNode {
   readonly serverId: string;
   /** Our public key (base64url SPKI). */
   publicKey: string;
+  /** The entry other servers pass to `--bootstrap` to join us (`wss://…` when we serve TLS). */
+  bootstrap: string;
   /** Ids of the servers we are linked to. */
   linkedServers(): string[];
   /** Stop accepting, close every connection, close the store. */
@@ -141,6 +148,28 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
   const secret = parts.secret ?? encodeBase64Url(crypto.getRandomValues(new Uint8Array(32)));
   const transport = parts.transport ?? denoTransport;
   const key = parts.key;
+  const closeStore = () => {
+    try {
+      store.close();
+    } finally {
+      parts.onClosed?.();
+    }
+  };
+  // An entry with our own key is this node itself (the same data directory, or a list that names every server):
+  // dialing it would only find ourselves. Say so, and leave it out.
+  const selfEntries = federation.bootstrap.filter((e) => sameKeyMaterial(e.pubkey, key.publicKey));
+  if (selfEntries.length) {
+    federation.bootstrap = federation.bootstrap.filter((e) => !selfEntries.includes(e));
+    for (const e of selfEntries) {
+      log.warn("bootstrap.self", {
+        entry: `${e.host}:${e.port}`,
+        note: federation.bootstrap.length
+          ? "this entry is this node itself (same server key); skipped"
+          : "the only bootstrap entry is this node itself (same server key, same data directory?): a second " +
+            "server needs its own --data DIR; serving as introducer",
+      });
+    }
+  }
 
   let state: State;
   let channelKey: PrivateKey | null = null;
@@ -169,7 +198,7 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
       store.load(startedAt),
     );
   } catch (e) {
-    store.close();
+    closeStore();
     throw e;
   }
 
@@ -189,6 +218,7 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
     counters: metrics,
     now,
     ...(parts.timers ? { timers: parts.timers } : {}),
+    ...(parts.readSoftware ? { readSoftware: parts.readSoftware } : {}),
     onStoreFailed: (e) => {
       // Crash-only: the node stops instead of running with memory ahead of disk.
       if (fatal) return;
@@ -222,7 +252,7 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
     );
   } catch (e) {
     ex.stop();
-    store.close();
+    closeStore();
     throw e;
   }
   const boundPort = listener.port;
@@ -231,6 +261,7 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
   const wsUrl = `${parts.tls ? "wss" : "ws"}://${
     publicHost.includes(":") ? `[${publicHost}]` : publicHost
   }:${boundPort}`;
+  const bootstrap = bootstrapEntry(publicHost, boundPort, key.publicKey, !!parts.tls);
 
   const http = httpHandler({
     state: ex.state,
@@ -239,6 +270,7 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
     labModes,
     tls: !!parts.tls,
     wsUrl: () => wsUrl,
+    bootstrap: () => bootstrap,
     counters: metrics,
     signatures: ex.signatures,
     connections: ex.connections,
@@ -290,6 +322,7 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
     url: wsUrl,
     users_known: ex.state().users.size,
   });
+  log.info("node.bootstrap_entry", { entry: bootstrap, note: "other servers join with --bootstrap ENTRY" });
 
   const finished = listener.finished.then(() => {
     if (fatal) throw fatal;
@@ -303,7 +336,7 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
       ex.stop();
       await listener.close();
       try {
-        store.close();
+        closeStore();
       } catch (e) {
         log.error("store.close_failed", { error: String(e) });
       }
@@ -319,6 +352,7 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
       return ex.state().config.serverId;
     },
     publicKey: state.config.serverPub,
+    bootstrap,
     linkedServers: () => [...ex.state().links.keys()],
     finished,
     close,

@@ -11,13 +11,21 @@
  * ```
  * @module
  */
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { FederationConfig, Limits, LogLevel } from "../core/types.ts";
 import { Store } from "../store/sqlite.ts";
 import { createNode, type NodeActivity, type RunningNode } from "./create_node.ts";
-import { denoTransport, PortInUse } from "./transport.ts";
-import { fingerprint, type Identity, loadOrCreateIdentity, nodeSecret } from "./identity.ts";
+import { checkPortFree, denoTransportWith, PortInUse, type Transport } from "./transport.ts";
+import {
+  DataDirInUse,
+  fingerprint,
+  type Identity,
+  loadOrCreateIdentity,
+  lockDataDir,
+  nodeSecret,
+  secureDataDir,
+} from "./identity.ts";
+import { readSoftware } from "./probe.ts";
 import { Logger } from "./log.ts";
 
 /** Options for {@linkcode startNode}. */
@@ -49,22 +57,40 @@ export interface NodeOptions {
    * TLS keeps metadata private; server identity is still the pinned RSA key.
    */
   tls?: { cert: string; key: string };
+  /**
+   * PEM certificates of private CAs trusted for this node's own `wss://` and `https://` dials, besides the
+   * system's roots (`--ca-cert`).
+   */
+  caCerts?: string[];
 }
 
-export { PortInUse };
+export { DataDirInUse, PortInUse };
 export type { RunningNode };
 
 /**
- * Start a node with its files: open (or create) the database and the identity in `dataDir`, then compose the
- * node from the Deno parts ({@linkcode createNode}) with garbage collection when idle. Rejects with
- * {@linkcode PortInUse} or a clear error when it cannot start.
+ * Start a node with its files: check the port, secure and lock the data directory, open (or create) the database
+ * and the identity in it, then compose the node from the Deno parts ({@linkcode createNode}) with garbage
+ * collection when idle. Rejects with {@linkcode PortInUse} or a clear error when it cannot start.
  */
 export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   const startedAt = Date.now();
   const log = new Logger(opts.logLevel ?? "info", opts.logSink);
-  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  const host = opts.host ?? "0.0.0.0";
+  // A busy port is said before anything is written (no data directory, no database, no key).
+  checkPortFree(host, opts.port ?? 8765);
+  for (const fix of secureDataDir(opts.dataDir)) {
+    if (fix.ok) log.warn("data_dir.mode_fixed", { path: fix.path, from: fix.from, to: fix.to });
+    else log.error("data_dir.mode_open", { path: fix.path, mode: fix.from, error: fix.to });
+  }
+  const lock = lockDataDir(opts.dataDir);
   const dbPath = join(opts.dataDir, "socp.db");
-  const store = Store.open(dbPath);
+  let store: Store;
+  try {
+    store = Store.open(dbPath);
+  } catch (e) {
+    lock.close();
+    throw e;
+  }
   let identity: Identity;
   let secret: string;
   try {
@@ -82,17 +108,37 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     secret = await nodeSecret(opts.dataDir, opts.nodePassphrase);
   } catch (e) {
     store.close();
+    lock.close();
     throw e;
   }
-  const idleGc = idleCollector(log);
+  const dialer = denoTransportWith({ caCerts: opts.caCerts });
+  // A TLS dial that fails says why (unknown CA, wrong name), once per failure, as a warning.
+  const transport: Transport = {
+    listen: dialer.listen,
+    dial: (url, timeoutMs, on) =>
+      dialer.dial(url, timeoutMs, {
+        onOpen: on.onOpen,
+        onFail: (reason) => {
+          if (url.startsWith("wss:") && /TLS|certificate/.test(reason)) {
+            log.warn("dial.tls_failed", { url, reason });
+          }
+          on.onFail(reason);
+        },
+      }),
+  };
   return await createNode({
     key: identity.key,
     serverId: identity.serverId,
     secret,
     store,
     storeName: `the database ${dbPath}`,
-    transport: denoTransport,
-    host: opts.host,
+    transport,
+    ...(dialer.client ? { readSoftware: (url: string) => readSoftware(url, dialer.client) } : {}),
+    onClosed: () => {
+      dialer.close();
+      lock.close();
+    },
+    host,
     port: opts.port,
     publicHost: opts.publicHost,
     tls: opts.tls,
@@ -102,7 +148,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     federation: opts.federation,
     labWeakKeys: opts.labWeakKeys,
     labReplay: opts.labReplay,
-    onTick: idleGc,
+    onTick: idleCollector(log),
   });
 }
 

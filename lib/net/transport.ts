@@ -79,28 +79,65 @@ export class PortInUse extends Error {}
 
 const ignore = () => {};
 
+/**
+ * The close code a WebSocket *client* may send for `code` (PROFILE §15): only 1000 and 3000–4999 are allowed
+ * there (a runtime throws on the others), so the reasons we send as 1001/1008/1009 on accepted sockets become
+ * 4001/4008/4009 on sockets we dialed. No code at all is 1000.
+ */
+export function clientCloseCode(code?: number): number {
+  if (code === undefined || code === 1000 || (code >= 3000 && code <= 4999)) return code ?? 1000;
+  return code >= 1000 && code < 2000 ? 4000 + (code - 1000) : 1000;
+}
+
+/** `reason` cut to the 123 bytes of UTF-8 a close frame can carry (a runtime throws on more). */
+export function closeReason(reason = ""): string {
+  const enc = new TextEncoder();
+  if (enc.encode(reason).length <= 123) return reason;
+  let r = reason.slice(0, 123);
+  while (enc.encode(r).length > 123) r = r.slice(0, -1);
+  return r;
+}
+
 /** A WebSocket as a {@linkcode Socket}: one small object per connection, its methods shared. */
 class WsSocket implements Socket {
   onMessage: (data: unknown) => void = ignore;
   onClose: () => void = ignore;
-  constructor(private readonly ws: WebSocket) {
+  /** Set once `onClose` ran (by the runtime's close event, or because `close()` threw). */
+  private ended = false;
+  /** `dialed`: a client socket, which may send only client close codes (PROFILE §15). */
+  constructor(private readonly ws: WebSocket, private readonly dialed = false) {
     ws.onmessage = (e) => this.onMessage(e.data);
     ws.onerror = ignore;
-    ws.onclose = () => this.onClose();
+    ws.onclose = () => this.end();
+  }
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.onClose();
   }
   send(text: string): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
+    if (!this.ended && this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
   }
   close(code?: number, reason?: string): void {
+    if (this.ended) return;
     try {
-      this.ws.close(code, reason);
-    } catch { /* already closed */ }
+      this.ws.close(this.dialed ? clientCloseCode(code) : code, closeReason(reason));
+    } catch {
+      // The runtime refused to close (a code or reason it does not take, or a socket in an odd state): the
+      // socket counts as closed, so the connection's closed path runs (PROFILE §15), and it is dropped.
+      if (this.ws.readyState !== WebSocket.CLOSED) {
+        try {
+          this.ws.close();
+        } catch { /* nothing more to try */ }
+      }
+      this.end();
+    }
   }
   get bufferedAmount(): number {
     return this.ws.bufferedAmount;
   }
   get open(): boolean {
-    return this.ws.readyState === WebSocket.OPEN;
+    return !this.ended && this.ws.readyState === WebSocket.OPEN;
   }
 }
 
@@ -160,31 +197,105 @@ export const denoTransport: Transport = {
   },
 
   dial(url, timeoutMs, on) {
-    let ws: WebSocket;
-    try {
-      ws = new WebSocket(url);
-    } catch (e) {
-      on.onFail(String(e));
-      return;
-    }
-    let opened = false;
-    const giveUp = setTimeout(() => {
-      if (!opened) {
-        try {
-          ws.close();
-        } catch { /* ignore */ }
-      }
-    }, timeoutMs);
-    const socket = new WsSocket(ws);
-    socket.onClose = () => {
-      clearTimeout(giveUp);
-      if (!opened) on.onFail(`cannot connect to ${url}`);
-    };
-    ws.onopen = () => {
-      opened = true;
-      clearTimeout(giveUp);
-      socket.onClose = () => {};
-      on.onOpen(socket);
-    };
+    dialWebSocket(url, timeoutMs, on);
   },
 };
+
+/** Options of {@linkcode denoTransportWith}. */
+export interface DialTrust {
+  /** PEM certificates of CAs trusted for `wss://` dials, besides the system's (`--ca-cert`). */
+  caCerts?: string[];
+}
+
+/** The Deno transport, dialing `wss://` with extra trusted CAs; `close()` releases its HTTP client. */
+export function denoTransportWith(
+  trust: DialTrust,
+): Transport & { close(): void; client?: Deno.HttpClient } {
+  if (!trust.caCerts?.length) return { ...denoTransport, close: () => {} };
+  // Deno's WebSocket takes an HttpClient (its `client` option), whose caCerts are added to the trusted roots.
+  const client = Deno.createHttpClient({ caCerts: trust.caCerts });
+  return {
+    listen: denoTransport.listen,
+    dial: (url, timeoutMs, on) => dialWebSocket(url, timeoutMs, on, client),
+    client,
+    close: () => {
+      try {
+        client.close();
+      } catch { /* already closed */ }
+    },
+  };
+}
+
+function dialWebSocket(url: string, timeoutMs: number, on: DialHandlers, client?: Deno.HttpClient): void {
+  let ws: WebSocket;
+  try {
+    ws = client ? new WebSocket(url, { client }) : new WebSocket(url);
+  } catch (e) {
+    on.onFail(dialFailure(url, String(e)));
+    return;
+  }
+  let opened = false;
+  let error = "";
+  const giveUp = setTimeout(() => {
+    if (!opened) {
+      try {
+        ws.close();
+      } catch { /* ignore */ }
+    }
+  }, timeoutMs);
+  const socket = new WsSocket(ws, true);
+  ws.onerror = (e) => {
+    if (!opened) error = (e as ErrorEvent).message ?? "";
+  };
+  socket.onClose = () => {
+    clearTimeout(giveUp);
+    if (!opened) on.onFail(dialFailure(url, error));
+  };
+  ws.onopen = () => {
+    opened = true;
+    ws.onerror = ignore;
+    clearTimeout(giveUp);
+    socket.onClose = () => {};
+    on.onOpen(socket);
+  };
+}
+
+/**
+ * Why a dial failed, in words: the runtime's TLS errors (rustls: `UnknownIssuer`, `certificate not valid for name`,
+ * `Expired`…) become what to do about them.
+ */
+export function dialFailure(url: string, error: string): string {
+  const detail = error.replace(/^(NetworkError|Error):\s*/, "").replace(
+    /^failed to connect to WebSocket:\s*/i,
+    "",
+  )
+    .slice(0, 300);
+  if (/UnknownIssuer|unknown issuer|self[- ]signed|UnknownCA/i.test(detail)) {
+    return `cannot connect to ${url}: its TLS certificate is not signed by a CA this node trusts (${detail}); ` +
+      "for a private CA start the node with --ca-cert FILE (or SOCP_CA_CERT, or DENO_CERT)";
+  }
+  if (/not valid for name|NotValidForName/i.test(detail)) {
+    return `cannot connect to ${url}: its TLS certificate is for another name (${detail}); ` +
+      "dial the host name the certificate was issued for";
+  }
+  if (/Expired|NotValidYet|not valid yet/i.test(detail)) {
+    return `cannot connect to ${url}: its TLS certificate is expired or not yet valid (${detail})`;
+  }
+  if (/certificate|handshake|tls/i.test(detail)) return `cannot connect to ${url}: TLS failed (${detail})`;
+  return detail ? `cannot connect to ${url}: ${detail}` : `cannot connect to ${url}`;
+}
+
+/**
+ * Throw {@linkcode PortInUse} when `port` on `host` is taken now, so that a node can say so before it writes
+ * anything (data directory, database, keys). Port 0 is always free; any other error is left for `listen` to report.
+ */
+export function checkPortFree(host: string, port: number): void {
+  if (port === 0) return;
+  try {
+    Deno.listen({ hostname: host, port }).close();
+  } catch (e) {
+    if (e instanceof Deno.errors.AddrInUse) {
+      throw new PortInUse(`port ${port} on ${host} is in use: pass --port with another port`);
+    }
+  }
+}

@@ -13,6 +13,7 @@
  * ```
  * @module
  */
+import { closeSync, openSync } from "node:fs";
 import { DatabaseSync } from "node:sqlite";
 import type { Loaded, ServerRecord, UserRecord } from "../core/types.ts";
 import type { SealedKey } from "../crypto/keyfile.ts";
@@ -112,12 +113,25 @@ export interface IdentityRow {
 /** Thrown when a database file is newer than this program. */
 export class SchemaTooNew extends Error {}
 
+/** Create `path` empty with mode 0600 (owner only) unless it exists. */
+function createPrivate(path: string): void {
+  try {
+    closeSync(openSync(path, "wx", 0o600));
+  } catch (e) {
+    if ((e as { code?: string }).code !== "EEXIST") throw e;
+  }
+}
+
 /** A SQLite-backed store. Every method is synchronous; writes are committed when they return. */
 export class Store {
   private constructor(private readonly db: DatabaseSync) {}
 
-  /** Open (creating and migrating as needed) the database at `path` (":memory:" for tests). */
+  /**
+   * Open (creating and migrating as needed) the database at `path` (":memory:" for tests). A new file is created
+   * with mode 0600 before SQLite opens it; SQLite gives its `-wal` and `-shm` files the database file's mode.
+   */
   static open(path: string): Store {
+    if (path !== ":memory:") createPrivate(path);
     const db = new DatabaseSync(path);
     db.exec(
       "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",

@@ -7,8 +7,10 @@ import { join } from "node:path";
 import { type ClientEvent, SocpClient } from "../../lib/client/client.ts";
 import { sealPrivateKey } from "../../lib/crypto/keyfile.ts";
 import type { PrivateKey } from "../../lib/crypto/rsa.ts";
+import { derivesId } from "../../lib/protocol/user_id.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
+import { ScriptedServer } from "../helpers/scripted_server.ts";
 import { until } from "../helpers/until.ts";
 import { sleep } from "../helpers/ws_peer.ts";
 
@@ -246,12 +248,19 @@ Deno.test("passphrase: asked again when wrong (3 tries), confirmed for a new key
     assert.throws(() => Deno.statSync(fresh), Deno.errors.NotFound);
 
     const made = new Chat(["--server", node.url, "--name", "carol"], env);
-    await made.type("one\ntwo\nsecret\nsecret\n");
+    await made.type("short\none-pass1\ntwo-pass2\nsecret-pass\nsecret-pass\n");
     await made.wait("connected to", 60_000);
-    assert.match(made.out, /\* created a new key in .*carol\.json/);
+    assert.match(made.out, /\* created a new key in .*carol\.json \(user id \S+, derived from the key\)/);
+    assert.equal(made.err.match(/at least 8 characters; try again/g)?.length, 1, made.err);
     assert.equal(made.err.match(/the two passphrases differ/g)?.length, 1, made.err);
     assert.equal(await made.end(), 0);
-    const again = new Chat(["--server", node.url, "--name", "carol"], { ...env, SOCP_PASSPHRASE: "secret" });
+    const file = JSON.parse(Deno.readTextFileSync(fresh));
+    assert.equal(file.format, "socp-user-key/2", "the metadata is authenticated");
+    assert.ok(derivesId(file.pubkey, file.user_id), "a new identity's id is derived from its key");
+    const again = new Chat(["--server", node.url, "--name", "carol"], {
+      ...env,
+      SOCP_PASSPHRASE: "secret-pass",
+    });
     await again.wait("connected to");
     assert.equal(await again.end(), 0);
   } finally {
@@ -259,27 +268,83 @@ Deno.test("passphrase: asked again when wrong (3 tries), confirmed for a new key
   }
 });
 
+Deno.test("a scripted server that refuses us after a reconnect (NAME_IN_USE) is a permanent failure: the chat exits non-zero", async () => {
+  // A scripted server: the first hello is accepted, the connection then drops; the next hello is refused with
+  // NAME_IN_USE (what a server says when it will not let this id in). Our node now lets a newer signed session
+  // take over, so the refusal is scripted.
+  const { alicePath, env } = await setup();
+  const srvKey = await fixtureKey("user1");
+  let n = 0;
+  const server = ScriptedServer.start({
+    key: srvKey,
+    onConnection: (conn) => {
+      const k = ++n;
+      conn.onFrame = async (f) => {
+        if (f.type !== "USER_HELLO") return;
+        if (k === 1) {
+          await conn.send({
+            type: "ACK",
+            from: "srv",
+            to: f.from,
+            payload: { msg_ref: "USER_HELLO", server_id: "srv", server_pub: srvKey.publicKey },
+          });
+          await conn.send({
+            type: "USER_ADVERTISE",
+            from: "srv",
+            to: "*",
+            payload: { user_id: f.from, server_id: "srv", pubkey: f.payload.pubkey, meta: {} },
+          });
+        } else {
+          await conn.send({
+            type: "ERROR",
+            from: "srv",
+            to: f.from,
+            payload: { code: "NAME_IN_USE", detail: "someone else holds this id" },
+          });
+        }
+      };
+    },
+  });
+  const chat = new Chat(["--server", `ws://127.0.0.1:${server.port}`, "--key", alicePath], env);
+  try {
+    await chat.wait("connected to");
+    server.conns[0].close(1011, "going away");
+    await chat.wait("* connection lost");
+    let status: Deno.CommandStatus | undefined;
+    chat.child.status.then((s) => status = s);
+    assert.equal((await until(() => status, "the chat exits after the refusal", 40_000)).code, 1);
+    await chat.end(false);
+    assert.match(chat.err, /the server refused us: NAME_IN_USE: someone else holds this id/);
+    assert.equal(n, 2, "it tried once more, then gave up for good");
+  } finally {
+    await chat.end(false).catch(() => {});
+    await server.close();
+  }
+});
+
 Deno.test("a server that refuses us after a reconnect is a permanent failure: the chat exits non-zero", async () => {
   const { dir, ids, alicePath, env } = await setup();
+  // Another database, where alice's id is bound to someone else's key (PROFILE §16 pins), made first on a port
+  // of its own, so the chat cannot reconnect to it before the binding exists.
+  let other = await NodeProcess.start({ dataDir: join(dir, "node2") });
+  const twin = await SocpClient.connect(other.url, { userId: ids.alice, key: bobKey, reconnect: false });
+  await twin.close(500);
+  await other.kill();
   let node = await NodeProcess.start({ dataDir: join(dir, "node") });
   const port = node.port;
   const chat = new Chat(["--server", node.url, "--key", alicePath], env);
-  let twin: SocpClient | undefined;
   try {
     await chat.wait("connected to");
     await node.kill("SIGKILL");
     await chat.wait("* connection lost");
-    // The server comes back with another database, where alice's id is already bound to someone else's key
-    // (PROFILE §16 pins): the chat's hello gets BAD_KEY, a refusal that retrying cannot fix.
-    node = await NodeProcess.start({ dataDir: join(dir, "node2"), port });
-    twin = await SocpClient.connect(node.url, { userId: ids.alice, key: bobKey, reconnect: false });
+    // The server comes back with that other database: the chat's hello gets BAD_KEY, which retrying cannot fix.
+    node = other = await NodeProcess.start({ dataDir: join(dir, "node2"), port });
     let status: Deno.CommandStatus | undefined;
     chat.child.status.then((s) => status = s);
     assert.equal((await until(() => status, "the chat exits after the refusal", 40_000)).code, 1);
     await chat.end(false);
     assert.match(chat.err, /the server refused us: BAD_KEY/);
   } finally {
-    await twin?.close(500);
     await chat.end(false).catch(() => {});
     await node.kill();
   }

@@ -390,3 +390,17 @@ Deno.test("a public channel key share opens the channel only when a share names 
   assert.equal(d.of("channel").length, 1);
   assert.deepEqual(d.of("warning"), []);
 });
+
+Deno.test("closed with 4001 (a newer session of ours took over): refused for good, no 'closed' to reconnect on", async () => {
+  const d = await online();
+  d.core.closed(d.now, 4001, "signed in elsewhere");
+  await d.settle();
+  assert.equal(d.core.phase, "refused");
+  assert.equal(d.of("closed").length, 0);
+  assert.equal(d.of("refused")[0].code, "TAKEN_OVER");
+  const other = await online();
+  other.core.closed(other.now, 1006, "");
+  await other.settle();
+  assert.equal(other.core.phase, "offline");
+  assert.equal(other.of("closed").length, 1);
+});

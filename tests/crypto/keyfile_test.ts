@@ -1,12 +1,16 @@
 import assert from "node:assert/strict";
 import {
+  KeyFileError,
   openPrivateKey,
   openUserKeyFile,
   parseUserKeyFile,
+  type SealedKey,
   sealPrivateKey,
   sealUserKeyFile,
+  type UserKeyFile,
   WrongPassphrase,
 } from "../../lib/crypto/keyfile.ts";
+import { encodeBase64Url } from "../../lib/protocol/base64url.ts";
 import { verifySignature } from "../../lib/crypto/rsa.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 
@@ -56,4 +60,104 @@ Deno.test("parseUserKeyFile() refuses what is not a key file, without throwing",
     const r = parseUserKeyFile(t);
     assert.equal(r.ok, false, t);
   }
+});
+
+/** A v1-style sealed key made with any iteration count (what a weakened or foreign file holds). */
+async function sealWith(pkcs8: Uint8Array, passphrase: string, iterations: number): Promise<SealedKey> {
+  const salt = crypto.getRandomValues(new Uint8Array(16));
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const base = await crypto.subtle.importKey("raw", new TextEncoder().encode(passphrase), "PBKDF2", false, [
+    "deriveKey",
+  ]);
+  const key = await crypto.subtle.deriveKey(
+    { name: "PBKDF2", hash: "SHA-256", salt, iterations },
+    base,
+    { name: "AES-GCM", length: 256 },
+    false,
+    ["encrypt"],
+  );
+  const data = new Uint8Array(
+    await crypto.subtle.encrypt({ name: "AES-GCM", iv }, key, new Uint8Array(pkcs8)),
+  );
+  return {
+    kdf: "PBKDF2-SHA256",
+    iterations,
+    salt: encodeBase64Url(salt),
+    cipher: "AES-256-GCM",
+    iv: encodeBase64Url(iv),
+    data: encodeBase64Url(data),
+  };
+}
+
+Deno.test("a key file's metadata is authenticated: an edited user id, key or name does not open", async () => {
+  const key = await fixtureKey("user1");
+  const other = await fixtureKey("user2");
+  const file = await sealUserKeyFile({ userId: "u-1", displayName: "alice", key }, "passphrase");
+  assert.equal(file.format, "socp-user-key/2");
+  assert.equal(file.sealed.aad, "socp-user-key/2");
+  for (
+    const edited of [
+      { ...file, user_id: "u-2" },
+      { ...file, display_name: "mallory" },
+      { ...file, pubkey: other.publicKey },
+      { ...file, display_name: undefined },
+    ]
+  ) {
+    const parsed = parseUserKeyFile(JSON.stringify(edited));
+    assert.ok(parsed.ok);
+    await assert.rejects(() => openUserKeyFile(parsed.file, "passphrase"), WrongPassphrase);
+  }
+  const opened = await openUserKeyFile(file, "passphrase");
+  assert.equal(opened.userId, "u-1");
+  assert.equal(opened.upgraded, undefined);
+});
+
+Deno.test("an old (format 1) key file opens, comes back upgraded to format 2, and a wrong public key is refused", async () => {
+  const key = await fixtureKey("user1");
+  const pkcs8 = await key.exportPkcs8();
+  const old: UserKeyFile = {
+    format: "socp-user-key/1",
+    user_id: "u-old",
+    display_name: "alice",
+    pubkey: key.publicKey,
+    sealed: await sealPrivateKey(pkcs8, "pw"),
+  };
+  const parsed = parseUserKeyFile(JSON.stringify(old));
+  assert.ok(parsed.ok);
+  const opened = await openUserKeyFile(parsed.file, "pw");
+  assert.equal(opened.userId, "u-old");
+  assert.ok(opened.upgraded);
+  assert.equal(opened.upgraded.format, "socp-user-key/2");
+  const again = await openUserKeyFile(opened.upgraded, "pw");
+  assert.equal(again.userId, "u-old");
+  assert.equal(again.displayName, "alice");
+  assert.equal(again.key.publicKey, key.publicKey);
+  await assert.rejects(
+    () => openUserKeyFile({ ...opened.upgraded!, user_id: "u-new" }, "pw"),
+    WrongPassphrase,
+  );
+  // A format 1 file whose public key is not its private key's (edited) is refused, not opened.
+  const other = await fixtureKey("user2");
+  await assert.rejects(
+    () => openUserKeyFile({ ...old, pubkey: other.publicKey }, "pw"),
+    { name: "KeyFileError", message: /not the public half/ },
+  );
+});
+
+Deno.test("iteration counts below 600,000 or above 10,000,000 are refused with a clear error", async () => {
+  const secret = new Uint8Array([1, 2, 3]);
+  const weak = await sealWith(secret, "pw", 1000);
+  await assert.rejects(() => openPrivateKey(weak, "pw"), {
+    name: "KeyFileError",
+    message: /asks for 1000 PBKDF2 iterations; at least 600,000 are required/,
+  });
+  const huge = { ...(await sealPrivateKey(secret, "pw")), iterations: 50_000_000 };
+  await assert.rejects(() => openPrivateKey(huge, "pw"), {
+    name: "KeyFileError",
+    message: /50000000 PBKDF2 iterations; more than 10,000,000 is refused/,
+  });
+  for (const n of [Number.NaN, 600_000.5, -1]) {
+    await assert.rejects(() => openPrivateKey({ ...weak, iterations: n }, "pw"), KeyFileError);
+  }
+  assert.deepEqual(await openPrivateKey(await sealPrivateKey(secret, "pw"), "pw"), secret);
 });

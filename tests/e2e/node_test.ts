@@ -185,6 +185,7 @@ Deno.test({ name: "HTTP: /.well-known/socp, /healthz, /metrics and the status pa
   assert.equal(wk.tls, false);
   assert.equal(wk.url, `ws://127.0.0.1:${node.port}`);
   assert.deepEqual(Object.keys(wk).sort(), [
+    "bootstrap",
     "lab_modes",
     "protocol",
     "pubkey",
@@ -196,13 +197,15 @@ Deno.test({ name: "HTTP: /.well-known/socp, /healthz, /metrics and the status pa
   assert.equal(wk.protocol, "SOCP/1.3");
   assert.equal(wk.server_id, node.serverId);
   assert.deepEqual(wk.lab_modes, []);
+  // The exact entry another server pastes: plain host:port#PUBKEY (this node serves no TLS).
+  assert.equal(wk.bootstrap, `127.0.0.1:${node.port}#${wk.pubkey}`);
   const hz = await (await fetch(`${node.http}/healthz`)).json();
   assert.equal(hz.status, "ok");
   assert.equal(typeof hz.users_online, "number");
   const m = await (await fetch(`${node.http}/metrics`)).text();
   assert.match(m, /^socp_frames_in_total \d+$/m);
   const page = await (await fetch(`${node.http}/`)).text();
-  assert.ok(page.includes(node.serverId) && page.includes("socp chat --server"));
+  assert.ok(page.includes(node.serverId) && page.includes("deno task chat --server"));
   assert.equal((await fetch(`${node.http}/nope`)).status, 404);
   await (await fetch(`${node.http}/nope`)).body?.cancel();
 });
