@@ -335,6 +335,9 @@ Deno.test(
 
 Deno.test({ name: "SIGTERM is a clean shutdown", ...opts }, async () => {
   const node = await ownNode();
+  // A request answered after "node.listening" was logged: by then the command has its signal handlers (they are
+  // set as soon as startNode returns, before the node's next turn).
+  assert.equal((await (await fetch(`${node.http}/healthz`)).json()).status, "ok");
   const status = await node.kill("SIGTERM");
   assert.equal(status.code, 0, "SIGTERM is a clean shutdown");
 });
