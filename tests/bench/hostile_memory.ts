@@ -155,6 +155,7 @@ async function scenario(burst: number, pauseMs: number): Promise<void> {
     const refused = sender.frames.filter((f) => f.type === "ERROR").map((f) => f.payload.code);
     const why = sender.frames.find((f) => f.type === "ERROR")?.payload.detail;
     if (why) console.log(`  first refusal: ${why}`);
+    const closedByNode = senderGone; // before we close it ourselves
     sender.close();
     await sender.closed;
     // What the victim's socket took before the cut (it reads it now, up to the close frame).
@@ -202,7 +203,7 @@ async function scenario(burst: number, pauseMs: number): Promise<void> {
       `  flood took ${floodMs} ms; victim cut as too slow: ${cut}; ${taken} DMs reached its socket, ` +
         `${refused.length} refused (${
           [...new Set(refused)].join(",") || "-"
-        }), sender closed by the node: ${senderGone}`,
+        }), sender closed by the node: ${closedByNode}`,
     );
     console.log(
       `  node RSS: start ${mib(start)}; flood peak ${mib(flood.peak.rss)} (+${
