@@ -6,6 +6,7 @@
  * Sanitizers are off: playwright keeps its pipe to the browser and its timers open across tests.
  */
 import assert from "node:assert/strict";
+import { deriveUserId } from "../../lib/protocol/user_id.ts";
 import type { Browser } from "npm:playwright-core@1.65.1";
 import { type ClientEvent, SocpClient } from "../../lib/client/client.ts";
 import {
@@ -253,6 +254,8 @@ Deno.test(
     });
     const got = watch(carol);
     await until(() => carol.directory.has(alice.userId), "carol sees alice");
+    // PROFILE §16: the browser made a self-certifying id: it derives from the key the network sees for it.
+    assert.equal(deriveUserId(carol.directory.get(alice.userId)!.pubkey), alice.userId);
     await carol.tell(alice.userId, "hi alice, from the terminal");
     await alice.page.locator(`button.person[data-user="${U_CAROL}"]`).waitFor();
     await openConversation(alice.page, U_CAROL);

@@ -16,6 +16,7 @@ import {
   WrongPassphrase,
 } from "../../crypto/keyfile.ts";
 import { generateKeyPair, PrivateKey } from "../../crypto/rsa.ts";
+import { deriveUserId } from "../../protocol/user_id.ts";
 import type { Db, StoredIdentity } from "./db.ts";
 
 /** An identity ready to use. */
@@ -63,7 +64,8 @@ async function store(db: Db, userId: string, displayName: string, locked: Privat
 export async function createIdentity(db: Db, displayName: string, passphrase: string): Promise<Identity> {
   const name = displayName.trim();
   const key = await generateKeyPair(4096);
-  const userId = crypto.randomUUID();
+  // PROFILE §16: the id is derived from the key (self-certifying), so nobody can hold it with another key.
+  const userId = deriveUserId(key.publicKey)!;
   const keyFile = await sealUserKeyFile({ userId, displayName: name, key }, passphrase);
   const pkcs8 = await key.exportPkcs8();
   const locked = await PrivateKey.fromPkcs8(pkcs8, { extractable: false });
