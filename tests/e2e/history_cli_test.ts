@@ -86,7 +86,13 @@ Deno.test("chat history: kept across a restart, /open in send order, /more, unre
     await alice.wait("* earlier with bob");
     const earlier = after(alice.out, "* earlier with bob");
     assert.match(earlier, /^: 1-8 of 28\n/);
-    inOrder(earlier, ["[to bob] one secret-word-xq7", "[dm] bob", ": two", "[to bob] p1-line", "[to bob] p6-line"]);
+    inOrder(earlier, [
+      "[to bob] one secret-word-xq7",
+      "[dm] bob",
+      ": two",
+      "[to bob] p1-line",
+      "[to bob] p6-line",
+    ]);
     await alice.type("/more\n");
     await alice.wait("* that is all: 28 message(s) kept with bob");
 
@@ -119,6 +125,29 @@ Deno.test("chat history: kept across a restart, /open in send order, /more, unre
     await alice.type("/open\n");
     await alice.wait("* no conversations kept yet");
     assert.ok(!alice.out.includes("damaged"), alice.out);
+
+    // Files are records too: name, size, sha256, and where the receiver saved it.
+    const file = join(dir, "note.txt");
+    Deno.writeTextFileSync(file, "file body 123\n");
+    const digest = Array.from(
+      new Uint8Array(await crypto.subtle.digest("SHA-256", Deno.readFileSync(file))),
+      (x) => x.toString(16).padStart(2, "0"),
+    ).join("");
+    await alice.type(`/file bob ${file}\n`);
+    await alice.wait('* sent "note.txt" (100%)');
+    await bob.wait('* saved "note.txt"');
+    await alice.type("/open bob\n");
+    await alice.wait(`[to bob] file "note.txt" (14 bytes, sha256 ${digest.slice(0, 16)}…)`);
+    // bob's side (its chat ran all along): what it sent and received, the file with where it was saved.
+    await bob.type("/open alice\n");
+    await bob.wait(/\* history with alice: \d+-\d+ of 29 \(\/more for earlier\)/);
+    await bob.wait(
+      new RegExp(
+        `\\[dm\\] alice: file "note\\.txt" \\(14 bytes, sha256 ${digest.slice(0, 16)}…\\) saved to `,
+      ),
+    );
+    const bobPage = after(bob.out, "* history with alice");
+    inOrder(bobPage, ["p24-line", "p25-line", "[to alice] three while away", 'file "note.txt"']);
   } finally {
     await alice.end().catch(() => {});
     await bob.end().catch(() => {});
