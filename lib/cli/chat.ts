@@ -252,6 +252,8 @@ export async function runChat(
   let lost = false;
   let quitting = false;
   let current: { to: string; label: string } | null = null;
+  /** How many of the newest messages of the current conversation are shown already (for /more). */
+  let shownBack = 0;
   const setPrompt = () => {
     screen.prompt = current ? term`[${current.label}]> ` : own("> ");
   };
@@ -270,7 +272,10 @@ export async function runChat(
   const keep = (m: Omit<HistoryMessage, "id" | "dir" | "state">) => {
     if (!history) return;
     history.add({ ...m, id: crypto.randomUUID(), dir: "in", state: "received" });
-    if (current && current.to === m.conv) history.markRead(m.conv);
+    if (current && current.to === m.conv) {
+      history.markRead(m.conv);
+      shownBack++; // shown live: /more continues before what was paged already
+    }
   };
   /** Keep one of our messages, or its new state. */
   const keepOurs = (
@@ -286,6 +291,7 @@ export async function runChat(
   ) => {
     if (!history) return;
     if (history.has(m.id)) return history.setState(m.id, m.state);
+    if (current && current.to === (m.kind === "public" ? "public" : m.to)) shownBack++;
     history.add({
       id: m.id,
       conv: m.kind === "public" ? "public" : m.to,
@@ -504,8 +510,6 @@ export async function runChat(
     );
   };
 
-  /** How many messages of the current conversation are shown already (for /more). */
-  let shownBack = 0;
   const PAGE = 20;
   /** One kept message as a line. */
   const historyLine = (m: HistoryMessage): Safe => {

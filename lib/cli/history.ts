@@ -27,6 +27,8 @@ import { socpHome } from "./contacts.ts";
 export const HISTORY_PER_CONVERSATION = 2000;
 /** Conversations kept (the least recently active go first). */
 export const HISTORY_MAX_CONVERSATIONS = 1000;
+/** Messages kept in all (the oldest go first, whatever their conversation): bounds memory and the file. */
+export const HISTORY_MAX_MESSAGES = 50_000;
 /** The longest line read back (a sealed record of a 64 KiB text fits easily). */
 const MAX_LINE = 1 << 20;
 const KEY_FORMAT = "socp-history-key/1";
@@ -134,6 +136,7 @@ export class HistoryStore {
     private readonly privateKey: PrivateKey,
     private key: CryptoKey,
     readonly perConversation: number,
+    readonly maxMessages: number,
   ) {}
 
   get logPath(): string {
@@ -152,7 +155,7 @@ export class HistoryStore {
     dir: string,
     userId: string,
     privateKey: PrivateKey,
-    opts: { perConversation?: number } = {},
+    opts: { perConversation?: number; maxMessages?: number } = {},
   ): Promise<HistoryStore> {
     const key = await HistoryStore.loadKey(dir, userId, privateKey);
     const h = new HistoryStore(
@@ -161,6 +164,7 @@ export class HistoryStore {
       privateKey,
       key,
       opts.perConversation ?? HISTORY_PER_CONVERSATION,
+      opts.maxMessages ?? HISTORY_MAX_MESSAGES,
     );
     await h.load();
     return h;
@@ -280,6 +284,18 @@ export class HistoryStore {
     list.splice(i, 0, m);
     this.byId.set(m.id, m);
     while (list.length > this.perConversation) this.byId.delete(list.shift()!.id);
+    while (this.byId.size > this.maxMessages) this.dropOldest();
+  }
+
+  /** Drop the oldest message kept (by send time), and its conversation when it was the last. */
+  private dropOldest(): void {
+    let conv: string | undefined;
+    let ts = Infinity;
+    for (const [c, l] of this.convs) if (l.length && l[0].ts < ts) (conv = c, ts = l[0].ts);
+    if (conv === undefined) return;
+    const list = this.convs.get(conv)!;
+    this.byId.delete(list.shift()!.id);
+    if (!list.length) this.dropConversation(conv);
   }
 
   private boundConversations(keep: string): void {

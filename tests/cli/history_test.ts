@@ -183,3 +183,16 @@ Deno.test("another identity cannot open the history, and does not overwrite it",
   assert.equal(Deno.readTextFileSync(join(dir, "history.log")), before);
   assert.deepEqual(texts(await HistoryStore.open(dir, ALICE, aliceKey)), ["mine"]);
 });
+
+Deno.test("the total bound drops the oldest messages whatever their conversation", async () => {
+  const dir = tempDir();
+  const h = await HistoryStore.open(dir, ALICE, aliceKey, { maxMessages: 30 });
+  for (let i = 1; i <= 20; i++) h.add(msg(`b${i}`, i * 2)); // bob: even times
+  for (let i = 1; i <= 20; i++) h.add(msg(`p${i}`, i * 2 + 1, { conv: "public", convLabel: "all" })); // odd
+  assert.equal(texts(h).length + texts(h, "public").length, 30);
+  assert.deepEqual(texts(h)[0], "b6", "the 5 oldest of each went first");
+  assert.deepEqual(texts(h, "public")[0], "p6");
+  await h.flush();
+  const again = await HistoryStore.open(dir, ALICE, aliceKey, { maxMessages: 30 });
+  assert.deepEqual(texts(again), texts(h));
+});
