@@ -20,8 +20,8 @@
  */
 import type { PrivateKey } from "../crypto/rsa.ts";
 import { encodeBase64Url } from "../protocol/base64url.ts";
-import { signaturePreimages } from "../protocol/canonical_json.ts";
-import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
+import { signingPreimage } from "../protocol/canonical_json.ts";
+import { type Envelope, serializeEnvelope, withFrameId } from "../protocol/envelope.ts";
 import type { MessageType, PayloadOf } from "../protocol/messages.ts";
 import { ClientCore } from "./core.ts";
 import type { StoredTrust, TrustStore } from "./store.ts";
@@ -81,6 +81,24 @@ export class FileStopped extends Error {
 }
 
 const TICK_MS = 250;
+
+/**
+ * A random UUID v4 for an envelope `id` (PROFILE §15). `crypto.randomUUID` exists only in secure contexts; a page
+ * served over plain http from another host still has `crypto.getRandomValues`.
+ */
+export function randomUuid(): string {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** Write one frame's text with a fresh envelope `id` (PROFILE §15: some servers refuse frames without one). */
+function put(ws: WebSocket, text: string): void {
+  ws.send(withFrameId(text, randomUuid()));
+}
 
 /** A connected SOCP user. */
 export class SocpClient {
@@ -288,9 +306,9 @@ export class SocpClient {
     ts = Date.now(),
   ): Promise<Envelope<T>> {
     const env: Envelope<T> = { type, from: this.userId, to, ts, payload };
-    if (sign) env.sig = await this.key.sign(signaturePreimages(payload)[0]);
+    if (sign) env.sig = await this.key.sign(signingPreimage(payload, this.core.signSpaced));
     if (this.ws?.readyState !== WebSocket.OPEN) throw new Error("not connected");
-    this.ws.send(serializeEnvelope(env));
+    put(this.ws, serializeEnvelope(env));
     return env;
   }
 
@@ -315,7 +333,7 @@ export class SocpClient {
         // A server closes the connection when it reaches our CTRL_CLOSE, so everything sent before it has been
         // handled (a server may drop frames still in its hands when the client closes first). One that does
         // not close is closed by us after a short grace.
-        ws.send(this.core.goodbye(Date.now()));
+        put(ws, this.core.goodbye(Date.now()));
         grace = setTimeout(() => {
           try {
             ws.close(1000);
@@ -449,7 +467,7 @@ export class SocpClient {
     for (const o of this.core.drain()) {
       switch (o.kind) {
         case "send":
-          if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(o.text);
+          if (this.ws?.readyState === WebSocket.OPEN) put(this.ws, o.text);
           break;
         case "crypto":
           this.cryptoRunner.run(o.op).then(

@@ -37,7 +37,6 @@
  * ```
  * @module
  */
-import { signaturePreimages } from "../protocol/canonical_json.ts";
 import { serializeEnvelope } from "../protocol/envelope.ts";
 import type { PayloadOf } from "../protocol/messages.ts";
 import { SOFTWARE } from "../version.ts";
@@ -106,6 +105,10 @@ export class ClientCore {
   set serverPub(v: string) {
     this.#s.serverPub = v;
   }
+  /** Our frames are signed in the spaced form: the server verified only in that form (PROFILE §15). */
+  get signSpaced(): boolean {
+    return this.#s.signSpaced;
+  }
   /** The connection's phase. */
   get phase(): "offline" | "hello" | "online" | "refused" {
     return this.#s.phase;
@@ -170,7 +173,7 @@ export class ClientCore {
     const to = this.#s.serverId || "*";
     this.#s.run(
       function* (this: ClientCore): Task {
-        const sig = (yield { op: "sign", data: signaturePreimages(payload)[0] }) as string | null;
+        const sig = (yield { op: "sign", data: this.#s.sigPreimage(payload) }) as string | null;
         if (this.#s.phase !== "hello") return;
         this.#s.emitSend({ type: "USER_HELLO", from: this.#s.userId, to, ts: now, payload, sig: sig ?? "" });
       }.call(this),

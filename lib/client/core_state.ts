@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { type PreimageForm, signingPreimage } from "../protocol/canonical_json.ts";
 import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
 import { sameKeyMaterial } from "../protocol/keys.ts";
 import type {
@@ -141,6 +142,8 @@ export class CoreState {
   channel: { creatorPub: string } | null = null;
   /** The server signed its hello reply: its frames must be signed. */
   serverSigns = false;
+  /** PROFILE §15: the preimage forms the server's signatures verified in (some sign only the spaced form). */
+  readonly serverForms = { canonical: false, spaced: false };
   /** When our hello went out. */
   helloAt = 0;
   /** When the hello was accepted. */
@@ -190,6 +193,25 @@ export class CoreState {
     this.serverId = opts.serverId ?? "";
     this.maxFileBytes = opts.maxFileBytes ?? 16 * 1024 * 1024;
     if (opts.serverPin && typeof opts.serverPin.pubkey === "string") this.serverPin = { ...opts.serverPin };
+  }
+
+  /** A server signature verified in `form` (see {@linkcode CoreState.signSpaced}). */
+  noteServerForm(form: PreimageForm): void {
+    if (form === "spaced") this.serverForms.spaced = true;
+    else if (form !== "either") this.serverForms.canonical = true;
+  }
+
+  /**
+   * Sign our frames in the spaced form (PROFILE §15): the server's signatures verified only in that form, and
+   * such servers drop every other form. A server seen signing canonically (too) gets our canonical form.
+   */
+  get signSpaced(): boolean {
+    return this.serverForms.spaced && !this.serverForms.canonical;
+  }
+
+  /** The bytes our frame signature covers for `payload` (canonical, or spaced: {@linkcode CoreState.signSpaced}). */
+  sigPreimage(payload: unknown): Uint8Array {
+    return signingPreimage(payload, this.signSpaced);
   }
 
   /** Run a task; with `ticketed`, a `settled` output reports its end under the returned ticket. */

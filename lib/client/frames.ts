@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { signaturePreimages } from "../protocol/canonical_json.ts";
+import { signatureForms } from "../protocol/canonical_json.ts";
 import { type AnyEnvelope, parseFrame } from "../protocol/envelope.ts";
 import { decodePublicKey } from "../protocol/keys.ts";
 import { type CoreState, isObject, type Task } from "./core_state.ts";
@@ -38,7 +38,14 @@ export function* acceptHello(s: CoreState, raw: Record<string, unknown>, text: s
     ? p.pubkey
     : "";
   if (spub && decodePublicKey(spub).ok && typeof raw.sig === "string" && raw.sig) {
-    const i = (yield { op: "verify", key: spub, preimages: signaturePreimages(p), sig: raw.sig }) as number;
+    const forms = signatureForms(p);
+    const i = (yield {
+      op: "verify",
+      key: spub,
+      preimages: forms.map((f) => f.bytes),
+      sig: raw.sig,
+    }) as number;
+    if (i >= 0) s.noteServerForm(forms[i].form);
     if (i < 0) {
       s.helloChecking = false;
       return refuse(
@@ -133,7 +140,7 @@ export function accepted(s: CoreState, now: number): void {
 
 /** Handle one inbound frame's text. */
 export function* handleText(s: CoreState, text: string): Task {
-  const r = parseFrame(text);
+  const r = parseFrame(text, { clientForms: true });
   if (!r.ok) {
     let raw: unknown;
     try {
@@ -145,7 +152,7 @@ export function* handleText(s: CoreState, text: string): Task {
         ((yield {
             op: "verify",
             key: s.serverPub,
-            preimages: signaturePreimages(raw.payload),
+            preimages: signatureForms(raw.payload).map((f) => f.bytes),
             sig: raw.sig,
           }) as number) >= 0;
       return yield* onKeyShareRaw(s, raw, signedByServer);
@@ -163,15 +170,22 @@ export function* handleText(s: CoreState, text: string): Task {
     return s.emit({ kind: "warning", detail: `unreadable frame from the server: ${r.error.detail}` });
   }
   const env = r.envelope;
+  // PROFILE §15: an advert `{user, …}` whose `user` is its `from` describes the server itself, not a user.
+  if (r.signed !== undefined && env.type === "USER_ADVERTISE" && env.payload.user_id === env.from) return;
   let sigOk = false;
   if (env.from === s.serverId) {
     if (env.sig && s.serverPub) {
-      sigOk = ((yield {
+      const forms = signatureForms(r.signed ?? env.payload); // as sent, not as read (PROFILE §15)
+      const i = (yield {
         op: "verify",
         key: s.serverPub,
-        preimages: signaturePreimages(env.payload),
+        preimages: forms.map((f) => f.bytes),
         sig: env.sig,
-      }) as number) >= 0;
+      }) as number;
+      sigOk = i >= 0;
+      if (sigOk) {
+        s.noteServerForm(forms[i].form);
+      }
       if (!sigOk) {
         return s.emit({
           kind: "warning",

@@ -49,6 +49,15 @@ export function plainTextOf(ciphertext: string): string | null {
   return printable(ciphertext) ? ciphertext : null;
 }
 
+/**
+ * The ts a DM's content_sig covers: `payload.original_ts` when the server stamped the envelope with the delivery
+ * time (PROFILE §15; null means the server lost it, and the envelope ts is all there is), else the envelope ts.
+ */
+function originalTs(env: Envelope<"USER_DELIVER">): number {
+  const o = env.payload.original_ts;
+  return typeof o === "number" ? o : env.ts;
+}
+
 /** A delivered DM (or file frame inside one): verify, decrypt, report once (PROFILE §16 dedupe). */
 export function* onDeliver(s: CoreState, env: Envelope<"USER_DELIVER">): Task {
   const p = env.payload;
@@ -65,7 +74,7 @@ export function* onDeliver(s: CoreState, env: Envelope<"USER_DELIVER">): Task {
           ciphertext: p.ciphertext,
           from: p.sender,
           to: s.userId,
-          ts: env.ts,
+          ts: originalTs(env),
         }),
         sig: p.content_sig,
       },
@@ -80,7 +89,8 @@ export function* onDeliver(s: CoreState, env: Envelope<"USER_DELIVER">): Task {
   }
   const { text } = body;
   const { verified, warning } = senderTrust(s, p.sender, p.sender_pub, idx >= 0);
-  if (!admit(s, key, env.ts, verified, `a message from ${s.labelOf(p.sender)}`)) return;
+  const ts = originalTs(env);
+  if (!admit(s, key, ts, verified, `a message from ${s.labelOf(p.sender)}`)) return;
   const refusal = REFUSAL_RE.exec(text);
   if (refusal && verified) {
     const f = s.sendingFiles.get(refusal[2]);
@@ -89,7 +99,7 @@ export function* onDeliver(s: CoreState, env: Envelope<"USER_DELIVER">): Task {
       return;
     }
   }
-  s.emit({ kind: "dm", ...textEvent(s, p.sender, body, env.ts, verified, warning) });
+  s.emit({ kind: "dm", ...textEvent(s, p.sender, body, ts, verified, warning) });
 }
 
 /**

@@ -95,10 +95,10 @@ export function* buildTask(s: CoreState, m: Outgoing, encKey: string): Task {
       : publicPreimage({ ciphertext, from: s.userId, ts }),
   }) as string | null;
   const payload = { ciphertext, sender_pub: s.publicKey, content_sig: content_sig ?? "" };
-  const bytes = canonicalPayloadBytes(payload);
+  const bytes = canonicalPayloadBytes(payload); // msg_ref is over the canonical form, whatever we sign
   const [sig, digest] = (yield {
     op: "all",
-    ops: [{ op: "sign", data: bytes }, { op: "sha256", data: bytes }],
+    ops: [{ op: "sign", data: s.signSpaced ? s.sigPreimage(payload) : bytes }, { op: "sha256", data: bytes }],
   }) as [string | null, Uint8Array];
   if (!content_sig || !sig) {
     m.error = "could not sign the message";

@@ -75,6 +75,9 @@ export function onAnnounce(out: Out, conn: Conn, env: Envelope<"SERVER_ANNOUNCE"
 
 /** Send a frame unchanged (its original `sig`) to every linked server except `except` and the frame's origin. */
 export function relayToServers(out: Out, env: Envelope, except?: string): void {
+  // An unsigned frame (an advert read from a dial-back PRESENCE_SYNC, PROFILE §15) would be refused by every
+  // receiver: it carries no signature of its origin. It stays here.
+  if (!env.sig) return;
   for (const [serverId, c] of out.state.links) {
     if (serverId !== except && serverId !== env.from) out.send(c, env, false);
   }

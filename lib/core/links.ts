@@ -86,6 +86,9 @@ export function dialConnected(out: Out, conn: Conn, intent: DialIntent): void {
     intent.hello = state.helloKind.get(intent.serverId) ?? "link";
     if (intent.hello === "join") {
       out.send(conn.id, out.frame("SERVER_HELLO_JOIN", `${intent.host}:${intent.port}`, payload));
+    } else if (intent.hello === "announce") {
+      // A dial-back introducer registers peers only from JOIN or ANNOUNCE and ignores LINK (PROFILE §15).
+      out.send(conn.id, out.frame("SERVER_ANNOUNCE", intent.serverId, payload));
     } else {
       out.send(conn.id, out.frame("SERVER_HELLO_LINK", intent.serverId, payload));
     }
@@ -114,7 +117,7 @@ export function linkDialFailed(out: Out, intent: DialIntent, reason: string, ans
   const { state } = out;
   if (!intent.serverId) return;
   if (answered && intent.hello) {
-    const next = intent.hello === "link" ? "join" : "link";
+    const next = intent.hello === "join" ? "link" : "join";
     state.helloKind.set(intent.serverId, next);
     out.log("info", "link.refused", { server: intent.serverId, hello: intent.hello, next, reason });
   }

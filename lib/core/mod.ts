@@ -46,6 +46,7 @@ export {
   endpointUrl,
   type Event,
   type FederationConfig,
+  type HelloKind,
   type JoinState,
   type Limits,
   type Loaded,

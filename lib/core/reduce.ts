@@ -150,8 +150,9 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
     );
     return out.close(conn.id, 1000, "SERVER_WELCOME not signed by the bootstrap key");
   }
-  if (env.type === "ERROR" && linkDial) {
-    // The peer refused our hello. A refused LINK is redialed with JOIN (PROFILE §15): see dialFailed.
+  if (env.type === "ERROR" && (linkDial || (role === "dialed" && conn.dial?.purpose === "join"))) {
+    // The peer refused our hello. A refused LINK is redialed with JOIN (PROFILE §15): see dialFailed. A refused
+    // JOIN is abandoned: the close leads to the next bootstrap entry, and the list is retried with backoff.
     logOnly(out, conn, env);
     return out.close(conn.id, 1000, `${env.type} ${env.payload.code} in answer to our hello`);
   }
@@ -174,7 +175,9 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
       (!want || !ev.sigKey || (want !== ev.sigKey && !sameKeyMaterial(want, ev.sigKey))));
   if (sigBad) {
     if (env.type === "ERROR") return logOnly(out, conn, env); // never answer an ERROR with an ERROR
-    return out.error(conn.id, reply, "INVALID_SIG", sigProblem(conn, env, want, ev.sig, out.alias), true);
+    out.error(conn.id, reply, "INVALID_SIG", sigProblem(conn, env, want, ev.sig, out.alias), true);
+    if (rule.closeOnRefusal && conn.role === "pending") out.close(conn.id, 1008, `${env.type} refused`);
+    return;
   }
   // Freshness (the row's `fresh`) applies to frames the peer originated; relayed frames keep their original ts
   // (PROFILE §11).

@@ -73,8 +73,9 @@ export function direct(out: Out, conn: number, env: Envelope<"MSG_DIRECT">): voi
     return full ? out.error(conn, env.from, "UNKNOWN_TYPE", full) : ack(out, conn, env.from, out.digest);
   }
   const link = state.links.get(home);
-  // PROFILE §15: every SERVER_DELIVER we originate carries orig_ts (some servers stamp USER_DELIVER with it).
-  const payload = { user_id: env.to, ...dm, orig_ts: env.ts };
+  // PROFILE §15: every SERVER_DELIVER we originate carries orig_ts (some servers stamp USER_DELIVER with it), and
+  // the same as `cts` (the name other servers read).
+  const payload = { user_id: env.to, ...dm, orig_ts: env.ts, cts: env.ts };
   if (online !== undefined && link !== undefined) {
     out.send(link, out.frame("SERVER_DELIVER", home, payload, env.ts)); // live: no ACK
     out.log("debug", "dm.forwarded", { from: env.from, to: env.to, server: home });
@@ -99,7 +100,7 @@ export function direct(out: Out, conn: number, env: Envelope<"MSG_DIRECT">): voi
 export function serverDeliver(out: Out, conn: Conn, env: Envelope<"SERVER_DELIVER">): void {
   const { state } = out;
   const p = env.payload;
-  const ts = p.orig_ts ?? env.ts;
+  const ts = p.orig_ts ?? p.cts ?? env.ts; // PROFILE §15: `cts` is the original ts under another name
   const dm: Dm = {
     ciphertext: p.ciphertext,
     sender: p.sender,

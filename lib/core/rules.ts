@@ -20,6 +20,7 @@ import {
   publicFromServer,
   publicFromUser,
 } from "./channel.ts";
+import { onDialBack, onPresenceSync } from "./dial_back.ts";
 import { onFile } from "./files.ts";
 import { onAnnounce, onRemoteAdvert, onRemoteRemove } from "./gossip.ts";
 import { onJoin, onRelinkWelcome, onWelcome } from "./join.ts";
@@ -67,6 +68,11 @@ export interface Rule<T extends MessageType> {
   tolerant?: true;
   /** On a link we dialed, before it is up: the answer to the SERVER_HELLO_JOIN we re-linked with (PROFILE §15). */
   relink?: Handler<T>;
+  /**
+   * As an inbound first frame that fails its signature check, the connection is closed after the one ERROR: it
+   * cannot be a link, and the peer has nothing else to say (PROFILE §15 dial-back).
+   */
+  closeOnRefusal?: true;
   /**
    * PROFILE §16 replays: "payload" keys the seen cache on type, originating server and payload digest (never on
    * envelope fields), and keeps the key across restarts. For types whose payloads repeat by design (hellos,
@@ -126,6 +132,12 @@ export const RULES: Rules = {
     relayedHello: true,
     relink: onRelinkWelcome,
   },
+  SERVER_PRESENCE_SYNC: {
+    from: { pending: onDialBack, server: onPresenceSync },
+    sign: "always",
+    fresh: "origin",
+    closeOnRefusal: true,
+  },
   USER_ADVERTISE: { from: { server: onRemoteAdvert }, sign: "links", fresh: "origin" },
   USER_REMOVE: { from: { server: onRemoteRemove }, sign: "links", fresh: "origin" },
   SERVER_DELIVER: {
@@ -133,7 +145,7 @@ export const RULES: Rules = {
     sign: "links",
     fresh: "origin",
     replay: "payload",
-    signedTime: (env) => env.payload.fwd_ts ?? env.payload.orig_ts,
+    signedTime: (env) => env.payload.fwd_ts ?? env.payload.orig_ts ?? env.payload.cts,
   },
   MSG_PUBLIC_CHANNEL: {
     from: { user: publicFromUser, server: publicFromServer },

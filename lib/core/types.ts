@@ -150,9 +150,15 @@ export interface DialIntent {
   path?: string;
   /** Dial with TLS (`wss://`). */
   tls?: boolean;
-  /** The hello a "link" dial opens with: some servers accept only SERVER_HELLO_JOIN (PROFILE §15). */
-  hello?: "link" | "join";
+  /**
+   * The hello a "link" dial opens with: some servers accept only SERVER_HELLO_JOIN, dial-back introducers only
+   * SERVER_ANNOUNCE (PROFILE §15).
+   */
+  hello?: HelloKind;
 }
+
+/** The first frame of a link we dial: SERVER_HELLO_LINK, SERVER_HELLO_JOIN or SERVER_ANNOUNCE (PROFILE §15). */
+export type HelloKind = "link" | "join" | "announce";
 
 /** A server whose key is pinned to its id (a `servers` row). */
 export interface ServerRecord {
@@ -329,7 +335,7 @@ export interface State {
   /** Reconnect delay per server id. */
   backoff: Map<string, number>;
   /** The hello that opens our next link dial to a server (PROFILE §15 re-linking); absent means LINK. */
-  helloKind: Map<string, "link" | "join">;
+  helloKind: Map<string, HelloKind>;
   /**
    * What each linked server said it runs (its welcome or /.well-known/socp `software`); "" when it said
    * nothing. Only servers that say `socp/…` get the outbox ACK extension (PROFILE §15).

@@ -23,6 +23,9 @@ export function expectedKey(state: State, conn: Conn | undefined, env: AnyEnvelo
         }
         return env.type === "SERVER_WELCOME" || env.type === "ERROR" ? conn.dial.expectKey : undefined;
       }
+      // PROFILE §15 dial-back: a SERVER_PRESENCE_SYNC opening a connection presents no key; it must verify with
+      // the key pinned for its `from` (the handler then requires the server a welcome pinned).
+      if (env.type === "SERVER_PRESENCE_SYNC") return state.servers.get(env.from)?.pubkey;
       // A first frame proves possession of the key it presents; the handler then compares that key with the
       // pin (a known id with another key gets BAD_KEY and the connection is closed).
       return presentsKey(env) ? env.payload.pubkey : undefined;

@@ -31,8 +31,10 @@ import {
 import type { PrivateKey } from "../crypto/rsa.ts";
 import type { SealedKey } from "../crypto/keyfile.ts";
 import { msgRef } from "../protocol/msg_ref.ts";
-import { canonicalJson } from "../protocol/canonical_json.ts";
-import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
+import { canonicalJson, type PreimageForm } from "../protocol/canonical_json.ts";
+import { encodeBase64Url } from "../protocol/base64url.ts";
+import { decodePublicKey } from "../protocol/keys.ts";
+import { type Envelope, serializeEnvelope, withFrameId } from "../protocol/envelope.ts";
 import { setImmediate } from "node:timers";
 import { sha256HexSync, sha256Sync } from "./digest.ts";
 import type { Counters } from "./http.ts";
@@ -96,12 +98,12 @@ export interface Timers {
 
 /** Signs outbound frames ({@linkcode Signer} implements it). */
 export interface FrameSigner {
-  /** The signature over the canonical form of `payload`. */
-  sign(payload: unknown): Promise<string>;
-  /** The wire text of `frame`: signed with our key when `sign`, else with its own `sig`. */
-  text(frame: Envelope, sign: boolean): Promise<string>;
+  /** The signature over the canonical form of `payload` (the spaced form of PROFILE §15 when `spaced`). */
+  sign(payload: unknown, spaced?: boolean): Promise<string>;
+  /** The wire text of `frame`: signed with our key when `sign` (spaced when `spaced`), else with its own `sig`. */
+  text(frame: Envelope, sign: boolean, spaced?: boolean): Promise<string>;
   /** The wire text of `frame` when it is ready now (no signature to wait for), else `undefined`. */
-  textNow?(frame: Envelope, sign: boolean): string | undefined;
+  textNow?(frame: Envelope, sign: boolean, spaced?: boolean): string | undefined;
   /** Signatures actually computed. */
   readonly signatures: number;
 }
@@ -158,6 +160,8 @@ export interface ExecutorContext {
   verify?: InboundContext["verify"];
   /** Fresh ids for the reducer (default `crypto.randomUUID`). */
   fresh?: () => string;
+  /** The envelope `id` of each frame sent (PROFILE §15; default `crypto.randomUUID`). */
+  frameId?: () => string;
   /** Called after each event the reducer handled, with its step (before the effects run). */
   onStep?: (ev: Event, step: Step) => void;
   /** Bytes of frames handed to the sockets per turn of the event loop (default 1 MiB; see `execute`). */
@@ -225,6 +229,13 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   };
   const nextTurn = (fn: () => void) => timers.immediate ? timers.immediate(fn) : timers.set(fn, 0);
   const sockets = new Map<number, Conn>();
+  const frameId = ctx.frameId ?? (() => crypto.randomUUID());
+  /**
+   * Hand one frame's text to the socket with a fresh envelope `id` (PROFILE §15): fresh per frame *sent*, not per
+   * frame signed, so a broadcast's copies (one signed text) differ on every connection, and a frame sent twice on
+   * one connection (an advert after a link flap, a resend) is never dropped as a repeated id.
+   */
+  const put = (s: Conn, text: string) => s.sock.send(withFrameId(text, frameId()));
   /** Connections cut as too slow that the runtime still holds (their peer neither reads nor closes), by address. */
   const lingering = new Map<string, number>();
   const dialTimers = new Set<unknown>();
@@ -241,7 +252,49 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     digest: ctx.digest,
     verify: ctx.verify,
     fresh: ctx.fresh,
+    verifiedForm,
   };
+  /**
+   * PROFILE §15 spaced preimage: which forms each peer key's signatures verified in (by DER SPKI, bounded). A peer
+   * seen signing only spaced gets our frames signed spaced; one seen signing canonically (too) gets canonical.
+   */
+  const forms = new Map<string, { canonical: boolean; spaced: boolean }>();
+  const spkiOf = new Map<string, string>();
+  function spki(key: string): string {
+    let k = spkiOf.get(key);
+    if (k === undefined) {
+      const d = decodePublicKey(key);
+      k = d.ok ? encodeBase64Url(d.key.spki) : key;
+      if (spkiOf.size >= 4096) spkiOf.delete(spkiOf.keys().next().value!);
+      spkiOf.set(key, k);
+    }
+    return k;
+  }
+  function verifiedForm(key: string, form: PreimageForm): void {
+    if (form === "either") return; // `{}`: the same bytes in both forms, says nothing
+    const k = spki(key);
+    const f = forms.get(k) ?? { canonical: false, spaced: false };
+    if (form === "spaced") f.spaced = true;
+    else f.canonical = true;
+    forms.delete(k);
+    forms.set(k, f);
+    if (forms.size > 4096) forms.delete(forms.keys().next().value!);
+  }
+  /** The key of the peer at the other end of `conn`, as the reducer knows it. */
+  function peerKey(conn: number): string | undefined {
+    const c = state.conns.get(conn);
+    if (!c) return undefined;
+    if (c.role === "user") return c.userId ? state.users.get(c.userId)?.pubkey : undefined;
+    const sid = c.serverId ?? c.dial?.serverId;
+    return (sid ? state.servers.get(sid)?.pubkey : undefined) ?? c.dial?.expectKey;
+  }
+  /** Sign for `conn` in the spaced form: its peer's signatures verified only in that form (PROFILE §15). */
+  function spacedFor(conn: number): boolean {
+    if (forms.size === 0) return false;
+    const key = peerKey(conn);
+    const f = key === undefined ? undefined : forms.get(spki(key));
+    return f !== undefined && f.spaced && !f.canonical;
+  }
   let nextConn = 1;
   let stopping = false;
   /** A store write failed: the node is stopping, and no effect runs any more (see `write`). */
@@ -485,11 +538,12 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     }
     if (frame.type === "ERROR") metrics.refused++;
     // Nothing waiting before it and its text ready (an ACK, a stored advert): out now, not after promise turns.
+    const spaced = fx.sign && spacedFor(conn);
     if (!seal && s.queued === 0 && s.sock.bufferedAmount + bytes <= high) {
-      const t = signer.textNow?.(frame, fx.sign);
+      const t = signer.textNow?.(frame, fx.sign, spaced);
       if (t !== undefined) {
         if (s.sock.open) {
-          s.sock.send(t);
+          put(s, t);
           metrics.framesOut++;
         } else undelivered(conn, frame);
         return;
@@ -500,12 +554,12 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       const f = { ...frame };
       text = channel.seal(f, seal).then((ok) =>
         ok
-          ? signer.sign(f.payload).then((sig) => serializeEnvelope({ ...f, sig }))
+          ? signer.sign(f.payload, spaced).then((sig) => serializeEnvelope({ ...f, sig }))
           : Promise.reject(new Error("no channel key"))
       );
     } else {
       // Signed and serialized once per frame object (an advert kept while its user is online, a broadcast).
-      text = signer.text(fx.frame, fx.sign);
+      text = signer.text(fx.frame, fx.sign, spaced);
     }
     // Frames count against the peer once signed: until then they wait for us, not for the peer.
     let ready = false;
@@ -518,7 +572,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         const t = await text;
         await drain(conn, s);
         if (s.sock.open) {
-          s.sock.send(t);
+          put(s, t);
           metrics.framesOut++;
         } else undelivered(conn, frame);
       } finally {
@@ -576,7 +630,8 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     if (queueOf !== undefined) { for (const r of rows) handing.add(r.id); }
     let sent = 0;
     const frames = rows.map((r) => ({ ...(r.frame as Envelope), from: state.config.serverId }));
-    const sigs = frames.map((f) => signer.sign(f.payload));
+    const spaced = spacedFor(conn);
+    const sigs = frames.map((f) => signer.sign(f.payload, spaced));
     sigs.forEach((p) => p.catch(() => {})); // awaited in order below; one failing must not leave others unhandled
     chain(s, async () => {
       for (let i = 0; i < frames.length; i++) {
@@ -587,7 +642,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
           if (i > 0) remove(rows.slice(0, i).map((r) => r.id));
           return giveBack(i);
         }
-        s.sock.send(serializeEnvelope(frames[i]));
+        put(s, serializeEnvelope(frames[i]));
         metrics.framesOut++;
         sent = i + 1;
       }

@@ -13,7 +13,7 @@
 import type { Event, Limits, State } from "../core/types.ts";
 import { expectedKey } from "../core/verify.ts";
 import { sha256Hex, verifyAny } from "../crypto/rsa.ts";
-import { canonicalJsonResult, signaturePreimages } from "../protocol/canonical_json.ts";
+import { canonicalJsonResult, type PreimageForm, signatureForms } from "../protocol/canonical_json.ts";
 import { parseFrame, type ParseResult } from "../protocol/envelope.ts";
 import type { Counters } from "./http.ts";
 import type { Logger } from "./log.ts";
@@ -34,15 +34,21 @@ export interface InboundContext {
   now?: () => number;
   /** SHA-256 of a canonical text, hex (default: WebCrypto). */
   digest?: (text: string) => Promise<string>;
-  /** Whether `sig` is `key`'s signature over `payload` in any deployed form (default: RSA-PSS, PROFILE §15). */
-  verify?: (key: string, payload: unknown, sig: string) => Promise<boolean>;
+  /**
+   * Whether `sig` is `key`'s signature over `payload` in any deployed form (default: RSA-PSS, PROFILE §15): false,
+   * or true or the form that verified.
+   */
+  verify?: (key: string, payload: unknown, sig: string) => Promise<boolean | PreimageForm>;
+  /** A signature by `key` verified in `form` (PROFILE §15: the shell signs that peer's frames in its form). */
+  verifiedForm?: (key: string, form: PreimageForm) => void;
   /** A fresh unique id for the reducer (default `crypto.randomUUID`). */
   fresh?: () => string;
 }
 
-/** RSA-PSS over any of the payload's deployed preimages. */
-function verifyPss(key: string, payload: unknown, sig: string): Promise<boolean> {
-  return verifyAny(key, signaturePreimages(payload), sig).then((i) => i >= 0);
+/** RSA-PSS over any of the payload's deployed preimages: the form that verified, or false. */
+function verifyPss(key: string, payload: unknown, sig: string): Promise<false | PreimageForm> {
+  const forms = signatureForms(payload);
+  return verifyAny(key, forms.map((f) => f.bytes), sig).then((i) => i >= 0 && forms[i].form);
 }
 
 /** The canonical text of a payload without its `fwd_ts` (the replay digest, PROFILE §16). */
@@ -114,7 +120,10 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
   }
   metrics.framesIn++;
   let parsed = parseFrame(data);
-  const canon = parsed.ok ? canonicalJsonResult(parsed.envelope.payload) : undefined;
+  // Signatures and digests cover the payload as it arrived (a field-name variant is read into our form by the
+  // parser, PROFILE §15, but signed as sent).
+  const signed = parsed.ok ? (parsed.signed ?? parsed.envelope.payload) : undefined;
+  const canon = parsed.ok ? canonicalJsonResult(signed) : undefined;
   if (parsed.ok && canon && !canon.ok) {
     parsed = {
       ok: false,
@@ -137,10 +146,10 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
     const state = ctx.state();
     return expectedKey(state, state.conns.get(conn), parsed.envelope);
   };
-  const verify = (key: string | undefined): Promise<boolean> => {
+  const verify = (key: string | undefined): Promise<boolean | PreimageForm> => {
     if (!parsed.ok || !sigText || !key) return Promise.resolve(false);
     metrics.verifications++;
-    return verifySig(key, parsed.envelope.payload, sigText);
+    return verifySig(key, signed, sigText);
   };
   const early = keyNow();
   const earlyCheck = sigText ? verify(early) : Promise.resolve(false);
@@ -161,6 +170,7 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
     // only those still waiting when we decided to close are skipped.
     if (s.cut) return;
     const sig = !sigText ? "absent" : ok ? "valid" : "invalid";
+    if (typeof ok === "string" && key) ctx.verifiedForm?.(key, ok);
     dispatch({
       kind: "frame",
       conn,

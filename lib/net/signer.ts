@@ -27,10 +27,13 @@ export class Signer {
   private readonly cache = new Map<string, Promise<string>>();
   /** Signatures already computed, by payload digest (the same LRU entries as `cache`, resolved). */
   private readonly done = new Map<string, string>();
-  /** Wire texts by frame object: signed by us, and as received (relayed with their own sig). */
-  private readonly texts = [new WeakMap<object, Promise<string>>(), new WeakMap<object, Promise<string>>()];
+  /**
+   * Wire texts by frame object: signed by us over the canonical form, as received (relayed with their own sig),
+   * and signed by us over the spaced form (PROFILE §15, for peers that verify only that).
+   */
+  private readonly texts = [0, 1, 2].map(() => new WeakMap<object, Promise<string>>());
   /** Wire texts already serialized, by frame object (what `textNow` answers from). */
-  private readonly ready = [new WeakMap<object, string>(), new WeakMap<object, string>()];
+  private readonly ready = [0, 1, 2].map(() => new WeakMap<object, string>());
   /** RSA signatures actually computed. */
   signatures = 0;
 
@@ -46,9 +49,9 @@ export class Signer {
     private readonly digestHex?: (text: string) => string,
   ) {}
 
-  /** The signature over the canonical form of `payload`. */
-  sign(payload: unknown): Promise<string> {
-    const canon = canonicalJson(payload);
+  /** The signature over the canonical form of `payload` (the spaced form of PROFILE §15 when `spaced`). */
+  sign(payload: unknown, spaced = false): Promise<string> {
+    const canon = canonicalJson(payload, { spaced });
     if (this.digestHex) return this.signCanon(canon, this.digestHex(canon));
     return sha256Hex(canon).then((k) => this.signCanon(canon, k));
   }
@@ -78,12 +81,12 @@ export class Signer {
    * The wire text of `frame`: signed with our key when `sign`, else as it is (its own `sig`). Computed once per
    * frame object and kept while the caller holds the object; the frame must not be changed after it is sent.
    */
-  text(frame: Envelope, sign: boolean): Promise<string> {
-    const i = sign ? 0 : 1;
+  text(frame: Envelope, sign: boolean, spaced = false): Promise<string> {
+    const i = slot(sign, spaced);
     const hit = this.texts[i].get(frame);
     if (hit) return hit;
     const done = this.ready[i].get(frame); // serialized by textNow
-    return done !== undefined ? Promise.resolve(done) : this.start(frame, sign);
+    return done !== undefined ? Promise.resolve(done) : this.start(frame, sign, spaced);
   }
 
   /**
@@ -92,8 +95,8 @@ export class Signer {
    * signature is under way: use {@linkcode Signer.text}. A node sends such frames at once (an ACK, the snapshot
    * of adverts) instead of after a promise turn per frame.
    */
-  textNow(frame: Envelope, sign: boolean): string | undefined {
-    const i = sign ? 0 : 1;
+  textNow(frame: Envelope, sign: boolean, spaced = false): string | undefined {
+    const i = slot(sign, spaced);
     const done = this.ready[i].get(frame);
     if (done !== undefined) return done;
     if (this.texts[i].has(frame)) return undefined; // being signed: wait for it
@@ -103,11 +106,11 @@ export class Signer {
       return t;
     }
     if (!this.digestHex) return undefined;
-    const canon = canonicalJson(frame.payload);
+    const canon = canonicalJson(frame.payload, { spaced });
     const k = this.digestHex(canon);
     const sig = this.done.get(k);
     if (sig === undefined) {
-      this.start(frame, true, canon, k);
+      this.start(frame, true, spaced, canon, k);
       return undefined;
     }
     const p = this.cache.get(k)!; // `done` holds only keys `cache` holds: refresh its LRU position
@@ -118,14 +121,25 @@ export class Signer {
     return t;
   }
 
-  private start(frame: Envelope, sign: boolean, canon?: string, k?: string): Promise<string> {
-    const i = sign ? 0 : 1;
+  private start(
+    frame: Envelope,
+    sign: boolean,
+    spaced: boolean,
+    canon?: string,
+    k?: string,
+  ): Promise<string> {
+    const i = slot(sign, spaced);
     const p = !sign
       ? Promise.resolve().then(() => serializeEnvelope(frame))
-      : (canon !== undefined && k !== undefined ? this.signCanon(canon, k) : this.sign(frame.payload))
+      : (canon !== undefined && k !== undefined ? this.signCanon(canon, k) : this.sign(frame.payload, spaced))
         .then((sig) => serializeEnvelope({ ...frame, sig }));
     this.texts[i].set(frame, p);
     p.then((t) => this.ready[i].set(frame, t), () => this.texts[i].delete(frame));
     return p;
   }
+}
+
+/** The cache slot of a wire text: signed canonically, as received, or signed spaced. */
+function slot(sign: boolean, spaced: boolean): number {
+  return !sign ? 1 : spaced ? 2 : 0;
 }

@@ -79,28 +79,65 @@ export class PortInUse extends Error {}
 
 const ignore = () => {};
 
+/**
+ * The close code a WebSocket *client* may send for `code` (PROFILE §15): only 1000 and 3000–4999 are allowed
+ * there (a runtime throws on the others), so the reasons we send as 1001/1008/1009 on accepted sockets become
+ * 4001/4008/4009 on sockets we dialed. No code at all is 1000.
+ */
+export function clientCloseCode(code?: number): number {
+  if (code === undefined || code === 1000 || (code >= 3000 && code <= 4999)) return code ?? 1000;
+  return code >= 1000 && code < 2000 ? 4000 + (code - 1000) : 1000;
+}
+
+/** `reason` cut to the 123 bytes of UTF-8 a close frame can carry (a runtime throws on more). */
+export function closeReason(reason = ""): string {
+  const enc = new TextEncoder();
+  if (enc.encode(reason).length <= 123) return reason;
+  let r = reason.slice(0, 123);
+  while (enc.encode(r).length > 123) r = r.slice(0, -1);
+  return r;
+}
+
 /** A WebSocket as a {@linkcode Socket}: one small object per connection, its methods shared. */
 class WsSocket implements Socket {
   onMessage: (data: unknown) => void = ignore;
   onClose: () => void = ignore;
-  constructor(private readonly ws: WebSocket) {
+  /** Set once `onClose` ran (by the runtime's close event, or because `close()` threw). */
+  private ended = false;
+  /** `dialed`: a client socket, which may send only client close codes (PROFILE §15). */
+  constructor(private readonly ws: WebSocket, private readonly dialed = false) {
     ws.onmessage = (e) => this.onMessage(e.data);
     ws.onerror = ignore;
-    ws.onclose = () => this.onClose();
+    ws.onclose = () => this.end();
+  }
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.onClose();
   }
   send(text: string): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
+    if (!this.ended && this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
   }
   close(code?: number, reason?: string): void {
+    if (this.ended) return;
     try {
-      this.ws.close(code, reason);
-    } catch { /* already closed */ }
+      this.ws.close(this.dialed ? clientCloseCode(code) : code, closeReason(reason));
+    } catch {
+      // The runtime refused to close (a code or reason it does not take, or a socket in an odd state): the
+      // socket counts as closed, so the connection's closed path runs (PROFILE §15), and it is dropped.
+      if (this.ws.readyState !== WebSocket.CLOSED) {
+        try {
+          this.ws.close();
+        } catch { /* nothing more to try */ }
+      }
+      this.end();
+    }
   }
   get bufferedAmount(): number {
     return this.ws.bufferedAmount;
   }
   get open(): boolean {
-    return this.ws.readyState === WebSocket.OPEN;
+    return !this.ended && this.ws.readyState === WebSocket.OPEN;
   }
 }
 
@@ -175,7 +212,7 @@ export const denoTransport: Transport = {
         } catch { /* ignore */ }
       }
     }, timeoutMs);
-    const socket = new WsSocket(ws);
+    const socket = new WsSocket(ws, true);
     socket.onClose = () => {
       clearTimeout(giveUp);
       if (!opened) on.onFail(`cannot connect to ${url}`);

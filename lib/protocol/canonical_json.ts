@@ -18,6 +18,11 @@ export type Json = null | boolean | number | string | Json[] | { [key: string]: 
 export interface CanonicalOptions {
   /** Escape every non-ASCII character as `\uXXXX` (default true, Python's ensure_ascii). */
   ascii?: boolean;
+  /**
+   * Python's default separators `", "` and `": "` (default false): the spaced preimage of PROFILE §15, the
+   * byte-identical output of `json.dumps(obj, sort_keys=True)`.
+   */
+  spaced?: boolean;
 }
 
 const SHORT: Record<string, string> = {
@@ -80,7 +85,7 @@ function numberText(n: number): string | NotCanonical {
   return Number.isInteger(n) && Math.abs(n) < 1e21 ? BigInt(n).toString() : String(n);
 }
 
-function write(v: unknown, ascii: boolean, depth: number): string | NotCanonical {
+function write(v: unknown, ascii: boolean, depth: number, spaced = false): string | NotCanonical {
   if (v === null) return "null";
   switch (typeof v) {
     case "string":
@@ -96,20 +101,20 @@ function write(v: unknown, ascii: boolean, depth: number): string | NotCanonical
       const parts: string[] = [];
       if (Array.isArray(v)) {
         for (const x of v) {
-          const t = write(x, ascii, depth + 1);
+          const t = write(x, ascii, depth + 1, spaced);
           if (t instanceof NotCanonical) return t;
           parts.push(t);
         }
-        return "[" + parts.join(",") + "]";
+        return "[" + parts.join(spaced ? ", " : ",") + "]";
       }
       const obj = v as Record<string, unknown>;
       const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort(compareCodePoints);
       for (const k of keys) {
-        const t = write(obj[k], ascii, depth + 1);
+        const t = write(obj[k], ascii, depth + 1, spaced);
         if (t instanceof NotCanonical) return t;
-        parts.push(quoteString(k, ascii) + ":" + t);
+        parts.push(quoteString(k, ascii) + (spaced ? ": " : ":") + t);
       }
-      return "{" + parts.join(",") + "}";
+      return "{" + parts.join(spaced ? ", " : ",") + "}";
     }
     default:
       return new NotCanonical(`canonical JSON cannot hold a ${typeof v}`);
@@ -129,7 +134,7 @@ export type CanonicalResult = { ok: true; text: string } | { ok: false; error: s
  * ```
  */
 export function canonicalJsonResult(value: unknown, options: CanonicalOptions = {}): CanonicalResult {
-  const t = write(value, options.ascii ?? true, 0);
+  const t = write(value, options.ascii ?? true, 0, options.spaced ?? false);
   return t instanceof NotCanonical ? { ok: false, error: t.message } : { ok: true, text: t };
 }
 
@@ -145,12 +150,43 @@ export function canonicalJson(value: unknown, options: CanonicalOptions = {}): s
 }
 
 /**
- * The byte strings a received payload's `sig` is checked against, in the order of PROFILE §3: canonical
- * (ASCII escapes), canonical with raw UTF-8, and the payload re-serialised in arrival key order.
- * Duplicates are removed, so an ASCII-only payload in sorted order yields one candidate.
+ * Which preimage a signature verified under: our `canonical` form (also its raw-UTF-8 and arrival-order
+ * variants, `compact`), or the `spaced` form of PROFILE §15. `either` is a payload whose canonical and spaced
+ * texts are the same bytes (`{}`): it says nothing about the signer's form.
+ */
+export type PreimageForm = "canonical" | "compact" | "spaced" | "either";
+
+/**
+ * The preimages a received payload's `sig` is checked against, in the order of PROFILE §3 and §15: canonical
+ * (ASCII escapes), canonical with raw UTF-8, the payload re-serialised in arrival key order, and the spaced form
+ * (`json.dumps(payload, sort_keys=True)`). Duplicates are removed (the first form named keeps them).
+ */
+export function signatureForms(payload: unknown): { form: PreimageForm; bytes: Uint8Array }[] {
+  const enc = new TextEncoder();
+  const canonical = canonicalJson(payload);
+  const spaced = canonicalJson(payload, { spaced: true });
+  const forms: [PreimageForm, string][] = [
+    [canonical === spaced ? "either" : "canonical", canonical],
+    ["compact", canonicalJson(payload, { ascii: false })],
+    ["compact", JSON.stringify(payload)],
+    ["spaced", spaced],
+  ];
+  const seen = new Set<string>();
+  return forms.filter(([, t]) => !seen.has(t) && seen.add(t)).map(([form, t]) => ({
+    form,
+    bytes: enc.encode(t),
+  }));
+}
+
+/**
+ * The byte strings a received payload's `sig` is checked against ({@linkcode signatureForms} without the labels).
+ * Duplicates are removed, so an ASCII-only payload in sorted order yields the canonical and the spaced candidate.
  */
 export function signaturePreimages(payload: unknown): Uint8Array[] {
-  const enc = new TextEncoder();
-  const forms = [canonicalJson(payload), canonicalJson(payload, { ascii: false }), JSON.stringify(payload)];
-  return [...new Set(forms)].map((f) => enc.encode(f));
+  return signatureForms(payload).map((f) => f.bytes);
+}
+
+/** The preimage we sign `payload` with: canonical, or spaced for a peer that verifies only that (PROFILE §15). */
+export function signingPreimage(payload: unknown, spaced = false): Uint8Array {
+  return new TextEncoder().encode(canonicalJson(payload, { spaced }));
 }

@@ -51,8 +51,23 @@ export interface ProtocolError {
   from?: string;
 }
 
-/** Result of {@linkcode parseFrame}. */
-export type ParseResult = { ok: true; envelope: AnyEnvelope } | { ok: false; error: ProtocolError };
+/**
+ * Result of {@linkcode parseFrame}. `signed` is the payload exactly as received when the parser read a deployed
+ * field-name variant into our form (PROFILE §15): signatures are checked over `signed`, never over the
+ * normalised `envelope.payload`.
+ */
+export type ParseResult =
+  | { ok: true; envelope: AnyEnvelope; signed?: unknown }
+  | { ok: false; error: ProtocolError };
+
+/** Options of {@linkcode parseFrame}. */
+export interface ParseOptions {
+  /**
+   * Also read the variants only clients meet (PROFILE §15): USER_ADVERTISE `{user, name, pubkey_b64u, via?}` and
+   * USER_REMOVE `{user, via?}`. Servers never normalise what they may relay (the relayed frame keeps its own `sig`).
+   */
+  clientForms?: boolean;
+}
 
 function fail(detail: string, code: ErrorCode = "UNKNOWN_TYPE", o?: Record<string, unknown>): ParseResult {
   const error: ProtocolError = { code, detail };
@@ -62,7 +77,7 @@ function fail(detail: string, code: ErrorCode = "UNKNOWN_TYPE", o?: Record<strin
 }
 
 /** Parse one WebSocket text frame (a trailing newline is tolerated). */
-export function parseFrame(text: string): ParseResult {
+export function parseFrame(text: string, options: ParseOptions = {}): ParseResult {
   let raw: unknown;
   try {
     raw = JSON.parse(text.endsWith("\n") ? text.replace(/\r?\n$/, "") : text);
@@ -72,7 +87,7 @@ export function parseFrame(text: string): ParseResult {
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     return fail("frame must be a JSON object");
   }
-  return parseObject(raw as Record<string, unknown>);
+  return parseObject(raw as Record<string, unknown>, options);
 }
 
 /**
@@ -105,8 +120,40 @@ export function jsonProblem(root: unknown): string | null {
   return null;
 }
 
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+/**
+ * A deployed field-name variant of `payload` read into our form (PROFILE §15), or undefined when it is ours (or
+ * not a variant we read). Total: every field is checked by the type's validator afterwards.
+ */
+export function variantPayload(
+  type: MessageType,
+  payload: unknown,
+  from: unknown,
+  options: ParseOptions = {},
+): Record<string, unknown> | undefined {
+  if (!isRecord(payload)) return undefined;
+  const p = payload;
+  if (type === "USER_HELLO" && p.pubkey === undefined && typeof p.pubkey_b64u === "string") {
+    return { ...p, pubkey: p.pubkey_b64u };
+  }
+  if (!options.clientForms || p.user_id !== undefined || typeof p.user !== "string") return undefined;
+  const home = typeof p.via === "string" && p.via ? p.via : from;
+  if (type === "USER_ADVERTISE") {
+    const out: Record<string, unknown> = { user_id: p.user, server_id: home };
+    if (typeof p.name === "string") out.meta = { display_name: p.name };
+    if (p.pubkey_b64u !== undefined) out.pubkey = p.pubkey_b64u;
+    else if (p.pubkey !== undefined) out.pubkey = p.pubkey;
+    return out;
+  }
+  if (type === "USER_REMOVE") return { user_id: p.user, server_id: home };
+  return undefined;
+}
+
 /** Validate an already-parsed object as an envelope. */
-export function parseObject(o: Record<string, unknown>): ParseResult {
+export function parseObject(o: Record<string, unknown>, options: ParseOptions = {}): ParseResult {
   const bad = jsonProblem(o);
   if (bad) return fail(bad, "UNKNOWN_TYPE", o);
   if (typeof o.type !== "string") return fail("frame has no string field 'type'", "UNKNOWN_TYPE", o);
@@ -133,16 +180,21 @@ export function parseObject(o: Record<string, unknown>): ParseResult {
   if (o.sig !== undefined && o.sig !== null && typeof o.sig !== "string") {
     return fail("'sig' must be a string", "UNKNOWN_TYPE", o);
   }
-  const payload = PAYLOADS[type](o.payload, "payload");
+  const variant = variantPayload(type, o.payload, o.from, options);
+  const payload = PAYLOADS[type](variant ?? o.payload, "payload");
   if (payload instanceof Invalid) return fail(`${type}: ${payload.message}`, "UNKNOWN_TYPE", o);
   const envelope = { type, from: o.from, to: o.to, ts: o.ts, payload } as AnyEnvelope;
   if (typeof o.sig === "string") envelope.sig = o.sig;
-  return { ok: true, envelope };
+  return variant ? { ok: true, envelope, signed: o.payload } : { ok: true, envelope };
 }
 
-/** Serialise an envelope for the wire (field order as the standard lists them). */
-export function serializeEnvelope(e: Envelope): string {
+/**
+ * Serialise an envelope for the wire (field order as the standard lists them). `id` (PROFILE §15: a fresh random
+ * UUID per frame sent, drawn by the shell) goes first when given; it is outside `sig`.
+ */
+export function serializeEnvelope(e: Envelope, id?: string): string {
   return JSON.stringify({
+    ...(id === undefined ? {} : { id }),
     type: e.type,
     from: e.from,
     to: e.to,
@@ -150,6 +202,23 @@ export function serializeEnvelope(e: Envelope): string {
     payload: e.payload,
     sig: e.sig ?? "",
   });
+}
+
+/**
+ * A frame's wire text with a top-level `id` added (PROFILE §15 envelope ids): `text` is one serialized JSON object,
+ * as {@linkcode serializeEnvelope} writes it, without an `id` of its own. Costs one string copy, so a text signed
+ * and serialized once (a broadcast) still goes out with a fresh id on every connection.
+ *
+ * @example
+ * ```ts
+ * withFrameId('{"type":"HEARTBEAT"}', "6b1c0f1e-0000-4000-8000-000000000000");
+ * // '{"id":"6b1c0f1e-0000-4000-8000-000000000000","type":"HEARTBEAT"}'
+ * ```
+ */
+export function withFrameId(text: string, id: string): string {
+  if (!text.startsWith("{")) return text;
+  const rest = text.slice(1).trimStart();
+  return `{"id":${JSON.stringify(id)}${rest.startsWith("}") ? "" : ","}${rest}`;
 }
 
 const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;

@@ -71,6 +71,11 @@ export const PAYLOADS = {
     software: SOFTWARE,
     public_channel: optional(object({ version: integer(0), creator_pub: KEY, wrapped_key: B64 })),
   }),
+  /**
+   * PROFILE §15 dial-back links: the first frame of an introducer that dials its joiner back (no hello), and its
+   * presence snapshot on a link. `users` entries are read one by one (a malformed entry is skipped, not fatal).
+   */
+  SERVER_PRESENCE_SYNC: object({ server_id: optional(ID), users: optional(array(anything, 100_000)) }),
   USER_ADVERTISE: object({ user_id: ID, server_id: ID, meta: optional(anyObject), pubkey: optional(KEY) }),
   USER_REMOVE: object({ user_id: ID, server_id: ID }),
   SERVER_DELIVER: object({
@@ -80,6 +85,8 @@ export const PAYLOADS = {
     sender_pub: KEY,
     content_sig: B64,
     orig_ts: optional(integer(0)),
+    /** PROFILE §15: the original ts under another name (read like `orig_ts`; ours carry both). */
+    cts: optional(integer(0)),
     /**
      * PROFILE §16: when a server sends a kept (outbox) frame later, the time it sends it, signed with the rest of
      * the payload; receivers judge the frame's freshness on it. Left out of the replay digest (inbound.ts).
@@ -98,7 +105,14 @@ export const PAYLOADS = {
     nonce: optional(string(0, 256)),
   }),
   MSG_DIRECT: object({ ciphertext: B64, sender_pub: KEY, content_sig: B64 }),
-  USER_DELIVER: object({ ciphertext: B64, sender: ID, sender_pub: KEY, content_sig: B64 }),
+  /** PROFILE §15: `original_ts` (when the envelope `ts` is the delivery time; null: lost) is read by clients. */
+  USER_DELIVER: object({
+    ciphertext: B64,
+    sender: ID,
+    sender_pub: KEY,
+    content_sig: B64,
+    original_ts: optional(nullable(integer(0))),
+  }),
   PUBLIC_CHANNEL_ADD: object({ add: array(ID, 100_000), if_version: integer(0) }),
   /** Ours carry `wraps`; deployed servers send `{version, added}` or `{version, removed}` (PROFILE §15). */
   PUBLIC_CHANNEL_UPDATED: object({

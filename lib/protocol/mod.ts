@@ -58,9 +58,12 @@ export {
   jsonProblem,
   parseFrame,
   parseObject,
+  type ParseOptions,
   type ParseResult,
   type ProtocolError,
   serializeEnvelope,
+  variantPayload,
+  withFrameId,
 } from "./envelope.ts";
 export {
   type ErrorCode,

@@ -332,6 +332,7 @@ Deno.test("MSG_DIRECT to a remote user becomes SERVER_DELIVER to its server with
     sender_pub: "P",
     content_sig: "CS",
     orig_ts: h.now - 50, // PROFILE §15
+    cts: h.now - 50, // PROFILE §15 (issue 17): the name other servers read
   });
 });
 
@@ -356,6 +357,11 @@ Deno.test("SERVER_DELIVER: delivered locally with orig_ts, forwarded unchanged, 
   assert.equal(local.type, "USER_DELIVER");
   assert.equal(local.ts, h.now - 12345);
   assert.deepEqual(local.payload, { ciphertext: "C", sender: BOB, sender_pub: "P", content_sig: "S" });
+  // PROFILE §15 (issue 17): `cts` is read like `orig_ts`.
+  h.now += 1;
+  const viaCts = sent(h.signed(10, sd(ALICE, { cts: h.now - 23456, ciphertext: "C-cts" })), 1)[0];
+  assert.equal(viaCts.type, "USER_DELIVER");
+  assert.equal(viaCts.ts, h.now - 23456);
   h.signed(11, advert(CAROL, S3, h.now));
   h.now += 1;
   const fwd = h.signed(10, sd(CAROL));

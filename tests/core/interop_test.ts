@@ -298,6 +298,7 @@ Deno.test("every SERVER_DELIVER we originate carries orig_ts (live and outbox); 
     10,
   )[0];
   assert.ok(live.type === "SERVER_DELIVER" && live.payload.orig_ts === h.now - 7);
+  assert.equal(live.payload.cts, h.now - 7, "cts too (issue 17)");
   h.now += 10;
   h.signed(10, {
     type: "USER_REMOVE",

@@ -4,7 +4,13 @@
  * fails (within its give-up time), and a busy port is PortInUse.
  */
 import assert from "node:assert/strict";
-import { denoTransport, PortInUse, type Socket } from "../../lib/net/transport.ts";
+import {
+  clientCloseCode,
+  closeReason,
+  denoTransport,
+  PortInUse,
+  type Socket,
+} from "../../lib/net/transport.ts";
 import { until } from "../helpers/until.ts";
 
 Deno.test("transport: http, accept, dial, send both ways, close is seen by both sides", async () => {
@@ -83,4 +89,39 @@ Deno.test("transport: a dial to a port nobody listens on fails, and a busy port 
   await until(() => reason !== "", "the dial to fail", 8000);
   assert.equal(opened, false);
   assert.match(reason, /cannot connect to ws:\/\/127\.0\.0\.1/);
+});
+
+Deno.test("transport: a dialed socket closes with a client close code (PROFILE §15), and the peer sees it", async () => {
+  assert.equal(clientCloseCode(undefined), 1000);
+  assert.equal(clientCloseCode(1000), 1000);
+  assert.equal(clientCloseCode(1001), 4001);
+  assert.equal(clientCloseCode(1008), 4008);
+  assert.equal(clientCloseCode(1009), 4009);
+  assert.equal(clientCloseCode(3005), 3005);
+  assert.equal(clientCloseCode(4999), 4999);
+  assert.equal(clientCloseCode(5000), 1000);
+  assert.equal(new TextEncoder().encode(closeReason("é".repeat(100))).length <= 123, true);
+  assert.equal(closeReason("short"), "short");
+  let seen: { code: number; reason: string } | undefined;
+  // Watch the close from the accepting side through a raw upgrade: the code the peer received.
+  const raw = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+    const { socket, response } = Deno.upgradeWebSocket(req);
+    socket.onclose = (e) => seen = { code: e.code, reason: e.reason };
+    return response;
+  });
+  let closedHere = false;
+  try {
+    const dialed = await new Promise<Socket>((resolve, reject) =>
+      denoTransport.dial(`ws://127.0.0.1:${raw.addr.port}`, 5000, { onOpen: resolve, onFail: reject })
+    );
+    dialed.onClose = () => closedHere = true;
+    dialed.close(1008, "x".repeat(200)); // a server's code and an over-long reason: neither may throw
+    await until(() => seen, "the peer to see our close");
+    assert.equal(seen!.code, 4008);
+    assert.equal(seen!.reason.length, 123);
+    await until(() => closedHere, "our side's closed path");
+    assert.equal(dialed.open, false);
+  } finally {
+    await raw.shutdown();
+  }
 });

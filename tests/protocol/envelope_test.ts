@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { isServerId, isUuid, parseFrame, serializeEnvelope } from "../../lib/protocol/envelope.ts";
+import {
+  isServerId,
+  isUuid,
+  parseFrame,
+  serializeEnvelope,
+  withFrameId,
+} from "../../lib/protocol/envelope.ts";
 
 const U1 = "a11ce000-0000-4000-8000-000000000001";
 const U2 = "b0b00000-0000-4000-8000-000000000002";
@@ -114,4 +120,60 @@ Deno.test("isUuid() and isServerId() follow PROFILE §5", () => {
   assert.ok(isServerId("server_3f0e5f0a"));
   assert.ok(!isServerId("has space"));
   assert.ok(!isServerId("x".repeat(129)));
+});
+
+Deno.test("withFrameId() adds a top-level id outside the signed payload; parseFrame() ignores it", () => {
+  const text = serializeEnvelope({ type: "HEARTBEAT", from: "s", to: "*", ts: 1, payload: {}, sig: "x" });
+  const a = withFrameId(text, "id-1");
+  const o = JSON.parse(a);
+  assert.equal(o.id, "id-1");
+  assert.deepEqual({ ...o, id: undefined }, { ...JSON.parse(text), id: undefined });
+  assert.equal(withFrameId("{}", "i"), '{"id":"i"}');
+  const r = parseFrame(a);
+  assert.ok(r.ok && !("id" in r.envelope) && r.envelope.sig === "x");
+  assert.equal(
+    JSON.parse(serializeEnvelope({ type: "HEARTBEAT", from: "s", to: "*", ts: 1, payload: {} }, "z")).id,
+    "z",
+  );
+});
+
+Deno.test("variants (PROFILE §15): pubkey_b64u in USER_HELLO; {user,…} adverts only with clientForms", () => {
+  const hello = parseFrame(JSON.stringify({
+    type: "USER_HELLO",
+    from: "u",
+    to: "*",
+    ts: 1,
+    payload: { client: "py", pubkey_b64u: "KEY" },
+  }));
+  assert.ok(hello.ok && hello.envelope.type === "USER_HELLO");
+  assert.equal(hello.envelope.payload.pubkey, "KEY");
+  assert.deepEqual(
+    hello.signed,
+    { client: "py", pubkey_b64u: "KEY" },
+    "signatures cover the payload as sent",
+  );
+  const advert = JSON.stringify({
+    type: "USER_ADVERTISE",
+    from: "srv",
+    to: "*",
+    ts: 1,
+    payload: { user: "u1", name: "Zed", pubkey_b64u: "K", via: "other" },
+  });
+  assert.equal(parseFrame(advert).ok, false, "a server does not read (or relay re-shaped) client-only forms");
+  const a = parseFrame(advert, { clientForms: true });
+  assert.ok(a.ok && a.envelope.type === "USER_ADVERTISE");
+  assert.deepEqual(a.envelope.payload, {
+    user_id: "u1",
+    server_id: "other",
+    meta: { display_name: "Zed" },
+    pubkey: "K",
+  });
+  const rm = parseFrame(
+    JSON.stringify({ type: "USER_REMOVE", from: "srv", to: "*", ts: 1, payload: { user: "u1" } }),
+    {
+      clientForms: true,
+    },
+  );
+  assert.ok(rm.ok && rm.envelope.type === "USER_REMOVE");
+  assert.deepEqual(rm.envelope.payload, { user_id: "u1", server_id: "srv" });
 });
