@@ -26,7 +26,7 @@ export const CHAT_HELP = `Commands:
   <text>                 message to the current conversation (the last /tell, /all or /open)
   /open                  the conversations kept in your history, with unread counts
   /open <user>           switch to the conversation with <user> and show its last 20 messages
-                         (/open all: the public channel)
+                         (/open all: the public channel; /chat <user> works too)
   /more                  20 earlier messages of the current conversation
   /forget <user>         delete the history of one conversation (/forget all: the public channel's);
                          asks y/N first
@@ -512,21 +512,22 @@ export async function runChat(
 
   const PAGE = 20;
   /** One kept message as a line. */
+  /** One kept message as a line (or lines: a message's extra lines are indented, as when it arrived). */
   const historyLine = (m: HistoryMessage): Safe => {
-    const what = m.file
+    // Each part is made by `term` (the text with `multiline`), then joined as they are: filtering again would
+    // turn the continuation's newline into \u{a}.
+    const what: string = m.file
       ? term`file "${m.file.name}" (${m.file.size} bytes${
         own(m.file.sha256 ? `, sha256 ${m.file.sha256.slice(0, 16)}…` : "")
-      })${m.file.saved ? term` saved to ${m.file.saved}` : own("")}${
-        m.file.problem ? term` refused: ${m.file.problem}` : own("")
-      }`
+      })` + (m.file.saved ? term` saved to ${m.file.saved}` : "") +
+        (m.file.problem ? term` refused: ${m.file.problem}` : "")
       : term`${multiline(m.text ?? "")}`;
     if (m.dir === "out") {
       const note = m.state === "failed" ? "  (not delivered)" : m.state === "sending" ? "  (not sent)" : "";
-      return term`[${stamp(m.ts)}] [to ${m.convLabel}] ${own(what)}${own(note)}`;
+      return own(term`[${stamp(m.ts)}] [to ${m.convLabel}] ` + what + note);
     }
-    return term`[${stamp(m.ts)}] [${own(m.conv === "public" ? "all" : "dm")}] ${
-      own(sender({ fromLabel: m.fromLabel, verified: m.verified, unencrypted: m.unencrypted }))
-    }: ${own(what)}`;
+    const who = sender({ fromLabel: m.fromLabel, verified: m.verified, unencrypted: m.unencrypted });
+    return own(term`[${stamp(m.ts)}] [${m.conv === "public" ? "all" : "dm"}] ` + who + ": " + what);
   };
   /** Show the page of the current conversation before the `shownBack` newest; false when there is none. */
   const showPage = (first: boolean) => {

@@ -6,12 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { SocpClient } from "../../lib/client/client.ts";
 import { deriveUserId } from "../../lib/protocol/user_id.ts";
 import { ChatProcess, writeKeyFile } from "../helpers/chat_process.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
 
-const [aliceKey, bobKey] = await Promise.all(["user5", "user6"].map(fixtureKey));
+const [aliceKey, bobKey, carolKey] = await Promise.all(["user5", "user6", "user4"].map(fixtureKey));
 
 /** The part of `out` after the last occurrence of `marker`. */
 function after(out: string, marker: string): string {
@@ -68,7 +69,7 @@ Deno.test("chat history: kept across a restart, /open in send order, /more, unre
     alice = new ChatProcess(args(alicePath), home);
     await alice.wait("connected to");
     assert.match(alice.out, /history: 1 damaged record\(s\) skipped/);
-    await bob.type("three while away\n");
+    await bob.type("three while away \x1b[2J\n"); // network text: shown filtered from the history too
     await alice.wait("three while away");
     await alice.type("/open\n");
     await alice.wait(/bob\S*  28 message\(s\), 1 unread/);
@@ -81,6 +82,8 @@ Deno.test("chat history: kept across a restart, /open in send order, /more, unre
     assert.match(page, /^: 9-28 of 28 \(\/more for earlier\)/);
     inOrder(page, [...Array.from({ length: 19 }, (_, i) => `[to bob] p${i + 7}-line`), "three while away"]);
     assert.ok(!page.includes("p6-line"), "only the last 20");
+    assert.ok(page.includes("three while away \\u{1b}[2J"), "the escape is made visible");
+    assert.ok(!alice.out.includes("\x1b"), "no raw escape reaches the terminal");
 
     await alice.type("/more\n");
     await alice.wait("* earlier with bob");
@@ -102,6 +105,27 @@ Deno.test("chat history: kept across a restart, /open in send order, /more, unre
     await alice.type("/open all\n");
     await alice.wait("* history with the public channel: 1-1 of 1");
 
+    // A message of several lines, with an escape, from a client that is not the terminal: kept, and shown from
+    // the history as it was shown when it arrived (extra lines indented, control characters made visible).
+    const carol = await SocpClient.connect(node.url, {
+      userId: deriveUserId(carolKey.publicKey)!,
+      key: carolKey,
+      displayName: "carol",
+    });
+    try {
+      await alice.wait("* carol is online");
+      await carol.tell(deriveUserId(aliceKey.publicKey)!, "carol line1\ncarol line2 \x1b[31m");
+      const shown = "[dm] carol: carol line1\n    | carol line2 \\u{1b}[31m\n";
+      await alice.wait(shown);
+      await alice.type("/open carol\n");
+      await alice.wait("* history with carol: 1-1 of 1");
+      await alice.wait(
+        /history with carol[^]*\[dm\] carol: carol line1\n {4}\| carol line2 \\u\{1b\}\[31m\n/,
+      );
+    } finally {
+      await carol.close();
+    }
+
     // /forget: "no" keeps, "y" deletes.
     await alice.type("/forget bob\n");
     await alice.wait("delete the 28 kept message(s) with bob for good? (y/N)");
@@ -113,7 +137,7 @@ Deno.test("chat history: kept across a restart, /open in send order, /more, unre
     await alice.wait("* no history with bob yet");
 
     await alice.type("/forget --all\n");
-    await alice.wait("delete ALL history (1 conversation(s)) for good? (y/N)");
+    await alice.wait("delete ALL history (2 conversation(s)) for good? (y/N)");
     await alice.type("y\n");
     await alice.wait("* all history deleted");
     await alice.type("/open\n");
