@@ -72,8 +72,8 @@ Deno.test("chat history: kept across a restart, /open in send order, /more, unre
     await bob.type("three while away \x1b[2J\n"); // network text: shown filtered from the history too
     await alice.wait("three while away");
     await alice.type("/open\n");
-    await alice.wait(/bob\S*  28 message\(s\), 1 unread/);
-    assert.match(alice.out, /all \(public channel\)  1 message\(s\)/);
+    await alice.wait(/bob\S* {2}28 message\(s\), 1 unread/);
+    assert.match(alice.out, /all \(public channel\) {2}1 message\(s\)/);
 
     await alice.type("/open bob\n");
     await alice.wait("* history with bob");
@@ -100,7 +100,7 @@ Deno.test("chat history: kept across a restart, /open in send order, /more, unre
     await alice.wait("* that is all: 28 message(s) kept with bob");
 
     await alice.type("/open\n");
-    await alice.wait(/bob\S*  28 message\(s\), last [\d:]+  \(current\)/); // read now
+    await alice.wait(/bob\S* {2}28 message\(s\), last [\d:]+ {2}\(current\)/); // read now
 
     await alice.type("/open all\n");
     await alice.wait("* history with the public channel: 1-1 of 1");
