@@ -1,6 +1,7 @@
 /**
- * socp as a library: run a node with {@linkcode startNode}, talk to one with {@linkcode SocpClient} (or drive the
- * sans-IO {@linkcode ClientCore} yourself), and make or open user keys. The wire layer and the node's reducer have
+ * socp as a library: run a node with {@linkcode startNode} (on a data directory) or compose one from its parts
+ * with {@linkcode createNode} (transport, store, clock, timers: in memory by default), talk to one with
+ * {@linkcode SocpClient} (or drive the sans-IO {@linkcode ClientCore} yourself), and make or open user keys. The wire layer and the node's reducer have
  * their own entry points: `./protocol` (lib/protocol/mod.ts) and `./core` (lib/core/mod.ts).
  *
  * @example A node and two clients exchange a direct message
@@ -33,10 +34,46 @@
  * await node.close();
  * await Deno.remove(dataDir, { recursive: true });
  * ```
+ *
+ * @example A node entirely in memory: no data directory, no file (the store is SQLite's `:memory:`)
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createNode, generateKeyPair, SocpClient } from "./mod.ts";
+ *
+ * // createNode does the wiring; every part has a default: the Deno transport, a store in memory, the clock.
+ * const node = await createNode({ key: await generateKeyPair(4096), host: "127.0.0.1", port: 0, logLevel: "warn" });
+ * const alice = await SocpClient.connect(`ws://127.0.0.1:${node.port}`, {
+ *   userId: crypto.randomUUID(),
+ *   key: await generateKeyPair(4096),
+ *   displayName: "alice",
+ * });
+ * assert.equal(alice.serverId, node.serverId); // the node answered alice's hello
+ * await alice.close();
+ * await node.close();
+ * ```
  * @module
  */
 export { type NodeOptions, PortInUse, type RunningNode, startNode } from "./lib/net/node.ts";
-export type { BootstrapEntry, FederationConfig, Limits, LogLevel } from "./lib/core/types.ts";
+export { createNode, type NodeActivity, type NodeParts, type NodeStore } from "./lib/net/create_node.ts";
+export type {
+  Accept,
+  DialHandlers,
+  Handler,
+  Listener,
+  ListenOptions,
+  Socket,
+  Transport,
+} from "./lib/net/transport.ts";
+export type { StoreLike, Timers } from "./lib/net/executor.ts";
+export type {
+  BootstrapEntry,
+  FederationConfig,
+  Limits,
+  Loaded,
+  LogLevel,
+  ServerRecord,
+  UserRecord,
+} from "./lib/core/types.ts";
 export { type ConnectOptions, FileStopped, HelloRefused, SocpClient } from "./lib/client/client.ts";
 export {
   ClientCore,

@@ -34,6 +34,35 @@ export interface ServeConfig {
   nodePassphrase?: string;
   /** PEM certificate chain and private key: serve https:// and wss:// on the same port. */
   tls?: { cert: string; key: string };
+  /** PEM certificates of private CAs trusted for our own wss:// and https:// dials (`--ca-cert`). */
+  caCerts?: string[];
+  /** Settings that were ignored, to be logged as warnings when the node starts. */
+  warnings: { event: string; fields: Record<string, string> }[];
+}
+
+/** Lab-mode variables (PROFILE §13) and their aliases: honoured only from a flag or the real environment. */
+export const LAB_VARIABLES: readonly string[] = [
+  "SOCP_LAB_WEAK_KEYS",
+  "SOCP_BACKDOOR_WEAK_KEYS",
+  "SOCP_LAB_REPLAY",
+  "SOCP_BACKDOOR_REPLAY",
+];
+
+/** The longest freshness window (`SOCP_FRESHNESS_SECONDS`) accepted: one hour. */
+export const MAX_FRESHNESS_SECONDS = 3600;
+
+/** Read `--ca-cert FILE`: the PEM certificates in it (one CA or a bundle), or a clear error. */
+export function caCertSetting(file: string | undefined): string[] | undefined {
+  if (!file) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new UsageError(`cannot read --ca-cert ${file}: ${(e as Error).message.split("\n")[0]}`);
+  }
+  const certs = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
+  if (!certs) throw new UsageError(`--ca-cert ${file} is not a PEM file (no BEGIN CERTIFICATE block)`);
+  return certs.map((c) => c + "\n");
 }
 
 /** Read `--tls-cert` / `--tls-key` (both or neither); the files' PEM text, or a clear error. */
@@ -204,7 +233,19 @@ export const LIMIT_KNOBS: readonly {
 export function serveConfig(
   flags: Record<string, string | boolean | string[] | undefined>,
 ): ServeConfig {
-  const env = envLookup(loadEnvFile(flags["env-file"] as string | undefined));
+  const fileEnv = loadEnvFile(flags["env-file"] as string | undefined);
+  const env = envLookup(fileEnv);
+  // Lab modes weaken the node on purpose: only a flag or a variable set in the real environment turns them on,
+  // never a .env file (a stray one must not switch off replay protection).
+  const labEnv = (name: string) => truthy(Deno.env.get(name));
+  const warnings: ServeConfig["warnings"] = LAB_VARIABLES.filter((n) => n in fileEnv).map((n) => ({
+    event: "config.lab_mode_ignored",
+    fields: {
+      variable: n,
+      file: (flags["env-file"] as string | undefined) ?? ".env",
+      note: "lab modes are taken only from a flag or the real environment, never from a .env file",
+    },
+  }));
   const pick = (flag: string, name: string) => (flags[flag] as string | undefined) ?? env(name);
   const portText = pick("port", "SOCP_PORT");
   const logLevel = pick("log-level", "SOCP_LOG_LEVEL") ?? "info";
@@ -213,18 +254,27 @@ export function serveConfig(
   }
   const maxFrame = env("SOCP_MAX_FRAME_BYTES");
   const fresh = env("SOCP_FRESHNESS_SECONDS");
+  if (fresh !== undefined && /^\s*\d+\s*$/.test(fresh) && Number(fresh) > MAX_FRESHNESS_SECONDS) {
+    throw new UsageError(
+      `SOCP_FRESHNESS_SECONDS "${fresh.trim()}" is too long: at most ${MAX_FRESHNESS_SECONDS} (one hour); a longer ` +
+        "window lets captured frames be replayed for longer",
+    );
+  }
   const limits: Limits = {
     ...DEFAULT_LIMITS,
     ...(maxFrame
       ? { maxFrameBytes: intSetting(maxFrame, "SOCP_MAX_FRAME_BYTES", 1024, 64 * 1024 * 1024) }
       : {}),
-    ...(fresh ? { freshnessMs: intSetting(fresh, "SOCP_FRESHNESS_SECONDS", 1, 365 * 86400) * 1000 } : {}),
+    ...(fresh
+      ? { freshnessMs: intSetting(fresh, "SOCP_FRESHNESS_SECONDS", 1, MAX_FRESHNESS_SECONDS) * 1000 }
+      : {}),
   };
   for (const k of LIMIT_KNOBS) {
     const text = k.flag ? pick(k.flag, k.env) : env(k.env);
     if (text !== undefined) limits[k.key] = intSetting(text, k.flag ? `--${k.flag}` : k.env, k.min, k.max);
   }
-  const labWeakKeys = truthy(env("SOCP_LAB_WEAK_KEYS")) || truthy(env("SOCP_BACKDOOR_WEAK_KEYS"));
+  const labWeakKeys = flags["lab-weak-keys"] === true || labEnv("SOCP_LAB_WEAK_KEYS") ||
+    labEnv("SOCP_BACKDOOR_WEAK_KEYS");
   const flagEntries = (flags.bootstrap as string[] | undefined) ?? [];
   const envEntries = flagEntries.length ? [] : (env("SOCP_BOOTSTRAP") ?? "").split(/[,\s]+/).filter(Boolean);
   const file = pick("bootstrap-file", "SOCP_BOOTSTRAP_FILE");
@@ -258,8 +308,10 @@ export function serveConfig(
     logLevel,
     limits,
     labWeakKeys,
-    labReplay: truthy(env("SOCP_LAB_REPLAY")) || truthy(env("SOCP_BACKDOOR_REPLAY")),
+    labReplay: flags["lab-replay"] === true || labEnv("SOCP_LAB_REPLAY") || labEnv("SOCP_BACKDOOR_REPLAY"),
     nodePassphrase: env("SOCP_NODE_PASSPHRASE") || undefined,
     tls: tlsSetting(pick("tls-cert", "SOCP_TLS_CERT"), pick("tls-key", "SOCP_TLS_KEY")),
+    caCerts: caCertSetting(pick("ca-cert", "SOCP_CA_CERT")),
+    warnings,
   };
 }

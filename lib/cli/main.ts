@@ -4,10 +4,11 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { fingerprint, loadOrCreateIdentity } from "../net/identity.ts";
-import { PortInUse, startNode } from "../net/node.ts";
+import { fingerprint, loadOrCreateIdentity, secureDataDir } from "../net/identity.ts";
+import { Logger } from "../net/log.ts";
+import { bootstrapEntry } from "../web/routes.ts";
+import { DataDirInUse, PortInUse, startNode } from "../net/node.ts";
 import { Store } from "../store/sqlite.ts";
 import { VERSION } from "../version.ts";
 import { CHAT_HELP, runChat } from "./chat.ts";
@@ -18,10 +19,10 @@ const HELP = `socp ${VERSION}: a Secure Overlay Chat Protocol (SOCP v1.3) node a
 Usage:
   socp serve [--host H] [--port P] [--data DIR] [--env-file F] [--public-host H] [--log-level L]
              [--bootstrap host:port#PUBKEY ...] [--bootstrap-file F] [--introducer]
-             [--heartbeat-interval S] [--link-timeout S] [--tls-cert FILE --tls-key FILE]
+             [--heartbeat-interval S] [--link-timeout S] [--tls-cert FILE --tls-key FILE] [--ca-cert FILE]
              [--max-unsent-bytes N] [--hello-rate N] [--hello-burst N] [--max-conns-per-addr N]
   socp chat --server URL [--name NAME] [--key FILE] [--downloads DIR]
-  socp info [--data DIR] [--env-file F]
+  socp info [--data DIR] [--port P] [--public-host H] [--tls-cert FILE] [--env-file F] [--entry]
   socp help [command]
   socp --version
 
@@ -30,7 +31,10 @@ Run "socp <command> --help" for a command's options.
 
 const COMMANDS: Record<
   string,
-  { help: string; options: Record<string, { type: "string" | "boolean"; multiple?: boolean }> }
+  {
+    help: string;
+    options: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string }>;
+  }
 > = {
   serve: {
     help: `socp serve: run a node (WebSocket + HTTP on one port)
@@ -44,6 +48,9 @@ Options (flag, then environment variable, then .env file, then default):
   --log-level L     debug, info, warn or error      SOCP_LOG_LEVEL   info
   --tls-cert FILE   PEM certificate (chain): serve https:// and wss://   SOCP_TLS_CERT
   --tls-key FILE    PEM private key of that certificate                 SOCP_TLS_KEY
+  --ca-cert FILE    PEM CA certificate(s) trusted for our own wss:// and https:// dials, besides
+                    the system's (a private CA)                         SOCP_CA_CERT
+                    (DENO_CERT=FILE, read by Deno when the process starts, does the same)
 
 Federation (joining other servers):
   --bootstrap host:port#PUBKEY   an introducer to join through (repeatable; the entry
@@ -67,7 +74,9 @@ With no reachable bootstrap entry the node serves as the first server (introduce
 trying the list. SOCP_ALLOWED_SERVER_KEYS (comma-separated keys) admits only those servers.
 Other settings: SOCP_NODE_PASSPHRASE (seals the identity key; default: a random secret in DIR/node.secret),
 SOCP_MAX_FRAME_BYTES (262144), SOCP_FRESHNESS_SECONDS (600),
-SOCP_LAB_WEAK_KEYS=1 and SOCP_LAB_REPLAY=1 (deliberately weakened lab modes; never in production).
+SOCP_FRESHNESS_SECONDS is at most 3600.
+Lab modes (deliberately weakened; never in production), from a flag or the real environment only, never from a
+.env file: --lab-weak-keys (SOCP_LAB_WEAK_KEYS=1), --lab-replay (SOCP_LAB_REPLAY=1).
 `,
     options: {
       host: { type: "string" },
@@ -83,11 +92,14 @@ SOCP_LAB_WEAK_KEYS=1 and SOCP_LAB_REPLAY=1 (deliberately weakened lab modes; nev
       "link-timeout": { type: "string" },
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
+      "ca-cert": { type: "string" },
+      "lab-weak-keys": { type: "boolean" },
+      "lab-replay": { type: "boolean" },
       "max-unsent-bytes": { type: "string" },
       "hello-rate": { type: "string" },
       "hello-burst": { type: "string" },
       "max-conns-per-addr": { type: "string" },
-      help: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
     },
   },
   chat: {
@@ -106,7 +118,7 @@ ${CHAT_HELP}`,
       name: { type: "string" },
       key: { type: "string" },
       downloads: { type: "string" },
-      help: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
     },
   },
   info: {
@@ -116,14 +128,23 @@ Options:
   --data DIR       data directory (SOCP_DATA, default ./socp-data); the identity is created if missing
   --env-file F     read settings from F
   --port P         the port others connect to (SOCP_PORT, default 8765)
-  --public-host H  the host others connect to (SOCP_PUBLIC_HOST, default localhost)
+  --host H         the address the node listens on (SOCP_HOST, default 0.0.0.0)
+  --public-host H  the host others connect to (SOCP_PUBLIC_HOST, default: the listen host, or localhost
+                   when it listens on 0.0.0.0), as for socp serve
+  --tls-cert FILE  the node serves TLS (SOCP_TLS_CERT): the entry is then wss://host:port#PUBKEY
+  --entry          print only the bootstrap entry (for --bootstrap "$(socp info --entry)")
+The entry is the same as the running node's /.well-known/socp "bootstrap" field and its log line
+node.bootstrap_entry.
 `,
     options: {
       data: { type: "string" },
       "env-file": { type: "string" },
       port: { type: "string" },
       "public-host": { type: "string" },
-      help: { type: "boolean" },
+      host: { type: "string" },
+      "tls-cert": { type: "string" },
+      entry: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
     },
   },
 };
@@ -150,11 +171,14 @@ async function serve(args: string[]): Promise<number> {
   const flags = parse("serve", args);
   if (flags.help) return print(COMMANDS.serve.help);
   const cfg = serveConfig(flags);
+  const logSink = (l: string) => console.error(l);
+  const log = new Logger(cfg.logLevel, logSink);
+  for (const w of cfg.warnings) log.warn(w.event, w.fields);
   let node;
   try {
-    node = await startNode({ ...cfg, logSink: (l) => console.error(l) });
+    node = await startNode({ ...cfg, logSink });
   } catch (e) {
-    if (e instanceof PortInUse) throw new UsageError(e.message);
+    if (e instanceof PortInUse || e instanceof DataDirInUse) throw new UsageError(e.message);
     throw e;
   }
   const stop = () => {
@@ -173,26 +197,41 @@ async function info(args: string[]): Promise<number> {
     data: flags.data,
     "env-file": flags["env-file"],
     port: flags.port,
+    host: flags.host,
     "public-host": flags["public-host"],
   });
-  mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+  // Only whether the node serves TLS matters here (the key file is not read).
+  const tls = !!(flags["tls-cert"] ?? cfg.tls);
+  secureDataDir(cfg.dataDir);
   const store = Store.open(join(cfg.dataDir, "socp.db"));
   try {
     const id = await loadOrCreateIdentity(store, cfg.dataDir, {
       passphrase: cfg.nodePassphrase,
       now: Date.now(),
     });
-    const host = cfg.publicHost ?? "localhost";
+    // The same default as the node's (lib/net/node.ts): the listen host, or localhost for every interface.
+    const host = cfg.publicHost ?? (cfg.host === "0.0.0.0" || cfg.host === "::" ? "localhost" : cfg.host);
     const port = cfg.port || 8765;
+    const entry = bootstrapEntry(host, port, id.key.publicKey, tls);
+    if (flags.entry) {
+      console.log(entry);
+      return 0;
+    }
     console.log(`server_id:   ${id.serverId}`);
     console.log(`fingerprint: ${await fingerprint(id.key.spki)}`);
     console.log(`pubkey:      ${id.key.publicKey}`);
-    console.log(`bootstrap:   ${host}:${port}#${id.key.publicKey}`);
+    console.log(`bootstrap:   ${entry}`);
     console.log("");
-    console.log("bootstrap_servers:");
-    console.log(`  - host: "${host}"`);
-    console.log(`    port: ${port}`);
-    console.log(`    pubkey: "${id.key.publicKey}"`);
+    if (tls) {
+      console.log(
+        "(the standard's YAML bootstrap file has no TLS field: pass the wss:// entry with --bootstrap)",
+      );
+    } else {
+      console.log("bootstrap_servers:");
+      console.log(`  - host: "${host}"`);
+      console.log(`    port: ${port}`);
+      console.log(`    pubkey: "${id.key.publicKey}"`);
+    }
   } finally {
     store.close();
   }

@@ -55,6 +55,10 @@ export interface ConnectOptions {
   backoffMs?: number;
   /** Longest reconnect delay (default 30 s). */
   maxBackoffMs?: number;
+  /** Incoming files are offers, decrypted only after {@linkcode SocpClient.acceptFile} (default false). */
+  holdFiles?: boolean;
+  /** Called with the public channel's key when a key share opened it (a browser moves its decryptions to workers). */
+  onChannelKey?: (key: PrivateKey) => void;
   /**
    * Where pins, marks, the server's key and the messages already shown are kept across restarts (PROFILE §16):
    * loaded before connecting, written as they change. Without one they live as long as the client.
@@ -131,7 +135,7 @@ export class SocpClient {
     opts: ConnectOptions,
     stored: StoredTrust | undefined,
   ) {
-    this.cryptoRunner = new WebCryptoRunner(key);
+    this.cryptoRunner = new WebCryptoRunner(key, opts.onChannelKey);
     this.store = opts.store;
     this.core = new ClientCore({
       userId,
@@ -139,6 +143,7 @@ export class SocpClient {
       displayName,
       serverId: opts.serverId,
       maxFileBytes: opts.maxFileBytes,
+      holdFiles: opts.holdFiles,
       serverPin: stored?.serverPin,
       seen: stored ? { entries: stored.seen, floor: stored.seenFloor } : undefined,
     });
@@ -297,6 +302,27 @@ export class SocpClient {
     return fileId;
   }
 
+  /** Accept an offered file (with `holdFiles`): it is decrypted and reported like any other. */
+  acceptFile(from: string, fileId: string): boolean {
+    const ok = this.core.acceptFile(from, fileId, Date.now());
+    this.pump();
+    return ok;
+  }
+
+  /** Decline an offered file (with `holdFiles`): it is dropped undecrypted; a DM's sender is told. */
+  declineFile(from: string, fileId: string): void {
+    this.core.declineFile(from, fileId, Date.now());
+    this.pump();
+  }
+
+  /** While waiting to reconnect after a drop: try now instead of at the end of the wait. */
+  retryNow(): void {
+    if (this.stopped || this.ws || this.core.phase === "refused" || this.retryTimer === undefined) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.open();
+  }
+
   /** Send a raw frame from this user (optionally signed with the user's key over the canonical payload). */
   async send<T extends MessageType>(
     type: T,
@@ -408,8 +434,8 @@ export class SocpClient {
         this.deliver({ kind: "warning", detail: "ignored a binary frame from the server" });
         return;
       }
-      this.core.frame(e.data, Date.now());
-      this.pump();
+      this.frames.push(e.data);
+      this.feed();
     };
     ws.onerror = () => {};
     ws.onclose = (e) => {
@@ -417,6 +443,7 @@ export class SocpClient {
       this.ws = null;
       clearInterval(this.tickTimer);
       this.tickTimer = undefined;
+      for (const f of this.frames.splice(0)) this.core.frame(f, Date.now()); // what arrived before the close
       this.core.closed(Date.now(), e.code, e.reason);
       this.pump();
       this.lost(
@@ -425,6 +452,28 @@ export class SocpClient {
           : `cannot connect to ${this.url}`,
       );
     };
+  }
+
+  /**
+   * Hand the frames that arrived to the core, in order, one at a time while it is not waiting for crypto on an
+   * earlier one, and for at most ~8 ms per turn of the event loop: a burst (150 chunks of a file queued behind
+   * the check of its FILE_START) never holds a browser's main thread for long.
+   */
+  private feed(): void {
+    if (this.feeding) return;
+    const start = Date.now();
+    while (this.frames.length > 0 && !this.core.inboundWaiting) {
+      this.core.frame(this.frames.shift()!, Date.now());
+      this.pump();
+      if (this.frames.length > 0 && Date.now() - start >= 8) {
+        this.feeding = true;
+        setTimeout(() => {
+          this.feeding = false;
+          this.feed();
+        }, 0);
+        return;
+      }
+    }
   }
 
   /** The connection is gone: fail the first connect, or reconnect with backoff. */
@@ -440,6 +489,7 @@ export class SocpClient {
     this.deliver({ kind: "reconnecting", inMs, attempt: this.attempt, error: why });
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
       if (!this.stopped) this.open();
     }, inMs);
   }
@@ -494,12 +544,16 @@ export class SocpClient {
   }
 
   private readonly pendingErrors = new Map<number, string>();
+  /** Frames received and not yet handed to the core (see `feed`). */
+  private readonly frames: string[] = [];
+  private feeding = false;
   private readonly pendingOk = new Set<number>();
 
   /** Feed a finished crypto operation back to the core. */
   private cryptoDone(id: number, r: CryptoResult): void {
     this.core.cryptoDone(id, r, Date.now());
     this.pump();
+    this.feed();
   }
 
   /**

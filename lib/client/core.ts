@@ -50,7 +50,7 @@ import {
   type Task,
 } from "./core_state.ts";
 import { addContacts, list, resolve } from "./directory.ts";
-import { emitFile } from "./file_receive.ts";
+import { acceptFile, declineFile, emitFile } from "./file_receive.ts";
 import { failFile, fileChunk, fileEnd, fileProblem, startFile } from "./file_send.ts";
 import { accepted, acceptHello, handleText, refuse, trustServerKey, unsignedHello } from "./frames.ts";
 import { becomeReady, build, newOutgoing, view } from "./outgoing.ts";
@@ -140,6 +140,11 @@ export class ClientCore {
     this.directory = this.#s.directory;
     this.contacts = this.#s.contacts;
     if (opts.seen) loadSeen(this.#s, opts.seen.entries, opts.seen.floor);
+  }
+
+  /** True while an inbound frame is being handled (waiting for crypto) or queued: the shell may hold new ones. */
+  get inboundWaiting(): boolean {
+    return this.#s.inboundBusy || this.#s.inbound.length > 0;
   }
 
   /** Take the outputs produced so far (in order). */
@@ -403,6 +408,18 @@ export class ClientCore {
   /** Why a transfer of ours stopped (refused, connection lost), or undefined while it goes on. */
   fileProblem(fileId: string): string | undefined {
     return fileProblem(this.#s, fileId);
+  }
+
+  /** Accept the offered file `fileId` from `from` (with `holdFiles`): decrypt it. False when no such offer. */
+  acceptFile(from: string, fileId: string, now: number): boolean {
+    this.#s.now = now;
+    return acceptFile(this.#s, from, fileId);
+  }
+
+  /** Decline the offered file `fileId` from `from` (with `holdFiles`): drop it; a DM's sender is told. */
+  declineFile(from: string, fileId: string, now: number): void {
+    this.#s.now = now;
+    this.#s.run(declineFile(this.#s, from, fileId), false, false);
   }
 
   /** A CTRL_CLOSE frame to say goodbye. */

@@ -53,6 +53,11 @@ export interface CoreOptions {
   serverId?: string;
   /** Largest file we send or accept (default 16 MiB, the server's default). */
   maxFileBytes?: number;
+  /**
+   * Hold incoming files as offers: their chunks are kept encrypted until the shell calls `acceptFile` (or
+   * `declineFile`). Default false: every file is decrypted as it arrives.
+   */
+  holdFiles?: boolean;
   /** The key pinned for this server address at first contact (the shell keeps it per address). */
   serverPin?: ServerPin;
   /** Delivered messages remembered from earlier sessions (oldest first), and the store's floor (see trust.ts). */
@@ -84,6 +89,12 @@ export interface Incoming {
   verified: boolean;
   failed: string | undefined;
   ended: boolean;
+  /** Chunks are decrypted (false while the file is an offer the user has not accepted). */
+  accepted: boolean;
+  /** Chunks kept encrypted until the offer is accepted. */
+  held: { index: number; ciphertext: string }[];
+  /** Characters of ciphertext held (bounded by what the announced size can take). */
+  heldChars: number;
 }
 
 /** A file of ours being sent. */
@@ -152,6 +163,8 @@ export class CoreState {
   helloChecking = false;
   /** Largest file we send or accept. */
   readonly maxFileBytes: number;
+  /** Incoming files wait as offers until accepted. */
+  readonly holdFiles: boolean;
   /** Outputs not drained yet. */
   out: Output[] = [];
   /** Last ticket or crypto request id. */
@@ -192,6 +205,7 @@ export class CoreState {
     this.displayName = opts.displayName;
     this.serverId = opts.serverId ?? "";
     this.maxFileBytes = opts.maxFileBytes ?? 16 * 1024 * 1024;
+    this.holdFiles = opts.holdFiles ?? false;
     if (opts.serverPin && typeof opts.serverPin.pubkey === "string") this.serverPin = { ...opts.serverPin };
   }
 

@@ -49,6 +49,9 @@ export function* onFileStart(s: CoreState, env: Envelope<"FILE_START">): Task {
     verified,
     failed: undefined,
     ended: false,
+    accepted: !s.holdFiles,
+    held: [],
+    heldChars: 0,
   });
   s.emit({
     kind: "fileStart",
@@ -58,6 +61,9 @@ export function* onFileStart(s: CoreState, env: Envelope<"FILE_START">): Task {
     name: p.name,
     size: p.size,
     mode: p.mode,
+    ts: env.ts,
+    verified,
+    offer: s.holdFiles,
   });
 }
 
@@ -70,14 +76,32 @@ export function onFileChunk(s: CoreState, env: Envelope<"FILE_CHUNK">): void {
   if (t.chunks.has(index)) return void (t.failed = `chunk ${index} arrived twice`);
   if (t.chunks.size > Math.ceil(t.size / 446) + 1) return void (t.failed = "more chunks than announced");
   t.chunks.set(index, null);
+  if (!t.accepted) {
+    // An RSA-4096 OAEP block carries at most 446 bytes in 683 base64url characters.
+    t.heldChars += env.payload.ciphertext.length;
+    if (t.heldChars > (Math.ceil(t.size / 446) + 16) * 683) {
+      // More than the announced size can take: the offer ends now (nothing more is kept).
+      t.held = [];
+      t.failed = "more data than announced";
+      s.incoming.delete(`${t.from}|${t.fileId}`);
+      emitFile(s, t, null, t.failed);
+      if (t.mode === "dm") s.run(refusalNotice(s, t.from, t.name, t.fileId, t.failed), false, false);
+      return;
+    }
+    return void t.held.push({ index, ciphertext: env.payload.ciphertext });
+  }
+  decryptChunk(s, t, index, env.payload.ciphertext);
+}
+
+/** Decrypt one chunk of an accepted file (detached: chunks decrypt concurrently; the last one finishes it). */
+function decryptChunk(s: CoreState, t: Incoming, index: number, ciphertext: string): void {
   t.pending++;
-  // Detached: chunks decrypt concurrently; FILE_END completes once all of them are done.
   s.run(
     (function* (): Task {
       const bytes = (yield {
         op: "decrypt",
         with: t.mode === "public" ? "channel" : "user",
-        ciphertext: env.payload.ciphertext,
+        ciphertext,
       }) as
         | Uint8Array
         | null;
@@ -106,12 +130,45 @@ export function onFileChunk(s: CoreState, env: Envelope<"FILE_CHUNK">): void {
   );
 }
 
+/**
+ * The user accepted the offered file `fileId` from `from`: decrypt what arrived so far (and the rest as it
+ * comes). False when there is no such offer.
+ */
+export function acceptFile(s: CoreState, from: string, fileId: string): boolean {
+  const t = s.incoming.get(`${from}|${fileId}`);
+  if (!t || t.accepted) return false;
+  t.accepted = true;
+  if (t.mode === "public" && !s.channel) t.failed ??= "no channel key to decrypt it";
+  const held = t.held.splice(0);
+  t.heldChars = 0;
+  if (!t.failed) { for (const c of held) decryptChunk(s, t, c.index, c.ciphertext); }
+  if (t.ended && t.pending === 0) {
+    s.run(
+      (function* (): Task {
+        yield* finishFile(s, t);
+      })(),
+      false,
+      false,
+    );
+  }
+  return true;
+}
+
+/** The user declined the offered file: drop it (nothing was decrypted) and tell a DM sender. */
+export function* declineFile(s: CoreState, from: string, fileId: string): Task {
+  const k = `${from}|${fileId}`;
+  const t = s.incoming.get(k);
+  if (!t || t.accepted) return;
+  s.incoming.delete(k);
+  if (t.mode === "dm") yield* refusalNotice(s, t.from, t.name, t.fileId, "the receiver declined it");
+}
+
 /** The end of an incoming file. */
 export function onFileEnd(s: CoreState, env: Envelope<"FILE_END">): void {
   const t = s.incoming.get(`${env.from}|${env.payload.file_id}`);
   if (!t || t.ended) return;
   t.ended = true;
-  if (t.pending === 0) {
+  if (t.accepted && t.pending === 0) {
     s.run(
       (function* (): Task {
         yield* finishFile(s, t);

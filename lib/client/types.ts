@@ -198,6 +198,12 @@ export type ClientEvent =
     name: string;
     size: number;
     mode: "dm" | "public";
+    /** The sender's timestamp of FILE_START (ms). */
+    ts?: number;
+    /** The sender's FILE_START content_sig verified with the key presence announced for them. */
+    verified?: boolean;
+    /** The file waits as an offer: nothing is decrypted until the shell accepts it (`holdFiles`). */
+    offer?: boolean;
   }
   | { kind: "fileProgress"; fileId: string; name: string; received: number; size: number }
   | {

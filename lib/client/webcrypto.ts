@@ -13,8 +13,8 @@ export class WebCryptoRunner {
   /** The public channel's private key, once opened. */
   channelKey: PrivateKey | null = null;
 
-  /** A runner that signs and decrypts with the user's `key`. */
-  constructor(private readonly key: PrivateKey) {}
+  /** A runner that signs and decrypts with the user's `key`; `onChannelKey` sees the channel key once opened. */
+  constructor(private readonly key: PrivateKey, private readonly onChannelKey?: (k: PrivateKey) => void) {}
 
   /** The result of `op` (see {@linkcode CryptoOp} for each result type). */
   async run(op: CryptoOp): Promise<CryptoResult> {
@@ -37,6 +37,7 @@ export class WebCryptoRunner {
           const k = await PrivateKey.fromPkcs8(await this.key.decrypt(op.wrapped), { extractable: false });
           if (!sameKeyMaterial(k.publicKey, op.creatorPub)) return false;
           this.channelKey = k;
+          this.onChannelKey?.(k);
           return true;
         } catch {
           return false;

@@ -44,7 +44,7 @@ import type { Accept, Socket, Transport } from "./transport.ts";
 import type { Logger } from "./log.ts";
 import { Signer } from "./signer.ts";
 import { ChannelKeyHolder } from "./channel_key.ts";
-import { approxBytes, highWater } from "./outbound.ts";
+import { approxBytes, highWater, holdBound } from "./outbound.ts";
 
 /** The store writes and reads the executor makes (lib/store/sqlite.ts's `Store` implements it). */
 export interface StoreLike {
@@ -58,14 +58,19 @@ export interface StoreLike {
   setHome(userId: string, serverId: string): void;
   /** Queue a frame for an offline user. */
   enqueue(userId: string, frame: unknown, now: number): void;
-  /** Frames queued for a user, oldest first, queued at or after `notBefore`. */
-  queuedFor(userId: string, notBefore: number): { id: number; frame: unknown }[];
+  /** Ids of the frames queued for a user, oldest first, queued at or after `notBefore` (older ones are deleted). */
+  queuedIds(userId: string, notBefore: number): number[];
   /** Delete queued frames. */
   dequeue(ids: number[]): void;
   /** Keep a frame for a server until it is acknowledged. */
   addOutbox(serverId: string, ref: string, frame: unknown, now: number): void;
-  /** Frames kept for a server, oldest first, kept at or after `notBefore`. */
-  outboxFor(serverId: string, notBefore: number): { id: number; frame: unknown }[];
+  /** Ids of the frames kept for a server, oldest first, kept at or after `notBefore` (older ones are deleted). */
+  outboxIds(serverId: string, notBefore: number): number[];
+  /**
+   * The frames of these rows of the offline queue or the outbox, in id order (rows no longer there are left out).
+   * The shell reads stored frames a page at a time: a full queue is 1,000 frames of up to 256 KiB.
+   */
+  storedFrames(table: "queue" | "outbox", ids: number[]): { id: number; frame: unknown }[];
   /** Delete the outbox frame a server acknowledged. */
   ackOutbox(serverId: string, ref: string): void;
   /** Delete every frame kept for a server. */
@@ -184,6 +189,8 @@ export interface Executor {
   connections(): number;
   /** The most bytes waiting for one connection now: signed frames in its queue plus its socket buffer. */
   maxUnsent(): number;
+  /** The most bytes of frames received on one connection and not yet reduced (bounded by `INFLIGHT_BYTES`). */
+  maxInflight(): number;
   /** Effects the reducer emitted that wait for a turn of the event loop (see the fan-out budget). */
   effectsWaiting(): number;
   /** Signatures made (for `/metrics`). */
@@ -203,6 +210,8 @@ interface Conn extends InboundConn {
   closing: boolean;
   /** Estimated bytes of signed frames in the outbound chain, not yet handed to the socket. */
   ready: number;
+  /** Estimated bytes of every frame in the outbound chain (signed or not), not yet handed to the socket. */
+  held: number;
   /** The outbound queue waits for a peer that does not read (see `drain`). */
   stalled: boolean;
   /** The reducer has been told this connection closed. */
@@ -210,6 +219,9 @@ interface Conn extends InboundConn {
   /** Cut as too slow, and the runtime has not closed it yet. */
   lingering: boolean;
 }
+
+/** Stored rows (offline queue, outbox) read from the store at a time: 16 frames, 4 MiB at the frame limit. */
+export const STORED_PAGE = 16;
 
 /** Bytes of frames the executor hands to sockets per turn of the event loop (see `execute`). */
 const TURN_BYTES = 1 << 20;
@@ -242,6 +254,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   /** Offline-queue rows being handed over now (see `sendStored`). */
   const handing = new Set<number>();
   const high = highWater(limits.maxUnsentBytes);
+  const hold = holdBound(limits.maxUnsentBytes);
   const inboundCtx: InboundContext = {
     limits,
     counters: metrics,
@@ -442,10 +455,11 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         dial(fx.token, endpointUrl(fx), fx.afterMs, fx.timeoutMs);
         break;
       case "deliverQueued": {
-        const rows = store.queuedFor(fx.userId, fx.notBefore);
+        const ids = store.queuedIds(fx.userId, fx.notBefore);
         sendStored(
           fx.conn,
-          rows,
+          ids,
+          (page) => store.storedFrames("queue", page),
           (ids) => write(() => store.dequeue(ids)),
           `queued for ${fx.userId}`,
           fx.userId,
@@ -453,26 +467,36 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         break;
       }
       case "flushOutbox": {
+        const ids = store.outboxIds(fx.serverId, fx.notBefore);
         // PROFILE §16: a kept frame goes out with the time it is sent (`fwd_ts`, signed with the payload): the
         // receiver judges its freshness on that, not on the original time hours ago.
         const at = now();
-        const rows = store.outboxFor(fx.serverId, fx.notBefore).map((r) => {
-          const f = r.frame as Envelope;
-          return { id: r.id, frame: { ...f, payload: { ...(f.payload as object), fwd_ts: at } } };
-        });
+        const kept = (page: number[]) =>
+          store.storedFrames("outbox", page).map((r) => {
+            const f = r.frame as Envelope;
+            return { id: r.id, frame: { ...f, payload: { ...(f.payload as object), fwd_ts: at } } };
+          });
         if (fx.confirm) {
           // Rows stay until the server ACKs each frame (outboxAcked).
-          sendStored(fx.conn, rows, () => {}, `kept for ${fx.serverId}`);
+          sendStored(
+            fx.conn,
+            ids,
+            kept,
+            () => {},
+            `kept for ${fx.serverId}`,
+          );
         } else {
           // A server that does not speak the ACK extension (PROFILE §15): without `ack`, and handing the frames
           // to the live link is delivery.
-          const plain = rows.map((r) => {
-            const f = r.frame as Envelope;
-            const { ack: _ack, ...payload } = f.payload as Record<string, unknown>;
-            return { id: r.id, frame: { ...f, payload } };
-          });
+          const plain = (page: number[]) =>
+            kept(page).map((r) => {
+              const f = r.frame as Envelope;
+              const { ack: _ack, ...payload } = f.payload as Record<string, unknown>;
+              return { id: r.id, frame: { ...f, payload } };
+            });
           sendStored(
             fx.conn,
+            ids,
             plain,
             (ids) => write(() => store.deleteOutbox(ids)),
             `handed to ${fx.serverId}`,
@@ -529,11 +553,14 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     const { conn, frame, seal } = fx;
     const s = sockets.get(conn);
     if (!s || s.closing) return undelivered(conn, frame);
-    // A peer that does not read makes frames wait; past the bound it is cut (PROFILE §11, unsent bytes).
+    // A peer that does not read makes frames wait; past the bound it is cut (PROFILE §11, unsent bytes). Frames
+    // still being signed count against the hold bounds (see outbound.ts): they wait for us, but take memory.
     const bytes = approxBytes(frame);
     const unsent = s.ready + s.sock.bufferedAmount + bytes;
-    if (unsent > limits.maxUnsentBytes && s.stalled) {
-      tooSlow(conn, s, unsent);
+    const held = s.held + s.sock.bufferedAmount + bytes;
+    const behind = s.sock.bufferedAmount > high;
+    if ((unsent > limits.maxUnsentBytes && s.stalled) || held > (behind ? hold.behind : hold.always)) {
+      tooSlow(conn, s, Math.max(unsent, held));
       return undelivered(conn, frame);
     }
     if (frame.type === "ERROR") metrics.refused++;
@@ -567,6 +594,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       ready = true;
       s.ready += bytes;
     }, () => {});
+    s.held += bytes;
     chain(s, async () => {
       try {
         const t = await text;
@@ -577,6 +605,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         } else undelivered(conn, frame);
       } finally {
         if (ready) s.ready -= bytes;
+        s.held -= bytes;
       }
     }, (e) => log.error("send.failed", { conn, error: String(e) }));
   }
@@ -606,53 +635,71 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     );
   }
 
-  /** Send stored frames (queue or outbox) in order, signed now, then delete them once they have left. */
+  /**
+   * Send stored frames (queue or outbox) in order, signed now, then delete them once they have left. Rows are read
+   * from the store a page at a time ({@linkcode STORED_PAGE} rows, at most 4 MiB of frames at the 256 KiB frame
+   * limit), each page signed concurrently and sent paced by `drain`, so a full queue never sits in memory at once.
+   */
   function sendStored(
     conn: number,
-    rows: { id: number; frame: unknown }[],
+    ids: number[],
+    load: (page: number[]) => { id: number; frame: unknown }[],
     remove: (ids: number[]) => void,
     what: string,
     queueOf?: string,
   ) {
     // Queue rows another connection of the same user is still handing over are theirs (a user back while the
     // old connection's hand-over had not noticed the cut): that one gives back what it did not send.
-    if (queueOf !== undefined) rows = rows.filter((r) => !handing.has(r.id));
-    if (rows.length === 0) return;
+    if (queueOf !== undefined) ids = ids.filter((id) => !handing.has(id));
+    if (ids.length === 0) return;
     const s = sockets.get(conn);
     const giveBack = (from: number) => {
       if (queueOf === undefined) return;
-      for (const r of rows) handing.delete(r.id);
-      if (from < rows.length) {
-        later({ kind: "undelivered", conn, now: now(), userId: queueOf, stored: rows.length - from });
+      for (const id of ids) handing.delete(id);
+      if (from < ids.length) {
+        later({ kind: "undelivered", conn, now: now(), userId: queueOf, stored: ids.length - from });
       }
     };
     if (!s) return giveBack(0); // gone before this effect's turn: every row is still queued
-    if (queueOf !== undefined) { for (const r of rows) handing.add(r.id); }
-    let sent = 0;
-    const frames = rows.map((r) => ({ ...(r.frame as Envelope), from: state.config.serverId }));
+    if (queueOf !== undefined) { for (const id of ids) handing.add(id); }
+    /** Rows done (sent, or gone from the store), from the first: the rest are still stored. */
+    let done = 0;
     const spaced = spacedFor(conn);
-    const sigs = frames.map((f) => signer.sign(f.payload, spaced));
-    sigs.forEach((p) => p.catch(() => {})); // awaited in order below; one failing must not leave others unhandled
     chain(s, async () => {
-      for (let i = 0; i < frames.length; i++) {
-        frames[i].sig = await sigs[i];
-        await drain(conn, s); // paced: a long queue never piles up in the runtime's buffer
-        if (!s.sock.open) {
-          // Cut or gone halfway: what left is delivered, the rest stays queued for the user's next hello.
-          if (i > 0) remove(rows.slice(0, i).map((r) => r.id));
-          return giveBack(i);
+      for (let at = 0; at < ids.length; at += STORED_PAGE) {
+        const page = ids.slice(at, at + STORED_PAGE);
+        const rows = new Map(load(page).map((r) => [r.id, r.frame as Envelope]));
+        const frames = page.map((id) => {
+          const f = rows.get(id);
+          return f ? { ...f, from: state.config.serverId } : undefined;
+        });
+        rows.clear();
+        const sigs = frames.map((f) => f ? signer.sign(f.payload, spaced) : Promise.resolve(""));
+        sigs.forEach((p) => p.catch(() => {})); // awaited in order below; one failing must not leave others unhandled
+        for (let i = 0; i < page.length; i++) {
+          const f = frames[i];
+          frames[i] = undefined; // let the frame go once it is handed over
+          if (f) {
+            f.sig = await sigs[i];
+            await drain(conn, s); // paced: a long queue never piles up in the runtime's buffer
+            if (!s.sock.open) {
+              // Cut or gone halfway: what left is delivered, the rest stays queued for the user's next hello.
+              if (done > 0) remove(ids.slice(0, done));
+              return giveBack(done);
+            }
+            put(s, serializeEnvelope(f));
+            metrics.framesOut++;
+          }
+          done = at + i + 1;
         }
-        put(s, serializeEnvelope(frames[i]));
-        metrics.framesOut++;
-        sent = i + 1;
       }
-      remove(rows.map((r) => r.id));
-      giveBack(rows.length);
-      log.info("stored.delivered", { conn, frames: rows.length, what });
+      remove(ids);
+      giveBack(ids.length);
+      log.info("stored.delivered", { conn, frames: ids.length, what });
     }, (e) => {
       log.error("stored.failed", { conn, error: String(e) });
-      if (sent > 0) remove(rows.slice(0, sent).map((r) => r.id));
-      giveBack(sent);
+      if (done > 0) remove(ids.slice(0, done));
+      giveBack(done);
     });
   }
 
@@ -749,7 +796,9 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       closing: false,
       cut: false,
       inflight: 0,
+      inflightBytes: 0,
       ready: 0,
+      held: 0,
       stalled: false,
       gone: false,
       lingering: false,
@@ -817,6 +866,11 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       for (const s of sockets.values()) {
         if (s.sock.open) most = Math.max(most, s.ready + s.sock.bufferedAmount);
       }
+      return most;
+    },
+    maxInflight: () => {
+      let most = 0;
+      for (const s of sockets.values()) most = Math.max(most, s.inflightBytes);
       return most;
     },
     effectsWaiting: () => backlog.length - head,

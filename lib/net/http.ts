@@ -46,6 +46,8 @@ export interface HttpView {
   tls: boolean;
   /** The URL others dial (`ws://` or `wss://`). */
   wsUrl(): string;
+  /** The bootstrap entry others paste (`host:port#KEY`, or `wss://host:port#KEY` when we serve TLS). */
+  bootstrap(): string;
   /** The shell's counters. */
   counters: Counters;
   /** Signatures made so far. */
@@ -54,6 +56,8 @@ export interface HttpView {
   connections(): number;
   /** The most bytes waiting for one connection now. */
   maxUnsent(): number;
+  /** The most bytes received on one connection and not yet handled. */
+  maxInflight(): number;
   /** Effects waiting for a turn of the event loop (a large fan-out in progress). */
   effectsWaiting(): number;
 }
@@ -67,8 +71,18 @@ export function httpHandler(v: HttpView): (req: Request) => Response {
     if (req.method !== "GET" && req.method !== "HEAD") {
       return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
     }
+    // The URL is built from the Host header: one that is not a host name (or an address) and port is refused
+    // here, before anything reads it, with 400 (RFC 9112 §3.2) and no log line.
+    const host = req.headers.get("host");
+    let path: string;
+    try {
+      if (host && !validHost(host)) throw new Error("bad host");
+      path = new URL(req.url).pathname;
+    } catch {
+      return new Response("bad request: invalid Host header\n", { status: 400 });
+    }
     const state = v.state();
-    switch (new URL(req.url).pathname) {
+    switch (path) {
       case "/.well-known/socp":
         return json({
           server_id: state.config.serverId,
@@ -76,6 +90,7 @@ export function httpHandler(v: HttpView): (req: Request) => Response {
           protocol: "SOCP/1.3",
           software: SOFTWARE,
           url: v.wsUrl(),
+          bootstrap: v.bootstrap(),
           tls: v.tls,
           lab_modes: v.labModes,
         });
@@ -97,6 +112,17 @@ export function httpHandler(v: HttpView): (req: Request) => Response {
           new Response("not found\n", { status: 404 });
     }
   };
+}
+
+/**
+ * A Host header we accept: a DNS name or IPv4 address (letters, digits, `.`, `-`, `_`) or a bracketed IPv6
+ * address, then an optional port from 0 to 65535. At most 255 characters. (An empty Host is allowed by HTTP and
+ * is not checked here.)
+ */
+export function validHost(host: string): boolean {
+  if (host.length === 0 || host.length > 255) return false;
+  const m = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?$/.exec(host);
+  return !!m && (m[1] === undefined || Number(m[1]) <= 65535);
 }
 
 /** What the web app's network panel shows (lib/web/routes.ts builds the Host-relative JSON). */
@@ -139,6 +165,7 @@ function metricsText(v: HttpView, state: State, uptime: number): string {
     ["socp_frames_shed_total", "counter", c.shed],
     ["socp_connections_too_slow_total", "counter", c.tooSlow],
     ["socp_unsent_bytes_max", "gauge", v.maxUnsent()],
+    ["socp_inflight_bytes_max", "gauge", v.maxInflight()],
     ["socp_effects_waiting", "gauge", v.effectsWaiting()],
     ["socp_seen_cache_entries", "gauge", state.seen.size],
     ["socp_uptime_seconds", "gauge", uptime],

@@ -63,3 +63,73 @@ export async function fingerprint(spki: Uint8Array): Promise<string> {
     ":",
   );
 }
+
+/** A file or directory whose mode was narrowed by {@linkcode secureDataDir}. */
+export interface ModeFix {
+  path: string;
+  /** The old mode (octal text). */
+  from: string;
+  /** The new mode, or why it could not be changed. */
+  to: string;
+  ok: boolean;
+}
+
+/** Files in the data directory that only the node's user may read: the database, its journal, the secret. */
+const PRIVATE_FILES = ["socp.db", "socp.db-wal", "socp.db-shm", "socp.db-journal", "node.secret"];
+
+/**
+ * Create the data directory (mode 0700) and narrow what is already there: the directory to 0700, the database
+ * files and `node.secret` to 0600, when group or others had any access. Returns what it changed, for the log.
+ * Nothing to do on Windows (no POSIX modes).
+ */
+export function secureDataDir(dir: string): ModeFix[] {
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (Deno.build.os === "windows") return [];
+  const fixes: ModeFix[] = [];
+  const narrow = (path: string, mode: number) => {
+    let st: Deno.FileInfo;
+    try {
+      st = Deno.statSync(path);
+    } catch {
+      return; // not there (yet): created with the right mode
+    }
+    const old = (st.mode ?? 0) & 0o777;
+    if ((old & 0o077) === 0) return;
+    const from = old.toString(8).padStart(4, "0");
+    try {
+      Deno.chmodSync(path, mode);
+      fixes.push({ path, from, to: mode.toString(8).padStart(4, "0"), ok: true });
+    } catch (e) {
+      fixes.push({ path, from, to: `unchanged (${(e as Error).message.split("\n")[0]})`, ok: false });
+    }
+  };
+  narrow(dir, 0o700);
+  for (const f of PRIVATE_FILES) narrow(join(dir, f), 0o600);
+  return fixes;
+}
+
+/** Thrown when another running node holds the data directory. */
+export class DataDirInUse extends Error {}
+
+/**
+ * Take the data directory for this process: an exclusive lock on `<dir>/socp.lock`, held until the returned file
+ * is closed (or the process ends). Two nodes on one data directory would share one server id and key and one
+ * database; the second is refused with {@linkcode DataDirInUse} instead.
+ */
+export function lockDataDir(dir: string): Deno.FsFile {
+  const file = Deno.openSync(join(dir, "socp.lock"), { read: true, write: true, create: true, mode: 0o600 });
+  let locked = false;
+  try {
+    locked = file.tryLockSync(true);
+  } catch {
+    locked = true; // no advisory locks on this file system: nothing to enforce
+  }
+  if (!locked) {
+    file.close();
+    throw new DataDirInUse(
+      `the data directory ${dir} is in use by another running socp node: each server needs its own ` +
+        "--data DIR (and its own --port)",
+    );
+  }
+  return file;
+}

@@ -1,7 +1,8 @@
 /**
  * The inbound pipeline of one connection: size check, parse, canonical text and digest, signature verification
  * (started at once, concurrently with earlier frames, and checked again in the frame's turn when an earlier
- * frame changed the key), load shedding beyond the burst, and arrival order (a promise chain per connection).
+ * frame changed the key), load shedding beyond the burst or past {@linkcode INFLIGHT_BYTES} of frames in flight,
+ * and arrival order (a promise chain per connection).
  * A bug while reading one frame refuses that frame; the process goes on.
  *
  * @example
@@ -43,7 +44,17 @@ export interface InboundContext {
   verifiedForm?: (key: string, form: PreimageForm) => void;
   /** A fresh unique id for the reducer (default `crypto.randomUUID`). */
   fresh?: () => string;
+  /** Bytes of frames one connection may have in flight (default {@linkcode INFLIGHT_BYTES}). */
+  maxInflightBytes?: number;
 }
+
+/**
+ * Bytes of frames one connection may have in flight (received, not yet reduced) before the next ones are shed:
+ * 4 MiB. The count bound (`rateBurst`, 400) alone let 400 frames of 256 KiB, 100 MiB, wait in one connection's
+ * pipeline, each parsed and its canonical text kept for the digest. A frame is always taken when none is in
+ * flight, so the bound never refuses a lone frame under the size limit.
+ */
+export const INFLIGHT_BYTES = 4 * 1024 * 1024;
 
 /** RSA-PSS over any of the payload's deployed preimages: the form that verified, or false. */
 function verifyPss(key: string, payload: unknown, sig: string): Promise<false | PreimageForm> {
@@ -64,6 +75,8 @@ export interface InboundConn {
   inbound: Promise<void>;
   /** Frames received but not yet reduced (parsing and verification under way). */
   inflight: number;
+  /** Their bytes (as received). */
+  inflightBytes: number;
   /** We decided to close this connection: frames not yet handled are skipped. */
   cut: boolean;
 }
@@ -101,15 +114,6 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
       dispatch({ kind: "frame", conn, now: now(), parsed, digest: "", sig: "absent" })
     );
   };
-  // Load shedding before any work: a peer that sends faster than we verify gets its excess refused unread (each
-  // refusal is a strike, so a flood ends with the connection closed), instead of costing an RSA verification
-  // per frame or unbounded memory.
-  if (s.inflight >= limits.rateBurst) {
-    metrics.shed++;
-    return refuse(
-      `too many frames in flight (more than ${limits.rateBurst} not yet processed): frame dropped; slow down`,
-    );
-  }
   if (typeof data !== "string") {
     return refuse("binary frames are not supported: send one JSON object as text");
   }
@@ -117,6 +121,19 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
   if (bytes > limits.maxFrameBytes) {
     s.inbound = s.inbound.then(() => dispatch({ kind: "oversize", conn, now: now(), bytes }));
     return;
+  }
+  // Load shedding before any work: a peer that sends faster than we verify gets its excess refused unread (each
+  // refusal is a strike, so a flood ends with the connection closed), instead of costing an RSA verification
+  // per frame or unbounded memory. Bounded by count and by bytes.
+  const maxBytes = ctx.maxInflightBytes ?? INFLIGHT_BYTES;
+  if (s.inflight >= limits.rateBurst || (s.inflight > 0 && s.inflightBytes + bytes > maxBytes)) {
+    metrics.shed++;
+    log.warn("frame.shed", { conn, inflight: s.inflight, inflight_bytes: s.inflightBytes, bytes });
+    return refuse(
+      s.inflight >= limits.rateBurst
+        ? `too many frames in flight (more than ${limits.rateBurst} not yet processed): frame dropped; slow down`
+        : `too many bytes in flight (more than ${maxBytes} not yet processed): frame dropped; slow down`,
+    );
   }
   metrics.framesIn++;
   let parsed = parseFrame(data);
@@ -154,8 +171,10 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
   const early = keyNow();
   const earlyCheck = sigText ? verify(early) : Promise.resolve(false);
   s.inflight++;
+  s.inflightBytes += bytes;
   s.inbound = s.inbound.then(async () => {
     s.inflight--;
+    s.inflightBytes -= bytes;
     const digest = await digestP;
     let ok = await earlyCheck;
     let key = early;

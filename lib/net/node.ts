@@ -1,7 +1,7 @@
 /**
- * Start a node: open the store and the identity, build the reducer's state, and wire the parts together: the
- * effect executor ({@linkcode createExecutor}, executor.ts) over the store and the transport (transport.ts),
- * the HTTP routes (http.ts), the clock's tick and the shutdown.
+ * Start a node from a data directory: the Deno adapter around {@linkcode createNode} (create_node.ts), which
+ * does the wiring. This file adds what needs files and the runtime: the database and the identity key in the
+ * data directory (the key sealed under a passphrase or the `node.secret` file), and garbage collection when idle.
  *
  * @example
  * ```ts
@@ -11,25 +11,21 @@
  * ```
  * @module
  */
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { initState } from "../core/reduce.ts";
-import {
-  DEFAULT_FEDERATION,
-  DEFAULT_LIMITS,
-  type FederationConfig,
-  type Limits,
-  type LogLevel,
-  type State,
-} from "../core/types.ts";
-import { spkiToB64Pem } from "../protocol/keys.ts";
-import { PrivateKey } from "../crypto/rsa.ts";
-import { openPrivateKey } from "../crypto/keyfile.ts";
+import type { FederationConfig, Limits, LogLevel } from "../core/types.ts";
 import { Store } from "../store/sqlite.ts";
-import { Counters, httpHandler } from "./http.ts";
-import { createExecutor, type Executor } from "./executor.ts";
-import { denoTransport, type Listener, PortInUse, type Transport } from "./transport.ts";
-import { fingerprint, type Identity, loadOrCreateIdentity, nodeSecret } from "./identity.ts";
+import { createNode, type NodeActivity, type RunningNode } from "./create_node.ts";
+import { checkPortFree, denoTransportWith, PortInUse, type Transport } from "./transport.ts";
+import {
+  DataDirInUse,
+  fingerprint,
+  type Identity,
+  loadOrCreateIdentity,
+  lockDataDir,
+  nodeSecret,
+  secureDataDir,
+} from "./identity.ts";
+import { readSoftware } from "./probe.ts";
 import { Logger } from "./log.ts";
 
 /** Options for {@linkcode startNode}. */
@@ -61,225 +57,99 @@ export interface NodeOptions {
    * TLS keeps metadata private; server identity is still the pinned RSA key.
    */
   tls?: { cert: string; key: string };
-}
-
-/** A running node. */
-export interface RunningNode {
-  /** The port listened on (the one picked when 0 was asked). */
-  port: number;
-  /** The address listened on. */
-  host: string;
-  /** Our server id (an introducer may assign another one when we join). */
-  readonly serverId: string;
-  /** Our public key (base64url SPKI). */
-  publicKey: string;
-  /** Ids of the servers we are linked to. */
-  linkedServers(): string[];
-  /** Stop accepting, close every connection, close the database. */
-  close(): Promise<void>;
   /**
-   * Resolves when the server has stopped; rejects when it stopped by itself because a store write failed
-   * (crash-only: restart it, and it resumes from the database).
+   * PEM certificates of private CAs trusted for this node's own `wss://` and `https://` dials, besides the
+   * system's roots (`--ca-cert`).
    */
-  finished: Promise<void>;
+  caCerts?: string[];
 }
 
-export { PortInUse };
+export { DataDirInUse, PortInUse };
+export type { RunningNode };
 
-/** The shortest WebSocket ping timeout (seconds) the node gives an accepted connection. */
-const PING_TIMEOUT_MIN_S = 5;
-
-/** Start a node. Rejects with {@linkcode PortInUse} or a clear error when it cannot start. */
+/**
+ * Start a node with its files: check the port, secure and lock the data directory, open (or create) the database
+ * and the identity in it, then compose the node from the Deno parts ({@linkcode createNode}) with garbage
+ * collection when idle. Rejects with {@linkcode PortInUse} or a clear error when it cannot start.
+ */
 export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   const startedAt = Date.now();
   const log = new Logger(opts.logLevel ?? "info", opts.logSink);
-  const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const labModes = [...(opts.labWeakKeys ? ["weak-keys"] : []), ...(opts.labReplay ? ["replay"] : [])];
-
-  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  const host = opts.host ?? "0.0.0.0";
+  // A busy port is said before anything is written (no data directory, no database, no key).
+  checkPortFree(host, opts.port ?? 8765);
+  for (const fix of secureDataDir(opts.dataDir)) {
+    if (fix.ok) log.warn("data_dir.mode_fixed", { path: fix.path, from: fix.from, to: fix.to });
+    else log.error("data_dir.mode_open", { path: fix.path, mode: fix.from, error: fix.to });
+  }
+  const lock = lockDataDir(opts.dataDir);
   const dbPath = join(opts.dataDir, "socp.db");
-  const store = Store.open(dbPath);
+  let store: Store;
+  try {
+    store = Store.open(dbPath);
+  } catch (e) {
+    lock.close();
+    throw e;
+  }
   let identity: Identity;
+  let secret: string;
   try {
     identity = await loadOrCreateIdentity(store, opts.dataDir, {
       passphrase: opts.nodePassphrase,
       keyBits: 4096,
       now: startedAt,
     });
+    if (identity.created) {
+      log.info("identity.created", {
+        server_id: identity.serverId,
+        fingerprint: await fingerprint(identity.key.spki),
+      });
+    }
+    secret = await nodeSecret(opts.dataDir, opts.nodePassphrase);
   } catch (e) {
     store.close();
+    lock.close();
     throw e;
   }
-  const fp = await fingerprint(identity.key.spki);
-  if (identity.created) log.info("identity.created", { server_id: identity.serverId, fingerprint: fp });
-
-  const federation: FederationConfig = { ...DEFAULT_FEDERATION, ...opts.federation };
-  const secret = await nodeSecret(opts.dataDir, opts.nodePassphrase);
-  // The public channel's private key, when this node holds it (sealed like the identity key).
-  let channelKey: PrivateKey | null = null;
-  const sealedChannel = store.getChannelKey();
-  if (sealedChannel) {
-    try {
-      channelKey = await PrivateKey.fromPkcs8(await openPrivateKey(sealedChannel.sealed, secret));
-    } catch {
-      store.close();
-      throw new Error("cannot open the public channel key with this node's passphrase");
-    }
-  }
-  const loaded = store.load();
-  const state: State = initState(
-    {
-      serverId: identity.serverId,
-      serverPub: identity.key.publicKey,
-      serverPubPem: spkiToB64Pem(identity.key.spki),
-      limits,
-      federation,
-      labWeakKeys: !!opts.labWeakKeys,
-      labReplay: !!opts.labReplay,
-    },
-    loaded,
-  );
-  const transport: Transport = denoTransport;
-  let closed: Promise<void> | undefined;
-  /** Why the node stopped by itself (a failed store write); `finished` rejects with it. */
-  let fatal: Error | undefined;
-  const metrics = new Counters();
-  const ex = createExecutor({
-    state,
-    store,
-    transport,
+  const dialer = denoTransportWith({ caCerts: opts.caCerts });
+  // A TLS dial that fails says why (unknown CA, wrong name), once per failure, as a warning.
+  const transport: Transport = {
+    listen: dialer.listen,
+    dial: (url, timeoutMs, on) =>
+      dialer.dial(url, timeoutMs, {
+        onOpen: on.onOpen,
+        onFail: (reason) => {
+          if (url.startsWith("wss:") && /TLS|certificate/.test(reason)) {
+            log.warn("dial.tls_failed", { url, reason });
+          }
+          on.onFail(reason);
+        },
+      }),
+  };
+  return await createNode({
     key: identity.key,
+    serverId: identity.serverId,
     secret,
-    channelKey,
-    limits,
-    log,
-    counters: metrics,
-    onStoreFailed: (e) => {
-      // Crash-only: the node stops instead of running with memory ahead of disk.
-      if (fatal) return;
-      fatal = new Error(
-        `cannot write the database ${dbPath} (${
-          String(e).split("\n")[0]
-        }): the node stopped so that it never ` +
-          "runs ahead of what is on disk; fix the cause (disk full, permissions, another process holding the " +
-          "database) and start it again: it resumes from the database",
-      );
-      void close();
+    store,
+    storeName: `the database ${dbPath}`,
+    transport,
+    ...(dialer.client ? { readSoftware: (url: string) => readSoftware(url, dialer.client) } : {}),
+    onClosed: () => {
+      dialer.close();
+      lock.close();
     },
-  });
-  const dispatch = ex.dispatch;
-
-  // PROFILE §15 liveness: the WebSocket layer pings every connection at half this interval and closes it when
-  // no pong comes back within it, so a peer that heartbeats only with pings is judged on its pongs. Users are
-  // pinged too (the role is not known at the upgrade), so never less than PING_TIMEOUT_MIN_S: a client whose
-  // event loop is busy for a second (decrypting a file) must not be cut by a short link timeout.
-  const pingTimeoutS = Math.max(PING_TIMEOUT_MIN_S, Math.ceil(federation.linkTimeoutMs / 1000));
-
-  const host = opts.host ?? "0.0.0.0";
-  let listener: Listener;
-  try {
-    listener = transport.listen(
-      { host, port: opts.port ?? 8765, ...(opts.tls ? { tls: opts.tls } : {}) },
-      (req, addr, accept) => {
-        if (!accept) return http(req);
-        const pending = ex.channelPending();
-        const upgrade = () => ex.upgrade(addr, accept, pingTimeoutS);
-        return pending ? pending.then(upgrade) : upgrade();
-      },
-    );
-  } catch (e) {
-    store.close();
-    throw e;
-  }
-  const boundPort = listener.port;
-
-  const publicHost = opts.publicHost ?? (host === "0.0.0.0" || host === "::" ? "localhost" : host);
-  const wsUrl = `${opts.tls ? "wss" : "ws"}://${
-    publicHost.includes(":") ? `[${publicHost}]` : publicHost
-  }:${boundPort}`;
-
-  const http = httpHandler({
-    state: ex.state,
-    startedAt,
-    fingerprint: fp,
-    labModes,
-    tls: !!opts.tls,
-    wsUrl: () => wsUrl,
-    counters: metrics,
-    signatures: ex.signatures,
-    connections: ex.connections,
-    maxUnsent: ex.maxUnsent,
-    effectsWaiting: ex.effectsWaiting,
-  });
-
-  const tickMs = Math.max(
-    20,
-    Math.min(
-      1000,
-      Math.floor(limits.firstFrameMs / 4),
-      Math.floor(federation.heartbeatMs / 4),
-      Math.floor(federation.linkTimeoutMs / 4),
-    ),
-  );
-  const idleGc = idleCollector(metrics, ex, log);
-  const ticker = setInterval(() => {
-    const now = Date.now();
-    dispatch({ kind: "tick", now });
-    idleGc(now);
-  }, tickMs);
-  const labWarn = () => {
-    if (labModes.length) {
-      log.warn("lab_mode.on", { modes: labModes.join(","), note: "deliberately weakened node" });
-    }
-  };
-  labWarn();
-  const labTimer = labModes.length ? setInterval(labWarn, 60_000) : undefined;
-
-  const advertiseHost = opts.publicHost ?? (host === "0.0.0.0" || host === "::" ? "localhost" : host);
-  dispatch({ kind: "started", now: Date.now(), host: advertiseHost, port: boundPort });
-  ex.started();
-  await ex.channelPending(); // a first server is ready once its channel key exists (PROFILE §8)
-  log.info("node.listening", {
     host,
-    port: boundPort,
-    server_id: ex.state().config.serverId,
-    fingerprint: fp,
-    url: wsUrl,
-    users_known: ex.state().users.size,
+    port: opts.port,
+    publicHost: opts.publicHost,
+    tls: opts.tls,
+    logLevel: opts.logLevel,
+    logSink: opts.logSink,
+    limits: opts.limits,
+    federation: opts.federation,
+    labWeakKeys: opts.labWeakKeys,
+    labReplay: opts.labReplay,
+    onTick: idleCollector(log),
   });
-
-  const finished = listener.finished.then(() => {
-    if (fatal) throw fatal;
-  });
-  finished.catch(() => {}); // handled by whoever awaits it; never an unhandled rejection
-
-  function close(): Promise<void> {
-    closed ??= (async () => {
-      clearInterval(ticker);
-      if (labTimer) clearInterval(labTimer);
-      ex.stop();
-      await listener.close();
-      try {
-        store.close();
-      } catch (e) {
-        log.error("store.close_failed", { error: String(e) });
-      }
-      log.info("node.stopped", { server_id: ex.state().config.serverId });
-    })();
-    return closed;
-  }
-
-  return {
-    port: boundPort,
-    host,
-    get serverId() {
-      return ex.state().config.serverId;
-    },
-    publicKey: state.config.serverPub,
-    linkedServers: () => [...ex.state().links.keys()],
-    finished,
-    close,
-  };
 }
 
 /** Quiet for this long (no frame in or out, no effect waiting) before an idle collection. */
@@ -294,15 +164,15 @@ const IDLE_GC_GROWTH = 16 * 1024 * 1024;
  * binary set), the node runs one full collection after two quiet seconds if the heap grew by 16 MiB since the
  * last one. Without the flag this does nothing.
  */
-function idleCollector(metrics: Counters, ex: Executor, log: Logger): (now: number) => void {
+function idleCollector(log: Logger): (now: number, view: NodeActivity) => void {
   const gc = (globalThis as { gc?: (options?: Record<string, string>) => void }).gc;
   if (typeof gc !== "function") return () => {};
   let frames = -1;
   let quietSince = 0;
   let floor = Deno.memoryUsage().heapUsed;
-  return (now) => {
-    const f = metrics.framesIn + metrics.framesOut;
-    if (f !== frames || ex.effectsWaiting() > 0) {
+  return (now, view) => {
+    const f = view.frames();
+    if (f !== frames || view.effectsWaiting() > 0) {
       frames = f;
       quietSince = now;
       return;

@@ -20,6 +20,21 @@ export function highWater(maxUnsentBytes: number): number {
   return Math.max(16 * 1024, Math.min(64 * 1024, Math.floor(maxUnsentBytes / 8)));
 }
 
+/**
+ * Bytes of frames one connection may hold in the shell (signed or still being signed, plus its socket buffer)
+ * before it is cut as too slow, without waiting for its stall to be confirmed:
+ * - `maxUnsentBytes` (8 MiB by default) while its peer is behind (its socket buffer above the high-water mark:
+ *   it does not take what it was given). The stall rule alone counted only signed frames and waited a quarter
+ *   second to confirm the stall, and in that time a sender at loopback speed filled a non-reader's queue with
+ *   80 MB of DMs, their signed texts and the preimages being signed;
+ * - four times that whatever the peer does: frames that wait for the node's signatures (a file relayed faster
+ *   than a loaded node signs) do not count against a reader that keeps up until then, but memory stays bounded.
+ * Frames come from the reducer one at a time, so a bound is never passed by more than one frame.
+ */
+export function holdBound(maxUnsentBytes: number): { behind: number; always: number } {
+  return { behind: maxUnsentBytes, always: 4 * maxUnsentBytes };
+}
+
 /** Room for the envelope and an RSA-4096 signature around a payload. */
 const ENVELOPE_BYTES = 1024;
 

@@ -9,9 +9,16 @@
  * @module
  */
 
-/** GET a /.well-known/socp document; its `software`, or "" (rejects only when nothing answered). */
-export async function readSoftware(url: string): Promise<string> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(3000), redirect: "manual" });
+/**
+ * GET a /.well-known/socp document; its `software`, or "" (rejects only when nothing answered). `client` carries
+ * extra trusted CAs (`--ca-cert`) for https.
+ */
+export async function readSoftware(url: string, client?: Deno.HttpClient): Promise<string> {
+  const res = await fetch(url, {
+    signal: AbortSignal.timeout(3000),
+    redirect: "manual",
+    ...(client ? { client } : {}),
+  });
   if (!res.ok || !res.body) {
     await res.body?.cancel();
     return "";

@@ -197,31 +197,105 @@ export const denoTransport: Transport = {
   },
 
   dial(url, timeoutMs, on) {
-    let ws: WebSocket;
-    try {
-      ws = new WebSocket(url);
-    } catch (e) {
-      on.onFail(String(e));
-      return;
-    }
-    let opened = false;
-    const giveUp = setTimeout(() => {
-      if (!opened) {
-        try {
-          ws.close();
-        } catch { /* ignore */ }
-      }
-    }, timeoutMs);
-    const socket = new WsSocket(ws, true);
-    socket.onClose = () => {
-      clearTimeout(giveUp);
-      if (!opened) on.onFail(`cannot connect to ${url}`);
-    };
-    ws.onopen = () => {
-      opened = true;
-      clearTimeout(giveUp);
-      socket.onClose = () => {};
-      on.onOpen(socket);
-    };
+    dialWebSocket(url, timeoutMs, on);
   },
 };
+
+/** Options of {@linkcode denoTransportWith}. */
+export interface DialTrust {
+  /** PEM certificates of CAs trusted for `wss://` dials, besides the system's (`--ca-cert`). */
+  caCerts?: string[];
+}
+
+/** The Deno transport, dialing `wss://` with extra trusted CAs; `close()` releases its HTTP client. */
+export function denoTransportWith(
+  trust: DialTrust,
+): Transport & { close(): void; client?: Deno.HttpClient } {
+  if (!trust.caCerts?.length) return { ...denoTransport, close: () => {} };
+  // Deno's WebSocket takes an HttpClient (its `client` option), whose caCerts are added to the trusted roots.
+  const client = Deno.createHttpClient({ caCerts: trust.caCerts });
+  return {
+    listen: denoTransport.listen,
+    dial: (url, timeoutMs, on) => dialWebSocket(url, timeoutMs, on, client),
+    client,
+    close: () => {
+      try {
+        client.close();
+      } catch { /* already closed */ }
+    },
+  };
+}
+
+function dialWebSocket(url: string, timeoutMs: number, on: DialHandlers, client?: Deno.HttpClient): void {
+  let ws: WebSocket;
+  try {
+    ws = client ? new WebSocket(url, { client }) : new WebSocket(url);
+  } catch (e) {
+    on.onFail(dialFailure(url, String(e)));
+    return;
+  }
+  let opened = false;
+  let error = "";
+  const giveUp = setTimeout(() => {
+    if (!opened) {
+      try {
+        ws.close();
+      } catch { /* ignore */ }
+    }
+  }, timeoutMs);
+  const socket = new WsSocket(ws, true);
+  ws.onerror = (e) => {
+    if (!opened) error = (e as ErrorEvent).message ?? "";
+  };
+  socket.onClose = () => {
+    clearTimeout(giveUp);
+    if (!opened) on.onFail(dialFailure(url, error));
+  };
+  ws.onopen = () => {
+    opened = true;
+    ws.onerror = ignore;
+    clearTimeout(giveUp);
+    socket.onClose = () => {};
+    on.onOpen(socket);
+  };
+}
+
+/**
+ * Why a dial failed, in words: the runtime's TLS errors (rustls: `UnknownIssuer`, `certificate not valid for name`,
+ * `Expired`…) become what to do about them.
+ */
+export function dialFailure(url: string, error: string): string {
+  const detail = error.replace(/^(NetworkError|Error):\s*/, "").replace(
+    /^failed to connect to WebSocket:\s*/i,
+    "",
+  )
+    .slice(0, 300);
+  if (/UnknownIssuer|unknown issuer|self[- ]signed|UnknownCA/i.test(detail)) {
+    return `cannot connect to ${url}: its TLS certificate is not signed by a CA this node trusts (${detail}); ` +
+      "for a private CA start the node with --ca-cert FILE (or SOCP_CA_CERT, or DENO_CERT)";
+  }
+  if (/not valid for name|NotValidForName/i.test(detail)) {
+    return `cannot connect to ${url}: its TLS certificate is for another name (${detail}); ` +
+      "dial the host name the certificate was issued for";
+  }
+  if (/Expired|NotValidYet|not valid yet/i.test(detail)) {
+    return `cannot connect to ${url}: its TLS certificate is expired or not yet valid (${detail})`;
+  }
+  if (/certificate|handshake|tls/i.test(detail)) return `cannot connect to ${url}: TLS failed (${detail})`;
+  return detail ? `cannot connect to ${url}: ${detail}` : `cannot connect to ${url}`;
+}
+
+/**
+ * Throw {@linkcode PortInUse} when `port` on `host` is taken now, so that a node can say so before it writes
+ * anything (data directory, database, keys). Port 0 is always free; any other error is left for `listen` to report.
+ */
+export function checkPortFree(host: string, port: number): void {
+  if (port === 0) return;
+  try {
+    Deno.listen({ hostname: host, port }).close();
+  } catch (e) {
+    if (e instanceof Deno.errors.AddrInUse) {
+      throw new PortInUse(`port ${port} on ${host} is in use: pass --port with another port`);
+    }
+  }
+}

@@ -13,6 +13,7 @@
  * ```
  * @module
  */
+import { closeSync, openSync } from "node:fs";
 import { DatabaseSync } from "node:sqlite";
 import type { Loaded, ServerRecord, UserRecord } from "../core/types.ts";
 import type { SealedKey } from "../crypto/keyfile.ts";
@@ -112,12 +113,25 @@ export interface IdentityRow {
 /** Thrown when a database file is newer than this program. */
 export class SchemaTooNew extends Error {}
 
+/** Create `path` empty with mode 0600 (owner only) unless it exists. */
+function createPrivate(path: string): void {
+  try {
+    closeSync(openSync(path, "wx", 0o600));
+  } catch (e) {
+    if ((e as { code?: string }).code !== "EEXIST") throw e;
+  }
+}
+
 /** A SQLite-backed store. Every method is synchronous; writes are committed when they return. */
 export class Store {
   private constructor(private readonly db: DatabaseSync) {}
 
-  /** Open (creating and migrating as needed) the database at `path` (":memory:" for tests). */
+  /**
+   * Open (creating and migrating as needed) the database at `path` (":memory:" for tests). A new file is created
+   * with mode 0600 before SQLite opens it; SQLite gives its `-wal` and `-shm` files the database file's mode.
+   */
   static open(path: string): Store {
+    if (path !== ":memory:") createPrivate(path);
     const db = new DatabaseSync(path);
     db.exec(
       "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
@@ -288,6 +302,35 @@ export class Store {
       frame: string;
     }[];
     return rows.map((r) => ({ id: Number(r.id), frame: JSON.parse(r.frame) }));
+  }
+
+  /** Ids of a user's queued frames, oldest first, dropping those older than `notBefore`. */
+  queuedIds(userId: string, notBefore: number): number[] {
+    this.db.prepare("DELETE FROM queue WHERE user_id = ? AND queued_at < ?").run(userId, notBefore);
+    const rows = this.db.prepare("SELECT id FROM queue WHERE user_id = ? ORDER BY id").all(userId) as {
+      id: number;
+    }[];
+    return rows.map((r) => Number(r.id));
+  }
+
+  /** Ids of the frames kept for a server, oldest first, dropping those older than `notBefore`. */
+  outboxIds(serverId: string, notBefore: number): number[] {
+    this.db.prepare("DELETE FROM outbox WHERE server_id = ? AND queued_at < ?").run(serverId, notBefore);
+    const rows = this.db.prepare("SELECT id FROM outbox WHERE server_id = ? ORDER BY id").all(serverId) as {
+      id: number;
+    }[];
+    return rows.map((r) => Number(r.id));
+  }
+
+  /** The frames of these queue or outbox rows, in id order (rows no longer there are left out). */
+  storedFrames(table: "queue" | "outbox", ids: number[]): { id: number; frame: unknown }[] {
+    const get = this.db.prepare(`SELECT frame FROM ${table === "queue" ? "queue" : "outbox"} WHERE id = ?`);
+    const out: { id: number; frame: unknown }[] = [];
+    for (const id of [...ids].sort((a, b) => a - b)) {
+      const r = get.get(id) as { frame: string } | undefined;
+      if (r) out.push({ id, frame: JSON.parse(r.frame) });
+    }
+    return out;
   }
 
   /** Delete delivered queue rows. */

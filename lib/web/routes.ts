@@ -46,8 +46,13 @@ export interface NetworkJson {
   version: string;
   lab_modes: string[];
   max_file_bytes: number;
-  /** `host:port#PUBKEY`, the entry another node passes to --bootstrap, with the host this request used. */
+  /**
+   * The entry another node passes to --bootstrap, with the host this request used (see {@linkcode bootstrapEntry}):
+   * `wss://host:port#PUBKEY` when this request came over TLS, `host:port#PUBKEY` otherwise.
+   */
   bootstrap: string;
+  /** The terminal chat command for this node, as it exists after the README's quick start. */
+  chat_command: string;
   /** The WebSocket URL a terminal client would use (`ws://` or `wss://` as this request came). */
   ws_url: string;
   linked_servers: { server_id: string; host: string; port: number }[];
@@ -89,6 +94,16 @@ function overTls(req: Request, url: URL): boolean {
   return url.protocol === "https:" || fwd === "https";
 }
 
+/**
+ * The bootstrap entry others paste to join a node at `host:port` with key `pubkey`: `host:port#PUBKEY`, or, when
+ * the node is reached over TLS, the URL form `wss://host:port#PUBKEY` (PROFILE §15: bootstrap entries may be
+ * URLs), so that the joining node dials TLS. IPv6 hosts are bracketed.
+ */
+export function bootstrapEntry(host: string, port: number | string, pubkey: string, tls: boolean): string {
+  const h = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+  return `${tls ? "wss://" : ""}${h}:${port}#${pubkey}`;
+}
+
 /** Build the network JSON for this request (Host-relative). */
 export function networkJson(req: Request, s: NetworkSnapshot): NetworkJson {
   const url = new URL(req.url);
@@ -101,8 +116,9 @@ export function networkJson(req: Request, s: NetworkSnapshot): NetworkJson {
     version: s.version,
     lab_modes: s.labModes,
     max_file_bytes: s.maxFileBytes,
-    bootstrap: `${url.hostname}:${port}#${s.pubkey}`,
+    bootstrap: bootstrapEntry(url.hostname, port, s.pubkey, tls),
     ws_url: `${tls ? "wss" : "ws"}://${url.host}`,
+    chat_command: `deno task chat --server ${tls ? "wss" : "ws"}://${url.host} --name yourname`,
     linked_servers: s.linked.map((l) => ({ server_id: l.serverId, host: l.host, port: l.port })),
     users_online: s.users.map((u) => ({ user_id: u.userId, server_id: u.serverId, name: u.name })),
   };

@@ -39,6 +39,18 @@ Deno.test({ name: "socp --version and socp help", ...opts }, async () => {
   const sh = await socp(["serve", "--help"]);
   assert.match(sh.stdout, /SOCP_PORT/);
   assert.match((await socp(["help", "chat"])).stdout, /\/tell <user> <text>/);
+  // -h works for every command, as it does for socp itself.
+  for (
+    const [cmd, text] of [["chat", /\/tell <user> <text>/], ["serve", /SOCP_PORT/], [
+      "info",
+      /bootstrap/,
+    ]] as const
+  ) {
+    const r = await socp([cmd, "-h"]);
+    assert.equal(r.code, 0, `socp ${cmd} -h: ${r.stderr}`);
+    assert.match(r.stdout, text);
+  }
+  assert.equal((await socp(["-h"])).code, 0);
 });
 
 Deno.test({
@@ -78,6 +90,8 @@ Deno.test({ name: "serve on a port in use says so and suggests --port", ...opts 
     ]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, new RegExp(`port ${node.port} on 127.0.0.1 is in use: pass --port`));
+    // Said before anything was written: no data directory, no database, no key.
+    assert.throws(() => Deno.statSync(node.dataDir + "-2"), Deno.errors.NotFound);
   } finally {
     await node.kill();
   }

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { type ClientEvent, HelloRefused, SocpClient } from "../../lib/client/client.ts";
 import { fixtureKey } from "../helpers/keys.ts";
-import { NodeProcess } from "../helpers/node_process.ts";
+import { fixtureDataDir, NodeProcess } from "../helpers/node_process.ts";
 import { until as waitUntil } from "../helpers/until.ts";
 import { type Frame, RawPeer, sleep } from "../helpers/ws_peer.ts";
 
@@ -34,12 +34,14 @@ async function rawHello(url: string, user: string, pubkey: string): Promise<RawP
   return p;
 }
 
-const node = await NodeProcess.start();
+/** This test's own node, on an identity made from a fixture key; stopped when the test's scope ends. */
+const ownNode = async (key = "user6") => await NodeProcess.start({ dataDir: await fixtureDataDir(key) });
 const k1 = await fixtureKey("user1");
 const k2 = await fixtureKey("user2");
 const k3 = await fixtureKey("user3");
 
 Deno.test({ name: "two users exchange DMs both ways, and each verifies what arrives", ...opts }, async () => {
+  await using node = await ownNode();
   const alice = await SocpClient.connect(node.url, { userId: ALICE, key: k1, displayName: "alice" });
   const bob = await SocpClient.connect(node.url, { userId: BOB, key: k2, displayName: "bob" });
   const ae = events(alice);
@@ -71,6 +73,7 @@ Deno.test({
     "a second signed session of an online user takes over; the first is told in words and does not return",
   ...opts,
 }, async () => {
+  await using node = await ownNode();
   const first = await SocpClient.connect(node.url, { userId: CAROL, key: k3 });
   const seen = first.drainBuffered();
   first.onEvent = (e) => seen.push(e);
@@ -96,6 +99,7 @@ Deno.test({
 });
 
 Deno.test({ name: "a 2048-bit key gets BAD_KEY", ...opts }, async () => {
+  await using node = await ownNode();
   const weak = await fixtureKey("rsa2048");
   await assert.rejects(
     () => SocpClient.connect(node.url, { userId: crypto.randomUUID(), key: weak }),
@@ -104,6 +108,7 @@ Deno.test({ name: "a 2048-bit key gets BAD_KEY", ...opts }, async () => {
 });
 
 Deno.test({ name: "a hello signed with another key gets INVALID_SIG", ...opts }, async () => {
+  await using node = await ownNode();
   const p = await RawPeer.open(node.url);
   const payload = { client: "raw", enc_pubkey: k1.publicKey, pubkey: k1.publicKey };
   const sig = await k2.sign(new TextEncoder().encode(JSON.stringify(payload)));
@@ -115,6 +120,7 @@ Deno.test({ name: "a hello signed with another key gets INVALID_SIG", ...opts },
 Deno.test(
   { name: "unknown type, malformed JSON, and an unknown recipient each get their error", ...opts },
   async () => {
+    await using node = await ownNode();
     const user = crypto.randomUUID();
     const p = await rawHello(node.url, user, (await fixtureKey("user4")).publicKey);
     await p.waitFor((f) => f.type === "ACK");
@@ -137,6 +143,7 @@ Deno.test(
 );
 
 Deno.test({ name: "a replayed frame is delivered once; a spoofed `from` is refused", ...opts }, async () => {
+  await using node = await ownNode("user1");
   const u1 = crypto.randomUUID();
   const u2 = crypto.randomUUID();
   const a = await rawHello(node.url, u1, (await fixtureKey("user5")).publicKey);
@@ -166,16 +173,19 @@ Deno.test({ name: "a replayed frame is delivered once; a spoofed `from` is refus
 });
 
 Deno.test({ name: "a frame over 256 KiB closes the socket with 1009", ...opts }, async () => {
+  await using node = await ownNode();
   const p = await RawPeer.open(node.url);
   p.send("x".repeat(256 * 1024 + 1));
   assert.equal((await p.closed).code, 1009);
 });
 
 Deno.test({ name: "HTTP: /.well-known/socp, /healthz, /metrics and the status page", ...opts }, async () => {
+  await using node = await ownNode();
   const wk = await (await fetch(`${node.http}/.well-known/socp`)).json();
   assert.equal(wk.tls, false);
   assert.equal(wk.url, `ws://127.0.0.1:${node.port}`);
   assert.deepEqual(Object.keys(wk).sort(), [
+    "bootstrap",
     "lab_modes",
     "protocol",
     "pubkey",
@@ -187,18 +197,25 @@ Deno.test({ name: "HTTP: /.well-known/socp, /healthz, /metrics and the status pa
   assert.equal(wk.protocol, "SOCP/1.3");
   assert.equal(wk.server_id, node.serverId);
   assert.deepEqual(wk.lab_modes, []);
+  // The exact entry another server pastes: plain host:port#PUBKEY (this node serves no TLS).
+  assert.equal(wk.bootstrap, `127.0.0.1:${node.port}#${wk.pubkey}`);
   const hz = await (await fetch(`${node.http}/healthz`)).json();
   assert.equal(hz.status, "ok");
   assert.equal(typeof hz.users_online, "number");
   const m = await (await fetch(`${node.http}/metrics`)).text();
   assert.match(m, /^socp_frames_in_total \d+$/m);
   const page = await (await fetch(`${node.http}/`)).text();
-  assert.ok(page.includes(node.serverId) && page.includes("socp chat --server"));
+  assert.ok(page.includes(node.serverId) && page.includes("deno task chat --server"));
   assert.equal((await fetch(`${node.http}/nope`)).status, 404);
   await (await fetch(`${node.http}/nope`)).body?.cancel();
 });
 
-Deno.test({ name: "the log shows events without secrets", ...opts }, () => {
+Deno.test({ name: "the log shows events without secrets", ...opts }, async () => {
+  await using node = await ownNode();
+  const p = await rawHello(node.url, crypto.randomUUID(), k1.publicKey);
+  await p.waitFor((f) => f.type === "ACK", 10_000, "ACK");
+  p.close();
+  await p.closed;
   const all = node.logs.join("\n");
   assert.match(all, /INFO user\.joined user=/);
   const secret = Deno.readTextFileSync(`${node.dataDir}/node.secret`).trim(); // seals the identity key
@@ -210,7 +227,7 @@ Deno.test({ name: "the log shows events without secrets", ...opts }, () => {
 Deno.test(
   { name: "a restart after SIGKILL keeps the server id, the key and the user bindings", ...opts },
   async () => {
-    const n1 = await NodeProcess.start();
+    const n1 = await NodeProcess.start({ dataDir: await fixtureDataDir() });
     const wk1 = await (await fetch(`${n1.http}/.well-known/socp`)).json();
     const user = crypto.randomUUID();
     const c = await SocpClient.connect(n1.url, { userId: user, key: k1 });
@@ -233,6 +250,7 @@ Deno.test(
 Deno.test(
   { name: "a flood of signed frames is bounded: limits hold, the node stays responsive", ...opts },
   async () => {
+    await using node = await ownNode();
     const flooder = crypto.randomUUID();
     const key = await fixtureKey("user5");
     const p = await rawHello(node.url, flooder, key.publicKey);
@@ -281,6 +299,7 @@ Deno.test(
 Deno.test(
   { name: "a DM sent just before the sender's socket closes still reaches its recipient", ...opts },
   async () => {
+    await using node = await ownNode();
     const ERIN = "e2140000-0000-4000-8000-00000000e2e5";
     const FRANK = "f2a40000-0000-4000-8000-00000000e2e6";
     const erin = await SocpClient.connect(node.url, { userId: ERIN, key: k3, displayName: "erin" });
@@ -314,7 +333,11 @@ Deno.test(
   },
 );
 
-Deno.test({ name: "stop the shared node", ...opts }, async () => {
+Deno.test({ name: "SIGTERM is a clean shutdown", ...opts }, async () => {
+  const node = await ownNode();
+  // A request answered after "node.listening" was logged: by then the command has its signal handlers (they are
+  // set as soon as startNode returns, before the node's next turn).
+  assert.equal((await (await fetch(`${node.http}/healthz`)).json()).status, "ok");
   const status = await node.kill("SIGTERM");
   assert.equal(status.code, 0, "SIGTERM is a clean shutdown");
 });

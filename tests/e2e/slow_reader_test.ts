@@ -83,9 +83,17 @@ Deno.test({
     const ciphertext = "A".repeat(200_000);
     const t0 = Date.now();
     try {
-      // 400 DMs over ~4 s (the per-connection rate limit is 100 frames/s).
+      // 400 DMs in bursts of 10 (2 MB), each burst once the node has taken the last one in (nothing in flight on
+      // the sender's connection: it sheds what is past 4 MiB in flight) and at least 100 ms after it (the
+      // per-connection rate limit is 100 frames/s).
       for (let i = 0; i < 400; i++) {
-        if (i % 10 === 0) await new Promise((r) => setTimeout(r, 100));
+        if (i % 10 === 0) {
+          await new Promise((r) => setTimeout(r, 100));
+          await until(
+            async () => await metric(node, "socp_inflight_bytes_max") === 0,
+            "the node took the burst in",
+          );
+        }
         sender.send({
           type: "MSG_DIRECT",
           from: SENDER,
@@ -179,8 +187,23 @@ Deno.test({
         sig: await signPayload(slowKey, payload),
       });
       await until(() => back.count("USER_DELIVER") >= 400 - inFlight, "the queued DMs arrive", 60_000);
-      await new Promise((r) => setTimeout(r, 500)); // any extra (duplicate) DM would arrive by now
-      for (const f of back.frames.filter((f) => f.type === "USER_DELIVER")) {
+      // One more DM, sent now: it reaches the user after everything already on its way to this connection, so once
+      // it is there, an extra (duplicate) copy of an older DM would be too.
+      sender!.send({
+        type: "MSG_DIRECT",
+        from: SENDER,
+        to: SLOW,
+        ts: Date.now(),
+        payload: { ciphertext: "AAAA", sender_pub: senderKey.publicKey, content_sig: "MARK" },
+        sig: "",
+      });
+      await back.waitFor(
+        (f) => f.type === "USER_DELIVER" && f.payload.content_sig === "MARK",
+        30_000,
+        "marker",
+      );
+      const dmsIn = back.frames.filter((f) => f.type === "USER_DELIVER" && f.payload.content_sig !== "MARK");
+      for (const f of dmsIn) {
         assert.ok(!seen.has(f.ts), `DM ${f.ts} arrived twice (${seen.get(f.ts)} and after the next hello)`);
         seen.set(f.ts, "queue");
       }

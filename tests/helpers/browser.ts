@@ -100,3 +100,38 @@ export async function typeMessage(page: Page, text: string): Promise<void> {
 export function messageTexts(page: Page): Promise<string[]> {
   return page.locator("#messages article .text").allTextContents();
 }
+
+/**
+ * Launch Chromium with a persistent profile in `userDataDir` (IndexedDB survives closing it: a browser restart is
+ * closing the context and launching again with the same directory).
+ */
+export async function launchPersistent(userDataDir: string, opts: { colorScheme?: "dark" | "light" } = {}) {
+  await Deno.stat(CHROMIUM);
+  return await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+    timeout: 60_000,
+    acceptDownloads: true,
+    viewport: { width: 1100, height: 760 },
+    colorScheme: opts.colorScheme,
+  });
+}
+
+/** On the first-run screen of `page`: import the key file at `path` with its passphrase; wait until online. */
+export async function importIdentity(page: Page, path: string, passphrase: string): Promise<void> {
+  await page.getByLabel("Key file", { exact: true }).setInputFiles(path);
+  await page.getByLabel("Its passphrase").fill(passphrase);
+  await page.getByRole("button", { name: "Import identity" }).click();
+  await waitOnline(page, 90_000);
+}
+
+/** Record console and page errors of `page` into a list (a test may assert there are none). */
+export function collectErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(`console: ${m.text()}`);
+  });
+  return errors;
+}

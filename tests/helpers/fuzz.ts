@@ -2,7 +2,8 @@
  * A frame fuzzer for the node's pure pipeline: text -> parseFrame -> canonical digest -> (signature outcome) ->
  * reduce, on connections of every role (a local user, a linked server, an inbound connection not yet identified,
  * and a connection we dialed that waits for SERVER_WELCOME). Shared by tests/core/fuzz_test.ts (fast-check,
- * seeded, bounded) and tests/bench/fuzz_long.ts (10^6 frames).
+ * seeded, bounded) and tests/bench/fuzz_long.ts (10^6 frames). A run is a function of its steps: no clock, no
+ * random draw outside fast-check's seeded generators.
  *
  * Frames are random and mutated: a well-formed template of every message type, then fields dropped, values
  * replaced (any JSON value, huge/unsafe/negative numbers, deep nesting, long strings, wrong types), and the text
@@ -325,6 +326,8 @@ export function run(
   const h = into ?? world(keys);
   const problems: string[] = [];
   let frames = 0;
+  /** Fresh ids for the reducer: a counter, so that a run is a function of its steps (replayable, shrinkable). */
+  let fresh = 0;
   for (const s of steps) {
     let ev: Event;
     if (
@@ -368,7 +371,7 @@ export function run(
         digest,
         sig: sigOutcome,
         sigKey,
-        fresh: crypto.randomUUID(),
+        fresh: `fuzz-fresh-${fresh++}`,
       };
     }
     let effects: Effect[];

@@ -1,5 +1,32 @@
 /** Start the real `socp serve` process on a free loopback port for end-to-end tests. */
+import { join } from "node:path";
+import { sealPrivateKey } from "../../lib/crypto/keyfile.ts";
+import { nodeSecret } from "../../lib/net/identity.ts";
+import { Store } from "../../lib/store/sqlite.ts";
+import { fixtureKey, fixtureText } from "./keys.ts";
 import { TextLineStream } from "./text_lines.ts";
+
+/**
+ * A fresh data directory whose node identity is a fixture key (`keyName`, default user6), so a node started on it
+ * skips the RSA-4096 key generation: each test can start its own node cheaply.
+ */
+export async function fixtureDataDir(keyName = "user6"): Promise<string> {
+  const dir = Deno.makeTempDirSync({ prefix: "socp-e2e-" });
+  const pem = fixtureText(`${keyName}.pem`).replace(/-----[^-]+-----|\s/g, "");
+  const pkcs8 = Uint8Array.from(atob(pem), (c) => c.charCodeAt(0));
+  const sealed = await sealPrivateKey(pkcs8, await nodeSecret(dir));
+  const store = Store.open(join(dir, "socp.db"));
+  try {
+    store.setIdentity({
+      serverId: crypto.randomUUID(),
+      pubkey: (await fixtureKey(keyName)).publicKey,
+      sealed,
+    }, Date.now());
+  } finally {
+    store.close();
+  }
+  return dir;
+}
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -78,6 +105,11 @@ export class NodeProcess {
       clearTimeout(timeout);
     }
     return node;
+  }
+
+  /** `await using node = await NodeProcess.start()`: the node is stopped when the scope ends. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.kill();
   }
 
   /** Send a signal and wait for the process to end. */

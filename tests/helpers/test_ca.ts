@@ -1,8 +1,11 @@
 /**
- * A throwaway CA and a certificate it signs for localhost and 127.0.0.1, valid for a day, made with openssl (no
+ * A throwaway CA and a certificate it signs for localhost and 127.0.0.1 (or `subjectAltName`), valid for a day, made with openssl (no
  * network). rustls refuses a self-signed certificate used directly as the server's, hence the CA.
  */
-export async function makeTestCert(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+export async function makeTestCert(
+  dir: string,
+  subjectAltName = "DNS:localhost,IP:127.0.0.1",
+): Promise<{ ca: string; cert: string; key: string }> {
   const run = async (...args: string[]) => {
     const out = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" })
       .output();
@@ -38,7 +41,7 @@ export async function makeTestCert(dir: string): Promise<{ ca: string; cert: str
   );
   Deno.writeTextFileSync(
     `${dir}/leaf.ext`,
-    "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    `basicConstraints=CA:FALSE\nsubjectAltName=${subjectAltName}\nextendedKeyUsage=serverAuth\n`,
   );
   await run(
     "x509",

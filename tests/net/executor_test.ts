@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { initState } from "../../lib/core/reduce.ts";
-import type { ServerRecord, UserRecord } from "../../lib/core/types.ts";
+import type { Limits, ServerRecord, UserRecord } from "../../lib/core/types.ts";
 import type { SealedKey } from "../../lib/crypto/keyfile.ts";
 import { verifySignature } from "../../lib/crypto/rsa.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
@@ -14,6 +14,7 @@ import {
   createExecutor,
   type Executor,
   type FrameSigner,
+  STORED_PAGE,
   type StoreLike,
   type Timers,
 } from "../../lib/net/executor.ts";
@@ -85,11 +86,16 @@ class MemoryStore implements StoreLike {
     this.calls.push(`enqueue ${userId}`);
     this.queue.push({ id: this.next++, userId, frame, at: now });
   }
-  queuedFor(userId: string, notBefore: number): { id: number; frame: unknown }[] {
-    return this.queue.filter((r) => r.userId === userId && r.at >= notBefore).map(({ id, frame }) => ({
-      id,
-      frame,
-    }));
+  queuedIds(userId: string, notBefore: number): number[] {
+    this.queue = this.queue.filter((r) => r.userId !== userId || r.at >= notBefore);
+    return this.queue.filter((r) => r.userId === userId).map((r) => r.id);
+  }
+  /** The most rows `storedFrames` was asked for at once. */
+  largestPage = 0;
+  storedFrames(table: "queue" | "outbox", ids: number[]): { id: number; frame: unknown }[] {
+    this.largestPage = Math.max(this.largestPage, ids.length);
+    return (table === "queue" ? this.queue : this.outbox).filter((r) => ids.includes(r.id))
+      .sort((a, b) => a.id - b.id).map(({ id, frame }) => ({ id, frame }));
   }
   dequeue(ids: number[]): void {
     this.calls.push(`dequeue ${ids.join(",")}`);
@@ -99,9 +105,9 @@ class MemoryStore implements StoreLike {
     this.calls.push(`addOutbox ${serverId}`);
     this.outbox.push({ id: this.next++, serverId, ref, frame, at: now });
   }
-  outboxFor(serverId: string, notBefore: number): { id: number; frame: unknown }[] {
-    return this.outbox.filter((r) => r.serverId === serverId && r.at >= notBefore)
-      .map(({ id, frame }) => ({ id, frame }));
+  outboxIds(serverId: string, notBefore: number): number[] {
+    this.outbox = this.outbox.filter((r) => r.serverId !== serverId || r.at >= notBefore);
+    return this.outbox.filter((r) => r.serverId === serverId).map((r) => r.id);
   }
   ackOutbox(serverId: string, ref: string): void {
     this.calls.push(`ackOutbox ${serverId}`);
@@ -144,9 +150,11 @@ function setup(opts: {
   many?: boolean;
   signer?: FrameSigner;
   timers?: Timers;
+  limits?: Partial<Limits>;
 } = {}) {
   const store = new MemoryStore();
   const state = initState(config({ serverPub: serverKey.publicKey }));
+  state.config.limits = { ...state.config.limits, ...opts.limits };
   state.channel = { version: 1, creatorPub: aliceKey.publicKey, members: new Set() };
   if (opts.many) {
     state.config.limits = {
@@ -598,8 +606,11 @@ Deno.test("after a failed store write (outside a persist effect) nothing more is
   b2.close(1000, "bye");
   await until(() => !ex.state().localUsers.has(BOB), "bob offline");
   const before = store.calls.length;
+  assert.equal(ex.state().queued.get(BOB) ?? 0, 0);
   await say(a, alice, dmToBob(now, 2)); // the node is stopping (crash-only); this frame was read before the close
-  await new Promise((r) => setTimeout(r, 100));
+  // The reducer handled the DM (it decided to queue it: its count went up), and in the same step the executor
+  // carried out none of its effects.
+  await until(() => ex.state().queued.get(BOB) === 1, "the DM reduced");
   assert.deepEqual(store.calls.slice(before), [], "no store write after the failed one");
   ex.stop();
   await until(() => ex.connections() === 0, "every connection gone");
@@ -642,4 +653,83 @@ Deno.test("a live DM that missed a closed socket goes to the user's new connecti
   assert.equal(store.queue.length, 0, "nothing queued");
   ex.stop();
   await until(() => ex.connections() === 0, "every connection gone");
+});
+
+/** A signer that never signs a USER_DELIVER (they stay held, waiting for us); `stuck` has them. */
+function stuckSigner() {
+  const real = new Signer(serverKey);
+  const stuck = new Set<unknown>();
+  const signer: FrameSigner = {
+    sign: (p) => real.sign(p),
+    text: (f, sign) =>
+      f.type === "USER_DELIVER" ? new Promise<string>(() => stuck.add(f)) : real.text(f, sign),
+    get signatures() {
+      return real.signatures;
+    },
+  };
+  return { signer, stuck };
+}
+
+/** Alice's i-th DM to Bob with `bytes` of ciphertext. */
+const bigDm = (now: number, i: number, bytes: number) => ({
+  ...dmToBob(now, i),
+  payload: { ...dmToBob(now, i).payload, ciphertext: `${i}`.padEnd(bytes, "C") },
+});
+
+Deno.test("frames held for a peer that is behind are bounded by bytes, signed or not: past maxUnsentBytes it is cut", async () => {
+  // USER_DELIVERs are never signed here: they wait for us, not for Bob, but they take memory all the same.
+  const { signer, stuck } = stuckSigner();
+  const maxUnsentBytes = 300_000;
+  const { ex, store, lines } = setup({ signer, limits: { maxUnsentBytes } });
+  const { a, b, alice, now } = await aliceAndBob(ex, false);
+  b.bufferedAmount = 100_000; // Bob does not take what his socket was given: he is behind
+  for (let i = 0; i < 15; i++) await say(a, alice, bigDm(now, i, 20_000));
+  await until(() => b.closedWith, "bob cut");
+  assert.deepEqual(b.closedWith, { code: 1008, reason: "too slow" });
+  const cut = lines.find((l) => /conn\.too_slow/.test(l))!;
+  const held = Number(/unsent_bytes=(\d+)/.exec(cut)![1]);
+  // Cut at the first frame that would pass the bound: never more than one frame over it.
+  assert.ok(held > maxUnsentBytes && held < maxUnsentBytes + 25_000, cut);
+  assert.ok(100_000 + stuck.size * 20_000 <= maxUnsentBytes, `${stuck.size} frames held`);
+  // What Bob's connection never held goes to his offline queue (he is offline now).
+  await until(() => store.queue.length === 15 - stuck.size, "the rest queued for bob");
+  ex.stop();
+});
+
+Deno.test("frames waiting for our signatures do not cut a reader that keeps up, until four times the bound", async () => {
+  const { signer, stuck } = stuckSigner();
+  const maxUnsentBytes = 300_000;
+  const { ex, lines } = setup({ signer, limits: { maxUnsentBytes } });
+  const { a, b, alice, now } = await aliceAndBob(ex, false);
+  // Bob's socket buffer stays empty (he reads): 500 KB waiting for signatures is the node's delay, not his.
+  for (let i = 0; i < 5; i++) await say(a, alice, bigDm(now, i, 100_000));
+  await until(() => stuck.size === 5, "five DMs held for bob");
+  assert.equal(b.closedWith, undefined, "not cut");
+  // Past four times the bound, memory wins: cut.
+  for (let i = 5; i < 14 && !b.closedWith; i++) await say(a, alice, bigDm(now, i, 100_000));
+  await until(() => b.closedWith, "bob cut at the cap");
+  const held = Number(/unsent_bytes=(\d+)/.exec(lines.find((l) => /conn\.too_slow/.test(l))!)![1]);
+  assert.ok(held > 4 * maxUnsentBytes && held < 4 * maxUnsentBytes + 110_000, `${held}`);
+  ex.stop();
+});
+
+Deno.test("a long offline queue is read from the store a page at a time and handed over whole, in order", async () => {
+  const { ex, store } = setup();
+  const { b, bob, now, dm } = await aliceAndBob(ex, true);
+  assert.equal(b.open, false);
+  const n = 3 * STORED_PAGE + 5;
+  for (let i = 0; i < n; i++) await dm(i);
+  await until(() => store.queue.length === n, "the DMs queued for bob");
+  const b2 = await login(ex, bob, hello(BOB, bobKey.publicKey, now + n));
+  await until(
+    () => b2.frames().filter((f) => f.type === "USER_DELIVER").length === n,
+    "the queue handed over",
+  );
+  assert.deepEqual(
+    b2.frames().filter((f) => f.type === "USER_DELIVER").map((f) => f.payload.ciphertext),
+    Array.from({ length: n }, (_, i) => `C${i}`),
+  );
+  await until(() => store.queue.length === 0, "every row dequeued");
+  assert.ok(store.largestPage <= STORED_PAGE, `${store.largestPage} rows read at once`);
+  ex.stop();
 });

@@ -8,6 +8,7 @@ import {
   clientCloseCode,
   closeReason,
   denoTransport,
+  dialFailure,
   PortInUse,
   type Socket,
 } from "../../lib/net/transport.ts";
@@ -89,6 +90,30 @@ Deno.test("transport: a dial to a port nobody listens on fails, and a busy port 
   await until(() => reason !== "", "the dial to fail", 8000);
   assert.equal(opened, false);
   assert.match(reason, /cannot connect to ws:\/\/127\.0\.0\.1/);
+});
+
+Deno.test("dialFailure() says why a TLS dial failed, in words", () => {
+  const url = "wss://chat.example:8765";
+  const unknown = dialFailure(
+    url,
+    "NetworkError: failed to connect to WebSocket: invalid peer certificate: UnknownIssuer",
+  );
+  assert.match(unknown, /not signed by a CA this node trusts \(invalid peer certificate: UnknownIssuer\)/);
+  assert.match(unknown, /--ca-cert FILE/);
+  const name = dialFailure(
+    url,
+    'NetworkError: failed to connect to WebSocket: invalid peer certificate: certificate not valid for name "x"',
+  );
+  assert.match(name, /certificate is for another name/);
+  assert.match(dialFailure(url, "invalid peer certificate: Expired"), /expired or not yet valid/);
+  assert.equal(dialFailure("ws://127.0.0.1:1", ""), "cannot connect to ws://127.0.0.1:1");
+  assert.equal(
+    dialFailure(
+      "ws://127.0.0.1:1",
+      "NetworkError: failed to connect to WebSocket: Connection refused (os error 111)",
+    ),
+    "cannot connect to ws://127.0.0.1:1: Connection refused (os error 111)",
+  );
 });
 
 Deno.test("transport: a dialed socket closes with a client close code (PROFILE §15), and the peer sees it", async () => {

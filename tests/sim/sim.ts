@@ -432,7 +432,14 @@ export class Sim {
       setHome: (u, sv) => void st.homes.set(u, sv),
       enqueue: (u, frame, now) =>
         void st.queue.set(u, [...rows(st.queue, u), { id: st.nextRow++, at: now, frame: frame as Envelope }]),
-      queuedFor: (u, notBefore) => rows(st.queue, u).filter((r) => r.at >= notBefore),
+      queuedIds: (u, notBefore) => {
+        st.queue.set(u, rows(st.queue, u).filter((r) => r.at >= notBefore));
+        return rows(st.queue, u).map((r) => r.id);
+      },
+      storedFrames: (table, ids) => {
+        const all = [...(table === "queue" ? st.queue : st.outbox).values()].flat();
+        return all.filter((r) => ids.includes(r.id)).sort((a, b) => a.id - b.id);
+      },
       dequeue: (ids) => {
         for (const [u, q] of st.queue) st.queue.set(u, q.filter((r) => !ids.includes(r.id)));
       },
@@ -443,7 +450,10 @@ export class Sim {
           ref,
           frame: frame as Envelope,
         }]),
-      outboxFor: (sv, notBefore) => rows(st.outbox, sv).filter((r) => r.at >= notBefore),
+      outboxIds: (sv, notBefore) => {
+        st.outbox.set(sv, rows(st.outbox, sv).filter((r) => r.at >= notBefore));
+        return rows(st.outbox, sv).map((r) => r.id);
+      },
       ackOutbox: (sv, ref) => void st.outbox.set(sv, rows(st.outbox, sv).filter((r) => r.ref !== ref)),
       clearOutbox: (sv) => void st.outbox.delete(sv),
       deleteOutbox: (ids) => {

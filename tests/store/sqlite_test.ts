@@ -136,6 +136,24 @@ Deno.test("the offline queue keeps order, drops expired rows, and deletes delive
   s.close();
 });
 
+Deno.test("stored rows are listed by id and read a page at a time (rows gone are left out)", () => {
+  const s = Store.open(":memory:");
+  s.enqueue(U, { n: 1 }, 100);
+  s.enqueue(U, { n: 2 }, 200);
+  s.enqueue(U, { n: 3 }, 300);
+  s.addOutbox("S2", "r", { o: 1 }, 50);
+  const ids = s.queuedIds(U, 150); // the row from t=100 has expired (and is deleted)
+  assert.equal(ids.length, 2);
+  assert.deepEqual(s.storedFrames("queue", [ids[1], ids[0]]).map((r) => r.frame), [{ n: 2 }, { n: 3 }]);
+  s.dequeue([ids[0]]);
+  assert.deepEqual(s.storedFrames("queue", ids).map((r) => r.frame), [{ n: 3 }]);
+  const out = s.outboxIds("S2", 0);
+  assert.deepEqual(s.storedFrames("outbox", out).map((r) => r.frame), [{ o: 1 }]);
+  assert.deepEqual(s.storedFrames("queue", out), [], "an outbox id is not a queue row");
+  assert.deepEqual(s.outboxIds("S2", 60), []);
+  s.close();
+});
+
 Deno.test("outbox rows stay until their ref is ACKed; accepted refs and homes survive a reopen", () => {
   const path = tmpDb();
   const s = Store.open(path);

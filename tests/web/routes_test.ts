@@ -25,7 +25,7 @@ Deno.test("webRoute() serves the app with a self-only CSP, nosniff and no framin
   assert.equal(res.headers.get("x-frame-options"), "DENY");
   const html = await res.text();
   assert.ok(html.includes(snap.serverId));
-  assert.ok(html.includes("socp chat --server ws://chat.example:8765"));
+  assert.ok(html.includes("deno task chat --server ws://chat.example:8765"));
   assert.ok(!/<script>|\son\w+=/.test(html), "no inline script or handler");
   for (const path of ["/app.js", "/app.css", "/decrypt-worker.js"]) {
     const r = webRoute(new Request(`http://chat.example:8765${path}`), () => snap)!;
@@ -40,8 +40,10 @@ Deno.test("networkJson() builds the bootstrap entry and ws URL from the request'
   const plain = networkJson(new Request("http://chat.example:8765/api/network"), snap);
   assert.equal(plain.bootstrap, `chat.example:8765#${snap.pubkey}`);
   assert.equal(plain.ws_url, "ws://chat.example:8765");
+  // The terminal command that exists after the README's quick start.
+  assert.equal(plain.chat_command, "deno task chat --server ws://chat.example:8765 --name yourname");
   const tls = networkJson(new Request("https://chat.example/api/network"), snap);
-  assert.equal(tls.bootstrap, `chat.example:443#${snap.pubkey}`);
+  assert.equal(tls.bootstrap, `wss://chat.example:443#${snap.pubkey}`);
   assert.equal(tls.ws_url, "wss://chat.example");
   const proxied = networkJson(
     new Request("http://chat.example/api/network", { headers: { "x-forwarded-proto": "https" } }),

@@ -3,8 +3,13 @@
  * 4). Chromium runs one page's WebCrypto operations one after another, so a file's 16-block chunks decrypt on one
  * core; spread over workers they use every core. Falls back to the page's own WebCrypto when workers cannot start.
  *
- * {@linkcode usePool} makes a {@linkcode PrivateKey}'s `decrypt` use the pool; everything else about the key is
- * unchanged (the client core and its runner call `decrypt` as before).
+ * The main thread stays free: ciphertexts wait in a queue and are decoded and handed to the workers a few blocks
+ * at a time ({@linkcode IN_FLIGHT} per worker), each reply sending the next block, so accepting a file whose
+ * 150 chunks are all here costs the page one short task per block instead of one long one for all of them.
+ *
+ * {@linkcode usePool} makes a {@linkcode PrivateKey}'s `decrypt` use the pool (our own key, and the public
+ * channel's key once opened); everything else about the key is unchanged (the client core and its runner call
+ * `decrypt` as before).
  *
  * @module
  */
@@ -12,31 +17,52 @@ import type { PrivateKey } from "../../crypto/rsa.ts";
 import { decodeBase64Url } from "../../protocol/base64url.ts";
 import { concatBytes } from "../../protocol/der.ts";
 
+/** Blocks handed to one worker at a time (enough to keep it busy, few enough to keep the page responsive). */
+export const IN_FLIGHT = 3;
+
+/** One ciphertext (one or more blocks) waiting to be decrypted. */
 interface Job {
+  keyId: number;
+  key: CryptoKey;
+  ciphertext: string;
+  k: number;
+  blocks: Uint8Array[] | null;
+  next: number;
+  parts: Uint8Array[];
+  left: number;
+  failed: boolean;
   resolve: (b: Uint8Array) => void;
   reject: (e: Error) => void;
 }
 
+interface Slot {
+  w: Worker;
+  busy: number;
+  keys: Set<number>;
+}
+
 /** A pool of decryption workers. */
 export class DecryptPool {
-  private readonly workers: { w: Worker; busy: number; keys: Set<number> }[] = [];
-  private readonly jobs = new Map<number, Job>();
-  private nextJob = 1;
+  private readonly workers: Slot[] = [];
+  private readonly sent = new Map<number, { job: Job; index: number }>();
+  /** Short ciphertexts (messages) go before file chunks. */
+  private readonly urgent: Job[] = [];
+  private readonly bulk: Job[] = [];
+  private nextMsg = 1;
 
   /** Start `size` workers from `url`; `size` 0 (or a failure to start) means: decrypt in the page. */
   constructor(url: string, size: number) {
     for (let i = 0; i < size; i++) {
       try {
         const w = new Worker(url, { type: "module", name: `decrypt-${i}` });
-        const slot = { w, busy: 0, keys: new Set<number>() };
+        const slot: Slot = { w, busy: 0, keys: new Set<number>() };
         w.onmessage = (e) => {
           const { id, ok, data } = e.data as { id: number; ok: boolean; data?: ArrayBuffer };
           slot.busy--;
-          const j = this.jobs.get(id);
-          this.jobs.delete(id);
-          if (!j) return;
-          if (ok && data) j.resolve(new Uint8Array(data));
-          else j.reject(new Error("decryption failed"));
+          const s = this.sent.get(id);
+          this.sent.delete(id);
+          if (s) this.settle(s.job, s.index, ok && data ? new Uint8Array(data) : null);
+          this.pump();
         };
         this.workers.push(slot);
       } catch {
@@ -50,24 +76,67 @@ export class DecryptPool {
     return this.workers.length;
   }
 
-  /** Decrypt one block with `key` (`keyId` names it to the workers). */
-  block(keyId: number, key: CryptoKey, block: Uint8Array): Promise<Uint8Array> {
-    if (this.workers.length === 0) {
-      return crypto.subtle.decrypt({ name: "RSA-OAEP" }, key, new Uint8Array(block)).then((b) =>
-        new Uint8Array(b)
-      );
-    }
-    let slot = this.workers[0];
-    for (const s of this.workers) if (s.busy < slot.busy) slot = s;
-    const id = this.nextJob++;
-    const buf = new Uint8Array(block).buffer;
-    const first = !slot.keys.has(keyId);
-    slot.keys.add(keyId);
-    slot.busy++;
+  /** Decrypt a multi-block ciphertext (base64url; blocks of `k` bytes) with `key` (`keyId` names it). */
+  decrypt(keyId: number, key: CryptoKey, ciphertext: string, k: number): Promise<Uint8Array> {
     return new Promise((resolve, reject) => {
-      this.jobs.set(id, { resolve, reject });
-      slot.w.postMessage({ id, keyId, key: first ? key : undefined, block: buf }, [buf]);
+      (ciphertext.length <= 4 * 683 ? this.urgent : this.bulk).push({
+        keyId,
+        key,
+        ciphertext,
+        k,
+        blocks: null,
+        next: 0,
+        parts: [],
+        left: 0,
+        failed: false,
+        resolve,
+        reject,
+      });
+      this.pump();
     });
+  }
+
+  private settle(job: Job, index: number, bytes: Uint8Array | null): void {
+    if (job.failed) return;
+    if (!bytes) {
+      job.failed = true;
+      return job.reject(new Error("decryption failed"));
+    }
+    job.parts[index] = bytes;
+    if (--job.left === 0) job.resolve(concatBytes(...job.parts));
+  }
+
+  /** Hand blocks to workers with room, messages first, then in arrival order. */
+  private pump(): void {
+    for (;;) {
+      const queue = this.urgent.length ? this.urgent : this.bulk;
+      if (!queue.length) return;
+      let slot = this.workers[0];
+      for (const s of this.workers) if (s.busy < slot.busy) slot = s;
+      if (!slot || slot.busy >= IN_FLIGHT) return;
+      const job = queue[0];
+      if (!job.blocks) {
+        const bytes = decodeBase64Url(job.ciphertext);
+        if (!bytes || bytes.length === 0 || bytes.length % job.k !== 0) {
+          queue.shift();
+          job.reject(new Error(`ciphertext must be a multiple of ${job.k} bytes`));
+          continue;
+        }
+        job.blocks = [];
+        for (let o = 0; o < bytes.length; o += job.k) job.blocks.push(bytes.subarray(o, o + job.k));
+        job.left = job.blocks.length;
+      }
+      const index = job.next++;
+      if (job.next >= job.blocks.length) queue.shift();
+      if (job.failed) continue;
+      const id = this.nextMsg++;
+      const buf = new Uint8Array(job.blocks[index]).buffer;
+      const first = !slot.keys.has(job.keyId);
+      slot.keys.add(job.keyId);
+      slot.busy++;
+      this.sent.set(id, { job, index });
+      slot.w.postMessage({ id, keyId: job.keyId, key: first ? job.key : undefined, block: buf }, [buf]);
+    }
   }
 }
 
@@ -79,15 +148,5 @@ export function usePool(key: PrivateKey, pool: DecryptPool): void {
   const { decryptKey } = key.cryptoKeys();
   const keyId = ++keyIds;
   const k = key.modulusBytes;
-  key.decrypt = async (ciphertext: string): Promise<Uint8Array> => {
-    const bytes = decodeBase64Url(ciphertext);
-    if (!bytes || bytes.length === 0 || bytes.length % k !== 0) {
-      throw new Error(`ciphertext must be a multiple of ${k} bytes`);
-    }
-    const parts: Promise<Uint8Array>[] = [];
-    for (let o = 0; o < bytes.length; o += k) {
-      parts.push(pool.block(keyId, decryptKey, bytes.subarray(o, o + k)));
-    }
-    return concatBytes(...(await Promise.all(parts)));
-  };
+  key.decrypt = (ciphertext: string): Promise<Uint8Array> => pool.decrypt(keyId, decryptKey, ciphertext, k);
 }

@@ -21,11 +21,16 @@ export interface FileItem {
   size: number;
   /** Bytes encrypted and sent, or received and decrypted. */
   done: number;
-  phase: "sending" | "receiving" | "complete" | "failed";
+  /** `offered`: arriving, kept encrypted until the user accepts it; `declined`: dropped undecrypted. */
+  phase: "offered" | "sending" | "receiving" | "complete" | "failed" | "declined";
   /** Hex SHA-256 of the received bytes (checked against the sender's announcement). */
   sha256?: string;
-  /** An object URL to download the received file. */
-  url?: string;
+  /** The received bytes (in memory; shared with the other tabs; not part of the stored record). */
+  blob?: Blob;
+  /** The received bytes are kept (encrypted) in this browser's history. */
+  kept?: boolean;
+  /** They were kept, and evicted to stay within the history's file quota. */
+  evicted?: boolean;
   problem?: string;
 }
 
@@ -44,6 +49,8 @@ export interface ChatMessage {
   warning?: string;
   unencrypted?: boolean;
   file?: FileItem;
+  /** A note's kind ("key-changed", "key-warning", "channel-key"), for how it is shown. */
+  kind?: string;
 }
 
 /** A conversation: a DM with one user, or the public channel. */
@@ -58,7 +65,25 @@ export type LinkStatus =
   | { kind: "connecting"; attempt: number }
   | { kind: "online" }
   | { kind: "offline"; retryAt: number; reason: string }
-  | { kind: "refused"; reason: string };
+  | { kind: "refused"; reason: string }
+  /** The identity is connected from another device or browser (or a newer session took over). */
+  | { kind: "elsewhere"; reason: string };
+
+/** What the app shows about a contact's key (the client core's trust rules, PROFILE §16). */
+export interface TrustView {
+  /** "derived" (the id is made from the key), "verified" (marked after comparing the safety code), "tofu"
+   * (pinned at first sight), "changed" (another key presented: sending is blocked until accepted). */
+  trust: "derived" | "verified" | "tofu" | "changed";
+  /** Fingerprint of the pinned key. */
+  fingerprint: string;
+  derived: boolean;
+  /** Marked verified by the user. */
+  verified: boolean;
+  /** The conversation's safety code (the same on both sides). */
+  safetyCode: string;
+  /** A different key presented and not accepted yet. */
+  pending?: { fingerprint: string; safetyCode: string; derived: boolean };
+}
 
 /** A person as the app shows them. */
 export interface Person {

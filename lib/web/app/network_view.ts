@@ -49,7 +49,14 @@ export async function openNetwork(d: HTMLDialogElement, maxFileBytes: (n: number
           h("code", { id: "net-bootstrap", class: "mono small bootstrap", tabindex: 0 }, n.bootstrap),
         ]),
         h("dt", {}, "Terminal"),
-        h("dd", {}, h("code", {}, `socp chat --server ${n.ws_url} --name yourname`)),
+        h("dd", {}, [
+          h("code", {}, n.chat_command ?? `deno task chat --server ${n.ws_url} --name yourname`),
+          h(
+            "span",
+            { class: "small muted" },
+            " (in the socp folder; with the single executable: ./socp chat …)",
+          ),
+        ]),
         h("dt", {}, "Largest file"),
         h("dd", {}, mib(n.max_file_bytes)),
       ]),

@@ -1,6 +1,7 @@
 /**
- * The web session's file transfers: the messages that show files we receive (from FILE_START to the checked
- * bytes, or the reason it failed) and files we send (progress, the server's ACK of the whole file, a refusal).
+ * The web session's file transfers: the messages that show files we receive (an offer from FILE_START: nothing is
+ * decrypted until the user accepts it; then progress, the checked bytes, or the reason it failed) and files we
+ * send (progress, the server's ACK of the whole file, a refusal).
  *
  * @module
  */
@@ -22,10 +23,14 @@ export interface TransferHost {
   add(m: ChatMessage): void;
   /** Add a note to the conversation on screen. */
   note(text: string): void;
-  /** Something changed: redraw. */
-  changed(): void;
+  /** Message `m` changed: store, share and redraw. */
+  changed(m: ChatMessage): void;
   /** A transfer moved on: move its bar. */
   progress(m: ChatMessage): void;
+  /** A received file is complete: keep its bytes in the history (within its quota). */
+  keep(m: ChatMessage, bytes: Uint8Array): void;
+  /** Accept this offer without asking (a small file from a verified contact). */
+  autoAccept(e: Extract<ClientEvent, { kind: "fileStart" }>): boolean;
 }
 
 /** The file events the transfers handle. */
@@ -58,7 +63,7 @@ export class Transfers {
             f.file.phase = "complete";
             f.detail = "relayed whole by the server";
           }
-          host.changed();
+          host.changed(f);
         }
         break;
       }
@@ -71,17 +76,19 @@ export class Transfers {
           from: e.from,
           fromName: e.fromName,
           text: "",
-          ts: Date.now(),
+          ts: e.ts ?? Date.now(),
+          verified: e.verified,
           file: {
             fileId: e.fileId,
             name: sanitizeFileName(e.name),
             size: e.size,
             done: 0,
-            phase: "receiving",
+            phase: e.offer ? "offered" : "receiving",
           },
         };
         this.receiving.set(`${e.from}|${e.fileId}`, m);
         host.add(m);
+        if (e.offer && host.autoAccept(e)) this.accept(m);
         break;
       }
       case "fileProgress":
@@ -109,11 +116,33 @@ export class Transfers {
           this.sending.delete(e.fileId);
           m.file.phase = "failed";
           m.file.problem = e.reason;
-          host.changed();
+          host.changed(m);
         } else host.note(`File ${e.name} stopped: ${e.reason}`);
         break;
       }
     }
+  }
+
+  /** The user accepts an offered file: it is decrypted from now on. */
+  accept(m: ChatMessage): void {
+    const f = m.file;
+    const c = this.host.client();
+    if (!f || f.phase !== "offered" || !this.receiving.has(`${m.from}|${f.fileId}`)) return;
+    if (!c || !c.acceptFile(m.from, f.fileId)) {
+      f.phase = "failed";
+      f.problem = "the offer is gone (the connection dropped before it was accepted)";
+    } else f.phase = "receiving";
+    this.host.changed(m);
+  }
+
+  /** The user declines an offered file: dropped undecrypted (a DM's sender is told). */
+  decline(m: ChatMessage): void {
+    const f = m.file;
+    if (!f || f.phase !== "offered") return;
+    this.receiving.delete(`${m.from}|${f.fileId}`);
+    this.host.client()?.declineFile(m.from, f.fileId);
+    f.phase = "declined";
+    this.host.changed(m);
   }
 
   /** Our transfer `fileId` (bound to its message at its first event: sendFile names the id only at the end). */
@@ -141,12 +170,12 @@ export class Transfers {
     } else {
       m.file.done = e.bytes.length;
       m.file.sha256 = e.sha256;
-      m.file.url = URL.createObjectURL(
-        new Blob([new Uint8Array(e.bytes)], { type: "application/octet-stream" }),
-      );
+      m.file.blob = new Blob([e.bytes as Uint8Array<ArrayBuffer>], { type: "application/octet-stream" });
       m.file.phase = "complete";
+      const bytes = e.bytes;
+      setTimeout(() => this.host.keep(m, bytes), 0); // a task of its own: the page stays responsive
     }
-    this.host.changed();
+    this.host.changed(m);
   }
 
   /** Send a file to a user id or the public channel; the size is checked before anything is read or sent. */
@@ -159,7 +188,7 @@ export class Transfers {
     const fail = (problem: string) => {
       m.file!.phase = "failed";
       m.file!.problem = problem;
-      this.host.changed();
+      this.host.changed(m);
     };
     if (file.size > this.host.maxFileBytes()) {
       return fail(
@@ -185,7 +214,7 @@ export class Transfers {
         m.detail = "sent; waiting for the server to confirm";
         this.fileAcks.set(await ackRef({ file_id: fileId }), m);
       }
-      this.host.changed();
+      this.host.changed(m);
     } catch (e) {
       if (this.unbound.includes(m)) this.unbound.splice(this.unbound.indexOf(m), 1);
       if (e instanceof FileStopped) this.sending.delete(e.fileId);

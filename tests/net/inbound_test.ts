@@ -1,0 +1,104 @@
+/**
+ * The inbound pipeline of one connection, alone (lib/net/inbound.ts): frames in flight (received, not yet
+ * reduced) are bounded by bytes as well as by count, so one connection cannot make the node hold 400 frames of
+ * 256 KiB; what is past the bound is refused unread, in arrival order, and a lone frame is always taken.
+ */
+import assert from "node:assert/strict";
+import { initState } from "../../lib/core/reduce.ts";
+import type { Event } from "../../lib/core/types.ts";
+import { Counters } from "../../lib/net/http.ts";
+import { type InboundConn, type InboundContext, INFLIGHT_BYTES, onFrame } from "../../lib/net/inbound.ts";
+import { Logger } from "../../lib/net/log.ts";
+import { ALICE, BOB, config } from "../helpers/reducer.ts";
+
+/** A pipeline whose digests resolve only when the test says so (frames stay in flight until then). */
+function pipeline() {
+  const state = initState(config());
+  state.config.limits.maxFrameBytes = 2 * 1024 * 1024;
+  const events: Event[] = [];
+  const pending: (() => void)[] = [];
+  const counters = new Counters();
+  const ctx: InboundContext = {
+    limits: state.config.limits,
+    counters,
+    state: () => state,
+    dispatch: (ev) => events.push(ev),
+    log: new Logger("error", () => {}),
+    now: () => 1,
+    fresh: () => "f",
+    digest: () => new Promise<string>((r) => pending.push(() => r("d"))),
+    verify: () => Promise.resolve(false),
+  };
+  const conn: InboundConn = { inbound: Promise.resolve(), inflight: 0, inflightBytes: 0, cut: false };
+  const release = async () => {
+    while (pending.length > 0 || conn.inflight > 0) {
+      pending.splice(0).forEach((r) => r());
+      await conn.inbound;
+    }
+  };
+  return { ctx, conn, events, counters, release };
+}
+
+/** An unsigned DM frame of about `bytes` bytes. */
+function bigFrame(i: number, bytes: number): string {
+  return JSON.stringify({
+    type: "MSG_DIRECT",
+    from: ALICE,
+    to: BOB,
+    ts: i,
+    payload: { ciphertext: "A".repeat(bytes), sender_pub: "K", content_sig: "S" },
+    sig: "",
+  });
+}
+
+Deno.test("frames in flight on one connection stay under INFLIGHT_BYTES: the next one is refused unread", async () => {
+  const { ctx, conn, events, counters, release } = pipeline();
+  const size = 1_000_000;
+  let i = 0;
+  // Four frames of ~1 MB fit in 4 MiB; each stays in flight (its digest is not done).
+  for (; i < 4; i++) {
+    onFrame(ctx, 7, conn, bigFrame(i, size));
+    assert.ok(conn.inflightBytes <= INFLIGHT_BYTES, `${conn.inflightBytes} bytes in flight`);
+  }
+  assert.equal(conn.inflight, 4);
+  assert.equal(counters.shed, 0);
+  // The fifth would pass 4 MiB: shed, and it takes no room.
+  onFrame(ctx, 7, conn, bigFrame(i++, size));
+  assert.equal(counters.shed, 1);
+  assert.equal(conn.inflight, 4);
+  assert.ok(conn.inflightBytes <= INFLIGHT_BYTES, `${conn.inflightBytes} bytes in flight`);
+
+  // Once the pipeline has caught up, a frame is taken again.
+  await release();
+  assert.equal(conn.inflightBytes, 0);
+  onFrame(ctx, 7, conn, bigFrame(i++, size));
+  assert.equal(counters.shed, 1);
+  await release();
+
+  // The reducer heard every frame in arrival order: four DMs, the refusal, then the sixth DM.
+  const seen = events.map((e) =>
+    e.kind !== "frame"
+      ? e.kind
+      : e.parsed.ok
+      ? `dm ${e.parsed.envelope.ts}`
+      : /too many bytes in flight/.test(e.parsed.error.detail)
+      ? "shed"
+      : e.parsed.error.detail
+  );
+  assert.deepEqual(seen, ["dm 0", "dm 1", "dm 2", "dm 3", "shed", "dm 5"]);
+});
+
+Deno.test("a lone frame is taken whatever its size, and the count bound still holds for small frames", async () => {
+  const { ctx, conn, counters, release } = pipeline();
+  // One frame larger than the in-flight bound (allowed by a larger frame limit) is never refused by it.
+  ctx.limits.maxFrameBytes = 2 * INFLIGHT_BYTES;
+  onFrame(ctx, 7, conn, bigFrame(0, INFLIGHT_BYTES + 10));
+  assert.equal(counters.shed, 0);
+  await release();
+  // Small frames: the burst (count) bound.
+  ctx.limits.rateBurst = 3;
+  for (let i = 1; i <= 4; i++) onFrame(ctx, 7, conn, bigFrame(i, 10));
+  assert.equal(counters.shed, 1);
+  assert.equal(conn.inflight, 3);
+  await release();
+});
