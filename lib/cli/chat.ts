@@ -11,9 +11,11 @@ import { saveDownload } from "../client/downloads.ts";
 import { createUser, openUser, readKeyFile, type UserIdentity } from "../client/keyfile.ts";
 import { KeyFileError, MIN_PASSPHRASE_CHARS, WrongPassphrase } from "../crypto/keyfile.ts";
 import { contactsPath, FileTrustStore, socpHome } from "./contacts.ts";
+import { historyDir, type HistoryMessage, HistoryStore } from "./history.ts";
 import { LineReader, readPassphrase } from "./lines.ts";
 import { multiline, term as termText } from "./term_safe.ts";
 import { UsageError } from "./config.ts";
+import { sha256Hex } from "../crypto/rsa.ts";
 
 /** Help text for the chat commands. */
 export const CHAT_HELP = `Commands:
@@ -21,7 +23,14 @@ export const CHAT_HELP = `Commands:
   /tell <user> <text>    end-to-end encrypted message to a user (name, name#fingerprint or user id);
                          /tell <user> alone switches to that conversation
   /all <text>            message to everyone on the public channel (/all alone switches to it)
-  <text>                 message to the current conversation (the last /tell or /all)
+  <text>                 message to the current conversation (the last /tell, /all or /open)
+  /open                  the conversations kept in your history, with unread counts
+  /open <user>           switch to the conversation with <user> and show its last 20 messages
+                         (/open all: the public channel; /chat <user> works too)
+  /more                  20 earlier messages of the current conversation
+  /forget <user>         delete the history of one conversation (/forget all: the public channel's);
+                         asks y/N first
+  /forget --all          delete all history (asks y/N first)
   /file <user> <path>    send a file to a user (/file all <path> or /allfile <path>: to everyone)
   /verify <user>         the safety code of your conversation and both key fingerprints: compare them
                          with <user> in person or on a call; /verify <user> yes marks <user> verified
@@ -200,6 +209,21 @@ export async function runChat(
     );
   }
 
+  let history: HistoryStore | null = null;
+  try {
+    history = await HistoryStore.open(historyDir(keyPath), me.userId, me.key);
+    if (history.skipped) {
+      say(term`! history: ${history.skipped} damaged record(s) skipped; the others are kept`);
+    }
+    let writeErrorSaid = false;
+    history.onError = (e) => {
+      if (!writeErrorSaid) say(term`! history: cannot write ${historyDir(keyPath)}: ${e.message}`);
+      writeErrorSaid = true;
+    };
+  } catch (e) {
+    say(term`! history is off for this session: ${(e as Error).message}`);
+  }
+
   const store = new FileTrustStore(contactsPath(keyPath));
   const pinnedBefore = (await store.load(opts.server)).serverPin !== undefined;
   let client: SocpClient;
@@ -228,6 +252,8 @@ export async function runChat(
   let lost = false;
   let quitting = false;
   let current: { to: string; label: string } | null = null;
+  /** How many of the newest messages of the current conversation are shown already (for /more). */
+  let shownBack = 0;
   const setPrompt = () => {
     screen.prompt = current ? term`[${current.label}]> ` : own("> ");
   };
@@ -242,11 +268,69 @@ export async function runChat(
       }]`;
   const label = (userId: string) => client.core.labelOf(userId);
 
+  /** Keep a received message or file in the history (read at once when its conversation is the current one). */
+  const keep = (m: Omit<HistoryMessage, "id" | "dir" | "state">) => {
+    if (!history) return;
+    history.add({ ...m, id: crypto.randomUUID(), dir: "in", state: "received" });
+    if (current && current.to === m.conv) {
+      history.markRead(m.conv);
+      shownBack++; // shown live: /more continues before what was paged already
+    }
+  };
+  /** Keep one of our messages, or its new state. */
+  const keepOurs = (
+    m: {
+      id: string;
+      kind: "dm" | "public";
+      to: string;
+      toLabel: string;
+      text: string;
+      ts: number;
+      state: string;
+    },
+  ) => {
+    if (!history) return;
+    if (history.has(m.id)) return history.setState(m.id, m.state);
+    if (current && current.to === (m.kind === "public" ? "public" : m.to)) shownBack++;
+    history.add({
+      id: m.id,
+      conv: m.kind === "public" ? "public" : m.to,
+      convLabel: m.kind === "public" ? "all" : m.toLabel,
+      ts: m.ts,
+      dir: "out",
+      from: me.userId,
+      fromLabel: "you",
+      text: m.text,
+      verified: true,
+      state: m.state,
+    });
+  };
+
   const show = (e: ClientEvent) => {
     switch (e.kind) {
       case "dm":
+        keep({
+          conv: e.from,
+          convLabel: e.fromLabel,
+          ts: e.ts,
+          from: e.from,
+          fromLabel: e.fromLabel,
+          text: e.text,
+          verified: e.verified,
+          unencrypted: e.unencrypted,
+        });
         return say(term`[${stamp(e.ts)}] [dm] ${own(sender(e))}: ${multiline(e.text)}`);
       case "public":
+        keep({
+          conv: "public",
+          convLabel: "all",
+          ts: e.ts,
+          from: e.from,
+          fromLabel: e.fromLabel,
+          text: e.text,
+          verified: e.verified,
+          unencrypted: e.unencrypted,
+        });
         return say(term`[${stamp(e.ts)}] [all] ${own(sender(e))}: ${multiline(e.text)}`);
       case "joined":
         if (e.peer.userId !== me.userId) say(term`* ${label(e.peer.userId)} is online`);
@@ -296,6 +380,7 @@ export async function runChat(
         );
       case "message": {
         const m = e.message;
+        keepOurs(m);
         const to = m.kind === "public" ? "all" : m.toLabel;
         const echo = (note: string) =>
           say(
@@ -329,13 +414,31 @@ export async function runChat(
         return say(term`* receiving "${e.name}": ${Math.floor((e.received / Math.max(1, e.size)) * 100)}%`);
       case "file": {
         const who = term`"${e.name}" from ${e.fromName}`;
-        if (!e.bytes) return say(term`! refused ${own(who)}: ${e.problem}`); // the core tells the sender
+        const keepFile = (saved?: string, problem?: string) =>
+          keep({
+            conv: e.mode === "public" ? "public" : e.from,
+            convLabel: e.mode === "public" ? "all" : label(e.from),
+            ts: Date.now(),
+            from: e.from,
+            fromLabel: label(e.from),
+            file: { name: e.name, size: e.bytes?.length ?? 0, sha256: e.sha256, saved, problem },
+            verified: e.verified,
+          });
+        if (!e.bytes) {
+          keepFile(undefined, e.problem ?? "refused");
+          return say(term`! refused ${own(who)}: ${e.problem}`); // the core tells the sender
+        }
         saveDownload(downloads, e.name, e.bytes).then(
-          (path) =>
+          (path) => {
+            keepFile(path);
             say(
               term`* saved ${own(who)} to ${path}${own(e.verified ? "" : "  (UNVERIFIED sender signature)")}`,
-            ),
-          (er) => say(term`! could not save ${own(who)}: ${(er as Error).message}`),
+            );
+          },
+          (er) => {
+            keepFile(undefined, `not saved: ${(er as Error).message}`);
+            say(term`! could not save ${own(who)}: ${(er as Error).message}`);
+          },
         );
         return;
       }
@@ -373,6 +476,7 @@ export async function runChat(
 
   const send = async (kind: "dm" | "public", target: string, text: string) => {
     const m = kind === "public" ? await client.all(text) : await client.tell(target, text);
+    keepOurs(m);
     if (m.state === "sending") {
       lostAt.add(m.id);
       say(term`* not connected: "${m.text.slice(0, 40)}" will be sent when the connection is back`);
@@ -406,7 +510,69 @@ export async function runChat(
     );
   };
 
+  const PAGE = 20;
+  /** One kept message as a line. */
+  /** One kept message as a line (or lines: a message's extra lines are indented, as when it arrived). */
+  const historyLine = (m: HistoryMessage): Safe => {
+    // Each part is made by `term` (the text with `multiline`), then joined as they are: filtering again would
+    // turn the continuation's newline into \u{a}.
+    const what: string = m.file
+      ? term`file "${m.file.name}" (${m.file.size} bytes${
+        own(m.file.sha256 ? `, sha256 ${m.file.sha256.slice(0, 16)}…` : "")
+      })` + (m.file.saved ? term` saved to ${m.file.saved}` : "") +
+        (m.file.problem ? term` refused: ${m.file.problem}` : "")
+      : term`${multiline(m.text ?? "")}`;
+    if (m.dir === "out") {
+      const note = m.state === "failed" ? "  (not delivered)" : m.state === "sending" ? "  (not sent)" : "";
+      return own(term`[${stamp(m.ts)}] [to ${m.convLabel}] ` + what + note);
+    }
+    const who = sender({ fromLabel: m.fromLabel, verified: m.verified, unencrypted: m.unencrypted });
+    return own(term`[${stamp(m.ts)}] [${m.conv === "public" ? "all" : "dm"}] ` + who + ": " + what);
+  };
+  /** Show the page of the current conversation before the `shownBack` newest; false when there is none. */
+  const showPage = (first: boolean) => {
+    if (!history || !current) return;
+    const conv = current.to;
+    const { messages, total } = history.page(conv, shownBack, PAGE);
+    const name = conv === "public" ? "the public channel" : current.label;
+    if (total === 0) return say(term`* no history with ${name} yet`);
+    if (!messages.length) return say(term`* that is all: ${total} message(s) kept with ${name}`);
+    const from = total - shownBack - messages.length + 1;
+    say(
+      term`* ${own(first ? "history" : "earlier")} with ${name}: ${from}-${
+        from + messages.length - 1
+      } of ${total}${own(from > 1 ? " (/more for earlier)" : "")}`,
+    );
+    for (const m of messages) say(historyLine(m));
+    shownBack += messages.length;
+    history.markRead(conv);
+  };
+  const switchTo = (to: string, name: string) => {
+    current = { to, label: name };
+    shownBack = 0;
+    setPrompt();
+    showPage(true);
+  };
+  /** The conversation `target` names: "all", a known user, or one kept in the history. */
+  const conversationOf = (target: string): { to: string; label: string } => {
+    if (target === "all" || target === "public") return { to: "public", label: "all" };
+    try {
+      const peer = client.resolve(target);
+      return { to: peer.userId, label: peer.label };
+    } catch (e) {
+      const conv = history?.findByLabel(target);
+      if (conv) return { to: conv, label: history!.conversations().find((c) => c.conv === conv)!.label };
+      throw e;
+    }
+  };
+
   const lines = new LineReader(Deno.stdin.readable);
+  /** Ask a y/N question on the terminal (the next line answers; anything but y or yes is no). */
+  const confirm = async (question: Safe): Promise<boolean> => {
+    say(term`${own(question)} (y/N)`);
+    const answer = await lines.next();
+    return typeof answer === "string" && /^\s*y(es)?\s*$/i.test(answer);
+  };
   screen.showPrompt();
   while (true) {
     const next = await Promise.race([lines.next(), failed.promise.then(() => undefined)]);
@@ -443,18 +609,71 @@ export async function runChat(
         else {
           const peer = client.resolve(m[1]);
           current = { to: peer.userId, label: peer.label };
+          shownBack = 0;
           setPrompt();
           if (m[2]) await send("dm", peer.userId, m[2]);
-          else {say(
+          else {
+            say(
               term`* talking to ${peer.label}${own(peer.online ? "" : " (offline: messages are queued)")}`,
-            );}
+            );
+            switchTo(peer.userId, peer.label);
+          }
         }
       } else if (cmd === "/all") {
         const m = /^\/all(?:\s+([\s\S]+))?$/.exec(line);
         current = { to: "public", label: "all" };
+        shownBack = 0;
         setPrompt();
         if (m?.[1]) await send("public", "public", m[1]);
-        else say(own("* talking to everyone (the public channel)"));
+        else {
+          say(own("* talking to everyone (the public channel)"));
+          switchTo("public", "all");
+        }
+      } else if (cmd === "/open" || cmd === "/chat") {
+        const m = /^\/(?:open|chat)(?:\s+(\S+))?$/.exec(line);
+        if (!m) say(own("usage: /open [<user> | all]"));
+        else if (!history) say(own("! history is off for this session"));
+        else if (m[1]) {
+          const c = conversationOf(m[1]);
+          say(term`* talking to ${c.to === "public" ? "everyone (the public channel)" : c.label}`);
+          switchTo(c.to, c.label);
+        } else {
+          const list = history.conversations();
+          if (!list.length) say(own("* no conversations kept yet"));
+          else say(term`* ${list.length} conversation(s), newest first (/open <name> to switch):`);
+          for (const c of list) {
+            say(
+              term`  ${c.label}${own(c.conv === "public" ? " (public channel)" : "")}  ${c.count} message(s)${
+                own(c.unread ? `, ${c.unread} unread` : "")
+              }, last ${stamp(c.lastTs)}${own(current?.to === c.conv ? "  (current)" : "")}`,
+            );
+          }
+        }
+      } else if (cmd === "/more") {
+        if (!history) say(own("! history is off for this session"));
+        else if (!current) say(own("! no conversation yet: /open <user> first"));
+        else showPage(false);
+      } else if (cmd === "/forget") {
+        const m = /^\/forget\s+(\S+)$/.exec(line);
+        if (!m) say(own("usage: /forget <user> | /forget all | /forget --all"));
+        else if (!history) say(own("! history is off for this session"));
+        else if (m[1] === "--all") {
+          const n = history.conversations().length;
+          if (await confirm(term`* delete ALL history (${n} conversation(s)) for good?`)) {
+            await history.forgetAll();
+            shownBack = 0;
+            say(own("* all history deleted"));
+          } else say(own("* kept"));
+        } else {
+          const c = conversationOf(m[1]);
+          const n = history.page(c.to, 0, 0).total;
+          const name = c.to === "public" ? "the public channel" : c.label;
+          if (await confirm(term`* delete the ${n} kept message(s) with ${name} for good?`)) {
+            await history.forget(c.to);
+            if (current?.to === c.to) shownBack = 0;
+            say(term`* history with ${name} deleted`);
+          } else say(own("* kept"));
+        }
       } else if (cmd === "/file" || cmd === "/allfile") {
         const m = cmd === "/allfile" ? /^\/allfile\s+(.+)$/.exec(line) : /^\/file\s+(\S+)\s+(.+)$/.exec(line);
         if (!m) {
@@ -467,7 +686,22 @@ export async function runChat(
           );
         } else {
           const [target, rawPath] = cmd === "/allfile" ? ["all", m[1]] : [m[1], m[2]];
-          await sendFile(client, target === "all" ? "public" : target, rawPath.trim(), say);
+          await sendFile(client, target === "all" ? "public" : target, rawPath.trim(), say, (f) => {
+            if (!history) return;
+            const c = conversationOf(target);
+            history.add({
+              id: crypto.randomUUID(),
+              conv: c.to,
+              convLabel: c.label,
+              ts: Date.now(),
+              dir: "out",
+              from: me.userId,
+              fromLabel: "you",
+              file: f,
+              verified: true,
+              state: "sent",
+            });
+          });
         }
       } else if (cmd === "/verify") {
         const m = /^\/verify\s+(\S+)(?:\s+(yes))?$/.exec(line);
@@ -514,6 +748,7 @@ export async function runChat(
   }
   quitting = true;
   await client.close(); // waits for the store's writes too
+  await history?.flush();
   if (failure) {
     err(failure);
     return 1;
@@ -527,6 +762,7 @@ async function sendFile(
   target: string,
   path: string,
   say: (s: Safe) => void,
+  sent: (file: { name: string; size: number; sha256: string }) => void,
 ): Promise<void> {
   let size: number;
   try {
@@ -554,6 +790,7 @@ async function sendFile(
       }
     });
     say(term`* sent "${name}" (100%); the server confirms once it is relayed`);
+    sent({ name, size: data.length, sha256: await sha256Hex(data) });
   } catch (e) {
     if (!(e instanceof FileStopped)) say(term`! ${(e as Error).message}`);
   }
