@@ -81,13 +81,13 @@ Deno.test(
     await until(
       async () => (await messageTexts(bob.page)).includes("hi bob, from alice"),
       "bob gets alice's DM",
-      30_000,
+      60_000,
     );
     await typeMessage(bob.page, "hello alice");
     await until(
       async () => (await messageTexts(alice.page)).includes("hello alice"),
       "alice gets bob's DM",
-      30_000,
+      60_000,
     );
     // What arrived is marked verified; what was sent is marked sent.
     assert.equal(await bob.page.locator('#messages article.in [data-verified="yes"]').count(), 1);
