@@ -25,19 +25,40 @@ export function takeToken(conn: Conn, limits: Limits, now: number): boolean {
   return true;
 }
 
+/** Token buckets per remote address (entries go once full again). */
+type AddrBuckets = Map<string, { tokens: number; refilledAt: number }>;
+
+/** Take one token for `addr` from `buckets` refilled at `perMs` tokens a millisecond up to `burst`. */
+function takeAddrToken(
+  buckets: AddrBuckets,
+  addr: string,
+  now: number,
+  perMs: number,
+  burst: number,
+): boolean {
+  const b = buckets.get(addr) ?? { tokens: burst, refilledAt: now };
+  b.tokens = Math.min(burst, b.tokens + Math.max(0, now - b.refilledAt) * perMs);
+  b.refilledAt = Math.max(b.refilledAt, now);
+  buckets.set(addr, b);
+  if (b.tokens < 1) return false;
+  b.tokens -= 1;
+  return true;
+}
+
+/** Drop the buckets that have refilled (a full bucket is the same as none). */
+function forgetFull(buckets: AddrBuckets, now: number, perMs: number, burst: number): void {
+  for (const [addr, b] of buckets) {
+    if (b.tokens + Math.max(0, now - b.refilledAt) * perMs >= burst) buckets.delete(addr);
+  }
+}
+
 /**
  * Take one USER_HELLO token for `addr` (PROFILE §11 extension: hellos per address). Admission costs the node
  * RSA work (an advert, a channel key share), so one address may only start so many sessions per second.
  */
 export function takeHelloToken(state: State, addr: string, now: number): boolean {
   const { helloPerSec, helloBurst } = state.config.limits;
-  const b = state.helloBuckets.get(addr) ?? { tokens: helloBurst, refilledAt: now };
-  b.tokens = Math.min(helloBurst, b.tokens + (Math.max(0, now - b.refilledAt) * helloPerSec) / 1000);
-  b.refilledAt = Math.max(b.refilledAt, now);
-  state.helloBuckets.set(addr, b);
-  if (b.tokens < 1) return false;
-  b.tokens -= 1;
-  return true;
+  return takeAddrToken(state.helloBuckets, addr, now, helloPerSec / 1000, helloBurst);
 }
 
 /**
@@ -46,29 +67,14 @@ export function takeHelloToken(state: State, addr: string, now: number): boolean
  */
 export function takeJoinToken(state: State, addr: string, now: number): boolean {
   const { joinPerMin, joinBurst } = state.config.limits;
-  const b = state.joinBuckets.get(addr) ?? { tokens: joinBurst, refilledAt: now };
-  b.tokens = Math.min(joinBurst, b.tokens + (Math.max(0, now - b.refilledAt) * joinPerMin) / 60_000);
-  b.refilledAt = Math.max(b.refilledAt, now);
-  state.joinBuckets.set(addr, b);
-  if (b.tokens < 1) return false;
-  b.tokens -= 1;
-  return true;
+  return takeAddrToken(state.joinBuckets, addr, now, joinPerMin / 60_000, joinBurst);
 }
 
-/** Drop the hello buckets that have refilled (a full bucket is the same as none). */
+/** Drop the hello and JOIN buckets that have refilled (a full bucket is the same as none). */
 export function forgetFullHelloBuckets(state: State, now: number): void {
-  const { helloPerSec, helloBurst } = state.config.limits;
-  for (const [addr, b] of state.helloBuckets) {
-    if (b.tokens + (Math.max(0, now - b.refilledAt) * helloPerSec) / 1000 >= helloBurst) {
-      state.helloBuckets.delete(addr);
-    }
-  }
-  const { joinPerMin, joinBurst } = state.config.limits;
-  for (const [addr, b] of state.joinBuckets) {
-    if (b.tokens + (Math.max(0, now - b.refilledAt) * joinPerMin) / 60_000 >= joinBurst) {
-      state.joinBuckets.delete(addr);
-    }
-  }
+  const { helloPerSec, helloBurst, joinPerMin, joinBurst } = state.config.limits;
+  forgetFull(state.helloBuckets, now, helloPerSec / 1000, helloBurst);
+  forgetFull(state.joinBuckets, now, joinPerMin / 60_000, joinBurst);
 }
 
 /** `null` when `ts` is within the freshness window, else the reason. */
