@@ -45,6 +45,13 @@ async function node(
   return Object.assign(n, { [Symbol.asyncDispose]: async () => void await n.kill() });
 }
 
+/** A second node joined through `n1` (with n1's real key), once they are linked. */
+async function joinedTo(n1: NodeProcess): Promise<NodeProcess & AsyncDisposable> {
+  const n2 = await node(["--bootstrap", `127.0.0.1:${n1.port}#${(await wellKnown(n1)).pubkey}`]);
+  await linked(n1, 1);
+  return n2;
+}
+
 async function wellKnown(n: NodeProcess): Promise<{ server_id: string; pubkey: string }> {
   return await (await fetch(`${n.http}/.well-known/socp`)).json();
 }
@@ -105,9 +112,7 @@ Deno.test({
   ...opts,
 }, async () => {
   await using n1 = await node();
-  const wk1 = await wellKnown(n1);
-  await using n2 = await node(["--bootstrap", `127.0.0.1:${n1.port}#${wk1.pubkey}`]);
-  await linked(n1, 1);
+  await using n2 = await joinedTo(n1);
   // Alice is seen on n1 (n2 pins her key from n1's advert), then goes offline.
   const a = await SocpClient.connect(n1.url, { userId: ALICE, key: alice, reconnect: false });
   const b = await SocpClient.connect(n2.url, { userId: BOB, key: bob, displayName: "bob" });
@@ -169,9 +174,7 @@ Deno.test({
   ...opts,
 }, async () => {
   await using n1 = await node();
-  const wk1 = await wellKnown(n1);
-  await using n2 = await node(["--bootstrap", `127.0.0.1:${n1.port}#${wk1.pubkey}`]);
-  await linked(n1, 1);
+  await using n2 = await joinedTo(n1);
   const wk2 = await wellKnown(n2);
   const thief = await RawPeer.open(n1.url);
   thief.send({
