@@ -39,36 +39,42 @@ Deno.test({ name: "the node collects the garbage of a busy spell once it is quie
       await p.waitFor((f) => f.type === "ACK", 10_000, "hello ACK");
     }
     const [alice, bob] = peers;
-    // ~48 MB of DMs through the node: each frame is parsed, checked and re-signed, and all of it is garbage after
-    // (twice the 16 MiB an idle collection waits for, so the collections V8 makes during the spell leave enough).
+    // ~48 MB of DMs through the node: each frame is parsed, checked and re-signed, and all of it is garbage after.
+    // V8 may collect some of it by itself during the spell (then there is less for the idle collection to do), so
+    // up to three spells are run until the node's idle collection reports; without it, none ever does.
     const ciphertext = "A".repeat(120_000);
     const n = 400;
-    for (let i = 0; i < n; i++) {
-      if (i % 25 === 24) {
-        // Under the 100 frames/s rate limit, and each burst (3 MB) once the node took the last one in: a
-        // connection may have at most 4 MiB in flight (lib/net/inbound.ts).
-        await new Promise((r) => setTimeout(r, 300));
-        await until(async () => await inflight(node) === 0, "the node took the burst in");
+    let line: string | undefined;
+    for (let spell = 0; spell < 3 && !line; spell++) {
+      const got = bob.count("USER_DELIVER");
+      for (let i = 0; i < n; i++) {
+        if (i % 25 === 24) {
+          // Under the 100 frames/s rate limit, and each burst (3 MB) once the node took the last one in: a
+          // connection may have at most 4 MiB in flight (lib/net/inbound.ts).
+          await new Promise((r) => setTimeout(r, 300));
+          await until(async () => await inflight(node) === 0, "the node took the burst in");
+        }
+        alice.send({
+          type: "MSG_DIRECT",
+          from: ALICE,
+          to: BOB,
+          ts: Date.now() + i,
+          payload: {
+            ciphertext,
+            sender_pub: aliceKey.publicKey,
+            content_sig: `AAA${spell}${String(i).padStart(4, "0")}`,
+          },
+          sig: "",
+        });
       }
-      alice.send({
-        type: "MSG_DIRECT",
-        from: ALICE,
-        to: BOB,
-        ts: Date.now() + i,
-        payload: {
-          ciphertext,
-          sender_pub: aliceKey.publicKey,
-          content_sig: `AAAA${String(i).padStart(4, "0")}`,
-        },
-        sig: "",
-      });
+      await until(() => bob.count("USER_DELIVER") === got + n, `bob gets the ${n} DMs`, 60_000);
+      line = await until(
+        () => node.logs.find((l) => l.includes("memory.collected")),
+        "an idle collection once the node is quiet",
+        10_000,
+      ).catch(() => undefined);
     }
-    await until(() => bob.count("USER_DELIVER") === n, `bob gets the ${n} DMs`, 60_000);
-    const line = await until(
-      () => node.logs.find((l) => l.includes("memory.collected")),
-      "an idle collection once the node is quiet",
-      15_000,
-    );
+    assert.ok(line, "an idle collection once the node is quiet, after one of three busy spells");
     console.log(`  ${line}`);
     const before = Number(/heap_before_mib=(\d+)/.exec(line)?.[1]);
     const after = Number(/heap_after_mib=(\d+)/.exec(line)?.[1]);
