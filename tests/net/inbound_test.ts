@@ -7,9 +7,38 @@ import assert from "node:assert/strict";
 import { initState } from "../../lib/core/reduce.ts";
 import type { Event } from "../../lib/core/types.ts";
 import { Counters } from "../../lib/net/http.ts";
-import { type InboundConn, type InboundContext, INFLIGHT_BYTES, onFrame } from "../../lib/net/inbound.ts";
+import { type InboundContext, INFLIGHT_BYTES, onFrame } from "../../lib/net/inbound.ts";
+import { Connection } from "../../lib/net/connection.ts";
 import { Logger } from "../../lib/net/log.ts";
+import type { Socket } from "../../lib/net/transport.ts";
 import { ALICE, BOB, config } from "../helpers/reducer.ts";
+
+/** A socket that sends nowhere (the pipeline only reads). */
+const quiet = (): Socket => ({
+  send: () => {},
+  close: () => {},
+  bufferedAmount: 0,
+  open: true,
+  onMessage: () => {},
+  onClose: () => {},
+});
+
+/** The real connection whose frames in flight the pipeline counts, over a quiet socket. */
+function connection(ctx: InboundContext): Connection {
+  return new Connection({
+    conn: 7,
+    addr: "127.0.0.1",
+    sock: quiet(),
+    limits: ctx.limits,
+    timers: { set: () => 0, clear: () => {} },
+    now: () => 1,
+    counters: ctx.counters,
+    log: ctx.log,
+    lingering: { add: () => {}, release: () => {} },
+    stamp: (t) => t,
+    onGone: () => {},
+  });
+}
 
 /** A pipeline whose digests resolve only when the test says so (frames stay in flight until then). */
 function pipeline() {
@@ -29,11 +58,11 @@ function pipeline() {
     digest: () => new Promise<string>((r) => pending.push(() => r("d"))),
     verify: () => Promise.resolve(false),
   };
-  const conn: InboundConn = { inbound: Promise.resolve(), inflight: 0, inflightBytes: 0, cut: false };
+  const conn = connection(ctx);
   const release = async () => {
     while (pending.length > 0 || conn.inflight > 0) {
       pending.splice(0).forEach((r) => r());
-      await conn.inbound;
+      await conn.settled();
     }
   };
   return { ctx, conn, events, counters, release };
