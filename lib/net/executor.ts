@@ -23,7 +23,7 @@ import type { Envelope } from "../protocol/envelope.ts";
 import { setImmediate } from "node:timers";
 import { sha256HexSync } from "./digest.ts";
 import type { Counters } from "./http.ts";
-import { probeSoftware, readSoftware } from "./probe.ts";
+import { probeSoftware, readSoftware, softwareEvent } from "./probe.ts";
 import { type InboundContext, onFrame } from "./inbound.ts";
 import type { Accept, Transport } from "./transport.ts";
 import type { Logger } from "./log.ts";
@@ -111,6 +111,14 @@ export interface Executor {
   stop(): void;
 }
 
+/** How stored rows are handed over: the frame to send for each, deleted after (else kept), for the log. */
+type Stored = {
+  prepare(f: Envelope): Envelope;
+  remove?(ids: number[]): boolean;
+  what: string;
+  queueOf?: string;
+};
+
 /** Bytes of frames the executor hands to sockets per turn of the event loop (see `execute`). */
 const TURN_BYTES = 1 << 20;
 
@@ -130,8 +138,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   const nextTurn = (fn: () => void) => timers.immediate ? timers.immediate(fn) : timers.set(fn, 0);
   const claims = new Claims(); // offline-queue rows being handed over now
   const forms = new PeerForms();
-  const writes = new CrashOnlyWrites(log, ctx.onStoreFailed);
-  const write: Write = writes.write;
+  const writes = new CrashOnlyWrites(log, ctx.onStoreFailed), write: Write = writes.write;
   const sockets = new Connections({
     limits,
     timers,
@@ -287,33 +294,20 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         break;
       }
       case "flushOutbox": {
-        // PROFILE §16: a kept frame goes out with the time it is sent (`fwd_ts`, signed with the payload). Rows stay
-        // until the server ACKs each frame (outboxAcked); for a server that does not speak the ACK extension
-        // (PROFILE §15) handing the frames to the live link is delivery.
+        // PROFILE §16: kept frames go out with the time they are sent (`fwd_ts`); they stay until the server ACKs
+        // each (outboxAcked), unless it does not speak the ACK extension (PROFILE §15): then handing them is delivery.
         const at = now();
         const remove = fx.confirm ? undefined : (ids: number[]) => write(() => store.deleteOutbox(ids));
-        const ids = store.outboxIds(fx.serverId, fx.notBefore);
-        handOver(
-          fx.conn,
-          ids,
-          "outbox",
-          (f) => forwarded(f, at, fx.confirm),
-          remove,
-          `outbox of ${fx.serverId}`,
-        );
+        const prepare = (f: Envelope) => forwarded(f, at, fx.confirm);
+        handOver(fx.conn, store.outboxIds(fx.serverId, fx.notBefore), "outbox", prepare, remove, fx.serverId);
         break;
       }
       case "outboxHanded":
         write(() => store.clearOutbox(fx.serverId));
         break;
-      case "probe": {
-        // PROFILE §15: who speaks the outbox ACK extension (bounded in time and size; a failure answers "").
+      case "probe": { // PROFILE §15: who speaks the outbox ACK extension (a failure answers "")
         const { serverId } = fx;
-        probeSoftware(software, fx.url).then(({ software: sw, tls }) => {
-          if (!stopping) {
-            dispatch({ kind: "software", now: now(), serverId, software: sw, ...(tls ? { tls } : {}) });
-          }
-        });
+        probeSoftware(software, fx.url).then((r) => stopping || dispatch(softwareEvent(serverId, r, now())));
         break;
       }
       case "outboxAcked":
@@ -342,9 +336,15 @@ export function createExecutor(ctx: ExecutorContext): Executor {
    * hand-over had not noticed the cut): that one gives back what it did not send, and the reducer's count of the
    * user's queue goes back up by what was given back.
    */
-  // deno-fmt-ignore
-  function handOver(conn: number, ids: number[], table: "queue" | "outbox", prepare: (f: Envelope) => Envelope,
-    remove: ((ids: number[]) => boolean) | undefined, what: string, queueOf?: string): void {
+  function handOver(
+    conn: number,
+    ids: number[],
+    table: "queue" | "outbox",
+    prepare: (f: Envelope) => Envelope,
+    remove: ((ids: number[]) => boolean) | undefined,
+    what: string,
+    queueOf?: string,
+  ): void {
     const spaced = spacedFor(conn);
     startHandover({
       ids,

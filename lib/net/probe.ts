@@ -46,6 +46,13 @@ export async function readSoftware(url: string, client?: Deno.HttpClient): Promi
   }
 }
 
+import type { Event } from "../core/types.ts";
+
+/** The reducer's event for a probe's answer. */
+export function softwareEvent(serverId: string, r: { software: string; tls: boolean }, now: number): Event {
+  return { kind: "software", now, serverId, software: r.software, ...(r.tls ? { tls: true } : {}) };
+}
+
 /**
  * Probe a server that may serve TLS: its `software` read with `read` at `url`; when plain http cannot connect, at
  * https (a server that joined us says nothing of TLS; then `tls` is true and the reducer redials it with wss://).
