@@ -267,14 +267,14 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     switch (fx.kind) {
       case "send": {
         const { conn, frame } = fx;
-        if (frame.type === "ERROR") metrics.refused++;
-        send(sockets.get(conn), fx, {
+        const taken = send(sockets.get(conn), fx, {
           signer,
           channel,
           spaced: fx.sign && spacedFor(conn),
           undelivered: () => undelivered(conn, frame),
           failed: (e) => log.error("send.failed", { conn, error: String(e) }),
         });
+        if (taken && frame.type === "ERROR") metrics.refused++;
         break;
       }
       case "close": {

@@ -106,18 +106,21 @@ export interface SendContext {
   failed(e: unknown): void;
 }
 
-/** Sign (and seal) one frame and send or queue it on `c` (undefined: gone), cutting a peer that does not read. */
+/**
+ * Sign (and seal) one frame and send or queue it on `c` (undefined: gone), cutting a peer that does not read.
+ * False when it was not taken (the connection is gone, closing or was just cut): then `undelivered` ran.
+ */
 export function send(
   c: OutboundLink | undefined,
   fx: Extract<Effect, { kind: "send" }>,
   o: SendContext,
-): void {
+): boolean {
   const { frame, seal } = fx;
-  if (!c || !c.accepting) return o.undelivered();
+  if (!c || !c.accepting) return void o.undelivered(), false;
   // A peer that does not read makes frames wait; past the bound it is cut (PROFILE §11, unsent bytes). Frames
   // still being signed count against the hold bounds: they wait for us, but take memory.
   const bytes = approxBytes(frame);
-  if (!c.room(bytes)) return o.undelivered();
+  if (!c.room(bytes)) return void o.undelivered(), false;
   const { signer, spaced } = o;
   const sign = fx.sign;
   // Nothing waiting before it and its text ready (an ACK, a stored advert): out now, not after promise turns.
@@ -125,7 +128,7 @@ export function send(
     const t = signer.textNow?.(frame, sign, sign && spaced);
     if (t !== undefined) {
       if (!c.put(t)) o.undelivered();
-      return;
+      return true;
     }
   }
   let text: Promise<string>;
@@ -141,4 +144,5 @@ export function send(
     text = signer.text(frame, sign, sign && spaced);
   }
   c.queue(bytes, text, o.undelivered, o.failed);
+  return true;
 }
