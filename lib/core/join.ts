@@ -129,16 +129,31 @@ export function dialFailed(out: Out, intent: DialIntent, reason: string, answere
   linkDialFailed(out, intent, reason, answered);
 }
 
+/** How long a join connection waits for SERVER_WELCOME. */
+function welcomeWaitMs(state: State): number {
+  return Math.max(state.config.federation.linkTimeoutMs, 5000);
+}
+
 /** A join connection that got no welcome in time: close it, so the next entry is tried (called on each tick). */
 export function joinTimers(out: Out): void {
   const { now } = out;
-  const wait = Math.max(out.state.config.federation.linkTimeoutMs, 5000);
+  const wait = welcomeWaitMs(out.state);
   for (const c of out.state.conns.values()) {
     if (c.dial?.purpose === "join" && c.role === "pending" && now - c.openedAt > wait) {
       out.close(c.id, 1001, "no SERVER_WELCOME");
       c.openedAt = Infinity;
     }
   }
+}
+
+/** When {@linkcode joinTimers} next gives up on a join connection (Infinity: none waits for a welcome). */
+export function joinDeadline(state: State): number {
+  const wait = welcomeWaitMs(state);
+  let first = Infinity;
+  for (const c of state.conns.values()) {
+    if (c.dial?.purpose === "join" && c.role === "pending") first = Math.min(first, c.openedAt + wait + 1);
+  }
+  return first;
 }
 
 /** SERVER_HELLO_JOIN on a fresh inbound connection: admit the server and welcome it (PROFILE §12). */

@@ -45,6 +45,16 @@ function takeAddrToken(
   return true;
 }
 
+/** When the first of `buckets` is full again (so {@linkcode forgetFull} drops it); Infinity when there is none. */
+function firstFull(buckets: AddrBuckets, perMs: number, burst: number): number {
+  let first = Infinity;
+  for (const b of buckets.values()) {
+    const missing = burst - b.tokens;
+    first = Math.min(first, missing <= 0 ? b.refilledAt : b.refilledAt + Math.ceil(missing / perMs));
+  }
+  return first;
+}
+
 /** Drop the buckets that have refilled (a full bucket is the same as none). */
 function forgetFull(buckets: AddrBuckets, now: number, perMs: number, burst: number): void {
   for (const [addr, b] of buckets) {
@@ -75,6 +85,15 @@ export function forgetFullHelloBuckets(state: State, now: number): void {
   const { helloPerSec, helloBurst, joinPerMin, joinBurst } = state.config.limits;
   forgetFull(state.helloBuckets, now, helloPerSec / 1000, helloBurst);
   forgetFull(state.joinBuckets, now, joinPerMin / 60_000, joinBurst);
+}
+
+/** When {@linkcode forgetFullHelloBuckets} next drops a bucket; Infinity when no bucket is held. */
+export function helloBucketsFullAt(state: State): number {
+  const { helloPerSec, helloBurst, joinPerMin, joinBurst } = state.config.limits;
+  return Math.min(
+    firstFull(state.helloBuckets, helloPerSec / 1000, helloBurst),
+    firstFull(state.joinBuckets, joinPerMin / 60_000, joinBurst),
+  );
 }
 
 /** `null` when `ts` is within the freshness window, else the reason. */

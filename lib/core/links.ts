@@ -352,6 +352,28 @@ export function linkTimers(out: Out): void {
   }
 }
 
+/**
+ * When {@linkcode linkTimers} next has something to do: a link's heartbeat is due (`heartbeatMs` after we last
+ * sent on it), a heartbeating link has been silent for longer than `linkTimeoutMs`, or a link we dialed still
+ * waits for its peer's first frame and needs a heartbeat. Infinity when there is no link.
+ */
+export function linkDeadline(state: State): number {
+  const { heartbeatMs, linkTimeoutMs } = state.config.federation;
+  let first = Infinity;
+  for (const connId of state.links.values()) {
+    const c = state.conns.get(connId);
+    if (!c) continue;
+    if (c.peerHeartbeats) first = Math.min(first, c.lastSeen + linkTimeoutMs + 1);
+    first = Math.min(first, c.lastSent + heartbeatMs);
+  }
+  for (const c of state.conns.values()) {
+    if (c.role === "pending" && c.dial?.purpose === "link" && c.dial.serverId) {
+      first = Math.min(first, c.lastSent + heartbeatMs);
+    }
+  }
+  return first;
+}
+
 /** The answer to a probe of /.well-known/socp (or "" when there was none). */
 export function onSoftware(out: Out, serverId: string, software: string, tls = false): void {
   const { state } = out;

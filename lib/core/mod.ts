@@ -33,7 +33,7 @@
  * ```
  * @module
  */
-export { initState, reduce } from "./reduce.ts";
+export { initState, nextDeadline, reduce } from "./reduce.ts";
 export type { SeenCache } from "./dedupe.ts";
 export {
   type BootstrapEntry,

@@ -2,7 +2,8 @@
  * The reducer: `reduce(state, event) -> { state, effects }`, synchronous and deterministic. Frames are judged by
  * the rule table (rules.ts: one row per message type, the one place that names every legal transition) and the
  * checks every frame passes here (rate, echoes, duplicates, signature, freshness); other events are in
- * events.ts.
+ * events.ts, the clock's tick in timers.ts. After each step, {@linkcode nextDeadline} (a pure query on the state,
+ * not a field of the step) says when the reducer next needs a tick: the shell arms one timer for it.
  *
  * @example
  * ```ts
@@ -27,18 +28,20 @@ import type { AnyEnvelope } from "../protocol/envelope.ts";
 import { sameKeyMaterial } from "../protocol/keys.ts";
 import { channelReady } from "./channel.ts";
 import { SeenCache } from "./dedupe.ts";
-import { onClosed, onConnected, onDialFailed, onOversize, onTick, onUndelivered } from "./events.ts";
+import { onClosed, onConnected, onDialFailed, onOversize, onUndelivered } from "./events.ts";
 import { started } from "./join.ts";
 import { confirmPin, dialedLinkUp, onSoftware } from "./links.ts";
 import { keyFingerprint } from "../protocol/user_id.ts";
 import { bucket, staleness, takeToken } from "./limits.ts";
 import { ack } from "./offline.ts";
 import { Out } from "./out.ts";
+import { onTick } from "./timers.ts";
 import { logOnly, ruleOf, type RuleRole, tolerated, userOriginated } from "./rules.ts";
 import type { Conn, Event, State, Step } from "./types.ts";
 import { expectedKey, signedUnderAlias } from "./verify.ts";
 
 export { initState } from "./state.ts";
+export { nextDeadline } from "./timers.ts";
 
 function refusal(conn: Conn, env: AnyEnvelope, known: boolean): string {
   if (!known) return `${env.type} is not supported by this node`;
