@@ -14,6 +14,7 @@ import { keyFingerprint } from "../protocol/user_id.ts";
 import type { Out } from "./out.ts";
 import { flushOutbox, outboxHanded } from "./offline.ts";
 import { advertFor, toLocalUsers } from "./presence.ts";
+import { presenceTsExpiry, sweepBy } from "./state.ts";
 import type { Conn, DialIntent, ServerRecord, State } from "./types.ts";
 
 /** Reconnect and re-join delays: the first, and the most they grow to. */
@@ -251,6 +252,8 @@ export function linkDown(out: Out, conn: Conn, reason: string): void {
   for (const p of [...state.presence.values()]) {
     if (p.serverId !== serverId) continue;
     state.presence.delete(p.userId);
+    const ts = state.presenceTs.get(p.userId);
+    if (ts !== undefined) sweepBy(state, presenceTsExpiry(state, ts)); // not online anywhere now
     withdrawn++;
     toLocalUsers(out, out.frame("USER_REMOVE", "*", { user_id: p.userId, server_id: serverId }), true);
   }

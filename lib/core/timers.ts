@@ -40,10 +40,10 @@ import { joinDeadline, joinTimers } from "./join.ts";
 import { forgetFullHelloBuckets, helloBucketsFullAt } from "./limits.ts";
 import { linkDeadline, linkTimers } from "./links.ts";
 import type { Out } from "./out.ts";
+import { presenceTsExpiry, SWEEP_SLACK_MS } from "./state.ts";
 import type { State } from "./types.ts";
 
-/** How late a sweep of memory-only state (expired cache entries) may run, to batch its wake-ups. */
-export const SWEEP_SLACK_MS = 1000;
+export { SWEEP_SLACK_MS } from "./state.ts";
 
 /** One time-driven rule. */
 interface TimerRule {
@@ -57,26 +57,24 @@ interface TimerRule {
 const TIMERS: readonly TimerRule[] = [
   // The seen cache (SOCP §7.2): expired keys go (a lookup already ignores them, so this is only memory).
   { fire: (out) => out.state.seen.expire(out.now), next: (s) => s.seen.nextExpiry() + SWEEP_SLACK_MS },
-  // Per-address hello and JOIN buckets that have refilled are forgotten (a full bucket is the same as none).
-  {
-    fire: (out) => forgetFullHelloBuckets(out.state, out.now),
-    next: (s) => helloBucketsFullAt(s) + SWEEP_SLACK_MS,
-  },
-  // The time of the last advert or removal of a user who is not online anywhere, kept for a seen-cache TTL.
+  // Per-address hello and JOIN buckets that have refilled are forgotten (a full bucket is the same as none), and
+  // so is the time of the last advert or removal of a user not online anywhere, a seen-cache TTL later. Both can
+  // be many (one per address, one per user of the network): the time of the next sweep is kept in the state
+  // (`sweepAt`, lowered where entries are written) and found again here, instead of scanning after every step.
   {
     fire: (out) => {
       const { state, now } = out;
+      forgetFullHelloBuckets(state, now);
+      let next = helloBucketsFullAt(state);
       for (const [u, ts] of state.presenceTs) {
-        if (!state.presence.has(u) && ts < now - state.config.limits.seenTtlMs) state.presenceTs.delete(u);
+        if (state.presence.has(u)) continue; // online: kept (a removal or a lost link writes it again)
+        const at = presenceTsExpiry(state, ts);
+        if (at <= now) state.presenceTs.delete(u);
+        else next = Math.min(next, at);
       }
+      state.sweepAt = next;
     },
-    next: (state) => {
-      let first = Infinity;
-      for (const [u, ts] of state.presenceTs) {
-        if (!state.presence.has(u)) first = Math.min(first, ts + state.config.limits.seenTtlMs + 1);
-      }
-      return first + SWEEP_SLACK_MS;
-    },
+    next: (s) => s.sweepAt + SWEEP_SLACK_MS,
   },
   // An inbound connection that has not sent its first frame within `firstFrameMs`: ERROR TIMEOUT and close.
   {

@@ -181,6 +181,30 @@ Deno.test("sweeps (memory only) are due at their expiry plus the slack: hello bu
   assert.equal(nextDeadline(h.state), null, "nothing left to do");
 });
 
+Deno.test("a user withdrawn with a lost link: their presence time is swept a seen TTL after their last advert", () => {
+  const h = linked();
+  const advert = {
+    type: "USER_ADVERTISE",
+    from: S2,
+    to: "*",
+    ts: h.now,
+    payload: { user_id: BOB, server_id: S2, meta: {}, pubkey: K2 },
+  };
+  h.signed(10, advert);
+  assert.equal(h.state.presence.get(BOB)?.serverId, S2);
+  h.now += 60_000;
+  h.step({ kind: "tick", now: h.now }); // the sweeps due since: Bob is online, his time is kept
+  h.step({ kind: "closed", conn: 10, now: h.now });
+  assert.equal(h.state.presence.has(BOB), false, "withdrawn");
+  const at = T0 + DEFAULT_LIMITS.seenTtlMs + 1;
+  assert.equal(h.state.sweepAt, at, "the lost link scheduled the sweep of his time");
+  assert.ok(nextDeadline(h.state)! <= at + SWEEP_SLACK_MS, "a sweep is due by then");
+  while (h.state.presenceTs.has(BOB)) {
+    const { at: t } = tickAtDeadline(h);
+    assert.ok(t <= at + SWEEP_SLACK_MS, `swept by its deadline (${t - T0})`);
+  }
+});
+
 Deno.test("a tick at any time is harmless: random ticks between deadlines emit nothing", () => {
   const h = linked();
   h.connect(1);
