@@ -190,3 +190,15 @@ export function onRemoteRemove(out: Out, conn: Conn, env: Envelope<"USER_REMOVE"
   }
   relayToServers(out, env, conn.serverId);
 }
+
+/**
+ * An advert that would bring back a user this node does not have online at that server is not a duplicate to
+ * drop: an earlier copy of the same frame may have been ignored, not applied (a server makes fresh adverts for
+ * each new link, and two made in the same millisecond are the same frame; the copy a third server relays before
+ * our link to their server is up is ignored, so the copy over the new link must count). It goes through every
+ * other check again. It cannot loop: once applied the user is present, and further copies are duplicates again.
+ */
+export function restoresPresence(state: State, env: Envelope<"USER_ADVERTISE">): boolean {
+  const p = env.payload as { user_id?: unknown; server_id?: unknown };
+  return typeof p.user_id === "string" && state.presence.get(p.user_id)?.serverId !== p.server_id;
+}
