@@ -230,6 +230,7 @@ export class Connection implements InboundConn {
     if (!this.o.sock.open) return false;
     this.o.sock.send(this.o.stamp(text));
     this.o.counters.framesOut++;
+    this.o.counters.frameBytes += text.length;
     return true;
   }
 

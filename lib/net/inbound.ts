@@ -113,6 +113,7 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
     );
   }
   metrics.framesIn++;
+  metrics.frameBytes += data.length;
   let parsed = parseFrame(data);
   // Signatures and digests cover the payload as it arrived (a field-name variant is read into our form by the
   // parser, PROFILE §15, but signed as sent).
