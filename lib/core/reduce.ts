@@ -114,11 +114,11 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
   }
   const reply = conn.userId ?? conn.serverId ?? env.from;
   const rule0 = ruleOf(env);
+  // The row's fields for this frame's type (each row's functions take its own type's envelope).
+  const row = rule0 as Rule<MessageType> | undefined;
   // A duplicate is dropped silently, whatever the connection's state (PROFILE §11). Only frames that pass every
   // check below are recorded, so a forged frame cannot poison the cache against the real one. PROFILE §16: for
   // the types that carry content, the key is what is signed (type, origin, payload digest), not the envelope.
-  // The row's fields, for this frame's type (each row's functions take its own type's envelope).
-  const row = rule0 as Rule<MessageType> | undefined;
   const byPayload = rule0?.replay === "payload";
   const seenKey = byPayload
     ? SeenCache.payloadKey(env.type, rule0.userOriginated ? "" : env.from, ev.digest)

@@ -3,9 +3,11 @@
  * due at `nextDeadline(state)`: a tick one millisecond before changes nothing, a tick at it fires the rule.
  */
 import assert from "node:assert/strict";
+import fc from "npm:fast-check@4.10.2";
 import { nextDeadline } from "../../lib/core/reduce.ts";
 import { SWEEP_SLACK_MS } from "../../lib/core/timers.ts";
 import { DEFAULT_FEDERATION, DEFAULT_LIMITS, type Effect } from "../../lib/core/types.ts";
+import { type FuzzKeys, run, stepArb, world } from "../helpers/fuzz.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 import { ALICE, BOB, closes, dials, errors, Harness, joining, sent, SERVER, T0 } from "../helpers/reducer.ts";
 
@@ -219,4 +221,34 @@ Deno.test("a tick at any time is harmless: random ticks between deadlines emit n
     h.now = at;
     h.step({ kind: "tick", now: at });
   }
+});
+
+// --- property: over hostile event sequences (the fuzzer's steps), the deadline is honest -------------------------
+
+const fuzzKeys: FuzzKeys = { user: K1, server: S2K };
+
+Deno.test("property: after any hostile sequence, ticks before the deadline emit nothing, and a tick leaves nothing due", () => {
+  fc.assert(
+    fc.property(
+      fc.array(stepArb(fuzzKeys), { minLength: 1, maxLength: 40 }),
+      fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 4, maxLength: 4 }),
+      (steps, fractions) => {
+        const h = world(fuzzKeys);
+        run(fuzzKeys, steps, h);
+        for (const f of fractions) {
+          const at = nextDeadline(h.state);
+          if (at === null) return;
+          if (at > h.now) {
+            const t = h.now + Math.floor(f * (at - h.now));
+            if (t < at) assert.deepEqual(h.step({ kind: "tick", now: t }), [], `a tick ${at - t} ms early`);
+            h.now = at;
+          }
+          h.step({ kind: "tick", now: h.now });
+          const next = nextDeadline(h.state);
+          assert.ok(next === null || next > h.now, `still due after the tick: ${next! - h.now} ms`);
+        }
+      },
+    ),
+    { seed: 0x7133, numRuns: 300 },
+  );
 });
