@@ -19,7 +19,6 @@ import {
   type FrameSigner,
   STORED_PAGE,
   type StoreLike,
-  type Timers,
 } from "../../lib/net/executor.ts";
 import { Counters } from "../../lib/net/http.ts";
 import { Logger } from "../../lib/net/log.ts";
@@ -172,7 +171,8 @@ class MemoryStore implements StoreLike {
 
 /**
  * An executor over the fakes, with the public channel already known (so no key is created). `many` lifts the
- * per-address limits (for tests with hundreds of users from 127.0.0.1); `signer` and `timers` replace the real ones.
+ * per-address limits (for tests with hundreds of users from 127.0.0.1); `signer` replaces the fake server signer and
+ * `time` the fake time.
  */
 function setup(opts: {
   onStoreFailed?: (e: unknown) => void;
