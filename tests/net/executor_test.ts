@@ -19,7 +19,6 @@ import {
   type FrameSigner,
   STORED_PAGE,
   type StoreLike,
-  type Timers,
 } from "../../lib/net/executor.ts";
 import { Counters } from "../../lib/net/http.ts";
 import { Logger } from "../../lib/net/log.ts";
@@ -172,7 +171,8 @@ class MemoryStore implements StoreLike {
 
 /**
  * An executor over the fakes, with the public channel already known (so no key is created). `many` lifts the
- * per-address limits (for tests with hundreds of users from 127.0.0.1); `signer` and `timers` replace the real ones.
+ * per-address limits (for tests with hundreds of users from 127.0.0.1); `signer` replaces the fake server signer and
+ * `time` the fake time.
  */
 function setup(opts: {
   onStoreFailed?: (e: unknown) => void;
@@ -561,6 +561,37 @@ Deno.test("a user who reconnects during a cut hand-over gets each queued DM once
   await T.settle();
   const got = b3.frames().filter((f) => f.type === "USER_DELIVER").map((f) => f.payload.ciphertext);
   assert.deepEqual(got.toSorted(), ["C1", "C2", "C3"], `bob got ${got.join(",")}`);
+  assert.equal(
+    ex.state().queued.get(BOB) ?? 0,
+    0,
+    "the reducer's count matches the store (nothing given back twice)",
+  );
+  ex.stop();
+  await until(() => ex.connections() === 0, "every connection gone");
+});
+
+Deno.test("a session that takes over while the old one hands the queue over: each queued DM reaches one of them once", async () => {
+  const { ex, store, gates, release } = gated();
+  const { a, alice, bob, now } = await aliceAndBob(ex, true);
+  await say(a, alice, dmToBob(now, 1));
+  await say(a, alice, dmToBob(now, 2));
+  await until(() => store.queue.length === 2, "two DMs queued");
+  // Bob's first session starts the hand-over (waiting for its signatures) and a second one takes over meanwhile:
+  // the old session is closed after what was queued on it, so its hand-over still sends.
+  const b2 = await login(ex, bob, hello(BOB, bobKey.publicKey, now + 10));
+  await until(() => gates.length === 2, "the hand-over signs its two rows");
+  const b3 = await login(ex, bob, hello(BOB, bobKey.publicKey, now + 20));
+  await until(() => b3.frames().some((f) => f.type === "ACK"), "the new session accepted");
+  release();
+  await until(() => b2.closedWith, "the old session closed");
+  await until(
+    () => store.queue.length === 0 && gates.length === 0 && ex.effectsWaiting() === 0,
+    "all settled",
+  );
+  const got = [b2, b3].flatMap((s) => s.frames().filter((f) => f.type === "USER_DELIVER"))
+    .map((f) => f.payload.ciphertext);
+  assert.deepEqual(got.toSorted(), ["C1", "C2"], `delivered ${got.join(",")}`);
+  assert.equal(ex.state().queued.get(BOB) ?? 0, 0, "the reducer's count matches the store");
   ex.stop();
   await until(() => ex.connections() === 0, "every connection gone");
 });
