@@ -127,6 +127,11 @@ export class Link {
     this.arm();
   }
 
+  /** Arm timers again after {@linkcode end} (the client is started again). */
+  resume(): void {
+    this.ended = false;
+  }
+
   /** No more timers (the client stopped); the socket is closed by the caller. */
   end(): void {
     this.ended = true;
