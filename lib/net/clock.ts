@@ -75,6 +75,8 @@ export interface NodeActivity {
   frames(): number;
   /** Effects waiting for a turn of the event loop. */
   effectsWaiting(): number;
+  /** Bytes of the frames received and sent, since start. */
+  frameBytes(): number;
 }
 
 /** The hooks a node runs on its activity (both optional). */
@@ -105,7 +107,11 @@ export class ActivityHooks {
     private readonly counters: Counters,
     effectsWaiting: () => number,
   ) {
-    this.view = { frames: () => counters.framesIn + counters.framesOut, effectsWaiting };
+    this.view = {
+      frames: () => counters.framesIn + counters.framesOut,
+      effectsWaiting,
+      frameBytes: () => counters.frameBytes,
+    };
   }
 
   /** After each step of the reducer. */

@@ -14,7 +14,7 @@
 import { join } from "node:path";
 import type { FederationConfig, Limits, LogLevel } from "../core/types.ts";
 import { Store } from "../store/sqlite.ts";
-import { createNode, type NodeParts, type RunningNode } from "./create_node.ts";
+import { createNode, type NodeActivity, type NodeParts, type RunningNode } from "./create_node.ts";
 import { checkPortFree, denoTransportWith, PortInUse, type Transport } from "./transport.ts";
 import {
   DataDirInUse,
@@ -155,7 +155,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
 
 /** Quiet for this long (no frame in or out, no effect waiting) before an idle collection. */
 const IDLE_GC_QUIET_MS = 2_000;
-/** Heap growth since the last collection that makes an idle collection worth its pause. */
+/** Heap growth, or frame bytes moved, since the last idle collection that make the next one worth its pause. */
 const IDLE_GC_GROWTH = 16 * 1024 * 1024;
 
 /** Bytes of frames received and sent between two collections while the node is busy. */
@@ -183,7 +183,7 @@ function busyCollector(log: Logger): NodeParts["onBytes"] {
     const t0 = performance.now();
     gc({ type: "major", execution: "sync" });
     runs++;
-    log.debug("memory.collected_busy", { runs, ms: Math.round(performance.now() - t0) });
+    log.debug("memory.busy_collection", { runs, ms: Math.round(performance.now() - t0) });
   };
   return { bytes: BUSY_GC_BYTES, run };
 }
@@ -193,15 +193,19 @@ function busyCollector(log: Logger): NodeParts["onBytes"] {
  * the garbage of a busy spell (a burst of hellos fans out N² frames) stays in the heap, and in the resident memory,
  * until the next busy spell. When V8 lets the program ask (`--expose-gc`, which `deno task start` and the compiled
  * binary set), the node runs one full collection after two quiet seconds if the heap grew by 16 MiB since the
- * last one. Without the flag this does nothing.
+ * last one, or 16 MiB of frames went in or out (the busy collections then kept the heap small, but the pages its
+ * garbage took are given back only by this memory-reducing one). Without the flag this does nothing.
  */
 function idleCollector(log: Logger): NodeParts["onIdle"] {
   const gc = exposedGc();
   if (!gc) return undefined;
   let floor = Deno.memoryUsage().heapUsed;
-  const run = () => {
+  let bytesAt = 0;
+  const run = (view: NodeActivity) => {
     const before = Deno.memoryUsage().heapUsed;
-    if (before - floor < IDLE_GC_GROWTH) return;
+    const moved = view.frameBytes() - bytesAt;
+    if (before - floor < IDLE_GC_GROWTH && moved < IDLE_GC_GROWTH) return;
+    bytesAt = view.frameBytes();
     const t0 = performance.now();
     // "last-resort": V8's memory-reducing collection, which also gives the emptied pages back to the system.
     gc({ type: "major", execution: "sync", flavor: "last-resort" });
@@ -209,6 +213,7 @@ function idleCollector(log: Logger): NodeParts["onIdle"] {
     log.info("memory.collected", {
       heap_before_mib: Math.round(before / 1048576),
       heap_after_mib: Math.round(floor / 1048576),
+      frames_mib: Math.round(moved / 1048576),
       ms: Math.round(performance.now() - t0),
     });
   };
