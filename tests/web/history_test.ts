@@ -256,6 +256,36 @@ Deno.test(
 );
 
 Deno.test(
+  { name: "web tabs: a message typed before the tab knows whether it leads is sent once it does", ...opts },
+  async () => {
+    // The next load of this tab holds its Web Lock request back until the test opens the gate.
+    await page.addInitScript(`(() => {
+      if (!sessionStorage.getItem("gate-election")) return;
+      sessionStorage.removeItem("gate-election");
+      const locks = navigator.locks;
+      const request = locks.request.bind(locks);
+      let open;
+      const gate = new Promise((resolve) => (open = resolve));
+      globalThis.openElection = open;
+      locks.request = (...args) => gate.then(() => request(...args));
+    })()`);
+    await inPage(page, `sessionStorage.setItem("gate-election", "1")`);
+    await page.reload();
+    await page.locator(`button.conv-item[data-conv="${U_TOM}"]`).click();
+    await typeMessage(page, "typed before the election");
+    assert.equal(await inPage(page, `document.querySelector(".shell").dataset.role`), "electing");
+    await inPage(page, "globalThis.openElection()");
+    await until(
+      () => tomGot.some((e) => e.kind === "dm" && e.text === "typed before the election" && e.verified),
+      "tom gets the message typed before the election",
+      60_000,
+    );
+    await waitOnline(page);
+    assert.equal(await inPage(page, `document.querySelector(".shell").dataset.role`), "leader");
+  },
+);
+
+Deno.test(
   {
     name: "web tabs: a newer session elsewhere takes over: said in words, and no reconnect war",
     ...opts,

@@ -53,11 +53,6 @@ export class Conversations {
     return c;
   }
 
-  /** Message `id` of conversation `conv`. */
-  find(conv: string, id: string): ChatMessage | undefined {
-    return this.conv(conv).messages.find((x) => x.id === id);
-  }
-
   /** A fresh message id starting with `prefix`. */
   newId(prefix: string): string {
     return `${prefix}-${crypto.randomUUID()}`;

@@ -57,8 +57,8 @@ export class Session {
   readonly stored = new Map<string, Contact>();
   /** The conversation on screen in this tab. */
   current = PUBLIC;
-  /** This tab holds the connection (else it mirrors the tab that does). */
-  role: "leader" | "follower" = "follower";
+  /** This tab holds the connection (else it mirrors the tab that does); "electing" until the lock says which. */
+  role: "leader" | "follower" | "electing" = "electing";
   /** Called after every change (the view batches redraws). */
   onChange: () => void = () => {};
   /** Called on every progress step of a file transfer (the view moves that bar at once). */
@@ -85,6 +85,8 @@ export class Session {
   private readonly saved: HistoryBinding;
   private readonly outbox: Outbox;
   private readonly files: Transfers;
+  /** What the user did before the election said who carries it out (run once it did). */
+  private readonly beforeElection: (() => void)[] = [];
 
   constructor(readonly me: Identity, private readonly db: Db, history: History, wsUrl: string) {
     const leading = () => this.role === "leader";
@@ -189,6 +191,7 @@ export class Session {
     this.changed();
     this.tabs.askLeader(() => this.mirror !== null || this.role !== "follower" || this.link.isStopped);
     this.sayTab();
+    for (const f of this.beforeElection.splice(0)) f();
   }
 
   private lead(handover: boolean): void {
@@ -196,11 +199,23 @@ export class Session {
     this.seeSelf();
     this.changed();
     this.link.start(handover);
+    for (const f of this.beforeElection.splice(0)) f();
+  }
+
+  /**
+   * Run `here` in the leader tab; a follower hands `msg` to the leader instead. Before the election said which
+   * this tab is, both wait for it (a message typed then is not lost).
+   */
+  private route(msg: ToLeader, here: () => void): void {
+    if (this.role === "leader") here();
+    else if (this.role === "follower") this.tabs.post(msg);
+    else this.beforeElection.push(() => this.route(msg, here));
   }
 
   /** Tell the leader what this tab shows. */
   sayTab(): void {
-    if (this.role !== "leader") {
+    if (this.role === "electing") return;
+    if (this.role === "follower") {
       return this.tabs.post({ t: "tab", tab: this.tabs.id, visible: this.visible, current: this.current });
     }
     this.seeSelf();
@@ -227,11 +242,6 @@ export class Session {
   snapshot(): FromLeader {
     const convs = [...this.model.all.values()];
     return { t: "snap", convs, status: this.status, ...this.people.snapshot() };
-  }
-
-  /** Message `id` of conversation `conv`. */
-  find(conv: string, id: string): ChatMessage | undefined {
-    return this.model.find(conv, id);
   }
 
   /** True when the user looks at some tab of ours (the leader knows; a follower says its own). */
@@ -300,34 +310,31 @@ export class Session {
 
   /** Conversation `id` was read. */
   read(id: string): void {
-    if (this.role === "leader") return this.model.read(id);
-    const c = this.model.conv(id);
-    if (c.unread) this.tabs.post({ t: "read", conv: id });
-    c.unread = 0;
+    if (this.role === "follower") {
+      const c = this.model.conv(id);
+      if (c.unread) this.tabs.post({ t: "read", conv: id });
+      c.unread = 0;
+    } else this.route({ t: "read", conv: id }, () => this.model.read(id));
   }
 
   /** Send a text message to a user id or to the public channel. */
   send(to: string, text: string): void {
-    if (this.role !== "leader") return this.tabs.post({ t: "send", to, text });
-    this.outbox.send(to, text);
+    this.route({ t: "send", to, text }, () => this.outbox.send(to, text));
   }
 
   /** Send a file to a user id or the public channel; the size is checked before anything is read or sent. */
-  sendFile(to: string, file: File): Promise<void> {
-    if (this.role !== "leader") return Promise.resolve(this.tabs.post({ t: "file", to, file }));
-    return this.files.sendFile(to, file);
+  sendFile(to: string, file: File): void {
+    this.route({ t: "file", to, file }, () => void this.files.sendFile(to, file));
   }
 
   /** Accept an offered file: it is decrypted now. */
   accept(m: ChatMessage): void {
-    if (this.role !== "leader") return this.tabs.post({ t: "accept", id: m.id, conv: m.conv });
-    this.files.accept(m);
+    this.route({ t: "accept", id: m.id, conv: m.conv }, () => this.files.accept(m));
   }
 
   /** Decline an offered file: dropped undecrypted. */
   decline(m: ChatMessage): void {
-    if (this.role !== "leader") return this.tabs.post({ t: "decline", id: m.id, conv: m.conv });
-    this.files.decline(m);
+    this.route({ t: "decline", id: m.id, conv: m.conv }, () => this.files.decline(m));
   }
 
   /** A kept file's bytes (decrypted from the history), when the page has none in memory. */
@@ -337,44 +344,45 @@ export class Session {
 
   /** Offline: try now instead of at the end of the wait (the button "Retry now"). */
   retryNow(): void {
-    if (this.role !== "leader") return this.tabs.post({ t: "retry" });
-    this.link.retryNow();
+    this.route({ t: "retry" }, () => this.link.retryNow());
   }
 
   /** After "signed in elsewhere" or a refusal: connect again (only when the user asks). */
   reconnect(): void {
-    if (this.role !== "leader") return this.tabs.post({ t: "reconnect" });
-    this.link.reconnect();
+    this.route({ t: "reconnect" }, () => this.link.reconnect());
   }
 
   /** Accept a contact's changed key (after comparing the new safety code). */
   trustKey(userId: string): void {
-    if (this.role !== "leader") return this.tabs.post({ t: "trustKey", id: userId });
-    this.people.act(userId, "accept the key", (c) => c.trustKey(userId));
+    this.route({ t: "trustKey", id: userId }, () => {
+      this.people.act(userId, "accept the key", (c) => c.trustKey(userId));
+    });
   }
 
   /** Mark a contact verified (the safety codes matched), or remove the mark. */
   setVerified(userId: string, verified: boolean): void {
-    if (this.role !== "leader") return this.tabs.post({ t: "setVerified", id: userId, verified });
-    this.people.act(userId, "change the mark", (c) => c.setVerified(userId, verified));
+    this.route({ t: "setVerified", id: userId, verified }, () => {
+      this.people.act(userId, "change the mark", (c) => c.setVerified(userId, verified));
+    });
   }
 
   /** Accept the key our server presents now. */
   trustServerKey(): void {
-    if (this.role !== "leader") return this.tabs.post({ t: "trustServerKey" });
-    this.people.act(PUBLIC, "accept the server's key", (c) => c.trustServerKey());
+    this.route({ t: "trustServerKey" }, () => {
+      this.people.act(PUBLIC, "accept the server's key", (c) => c.trustServerKey());
+    });
   }
 
   /** Delete a conversation's messages and kept files (in every tab). */
   deleteConversation(id: string): void {
-    if (this.role !== "leader") return this.tabs.post({ t: "dropConv", conv: id });
-    this.model.delete(id);
+    this.route({ t: "dropConv", conv: id }, () => this.model.delete(id));
   }
 
   /** Delete every conversation and kept file (in every tab; the identity stays). */
   async wipeHistory(): Promise<void> {
-    if (this.role !== "leader") return this.tabs.post({ t: "wipe" });
-    await this.model.wipe();
+    let done = Promise.resolve();
+    this.route({ t: "wipe" }, () => done = this.model.wipe());
+    await done;
   }
 
   /** Sign out: close the connection (in whichever tab holds it), delete the identity, history and key. */

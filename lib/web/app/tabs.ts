@@ -145,7 +145,7 @@ export interface Leader {
   send(to: string, text: string): void;
   sendFile(to: string, file: File): void;
   read(conv: string): void;
-  find(conv: string, id: string): ChatMessage | undefined;
+  conv(id: string): Conversation;
   accept(m: ChatMessage): void;
   decline(m: ChatMessage): void;
   retryNow(): void;
@@ -176,7 +176,7 @@ export function applyToLeader(s: Leader, tabs: Tabs, d: ToLeader): void {
       return tabs.see(d.tab, null);
     case "accept":
     case "decline": {
-      const m = s.find(d.conv, d.id);
+      const m = s.conv(d.conv).messages.find((x) => x.id === d.id);
       if (m) d.t === "accept" ? s.accept(m) : s.decline(m);
       return;
     }
