@@ -82,14 +82,16 @@ export {
   KeyChangedError,
   keyFingerprint,
   safetyCode,
+  type ServerLimits,
 } from "./lib/client/core.ts";
 export { MemoryTrustStore, type StoredTrust, type TrustStore } from "./lib/client/store.ts";
-export { WebCryptoRunner } from "./lib/client/webcrypto.ts";
+export { type WebCryptoOptions, WebCryptoRunner } from "./lib/client/webcrypto.ts";
 export type {
   ClientEvent,
   Contact,
   CryptoOp,
   CryptoResult,
+  CryptoRunner,
   KeyTrust,
   OutgoingMessage,
   Output,
