@@ -138,6 +138,7 @@ export class SocpClient {
   /** Connect (again after a refusal, or after `close`: the user asked); no-op while connected or connecting. */
   start(): void {
     this.stopped = false;
+    this.link.resume();
     this.core.start(Date.now());
     this.link.pump();
   }

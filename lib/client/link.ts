@@ -127,6 +127,11 @@ export class Link {
     this.arm();
   }
 
+  /** Timers again (the client is started after a stop). */
+  resume(): void {
+    this.ended = false;
+  }
+
   /** No more timers (the client stopped); the socket is closed by the caller. */
   end(): void {
     this.ended = true;
