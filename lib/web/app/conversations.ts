@@ -7,7 +7,6 @@
  * @module
  */
 import type { ClientEvent } from "../../client/client.ts";
-import { sha256 } from "../../protocol/sha256.ts";
 import type { HistoryBinding } from "./history_binding.ts";
 import type { Identity } from "./identity.ts";
 import { type ChatMessage, type Conversation, insertSorted, PUBLIC } from "./model.ts";
@@ -72,6 +71,14 @@ export class Conversations {
     };
   }
 
+  /** Our text messages not sent yet, oldest first. */
+  waiting(): ChatMessage[] {
+    const out = [...this.all.values()].flatMap((c) =>
+      c.messages.filter((m) => m.dir === "out" && !m.file && m.state === "sending")
+    );
+    return out.sort((a, b) => a.ts - b.ts);
+  }
+
   /** Add a message to its conversation (an incoming one counts as unread unless a tab shows it). */
   add(m: ChatMessage): void {
     const c = this.conv(m.conv);
@@ -90,11 +97,11 @@ export class Conversations {
     this.touch(m);
   }
 
-  /** A DM or public message arrived (a copy of one already shown, after a reconnect or a reload, is dropped). */
+  /**
+   * A DM or public message arrived. The client core reports each message once (its store keeps what was shown,
+   * across reloads: PROFILE §16), so a copy sent again after a reconnect never gets here.
+   */
   received(e: Extract<ClientEvent, { kind: "dm" | "public" }>): void {
-    const key = [...sha256(`${e.kind}|${e.from}|${e.ts}|${e.text}`).subarray(0, 16)]
-      .map((b) => b.toString(16).padStart(2, "0")).join("");
-    if (!this.host.saved().firstSight(key)) return;
     const { from, fromName, text, ts, verified, warning, unencrypted } = e;
     const conv = e.kind === "dm" ? e.from : PUBLIC;
     this.add({

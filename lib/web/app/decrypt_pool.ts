@@ -7,12 +7,12 @@
  * at a time ({@linkcode IN_FLIGHT} per worker), each reply sending the next block, so accepting a file whose
  * 150 chunks are all here costs the page one short task per block instead of one long one for all of them.
  *
- * {@linkcode usePool} makes a {@linkcode PrivateKey}'s `decrypt` use the pool (our own key, and the public
- * channel's key once opened); everything else about the key is unchanged (the client core and its runner call
- * `decrypt` as before).
+ * {@linkcode poolRunner} is the client core's crypto runner whose RSA decryptions (with our own key, and with the
+ * public channel's key once opened) run on the pool; everything else runs in the page's WebCrypto.
  *
  * @module
  */
+import { type CryptoRunner, WebCryptoRunner } from "../../client/client.ts";
 import type { PrivateKey } from "../../crypto/rsa.ts";
 import { decodeBase64Url } from "../../protocol/base64url.ts";
 import { concatBytes } from "../../protocol/der.ts";
@@ -140,13 +140,16 @@ export class DecryptPool {
   }
 }
 
-let keyIds = 0;
-
-/** Make `key.decrypt` run its blocks on `pool` (same result and errors as before). */
-export function usePool(key: PrivateKey, pool: DecryptPool): void {
-  if (pool.size === 0) return;
-  const { decryptKey } = key.cryptoKeys();
-  const keyId = ++keyIds;
-  const k = key.modulusBytes;
-  key.decrypt = (ciphertext: string): Promise<Uint8Array> => pool.decrypt(keyId, decryptKey, ciphertext, k);
+/** The client core's crypto runner for `key` whose decryptions run on `pool` (in the page when it has no worker). */
+export function poolRunner(key: PrivateKey, pool: DecryptPool): CryptoRunner {
+  if (pool.size === 0) return new WebCryptoRunner(key);
+  // Each key (ours, the channel's, a new channel key) gets a number: the workers keep its CryptoKey by it.
+  const ids = new WeakMap<PrivateKey, number>();
+  let next = 0;
+  const decrypt = (k: PrivateKey, ciphertext: string): Promise<Uint8Array> => {
+    let id = ids.get(k);
+    if (id === undefined) ids.set(k, id = ++next);
+    return pool.decrypt(id, k.cryptoKeys().decryptKey, ciphertext, k.modulusBytes);
+  };
+  return new WebCryptoRunner(key, { decrypt });
 }

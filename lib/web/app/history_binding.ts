@@ -1,12 +1,11 @@
 /**
  * The leader tab's binding of the conversations to the encrypted history (history.ts): what changed is written
- * in one batch per turn of the event loop (messages, removals, and the state: unread counts and the replay
- * dedupe); received files are kept within the history's quota; a reload loads everything again, in send order,
+ * in one batch per turn of the event loop (messages, removals, and the state: unread counts); received files are kept within the history's quota; a reload loads everything again, in send order,
  * and says which transfers the closed page cut off.
  *
  * @module
  */
-import { type AppState, type History, MAX_SEEN } from "./history.ts";
+import type { AppState, History } from "./history.ts";
 import { type ChatMessage, type Conversation, insertSorted } from "./model.ts";
 
 /** What the binding needs from the session. */
@@ -28,17 +27,13 @@ export class HistoryBinding {
   private readonly removed: string[] = [];
   private stateDirty = false;
   private flushTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Keys of the messages already shown, oldest first (a copy sent again is dropped). */
-  private readonly seen = new Set<string>();
-  private seenOrder: string[] = [];
 
   /** The binding of `host`'s conversations to `history`. */
   constructor(private readonly history: History, private readonly host: BindingHost) {}
 
-  /** Load the history into the conversations; returns our text messages still waiting to be sent, oldest first. */
-  async load(): Promise<ChatMessage[]> {
+  /** Load the history into the conversations. */
+  async load(): Promise<void> {
     const { messages, state } = await this.history.load();
-    const waiting: ChatMessage[] = [];
     for (const m of messages) {
       const f = m.file;
       if (f && (f.phase === "offered" || f.phase === "receiving" || f.phase === "sending")) {
@@ -50,24 +45,10 @@ export class HistoryBinding {
         this.dirty.add(m);
       }
       insertSorted(this.host.conv(m.conv).messages, m);
-      if (m.dir === "out" && !m.file && m.state === "sending") waiting.push(m);
     }
     for (const [conv, n] of Object.entries(state.unread)) {
       if (typeof n === "number" && n > 0) this.host.conv(conv).unread = n;
     }
-    this.seenOrder = state.seen.slice(-MAX_SEEN);
-    for (const k of this.seenOrder) this.seen.add(k);
-    return waiting.sort((a, b) => a.ts - b.ts);
-  }
-
-  /** True the first time `key` is seen (kept with the state); false for a copy sent again. */
-  firstSight(key: string): boolean {
-    if (this.seen.has(key)) return false;
-    this.seen.add(key);
-    this.seenOrder.push(key);
-    if (this.seenOrder.length > MAX_SEEN) this.seen.delete(this.seenOrder.shift()!);
-    this.stateDirty = true;
-    return true;
   }
 
   /** Message `m` is new or changed (notes are not kept). */
@@ -118,7 +99,7 @@ export class HistoryBinding {
   private appState(): AppState {
     const unread: Record<string, number> = {};
     for (const c of this.host.conversations.values()) if (c.unread) unread[c.id] = c.unread;
-    return { unread, seen: this.seenOrder };
+    return { unread };
   }
 
   /** Keep a received file's bytes in the history (evicting the oldest beyond the quota). */

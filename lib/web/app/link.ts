@@ -1,7 +1,8 @@
 /**
  * The leader tab's connection to the server: the {@linkcode SocpClient}'s life, and the status the app shows for
- * it. The first connection is retried with backoff; a tab taking over from a leader that just closed tries a few
- * times more while the server still holds the old session (NAME_IN_USE).
+ * it. The client is made when this tab leads and exists while offline; the client core connects, retries with
+ * backoff (the first connection too) and keeps what is written meanwhile. A tab taking over from a leader that
+ * just closed tries again a few times while the server still holds the old session (NAME_IN_USE).
  *
  * **Another device.** The same identity connected elsewhere (the server refuses with NAME_IN_USE, or closes this
  * session because a newer one took over) is said in words, and the link stops: it connects again only when the
@@ -9,13 +10,14 @@
  *
  * @module
  */
-import { type ClientEvent, type ConnectOptions, HelloRefused, SocpClient } from "../../client/client.ts";
+import { type ClientEvent, type ConnectOptions, SocpClient } from "../../client/client.ts";
 import type { Identity } from "./identity.ts";
 import type { LinkStatus } from "./model.ts";
 
-const MAX_BACKOFF_MS = 30_000;
 /** After the leader tab closed, the server may not have seen its socket close yet: a few tries, then ask. */
 const HANDOVER_TRIES = 4;
+/** How long a tab taking over waits before it tries again. */
+const HANDOVER_WAIT_MS = 1500;
 
 /** A close or error from the server that says a newer session of this identity took over. */
 const TAKEN_OVER =
@@ -29,28 +31,51 @@ export interface LinkHost {
   /** The status shown now. */
   status(): LinkStatus;
   setStatus(s: LinkStatus): void;
-  /** Options for the connection beyond the identity (the store, file size, channel key hook). */
+  /** Options for the client beyond the identity (the store, the file size, the crypto runner). */
   options(): Omit<ConnectOptions, "userId" | "key" | "displayName">;
-  /** The client is connected (its events go to the session from now on). */
-  connected(c: SocpClient): void;
+  /** The client was made: its events go to the session from now on. */
+  attach(c: SocpClient): void;
 }
 
 /** The leader's connection. */
 export class Link {
-  /** The connected client (null before the first connection, and after another session took over). */
+  /** The client (null until this tab leads). */
   client: SocpClient | null = null;
+  private making: Promise<SocpClient> | null = null;
   private stopped = false;
-  private wake: (() => void) | null = null;
+  /** NAME_IN_USE refusals still to try again after (taking over from a tab that just closed). */
+  private handoverLeft = 0;
+  private handoverTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** The link of `host`. */
   constructor(private readonly host: LinkHost) {}
 
-  /** Connect (a tab taking over from a closed leader: `handover`). */
-  start(handover: boolean): void {
-    this.connectFirst(handover ? HANDOVER_TRIES : 1);
+  /** The client, made (offline) on first use. */
+  get(): Promise<SocpClient> {
+    const host = this.host;
+    return this.making ??= SocpClient.create(host.wsUrl, {
+      userId: host.me.userId,
+      key: host.me.key,
+      displayName: host.me.displayName,
+      timeoutMs: 20_000,
+      holdFiles: true,
+      ...host.options(),
+    }).then((c) => {
+      this.client = c;
+      host.attach(c);
+      return c;
+    });
   }
 
-  /** True once stopped (sign-out, or the page is going). */
+  /** Connect (a tab taking over from a closed leader: `handover`). */
+  async start(handover: boolean): Promise<void> {
+    this.handoverLeft = handover ? HANDOVER_TRIES - 1 : 0;
+    this.host.setStatus({ kind: "connecting", attempt: 1 });
+    const c = await this.get();
+    if (!this.stopped) c.start();
+  }
+
+  /** True once stopped (sign-out). */
   get isStopped(): boolean {
     return this.stopped;
   }
@@ -58,55 +83,8 @@ export class Link {
   /** Stop and close. */
   async stop(): Promise<void> {
     this.stopped = true;
-    this.wake?.();
+    clearTimeout(this.handoverTimer);
     await this.client?.close(1000);
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(() => (this.wake = null, resolve()), ms);
-      this.wake = () => (clearTimeout(t), this.wake = null, resolve());
-    });
-  }
-
-  private async connectFirst(nameInUseTries: number): Promise<void> {
-    const host = this.host;
-    let delay = 1000;
-    let inUse = 0;
-    for (let attempt = 1; !this.stopped; attempt++) {
-      host.setStatus({ kind: "connecting", attempt });
-      try {
-        const c = await SocpClient.connect(host.wsUrl, {
-          userId: host.me.userId,
-          key: host.me.key,
-          displayName: host.me.displayName,
-          timeoutMs: 20_000,
-          holdFiles: true,
-          ...host.options(),
-        });
-        if (this.stopped) {
-          await c.close(1000);
-          return;
-        }
-        this.client = c;
-        host.connected(c);
-        return;
-      } catch (e) {
-        if (e instanceof HelloRefused) {
-          if (e.code === "NAME_IN_USE" && ++inUse < nameInUseTries) {
-            // Taking over from a tab of ours that just closed: its socket may not be closed at the server yet.
-            host.setStatus({ kind: "connecting", attempt });
-            await this.sleep(1500);
-            continue;
-          }
-          host.setStatus(refusal(e.code, e.message));
-          return;
-        }
-        host.setStatus({ kind: "offline", retryAt: Date.now() + delay, reason: (e as Error).message });
-        await this.sleep(delay);
-        delay = Math.min(delay * 2, MAX_BACKOFF_MS);
-      }
-    }
   }
 
   /** Handle the client's events about the connection; false for the others. */
@@ -118,13 +96,13 @@ export class Link {
         host.setStatus({ kind: "online" });
         return false; // the people changed too
       case "closed":
-        if (e.code === 4001 || TAKEN_OVER.test(e.reason)) this.takenOver();
+        if (TAKEN_OVER.test(e.reason)) this.takenOver();
         else if (st !== "elsewhere" && st !== "refused") {
           host.setStatus({ kind: "offline", retryAt: 0, reason: "connection lost" });
         }
         return true;
       case "reconnecting":
-        if (st === "elsewhere") return true;
+        if (st === "elsewhere" || st === "refused") return true;
         host.setStatus({
           kind: "offline",
           retryAt: Date.now() + e.inMs,
@@ -132,10 +110,15 @@ export class Link {
         });
         return true;
       case "refused":
-        host.setStatus(refusal(e.code, e.detail));
+        if (e.code === "NAME_IN_USE" && this.handoverLeft > 0) {
+          // Taking over from a tab of ours that just closed: its socket may not be closed at the server yet.
+          this.handoverLeft--;
+          host.setStatus({ kind: "connecting", attempt: 1 });
+          this.handoverTimer = setTimeout(() => this.startAgain(), HANDOVER_WAIT_MS);
+        } else host.setStatus(refusal(e.code, e.detail));
         return true;
       case "error":
-        // A newer session of ours took over (the server says so, then closes with 4001).
+        // A newer session of ours took over (the server says so, then closes).
         if (e.code === "NAME_IN_USE" || TAKEN_OVER.test(e.detail)) {
           this.takenOver();
           return true;
@@ -146,28 +129,30 @@ export class Link {
     }
   }
 
+  private startAgain(): void {
+    clearTimeout(this.handoverTimer);
+    this.handoverTimer = undefined;
+    if (!this.stopped) this.client?.start();
+  }
+
   /** A newer session of this identity took over: stop here (no reconnect) and say so. */
   private takenOver(): void {
-    const c = this.client;
-    this.client = null;
-    c?.close(1000);
+    this.client?.close(1000);
     this.host.setStatus(takenOverStatus());
   }
 
   /** Offline: try now instead of at the end of the wait (the button "Retry now"). */
   retryNow(): void {
-    if (this.client) this.client.retryNow();
-    else this.wake?.();
+    if (this.handoverTimer !== undefined) this.startAgain();
+    else this.client?.retryNow();
   }
 
   /** After "signed in elsewhere" or a refusal: connect again (only when the user asks). */
   reconnect(): void {
     const st = this.host.status().kind;
     if (st !== "elsewhere" && st !== "refused") return;
-    const old = this.client;
-    this.client = null;
-    old?.close(1000);
-    this.connectFirst(1);
+    this.host.setStatus({ kind: "connecting", attempt: 1 });
+    this.client?.start();
   }
 }
 

@@ -11,7 +11,7 @@
 import { askNotifications, openAccount } from "./account_view.ts";
 import { ConvView } from "./conv_view.ts";
 import { Db } from "./db.ts";
-import { DecryptPool, usePool } from "./decrypt_pool.ts";
+import { DecryptPool, poolRunner } from "./decrypt_pool.ts";
 import { h, replace } from "./dom.ts";
 import { History } from "./history.ts";
 import { type Identity, loadIdentity } from "./identity.ts";
@@ -257,9 +257,7 @@ async function start(): Promise<void> {
     // Decryptions of incoming files and messages run on a pool of workers, one per core (at most 4): with our
     // key, and with the public channel's key once it is opened.
     const pool = new DecryptPool("/decrypt-worker.js", Math.min(navigator.hardwareConcurrency || 1, 4));
-    usePool(id.key, pool);
-    const s = new Session(id, db, history, url);
-    s.onChannelKey = (k) => usePool(k, pool);
+    const s = new Session(id, db, history, url, poolRunner(id.key, pool));
     new View(s);
     try {
       const n = await (await fetch("/api/network", { cache: "no-store" })).json();

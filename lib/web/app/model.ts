@@ -5,8 +5,6 @@
  * @module
  */
 import type { OutgoingMessage } from "../../client/client.ts";
-import { msgRef } from "../../protocol/msg_ref.ts";
-import { canonicalPayloadBytes } from "../../protocol/preimages.ts";
 
 /** The public channel's conversation id. */
 export const PUBLIC = "public";
@@ -122,12 +120,6 @@ export function insertSorted(list: ChatMessage[], m: ChatMessage): void {
   let i = list.length;
   while (i > 0 && list[i - 1].ts > m.ts) i--;
   list.splice(i, 0, m);
-}
-
-/** The ACK reference of a payload: base64url of SHA-256 of its canonical bytes. */
-export async function ackRef(payload: unknown): Promise<string> {
-  const bytes = new Uint8Array(canonicalPayloadBytes(payload));
-  return msgRef(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
 }
 
 /** What a message's send state means, for the user. */

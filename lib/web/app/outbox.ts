@@ -1,7 +1,8 @@
 /**
- * Our text messages on their way: each is shown at once (`sending`), handed to the client core when connected
- * (typed before the connection, or still waiting in the history after a reload: once connected), and moves
- * through the states the core's `message` events carry.
+ * Our text messages on their way: each is shown at once (`sending`) and handed to the client core at once (the
+ * client exists while offline; the core keeps what is written before a connection and sends it once one is
+ * there); those still waiting in the history after a reload are handed to it when this tab leads. From there
+ * each moves through the states the core's `message` events carry.
  *
  * @module
  */
@@ -10,8 +11,8 @@ import { type ChatMessage, type Conversation, describe, insertSorted, PUBLIC } f
 
 /** What the outbox needs from the session. */
 export interface OutboxHost {
-  /** The connected client, if any. */
-  client(): SocpClient | null;
+  /** The leader's client (made on first use; it exists while offline). */
+  client(): Promise<SocpClient>;
   /** The conversation with `id`, created empty if new. */
   conv(id: string): Conversation;
   /** A new message of ours in conversation `to`, with a fresh id starting with `prefix`. */
@@ -28,15 +29,13 @@ export class Outbox {
   private readonly outgoing = new Map<string, ChatMessage>();
   /** The message whose text is being handed to the core right now (its `message` events bind to it). */
   private binding: ChatMessage | null = null;
-  /** Typed (or stored) before the connection: sent once connected. */
-  private readonly early: ChatMessage[] = [];
 
   /** The outbox of `host`. */
   constructor(private readonly host: OutboxHost) {}
 
-  /** Messages from the history still waiting to be sent (oldest first): sent once connected. */
-  waiting(ms: ChatMessage[]): void {
-    this.early.push(...ms);
+  /** Messages from the history still waiting to be sent (oldest first): handed to the client core now. */
+  resend(ms: ChatMessage[]): void {
+    for (const m of ms) this.dispatch(m);
   }
 
   /** Send a text message to a user id or to the public channel. */
@@ -47,23 +46,14 @@ export class Outbox {
       detail: "waiting for the connection",
     };
     this.host.add(msg);
-    if (!this.host.client()) {
-      this.early.push(msg);
-      return;
-    }
     this.dispatch(msg);
-  }
-
-  /** Connected: send what waited. */
-  connected(): void {
-    for (const m of this.early.splice(0)) this.dispatch(m);
   }
 
   /** Hand message `m` to the client core; its `message` events carry the states from here on. */
   private async dispatch(m: ChatMessage): Promise<void> {
-    const c = this.host.client()!;
-    this.binding = m;
     try {
+      const c = await this.host.client(); // in call order: messages go to the core in the order written
+      this.binding = m;
       const p = m.conv === PUBLIC ? c.all(m.text) : c.tell(m.conv, m.text);
       this.binding = null;
       this.onMessage(await p);

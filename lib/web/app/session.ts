@@ -25,8 +25,7 @@
  *
  * @module
  */
-import type { ClientEvent, Contact, SocpClient } from "../../client/client.ts";
-import type { PrivateKey } from "../../crypto/rsa.ts";
+import type { ClientEvent, Contact, CryptoRunner, SocpClient } from "../../client/client.ts";
 import { Conversations } from "./conversations.ts";
 import type { Db } from "./db.ts";
 import type { History } from "./history.ts";
@@ -72,8 +71,6 @@ export class Session {
   myFingerprint = "";
   /** Whether the user looks at this tab (the view keeps it current). */
   visible = true;
-  /** Public channel key hook (the app moves its decryptions to workers). */
-  onChannelKey?: (key: PrivateKey) => void;
   /** Follower: what the leader said about people and keys (null before its snapshot). */
   mirror: PeopleSnapshot | null = null;
   /** People, labels and keys as shown. */
@@ -88,7 +85,17 @@ export class Session {
   /** What the user did before the election said who carries it out (run once it did). */
   private readonly beforeElection: (() => void)[] = [];
 
-  constructor(readonly me: Identity, private readonly db: Db, history: History, wsUrl: string) {
+  /**
+   * The session of identity `me` (its contacts in `db`, its history in `history`) with the server at `wsUrl`;
+   * `crypto` runs the client core's crypto (the app's decrypts in Web Workers).
+   */
+  constructor(
+    readonly me: Identity,
+    private readonly db: Db,
+    history: History,
+    wsUrl: string,
+    crypto: CryptoRunner,
+  ) {
     const leading = () => this.role === "leader";
     const client = () => this.client;
     const note = (conv: string | null, text: string, kind?: string) =>
@@ -123,16 +130,12 @@ export class Session {
       wsUrl,
       status: () => this.status,
       setStatus: (s) => this.setStatus(s),
-      options: () => ({
-        store: trustStore,
-        maxFileBytes: this.maxFileBytes,
-        onChannelKey: this.onChannelKey,
-      }),
-      connected: (c) => this.connected(c),
+      options: () => ({ store: trustStore, maxFileBytes: this.maxFileBytes, crypto }),
+      attach: (c) => this.attach(c),
     });
     const mine = (prefix: string, to: string, text: string) => this.model.mine(prefix, to, text);
     const add = (m: ChatMessage) => this.model.add(m);
-    this.outbox = new Outbox({ client, conv, mine, add, touch });
+    this.outbox = new Outbox({ client: () => this.link.get(), conv, mine, add, touch });
     this.files = new Transfers({
       client,
       maxFileBytes: () => this.maxFileBytes,
@@ -174,7 +177,7 @@ export class Session {
   async start(): Promise<void> {
     this.myFingerprint = await fingerprintOf(this.me.key.spki);
     for (const c of await this.db.contacts()) this.stored.set(c.userId, c);
-    this.outbox.waiting(await this.saved.load());
+    await this.saved.load();
     this.changed();
     this.tabs.elect((handover) => this.lead(handover), () => this.follow(), () => this.link.isStopped);
   }
@@ -199,6 +202,8 @@ export class Session {
     this.seeSelf();
     this.changed();
     this.link.start(handover);
+    // Ours still waiting (from the history, or mirrored from a leader that closed) go to the client core.
+    this.outbox.resend(this.model.waiting());
     for (const f of this.beforeElection.splice(0)) f();
   }
 
@@ -259,13 +264,11 @@ export class Session {
 
   // ---------------------------------------------------------------- connection and events (leader)
 
-  /** The client connected: its events come here, and what waited is sent. */
-  private connected(c: SocpClient): void {
+  /** The client was made (offline): its events come here. */
+  private attach(c: SocpClient): void {
     c.onEvent = (e) => this.onEvent(e);
     for (const e of c.drainBuffered()) this.onEvent(e);
-    this.setStatus({ kind: "online" });
     this.people.changedSoon();
-    this.outbox.connected();
   }
 
   private onEvent(e: ClientEvent): void {
