@@ -54,7 +54,7 @@ async function sha256Hex(bytes: Uint8Array): Promise<string> {
 /** Tom writes a DM with his own `ts` (the core stamps what it is given). */
 function tellAt(c: SocpClient, to: string, text: string, ts: number): void {
   c.core.tell(to, text, ts);
-  (c as unknown as { pump(): void }).pump();
+  (c as unknown as { link: { pump(): void } }).link.pump(); // carry out what the core asked for
 }
 
 async function openPage(): Promise<Page> {
