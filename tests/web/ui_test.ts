@@ -387,6 +387,56 @@ Deno.test(
   },
 );
 
+Deno.test(
+  { name: "web ui: a page whose first connections fail shows the wait, then connects by itself", ...opts },
+  async () => {
+    const bobFile = `${tmp}/bob.json`;
+    const bobId = "b0b00000-0000-4000-8000-0000000000c7";
+    Deno.writeTextFileSync(
+      bobFile,
+      JSON.stringify(
+        await sealUserKeyFile(
+          { userId: bobId, displayName: "bob", key: await fixtureKey("user4") },
+          "pass word 2",
+        ),
+      ),
+    );
+    const bobCtx = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+    try {
+      const p = await bobCtx.newPage();
+      p.setDefaultTimeout(30_000);
+      const bobErrors = collectErrors(p);
+      // The first two connections are closed at once; the client core tries again by itself (with backoff).
+      let cut = 0;
+      await p.routeWebSocket(/.*/, (ws) => {
+        if (cut < 2) {
+          cut++;
+          return ws.close({ code: 1011, reason: "test: not now" });
+        }
+        ws.connectToServer();
+      });
+      await p.goto(n1.http);
+      await p.getByLabel("Key file", { exact: true }).setInputFiles(bobFile);
+      await p.getByLabel("Its passphrase").fill("pass word 2");
+      await p.getByRole("button", { name: "Import identity" }).click();
+      await p.locator('#link-banner[data-kind="offline"] #retry-wait').waitFor({ timeout: 60_000 });
+      await waitOnline(p, 60_000);
+      assert.equal(cut, 2);
+      await until(
+        async () => {
+          const net = await (await fetch(`${n1.http}/api/network`)).json();
+          return net.users_online.some((u: { user_id: string }) => u.user_id === bobId);
+        },
+        "the server has bob online",
+        30_000,
+      );
+      assert.deepEqual(bobErrors.filter((e) => !/WebSocket/.test(e)), []);
+    } finally {
+      await bobCtx.close();
+    }
+  },
+);
+
 Deno.test({ name: "web ui: stop", ...opts }, async () => {
   await tom?.close();
   await browser?.close();
