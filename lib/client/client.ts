@@ -27,8 +27,8 @@
  *
  * const key = await generateKeyPair();
  * const bob = { userId: crypto.randomUUID(), name: "bob", pubkey: key.publicKey, fingerprint: "", serverId: "" };
- * const crypto_ = new WebCryptoRunner(key, { decrypt: (k, ct) => k.decrypt(ct) }); // e.g. in Web Workers
- * const c = await SocpClient.create("ws://localhost:8765", { userId: crypto.randomUUID(), key, crypto: crypto_, contacts: [bob] });
+ * const runner = new WebCryptoRunner(key, { decrypt: (k, ct) => k.decrypt(ct) }); // e.g. in Web Workers
+ * const c = await SocpClient.create("ws://localhost:8765", { userId: crypto.randomUUID(), key, crypto: runner, contacts: [bob] });
  * await c.tell(bob.userId, "written offline"); // state "sending": kept by the core
  * c.start(); // connects (retrying with backoff); the DM goes out once the hello is accepted
  * await c.whenReady();
@@ -43,7 +43,7 @@ import { ClientCore } from "./core.ts";
 import { Link, randomUuid } from "./link.ts";
 import { type ConnectOptions, FileStopped, HelloRefused } from "./options.ts";
 import { type StoredTrust, StoreWriter } from "./store.ts";
-import type { ClientEvent, Contact, CryptoRunner, OutgoingMessage, Peer, ServerPin } from "./types.ts";
+import type { ClientEvent, Contact, OutgoingMessage, Peer, ServerPin } from "./types.ts";
 import { WebCryptoRunner } from "./webcrypto.ts";
 
 export type {
@@ -69,7 +69,6 @@ export class SocpClient {
   onEvent?: (e: ClientEvent) => void;
   private readonly buffered: ClientEvent[] = [];
   private readonly link: Link;
-  private readonly runner: CryptoRunner;
   private stopped = false;
   private firstReady?: { resolve: () => void; reject: (e: Error) => void };
   /** Waiting for the next `ready` (see {@linkcode SocpClient.whenReady}). */
@@ -87,7 +86,7 @@ export class SocpClient {
     opts: ConnectOptions,
     stored: StoredTrust | undefined,
   ) {
-    this.runner = opts.crypto ?? new WebCryptoRunner(key, { onChannelKey: opts.onChannelKey });
+    const runner = opts.crypto ?? new WebCryptoRunner(key, { onChannelKey: opts.onChannelKey });
     this.saver = new StoreWriter(url, opts.store, (e) => this.deliver(e));
     this.core = new ClientCore({
       userId,
@@ -105,7 +104,7 @@ export class SocpClient {
     });
     if (stored) this.core.addContacts(stored.contacts);
     if (opts.contacts) this.core.addContacts(opts.contacts);
-    this.link = new Link(url, this.core, this.runner, {
+    this.link = new Link(url, this.core, runner, {
       event: (e) => this.onCoreEvent(e),
       lost: (why) => this.lost(why),
     });

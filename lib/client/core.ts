@@ -318,13 +318,18 @@ export class ClientCore {
   }
 
   /**
-   * Send to the public channel (encrypted to the channel key, signed). Before the channel key arrived (before the
-   * first connection, say) the message waits for it, then goes out once.
+   * Send to the public channel (encrypted to the channel key, signed). Written before the connection is ready (before
+   * the first one, say), the message waits for the channel key, then goes out once; while connected and ready
+   * without a key (a server that sends none) it throws.
    */
   all(text: string, now: number): { message: OutgoingMessage; ticket: number } {
     this.#s.now = now;
-    const m = newOutgoing(this.#s, "public", "public", "everyone", text, now, false);
     const ch = this.#s.channel;
+    if (!ch && this.#s.ready) {
+      // Connected and still no key: this server may never send one (it is not in the acceptance sequence).
+      throw new Error("the public channel key has not arrived yet; try again in a moment");
+    }
+    const m = newOutgoing(this.#s, "public", "public", "everyone", text, now, false);
     return { message: view(m), ticket: ch ? build(this.#s, m, ch.creatorPub) : awaitChannel(this.#s, m) };
   }
 

@@ -127,7 +127,7 @@ export class Link {
     this.arm();
   }
 
-  /** Timers again (the client is started after a stop). */
+  /** Arm timers again after {@linkcode end} (the client is started again). */
   resume(): void {
     this.ended = false;
   }

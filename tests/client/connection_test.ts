@@ -160,6 +160,8 @@ Deno.test("written before the first connection: a DM to a contact and a public p
   d.core.start(d.now);
   await d.settle();
   await accept(d);
+  await d.tick(SNAPSHOT_WAIT_MS); // ready
+  assert.throws(() => d.core.all("now", d.now), /has not arrived/, "ready without a key: said, not queued");
   // The public channel key arrives in the acceptance sequence (PROFILE §8).
   const wrapped = await d.crypto.run({
     op: "encrypt",

@@ -71,4 +71,21 @@ Deno.test("a client started against nobody retries at the core's backoff until c
     await c.close();
   }
   assert.deepEqual(waits, [20, 40, 80, 80]);
+  // Started again after close (the user asked): it retries again, on its timer.
+  const two = Promise.withResolvers<void>();
+  c.onEvent = (e: ClientEvent) => {
+    if (e.kind === "reconnecting" && ++again === 2) two.resolve();
+  };
+  let again = 0;
+  c.start();
+  const deadline2 = setTimeout(
+    () => two.reject(new Error(`only ${again} retries after the restart`)),
+    20_000,
+  );
+  try {
+    await two.promise;
+  } finally {
+    clearTimeout(deadline2);
+    await c.close();
+  }
 });
