@@ -437,6 +437,51 @@ Deno.test(
   },
 );
 
+Deno.test(
+  {
+    name: "web ui: decryption workers that cannot start: the page decrypts, and what arrives is shown",
+    ...opts,
+  },
+  async () => {
+    const carlFile = `${tmp}/carl.json`;
+    const carlId = "ca410000-0000-4000-8000-0000000000c8";
+    Deno.writeTextFileSync(
+      carlFile,
+      JSON.stringify(
+        await sealUserKeyFile(
+          { userId: carlId, displayName: "carl", key: await fixtureKey("user3") },
+          "pass word 3",
+        ),
+      ),
+    );
+    const carlCtx = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+    const dan = await SocpClient.connect(n1.url, {
+      userId: "da400000-0000-4000-8000-0000000000c9",
+      key: await fixtureKey("user2"),
+      displayName: "dan",
+    });
+    try {
+      // Every worker's script fails to load: each worker errors after the page handed it its first blocks.
+      await carlCtx.route("**/decrypt-worker.js", (r) => r.abort());
+      const p = await carlCtx.newPage();
+      p.setDefaultTimeout(30_000);
+      await p.goto(n1.http);
+      await importIdentity(p, carlFile, "pass word 3");
+      await until(() => dan.directory.has(carlId), "dan sees carl", 30_000);
+      await dan.tell(carlId, "decrypted without workers");
+      await openConversation(p, dan.userId);
+      await until(
+        async () => (await messageTexts(p)).includes("decrypted without workers"),
+        "carl shows dan's DM",
+        30_000,
+      );
+    } finally {
+      await dan.close();
+      await carlCtx.close();
+    }
+  },
+);
+
 Deno.test({ name: "web ui: stop", ...opts }, async () => {
   await tom?.close();
   await browser?.close();
