@@ -55,6 +55,7 @@
  */
 export { type NodeOptions, PortInUse, type RunningNode, startNode } from "./lib/net/node.ts";
 export { createNode, type NodeActivity, type NodeParts, type NodeStore } from "./lib/net/create_node.ts";
+export type { ActivityHookParts } from "./lib/net/clock.ts";
 export type {
   Accept,
   DialHandlers,
