@@ -14,14 +14,16 @@
  *
  * Records are appended in batches by one writer (a burst of messages is one write); each conversation keeps its
  * newest {@linkcode HISTORY_PER_CONVERSATION} messages, and the file is rewritten (temporary file and rename)
- * when it holds twice the lines it needs.
+ * when it holds twice the lines it needs. The records and their sealing are in history_records.ts.
  *
  * @module
  */
 import { basename, join } from "node:path";
-import { decodeBase64Url, encodeBase64Url } from "../protocol/base64url.ts";
-import { encryptTo, type PrivateKey } from "../crypto/rsa.ts";
+import type { PrivateKey } from "../crypto/rsa.ts";
 import { socpHome } from "./contacts.ts";
+import { type HistoryMessage, type Line, RecordSeal } from "./history_records.ts";
+
+export type { FileRecord, HistoryMessage } from "./history_records.ts";
 
 /** Messages kept per conversation (the oldest go first). */
 export const HISTORY_PER_CONVERSATION = 2000;
@@ -29,44 +31,6 @@ export const HISTORY_PER_CONVERSATION = 2000;
 export const HISTORY_MAX_CONVERSATIONS = 1000;
 /** Messages kept in all (the oldest go first, whatever their conversation): bounds memory and the file. */
 export const HISTORY_MAX_MESSAGES = 50_000;
-/** The longest line read back (a sealed record of a 64 KiB text fits easily). */
-const MAX_LINE = 1 << 20;
-const KEY_FORMAT = "socp-history-key/1";
-const RECORD_FORMAT = "socp-history/1";
-
-/** A file in a history record. */
-export interface FileRecord {
-  name: string;
-  size: number;
-  sha256?: string;
-  /** Where it was saved (received files). */
-  saved?: string;
-  /** Why it was refused, if it was. */
-  problem?: string;
-}
-
-/** One message of a conversation. */
-export interface HistoryMessage {
-  /** Local id (the client's message id for ours). */
-  id: string;
-  /** The conversation: the other user's id, or "public". */
-  conv: string;
-  /** How the conversation is shown (the other user's label, or "all"). */
-  convLabel: string;
-  /** The original send time (ms). */
-  ts: number;
-  dir: "in" | "out";
-  /** Sender user id and label. */
-  from: string;
-  fromLabel: string;
-  text?: string;
-  file?: FileRecord;
-  /** The sender's signature verified (always true for ours). */
-  verified: boolean;
-  /** Ours: sending | sent | accepted | failed; theirs: received. */
-  state: string;
-  unencrypted?: boolean;
-}
 
 /** A conversation in the list. */
 export interface ConversationInfo {
@@ -77,39 +41,10 @@ export interface ConversationInfo {
   lastTs: number;
 }
 
-type Line =
-  | { t: "m"; m: HistoryMessage }
-  | { t: "s"; id: string; conv: string; state: string }
-  | { t: "r"; conv: string; ts: number };
-
 /** Where the history of the user whose key file is `keyPath` is kept. */
 export function historyDir(keyPath: string): string {
   const name = basename(keyPath).replace(/\.json$/, "").replace(/^\.+/, "_") || "default";
   return join(socpHome(), "history", name);
-}
-
-function str(v: unknown, max = 1 << 16): v is string {
-  return typeof v === "string" && v.length <= max;
-}
-
-/** Check a decrypted record's shape (the file is ours, but a bug or an old format must not crash the chat). */
-function parseLine(v: unknown): Line | null {
-  if (!v || typeof v !== "object") return null;
-  const o = v as Record<string, unknown>;
-  if (o.t === "r" && str(o.conv, 200) && typeof o.ts === "number") return o as Line;
-  if (o.t === "s" && str(o.id, 200) && str(o.conv, 200) && str(o.state, 20)) return o as Line;
-  if (o.t !== "m" || !o.m || typeof o.m !== "object") return null;
-  const m = o.m as Record<string, unknown>;
-  if (
-    !str(m.id, 200) || !str(m.conv, 200) || !str(m.convLabel, 1000) || typeof m.ts !== "number" ||
-    (m.dir !== "in" && m.dir !== "out") || !str(m.from, 200) || !str(m.fromLabel, 1000) ||
-    typeof m.verified !== "boolean" || !str(m.state, 20) || (m.text !== undefined && !str(m.text, 1 << 20))
-  ) return null;
-  if (m.file !== undefined) {
-    const f = m.file as Record<string, unknown>;
-    if (!f || typeof f !== "object" || !str(f.name, 1000) || typeof f.size !== "number") return null;
-  }
-  return o as Line;
 }
 
 /** The per-identity history: in memory for reading, appended to the sealed log for keeping. */
@@ -134,17 +69,13 @@ export class HistoryStore {
     readonly dir: string,
     private readonly userId: string,
     private readonly privateKey: PrivateKey,
-    private key: CryptoKey,
+    private key: RecordSeal,
     readonly perConversation: number,
     readonly maxMessages: number,
   ) {}
 
   get logPath(): string {
     return join(this.dir, "history.log");
-  }
-
-  private get aad(): Uint8Array<ArrayBuffer> {
-    return new TextEncoder().encode(`${RECORD_FORMAT}\n${this.userId}`);
   }
 
   /**
@@ -157,7 +88,7 @@ export class HistoryStore {
     privateKey: PrivateKey,
     opts: { perConversation?: number; maxMessages?: number } = {},
   ): Promise<HistoryStore> {
-    const key = await HistoryStore.loadKey(dir, userId, privateKey);
+    const key = await RecordSeal.open(dir, userId, privateKey);
     const h = new HistoryStore(
       dir,
       userId,
@@ -168,73 +99,6 @@ export class HistoryStore {
     );
     await h.load();
     return h;
-  }
-
-  private static async loadKey(dir: string, userId: string, privateKey: PrivateKey): Promise<CryptoKey> {
-    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    await Deno.chmod(dir, 0o700).catch(() => {});
-    const path = join(dir, "key.json");
-    let text: string | undefined;
-    try {
-      text = await Deno.readTextFile(path);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
-    if (text !== undefined) {
-      let raw: Uint8Array<ArrayBuffer>;
-      try {
-        const v = JSON.parse(text);
-        if (v?.format !== KEY_FORMAT || v.userId !== userId || typeof v.wrapped !== "string") throw 0;
-        raw = new Uint8Array(await privateKey.decrypt(v.wrapped));
-        if (raw.length !== 32) throw 0;
-      } catch {
-        throw new Error(
-          `${path} is not a history key of this identity (the history there is left untouched)`,
-        );
-      }
-      return await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
-    }
-    const raw = crypto.getRandomValues(new Uint8Array(32));
-    const wrapped = await encryptTo(privateKey.publicKey, raw);
-    const file = JSON.stringify({ format: KEY_FORMAT, userId, wrapped }) + "\n";
-    // A log without its key cannot be read again: start a new one.
-    await Deno.remove(join(dir, "history.log")).catch(() => {});
-    await Deno.writeTextFile(path, file, { mode: 0o600, createNew: true });
-    const k = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
-    raw.fill(0);
-    return k;
-  }
-
-  private async seal(line: Line): Promise<string> {
-    const iv = crypto.getRandomValues(new Uint8Array(12));
-    const ct = new Uint8Array(
-      await crypto.subtle.encrypt(
-        { name: "AES-GCM", iv, additionalData: this.aad },
-        this.key,
-        new TextEncoder().encode(JSON.stringify(line)),
-      ),
-    );
-    const out = new Uint8Array(12 + ct.length);
-    out.set(iv);
-    out.set(ct, 12);
-    return encodeBase64Url(out);
-  }
-
-  private async unseal(text: string): Promise<Line | null> {
-    if (text.length > MAX_LINE) return null;
-    const decoded = decodeBase64Url(text);
-    if (!decoded || decoded.length < 12 + 16) return null;
-    const bytes = new Uint8Array(decoded);
-    try {
-      const pt = await crypto.subtle.decrypt(
-        { name: "AES-GCM", iv: bytes.subarray(0, 12), additionalData: this.aad },
-        this.key,
-        bytes.subarray(12),
-      );
-      return parseLine(JSON.parse(new TextDecoder().decode(pt)));
-    } catch {
-      return null;
-    }
   }
 
   private async load(): Promise<void> {
@@ -248,7 +112,7 @@ export class HistoryStore {
     const raw = text.split("\n").filter((l) => l.length > 0);
     this.lines = raw.length;
     for (let i = 0; i < raw.length; i += 256) {
-      const batch = await Promise.all(raw.slice(i, i + 256).map((l) => this.unseal(l.trim())));
+      const batch = await Promise.all(raw.slice(i, i + 256).map((l) => this.key.unseal(l.trim())));
       for (const line of batch) {
         if (line) this.apply(line);
         else this.skipped++;
@@ -405,7 +269,7 @@ export class HistoryStore {
       while (this.queue.length) {
         const batch = this.queue;
         this.queue = [];
-        const sealed = await Promise.all(batch.map((l) => this.seal(l)));
+        const sealed = await Promise.all(batch.map((l) => this.key.seal(l)));
         const text = (this.needsNewline ? "\n" : "") + sealed.join("\n") + "\n";
         await Deno.writeTextFile(this.logPath, text, { append: true, mode: 0o600 });
         this.needsNewline = false;
@@ -428,7 +292,7 @@ export class HistoryStore {
     for (const [conv, ts] of this.readTs) lines.push({ t: "r", conv, ts });
     const sealed: string[] = [];
     for (let i = 0; i < lines.length; i += 256) {
-      sealed.push(...await Promise.all(lines.slice(i, i + 256).map((l) => this.seal(l))));
+      sealed.push(...await Promise.all(lines.slice(i, i + 256).map((l) => this.key.seal(l))));
     }
     const tmp = `${this.logPath}.${crypto.randomUUID()}.tmp`;
     await Deno.writeTextFile(tmp, sealed.length ? sealed.join("\n") + "\n" : "", { mode: 0o600 });
@@ -465,6 +329,6 @@ export class HistoryStore {
     await Deno.remove(join(this.dir, "key.json")).catch(() => {});
     this.lines = 0;
     this.needsNewline = false;
-    this.key = await HistoryStore.loadKey(this.dir, this.userId, this.privateKey);
+    this.key = await RecordSeal.open(this.dir, this.userId, this.privateKey);
   }
 }

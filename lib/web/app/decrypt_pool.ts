@@ -1,18 +1,19 @@
 /**
  * Concurrent RSA-OAEP decryption in the browser: a pool of Web Workers (one per core the browser reports, at most
  * 4). Chromium runs one page's WebCrypto operations one after another, so a file's 16-block chunks decrypt on one
- * core; spread over workers they use every core. Falls back to the page's own WebCrypto when workers cannot start.
+ * core; spread over workers they use every core. Falls back to the page's own WebCrypto when workers cannot start
+ * (and for what a worker held when it failed: a lost worker must not leave a decryption waiting forever).
  *
  * The main thread stays free: ciphertexts wait in a queue and are decoded and handed to the workers a few blocks
  * at a time ({@linkcode IN_FLIGHT} per worker), each reply sending the next block, so accepting a file whose
  * 150 chunks are all here costs the page one short task per block instead of one long one for all of them.
  *
- * {@linkcode usePool} makes a {@linkcode PrivateKey}'s `decrypt` use the pool (our own key, and the public
- * channel's key once opened); everything else about the key is unchanged (the client core and its runner call
- * `decrypt` as before).
+ * {@linkcode poolRunner} is the client core's crypto runner whose RSA decryptions (with our own key, and with the
+ * public channel's key once opened) run on the pool; everything else runs in the page's WebCrypto.
  *
  * @module
  */
+import { type CryptoRunner, WebCryptoRunner } from "../../client/client.ts";
 import type { PrivateKey } from "../../crypto/rsa.ts";
 import { decodeBase64Url } from "../../protocol/base64url.ts";
 import { concatBytes } from "../../protocol/der.ts";
@@ -44,7 +45,7 @@ interface Slot {
 /** A pool of decryption workers. */
 export class DecryptPool {
   private readonly workers: Slot[] = [];
-  private readonly sent = new Map<number, { job: Job; index: number }>();
+  private readonly sent = new Map<number, { job: Job; index: number; slot: Slot }>();
   /** Short ciphertexts (messages) go before file chunks. */
   private readonly urgent: Job[] = [];
   private readonly bulk: Job[] = [];
@@ -64,6 +65,9 @@ export class DecryptPool {
           if (s) this.settle(s.job, s.index, ok && data ? new Uint8Array(data) : null);
           this.pump();
         };
+        // A worker that cannot start (its script did not load) or fails is dropped; the page does its blocks.
+        w.onerror = (e) => (e.preventDefault(), this.lose(slot));
+        w.onmessageerror = () => this.lose(slot);
         this.workers.push(slot);
       } catch {
         break;
@@ -106,14 +110,38 @@ export class DecryptPool {
     if (--job.left === 0) job.resolve(concatBytes(...job.parts));
   }
 
-  /** Hand blocks to workers with room, messages first, then in arrival order. */
+  /** Worker `slot` is gone: the page decrypts what it held, and the rest goes to the others (or the page). */
+  private lose(slot: Slot): void {
+    const i = this.workers.indexOf(slot);
+    if (i < 0) return;
+    this.workers.splice(i, 1);
+    try {
+      slot.w.terminate();
+    } catch { /* gone already */ }
+    for (const [id, s] of this.sent) {
+      if (s.slot !== slot) continue;
+      this.sent.delete(id);
+      this.inPage(s.job, s.index);
+    }
+    this.pump();
+  }
+
+  /** Decrypt block `index` of `job` in the page (no worker left to take it). */
+  private inPage(job: Job, index: number): void {
+    crypto.subtle.decrypt({ name: "RSA-OAEP" }, job.key, new Uint8Array(job.blocks![index])).then(
+      (b) => this.settle(job, index, new Uint8Array(b)),
+      () => this.settle(job, index, null),
+    );
+  }
+
+  /** Hand blocks to workers with room, messages first, then in arrival order (to the page when none is left). */
   private pump(): void {
     for (;;) {
       const queue = this.urgent.length ? this.urgent : this.bulk;
       if (!queue.length) return;
-      let slot = this.workers[0];
-      for (const s of this.workers) if (s.busy < slot.busy) slot = s;
-      if (!slot || slot.busy >= IN_FLIGHT) return;
+      let slot: Slot | undefined = this.workers[0];
+      for (const s of this.workers) if (s.busy < slot!.busy) slot = s;
+      if (slot && slot.busy >= IN_FLIGHT) return;
       const job = queue[0];
       if (!job.blocks) {
         const bytes = decodeBase64Url(job.ciphertext);
@@ -129,24 +157,31 @@ export class DecryptPool {
       const index = job.next++;
       if (job.next >= job.blocks.length) queue.shift();
       if (job.failed) continue;
+      if (!slot) {
+        this.inPage(job, index);
+        continue;
+      }
       const id = this.nextMsg++;
       const buf = new Uint8Array(job.blocks[index]).buffer;
       const first = !slot.keys.has(job.keyId);
       slot.keys.add(job.keyId);
       slot.busy++;
-      this.sent.set(id, { job, index });
+      this.sent.set(id, { job, index, slot });
       slot.w.postMessage({ id, keyId: job.keyId, key: first ? job.key : undefined, block: buf }, [buf]);
     }
   }
 }
 
-let keyIds = 0;
-
-/** Make `key.decrypt` run its blocks on `pool` (same result and errors as before). */
-export function usePool(key: PrivateKey, pool: DecryptPool): void {
-  if (pool.size === 0) return;
-  const { decryptKey } = key.cryptoKeys();
-  const keyId = ++keyIds;
-  const k = key.modulusBytes;
-  key.decrypt = (ciphertext: string): Promise<Uint8Array> => pool.decrypt(keyId, decryptKey, ciphertext, k);
+/** The client core's crypto runner for `key` whose decryptions run on `pool` (in the page when it has no worker). */
+export function poolRunner(key: PrivateKey, pool: DecryptPool): CryptoRunner {
+  if (pool.size === 0) return new WebCryptoRunner(key);
+  // Each key (ours, the channel's, a new channel key) gets a number: the workers keep its CryptoKey by it.
+  const ids = new WeakMap<PrivateKey, number>();
+  let next = 0;
+  const decrypt = (k: PrivateKey, ciphertext: string): Promise<Uint8Array> => {
+    let id = ids.get(k);
+    if (id === undefined) ids.set(k, id = ++next);
+    return pool.decrypt(id, k.cryptoKeys().decryptKey, ciphertext, k.modulusBytes);
+  };
+  return new WebCryptoRunner(key, { decrypt });
 }

@@ -1,7 +1,7 @@
 /// <reference lib="dom" />
 /**
  * The web app's history, encrypted at rest in IndexedDB: every message of every conversation (time, sender, state,
- * signature status, file records), the app's state (unread counts, the replay dedupe) and the contents of received
+ * signature status, file records), the app's state (unread counts) and the contents of received
  * files up to {@linkcode FILE_QUOTA} in total (the oldest are evicted first; the app says so on each file).
  *
  * Everything is sealed with AES-GCM-256 under one key made in this browser with `extractable: false` and kept in
@@ -17,15 +17,11 @@ import type { ChatMessage } from "./model.ts";
 
 /** Received file contents kept in this browser, at most (oldest evicted first). */
 export const FILE_QUOTA = 50 * 1024 * 1024;
-/** Replay dedupe keys kept, at most (oldest forgotten first). */
-export const MAX_SEEN = 5000;
 
 /** The app state kept beside the messages. */
 export interface AppState {
   /** Unread counts by conversation. */
   unread: Record<string, number>;
-  /** Keys of messages already shown (a copy sent again is dropped), oldest first. */
-  seen: string[];
 }
 
 interface Sealed {
@@ -100,13 +96,14 @@ export class History {
         }
       } catch { /* skipped */ }
     }
-    const state: AppState = { unread: {}, seen: [] };
+    const state: AppState = { unread: {} };
     const s = await this.db.get<Sealed>("vault", "state");
     const b = s && await this.open(s);
     if (b) {
       try {
+        // (Older states also hold a replay dedupe list: the client core's store keeps that now.)
         const v = JSON.parse(dec.decode(b)) as AppState;
-        if (v && typeof v.unread === "object" && Array.isArray(v.seen)) Object.assign(state, v);
+        if (v && v.unread && typeof v.unread === "object") state.unread = v.unread;
       } catch { /* a fresh state */ }
     }
     return { messages, state };

@@ -2,81 +2,37 @@
 /// <reference lib="dom.iterable" />
 /**
  * The web app's entry (bundled into /app.js): first-run screen (create or import an identity), then the chat:
- * conversations, people, files, the network panel and the account panel (welcome.ts, message_view.ts,
- * network_view.ts draw parts). Everything here is view; the model is session.ts (with model.ts, transfers.ts
- * and history.ts).
+ * the header, the side panel (sidebar.ts), the conversation (conv_view.ts), the composer, and the dialogs
+ * (network_view.ts, account_view.ts, trust_view.ts); status_view.ts shows the connection, welcome.ts the first
+ * run, message_view.ts one message. Everything here is view; the model is session.ts and its parts.
  *
  * @module
  */
+import { askNotifications, openAccount } from "./account_view.ts";
+import { ConvView } from "./conv_view.ts";
 import { Db } from "./db.ts";
-import { DecryptPool, usePool } from "./decrypt_pool.ts";
+import { DecryptPool, poolRunner } from "./decrypt_pool.ts";
 import { h, replace } from "./dom.ts";
 import { History } from "./history.ts";
-import { type Identity, keyFileText, loadIdentity } from "./identity.ts";
-import { download, shortId, toast } from "./ui.ts";
-import { messageView, progressText } from "./message_view.ts";
+import { type Identity, loadIdentity } from "./identity.ts";
+import { type ChatMessage, PUBLIC } from "./model.ts";
 import { openNetwork } from "./network_view.ts";
+import { Session } from "./session.ts";
+import { Sidebar } from "./sidebar.ts";
+import { StatusView } from "./status_view.ts";
+import { toast } from "./ui.ts";
 import { welcome } from "./welcome.ts";
-import { type ChatMessage, type Conversation, PUBLIC, Session } from "./session.ts";
-import type { TrustView } from "./model.ts";
 
 const root = document.getElementById("app")!;
 const TITLE = "socp chat";
-
-/** A modal question with buttons; resolves with the label of the button pressed ("" when dismissed). */
-function ask(text: string, detail: string, buttons: { label: string; primary?: boolean }[]): Promise<string> {
-  const d = h("dialog", { class: "ask", "aria-labelledby": "ask-h" });
-  return new Promise((resolve) => {
-    const done = (v: string) => {
-      d.close();
-      d.remove();
-      resolve(v);
-    };
-    replace(
-      d,
-      h("h2", { id: "ask-h" }, text),
-      h("p", {}, detail),
-      h(
-        "div",
-        { class: "row" },
-        buttons.map((b) =>
-          h(
-            "button",
-            { type: "button", class: b.primary ? "primary" : "", onclick: () => done(b.label) },
-            b.label,
-          )
-        ),
-        h("button", { type: "button", onclick: () => done("") }, "Cancel"),
-      ),
-    );
-    d.addEventListener("cancel", () => done(""));
-    document.body.appendChild(d);
-    d.showModal();
-  });
-}
 
 // ---------------------------------------------------------------- the chat
 
 class View {
   private readonly shell: HTMLElement;
-  private readonly statusEl = h("span", {
-    class: "status",
-    role: "status",
-    "aria-live": "polite",
-    id: "status",
-  });
-  private readonly banner = h("div", { class: "banner", id: "link-banner", role: "status", hidden: true });
-  private readonly convList = h("ul", { id: "conversations", "aria-label": "Conversations" });
-  private readonly peopleList = h("ul", { id: "people", "aria-label": "People online" });
-  private readonly notifyHint = h("div", { class: "notify-hint" });
-  private readonly head = h("div", { class: "conv-head" });
-  private readonly log = h("div", {
-    class: "log",
-    role: "log",
-    "aria-live": "polite",
-    id: "messages",
-    tabindex: 0,
-  });
+  private readonly status: StatusView;
+  private readonly side: Sidebar;
+  private readonly conv: ConvView;
   private readonly text = h("textarea", {
     id: "composer-text",
     rows: 1,
@@ -87,18 +43,15 @@ class View {
   private readonly netDialog = h("dialog", { id: "network", "aria-labelledby": "network-h" });
   private readonly accountDialog = h("dialog", { id: "account", "aria-labelledby": "account-h" });
   private scheduled = false;
-  /** What each part showed when last drawn. */
-  private readonly parts = new Map<string, string>();
-  /** The element drawn for each message on screen, and what it showed. */
-  private readonly drawn = new Map<string, { sig: string; el: HTMLElement }>();
-  private lastConv = "";
-  private lastCount = -1;
-  private tickTimer: ReturnType<typeof setInterval> | undefined;
-  /** Object URLs of received files in this tab. */
-  private readonly urls = new WeakMap<Blob, string>();
-  private readonly loading = new Set<string>();
 
   constructor(private readonly s: Session) {
+    const redraw = () => this.render();
+    this.status = new StatusView({ retryNow: () => s.retryNow(), reconnect: () => s.reconnect() });
+    this.side = new Sidebar(s, {
+      open: (id) => this.open(id),
+      askNotifications: () => askNotifications(redraw),
+    });
+    this.conv = new ConvView(s, () => this.schedule(), redraw);
     const sendBtn = h("button", { class: "primary", type: "submit", id: "send" }, "Send");
     const composer = h("form", {
       class: "composer",
@@ -138,24 +91,32 @@ class View {
           h("strong", { id: "me-name", title: s.me.displayName }, s.me.displayName),
           h("span", { class: "mono", title: "Your key fingerprint", id: "me-fp" }, ""),
         ]),
-        this.statusEl,
+        this.status.word,
         h("button", {
           type: "button",
           id: "open-network",
           onclick: () => openNetwork(this.netDialog, (n) => this.s.maxFileBytes = n),
         }, "Network"),
-        h("button", { type: "button", id: "open-account", onclick: () => this.openAccount() }, "Account"),
+        h("button", {
+          type: "button",
+          id: "open-account",
+          onclick: () => openAccount(this.accountDialog, s, redraw),
+        }, "Account"),
       ]),
-      this.banner,
+      this.status.banner,
       h("div", { class: "main" }, [
         h("nav", { class: "side", id: "sidebar", "aria-label": "Conversations and people" }, [
-          this.notifyHint,
+          this.side.notifyHint,
           h("h2", {}, "Conversations"),
-          this.convList,
+          this.side.convList,
           h("h2", {}, "People"),
-          this.peopleList,
+          this.side.peopleList,
         ]),
-        h("section", { class: "conv", "aria-label": "Conversation" }, [this.head, this.log, composer]),
+        h("section", { class: "conv", "aria-label": "Conversation" }, [
+          this.conv.head,
+          this.conv.log,
+          composer,
+        ]),
       ]),
     ]);
     replace(
@@ -167,7 +128,7 @@ class View {
     );
     root.removeAttribute("aria-busy");
     s.onChange = () => this.schedule();
-    s.onProgress = (m) => this.progress(m);
+    s.onProgress = (m) => this.conv.progress(m);
     s.onIncoming = (m) => this.notify(m);
     s.onSignedOut = () => location.reload();
     const vis = () => {
@@ -225,7 +186,8 @@ class View {
   private notify(m: ChatMessage): void {
     if (this.s.role !== "leader" || this.s.anyTabVisible()) return;
     if (typeof Notification !== "function" || Notification.permission !== "granted") return;
-    const who = m.conv === PUBLIC ? `${this.s.label(m.from)} in the public channel` : this.s.label(m.from);
+    const label = this.s.people.label(m.from);
+    const who = m.conv === PUBLIC ? `${label} in the public channel` : label;
     const body = m.file ? `offers a file: ${m.file.name}` : m.text.slice(0, 140);
     try {
       const n = new Notification(who, { body, tag: m.id });
@@ -237,541 +199,22 @@ class View {
     } catch { /* notifications unavailable here */ }
   }
 
-  private async askNotifications(): Promise<void> {
-    if (typeof Notification !== "function") return toast("This browser has no notifications.");
-    const p = await Notification.requestPermission();
-    toast(
-      p === "granted"
-        ? "Notifications on: you are told of new messages while this tab is hidden."
-        : "Notifications are blocked for this site (the browser's site settings can allow them).",
-    );
-    this.render();
-  }
-
-  private openAccount(): void {
-    const d = this.accountDialog;
-    const s = this.s;
-    const perm = typeof Notification === "function" ? Notification.permission : "denied";
-    replace(d, [
-      h("h2", { id: "account-h" }, "Account"),
-      h("dl", { class: "kv" }, [
-        h("dt", {}, "Name"),
-        h("dd", { class: "ellipsis" }, s.me.displayName),
-        h("dt", {}, "User id"),
-        h("dd", { class: "mono" }, s.me.userId),
-        h("dt", {}, "Key fingerprint"),
-        h("dd", { class: "mono" }, s.myFingerprint),
-      ]),
-      h("div", { class: "stack" }, [
-        h("button", {
-          type: "button",
-          id: "export-key",
-          onclick: () => this.exportKey(),
-        }, "Export key"),
-        perm === "default"
-          ? h("button", {
-            type: "button",
-            id: "enable-notifications",
-            onclick: () => this.askNotifications(),
-          }, "Turn on notifications")
-          : h("p", { class: "small muted" }, `Notifications: ${perm === "granted" ? "on" : "blocked"}.`),
-        h("button", {
-          type: "button",
-          id: "wipe-history",
-          onclick: async () => {
-            const r = await ask(
-              "Delete all history?",
-              "Every conversation and every received file kept in this browser is deleted, in all its tabs. Your identity stays.",
-              [{ label: "Delete all history", primary: true }],
-            );
-            if (r) {
-              await s.wipeHistory();
-              toast("All history deleted.");
-            }
-          },
-        }, "Delete all history…"),
-        h("button", { type: "button", id: "sign-out", onclick: () => this.signOut() }, "Sign out…"),
-      ]),
-      h("form", { method: "dialog" }, h("button", { type: "submit" }, "Close")),
-    ]);
-    if (!d.open) d.showModal();
-  }
-
-  private exportKey(): void {
-    const s = this.s;
-    download(`${s.me.displayName.replace(/[^\w.-]+/g, "_") || "me"}.json`, keyFileText(s.me));
-    toast("Key file saved. It is sealed with your passphrase; keep both.");
-  }
-
-  private async signOut(): Promise<void> {
-    for (;;) {
-      const r = await ask(
-        "Sign out of this browser?",
-        "Your key, contacts and history are deleted from this browser (all its tabs). To use this identity again, " +
-          "here or elsewhere, you need its key file: export it first.",
-        [{ label: "Export key first" }, { label: "Sign out and delete", primary: true }],
-      );
-      if (r === "Export key first") {
-        this.exportKey();
-        continue;
-      }
-      if (r !== "Sign out and delete") return;
-      await this.s.signOut();
-      location.reload();
-      return;
-    }
-  }
-
   render(): void {
     const s = this.s;
     this.shell.dataset.role = s.role; // whether this tab holds the connection
     document.getElementById("me-fp")!.textContent = s.myFingerprint;
-    this.renderStatus();
+    this.status.render(s.status);
     this.title();
-    const perm = typeof Notification === "function" ? Notification.permission : "denied";
     // Each part is drawn again only when what it shows changed (a redraw during a file transfer stays short).
-    if (this.changedPart("hint", perm)) {
-      replace(
-        this.notifyHint,
-        perm === "default"
-          ? h("button", {
-            type: "button",
-            class: "link-button small",
-            id: "notify-hint",
-            onclick: () => this.askNotifications(),
-          }, "Get notified of new messages")
-          : null,
-      );
-    }
-
-    // conversations: public first, then DMs by latest activity
-    const convs = [...s.conversations.values()].filter((c) => c.id === PUBLIC || c.messages.length);
-    convs.sort((a, b) =>
-      a.id === PUBLIC ? -1 : b.id === PUBLIC ? 1 : (b.messages.at(-1)?.ts ?? 0) - (a.messages.at(-1)?.ts ?? 0)
-    );
-    const convSig = JSON.stringify(
-      convs.map((c) => [c.id, s.label(c.id), c.unread, c.id === s.current, s.isOnline(c.id)]),
-    );
-    if (this.changedPart("convs", convSig)) replace(this.convList, convs.map((c) => this.convItem(c)));
-
-    const people = s.people().filter((p) => p.userId !== s.me.userId);
-    const peopleSig = JSON.stringify(
-      people.map((p) => {
-        const t = s.trustOf(p.userId);
-        return [
-          p.userId,
-          s.label(p.userId),
-          p.online,
-          p.serverId,
-          p.fingerprint,
-          s.serverId,
-          t?.verified,
-          !!t?.pending,
-        ];
-      }),
-    );
-    if (this.changedPart("people", peopleSig)) {
-      replace(
-        this.peopleList,
-        people.length
-          ? people.map((p) =>
-            h(
-              "li",
-              {},
-              h("button", {
-                type: "button",
-                class: "person",
-                "data-user": p.userId,
-                "aria-label": `${s.label(p.userId)}, ${p.online ? "online" : "offline"}, home ${
-                  this.serverLabel(p.serverId)
-                }, key ${p.fingerprint}. Open conversation`,
-                onclick: () => this.open(p.userId),
-              }, [
-                h("span", { class: `dot ${p.online ? "on" : ""}`, "aria-hidden": "true" }),
-                h("span", { class: "who" }, [
-                  h("span", { class: "name", title: s.label(p.userId) }, [
-                    s.label(p.userId),
-                    s.trustOf(p.userId)?.verified ? h("span", { class: "trust-verified" }, " ✓") : null,
-                    s.trustOf(p.userId)?.pending ? h("span", { class: "trust-changed" }, " ⚠") : null,
-                  ]),
-                  h("span", { class: "sub mono" }, `key ${p.fingerprint.slice(0, 19)}…`),
-                  h("span", { class: "sub" }, `home: ${this.serverLabel(p.serverId)}`),
-                ]),
-              ]),
-            )
-          )
-          : [h("li", { class: "muted small" }, "Nobody else is online yet.")],
-      );
-    }
-
-    const conv = s.conv(s.current);
-    const person = people.find((p) => p.userId === s.current);
-    const trust = s.current === PUBLIC ? null : s.trustOf(s.current);
-    const keys = s.keys();
-    const headSig = JSON.stringify([
-      s.current,
-      s.label(s.current),
-      conv.messages.length > 0,
-      person?.online,
-      person?.serverId,
-      person?.fingerprint,
-      s.serverId,
-      trust,
-      s.current === PUBLIC ? keys : null,
-    ]);
-    if (this.changedPart("head", headSig)) {
-      replace(
-        this.head,
-        h("div", { class: "conv-title-row" }, [
-          h("h2", { id: "conv-title", title: s.label(s.current) }, s.label(s.current)),
-          trust
-            ? h(
-              "span",
-              { class: `trust trust-${trust.trust}`, id: "trust-mark", "data-trust": trust.trust },
-              trust.trust === "verified"
-                ? "✓ verified"
-                : trust.trust === "derived"
-                ? "✓ key matches id"
-                : trust.trust === "changed"
-                ? "⚠ key changed"
-                : "not verified",
-            )
-            : null,
-          trust
-            ? h("button", {
-              type: "button",
-              class: "small-button",
-              id: "safety-code",
-              onclick: () => this.openSafety(s.current),
-            }, "Safety code")
-            : null,
-          conv.messages.length
-            ? h("button", {
-              type: "button",
-              class: "small-button",
-              id: "delete-conv",
-              onclick: () => this.deleteConv(conv.id),
-            }, "Delete…")
-            : null,
-        ]),
-        s.current === PUBLIC
-          ? h("span", { class: "small muted" }, [
-            "Everyone on the network reads this channel, and every server holds its key: it protects against " +
-            "observers of the network only.",
-            keys.channel
-              ? h("span", { class: "mono", id: "channel-key" }, ` Channel key ${keys.channel}.`)
-              : "",
-          ])
-          : h("span", { class: "small muted mono conv-sub" }, [
-            person ? (person.online ? "online" : "offline: messages are queued by their server") : "",
-            person
-              ? ` · home ${this.serverLabel(person.serverId)} · ${trust ? "pinned key" : "key"} ${
-                trust?.fingerprint || person.fingerprint
-              }`
-              : "",
-          ]),
-        trust?.pending ? this.keyWarning(s.current, trust) : null,
-        s.current === PUBLIC && keys.serverPending
-          ? h("div", { class: "key-warning", role: "alert", id: "server-key-warning" }, [
-            h(
-              "p",
-              {},
-              `⚠ Your server presents a different key than the one pinned at first contact: pinned ${keys.server}, ` +
-                `now ${keys.serverPending}. Public channel keys from it are refused until you accept it.`,
-            ),
-            h("button", { type: "button", onclick: () => s.trustServerKey() }, "Accept the server's new key"),
-          ])
-          : null,
-      );
-    }
+    const people = s.people.list().filter((p) => p.userId !== s.me.userId);
+    this.side.render(people);
+    this.conv.render(people);
     // Sending to a contact whose key changed is blocked until the new key is accepted.
-    const blocked = !!trust?.pending;
+    const label = s.people.label(s.current);
+    const blocked = s.current !== PUBLIC && !!s.people.trustOf(s.current)?.pending;
     this.text.disabled = blocked;
-    this.text.placeholder = blocked
-      ? `Blocked: ${s.label(s.current)}'s key changed (see above)`
-      : "Write a message";
-    this.renderLog(conv);
-    this.text.setAttribute("aria-label", `Message to ${s.label(s.current)}`);
-  }
-
-  /** The warning shown in a conversation whose contact presented a new key. */
-  private keyWarning(userId: string, t: TrustView): HTMLElement {
-    const s = this.s;
-    const label = s.label(userId);
-    return h("div", { class: "key-warning", role: "alert", id: "key-warning" }, [
-      h("p", {}, [
-        h("strong", {}, `⚠ ${label}'s key changed.`),
-        t.verified
-          ? " You had verified them: this is a hard stop. Someone may be impersonating them, or they reinstalled."
-          : " Someone may be impersonating them, or they made a new key (a new device, a reinstall).",
-      ]),
-      h("dl", { class: "kv small" }, [
-        h("dt", {}, "Pinned key"),
-        h("dd", { class: "mono", id: "old-fp" }, t.fingerprint),
-        h("dt", {}, "New key"),
-        h("dd", { class: "mono", id: "new-fp" }, t.pending!.fingerprint),
-        h("dt", {}, "New safety code"),
-        h("dd", { class: "mono" }, t.pending!.safetyCode),
-      ]),
-      h(
-        "p",
-        { class: "small" },
-        `Messages to ${label} are not sent until you accept the new key. Compare the new safety code with them ` +
-          "(in person or on a call) first.",
-      ),
-      t.verified
-        ? h("button", {
-          type: "button",
-          id: "unverify",
-          onclick: async () => {
-            const r = await ask(
-              `Remove the verified mark of ${label}?`,
-              "Only if you compared the new safety code with them in person or on a call. Then you can accept the new key.",
-              [{ label: "Remove the mark", primary: true }],
-            );
-            if (r) s.setVerified(userId, false);
-          },
-        }, "Remove the verified mark…")
-        : h("button", {
-          type: "button",
-          class: "primary",
-          id: "accept-key",
-          onclick: () => s.trustKey(userId),
-        }, "Accept new key"),
-    ]);
-  }
-
-  /** The safety code panel of a conversation: both fingerprints, the code, and the "verified" mark. */
-  private openSafety(userId: string): void {
-    const s = this.s;
-    const t = s.trustOf(userId);
-    const d = h("dialog", { id: "safety", "aria-labelledby": "safety-h" });
-    const close = () => {
-      d.close();
-      d.remove();
-    };
-    if (!t) return;
-    replace(d, [
-      h("h2", { id: "safety-h" }, `Safety code with ${s.label(userId)}`),
-      h(
-        "p",
-        { class: "small" },
-        `Compare these digits with what ${s.label(userId)} sees on their device (in person or on a call). ` +
-          "If they match, nobody is in the middle: mark them verified, and a later key change becomes a hard stop.",
-      ),
-      h("p", { class: "mono safety-code", id: "safety-digits" }, t.safetyCode),
-      h("dl", { class: "kv small" }, [
-        h("dt", {}, "Your key"),
-        h("dd", { class: "mono" }, s.myFingerprint),
-        h("dt", {}, "Their key"),
-        h("dd", { class: "mono" }, t.fingerprint),
-      ]),
-      t.derived
-        ? h(
-          "p",
-          { class: "small" },
-          "Their user id is derived from this key: it cannot be reused with another one.",
-        )
-        : null,
-      h("div", { class: "row" }, [
-        h("button", {
-          type: "button",
-          class: t.verified ? "" : "primary",
-          id: "toggle-verified",
-          onclick: () => {
-            s.setVerified(userId, !t.verified);
-            close();
-          },
-        }, t.verified ? "Remove the verified mark" : "Mark as verified"),
-        h("button", { type: "button", onclick: close }, "Close"),
-      ]),
-    ]);
-    d.addEventListener("cancel", close);
-    document.body.appendChild(d);
-    d.showModal();
-  }
-
-  /** True (and remembered) when part `name` would show something else than last time. */
-  private changedPart(name: string, sig: string): boolean {
-    if (this.parts.get(name) === sig) return false;
-    this.parts.set(name, sig);
-    return true;
-  }
-
-  /** The messages of `conv`: an element is made again only for a message that changed. */
-  private renderLog(conv: Conversation): void {
-    const s = this.s;
-    if (this.lastConv !== conv.id) this.drawn.clear();
-    const actions = {
-      label: (id: string) => this.s.label(id),
-      accept: (m: ChatMessage) => this.s.accept(m),
-      decline: (m: ChatMessage) => this.s.decline(m),
-      url: (m: ChatMessage) => this.fileUrl(m),
-    };
-    const els: Element[] = [];
-    const keep = new Set<string>();
-    for (const m of conv.messages) {
-      const f = m.file;
-      const sig = JSON.stringify([
-        m.text,
-        m.ts,
-        m.state,
-        m.detail,
-        m.verified,
-        m.warning,
-        m.dir === "out" ? "" : s.label(m.from),
-        f && [f.phase, f.name, f.size, f.sha256, f.kept, f.evicted, f.problem, this.fileUrl(m)],
-      ]);
-      let d = this.drawn.get(m.id);
-      if (!d || d.sig !== sig) {
-        d = { sig, el: messageView(m, actions) };
-        this.drawn.set(m.id, d);
-      }
-      keep.add(m.id);
-      els.push(d.el);
-    }
-    for (const id of this.drawn.keys()) if (!keep.has(id)) this.drawn.delete(id);
-    if (!els.length) {
-      els.push(h(
-        "p",
-        { class: "empty" },
-        s.current === PUBLIC ? "No public messages yet. Say hello!" : "No messages yet.",
-      ));
-    }
-    const now = this.log.children;
-    if (now.length === els.length && els.every((e, i) => now[i] === e)) return;
-    const stick = this.lastConv !== conv.id || conv.messages.length !== this.lastCount ||
-      this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 60;
-    this.log.replaceChildren(...els);
-    if (stick) this.log.scrollTop = this.log.scrollHeight;
-    this.lastConv = conv.id;
-    this.lastCount = conv.messages.length;
-  }
-
-  /** The header's short status, and the banner that says what is going on with a button to act. */
-  private renderStatus(): void {
-    const st = this.s.status;
-    const kind = st.kind === "online" ? "online" : st.kind === "connecting" ? "connecting" : "offline";
-    this.statusEl.className = `status ${kind}`;
-    this.statusEl.dataset.state = st.kind;
-    this.statusEl.textContent = st.kind === "online"
-      ? "Online"
-      : st.kind === "connecting"
-      ? (st.attempt > 1 ? "Reconnecting…" : "Connecting…")
-      : st.kind === "elsewhere"
-      ? "Signed in elsewhere"
-      : st.kind === "refused"
-      ? "Not accepted"
-      : "Offline";
-    const b = this.banner;
-    if (!this.changedPart("status", JSON.stringify(st))) return;
-    clearInterval(this.tickTimer);
-    this.tickTimer = undefined;
-    if (st.kind === "online" || st.kind === "connecting") {
-      b.hidden = true;
-      replace(b);
-      return;
-    }
-    b.hidden = false;
-    b.dataset.kind = st.kind;
-    if (st.kind === "offline") {
-      b.dataset.retryAt = String(st.retryAt);
-      const wait = h("span", { id: "retry-wait" });
-      const tick = () => {
-        const s = Math.max(0, Math.ceil((st.retryAt - Date.now()) / 1000));
-        wait.textContent = st.retryAt ? (s > 0 ? ` Trying again in ${s} s.` : " Trying again now…") : "";
-      };
-      tick();
-      this.tickTimer = setInterval(tick, 1000);
-      replace(b, [
-        h("span", {}, `Offline: ${st.reason}.`),
-        wait,
-        h("button", { type: "button", id: "retry-now", onclick: () => this.s.retryNow() }, "Retry now"),
-      ]);
-    } else {
-      replace(b, [
-        h("span", { id: "link-reason" }, st.reason),
-        h(
-          "button",
-          { type: "button", id: "use-here", onclick: () => this.s.reconnect() },
-          st.kind === "elsewhere" ? "Use this identity here" : "Try again",
-        ),
-      ]);
-    }
-  }
-
-  private async deleteConv(id: string): Promise<void> {
-    const r = await ask(
-      `Delete the conversation with ${this.s.label(id)}?`,
-      "Its messages and received files are deleted from this browser (all its tabs). Others keep their copies.",
-      [{ label: "Delete conversation", primary: true }],
-    );
-    if (r) this.s.deleteConversation(id);
-  }
-
-  /** The download URL of a received file in this tab (a kept file is decrypted from the history first). */
-  private fileUrl(m: ChatMessage): string | null {
-    const f = m.file;
-    if (!f) return null;
-    if (f.blob) {
-      let u = this.urls.get(f.blob);
-      if (!u) {
-        u = URL.createObjectURL(f.blob);
-        this.urls.set(f.blob, u);
-      }
-      return u;
-    }
-    if (f.kept && !this.loading.has(m.id)) {
-      this.loading.add(m.id);
-      this.s.fileBlob(m).then(() => this.schedule()).finally(() => this.loading.delete(m.id));
-    }
-    return null;
-  }
-
-  /** "this server" or a short server id. */
-  private serverLabel(id: string): string {
-    return id && id === this.s.serverId ? "this server" : `server ${shortId(id)}`;
-  }
-
-  private convItem(c: Conversation): HTMLElement {
-    const s = this.s;
-    const label = s.label(c.id);
-    const online = c.id === PUBLIC || s.isOnline(c.id);
-    return h(
-      "li",
-      {},
-      h("button", {
-        type: "button",
-        class: "conv-item",
-        "data-conv": c.id,
-        "aria-current": c.id === s.current ? "true" : "false",
-        "aria-label": `${label}${c.unread ? `, ${c.unread} unread` : ""}`,
-        onclick: () => this.open(c.id),
-      }, [
-        h("span", { class: `dot ${online ? "on" : ""}`, "aria-hidden": "true" }),
-        h("span", { class: "name conv-name", title: label }, label),
-        c.unread ? h("span", { class: "badge", "aria-hidden": "true" }, String(c.unread)) : null,
-      ]),
-    );
-  }
-
-  /** Move one progress bar and its text now (a redraw of everything waits for the next frame). */
-  private progress(m: ChatMessage): void {
-    const f = m.file;
-    const box = () => this.log.querySelector(`article[data-id="${m.id}"]`);
-    let el = box();
-    if (!el && m.conv === this.s.current) {
-      this.render(); // the transfer is newer than the last frame: draw it now, so every step shows
-      el = box();
-    }
-    const bar = el?.querySelector("progress.file-progress") as HTMLProgressElement | null;
-    if (!f || !bar) return;
-    const pct = f.size ? Math.round((f.done / f.size) * 100) : 100;
-    bar.value = pct;
-    bar.setAttribute("value", String(pct));
-    bar.setAttribute("aria-label", `${m.dir === "out" ? "Sending" : "Receiving"} ${f.name}: ${pct}%`);
-    const text = el!.querySelector(".progress-text");
-    if (text) text.textContent = progressText(m, f);
+    this.text.placeholder = blocked ? `Blocked: ${label}'s key changed (see above)` : "Write a message";
+    this.text.setAttribute("aria-label", `Message to ${label}`);
   }
 }
 
@@ -814,9 +257,7 @@ async function start(): Promise<void> {
     // Decryptions of incoming files and messages run on a pool of workers, one per core (at most 4): with our
     // key, and with the public channel's key once it is opened.
     const pool = new DecryptPool("/decrypt-worker.js", Math.min(navigator.hardwareConcurrency || 1, 4));
-    usePool(id.key, pool);
-    const s = new Session(id, db, history, url);
-    s.onChannelKey = (k) => usePool(k, pool);
+    const s = new Session(id, db, history, url, poolRunner(id.key, pool));
     new View(s);
     try {
       const n = await (await fetch("/api/network", { cache: "no-store" })).json();

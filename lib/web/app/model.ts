@@ -5,8 +5,6 @@
  * @module
  */
 import type { OutgoingMessage } from "../../client/client.ts";
-import { msgRef } from "../../protocol/msg_ref.ts";
-import { canonicalPayloadBytes } from "../../protocol/preimages.ts";
 
 /** The public channel's conversation id. */
 export const PUBLIC = "public";
@@ -98,10 +96,30 @@ export interface Person {
   fingerprint: string;
 }
 
-/** The ACK reference of a payload: base64url of SHA-256 of its canonical bytes. */
-export async function ackRef(payload: unknown): Promise<string> {
-  const bytes = new Uint8Array(canonicalPayloadBytes(payload));
-  return msgRef(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
+/** Our server's and the public channel's keys, as the app shows them. */
+export interface KeysView {
+  /** Fingerprint of the server's pinned key ("" before). */
+  server: string;
+  /** Fingerprint of a different key our server presents now, not accepted yet ("" when none). */
+  serverPending: string;
+  /** Fingerprint of the public channel's key ("" before it arrived). */
+  channel: string;
+}
+
+/** What the leader tab tells the others about people and keys. */
+export interface PeopleSnapshot {
+  people: Person[];
+  labels: Record<string, string>;
+  serverId: string;
+  trust: Record<string, TrustView>;
+  keys: KeysView;
+}
+
+/** Insert `m` into `list` by its `ts` (after messages with the same time). */
+export function insertSorted(list: ChatMessage[], m: ChatMessage): void {
+  let i = list.length;
+  while (i > 0 && list[i - 1].ts > m.ts) i--;
+  list.splice(i, 0, m);
 }
 
 /** What a message's send state means, for the user. */
@@ -118,6 +136,20 @@ export function describe(o: OutgoingMessage): string {
     case "failed":
       return "not sent";
   }
+}
+
+/** The text of the countdown `retryAt - now` ms before the next attempt ("" when none is scheduled). */
+export function retryText(retryAt: number, now: number): string {
+  if (!retryAt) return "";
+  const s = Math.ceil((retryAt - now) / 1000);
+  return s > 0 ? ` Trying again in ${s} s.` : " Trying again now…";
+}
+
+/** Milliseconds until {@linkcode retryText} changes (null: it never does). */
+export function nextChangeIn(retryAt: number, now: number): number | null {
+  const left = retryAt - now;
+  if (!retryAt || left <= 0) return null;
+  return left - (Math.ceil(left / 1000) - 1) * 1000;
 }
 
 /** SHA-256 fingerprint of an SPKI, "abcd:ef01:…" (16 bytes), as the node shows its own. */

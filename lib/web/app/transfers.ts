@@ -7,7 +7,7 @@
  */
 import { type ClientEvent, FileStopped, type SocpClient } from "../../client/client.ts";
 import { sanitizeFileName } from "../../client/filenames.ts";
-import { ackRef, type ChatMessage, PUBLIC } from "./model.ts";
+import { type ChatMessage, PUBLIC } from "./model.ts";
 
 /** What the transfers need from the session that owns them. */
 export interface TransferHost {
@@ -45,8 +45,6 @@ export class Transfers {
   private readonly sending = new Map<string, ChatMessage>();
   /** Files being sent whose id the client has not named yet. */
   private readonly unbound: ChatMessage[] = [];
-  /** ACK reference of a sent file's FILE_END -> its message. */
-  private readonly fileAcks = new Map<string, ChatMessage>();
 
   /** Transfers reporting to `host`. */
   constructor(private readonly host: TransferHost) {}
@@ -56,13 +54,11 @@ export class Transfers {
     const host = this.host;
     switch (e.kind) {
       case "ack": {
-        const f = this.fileAcks.get(e.msgRef);
-        if (f?.file) {
-          this.fileAcks.delete(e.msgRef);
-          if (f.file.phase !== "failed") {
-            f.file.phase = "complete";
-            f.detail = "relayed whole by the server";
-          }
+        // The server relayed a file of ours whole (the ACK names it).
+        const f = e.fileId ? this.sending.get(e.fileId) : undefined;
+        if (f?.file && f.file.phase === "sending") {
+          f.file.phase = "complete";
+          f.detail = "relayed whole by the server";
           host.changed(f);
         }
         break;
@@ -210,10 +206,7 @@ export class Transfers {
       m.file!.fileId = fileId;
       if (this.unbound.includes(m)) this.unbound.splice(this.unbound.indexOf(m), 1);
       this.sending.set(fileId, m); // a refusal may still come (the receiver checks at FILE_START and at the end)
-      if (m.file!.phase === "sending") {
-        m.detail = "sent; waiting for the server to confirm";
-        this.fileAcks.set(await ackRef({ file_id: fileId }), m);
-      }
+      if (m.file!.phase === "sending") m.detail = "sent; waiting for the server to confirm";
       this.host.changed(m);
     } catch (e) {
       if (this.unbound.includes(m)) this.unbound.splice(this.unbound.indexOf(m), 1);

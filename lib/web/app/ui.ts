@@ -1,10 +1,11 @@
 /// <reference lib="dom" />
 /**
- * Small view helpers shared by the web app's screens: a download, a toast, and how times, sizes and ids are shown.
+ * Small view helpers shared by the web app's screens: a modal question, a download, a toast, and how times, sizes,
+ * ids and servers are shown.
  *
  * @module
  */
-import { h } from "./dom.ts";
+import { h, replace } from "./dom.ts";
 
 /** Offer `text` to the user as a downloaded file called `name`. */
 export function download(name: string, text: string): void {
@@ -47,4 +48,45 @@ export function mib(n: number): string {
 /** A long id shortened for display. */
 export function shortId(id: string): string {
   return id.length > 13 ? `${id.slice(0, 8)}…` : id;
+}
+
+/** "this server" (when `id` is `ours`) or a short server id. */
+export function serverLabel(id: string, ours: string): string {
+  return id && id === ours ? "this server" : `server ${shortId(id)}`;
+}
+
+/** A modal question with buttons; resolves with the label of the button pressed ("" when dismissed). */
+export function ask(
+  text: string,
+  detail: string,
+  buttons: { label: string; primary?: boolean }[],
+): Promise<string> {
+  const d = h("dialog", { class: "ask", "aria-labelledby": "ask-h" });
+  return new Promise((resolve) => {
+    const done = (v: string) => {
+      d.close();
+      d.remove();
+      resolve(v);
+    };
+    replace(
+      d,
+      h("h2", { id: "ask-h" }, text),
+      h("p", {}, detail),
+      h(
+        "div",
+        { class: "row" },
+        buttons.map((b) =>
+          h(
+            "button",
+            { type: "button", class: b.primary ? "primary" : "", onclick: () => done(b.label) },
+            b.label,
+          )
+        ),
+        h("button", { type: "button", onclick: () => done("") }, "Cancel"),
+      ),
+    );
+    d.addEventListener("cancel", () => done(""));
+    document.body.appendChild(d);
+    d.showModal();
+  });
 }
