@@ -39,8 +39,17 @@ import {
 import type { Accept, DialHandlers, Socket, Transport } from "../../lib/net/transport.ts";
 import { Logger } from "../../lib/net/log.ts";
 import { Counters } from "../../lib/net/http.ts";
+import { Store } from "../../lib/store/sqlite.ts";
+import type { SealedKey } from "../../lib/crypto/keyfile.ts";
 import { setImmediate } from "node:timers";
 import { ForeignNode } from "./foreign.ts";
+
+/** The simulation's DM id in a ciphertext (`ct.<id>`, then `~` and filler when padded). */
+function dmIdOf(ciphertext: unknown): string | undefined {
+  return typeof ciphertext === "string" && ciphertext.startsWith("ct.")
+    ? ciphertext.slice(3).split("~")[0]
+    : undefined;
+}
 
 /** mulberry32: a small, good-enough seeded PRNG. */
 export class Rng {
@@ -74,9 +83,35 @@ export interface Faults {
   duplicate: number;
   /** A frame (and the frames behind it on its connection) is held back; frames on other connections overtake it. */
   reorder: number;
+  /**
+   * A store write fails (the disk is full, the database is locked): per write, on every node. The node is
+   * crash-only: it stops at once and is restarted from its database a moment later.
+   */
+  storeFail?: number;
+  /** A user stops reading its connection for a while (its node's socket buffer fills; drain, too-slow, linger). */
+  stall?: number;
 }
 
 export const NO_FAULTS: Faults = { breakLink: 0, duplicate: 0, reorder: 0 };
+
+/** What an injected store failure throws (told apart from a real failure, which is a violation). */
+export const INJECTED = "sim: injected store write failure";
+
+/** Network ticks: a socket's buffer is drained every this many simulated ms. */
+export const DRAIN_MS = 5;
+
+/** Bytes a reader takes from its connection per drain tick (a user that keeps up, another server). */
+export const READ_BYTES = 32 * 1024;
+
+/** The sealed-key row the simulated channel key stands for (its crypto is simulated, see channelKeysOf). */
+const SIM_SEALED = {
+  kdf: "PBKDF2-SHA256",
+  iterations: 600_000,
+  salt: "sim",
+  cipher: "AES-256-GCM",
+  iv: "sim",
+  data: "sim",
+} as unknown as SealedKey;
 
 type Endpoint =
   | { kind: "node"; node: SimNode; conn: number; sock: SimSocket }
@@ -92,26 +127,44 @@ export interface Pipe {
   lastAt: [number, number];
 }
 
-/** A node's end of a pipe, as its executor sees it: a transport {@linkcode Socket}. */
+/**
+ * A node's end of a pipe, as its executor sees it: a transport {@linkcode Socket} with a send buffer, as the
+ * runtime's WebSocket has. `send` appends to the buffer (`bufferedAmount` grows); the network drains it every
+ * {@linkcode DRAIN_MS} by what the peer reads (nothing while a user has stopped reading), so the executor's drain,
+ * too-slow cut and lingering run as they do over TCP. `close` waits for the buffer to empty (a close frame goes
+ * after the data), so a socket cut while its peer does not read lingers until the peer reads or goes away.
+ */
 class SimSocket implements Socket {
   onMessage: (data: unknown) => void = () => {};
   onClose: () => void = () => {};
-  readonly bufferedAmount = 0;
+  /** Frames handed over and not yet on the wire. */
+  readonly buffer: string[] = [];
+  bufferedAmount = 0;
+  /** `close` was called: the pipe closes once the buffer is empty. */
+  closing = false;
+  /** A drain job is scheduled. */
+  draining = false;
   constructor(
     private readonly sim: Sim,
-    private readonly pipe: Pipe,
-    private readonly dir: 0 | 1,
+    readonly pipe: Pipe,
+    readonly dir: 0 | 1,
     /** The node run that owns this end is still up (a crashed run neither sends nor hears). */
     readonly alive: () => boolean,
   ) {}
   get open(): boolean {
-    return this.pipe.open;
+    return this.pipe.open && !this.closing;
   }
   send(text: string): void {
-    if (this.pipe.open && this.alive()) this.sim.transmit(this.pipe, this.dir, text);
+    if (!this.pipe.open || this.closing || !this.alive()) return;
+    this.buffer.push(text);
+    this.bufferedAmount += text.length;
+    this.sim.drainLater(this);
   }
   close(): void {
-    if (this.alive()) this.sim.closePipe(this.pipe);
+    if (!this.alive() || this.closing) return;
+    this.closing = true;
+    if (this.buffer.length === 0) this.sim.closePipe(this.pipe);
+    else this.sim.drainLater(this);
   }
 }
 
@@ -143,21 +196,12 @@ export interface SimNode {
   ex: Executor | null;
   /** Which run of the node is current: bumped at each start and crash. */
   gen: number;
-  store: {
-    nextRow: number;
-    serverId: string;
-    users: Map<string, UserRecord>;
-    servers: Map<string, ServerRecord>;
-    homes: Map<string, string>;
-    queue: Map<string, { id: number; at: number; frame: Envelope }[]>;
-    outbox: Map<string, { id: number; at: number; ref: string; frame: Envelope }[]>;
-    channel: { version: number; creatorPub: string; members: Set<string> } | null;
-    acceptedRefs: Map<string, number>;
-    pins: Map<string, string>;
-    seen: Map<string, number>;
-  };
+  /** The node's database: the real store over in-memory SQLite (it outlives crashes, as the file does). */
+  db: Store;
   pipes: Map<number, Pipe>;
   nextConn: number;
+  /** The shell's counters (kept across restarts: too-slow cuts and so on). */
+  counters: Counters;
 }
 
 /** A simulated user: a client that tracks presence and what it received. */
@@ -169,6 +213,8 @@ export interface SimUser {
   node: SimNode | ForeignNode | null;
   pipe: Pipe | null;
   online: boolean;
+  /** False while the user does not read its connection (see {@linkcode Sim.stall}). */
+  reading: boolean;
   directory: Map<string, string>;
   received: Map<string, number>;
 }
@@ -219,9 +265,16 @@ export class Sim {
   private hellos = 0;
   private freshIds = 0;
   private dmSeq = 0;
+  /** Draws for store failures and restarts after them (a stream of its own, so other draws do not shift). */
+  readonly faultRng: Rng;
+  /** Store writes that failed (injected), each followed by a crash and a restart. */
+  storeFailures = 0;
+  /** The writes that failed: when, where, which and with what. */
+  readonly failedWrites: string[] = [];
 
   constructor(readonly seed: number, readonly keys: string[]) {
     this.rng = new Rng(seed);
+    this.faultRng = new Rng(seed ^ 0x5ee0);
     keys.forEach((k, i) => this.aliases.set(k, i));
   }
 
@@ -267,22 +320,16 @@ export class Sim {
       state: null,
       ex: null,
       gen: 0,
-      store: {
-        nextRow: 1,
-        serverId: `00000000-0000-4000-8000-${String(index).padStart(12, "0")}`,
-        users: new Map(),
-        servers: new Map(),
-        homes: new Map(),
-        queue: new Map(),
-        outbox: new Map(),
-        channel: null,
-        acceptedRefs: new Map(),
-        pins: new Map(),
-        seen: new Map(),
-      },
+      db: Store.open(":memory:"),
+      counters: new Counters(),
       pipes: new Map(),
       nextConn: 1,
     };
+    node.db.setIdentity({
+      serverId: `00000000-0000-4000-8000-${String(index).padStart(12, "0")}`,
+      pubkey: node.key,
+      sealed: SIM_SEALED,
+    }, this.now);
     node.bootstrap = bootstrapTo.map((i) => ({
       host: this.nodes[i].host,
       port: this.nodes[i].port,
@@ -295,10 +342,12 @@ export class Sim {
   /** Start (or restart) a node from its store: the node's own executor, over the simulated network. */
   start(node: SimNode): void {
     const config: Parameters<typeof initState>[0] = {
-      serverId: node.store.serverId,
+      serverId: node.db.getIdentity()!.serverId,
       serverPub: node.key,
       serverPubPem: node.key,
-      limits: { ...DEFAULT_LIMITS },
+      // A small bound on unsent bytes (high-water mark 16 KiB), so that a user who stops reading for a few
+      // seconds is cut as too slow under simulation.
+      limits: { ...DEFAULT_LIMITS, maxUnsentBytes: 48 * 1024 },
       federation: {
         ...DEFAULT_FEDERATION,
         bootstrap: node.bootstrap,
@@ -308,27 +357,8 @@ export class Sim {
       labWeakKeys: false,
       labReplay: false,
     };
-    const loaded: Parameters<typeof initState>[1] = {
-      users: [...node.store.users.values()],
-      servers: [...node.store.servers.values()],
-      homes: [...node.store.homes],
-      queued: [...node.store.queue].map(([u, q]) => [u, q.length] as [string, number]).filter(([, n]) =>
-        n > 0
-      ),
-      outbox: [...node.store.outbox].map(([k, q]) => [k, q.length] as [string, number]).filter(([, n]) =>
-        n > 0
-      ),
-      channel: node.store.channel
-        ? {
-          version: node.store.channel.version,
-          creatorPub: node.store.channel.creatorPub,
-          members: [...node.store.channel.members],
-        }
-        : null,
-      acceptedRefs: [...node.store.acceptedRefs],
-      pins: [...node.store.pins],
-      seen: [...node.store.seen].filter(([, exp]) => exp > this.now),
-    };
+    // What the node loads at start from its database (the real store's load, on the simulated clock).
+    const loaded = node.db.load(this.now);
     this.recording?.push(structuredClone({ node: node.index, start: { config, loaded } }));
     const gen = ++node.gen;
     const alive = () => node.gen === gen;
@@ -361,11 +391,25 @@ export class Sim {
       limits: node.state.config.limits,
       log: new Logger(
         "error",
-        (line) => this.violations.push(`node ${node.index} logged: ${line}`),
+        (line) => {
+          // An injected store failure is logged as the real one is (store.write_failed); anything else is a bug.
+          if (!line.includes(INJECTED)) this.violations.push(`node ${node.index} logged: ${line}`);
+        },
         () => this.now,
       ),
-      counters: new Counters(),
-      onStoreFailed: (e) => this.violations.push(`node ${node.index}: store write failed: ${e}`),
+      counters: node.counters,
+      onStoreFailed: (e) => {
+        if (!String(e).includes(INJECTED)) {
+          return void this.violations.push(`node ${node.index}: store write failed: ${e}`);
+        }
+        // Crash-only, as startNode does: the node stops, and is started again from its database.
+        this.storeFailures++;
+        this.at(this.now, () => {
+          if (!alive()) return;
+          this.crash(node);
+          this.at(this.now + 200 + this.faultRng.int(1800), () => node.state ?? this.start(node));
+        });
+      },
       now: () => this.now,
       readSoftware: (url) =>
         new Promise((resolve) => {
@@ -386,6 +430,13 @@ export class Sim {
         if (!alive()) return;
         this.recording?.push(structuredClone({ node: node.index, event: ev, effects: step.effects }));
         node.state = step.state;
+        // The last hop of a DM this run decided: it is in the shell until it leaves its socket.
+        for (const fx of step.effects) {
+          if (fx.kind === "send" && fx.frame.type === "USER_DELIVER") {
+            const id = dmIdOf((fx.frame.payload as { ciphertext?: unknown }).ciphertext);
+            if (id) this.inShell.set(id, node.index);
+          }
+        }
       },
     });
     this.step(node, { kind: "started", now: this.now, host: node.host, port: node.port });
@@ -405,6 +456,12 @@ export class Sim {
     if (!node.state) return;
     node.state = null;
     node.gen++; // its timers and sockets are dead from now on
+    for (const [id, at] of this.inShell) {
+      if (at === node.index) {
+        this.inShell.delete(id);
+        this.lostInCrash.add(id);
+      }
+    }
     node.ex?.stop();
     node.ex = null;
     for (const pipe of [...node.pipes.values()]) {
@@ -417,56 +474,43 @@ export class Sim {
     node.ex?.dispatch(ev);
   }
 
-  /** The node's durable store, as the executor writes and reads it. */
+  /**
+   * The node's durable store, as the executor writes and reads it: the real {@linkcode Store}, with a write that
+   * fails now and then when the faults say so (before it changes anything, as a failed SQLite statement does).
+   * Reads (and the expiry the reads do) never fail here.
+   */
   private storeOf(node: SimNode): StoreLike {
-    const st = node.store;
-    const rows = <T>(m: Map<string, T[]>, k: string) => m.get(k) ?? [];
+    const db = node.db;
+    const w = <A extends unknown[]>(f: (...a: A) => void) => (...a: A) => {
+      if (this.faults.storeFail && this.faultRng.chance(this.faults.storeFail)) {
+        this.failedWrites.push(
+          `${this.now} node ${node.index} ${f.name}(${JSON.stringify(a).slice(0, 200)})`,
+        );
+        throw new Error(INJECTED);
+      }
+      f.apply(db, a);
+    };
     return {
-      upsertUser: (u) => void st.users.set(u.userId, u),
-      pinServer: (sv) => {
-        const old = st.servers.get(sv.serverId);
-        const { path: _p, tls: _t, ...row } = sv; // what the real store keeps
-        st.servers.set(sv.serverId, { ...row, pubkey: old?.pubkey ?? sv.pubkey });
-      },
-      setServerId: (id) => void (st.serverId = id),
-      setHome: (u, sv) => void st.homes.set(u, sv),
-      enqueue: (u, frame, now) =>
-        void st.queue.set(u, [...rows(st.queue, u), { id: st.nextRow++, at: now, frame: frame as Envelope }]),
-      queuedIds: (u, notBefore) => {
-        st.queue.set(u, rows(st.queue, u).filter((r) => r.at >= notBefore));
-        return rows(st.queue, u).map((r) => r.id);
-      },
-      storedFrames: (table, ids) => {
-        const all = [...(table === "queue" ? st.queue : st.outbox).values()].flat();
-        return all.filter((r) => ids.includes(r.id)).sort((a, b) => a.id - b.id);
-      },
-      dequeue: (ids) => {
-        for (const [u, q] of st.queue) st.queue.set(u, q.filter((r) => !ids.includes(r.id)));
-      },
-      addOutbox: (sv, ref, frame, now) =>
-        void st.outbox.set(sv, [...rows(st.outbox, sv), {
-          id: st.nextRow++,
-          at: now,
-          ref,
-          frame: frame as Envelope,
-        }]),
-      outboxIds: (sv, notBefore) => {
-        st.outbox.set(sv, rows(st.outbox, sv).filter((r) => r.at >= notBefore));
-        return rows(st.outbox, sv).map((r) => r.id);
-      },
-      ackOutbox: (sv, ref) => void st.outbox.set(sv, rows(st.outbox, sv).filter((r) => r.ref !== ref)),
-      clearOutbox: (sv) => void st.outbox.delete(sv),
-      deleteOutbox: (ids) => {
-        for (const [sv, q] of st.outbox) st.outbox.set(sv, q.filter((r) => !ids.includes(r.id)));
-      },
-      acceptRef: (ref, now) => void st.acceptedRefs.set(ref, now),
-      pinUser: (u, key) => void st.pins.set(u, key),
-      addSeen: (entries) => entries.forEach(([k, exp]) => st.seen.set(k, Math.max(exp, st.seen.get(k) ?? 0))),
-      setChannel: (version) => {
-        if (st.channel) st.channel.version = version;
-      },
-      addMember: (m) => void st.channel?.members.add(m),
-      setChannelKey: () => {},
+      upsertUser: w(db.upsertUser),
+      pinServer: w(db.pinServer),
+      setServerId: w(db.setServerId),
+      setHome: w(db.setHome),
+      enqueue: w(db.enqueue),
+      queuedIds: (u, notBefore) => db.queuedIds(u, notBefore),
+      storedFrames: (table, ids) => db.storedFrames(table, ids),
+      dequeue: w(db.dequeue),
+      addOutbox: w(db.addOutbox),
+      outboxIds: (sv, notBefore) => db.outboxIds(sv, notBefore),
+      ackOutbox: w(db.ackOutbox),
+      clearOutbox: w(db.clearOutbox),
+      deleteOutbox: w(db.deleteOutbox),
+      acceptRef: w(db.acceptRef),
+      pinUser: w(db.pinUser),
+      // The store prunes expired keys against its clock: the simulated one.
+      addSeen: w((entries: [string, number][]) => db.addSeen(entries, this.now)),
+      setChannel: w(db.setChannel),
+      addMember: w(db.addMember),
+      setChannelKey: w(db.setChannelKey),
     };
   }
 
@@ -475,7 +519,8 @@ export class Sim {
     const ready = (version: number, creatorPub: string) =>
       this.at(this.now + 5, () => {
         if (!alive()) return;
-        node.store.channel = { version, creatorPub, members: new Set() };
+        node.db.setChannelKey(creatorPub, SIM_SEALED);
+        node.db.setChannel(version, creatorPub, this.now);
         dispatch({ kind: "channelReady", now: this.now, version, creatorPub });
       });
     return {
@@ -485,7 +530,7 @@ export class Sim {
       adopt: (version, creatorPub) => ready(version, creatorPub),
       seal: (frame, seal) => {
         const p = structuredClone(frame.payload) as Record<string, unknown>;
-        const wrap = `wrap:${node.store.channel?.creatorPub.slice(-12)}:for:${seal.forKey.slice(-12)}`;
+        const wrap = `wrap:${node.db.getChannelKey()?.creatorPub.slice(-12)}:for:${seal.forKey.slice(-12)}`;
         if (seal.kind === "welcome") (p.public_channel as Record<string, unknown>).wrapped_key = wrap;
         else if (seal.kind === "updated") (p.wraps as Record<string, unknown>[])[0].wrapped_key = wrap;
         else {
@@ -575,10 +620,60 @@ export class Sim {
   }
 
   // --- the network ------------------------------------------------------------------------------------------
+  /** The largest send buffer a node's socket had (bytes handed over and not yet read by the peer). */
+  maxBuffered = 0;
+
+  /** Drain a node socket's buffer at the next network tick (once per tick). */
+  drainLater(sock: SimSocket): void {
+    this.maxBuffered = Math.max(this.maxBuffered, sock.bufferedAmount);
+    if (sock.draining) return;
+    sock.draining = true;
+    this.at(this.now + DRAIN_MS, () => this.drainSocket(sock));
+  }
+
+  /** One network tick for a socket: the peer reads up to {@linkcode READ_BYTES} (nothing while it stalls). */
+  private drainSocket(sock: SimSocket): void {
+    sock.draining = false;
+    if (!sock.pipe.open || !sock.alive()) return this.dropBuffer(sock);
+    const peer = sock.dir === 0 ? sock.pipe.b : sock.pipe.a;
+    let room = peer.kind === "user" && !peer.user.reading ? 0 : READ_BYTES;
+    while (room > 0 && sock.buffer.length > 0) {
+      const text = sock.buffer.shift()!;
+      sock.bufferedAmount -= text.length;
+      room -= text.length;
+      this.transmit(sock.pipe, sock.dir, text);
+    }
+    if (sock.buffer.length > 0) {
+      if (room > 0 || !(peer.kind === "user" && !peer.user.reading)) this.drainLater(sock);
+      // else: the user reads again later (resume), and drains it then.
+    } else if (sock.closing) this.closePipe(sock.pipe);
+  }
+
+  /** Frames left in a socket's buffer when its connection or its process ended: they never leave. */
+  private dropBuffer(sock: SimSocket): void {
+    const to = sock.dir === 0 ? sock.pipe.b : sock.pipe.a;
+    for (const text of sock.buffer.splice(0)) this.lostInFlight(to, text);
+    sock.bufferedAmount = 0;
+  }
+
+  /** A user stops reading its connection for `ms` (its node's socket buffer fills up). */
+  stall(user: SimUser, ms: number): void {
+    user.reading = false;
+    this.at(this.now + ms, () => {
+      user.reading = true;
+      const end = user.pipe?.b;
+      if (end?.kind === "node") this.drainLater(end.sock);
+    });
+  }
+
   transmit(pipe: Pipe, dir: 0 | 1, wire: Envelope | string): void {
     const frame = typeof wire === "string" ? JSON.parse(wire) as Envelope : wire;
     const to = dir === 0 ? pipe.b : pipe.a;
     const between = pipe.a.kind !== "user" && pipe.b.kind !== "user";
+    if (frame.type === "USER_DELIVER") {
+      const id = dmIdOf((frame.payload as { ciphertext?: unknown }).ciphertext);
+      if (id) this.inShell.delete(id);
+    }
     if (to.kind === "foreign" && frame.type === "SERVER_DELIVER") {
       // PROFILE §15: a server that does not speak the ACK extension gets each DM once; at most one more copy may
       // leave when the DM was sent before its /.well-known/socp answered and the link broke in between.
@@ -613,15 +708,36 @@ export class Sim {
     }
   }
 
+  /**
+   * DMs whose USER_DELIVER a node decided and had not yet written to the wire (waiting in its executor's backlog,
+   * its connection's outbound chain or its socket buffer), by DM id: the node that holds it.
+   */
+  private readonly inShell = new Map<string, number>();
+  /**
+   * DMs lost because the node holding their last hop crashed (or stopped after a failed write) before the frame
+   * left: the node had accepted them (ACK upstream) and they were on their way to a live connection, in memory only.
+   */
+  readonly lostInCrash = new Set<string>();
+
+  /**
+   * When set, a DM that reaches its recipient again, unchanged, is left to the client's dedupe (clients keep a
+   * seen list by sender and ciphertext, PROFILE §16) and recorded in {@linkcode wireDuplicates} instead of being a
+   * violation. Store-failure runs set it: a node that stops between two writes of one step (the DM queued, its
+   * msg_ref not yet remembered) takes the sender's resend as new after its restart.
+   */
+  dedupeAtClient = false;
+  /** DMs delivered more than once (only recorded when {@linkcode dedupeAtClient}). */
+  readonly wireDuplicates = new Set<string>();
+
   /** DMs whose USER_DELIVER was in flight when the recipient's connection closed (the last hop's inherent race). */
   readonly lostAtLastHop = new Set<string>();
 
   private lostInFlight(to: Endpoint, text: string): void {
     const f = to.kind === "foreign" && text.includes('"SERVER_DELIVER"')
-      ? /"ct\.(dm-[^"]+)"/.exec(text)
+      ? /"ct\.(dm-[^"~]+)/.exec(text)
       : null;
     if (f) this.lostHandedToForeign.add(f[1]);
-    const m = to.kind === "user" && text.includes('"USER_DELIVER"') ? /"ct\.(dm-[^"]+)"/.exec(text) : null;
+    const m = to.kind === "user" && text.includes('"USER_DELIVER"') ? /"ct\.(dm-[^"~]+)/.exec(text) : null;
     if (m) this.lostAtLastHop.add(m[1]);
   }
 
@@ -642,6 +758,7 @@ export class Sim {
     pipe.open = false;
     for (const end of [pipe.a, pipe.b]) {
       if (end.kind === "node") {
+        this.dropBuffer(end.sock);
         if (end.node.pipes.get(end.conn) !== pipe) continue;
         end.node.pipes.delete(end.conn);
         if (end.sock.alive()) end.sock.onClose();
@@ -666,6 +783,7 @@ export class Sim {
       node: null,
       pipe: null,
       online: false,
+      reading: true,
       directory: new Map(),
       received: new Map(),
     };
@@ -753,7 +871,7 @@ export class Sim {
   }
 
   /** Send a DM (the ciphertext is an opaque token the servers must carry unchanged). */
-  dm(from: SimUser, to: SimUser): SentDm | null {
+  dm(from: SimUser, to: SimUser, pad = 0): SentDm | null {
     if (!from.pipe || !from.online) return null;
     const id = `dm-${this.seed}-${this.dmSeq++}`;
     const dm: SentDm = {
@@ -761,7 +879,8 @@ export class Sim {
       from: from.userId,
       to: to.userId,
       ts: this.now,
-      ciphertext: `ct.${id}`,
+      // Padded when asked (a burst that fills a stalled reader's buffer): `~` and filler after the id.
+      ciphertext: `ct.${id}` + (pad > 0 ? `~${"x".repeat(pad)}` : ""),
       content_sig: `cs.${id}`,
     };
     this.dms.set(id, dm);
@@ -805,7 +924,7 @@ export class Sim {
         }
         break;
       case "USER_DELIVER": {
-        const id = env.payload.ciphertext.replace(/^ct\./, "");
+        const id = env.payload.ciphertext.slice(3).split("~")[0];
         const dm = this.dms.get(id);
         const n = (user.received.get(id) ?? 0) + 1;
         user.received.set(id, n);
@@ -820,7 +939,8 @@ export class Sim {
           }
           if (env.payload.content_sig !== dm.content_sig) this.violations.push(`${id}: content_sig altered`);
         }
-        if (n > 1) this.violations.push(`${id} delivered ${n} times to ${user.userId}`);
+        if (n > 1 && this.dedupeAtClient) this.wireDuplicates.add(id);
+        else if (n > 1) this.violations.push(`${id} delivered ${n} times to ${user.userId}`);
         break;
       }
       default:
@@ -874,10 +994,11 @@ export class Sim {
     const out: string[] = [];
     for (const n of this.nodes) {
       if (!n.state) continue;
-      const users = new Set([...n.state.queued.keys(), ...n.store.queue.keys()]);
+      const rows = new Map(n.db.load(this.now).queued);
+      const users = new Set([...n.state.queued.keys(), ...rows.keys()]);
       for (const u of users) {
         const counted = n.state.queued.get(u) ?? 0;
-        const stored = n.store.queue.get(u)?.length ?? 0;
+        const stored = rows.get(u) ?? 0;
         if (counted !== stored) {
           out.push(
             `node ${n.index}: ${stored} rows queued for ${u.slice(-3)} in the store, ${counted} counted`,
