@@ -14,9 +14,7 @@ import {
   DEFAULT_LIMITS,
   type Effect,
   type Event,
-  type ServerRecord,
   type State,
-  type UserRecord,
 } from "../../lib/core/types.ts";
 import { sha256HexSync as sha256Hex, sha256Sync as sha256 } from "../../lib/net/digest.ts";
 import { msgRef } from "../../lib/protocol/msg_ref.ts";
