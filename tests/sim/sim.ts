@@ -254,6 +254,8 @@ export class Sim {
   faults: Faults = NO_FAULTS;
   /** Counts of node-to-node frames by type (for the no-loop check). */
   serverFrames = new Map<string, number>();
+  /** When set, every frame put on the wire (simulated time, direction, text), in order. */
+  trace?: string[];
   /** When set, every node start (its `initState` inputs) and every event fed to `reduce`, with the effects. */
   recording?: Recorded[];
   private queue: Job[] = [];
@@ -262,6 +264,7 @@ export class Sim {
   /** Hellos sent so far (their nonces). */
   private hellos = 0;
   private freshIds = 0;
+  private frameIds = 0;
   private dmSeq = 0;
   /** Draws for store failures and restarts after them (a stream of its own, so other draws do not shift). */
   readonly faultRng: Rng;
@@ -424,6 +427,8 @@ export class Sim {
       digest: (text) => Promise.resolve(sha256Hex(text)),
       verify: (key, _payload, s) => Promise.resolve(s === `sim:${this.aliases.get(key)}`),
       fresh: () => `sim-fresh-${this.freshIds++}`,
+      // Envelope ids from a counter, not crypto.randomUUID (a same-seed run must put the same frames on the wire).
+      frameId: () => `sim-frame-${this.frameIds++}`,
       onStep: (ev, step) => {
         if (!alive()) return;
         this.recording?.push(structuredClone({ node: node.index, event: ev, effects: step.effects }));
@@ -668,6 +673,7 @@ export class Sim {
     const frame = typeof wire === "string" ? JSON.parse(wire) as Envelope : wire;
     const to = dir === 0 ? pipe.b : pipe.a;
     const between = pipe.a.kind !== "user" && pipe.b.kind !== "user";
+    this.trace?.push(`${this.now} ${dir} ${typeof wire === "string" ? wire : serializeEnvelope(frame)}`);
     if (frame.type === "USER_DELIVER") {
       const id = dmIdOf((frame.payload as { ciphertext?: unknown }).ciphertext);
       if (id) this.inShell.delete(id);
