@@ -18,6 +18,8 @@ export interface Scenario {
   crashes: boolean;
   /** Add a foreign server (joining node 0 after 2.5 s) with this many users homed on it. */
   foreignUsers?: number;
+  /** Users driven by the real client core (client_user.ts), each homed on a node drawn at start. */
+  clients?: number;
 }
 
 export async function runScenario(seed: number, sc: Scenario, prepare?: (sim: Sim) => void): Promise<Sim> {
@@ -37,6 +39,9 @@ export async function runScenario(seed: number, sc: Scenario, prepare?: (sim: Si
   for (let i = 0; i < sc.users; i++) sim.addUser(i % KEYS.length);
   for (const u of sim.users.slice(0, sc.foreignUsers ?? 0)) u.home = sim.foreign[0];
   for (const u of sim.users) sim.connect(u, rng.pick(sim.nodes.filter((n) => n.state)));
+  for (let i = 0; i < (sc.clients ?? 0); i++) {
+    sim.connectClient(sim.addClient(i % KEYS.length, rng.pick(sim.nodes)));
+  }
   await sim.run(1000);
 
   // Chaos.
@@ -76,6 +81,19 @@ export async function runScenario(seed: number, sc: Scenario, prepare?: (sim: Si
         }
       }
     }
+    if (sim.clients.length) {
+      // Client users come and go and send DMs; what was not accepted is sent again by their core on reconnect.
+      const c = rng.pick(sim.clients);
+      if (rng.chance(0.02) && c.pipe) sim.closePipe(c.pipe);
+      else if (rng.chance(0.05) && !c.pipe) sim.connectClient(c);
+      if (rng.chance(0.3)) {
+        const to = rng.pick(sim.clients);
+        if (to !== c) sim.clientDm(c, to);
+      }
+      if (sc.faults.stall && rng.chance(sc.faults.stall)) {
+        sim.stallClient(rng.pick(sim.clients), 500 + rng.int(4000));
+      }
+    }
     if (sc.crashes && rng.chance(0.004)) sim.crash(rng.pick(sim.nodes));
     if (rng.chance(0.01)) {
       const down = sim.nodes.filter((n) => !n.state);
@@ -88,6 +106,12 @@ export async function runScenario(seed: number, sc: Scenario, prepare?: (sim: Si
   for (const n of sim.nodes) if (!n.state) sim.start(n);
   await sim.run(130_000);
   for (let round = 0; round < 3; round++) {
+    for (const c of sim.clients) {
+      if (c.online) continue;
+      if (c.pipe) sim.closePipe(c.pipe);
+      await sim.run(10);
+      sim.connectClient(c);
+    }
     for (const u of sim.users) {
       if (u.online) continue;
       if (u.pipe) sim.disconnect(u);
@@ -107,6 +131,13 @@ export async function check(sim: Sim): Promise<string[]> {
   problems.push(...sim.queueDrift());
   if (sim.users.some((u) => !u.online)) {
     problems.push(`users offline after healing: ${sim.users.filter((u) => !u.online).length}`);
+  }
+  if (sim.clients.some((c) => !c.online)) {
+    problems.push(`client users offline after healing: ${sim.clients.filter((c) => !c.online).length}`);
+  }
+  const calmClient: string[] = [];
+  for (const a of sim.clients) {
+    for (const b of sim.clients) if (a !== b) calmClient.push(sim.clientDm(a, b) ?? "");
   }
   // Every DM sent while calm arrives exactly once.
   const calm = [];
@@ -141,6 +172,19 @@ export async function check(sim: Sim): Promise<string[]> {
       problems.push(`accepted DM ${id} arrived ${got} times`);
     }
   }
+  // Client users: every DM whose sender's core saw it accepted, and every DM sent while calm, was shown to its
+  // recipient exactly once (the core sends again what was not accepted, and shows a copy once); none was shown
+  // twice. A DM lost at the last hop (no client acknowledges a delivery) may be missing.
+  if (calmClient.includes("")) problems.push("a client core refused to send a calm DM");
+  for (const [id, dm] of sim.clientDms) {
+    const shown = dm.to.shown.get(id) ?? 0;
+    const state = dm.from.core.message(dm.messageId)?.state;
+    const excused = sim.lostAtLastHop.has(id) || sim.lostInCrash.has(id);
+    if (shown > 1) problems.push(`client DM ${id} shown ${shown} times`);
+    else if (shown === 0 && (calmClient.includes(id) || (state === "accepted" && !excused))) {
+      problems.push(`client DM ${id} (${state}) never shown`);
+    }
+  }
   // Quiet: nothing but heartbeats.
   sim.serverFrames.clear();
   await sim.run(20_000);
@@ -157,5 +201,8 @@ export const STORM: Scenario = {
   faults: { breakLink: 0.01, duplicate: 0.05, reorder: 0.05, stall: 0.01 },
   crashes: true,
 };
-/** The storm, and store writes that fail now and then (each stops its node, restarted from its database). */
-export const STORE_STORM: Scenario = { ...STORM, faults: { ...STORM.faults, storeFail: 0.002 } };
+/**
+ * The storm, store writes that fail now and then (each stops its node, restarted from its database), and users
+ * driven by the real client core besides the scripted ones.
+ */
+export const STORE_STORM: Scenario = { ...STORM, faults: { ...STORM.faults, storeFail: 0.002 }, clients: 4 };

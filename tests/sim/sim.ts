@@ -41,6 +41,7 @@ import { Store } from "../../lib/store/sqlite.ts";
 import type { SealedKey } from "../../lib/crypto/keyfile.ts";
 import { setImmediate } from "node:timers";
 import { ForeignNode } from "./foreign.ts";
+import { ClientUser } from "./client_user.ts";
 
 /** The simulation's DM id in a ciphertext (`ct.<id>`, then `~` and filler when padded). */
 function dmIdOf(ciphertext: unknown): string | undefined {
@@ -114,6 +115,7 @@ const SIM_SEALED = {
 type Endpoint =
   | { kind: "node"; node: SimNode; conn: number; sock: SimSocket }
   | { kind: "user"; user: SimUser }
+  | { kind: "client"; client: ClientUser }
   | { kind: "foreign"; node: ForeignNode; conn: number };
 
 /** A connection between two endpoints. */
@@ -639,7 +641,9 @@ export class Sim {
     sock.draining = false;
     if (!sock.pipe.open || !sock.alive()) return this.dropBuffer(sock);
     const peer = sock.dir === 0 ? sock.pipe.b : sock.pipe.a;
-    let room = peer.kind === "user" && !peer.user.reading ? 0 : READ_BYTES;
+    const stalled = (peer.kind === "user" && !peer.user.reading) ||
+      (peer.kind === "client" && !peer.client.reading);
+    let room = stalled ? 0 : READ_BYTES;
     while (room > 0 && sock.buffer.length > 0) {
       const text = sock.buffer.shift()!;
       sock.bufferedAmount -= text.length;
@@ -647,7 +651,7 @@ export class Sim {
       this.transmit(sock.pipe, sock.dir, text);
     }
     if (sock.buffer.length > 0) {
-      if (room > 0 || !(peer.kind === "user" && !peer.user.reading)) this.drainLater(sock);
+      if (room > 0 || !stalled) this.drainLater(sock);
       // else: the user reads again later (resume), and drains it then.
     } else if (sock.closing) this.closePipe(sock.pipe);
   }
@@ -657,6 +661,16 @@ export class Sim {
     const to = sock.dir === 0 ? sock.pipe.b : sock.pipe.a;
     for (const text of sock.buffer.splice(0)) this.lostInFlight(to, text);
     sock.bufferedAmount = 0;
+  }
+
+  /** A client user stops reading its connection for `ms`. */
+  stallClient(c: ClientUser, ms: number): void {
+    c.reading = false;
+    this.at(this.now + ms, () => {
+      c.reading = true;
+      const end = c.pipe?.b;
+      if (end?.kind === "node") this.drainLater(end.sock);
+    });
   }
 
   /** A user stops reading its connection for `ms` (its node's socket buffer fills up). */
@@ -672,7 +686,7 @@ export class Sim {
   transmit(pipe: Pipe, dir: 0 | 1, wire: Envelope | string): void {
     const frame = typeof wire === "string" ? JSON.parse(wire) as Envelope : wire;
     const to = dir === 0 ? pipe.b : pipe.a;
-    const between = pipe.a.kind !== "user" && pipe.b.kind !== "user";
+    const between = pipe.a.kind !== "user" && pipe.b.kind !== "user" && pipe.a.kind !== "client";
     this.trace?.push(`${this.now} ${dir} ${typeof wire === "string" ? wire : serializeEnvelope(frame)}`);
     if (frame.type === "USER_DELIVER") {
       const id = dmIdOf((frame.payload as { ciphertext?: unknown }).ciphertext);
@@ -741,12 +755,15 @@ export class Sim {
       ? /"ct\.(dm-[^"~]+)/.exec(text)
       : null;
     if (f) this.lostHandedToForeign.add(f[1]);
-    const m = to.kind === "user" && text.includes('"USER_DELIVER"') ? /"ct\.(dm-[^"~]+)/.exec(text) : null;
+    const m = (to.kind === "user" || to.kind === "client") && text.includes('"USER_DELIVER"')
+      ? /"ct\.(dm-[^"~]+)/.exec(text)
+      : null;
     if (m) this.lostAtLastHop.add(m[1]);
   }
 
   private arrive(to: Endpoint, text: string): void {
     if (to.kind === "user") return this.userReceives(to.user, text);
+    if (to.kind === "client") return to.client.frame(text);
     if (to.kind === "foreign") return to.node.receive(to.conn, text);
     if (to.sock.alive()) to.sock.onMessage(text);
   }
@@ -768,6 +785,12 @@ export class Sim {
         if (end.sock.alive()) end.sock.onClose();
       } else if (end.kind === "foreign") {
         if (end.node.pipes.get(end.conn) === pipe) end.node.closed(end.conn);
+      } else if (end.kind === "client") {
+        if (end.client.pipe === pipe) {
+          end.client.pipe = null;
+          end.client.node = null;
+          end.client.closed();
+        }
       } else if (end.user.pipe === pipe) {
         end.user.pipe = null;
         end.user.node = null;
@@ -847,6 +870,69 @@ export class Sim {
       ts: this.now,
       payload: { client: "sim", pubkey: user.key, enc_pubkey: user.key },
     });
+  }
+
+  // --- users driven by the client core ------------------------------------------------------------------------
+  /** Users whose protocol side is the real `ClientCore` (see client_user.ts). */
+  readonly clients: ClientUser[] = [];
+  /** DMs the client users sent (their text is the DM id). */
+  readonly clientDms = new Map<string, { from: ClientUser; to: ClientUser; messageId: string }>();
+
+  /** The alias of a key (its simulated signature is `sim:<alias>`). */
+  alias(key: string): string | undefined {
+    const a = this.aliases.get(key);
+    return a === undefined ? undefined : String(a);
+  }
+
+  /** Add a user driven by `ClientCore`, homed on `home`; every client knows every other (earlier sessions). */
+  addClient(keyIndex: number, home: SimNode): ClientUser {
+    const n = this.clients.length;
+    const c = new ClientUser(
+      {
+        now: () => this.now,
+        alias: (k) => this.alias(k),
+        send: (u, text) => u.pipe?.open && this.transmit(u.pipe, 0, text),
+      },
+      `cccccccc-0000-4000-8000-${String(n).padStart(12, "0")}`,
+      this.keys[keyIndex],
+    );
+    c.home = home;
+    this.clients.push(c);
+    for (const x of this.clients) x.know(this.clients.map((y) => ({ userId: y.userId, key: y.key })));
+    if (n === 0) {
+      // The shell's clock for the cores: the hello rule and the snapshot wait.
+      const tick = () => {
+        for (const x of this.clients) if (x.pipe) x.tick();
+        this.at(this.now + 250, tick);
+      };
+      this.at(this.now + 250, tick);
+    }
+    return c;
+  }
+
+  /** Connect a client user to its home node; the core says hello once the socket is open. */
+  connectClient(c: ClientUser): void {
+    const node = c.home!;
+    if (c.pipe || !node.ex) return;
+    const conn = node.nextConn++;
+    const pipe: Pipe = { a: { kind: "client", client: c }, b: null!, open: true, lastAt: [0, 0] };
+    const gen = node.gen;
+    const sock = new SimSocket(this, pipe, 1, () => node.gen === gen);
+    pipe.b = { kind: "node", node, conn, sock };
+    node.pipes.set(conn, pipe);
+    c.pipe = pipe;
+    c.node = node;
+    node.ex.upgrade(`c-${c.userId}`, accepting(sock), 30);
+    c.opened(`nonce-${++this.hellos}-${this.now}`);
+  }
+
+  /** A client user sends a DM (its text is a fresh DM id); null when the core would not. */
+  clientDm(from: ClientUser, to: ClientUser): string | null {
+    const id = `dm-${this.seed}-c${this.dmSeq++}`;
+    const m = from.tell(to.userId, id);
+    if (!m) return null;
+    this.clientDms.set(id, { from, to, messageId: m.id });
+    return id;
   }
 
   disconnect(user: SimUser): void {
@@ -956,6 +1042,9 @@ export class Sim {
   /** Who is online where, by the simulation's own account. */
   truth(): Map<string, string> {
     const m = new Map<string, string>();
+    for (const c of this.clients) {
+      if (c.online && c.node?.state) m.set(c.userId, c.node.state.config.serverId);
+    }
     for (const u of this.users) {
       if (!u.online || !u.node) continue;
       if (u.node instanceof ForeignNode) {
