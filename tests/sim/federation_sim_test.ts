@@ -57,7 +57,9 @@ Deno.test("simulation seed 302 (store failures): a DM whose enqueue failed is no
   // The seen-cache key of a SERVER_DELIVER was written at the end of a turn while the DM's enqueue waited for the
   // next turn; the enqueue failed, the node stopped, and after its restart the sender's server's resend was a
   // "duplicate": ACKed and dropped, the DM lost. Seen keys are now written once the backlog before them has run.
-  assert.deepEqual(await check(await runScenario(302, STORE_STORM)), []);
+  // (Found with stalled readers twice as frequent as STORM has them now: the same run is kept here.)
+  const sc: Scenario = { ...STORE_STORM, faults: { ...STORE_STORM.faults, stall: 0.01 } };
+  assert.deepEqual(await check(await runScenario(302, sc)), []);
 });
 
 Deno.test({
@@ -69,7 +71,9 @@ Deno.test({
   // hides it). Fix: write one step's persist effects in one transaction (lib/net/executor.ts, lib/store).
   ignore: true,
   fn: async () => {
-    const sim = await runScenario(116, STORE_STORM);
+    // The storm with failing writes and stalled readers as it was when found (no client-core users).
+    const sc: Scenario = { ...STORM, faults: { ...STORM.faults, stall: 0.01, storeFail: 0.002 } };
+    const sim = await runScenario(116, sc);
     sim.dedupeAtClient = false;
     assert.deepEqual(await check(sim), []);
   },
@@ -101,7 +105,8 @@ Deno.test("simulation seed 690: an accepted DM lost only at the last hop (recipi
 });
 
 const FOREIGN_CALM: Scenario = { ...CALM, foreignUsers: 2 };
-const FOREIGN_STORM: Scenario = { ...STORM, foreignUsers: 3 };
+// Without stalled readers (STORM has them): the foreign server's behaviours are what this storm is about.
+const FOREIGN_STORM: Scenario = { ...STORM, faults: { ...STORM.faults, stall: 0 }, foreignUsers: 3 };
 
 Deno.test("simulation with a foreign server (echoes, key1, JOIN only, no ACK, pings only): calm seeds 1-5", async () => {
   for (let seed = 1; seed <= 5; seed++) {

@@ -198,7 +198,7 @@ export const STORM: Scenario = {
   nodes: 4,
   users: 10,
   chaosMs: 60_000,
-  faults: { breakLink: 0.01, duplicate: 0.05, reorder: 0.05, stall: 0.01 },
+  faults: { breakLink: 0.01, duplicate: 0.05, reorder: 0.05, stall: 0.006 },
   crashes: true,
 };
 /**

@@ -684,30 +684,33 @@ export class Sim {
   }
 
   transmit(pipe: Pipe, dir: 0 | 1, wire: Envelope | string): void {
-    const frame = typeof wire === "string" ? JSON.parse(wire) as Envelope : wire;
+    const text = typeof wire === "string" ? wire : serializeEnvelope(wire);
+    // The type without parsing the whole text (the envelope's `type` comes before its payload).
+    const type = typeof wire === "string" ? /"type":"([A-Z_]+)"/.exec(wire)?.[1] ?? "" : wire.type;
     const to = dir === 0 ? pipe.b : pipe.a;
     const between = pipe.a.kind !== "user" && pipe.b.kind !== "user" && pipe.a.kind !== "client";
-    this.trace?.push(`${this.now} ${dir} ${typeof wire === "string" ? wire : serializeEnvelope(frame)}`);
-    if (frame.type === "USER_DELIVER") {
-      const id = dmIdOf((frame.payload as { ciphertext?: unknown }).ciphertext);
+    this.trace?.push(`${this.now} ${dir} ${text}`);
+    if (type === "USER_DELIVER") {
+      const id = /"ct\.(dm-[^"~]+)/.exec(text)?.[1];
       if (id) this.inShell.delete(id);
     }
-    if (to.kind === "foreign" && frame.type === "SERVER_DELIVER") {
-      // PROFILE §15: a server that does not speak the ACK extension gets each DM once; at most one more copy may
-      // leave when the DM was sent before its /.well-known/socp answered and the link broke in between.
-      const ct = (frame.payload as { ciphertext: string }).ciphertext;
-      const n = (this.sentToForeign.get(ct) ?? 0) + 1;
-      this.sentToForeign.set(ct, n);
-      if (n > 2) this.violations.push(`${ct} sent ${n} times to the foreign server (it never ACKs)`);
-    }
-    if (to.kind === "foreign" && frame.type === "ERROR") {
-      const p = frame.payload as { code: string; detail?: string };
-      if (p.code !== "USER_NOT_FOUND") {
-        this.violations.push(`ERROR ${p.code} to the foreign server: ${p.detail ?? ""}`);
+    if (to.kind === "foreign" && (type === "SERVER_DELIVER" || type === "ERROR")) {
+      const frame = typeof wire === "string" ? JSON.parse(wire) as Envelope : wire;
+      if (type === "SERVER_DELIVER") {
+        // PROFILE §15: a server that does not speak the ACK extension gets each DM once; at most one more copy
+        // may leave when the DM was sent before its /.well-known/socp answered and the link broke in between.
+        const ct = (frame.payload as { ciphertext: string }).ciphertext;
+        const n = (this.sentToForeign.get(ct) ?? 0) + 1;
+        this.sentToForeign.set(ct, n);
+        if (n > 2) this.violations.push(`${ct} sent ${n} times to the foreign server (it never ACKs)`);
+      } else {
+        const p = frame.payload as { code: string; detail?: string };
+        if (p.code !== "USER_NOT_FOUND") {
+          this.violations.push(`ERROR ${p.code} to the foreign server: ${p.detail ?? ""}`);
+        }
       }
     }
-    const text = typeof wire === "string" ? wire : serializeEnvelope(frame);
-    if (between) this.serverFrames.set(frame.type, (this.serverFrames.get(frame.type) ?? 0) + 1);
+    if (between) this.serverFrames.set(type, (this.serverFrames.get(type) ?? 0) + 1);
     if (between && this.rng.chance(this.faults.breakLink)) {
       this.lostInFlight(to, text);
       this.breakPipe(pipe);
