@@ -628,12 +628,25 @@ export class Sim {
   /** The largest send buffer a node's socket had (bytes handed over and not yet read by the peer). */
   maxBuffered = 0;
 
-  /** Drain a node socket's buffer at the next network tick (once per tick). */
+  /** Sockets with frames to drain at the next network tick, in the order they asked. */
+  private readonly toDrain = new Set<SimSocket>();
+
+  /**
+   * Drain a node socket's buffer at the next network tick. One job drains every such socket every
+   * {@linkcode DRAIN_MS} while any has frames waiting (not one job per socket: fewer turns to settle).
+   */
   drainLater(sock: SimSocket): void {
     this.maxBuffered = Math.max(this.maxBuffered, sock.bufferedAmount);
     if (sock.draining) return;
     sock.draining = true;
-    this.at(this.now + DRAIN_MS, () => this.drainSocket(sock));
+    if (this.toDrain.size === 0) {
+      this.at(this.now + DRAIN_MS, () => {
+        const socks = [...this.toDrain];
+        this.toDrain.clear();
+        for (const x of socks) this.drainSocket(x);
+      });
+    }
+    this.toDrain.add(sock);
   }
 
   /** One network tick for a socket: the peer reads up to {@linkcode READ_BYTES} (nothing while it stalls). */
