@@ -270,6 +270,8 @@ export class Sim {
   private dmSeq = 0;
   /** Draws for store failures and restarts after them (a stream of its own, so other draws do not shift). */
   readonly faultRng: Rng;
+  /** The executors' per-turn budget of frame bytes: small, so that effects held back to later turns run too. */
+  turnBytes = 4096;
   /** Store writes that failed (injected), each followed by a crash and a restart. */
   storeFailures = 0;
   /** The writes that failed: when, where, which and with what. */
@@ -424,7 +426,7 @@ export class Sim {
       timers,
       signer,
       // A small per-turn budget, so that the simulation also runs effects held back to later turns.
-      turnBytes: 4096,
+      turnBytes: this.turnBytes,
       channelKeys: (dispatch) => this.channelKeysOf(node, alive, dispatch),
       digest: (text) => Promise.resolve(sha256Hex(text)),
       verify: (key, _payload, s) => Promise.resolve(s === `sim:${this.aliases.get(key)}`),
@@ -628,6 +630,8 @@ export class Sim {
   /** The largest send buffer a node's socket had (bytes handed over and not yet read by the peer). */
   maxBuffered = 0;
 
+  /** Drain each socket on a tick of its own (how seed 302's run was found; it shifts every event after). */
+  drainEachSocket = false;
   /** Sockets with frames to drain at the next network tick, in the order they asked. */
   private readonly toDrain = new Set<SimSocket>();
 
@@ -639,6 +643,7 @@ export class Sim {
     this.maxBuffered = Math.max(this.maxBuffered, sock.bufferedAmount);
     if (sock.draining) return;
     sock.draining = true;
+    if (this.drainEachSocket) return void this.at(this.now + DRAIN_MS, () => this.drainSocket(sock));
     if (this.toDrain.size === 0) {
       this.at(this.now + DRAIN_MS, () => {
         const socks = [...this.toDrain];
