@@ -26,6 +26,7 @@ import {
   serializeEnvelope,
 } from "../../lib/protocol/envelope.ts";
 import type { PrivateKey } from "../../lib/crypto/rsa.ts";
+import { ChannelKeyHolder } from "../../lib/net/channel_key.ts";
 import {
   type ChannelKeys,
   createExecutor,
@@ -304,9 +305,43 @@ export class Sim {
       this.now = job.at;
       job.run();
       await settle();
+      await this.realSettle();
     }
     this.now = until;
   }
+
+  /**
+   * Real crypto started by the last job (the real channel-key holder's RSA and PBKDF2), and what to do once it is
+   * done. The run loop waits for all of it with the clock stopped, then hands the results on one at a time in the
+   * order the operations started, letting every promise settle after each: runs stay deterministic however long
+   * the crypto takes.
+   */
+  private realOps: { done: Promise<unknown>; release: () => void }[] = [];
+
+  private async realSettle(): Promise<void> {
+    while (this.realOps.length > 0) {
+      const ops = this.realOps.splice(0);
+      await Promise.all(ops.map((o) => o.done));
+      for (const o of ops) {
+        o.release();
+        await settle();
+      }
+    }
+  }
+
+  /**
+   * When set, nodes hold the public channel's key with the real {@linkcode ChannelKeyHolder} and its crypto
+   * (RSA-OAEP wraps, RSA-PSS key-share signatures, the key sealed at rest with PBKDF2) instead of the simulated
+   * one: `privateKeys` are the nodes' identity keys (by public key); node 0 starts holding `channelKey` (as if it
+   * had created it: sealed in its database as `sealed`), the others adopt it from the wraps they are sent.
+   * A node restarted after adopting takes the key back from this record, not by unsealing its row (PBKDF2).
+   */
+  realChannel?: {
+    privateKeys: Map<string, PrivateKey>;
+    channelKey: PrivateKey;
+    sealed: SealedKey;
+    secret: string;
+  };
 
   /** Advance the clock by `ms`. */
   run(ms: number): Promise<void> {
@@ -362,6 +397,11 @@ export class Sim {
       labWeakKeys: false,
       labReplay: false,
     };
+    if (this.realChannel && node.index === 0 && !node.db.getChannelKey()) {
+      const { channelKey, sealed } = this.realChannel;
+      node.db.setChannelKey(channelKey.publicKey, sealed);
+      node.db.setChannel(1, channelKey.publicKey, this.now);
+    }
     // What the node loads at start from its database (the real store's load, on the simulated clock).
     const loaded = node.db.load(this.now);
     this.recording?.push(structuredClone({ node: node.index, start: { config, loaded } }));
@@ -427,7 +467,10 @@ export class Sim {
       signer,
       // A small per-turn budget, so that the simulation also runs effects held back to later turns.
       turnBytes: this.turnBytes,
-      channelKeys: (dispatch) => this.channelKeysOf(node, alive, dispatch),
+      channelKeys: (dispatch) =>
+        this.realChannel
+          ? this.realChannelKeysOf(node, alive, dispatch)
+          : this.channelKeysOf(node, alive, dispatch),
       digest: (text) => Promise.resolve(sha256Hex(text)),
       verify: (key, _payload, s) => Promise.resolve(s === `sim:${this.aliases.get(key)}`),
       fresh: () => `sim-fresh-${this.freshIds++}`,
@@ -518,6 +561,52 @@ export class Sim {
       setChannel: w(db.setChannel),
       addMember: w(db.addMember),
       setChannelKey: w(db.setChannelKey),
+    };
+  }
+
+  /** The real channel-key holder, its crypto run to completion between jobs (see realSettle). */
+  private realChannelKeysOf(node: SimNode, alive: () => boolean, dispatch: (ev: Event) => void): ChannelKeys {
+    const rc = this.realChannel!;
+    const held = node.db.getChannelKey()?.creatorPub === rc.channelKey.publicKey ? rc.channelKey : null;
+    const adopting: { event?: Event; finish: () => void }[] = [];
+    const holder = new ChannelKeyHolder({
+      key: rc.privateKeys.get(node.key)!,
+      secret: rc.secret,
+      store: node.db,
+      // The holder's verdict (channelReady, channelFailed) waits for the run loop to hand it on.
+      dispatch: (ev) => {
+        const a = adopting.shift();
+        if (!a) return void this.violations.push(`node ${node.index}: channel event ${ev.kind} out of turn`);
+        a.event = ev;
+        a.finish();
+      },
+      log: new Logger(
+        "error",
+        (line) => this.violations.push(`node ${node.index} logged: ${line}`),
+        () => this.now,
+      ),
+      now: () => this.now,
+    }, held);
+    return {
+      pending: () => holder.pending(),
+      started: () => holder.started(),
+      create: () => this.violations.push(`node ${node.index} was asked to create a channel key`),
+      adopt: (version, creatorPub, wrappedKey) => {
+        let finish!: () => void;
+        const rec: { event?: Event; finish: () => void } = {
+          finish: () => {},
+        };
+        const done = new Promise<void>((r) => finish = r);
+        rec.finish = finish;
+        adopting.push(rec);
+        this.realOps.push({ done, release: () => rec.event && alive() && dispatch(rec.event) });
+        holder.adopt(version, creatorPub, wrappedKey);
+      },
+      seal: (frame, seal) =>
+        new Promise<boolean>((resolve, reject) => {
+          const p = holder.seal(frame, seal);
+          this.realOps.push({ done: p.catch(() => {}), release: () => void p.then(resolve, reject) });
+        }),
     };
   }
 
