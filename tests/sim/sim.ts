@@ -1,11 +1,16 @@
 /**
  * Deterministic simulation: several nodes on one simulated clock and one simulated network, driven by a seed
- * (FoundationDB / TigerBeetle style). Each node runs the node's own effect executor (lib/net/executor.ts) over an
- * in-memory store, a simulated transport (this file's pipes, which deliver with latency and inject faults: broken
- * connections, duplicated and reordered frames, node crashes) and the simulated clock and timers; after each
- * scheduled job the run loop lets every promise settle (`setImmediate`), so runs stay deterministic. Signatures
- * are simulated: a frame "signed" by a node carries `sim:<key alias>`, and the executor's inbound pipeline accepts
- * it only when that is the key the reducer expects (`expectedKey`), exactly as it does with RSA.
+ * (FoundationDB / TigerBeetle style). Each node runs the node's own effect executor (lib/net/executor.ts) over the
+ * real store (lib/store/sqlite.ts on in-memory SQLite, which outlives the node's crashes as its file would; a
+ * write may fail, and the node then stops and restarts from it), a simulated transport (this file's pipes, which
+ * deliver with latency and inject faults: broken connections, duplicated and reordered frames, node crashes;
+ * each node-side socket buffers what it is handed and the network drains it every tick, as fast as the peer
+ * reads, so back-pressure, the too-slow cut and lingering run) and the simulated clock, timers and frame ids;
+ * after each scheduled job the run loop lets every promise settle (`setImmediate`), so runs stay deterministic.
+ * Signatures are simulated: a frame "signed" by a node carries `sim:<key alias>`, and the executor's inbound
+ * pipeline accepts it only when that is the key the reducer expects (`expectedKey`), exactly as it does with
+ * RSA. The channel key's crypto is simulated too, unless `realChannel` asks for the real holder. Users are
+ * scripted (`SimUser`) or driven by the real client core (`ClientUser`, client_user.ts).
  */
 import { initState } from "../../lib/core/reduce.ts";
 import {
