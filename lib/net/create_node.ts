@@ -96,6 +96,11 @@ export interface NodeParts {
    * garbage then).
    */
   onIdle?: { afterMs: number; run: (view: NodeActivity) => void };
+  /**
+   * Runs after a step of the reducer once `bytes` more bytes of frames went in or out since it last ran
+   * (startNode collects garbage then: see node.ts).
+   */
+  onBytes?: { bytes: number; run: (view: NodeActivity) => void };
 }
 
 /** What the idle hook may read of the node. */
@@ -242,6 +247,8 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
   // The idle hook: a timer armed at a step, checked once it runs out; busy still (frames moved, effects
   // waiting), it is armed again; quiet, the hook runs and waits for the next step.
   let idleTimer: unknown;
+  /** Frame bytes at the last run of the `onBytes` hook. */
+  let bytesAtLast = 0;
   let idleFrames = -1;
   const activity: NodeActivity = {
     frames: () => metrics.framesIn + metrics.framesOut,
@@ -274,6 +281,10 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
     onStep: (_ev, step) => {
       armClock(nextDeadline(step.state));
       armIdle();
+      if (parts.onBytes && metrics.frameBytes - bytesAtLast >= parts.onBytes.bytes) {
+        bytesAtLast = metrics.frameBytes;
+        parts.onBytes.run(activity);
+      }
     },
     ...(parts.timers ? { timers: parts.timers } : {}),
     ...(parts.readSoftware ? { readSoftware: parts.readSoftware } : {}),

@@ -20,6 +20,8 @@ export class Counters {
   framesIn = 0;
   /** Frames handed to a socket. */
   framesOut = 0;
+  /** Bytes (UTF-16 code units, about bytes for JSON) of the frames received and of those handed to a socket. */
+  frameBytes = 0;
   /** ERROR frames sent. */
   refused = 0;
   /** Signature verifications started. */
@@ -159,6 +161,7 @@ function metricsText(v: HttpView, state: State, uptime: number): string {
     ["socp_connections_total", "counter", c.connectionsTotal],
     ["socp_frames_in_total", "counter", c.framesIn],
     ["socp_frames_out_total", "counter", c.framesOut],
+    ["socp_frame_bytes_total", "counter", c.frameBytes],
     ["socp_errors_sent_total", "counter", c.refused],
     ["socp_signatures_total", "counter", v.signatures()],
     ["socp_verifications_total", "counter", c.verifications],

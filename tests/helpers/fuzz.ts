@@ -15,7 +15,8 @@ import fc from "npm:fast-check@4.10.2";
 import { PAYLOADS } from "../../lib/protocol/messages.ts";
 import type { Effect, Event, State } from "../../lib/core/types.ts";
 import { sha256HexSync as sha256Hex } from "../../lib/net/digest.ts";
-import { type InboundConn, type InboundContext, onFrame } from "../../lib/net/inbound.ts";
+import { type InboundContext, onFrame } from "../../lib/net/inbound.ts";
+import { Connection } from "../../lib/net/connection.ts";
 import { Counters } from "../../lib/net/http.ts";
 import { Logger } from "../../lib/net/log.ts";
 import { ALICE, BOB, Harness, joining, SERVER, T0 } from "./reducer.ts";
@@ -344,7 +345,7 @@ export class Pipeline {
   /** What is being fed (for problem reports). */
   current = "";
   private freshIds = 0;
-  private readonly inbound = new Map<number, InboundConn>();
+  private readonly inbound = new Map<number, Connection>();
   readonly ctx: InboundContext;
 
   constructor(readonly h: Harness) {
@@ -376,11 +377,34 @@ export class Pipeline {
     }
   }
 
-  /** The connection's inbound side, as the shell keeps it. */
-  side(conn: number): InboundConn {
+  /**
+   * The shell's `Connection` for `conn` (its inbound side: frames in flight, load shedding, arrival order, and
+   * skipping once closed), over a socket that takes nothing (the fuzz reads the reducer's effects instead).
+   */
+  side(conn: number): Connection {
     let s = this.inbound.get(conn);
     if (!s) {
-      this.inbound.set(conn, s = { inbound: Promise.resolve(), inflight: 0, inflightBytes: 0, cut: false });
+      s = new Connection({
+        conn,
+        addr: `fuzz-${conn}`,
+        sock: {
+          open: true,
+          bufferedAmount: 0,
+          send: () => {},
+          close: () => {},
+          onMessage: () => {},
+          onClose: () => {},
+        },
+        limits: this.h.state.config.limits,
+        timers: { set: () => 0, clear: () => {} },
+        now: () => this.h.now,
+        counters: this.ctx.counters,
+        log: this.ctx.log,
+        lingering: { add: () => {}, release: () => {} },
+        stamp: (t) => t,
+        onGone: () => {},
+      });
+      this.inbound.set(conn, s);
     }
     return s;
   }
@@ -397,7 +421,7 @@ export class Pipeline {
 
   /** Wait until every frame received so far has reached the reducer; what it asked for meanwhile. */
   async settle(): Promise<Effect[]> {
-    await Promise.all([...this.inbound.values()].map((s) => s.inbound));
+    await Promise.all([...this.inbound.values()].map((s) => s.settled()));
     return this.take();
   }
 
@@ -449,7 +473,7 @@ export async function run(
     // The shell closes what the reducer asks it to close (frames after that are skipped unread), and reports it.
     for (const e of effects) {
       if (e.kind !== "close" || !h.state.conns.has(e.conn)) continue;
-      pipe.side(e.conn).cut = true;
+      pipe.side(e.conn).close(1000, "the reducer closed it");
       pipe.forget(e.conn);
       pipe.feed({ kind: "closed", conn: e.conn, now: h.now });
       effects = pipe.take();

@@ -39,6 +39,7 @@ import {
   type FrameSigner,
   type StoreLike,
   type Timers,
+  type Write,
 } from "../../lib/net/executor.ts";
 import type { Accept, DialHandlers, Socket, Transport } from "../../lib/net/transport.ts";
 import { Logger } from "../../lib/net/log.ts";
@@ -472,10 +473,10 @@ export class Sim {
       signer,
       // A small per-turn budget, so that the simulation also runs effects held back to later turns.
       turnBytes: this.turnBytes,
-      channelKeys: (dispatch) =>
+      channelKeys: (dispatch, write) =>
         this.realChannel
-          ? this.realChannelKeysOf(node, alive, dispatch)
-          : this.channelKeysOf(node, alive, dispatch),
+          ? this.realChannelKeysOf(node, alive, dispatch, write)
+          : this.channelKeysOf(node, alive, dispatch, write),
       digest: (text) => Promise.resolve(sha256Hex(text)),
       verify: (key, _payload, s) => Promise.resolve(s === `sim:${this.aliases.get(key)}`),
       fresh: () => `sim-fresh-${this.freshIds++}`,
@@ -570,7 +571,12 @@ export class Sim {
   }
 
   /** The real channel-key holder, its crypto run to completion between jobs (see realSettle). */
-  private realChannelKeysOf(node: SimNode, alive: () => boolean, dispatch: (ev: Event) => void): ChannelKeys {
+  private realChannelKeysOf(
+    node: SimNode,
+    alive: () => boolean,
+    dispatch: (ev: Event) => void,
+    write: Write,
+  ): ChannelKeys {
     const rc = this.realChannel!;
     const held = node.db.getChannelKey()?.creatorPub === rc.channelKey.publicKey ? rc.channelKey : null;
     const adopting: { event?: Event; finish: () => void }[] = [];
@@ -578,6 +584,7 @@ export class Sim {
       key: rc.privateKeys.get(node.key)!,
       secret: rc.secret,
       store: node.db,
+      write,
       // The holder's verdict (channelReady, channelFailed) waits for the run loop to hand it on.
       dispatch: (ev) => {
         const a = adopting.shift();
@@ -616,13 +623,21 @@ export class Sim {
   }
 
   /** Simulated channel crypto: the wrap names the channel key it carries and whom it is for. */
-  private channelKeysOf(node: SimNode, alive: () => boolean, dispatch: (ev: Event) => void): ChannelKeys {
+  private channelKeysOf(
+    node: SimNode,
+    alive: () => boolean,
+    dispatch: (ev: Event) => void,
+    write: Write,
+  ): ChannelKeys {
     const ready = (version: number, creatorPub: string) =>
       this.at(this.now + 5, () => {
         if (!alive()) return;
-        node.db.setChannelKey(creatorPub, SIM_SEALED);
-        node.db.setChannel(version, creatorPub, this.now);
-        dispatch({ kind: "channelReady", now: this.now, version, creatorPub });
+        // Through the executor's crash-only writes, as the real holder keeps its key.
+        const kept = write(() => {
+          node.db.setChannelKey(creatorPub, SIM_SEALED);
+          node.db.setChannel(version, creatorPub, this.now);
+        });
+        if (kept) dispatch({ kind: "channelReady", now: this.now, version, creatorPub });
       });
     return {
       pending: () => undefined,
