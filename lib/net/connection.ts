@@ -23,7 +23,7 @@
  * @module
  */
 import type { Limits } from "../core/types.ts";
-import type { Counters } from "./http.ts";
+import type { Counters } from "./counters.ts";
 import type { Logger } from "./log.ts";
 import { highWater, holdBound } from "./outbound.ts";
 import type { Clock, Timers } from "./ports.ts";

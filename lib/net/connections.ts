@@ -14,7 +14,7 @@
 import type { Event, Limits } from "../core/types.ts";
 import { withFrameId } from "../protocol/envelope.ts";
 import { Connection } from "./connection.ts";
-import type { Counters } from "./http.ts";
+import type { Counters } from "./counters.ts";
 import type { Logger } from "./log.ts";
 import type { Clock, Timers } from "./ports.ts";
 import type { Accept, Socket, Transport } from "./transport.ts";

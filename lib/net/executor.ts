@@ -22,7 +22,7 @@ import type { PrivateKey } from "../crypto/rsa.ts";
 import type { Envelope } from "../protocol/envelope.ts";
 import { setImmediate } from "node:timers";
 import { sha256HexSync } from "./digest.ts";
-import type { Counters } from "./http.ts";
+import type { Counters } from "./counters.ts";
 import { probeSoftware, readSoftware, softwareEvent } from "./probe.ts";
 import { type InboundContext, onFrame } from "./inbound.ts";
 import type { Accept, Transport } from "./transport.ts";

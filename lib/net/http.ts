@@ -14,25 +14,8 @@ import type { State } from "../core/types.ts";
 import { SOFTWARE, VERSION } from "../version.ts";
 import { type NetworkSnapshot, webRoute } from "../web/routes.ts";
 
-/** Counters the shell keeps for `/metrics`. */
-export class Counters {
-  /** Frames received (past the size check). */
-  framesIn = 0;
-  /** Frames handed to a socket. */
-  framesOut = 0;
-  /** Bytes (UTF-16 code units, about bytes for JSON) of the frames received and of those handed to a socket. */
-  frameBytes = 0;
-  /** ERROR frames sent. */
-  refused = 0;
-  /** Signature verifications started. */
-  verifications = 0;
-  /** Connections opened (accepted or dialed) since start. */
-  connectionsTotal = 0;
-  /** Frames refused unread because too many were in flight. */
-  shed = 0;
-  /** Connections cut because their peer did not read. */
-  tooSlow = 0;
-}
+import type { Counters } from "./counters.ts";
+export { Counters } from "./counters.ts";
 
 /** What the HTTP routes read from the node. */
 export interface HttpView {

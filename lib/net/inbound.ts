@@ -16,7 +16,7 @@ import { expectedKey } from "../core/verify.ts";
 import { sha256Hex, verifyAny } from "../crypto/rsa.ts";
 import { canonicalJsonResult, type PreimageForm, signatureForms } from "../protocol/canonical_json.ts";
 import { parseFrame, type ParseResult } from "../protocol/envelope.ts";
-import type { Counters } from "./http.ts";
+import type { Counters } from "./counters.ts";
 import type { Logger } from "./log.ts";
 import { type InboundConn, INFLIGHT_BYTES } from "./connection.ts";
 

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { DEFAULT_LIMITS, type Limits } from "../../lib/core/types.ts";
 import { Connection, STALL_MS } from "../../lib/net/connection.ts";
 import { highWater } from "../../lib/net/outbound.ts";
-import { Counters } from "../../lib/net/http.ts";
+import { Counters } from "../../lib/net/counters.ts";
 import { Logger } from "../../lib/net/log.ts";
 import type { Socket } from "../../lib/net/transport.ts";
 import { FakeTime } from "./fake_time.ts";

@@ -20,7 +20,7 @@ import {
   STORED_PAGE,
   type StoreLike,
 } from "../../lib/net/executor.ts";
-import { Counters } from "../../lib/net/http.ts";
+import { Counters } from "../../lib/net/counters.ts";
 import { Logger } from "../../lib/net/log.ts";
 import type { Accept, DialHandlers, Socket, Transport } from "../../lib/net/transport.ts";
 import { fixtureKey } from "../helpers/keys.ts";

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { initState } from "../../lib/core/reduce.ts";
 import type { Event } from "../../lib/core/types.ts";
-import { Counters } from "../../lib/net/http.ts";
+import { Counters } from "../../lib/net/counters.ts";
 import { type InboundContext, INFLIGHT_BYTES, onFrame } from "../../lib/net/inbound.ts";
 import { Connection } from "../../lib/net/connection.ts";
 import { Logger } from "../../lib/net/log.ts";
