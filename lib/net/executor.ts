@@ -247,8 +247,11 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       }
     } finally {
       draining = false;
-      // Seen-cache keys are written once per turn, in one transaction (not one disk sync per frame).
-      if (pendingSeen.length > 0 && !writes.failed) {
+      // Seen-cache keys are written once per turn, in one transaction (not one disk sync per frame), and only
+      // once every effect before them has run: a key written while its frame's effects wait for a later turn
+      // (the enqueue of a DM) would, if that write then failed, make the sender's resend after the restart a
+      // "duplicate", ACKed and lost (found by the simulation, tests/sim: seed 302 with failing store writes).
+      if (pendingSeen.length > 0 && !writes.failed && head >= backlog.length) {
         const batch = pendingSeen.splice(0);
         write(() => store.addSeen(batch));
       }

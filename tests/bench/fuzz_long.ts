@@ -5,7 +5,7 @@
  *   (also run by `deno task bench`)
  *
  * Part 1 feeds `frames` fuzzed frames (tests/helpers/fuzz.ts: random and mutated frames of every type, every
- * connection role) through parse -> digest -> reduce, in fresh worlds of up to 80 steps, and prints frames/s and
+ * connection role) through the shell's inbound pipeline (parse, digest, signature check) to the reducer, in fresh worlds of up to 80 steps, and prints frames/s and
  * the exceptions and invariant violations found (must be 0).
  * Part 2 is the leak check: 200,000 fuzzed frames into ONE long-lived world (connections that close are opened
  * again), then the size of every map and set in the reducer state, and the heap after a full GC (with
@@ -31,7 +31,7 @@ const examples: string[] = [];
 const t0 = performance.now();
 for (let batch = 0; frames < total; batch++) {
   for (const steps of fc.sample(arb, { seed: seed * 1_000_003 + batch, numRuns: 200 })) {
-    const r = run(keys, steps);
+    const r = await run(keys, steps);
     frames += r.frames;
     problems += r.problems.length;
     if (r.problems.length && examples.length < 3) examples.push(r.problems[0].slice(0, 300));
@@ -52,7 +52,7 @@ for (let batch = 0; long.length < 200_000; batch++) {
 }
 gc?.();
 const heap0 = Deno.memoryUsage().heapUsed;
-const r = runLong(long);
+const r = await runLong(long);
 gc?.();
 const heap1 = Deno.memoryUsage().heapUsed;
 const sizes = Object.entries(h.state).flatMap(([k, v]) =>
@@ -71,13 +71,13 @@ console.log(
 );
 
 /** Feed steps into `h`, reopening inbound connections the fuzz closed (see world()). */
-function runLong(steps: FuzzStep[]): { frames: number; problems: number } {
+async function runLong(steps: FuzzStep[]): Promise<{ frames: number; problems: number }> {
   // run() builds a fresh world per call; here the same world lives on, chunk after chunk.
   let framesIn = 0;
   let bad = 0;
   const chunk = 80;
   for (let i = 0; i < steps.length; i += chunk) {
-    const res = run(keys, steps.slice(i, i + chunk), h);
+    const res = await run(keys, steps.slice(i, i + chunk), h);
     framesIn += res.frames;
     bad += res.problems.length;
     revive(h, keys);

@@ -39,19 +39,19 @@ const PINNED: { name: string; seed: number; path: string }[] = [];
 
 /** Hostile steps through the pipeline: no exception, the six codes, the invariants. */
 const property = (onFrames: (n: number) => void = () => {}) =>
-  fc.property(fc.array(stepArb(keys), { minLength: 1, maxLength: 80, size: "max" }), (steps) => {
-    const r = run(keys, steps);
+  fc.asyncProperty(fc.array(stepArb(keys), { minLength: 1, maxLength: 80, size: "max" }), async (steps) => {
+    const r = await run(keys, steps);
     onFrames(r.frames);
     assert.deepEqual(r.problems, []);
   });
 
-Deno.test("fuzz: hostile frames on every connection role never throw, refuse with the six codes, keep invariants", () => {
+Deno.test("fuzz: hostile frames on every connection role never throw, refuse with the six codes, keep invariants", async () => {
   // By run count, not by time: the same runs on every machine, however slow. On failure fast-check shrinks the
   // counterexample and reports its seed and path (see PINNED).
   const runs = Deno.env.get("CI") ? 1000 : 2000;
   let frames = 0;
   const t0 = performance.now();
-  fc.assert(
+  await fc.assert(
     property((n) => frames += n),
     { seed: SEED, numRuns: runs },
   );
@@ -64,17 +64,18 @@ Deno.test("fuzz: hostile frames on every connection role never throw, refuse wit
   );
 });
 
-Deno.test("fuzz: the same seed draws the same runs (a failure replays)", () => {
+Deno.test("fuzz: the same seed draws the same runs (a failure replays)", async () => {
   const draw = () =>
     fc.sample(fc.array(stepArb(keys), { minLength: 1, maxLength: 20 }), { seed: SEED, numRuns: 20 });
   const a = draw();
   assert.deepEqual(draw(), a);
-  assert.deepEqual(a.map((steps) => run(keys, steps)), a.map((steps) => run(keys, steps)));
+  const runAll = () => Promise.all(a.map((steps) => run(keys, steps)));
+  assert.deepEqual(await runAll(), await runAll());
 });
 
 for (const pin of PINNED) {
-  Deno.test(`fuzz pinned: ${pin.name}`, () => {
-    fc.assert(property(), { seed: pin.seed, path: pin.path, endOnFailure: true });
+  Deno.test(`fuzz pinned: ${pin.name}`, async () => {
+    await fc.assert(property(), { seed: pin.seed, path: pin.path, endOnFailure: true });
   });
 }
 

@@ -1,6 +1,6 @@
 /**
- * A frame fuzzer for the node's pure pipeline: text -> parseFrame -> canonical digest -> (signature outcome) ->
- * reduce, on connections of every role (a local user, a linked server, an inbound connection not yet identified,
+ * A frame fuzzer for the node's pipeline: text -> the shell's inbound pipeline (lib/net/inbound.ts: size, parse,
+ * canonical digest, signature check against the key the reducer expects) -> reduce, on connections of every role (a local user, a linked server, an inbound connection not yet identified,
  * and a connection we dialed that waits for SERVER_WELCOME). Shared by tests/core/fuzz_test.ts (fast-check,
  * seeded, bounded) and tests/bench/fuzz_long.ts (10^6 frames). A run is a function of its steps: no clock, no
  * random draw outside fast-check's seeded generators.
@@ -12,12 +12,13 @@
  * invariants hold.
  */
 import fc from "npm:fast-check@4.10.2";
-import { canonicalJsonResult } from "../../lib/protocol/canonical_json.ts";
-import { parseFrame } from "../../lib/protocol/envelope.ts";
 import { PAYLOADS } from "../../lib/protocol/messages.ts";
-import { expectedKey } from "../../lib/core/verify.ts";
 import type { Effect, Event, State } from "../../lib/core/types.ts";
 import { sha256HexSync as sha256Hex } from "../../lib/net/digest.ts";
+import { type InboundContext, onFrame } from "../../lib/net/inbound.ts";
+import { Connection } from "../../lib/net/connection.ts";
+import { Counters } from "../../lib/net/http.ts";
+import { Logger } from "../../lib/net/log.ts";
 import { ALICE, BOB, Harness, joining, SERVER, T0 } from "./reducer.ts";
 
 export const SIX_CODES: ReadonlySet<string> = new Set([
@@ -317,19 +318,135 @@ export function check(state: State, effects: Effect[]): string[] {
   return bad;
 }
 
-/** Run steps on a fresh world (or on `into`); returns the problems found (exceptions included) and the frames fed. */
-export function run(
+/**
+ * The signature a fuzzed frame carries when its outcome is "valid" / "invalid" (the template's empty `sig` is
+ * filled in as the text is sent). The pipeline's verify port accepts {@linkcode VALID_SIG} from whatever key the
+ * reducer expects for the frame (`expectedKey`), as RSA-PSS would from that key's holder; no key, no check.
+ */
+export const VALID_SIG = "fuzz-valid-signature";
+const INVALID_SIG = "fuzz-invalid-signature";
+
+/** A frame's text as sent: the drawn signature outcome put in the template's empty `sig`, if it has one. */
+export function wireText(frame: FuzzFrame): string {
+  if (frame.sig === "absent") return frame.text;
+  return frame.text.replace('"sig":""', `"sig":"${frame.sig === "valid" ? VALID_SIG : INVALID_SIG}"`);
+}
+
+/**
+ * The shell's inbound pipeline (lib/net/inbound.ts `onFrame`: size check, load shedding, parse, canonical text,
+ * digest, signature check with the key the reducer expects, the late re-check, arrival order) in front of a
+ * harness's reducer, with a synchronous digest and simulated signatures ({@linkcode VALID_SIG}) as its ports.
+ */
+export class Pipeline {
+  /** What the reducer asked for since the last {@linkcode take}. */
+  private effects: Effect[] = [];
+  /** Exceptions from the reducer and failures the pipeline logged: bugs. */
+  readonly problems: string[] = [];
+  /** What is being fed (for problem reports). */
+  current = "";
+  private freshIds = 0;
+  private readonly inbound = new Map<number, Connection>();
+  readonly ctx: InboundContext;
+
+  constructor(readonly h: Harness) {
+    this.ctx = {
+      limits: h.state.config.limits,
+      counters: new Counters(),
+      state: () => h.state,
+      dispatch: (ev) => this.feed(ev),
+      // A failure inside the pipeline is logged at "error" (frame.failed): a bug, and so a problem.
+      log: new Logger(
+        "error",
+        (line) => this.problems.push(`pipeline logged: ${line.slice(0, 300)}`),
+        () => h.now,
+      ),
+      now: () => h.now,
+      digest: (text) => Promise.resolve(sha256Hex(text)),
+      verify: (_key, _payload, sig) => Promise.resolve(sig === VALID_SIG),
+      // Fresh ids for the reducer: a counter, so that a run is a function of its steps (replayable, shrinkable).
+      fresh: () => `fuzz-fresh-${this.freshIds++}`,
+    };
+  }
+
+  /** Hand an event to the reducer; an exception is recorded, not thrown. */
+  feed(ev: Event): void {
+    try {
+      this.effects.push(...this.h.step(ev));
+    } catch (e) {
+      this.problems.push(`exception on ${ev.kind}${ev.kind === "frame" ? ` ${this.current}` : ""}: ${e}`);
+    }
+  }
+
+  /**
+   * The shell's `Connection` for `conn` (its inbound side: frames in flight, load shedding, arrival order, and
+   * skipping once closed), over a socket that takes nothing (the fuzz reads the reducer's effects instead).
+   */
+  side(conn: number): Connection {
+    let s = this.inbound.get(conn);
+    if (!s) {
+      s = new Connection({
+        conn,
+        addr: `fuzz-${conn}`,
+        sock: {
+          open: true,
+          bufferedAmount: 0,
+          send: () => {},
+          close: () => {},
+          onMessage: () => {},
+          onClose: () => {},
+        },
+        limits: this.h.state.config.limits,
+        timers: { set: () => 0, clear: () => {} },
+        now: () => this.h.now,
+        counters: this.ctx.counters,
+        log: this.ctx.log,
+        lingering: { add: () => {}, release: () => {} },
+        stamp: (t) => t,
+        onGone: () => {},
+      });
+      this.inbound.set(conn, s);
+    }
+    return s;
+  }
+
+  /** A connection closed or opened again: its inbound side starts over. */
+  forget(conn: number): void {
+    this.inbound.delete(conn);
+  }
+
+  /** A text arrives on `conn` (the pipeline works on it concurrently with earlier frames, as over a socket). */
+  receive(conn: number, text: string): void {
+    onFrame(this.ctx, conn, this.side(conn), text);
+  }
+
+  /** Wait until every frame received so far has reached the reducer; what it asked for meanwhile. */
+  async settle(): Promise<Effect[]> {
+    await Promise.all([...this.inbound.values()].map((s) => s.settled()));
+    return this.take();
+  }
+
+  /** What the reducer asked for since the last call. */
+  take(): Effect[] {
+    const out = this.effects;
+    this.effects = [];
+    return out;
+  }
+}
+
+/**
+ * Run steps on a fresh world (or on `into`); returns the problems found (exceptions included) and the frames fed.
+ * Each frame goes through the shell's own inbound pipeline ({@linkcode Pipeline}) to the reducer.
+ */
+export async function run(
   keys: FuzzKeys,
   steps: FuzzStep[],
   into?: Harness,
-): { problems: string[]; frames: number } {
+): Promise<{ problems: string[]; frames: number }> {
   const h = into ?? world(keys);
-  const problems: string[] = [];
+  const pipe = new Pipeline(h);
+  const problems = pipe.problems;
   let frames = 0;
-  /** Fresh ids for the reducer: a counter, so that a run is a function of its steps (replayable, shrinkable). */
-  let fresh = 0;
   for (const s of steps) {
-    let ev: Event;
     if (
       (s.kind === "frame" && !h.state.conns.has(s.frame.conn)) ||
       (s.kind === "close" && !h.state.conns.has(s.conn))
@@ -338,60 +455,29 @@ export function run(
     }
     if (s.kind === "tick") {
       h.now += s.ms;
-      ev = { kind: "tick", now: h.now };
-    } else if (s.kind === "close") ev = { kind: "closed", conn: s.conn, now: h.now };
-    else if (s.kind === "open") {
+      pipe.feed({ kind: "tick", now: h.now });
+    } else if (s.kind === "close") {
+      pipe.forget(s.conn);
+      pipe.feed({ kind: "closed", conn: s.conn, now: h.now });
+    } else if (s.kind === "open") {
       if (h.state.conns.has(s.conn)) continue;
-      ev = { kind: "connected", conn: s.conn, addr: s.addr, now: h.now };
+      pipe.forget(s.conn);
+      pipe.feed({ kind: "connected", conn: s.conn, addr: s.addr, now: h.now });
     } else {
       frames++;
-      const { text, conn, sig } = s.frame;
-      // The shell's path (lib/net/node.ts receive()): parse, canonical digest or refusal, signature outcome.
-      let parsed = parseFrame(text);
-      const canon = parsed.ok ? canonicalJsonResult(parsed.envelope.payload) : undefined;
-      if (parsed.ok && canon && !canon.ok) {
-        parsed = {
-          ok: false,
-          error: { code: "UNKNOWN_TYPE", detail: canon.error, type: parsed.envelope.type },
-        };
-      }
-      const digest = canon?.ok ? sha256Hex(canon.text) : "";
-      let sigOutcome = sig;
-      let sigKey: string | undefined;
-      if (sig === "valid" && parsed.ok) {
-        sigKey = expectedKey(h.state, h.state.conns.get(conn), parsed.envelope);
-        if (!sigKey) sigOutcome = "invalid";
-      }
-      if (sig === "valid" && !parsed.ok) sigOutcome = "absent";
-      ev = {
-        kind: "frame",
-        conn,
-        now: h.now,
-        parsed,
-        digest,
-        sig: sigOutcome,
-        sigKey,
-        fresh: `fuzz-fresh-${fresh++}`,
-      };
+      pipe.current = JSON.stringify(s).slice(0, 300);
+      pipe.receive(s.frame.conn, wireText(s.frame));
     }
-    let effects: Effect[];
-    try {
-      effects = h.step(ev);
-    } catch (e) {
-      problems.push(
-        `exception on ${ev.kind}${ev.kind === "frame" ? ` ${JSON.stringify(s).slice(0, 300)}` : ""}: ${e}`,
-      );
-      continue;
-    }
+    let effects = await pipe.settle();
     problems.push(...check(h.state, effects));
-    // The shell closes what the reducer asks it to close, and reports it (frames after that are dropped unread).
+    // The shell closes what the reducer asks it to close (frames after that are skipped unread), and reports it.
     for (const e of effects) {
       if (e.kind !== "close" || !h.state.conns.has(e.conn)) continue;
-      try {
-        problems.push(...check(h.state, h.step({ kind: "closed", conn: e.conn, now: h.now })));
-      } catch (err) {
-        problems.push(`exception on closed: ${err}`);
-      }
+      pipe.side(e.conn).close(1000, "the reducer closed it");
+      pipe.forget(e.conn);
+      pipe.feed({ kind: "closed", conn: e.conn, now: h.now });
+      effects = pipe.take();
+      problems.push(...check(h.state, effects));
     }
     if (problems.length) break;
   }

@@ -1,11 +1,16 @@
 /**
  * Deterministic simulation: several nodes on one simulated clock and one simulated network, driven by a seed
- * (FoundationDB / TigerBeetle style). Each node runs the node's own effect executor (lib/net/executor.ts) over an
- * in-memory store, a simulated transport (this file's pipes, which deliver with latency and inject faults: broken
- * connections, duplicated and reordered frames, node crashes) and the simulated clock and timers; after each
- * scheduled job the run loop lets every promise settle (`setImmediate`), so runs stay deterministic. Signatures
- * are simulated: a frame "signed" by a node carries `sim:<key alias>`, and the executor's inbound pipeline accepts
- * it only when that is the key the reducer expects (`expectedKey`), exactly as it does with RSA.
+ * (FoundationDB / TigerBeetle style). Each node runs the node's own effect executor (lib/net/executor.ts) over the
+ * real store (lib/store/sqlite.ts on in-memory SQLite, which outlives the node's crashes as its file would; a
+ * write may fail, and the node then stops and restarts from it), a simulated transport (this file's pipes, which
+ * deliver with latency and inject faults: broken connections, duplicated and reordered frames, node crashes;
+ * each node-side socket buffers what it is handed and the network drains it every tick, as fast as the peer
+ * reads, so back-pressure, the too-slow cut and lingering run) and the simulated clock, timers and frame ids;
+ * after each scheduled job the run loop lets every promise settle (`setImmediate`), so runs stay deterministic.
+ * Signatures are simulated: a frame "signed" by a node carries `sim:<key alias>`, and the executor's inbound
+ * pipeline accepts it only when that is the key the reducer expects (`expectedKey`), exactly as it does with
+ * RSA. The channel key's crypto is simulated too, unless `realChannel` asks for the real holder. Users are
+ * scripted (`SimUser`) or driven by the real client core (`ClientUser`, client_user.ts).
  */
 import { initState } from "../../lib/core/reduce.ts";
 import {
@@ -14,9 +19,7 @@ import {
   DEFAULT_LIMITS,
   type Effect,
   type Event,
-  type ServerRecord,
   type State,
-  type UserRecord,
 } from "../../lib/core/types.ts";
 import { sha256HexSync as sha256Hex, sha256Sync as sha256 } from "../../lib/net/digest.ts";
 import { msgRef } from "../../lib/protocol/msg_ref.ts";
@@ -28,6 +31,7 @@ import {
   serializeEnvelope,
 } from "../../lib/protocol/envelope.ts";
 import type { PrivateKey } from "../../lib/crypto/rsa.ts";
+import { ChannelKeyHolder } from "../../lib/net/channel_key.ts";
 import {
   type ChannelKeys,
   createExecutor,
@@ -35,12 +39,23 @@ import {
   type FrameSigner,
   type StoreLike,
   type Timers,
+  type Write,
 } from "../../lib/net/executor.ts";
 import type { Accept, DialHandlers, Socket, Transport } from "../../lib/net/transport.ts";
 import { Logger } from "../../lib/net/log.ts";
 import { Counters } from "../../lib/net/http.ts";
+import { Store } from "../../lib/store/sqlite.ts";
+import type { SealedKey } from "../../lib/crypto/keyfile.ts";
 import { setImmediate } from "node:timers";
 import { ForeignNode } from "./foreign.ts";
+import { ClientUser } from "./client_user.ts";
+
+/** The simulation's DM id in a ciphertext (`ct.<id>`, then `~` and filler when padded). */
+function dmIdOf(ciphertext: unknown): string | undefined {
+  return typeof ciphertext === "string" && ciphertext.startsWith("ct.")
+    ? ciphertext.slice(3).split("~")[0]
+    : undefined;
+}
 
 /** mulberry32: a small, good-enough seeded PRNG. */
 export class Rng {
@@ -74,13 +89,40 @@ export interface Faults {
   duplicate: number;
   /** A frame (and the frames behind it on its connection) is held back; frames on other connections overtake it. */
   reorder: number;
+  /**
+   * A store write fails (the disk is full, the database is locked): per write, on every node. The node is
+   * crash-only: it stops at once and is restarted from its database a moment later.
+   */
+  storeFail?: number;
+  /** A user stops reading its connection for a while (its node's socket buffer fills; drain, too-slow, linger). */
+  stall?: number;
 }
 
 export const NO_FAULTS: Faults = { breakLink: 0, duplicate: 0, reorder: 0 };
 
+/** What an injected store failure throws (told apart from a real failure, which is a violation). */
+export const INJECTED = "sim: injected store write failure";
+
+/** Network ticks: a socket's buffer is drained every this many simulated ms. */
+export const DRAIN_MS = 5;
+
+/** Bytes a reader takes from its connection per drain tick (a user that keeps up, another server). */
+export const READ_BYTES = 32 * 1024;
+
+/** The sealed-key row the simulated channel key stands for (its crypto is simulated, see channelKeysOf). */
+const SIM_SEALED = {
+  kdf: "PBKDF2-SHA256",
+  iterations: 600_000,
+  salt: "sim",
+  cipher: "AES-256-GCM",
+  iv: "sim",
+  data: "sim",
+} as unknown as SealedKey;
+
 type Endpoint =
   | { kind: "node"; node: SimNode; conn: number; sock: SimSocket }
   | { kind: "user"; user: SimUser }
+  | { kind: "client"; client: ClientUser }
   | { kind: "foreign"; node: ForeignNode; conn: number };
 
 /** A connection between two endpoints. */
@@ -92,26 +134,44 @@ export interface Pipe {
   lastAt: [number, number];
 }
 
-/** A node's end of a pipe, as its executor sees it: a transport {@linkcode Socket}. */
+/**
+ * A node's end of a pipe, as its executor sees it: a transport {@linkcode Socket} with a send buffer, as the
+ * runtime's WebSocket has. `send` appends to the buffer (`bufferedAmount` grows); the network drains it every
+ * {@linkcode DRAIN_MS} by what the peer reads (nothing while a user has stopped reading), so the executor's drain,
+ * too-slow cut and lingering run as they do over TCP. `close` waits for the buffer to empty (a close frame goes
+ * after the data), so a socket cut while its peer does not read lingers until the peer reads or goes away.
+ */
 class SimSocket implements Socket {
   onMessage: (data: unknown) => void = () => {};
   onClose: () => void = () => {};
-  readonly bufferedAmount = 0;
+  /** Frames handed over and not yet on the wire. */
+  readonly buffer: string[] = [];
+  bufferedAmount = 0;
+  /** `close` was called: the pipe closes once the buffer is empty. */
+  closing = false;
+  /** A drain job is scheduled. */
+  draining = false;
   constructor(
     private readonly sim: Sim,
-    private readonly pipe: Pipe,
-    private readonly dir: 0 | 1,
+    readonly pipe: Pipe,
+    readonly dir: 0 | 1,
     /** The node run that owns this end is still up (a crashed run neither sends nor hears). */
     readonly alive: () => boolean,
   ) {}
   get open(): boolean {
-    return this.pipe.open;
+    return this.pipe.open && !this.closing;
   }
   send(text: string): void {
-    if (this.pipe.open && this.alive()) this.sim.transmit(this.pipe, this.dir, text);
+    if (!this.pipe.open || this.closing || !this.alive()) return;
+    this.buffer.push(text);
+    this.bufferedAmount += text.length;
+    this.sim.drainLater(this);
   }
   close(): void {
-    if (this.alive()) this.sim.closePipe(this.pipe);
+    if (!this.alive() || this.closing) return;
+    this.closing = true;
+    if (this.buffer.length === 0) this.sim.closePipe(this.pipe);
+    else this.sim.drainLater(this);
   }
 }
 
@@ -143,21 +203,12 @@ export interface SimNode {
   ex: Executor | null;
   /** Which run of the node is current: bumped at each start and crash. */
   gen: number;
-  store: {
-    nextRow: number;
-    serverId: string;
-    users: Map<string, UserRecord>;
-    servers: Map<string, ServerRecord>;
-    homes: Map<string, string>;
-    queue: Map<string, { id: number; at: number; frame: Envelope }[]>;
-    outbox: Map<string, { id: number; at: number; ref: string; frame: Envelope }[]>;
-    channel: { version: number; creatorPub: string; members: Set<string> } | null;
-    acceptedRefs: Map<string, number>;
-    pins: Map<string, string>;
-    seen: Map<string, number>;
-  };
+  /** The node's database: the real store over in-memory SQLite (it outlives crashes, as the file does). */
+  db: Store;
   pipes: Map<number, Pipe>;
   nextConn: number;
+  /** The shell's counters (kept across restarts: too-slow cuts and so on). */
+  counters: Counters;
 }
 
 /** A simulated user: a client that tracks presence and what it received. */
@@ -169,6 +220,8 @@ export interface SimUser {
   node: SimNode | ForeignNode | null;
   pipe: Pipe | null;
   online: boolean;
+  /** False while the user does not read its connection (see {@linkcode Sim.stall}). */
+  reading: boolean;
   directory: Map<string, string>;
   received: Map<string, number>;
 }
@@ -210,6 +263,8 @@ export class Sim {
   faults: Faults = NO_FAULTS;
   /** Counts of node-to-node frames by type (for the no-loop check). */
   serverFrames = new Map<string, number>();
+  /** When set, every frame put on the wire (simulated time, direction, text), in order. */
+  trace?: string[];
   /** When set, every node start (its `initState` inputs) and every event fed to `reduce`, with the effects. */
   recording?: Recorded[];
   private queue: Job[] = [];
@@ -218,10 +273,20 @@ export class Sim {
   /** Hellos sent so far (their nonces). */
   private hellos = 0;
   private freshIds = 0;
+  private frameIds = 0;
   private dmSeq = 0;
+  /** Draws for store failures and restarts after them (a stream of its own, so other draws do not shift). */
+  readonly faultRng: Rng;
+  /** The executors' per-turn budget of frame bytes: small, so that effects held back to later turns run too. */
+  turnBytes = 4096;
+  /** Store writes that failed (injected), each followed by a crash and a restart. */
+  storeFailures = 0;
+  /** The writes that failed: when, where, which and with what. */
+  readonly failedWrites: string[] = [];
 
   constructor(readonly seed: number, readonly keys: string[]) {
     this.rng = new Rng(seed);
+    this.faultRng = new Rng(seed ^ 0x5ee0);
     keys.forEach((k, i) => this.aliases.set(k, i));
   }
 
@@ -246,9 +311,43 @@ export class Sim {
       this.now = job.at;
       job.run();
       await settle();
+      await this.realSettle();
     }
     this.now = until;
   }
+
+  /**
+   * Real crypto started by the last job (the real channel-key holder's RSA and PBKDF2), and what to do once it is
+   * done. The run loop waits for all of it with the clock stopped, then hands the results on one at a time in the
+   * order the operations started, letting every promise settle after each: runs stay deterministic however long
+   * the crypto takes.
+   */
+  private realOps: { done: Promise<unknown>; release: () => void }[] = [];
+
+  private async realSettle(): Promise<void> {
+    while (this.realOps.length > 0) {
+      const ops = this.realOps.splice(0);
+      await Promise.all(ops.map((o) => o.done));
+      for (const o of ops) {
+        o.release();
+        await settle();
+      }
+    }
+  }
+
+  /**
+   * When set, nodes hold the public channel's key with the real {@linkcode ChannelKeyHolder} and its crypto
+   * (RSA-OAEP wraps, RSA-PSS key-share signatures, the key sealed at rest with PBKDF2) instead of the simulated
+   * one: `privateKeys` are the nodes' identity keys (by public key); node 0 starts holding `channelKey` (as if it
+   * had created it: sealed in its database as `sealed`), the others adopt it from the wraps they are sent.
+   * A node restarted after adopting takes the key back from this record, not by unsealing its row (PBKDF2).
+   */
+  realChannel?: {
+    privateKeys: Map<string, PrivateKey>;
+    channelKey: PrivateKey;
+    sealed: SealedKey;
+    secret: string;
+  };
 
   /** Advance the clock by `ms`. */
   run(ms: number): Promise<void> {
@@ -267,22 +366,16 @@ export class Sim {
       state: null,
       ex: null,
       gen: 0,
-      store: {
-        nextRow: 1,
-        serverId: `00000000-0000-4000-8000-${String(index).padStart(12, "0")}`,
-        users: new Map(),
-        servers: new Map(),
-        homes: new Map(),
-        queue: new Map(),
-        outbox: new Map(),
-        channel: null,
-        acceptedRefs: new Map(),
-        pins: new Map(),
-        seen: new Map(),
-      },
+      db: Store.open(":memory:"),
+      counters: new Counters(),
       pipes: new Map(),
       nextConn: 1,
     };
+    node.db.setIdentity({
+      serverId: `00000000-0000-4000-8000-${String(index).padStart(12, "0")}`,
+      pubkey: node.key,
+      sealed: SIM_SEALED,
+    }, this.now);
     node.bootstrap = bootstrapTo.map((i) => ({
       host: this.nodes[i].host,
       port: this.nodes[i].port,
@@ -295,10 +388,12 @@ export class Sim {
   /** Start (or restart) a node from its store: the node's own executor, over the simulated network. */
   start(node: SimNode): void {
     const config: Parameters<typeof initState>[0] = {
-      serverId: node.store.serverId,
+      serverId: node.db.getIdentity()!.serverId,
       serverPub: node.key,
       serverPubPem: node.key,
-      limits: { ...DEFAULT_LIMITS },
+      // A small bound on unsent bytes (high-water mark 16 KiB), so that a user who stops reading for a few
+      // seconds is cut as too slow under simulation.
+      limits: { ...DEFAULT_LIMITS, maxUnsentBytes: 48 * 1024 },
       federation: {
         ...DEFAULT_FEDERATION,
         bootstrap: node.bootstrap,
@@ -308,27 +403,13 @@ export class Sim {
       labWeakKeys: false,
       labReplay: false,
     };
-    const loaded: Parameters<typeof initState>[1] = {
-      users: [...node.store.users.values()],
-      servers: [...node.store.servers.values()],
-      homes: [...node.store.homes],
-      queued: [...node.store.queue].map(([u, q]) => [u, q.length] as [string, number]).filter(([, n]) =>
-        n > 0
-      ),
-      outbox: [...node.store.outbox].map(([k, q]) => [k, q.length] as [string, number]).filter(([, n]) =>
-        n > 0
-      ),
-      channel: node.store.channel
-        ? {
-          version: node.store.channel.version,
-          creatorPub: node.store.channel.creatorPub,
-          members: [...node.store.channel.members],
-        }
-        : null,
-      acceptedRefs: [...node.store.acceptedRefs],
-      pins: [...node.store.pins],
-      seen: [...node.store.seen].filter(([, exp]) => exp > this.now),
-    };
+    if (this.realChannel && node.index === 0 && !node.db.getChannelKey()) {
+      const { channelKey, sealed } = this.realChannel;
+      node.db.setChannelKey(channelKey.publicKey, sealed);
+      node.db.setChannel(1, channelKey.publicKey, this.now);
+    }
+    // What the node loads at start from its database (the real store's load, on the simulated clock).
+    const loaded = node.db.load(this.now);
     this.recording?.push(structuredClone({ node: node.index, start: { config, loaded } }));
     const gen = ++node.gen;
     const alive = () => node.gen === gen;
@@ -361,11 +442,25 @@ export class Sim {
       limits: node.state.config.limits,
       log: new Logger(
         "error",
-        (line) => this.violations.push(`node ${node.index} logged: ${line}`),
+        (line) => {
+          // An injected store failure is logged as the real one is (store.write_failed); anything else is a bug.
+          if (!line.includes(INJECTED)) this.violations.push(`node ${node.index} logged: ${line}`);
+        },
         () => this.now,
       ),
-      counters: new Counters(),
-      onStoreFailed: (e) => this.violations.push(`node ${node.index}: store write failed: ${e}`),
+      counters: node.counters,
+      onStoreFailed: (e) => {
+        if (!String(e).includes(INJECTED)) {
+          return void this.violations.push(`node ${node.index}: store write failed: ${e}`);
+        }
+        // Crash-only, as startNode does: the node stops, and is started again from its database.
+        this.storeFailures++;
+        this.at(this.now, () => {
+          if (!alive()) return;
+          this.crash(node);
+          this.at(this.now + 200 + this.faultRng.int(1800), () => node.state ?? this.start(node));
+        });
+      },
       now: () => this.now,
       readSoftware: (url) =>
         new Promise((resolve) => {
@@ -377,15 +472,27 @@ export class Sim {
       timers,
       signer,
       // A small per-turn budget, so that the simulation also runs effects held back to later turns.
-      turnBytes: 4096,
-      channelKeys: (dispatch) => this.channelKeysOf(node, alive, dispatch),
+      turnBytes: this.turnBytes,
+      channelKeys: (dispatch, write) =>
+        this.realChannel
+          ? this.realChannelKeysOf(node, alive, dispatch, write)
+          : this.channelKeysOf(node, alive, dispatch, write),
       digest: (text) => Promise.resolve(sha256Hex(text)),
       verify: (key, _payload, s) => Promise.resolve(s === `sim:${this.aliases.get(key)}`),
       fresh: () => `sim-fresh-${this.freshIds++}`,
+      // Envelope ids from a counter, not crypto.randomUUID (a same-seed run must put the same frames on the wire).
+      frameId: () => `sim-frame-${this.frameIds++}`,
       onStep: (ev, step) => {
         if (!alive()) return;
         this.recording?.push(structuredClone({ node: node.index, event: ev, effects: step.effects }));
         node.state = step.state;
+        // The last hop of a DM this run decided: it is in the shell until it leaves its socket.
+        for (const fx of step.effects) {
+          if (fx.kind === "send" && fx.frame.type === "USER_DELIVER") {
+            const id = dmIdOf((fx.frame.payload as { ciphertext?: unknown }).ciphertext);
+            if (id) this.inShell.set(id, node.index);
+          }
+        }
       },
     });
     this.step(node, { kind: "started", now: this.now, host: node.host, port: node.port });
@@ -405,6 +512,12 @@ export class Sim {
     if (!node.state) return;
     node.state = null;
     node.gen++; // its timers and sockets are dead from now on
+    for (const [id, at] of this.inShell) {
+      if (at === node.index) {
+        this.inShell.delete(id);
+        this.lostInCrash.add(id);
+      }
+    }
     node.ex?.stop();
     node.ex = null;
     for (const pipe of [...node.pipes.values()]) {
@@ -417,66 +530,114 @@ export class Sim {
     node.ex?.dispatch(ev);
   }
 
-  /** The node's durable store, as the executor writes and reads it. */
+  /**
+   * The node's durable store, as the executor writes and reads it: the real {@linkcode Store}, with a write that
+   * fails now and then when the faults say so (before it changes anything, as a failed SQLite statement does).
+   * Reads (and the expiry the reads do) never fail here.
+   */
   private storeOf(node: SimNode): StoreLike {
-    const st = node.store;
-    const rows = <T>(m: Map<string, T[]>, k: string) => m.get(k) ?? [];
+    const db = node.db;
+    const w = <A extends unknown[]>(f: (...a: A) => void) => (...a: A) => {
+      if (this.faults.storeFail && this.faultRng.chance(this.faults.storeFail)) {
+        this.failedWrites.push(
+          `${this.now} node ${node.index} ${f.name}(${JSON.stringify(a).slice(0, 200)})`,
+        );
+        throw new Error(INJECTED);
+      }
+      f.apply(db, a);
+    };
     return {
-      upsertUser: (u) => void st.users.set(u.userId, u),
-      pinServer: (sv) => {
-        const old = st.servers.get(sv.serverId);
-        const { path: _p, tls: _t, ...row } = sv; // what the real store keeps
-        st.servers.set(sv.serverId, { ...row, pubkey: old?.pubkey ?? sv.pubkey });
+      upsertUser: w(db.upsertUser),
+      pinServer: w(db.pinServer),
+      setServerId: w(db.setServerId),
+      setHome: w(db.setHome),
+      enqueue: w(db.enqueue),
+      queuedIds: (u, notBefore) => db.queuedIds(u, notBefore),
+      storedFrames: (table, ids) => db.storedFrames(table, ids),
+      dequeue: w(db.dequeue),
+      addOutbox: w(db.addOutbox),
+      outboxIds: (sv, notBefore) => db.outboxIds(sv, notBefore),
+      ackOutbox: w(db.ackOutbox),
+      clearOutbox: w(db.clearOutbox),
+      deleteOutbox: w(db.deleteOutbox),
+      acceptRef: w(db.acceptRef),
+      pinUser: w(db.pinUser),
+      // The store prunes expired keys against its clock: the simulated one.
+      addSeen: w((entries: [string, number][]) => db.addSeen(entries, this.now)),
+      setChannel: w(db.setChannel),
+      addMember: w(db.addMember),
+      setChannelKey: w(db.setChannelKey),
+    };
+  }
+
+  /** The real channel-key holder, its crypto run to completion between jobs (see realSettle). */
+  private realChannelKeysOf(
+    node: SimNode,
+    alive: () => boolean,
+    dispatch: (ev: Event) => void,
+    write: Write,
+  ): ChannelKeys {
+    const rc = this.realChannel!;
+    const held = node.db.getChannelKey()?.creatorPub === rc.channelKey.publicKey ? rc.channelKey : null;
+    const adopting: { event?: Event; finish: () => void }[] = [];
+    const holder = new ChannelKeyHolder({
+      key: rc.privateKeys.get(node.key)!,
+      secret: rc.secret,
+      store: node.db,
+      write,
+      // The holder's verdict (channelReady, channelFailed) waits for the run loop to hand it on.
+      dispatch: (ev) => {
+        const a = adopting.shift();
+        if (!a) return void this.violations.push(`node ${node.index}: channel event ${ev.kind} out of turn`);
+        a.event = ev;
+        a.finish();
       },
-      setServerId: (id) => void (st.serverId = id),
-      setHome: (u, sv) => void st.homes.set(u, sv),
-      enqueue: (u, frame, now) =>
-        void st.queue.set(u, [...rows(st.queue, u), { id: st.nextRow++, at: now, frame: frame as Envelope }]),
-      queuedIds: (u, notBefore) => {
-        st.queue.set(u, rows(st.queue, u).filter((r) => r.at >= notBefore));
-        return rows(st.queue, u).map((r) => r.id);
+      log: new Logger(
+        "error",
+        (line) => this.violations.push(`node ${node.index} logged: ${line}`),
+        () => this.now,
+      ),
+      now: () => this.now,
+    }, held);
+    return {
+      pending: () => holder.pending(),
+      started: () => holder.started(),
+      create: () => this.violations.push(`node ${node.index} was asked to create a channel key`),
+      adopt: (version, creatorPub, wrappedKey) => {
+        let finish!: () => void;
+        const rec: { event?: Event; finish: () => void } = {
+          finish: () => {},
+        };
+        const done = new Promise<void>((r) => finish = r);
+        rec.finish = finish;
+        adopting.push(rec);
+        this.realOps.push({ done, release: () => rec.event && alive() && dispatch(rec.event) });
+        holder.adopt(version, creatorPub, wrappedKey);
       },
-      storedFrames: (table, ids) => {
-        const all = [...(table === "queue" ? st.queue : st.outbox).values()].flat();
-        return all.filter((r) => ids.includes(r.id)).sort((a, b) => a.id - b.id);
-      },
-      dequeue: (ids) => {
-        for (const [u, q] of st.queue) st.queue.set(u, q.filter((r) => !ids.includes(r.id)));
-      },
-      addOutbox: (sv, ref, frame, now) =>
-        void st.outbox.set(sv, [...rows(st.outbox, sv), {
-          id: st.nextRow++,
-          at: now,
-          ref,
-          frame: frame as Envelope,
-        }]),
-      outboxIds: (sv, notBefore) => {
-        st.outbox.set(sv, rows(st.outbox, sv).filter((r) => r.at >= notBefore));
-        return rows(st.outbox, sv).map((r) => r.id);
-      },
-      ackOutbox: (sv, ref) => void st.outbox.set(sv, rows(st.outbox, sv).filter((r) => r.ref !== ref)),
-      clearOutbox: (sv) => void st.outbox.delete(sv),
-      deleteOutbox: (ids) => {
-        for (const [sv, q] of st.outbox) st.outbox.set(sv, q.filter((r) => !ids.includes(r.id)));
-      },
-      acceptRef: (ref, now) => void st.acceptedRefs.set(ref, now),
-      pinUser: (u, key) => void st.pins.set(u, key),
-      addSeen: (entries) => entries.forEach(([k, exp]) => st.seen.set(k, Math.max(exp, st.seen.get(k) ?? 0))),
-      setChannel: (version) => {
-        if (st.channel) st.channel.version = version;
-      },
-      addMember: (m) => void st.channel?.members.add(m),
-      setChannelKey: () => {},
+      seal: (frame, seal) =>
+        new Promise<boolean>((resolve, reject) => {
+          const p = holder.seal(frame, seal);
+          this.realOps.push({ done: p.catch(() => {}), release: () => void p.then(resolve, reject) });
+        }),
     };
   }
 
   /** Simulated channel crypto: the wrap names the channel key it carries and whom it is for. */
-  private channelKeysOf(node: SimNode, alive: () => boolean, dispatch: (ev: Event) => void): ChannelKeys {
+  private channelKeysOf(
+    node: SimNode,
+    alive: () => boolean,
+    dispatch: (ev: Event) => void,
+    write: Write,
+  ): ChannelKeys {
     const ready = (version: number, creatorPub: string) =>
       this.at(this.now + 5, () => {
         if (!alive()) return;
-        node.store.channel = { version, creatorPub, members: new Set() };
-        dispatch({ kind: "channelReady", now: this.now, version, creatorPub });
+        // Through the executor's crash-only writes, as the real holder keeps its key.
+        const kept = write(() => {
+          node.db.setChannelKey(creatorPub, SIM_SEALED);
+          node.db.setChannel(version, creatorPub, this.now);
+        });
+        if (kept) dispatch({ kind: "channelReady", now: this.now, version, creatorPub });
       });
     return {
       pending: () => undefined,
@@ -485,7 +646,7 @@ export class Sim {
       adopt: (version, creatorPub) => ready(version, creatorPub),
       seal: (frame, seal) => {
         const p = structuredClone(frame.payload) as Record<string, unknown>;
-        const wrap = `wrap:${node.store.channel?.creatorPub.slice(-12)}:for:${seal.forKey.slice(-12)}`;
+        const wrap = `wrap:${node.db.getChannelKey()?.creatorPub.slice(-12)}:for:${seal.forKey.slice(-12)}`;
         if (seal.kind === "welcome") (p.public_channel as Record<string, unknown>).wrapped_key = wrap;
         else if (seal.kind === "updated") (p.wraps as Record<string, unknown>[])[0].wrapped_key = wrap;
         else {
@@ -575,26 +736,108 @@ export class Sim {
   }
 
   // --- the network ------------------------------------------------------------------------------------------
-  transmit(pipe: Pipe, dir: 0 | 1, wire: Envelope | string): void {
-    const frame = typeof wire === "string" ? JSON.parse(wire) as Envelope : wire;
-    const to = dir === 0 ? pipe.b : pipe.a;
-    const between = pipe.a.kind !== "user" && pipe.b.kind !== "user";
-    if (to.kind === "foreign" && frame.type === "SERVER_DELIVER") {
-      // PROFILE §15: a server that does not speak the ACK extension gets each DM once; at most one more copy may
-      // leave when the DM was sent before its /.well-known/socp answered and the link broke in between.
-      const ct = (frame.payload as { ciphertext: string }).ciphertext;
-      const n = (this.sentToForeign.get(ct) ?? 0) + 1;
-      this.sentToForeign.set(ct, n);
-      if (n > 2) this.violations.push(`${ct} sent ${n} times to the foreign server (it never ACKs)`);
+  /** The largest send buffer a node's socket had (bytes handed over and not yet read by the peer). */
+  maxBuffered = 0;
+
+  /** Drain each socket on a tick of its own (how seed 302's run was found; it shifts every event after). */
+  drainEachSocket = false;
+  /** Sockets with frames to drain at the next network tick, in the order they asked. */
+  private readonly toDrain = new Set<SimSocket>();
+
+  /**
+   * Drain a node socket's buffer at the next network tick. One job drains every such socket every
+   * {@linkcode DRAIN_MS} while any has frames waiting (not one job per socket: fewer turns to settle).
+   */
+  drainLater(sock: SimSocket): void {
+    this.maxBuffered = Math.max(this.maxBuffered, sock.bufferedAmount);
+    if (sock.draining) return;
+    sock.draining = true;
+    if (this.drainEachSocket) return void this.at(this.now + DRAIN_MS, () => this.drainSocket(sock));
+    if (this.toDrain.size === 0) {
+      this.at(this.now + DRAIN_MS, () => {
+        const socks = [...this.toDrain];
+        this.toDrain.clear();
+        for (const x of socks) this.drainSocket(x);
+      });
     }
-    if (to.kind === "foreign" && frame.type === "ERROR") {
-      const p = frame.payload as { code: string; detail?: string };
-      if (p.code !== "USER_NOT_FOUND") {
-        this.violations.push(`ERROR ${p.code} to the foreign server: ${p.detail ?? ""}`);
+    this.toDrain.add(sock);
+  }
+
+  /** One network tick for a socket: the peer reads up to {@linkcode READ_BYTES} (nothing while it stalls). */
+  private drainSocket(sock: SimSocket): void {
+    sock.draining = false;
+    if (!sock.pipe.open || !sock.alive()) return this.dropBuffer(sock);
+    const peer = sock.dir === 0 ? sock.pipe.b : sock.pipe.a;
+    const stalled = (peer.kind === "user" && !peer.user.reading) ||
+      (peer.kind === "client" && !peer.client.reading);
+    let room = stalled ? 0 : READ_BYTES;
+    while (room > 0 && sock.buffer.length > 0) {
+      const text = sock.buffer.shift()!;
+      sock.bufferedAmount -= text.length;
+      room -= text.length;
+      this.transmit(sock.pipe, sock.dir, text);
+    }
+    if (sock.buffer.length > 0) {
+      if (room > 0 || !stalled) this.drainLater(sock);
+      // else: the user reads again later (resume), and drains it then.
+    } else if (sock.closing) this.closePipe(sock.pipe);
+  }
+
+  /** Frames left in a socket's buffer when its connection or its process ended: they never leave. */
+  private dropBuffer(sock: SimSocket): void {
+    const to = sock.dir === 0 ? sock.pipe.b : sock.pipe.a;
+    for (const text of sock.buffer.splice(0)) this.lostInFlight(to, text);
+    sock.bufferedAmount = 0;
+  }
+
+  /** A client user stops reading its connection for `ms`. */
+  stallClient(c: ClientUser, ms: number): void {
+    c.reading = false;
+    this.at(this.now + ms, () => {
+      c.reading = true;
+      const end = c.pipe?.b;
+      if (end?.kind === "node") this.drainLater(end.sock);
+    });
+  }
+
+  /** A user stops reading its connection for `ms` (its node's socket buffer fills up). */
+  stall(user: SimUser, ms: number): void {
+    user.reading = false;
+    this.at(this.now + ms, () => {
+      user.reading = true;
+      const end = user.pipe?.b;
+      if (end?.kind === "node") this.drainLater(end.sock);
+    });
+  }
+
+  transmit(pipe: Pipe, dir: 0 | 1, wire: Envelope | string): void {
+    const text = typeof wire === "string" ? wire : serializeEnvelope(wire);
+    // The type without parsing the whole text (the envelope's `type` comes before its payload).
+    const type = typeof wire === "string" ? /"type":"([A-Z_]+)"/.exec(wire)?.[1] ?? "" : wire.type;
+    const to = dir === 0 ? pipe.b : pipe.a;
+    const between = pipe.a.kind !== "user" && pipe.b.kind !== "user" && pipe.a.kind !== "client";
+    this.trace?.push(`${this.now} ${dir} ${text}`);
+    if (type === "USER_DELIVER") {
+      const id = /"ct\.(dm-[^"~]+)/.exec(text)?.[1];
+      if (id) this.inShell.delete(id);
+    }
+    if (to.kind === "foreign" && (type === "SERVER_DELIVER" || type === "ERROR")) {
+      const frame = typeof wire === "string" ? JSON.parse(wire) as Envelope : wire;
+      if (type === "SERVER_DELIVER") {
+        // PROFILE §15: a server that does not speak the ACK extension gets each DM once; at most one more copy
+        // may leave when the DM was sent before its /.well-known/socp answered and the link broke in between.
+        const ct = (frame.payload as { ciphertext: string }).ciphertext;
+        const n = (this.sentToForeign.get(ct) ?? 0) + 1;
+        this.sentToForeign.set(ct, n);
+        if (n > 2) this.violations.push(`${ct} sent ${n} times to the foreign server (it never ACKs)`);
+      } else {
+        const p = frame.payload as { code: string; detail?: string };
+        if (p.code !== "USER_NOT_FOUND") {
+          this.violations.push(`ERROR ${p.code} to the foreign server: ${p.detail ?? ""}`);
+        }
       }
     }
-    const text = typeof wire === "string" ? wire : serializeEnvelope(frame);
-    if (between) this.serverFrames.set(frame.type, (this.serverFrames.get(frame.type) ?? 0) + 1);
+    if (between) this.serverFrames.set(type, (this.serverFrames.get(type) ?? 0) + 1);
     if (between && this.rng.chance(this.faults.breakLink)) {
       this.lostInFlight(to, text);
       this.breakPipe(pipe);
@@ -613,20 +856,44 @@ export class Sim {
     }
   }
 
+  /**
+   * DMs whose USER_DELIVER a node decided and had not yet written to the wire (waiting in its executor's backlog,
+   * its connection's outbound chain or its socket buffer), by DM id: the node that holds it.
+   */
+  private readonly inShell = new Map<string, number>();
+  /**
+   * DMs lost because the node holding their last hop crashed (or stopped after a failed write) before the frame
+   * left: the node had accepted them (ACK upstream) and they were on their way to a live connection, in memory only.
+   */
+  readonly lostInCrash = new Set<string>();
+
+  /**
+   * When set, a DM that reaches its recipient again, unchanged, is left to the client's dedupe (clients keep a
+   * seen list by sender and ciphertext, PROFILE §16) and recorded in {@linkcode wireDuplicates} instead of being a
+   * violation. Store-failure runs set it: a node that stops between two writes of one step (the DM queued, its
+   * msg_ref not yet remembered) takes the sender's resend as new after its restart.
+   */
+  dedupeAtClient = false;
+  /** DMs delivered more than once (only recorded when {@linkcode dedupeAtClient}). */
+  readonly wireDuplicates = new Set<string>();
+
   /** DMs whose USER_DELIVER was in flight when the recipient's connection closed (the last hop's inherent race). */
   readonly lostAtLastHop = new Set<string>();
 
   private lostInFlight(to: Endpoint, text: string): void {
     const f = to.kind === "foreign" && text.includes('"SERVER_DELIVER"')
-      ? /"ct\.(dm-[^"]+)"/.exec(text)
+      ? /"ct\.(dm-[^"~]+)/.exec(text)
       : null;
     if (f) this.lostHandedToForeign.add(f[1]);
-    const m = to.kind === "user" && text.includes('"USER_DELIVER"') ? /"ct\.(dm-[^"]+)"/.exec(text) : null;
+    const m = (to.kind === "user" || to.kind === "client") && text.includes('"USER_DELIVER"')
+      ? /"ct\.(dm-[^"~]+)/.exec(text)
+      : null;
     if (m) this.lostAtLastHop.add(m[1]);
   }
 
   private arrive(to: Endpoint, text: string): void {
     if (to.kind === "user") return this.userReceives(to.user, text);
+    if (to.kind === "client") return to.client.frame(text);
     if (to.kind === "foreign") return to.node.receive(to.conn, text);
     if (to.sock.alive()) to.sock.onMessage(text);
   }
@@ -642,11 +909,18 @@ export class Sim {
     pipe.open = false;
     for (const end of [pipe.a, pipe.b]) {
       if (end.kind === "node") {
+        this.dropBuffer(end.sock);
         if (end.node.pipes.get(end.conn) !== pipe) continue;
         end.node.pipes.delete(end.conn);
         if (end.sock.alive()) end.sock.onClose();
       } else if (end.kind === "foreign") {
         if (end.node.pipes.get(end.conn) === pipe) end.node.closed(end.conn);
+      } else if (end.kind === "client") {
+        if (end.client.pipe === pipe) {
+          end.client.pipe = null;
+          end.client.node = null;
+          end.client.closed();
+        }
       } else if (end.user.pipe === pipe) {
         end.user.pipe = null;
         end.user.node = null;
@@ -666,6 +940,7 @@ export class Sim {
       node: null,
       pipe: null,
       online: false,
+      reading: true,
       directory: new Map(),
       received: new Map(),
     };
@@ -727,6 +1002,69 @@ export class Sim {
     });
   }
 
+  // --- users driven by the client core ------------------------------------------------------------------------
+  /** Users whose protocol side is the real `ClientCore` (see client_user.ts). */
+  readonly clients: ClientUser[] = [];
+  /** DMs the client users sent (their text is the DM id). */
+  readonly clientDms = new Map<string, { from: ClientUser; to: ClientUser; messageId: string }>();
+
+  /** The alias of a key (its simulated signature is `sim:<alias>`). */
+  alias(key: string): string | undefined {
+    const a = this.aliases.get(key);
+    return a === undefined ? undefined : String(a);
+  }
+
+  /** Add a user driven by `ClientCore`, homed on `home`; every client knows every other (earlier sessions). */
+  addClient(keyIndex: number, home: SimNode): ClientUser {
+    const n = this.clients.length;
+    const c = new ClientUser(
+      {
+        now: () => this.now,
+        alias: (k) => this.alias(k),
+        send: (u, text) => u.pipe?.open && this.transmit(u.pipe, 0, text),
+      },
+      `cccccccc-0000-4000-8000-${String(n).padStart(12, "0")}`,
+      this.keys[keyIndex],
+    );
+    c.home = home;
+    this.clients.push(c);
+    for (const x of this.clients) x.know(this.clients.map((y) => ({ userId: y.userId, key: y.key })));
+    if (n === 0) {
+      // The shell's clock for the cores: the hello rule and the snapshot wait.
+      const tick = () => {
+        for (const x of this.clients) if (x.pipe) x.tick();
+        this.at(this.now + 250, tick);
+      };
+      this.at(this.now + 250, tick);
+    }
+    return c;
+  }
+
+  /** Connect a client user to its home node; the core says hello once the socket is open. */
+  connectClient(c: ClientUser): void {
+    const node = c.home!;
+    if (c.pipe || !node.ex) return;
+    const conn = node.nextConn++;
+    const pipe: Pipe = { a: { kind: "client", client: c }, b: null!, open: true, lastAt: [0, 0] };
+    const gen = node.gen;
+    const sock = new SimSocket(this, pipe, 1, () => node.gen === gen);
+    pipe.b = { kind: "node", node, conn, sock };
+    node.pipes.set(conn, pipe);
+    c.pipe = pipe;
+    c.node = node;
+    node.ex.upgrade(`c-${c.userId}`, accepting(sock), 30);
+    c.opened(`nonce-${++this.hellos}-${this.now}`);
+  }
+
+  /** A client user sends a DM (its text is a fresh DM id); null when the core would not. */
+  clientDm(from: ClientUser, to: ClientUser): string | null {
+    const id = `dm-${this.seed}-c${this.dmSeq++}`;
+    const m = from.tell(to.userId, id);
+    if (!m) return null;
+    this.clientDms.set(id, { from, to, messageId: m.id });
+    return id;
+  }
+
   disconnect(user: SimUser): void {
     if (user.pipe) this.closePipe(user.pipe);
   }
@@ -753,7 +1091,7 @@ export class Sim {
   }
 
   /** Send a DM (the ciphertext is an opaque token the servers must carry unchanged). */
-  dm(from: SimUser, to: SimUser): SentDm | null {
+  dm(from: SimUser, to: SimUser, pad = 0): SentDm | null {
     if (!from.pipe || !from.online) return null;
     const id = `dm-${this.seed}-${this.dmSeq++}`;
     const dm: SentDm = {
@@ -761,7 +1099,8 @@ export class Sim {
       from: from.userId,
       to: to.userId,
       ts: this.now,
-      ciphertext: `ct.${id}`,
+      // Padded when asked (a burst that fills a stalled reader's buffer): `~` and filler after the id.
+      ciphertext: `ct.${id}` + (pad > 0 ? `~${"x".repeat(pad)}` : ""),
       content_sig: `cs.${id}`,
     };
     this.dms.set(id, dm);
@@ -805,7 +1144,7 @@ export class Sim {
         }
         break;
       case "USER_DELIVER": {
-        const id = env.payload.ciphertext.replace(/^ct\./, "");
+        const id = env.payload.ciphertext.slice(3).split("~")[0];
         const dm = this.dms.get(id);
         const n = (user.received.get(id) ?? 0) + 1;
         user.received.set(id, n);
@@ -820,7 +1159,8 @@ export class Sim {
           }
           if (env.payload.content_sig !== dm.content_sig) this.violations.push(`${id}: content_sig altered`);
         }
-        if (n > 1) this.violations.push(`${id} delivered ${n} times to ${user.userId}`);
+        if (n > 1 && this.dedupeAtClient) this.wireDuplicates.add(id);
+        else if (n > 1) this.violations.push(`${id} delivered ${n} times to ${user.userId}`);
         break;
       }
       default:
@@ -832,6 +1172,9 @@ export class Sim {
   /** Who is online where, by the simulation's own account. */
   truth(): Map<string, string> {
     const m = new Map<string, string>();
+    for (const c of this.clients) {
+      if (c.online && c.node?.state) m.set(c.userId, c.node.state.config.serverId);
+    }
     for (const u of this.users) {
       if (!u.online || !u.node) continue;
       if (u.node instanceof ForeignNode) {
@@ -874,10 +1217,11 @@ export class Sim {
     const out: string[] = [];
     for (const n of this.nodes) {
       if (!n.state) continue;
-      const users = new Set([...n.state.queued.keys(), ...n.store.queue.keys()]);
+      const rows = new Map(n.db.load(this.now).queued);
+      const users = new Set([...n.state.queued.keys(), ...rows.keys()]);
       for (const u of users) {
         const counted = n.state.queued.get(u) ?? 0;
-        const stored = n.store.queue.get(u)?.length ?? 0;
+        const stored = rows.get(u) ?? 0;
         if (counted !== stored) {
           out.push(
             `node ${n.index}: ${stored} rows queued for ${u.slice(-3)} in the store, ${counted} counted`,
