@@ -59,7 +59,13 @@ export async function fixtureDataDir(
 /** Whether a node started with these settings starts a network (no bootstrap list it could know of). */
 function startsNetwork(args: string[], env: Record<string, string>): boolean {
   if (args.includes("--introducer") || env.SOCP_INTRODUCER === "1") return true;
-  const joins = ["--bootstrap", "--bootstrap-file", "--env-file"].some((f) => args.includes(f));
+  const envFile = args.indexOf("--env-file");
+  let fromFile = "";
+  try {
+    if (envFile >= 0) fromFile = Deno.readTextFileSync(args[envFile + 1]);
+  } catch { /* no such file: the node says so */ }
+  const joins = ["--bootstrap", "--bootstrap-file"].some((f) => args.includes(f)) ||
+    /^\s*SOCP_BOOTSTRAP/m.test(fromFile);
   return !joins && !env.SOCP_BOOTSTRAP && !env.SOCP_BOOTSTRAP_FILE;
 }
 
