@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { NodeProcess } from "../helpers/node_process.ts";
+import { fixtureDataDir, NodeProcess } from "../helpers/node_process.ts";
 
 /** Sanitizers off: the node runs as a child process whose stderr pipe outlives single steps. */
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -52,7 +52,14 @@ Deno.test({ name: "the data directory is 0700 and socp.db, -wal, -shm are 0600",
 Deno.test(
   { name: "wider modes left on the data directory are narrowed at start, with a log line", ...opts },
   async () => {
-    const dir = join(Deno.makeTempDirSync({ prefix: "socp-modes-" }), "data");
+    // A directory the node used before (a fixture identity: the test is about modes, not key generation).
+    const dir = await fixtureDataDir(
+      undefined,
+      join(Deno.makeTempDirSync({ prefix: "socp-modes-" }), "data"),
+      {
+        channel: true,
+      },
+    );
     const first = await NodeProcess.start({ dataDir: dir });
     await first.kill();
     Deno.chmodSync(dir, 0o755);
