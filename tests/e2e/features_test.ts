@@ -9,7 +9,7 @@ import { type ClientEvent, SocpClient } from "../../lib/client/client.ts";
 import { encryptTo, sha256Hex } from "../../lib/crypto/rsa.ts";
 import { sealPrivateKey } from "../../lib/crypto/keyfile.ts";
 import { fixtureKey } from "../helpers/keys.ts";
-import { fixtureDataDir, NodeProcess } from "../helpers/node_process.ts";
+import { NodeProcess } from "../helpers/node_process.ts";
 import { until as waitUntil } from "../helpers/until.ts";
 
 const until = <T>(f: Parameters<typeof waitUntil<T>>[0], what: string, ms = 15_000) => waitUntil(f, what, ms);
@@ -60,7 +60,6 @@ async function network() {
     const boot = ["--bootstrap", `127.0.0.1:${n1.port}#${wk.pubkey}`, ...TIMERS];
     const n2 = stack.use(await NodeProcess.start({ args: boot }));
     const n3dir = Deno.makeTempDirSync({ prefix: "socp-e2e-f3-" });
-    await fixtureDataDir(undefined, n3dir);
     const net = {
       n1,
       n2,

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
 import { type ClientEvent, SocpClient } from "../../lib/client/client.ts";
 import { fixtureKey } from "../helpers/keys.ts";
-import { fixtureDataDir, NodeProcess } from "../helpers/node_process.ts";
+import { NodeProcess } from "../helpers/node_process.ts";
 import { until as waitUntil } from "../helpers/until.ts";
 import { RawPeer } from "../helpers/ws_peer.ts";
 
@@ -54,7 +54,6 @@ Deno.test(
       await NodeProcess.start({ args: ["--bootstrap", `127.0.0.1:1#${deadKey}`, ...BOOT, ...TIMERS] }),
     );
     const n3dir = Deno.makeTempDirSync({ prefix: "socp-e2e-n3-" });
-    await fixtureDataDir(undefined, n3dir);
     let n3 = await NodeProcess.start({ dataDir: n3dir, args: [...BOOT, ...TIMERS] });
     stack.defer(() => n3.kill().then(() => {}));
     const nodes = () => [n1, n2, n3];

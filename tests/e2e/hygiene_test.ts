@@ -38,7 +38,7 @@ async function rawStatus(port: number, host: string): Promise<string> {
 
 Deno.test({ name: "the data directory is 0700 and socp.db, -wal, -shm are 0600", ...opts }, async () => {
   const dir = join(Deno.makeTempDirSync({ prefix: "socp-modes-" }), "data");
-  const node = await NodeProcess.start({ dataDir: dir });
+  const node = await NodeProcess.start({ dataDir: dir, fresh: true }); // the node creates the directory
   try {
     assert.equal(mode(dir), 0o700);
     for (const f of ["socp.db", "socp.db-wal", "socp.db-shm", "node.secret"]) {

@@ -56,6 +56,16 @@ export async function fixtureDataDir(
   return dir;
 }
 
+function isEmptyDir(dir: string): boolean {
+  try {
+    for (const _ of Deno.readDirSync(dir)) return false;
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return true;
+    throw e;
+  }
+}
+
 /** Whether a node started with these settings starts a network (no bootstrap list it could know of). */
 function startsNetwork(args: string[], env: Record<string, string>): boolean {
   if (args.includes("--introducer") || env.SOCP_INTRODUCER === "1") return true;
@@ -97,10 +107,11 @@ export class NodeProcess {
   }
 
   /**
-   * Spawn `socp serve` and wait until it listens. Without `dataDir` the node gets a fresh directory holding a
-   * fixture identity ({@linkcode fixtureDataDir}), and a fixture channel key when it starts a network; `fresh:
-   * true` gives it an empty one instead, so it creates its own RSA-4096 identity and channel key (slow: only for
-   * tests about that).
+   * Spawn `socp serve` and wait until it listens. Without `dataDir`, or with one that does not exist yet or is
+   * empty, the node starts on a fixture identity ({@linkcode fixtureDataDir}), with a fixture channel key when it
+   * starts a network; a `dataDir` the node used before is left as it is (a restart). `fresh: true` leaves the
+   * directory empty, so the node creates its own RSA-4096 identity and channel key (slow: only for tests about
+   * that).
    */
   static async start(
     opts: {
@@ -111,12 +122,12 @@ export class NodeProcess {
       fresh?: boolean;
     } = {},
   ): Promise<NodeProcess> {
-    const dataDir = opts.dataDir ??
-      (opts.fresh
-        ? Deno.makeTempDirSync({ prefix: "socp-e2e-" })
-        : await fixtureDataDir(undefined, undefined, {
-          channel: startsNetwork(opts.args ?? [], opts.env ?? {}),
-        }));
+    const channel = startsNetwork(opts.args ?? [], opts.env ?? {});
+    let dataDir: string;
+    if (opts.fresh) dataDir = opts.dataDir ?? Deno.makeTempDirSync({ prefix: "socp-e2e-" });
+    else if (opts.dataDir === undefined) dataDir = await fixtureDataDir(undefined, undefined, { channel });
+    else if (isEmptyDir(opts.dataDir)) dataDir = await fixtureDataDir(undefined, opts.dataDir, { channel });
+    else dataDir = opts.dataDir;
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
