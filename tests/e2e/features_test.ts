@@ -75,6 +75,15 @@ async function network() {
         net.sessions.push(s);
         return s;
       },
+      /** The nodes' log lines about connections and links that ended (printed when a step fails). */
+      why(): string {
+        return [["n1", n1], ["n2", n2], ["n3", net.n3]].flatMap(([name, n]) =>
+          (n as NodeProcess).logs.filter((l) =>
+            /link\.down|conn\.clos|too_slow|user\.left|shed|WARN|ERROR/.test(l)
+          )
+            .map((l) => `${name}: ${l}`)
+        ).join("\n");
+      },
       async [Symbol.asyncDispose]() {
         await stack.disposeAsync();
       },
@@ -118,13 +127,22 @@ Deno.test(
   { name: "three nodes in a mesh: the public channel, files and store-and-forward", ...opts },
   async (t) => {
     await using net = await network();
+    const step = (name: string, fn: () => Promise<void>) =>
+      t.step(name, async () => {
+        try {
+          await fn();
+        } catch (e) {
+          console.log(`the nodes' logs of ended connections and warnings:\n${net.why()}`);
+          throw e;
+        }
+      });
     const ann = await net.login(net.n1, "ann");
     const abe = await net.login(net.n1, "abe");
     const ben = await net.login(net.n2, "ben");
     let cat = await net.login(net.n3, "cat");
     await until(() => [ann, abe, ben, cat].every((s) => s.c.list().length >= 4), "everyone sees everyone");
 
-    await t.step(
+    await step(
       "/all from a user on node 1 is received once by users on nodes 1, 2 and 3, verified",
       async () => {
         await ann.c.all("hello, network");
@@ -143,7 +161,7 @@ Deno.test(
 
     // 256 KiB is ~590 chunks, more than the server's burst of 400 frames, so the client's pacing is what keeps
     // the transfer under the rate limit (the 1 MiB figure is tests/bench/file_transfer.ts: ~25 s of pacing).
-    await t.step(
+    await step(
       "a 256 KiB file crosses two servers intact, with progress, paced under the limit",
       async () => {
         const data = new Uint8Array(256 * 1024).map((_, i) => (i * 2654435761) >>> 24);
@@ -175,18 +193,18 @@ Deno.test(
       },
     );
 
-    await t.step("a hostile file name is saved sanitised by `socp chat`", async () => {
+    await step("a hostile file name is saved sanitised by `socp chat`", async () => {
       await hostileFileName(net.n2, ann);
     });
 
-    await t.step("a user who joins later gets the channel key and reads new public messages", async () => {
+    await step("a user who joins later gets the channel key and reads new public messages", async () => {
       const late = await net.login(net.n2, "eve"); // new to the network; login() waits for the channel key
       await abe.c.all("for the latecomer too");
       const got = await until(() => publics(late, "for the latecomer too")[0], "eve reads /all");
       assert.ok(got.kind === "public" && got.verified);
     });
 
-    await t.step("/file all sends a file to everyone on the public channel", async () => {
+    await step("/file all sends a file to everyone on the public channel", async () => {
       const data = new TextEncoder().encode("shared notes\n".repeat(500));
       await ben.c.sendFile("public", "notes.txt", data);
       for (const s of [ann, abe, cat]) {
@@ -199,7 +217,7 @@ Deno.test(
       }
     });
 
-    await t.step(
+    await step(
       "a DM to an offline user on another node arrives when they return, also across a restart of their node",
       async () => {
         const dms = (text: string) => cat.events.filter((e) => e.kind === "dm" && e.text === text);
