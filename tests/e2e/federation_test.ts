@@ -188,9 +188,9 @@ Deno.test(
         const t0 = Date.now();
         n3.child.kill("SIGSTOP");
         try {
-          await until(() => !c1.directory.has(U3) && !c2.directory.has(U3), "cat withdrawn", 5000);
+          await until(() => !c1.directory.has(U3) && !c2.directory.has(U3), "cat withdrawn", 30_000);
           // Still frozen: both other nodes log that they dropped the link (the log may trail the event a little).
-          await until(() => [n1, n2].every((_, i) => downLine(i)), "link.down logged by both nodes", 5000);
+          await until(() => [n1, n2].every((_, i) => downLine(i)), "link.down logged by both nodes", 30_000);
         } finally {
           n3.child.kill("SIGCONT");
         }
