@@ -14,7 +14,8 @@ import { RawPeer } from "../helpers/ws_peer.ts";
 
 const until = <T>(f: Parameters<typeof waitUntil<T>>[0], what: string, ms = 10_000) => waitUntil(f, what, ms);
 const opts = { sanitizeOps: false, sanitizeResources: false };
-const TIMERS = ["--heartbeat-interval", "0.25", "--link-timeout", "1.5"];
+// Short enough that the frozen-server step is quick, long enough that a loaded machine does not drop live links.
+const TIMERS = ["--heartbeat-interval", "0.5", "--link-timeout", "3"];
 const enc = new TextEncoder();
 
 async function health(n: NodeProcess) {
@@ -199,7 +200,7 @@ Deno.test(
         // order: the users of the frozen server were withdrawn while it was frozen (before SIGCONT): both other
         // nodes logged link.down for it after the SIGSTOP, and the client was told they left.
         console.log(
-          `  frozen server's users withdrawn after ${took} ms (link timeout 1500 ms, heartbeat 250 ms)`,
+          `  frozen server's users withdrawn after ${took} ms (link timeout 3000 ms, heartbeat 500 ms)`,
         );
         for (const [i, n] of [n1, n2].entries()) {
           const down = downLine(i);
