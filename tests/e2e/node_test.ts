@@ -304,8 +304,15 @@ Deno.test(
         p.send({ type: "MSG_DIRECT", from: flooder, to, ts: Date.now(), payload, sig });
       },
       "the node answers a probe after the flood, or closes the socket",
-      60_000,
-    );
+      180_000,
+    ).catch((e) => {
+      const errors = p.frames.filter((f) => f.type === "ERROR").map((f) => f.payload.detail.slice(0, 60));
+      throw new Error(
+        `${e.message}: ${probes.length} probes, ${p.frames.length} frames back, last errors ${
+          JSON.stringify(errors.slice(-3))
+        }\n${node.logs.slice(-10).join("\n")}`,
+      );
+    });
     const secs = (Date.now() - t0) / 1000;
     // Each frame the node processed answers USER_NOT_FOUND (DAVE is unknown): that is the work it accepted.
     const processed =
