@@ -1,4 +1,2 @@
-/** The program's version (kept in step with deno.json). */
-export const VERSION = "0.1.0";
-/** The software string reported in /.well-known/socp. */
-export const SOFTWARE = `socp-deno/${VERSION}`;
+/** The program's version and software string: defined in lib/protocol/version.ts (the lowest layer). */
+export { SOFTWARE, VERSION } from "./protocol/version.ts";

@@ -63,6 +63,15 @@ export class SeenCache {
     }
   }
 
+  /**
+   * When {@linkcode SeenCache.expire} next drops something: the expiry of the oldest entry (the one it looks at
+   * first), or Infinity when the cache is empty.
+   */
+  nextExpiry(): number {
+    for (const exp of this.entries.values()) return exp;
+    return Infinity;
+  }
+
   /** Number of keys held. */
   get size(): number {
     return this.entries.size;

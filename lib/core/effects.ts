@@ -36,6 +36,10 @@ export type Event =
    * and did not (they are still in the store).
    */
   | { kind: "undelivered"; conn: number; now: number; userId: string; frame?: Envelope; stored?: number }
+  /**
+   * The clock: every time-driven rule whose time has come fires (timers.ts). Harmless at any time; the shell sends
+   * one at `nextDeadline(state)`.
+   */
   | { kind: "tick"; now: number }
   /** The answer to a `probe` effect: the server's `software` ("" when it has none or did not answer). */
   | {

@@ -1,13 +1,11 @@
 /**
- * The reducer's events other than frames: connections opening and closing, dials failing, oversize frames, and
- * the clock tick that drives every timer (first-frame timeouts, heartbeats and liveness, stalled transfers).
+ * The reducer's events other than frames and ticks: connections opening and closing, dials failing, oversize
+ * frames, undelivered DMs. The clock's tick is in timers.ts.
  *
  * @module
  */
-import { fileTimers } from "./files.ts";
-import { forgetFullHelloBuckets } from "./limits.ts";
-import { dialFailed, joinTimers } from "./join.ts";
-import { dialConnected, linkDown, linkTimers } from "./links.ts";
+import { dialFailed } from "./join.ts";
+import { dialConnected, linkDown } from "./links.ts";
 import type { Out } from "./out.ts";
 import { deliverQueued, enqueue } from "./offline.ts";
 import { userLeft } from "./presence.ts";
@@ -120,24 +118,4 @@ export function onClosed(out: Out, event: EventOf<"closed">): void {
       conn.dial.purpose === "link",
     );
   }
-}
-
-/** The clock: expire caches, time out silent first frames, then the link, join and transfer timers. */
-export function onTick(out: Out): void {
-  const { state, now } = out;
-  state.seen.expire(now);
-  forgetFullHelloBuckets(state, now);
-  for (const [u, ts] of state.presenceTs) {
-    if (!state.presence.has(u) && ts < now - state.config.limits.seenTtlMs) state.presenceTs.delete(u);
-  }
-  for (const conn of state.conns.values()) {
-    if (conn.role === "pending" && !conn.dial && now - conn.openedAt > state.config.limits.firstFrameMs) {
-      out.error(conn.id, "", "TIMEOUT", `no USER_HELLO within ${state.config.limits.firstFrameMs / 1000} s`);
-      out.close(conn.id, 1008, "first frame timeout");
-      conn.openedAt = Infinity; // report once
-    }
-  }
-  linkTimers(out);
-  joinTimers(out);
-  fileTimers(out);
 }

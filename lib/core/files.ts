@@ -11,7 +11,7 @@ import { ack } from "./offline.ts";
 import type { Out } from "./out.ts";
 import { toLocalUsers } from "./presence.ts";
 import { routeUser } from "./routing.ts";
-import type { Conn, Transfer } from "./types.ts";
+import type { Conn, State, Transfer } from "./types.ts";
 
 /** Transfers one sender may have open at a time (each holds server state until FILE_END or the stall timeout). */
 const MAX_TRANSFERS_PER_SENDER = 16;
@@ -158,4 +158,13 @@ export function fileTimers(out: Out): void {
     if (rc !== undefined) out.send(rc, out.frame("ERROR", t.to, { code: "TIMEOUT", detail }));
     out.log("info", "file.stalled", { file: t.fileId, from: t.from });
   }
+}
+
+/** When {@linkcode fileTimers} next drops a stalled transfer (Infinity: no transfer is open). */
+export function fileDeadline(state: State): number {
+  let first = Infinity;
+  for (const t of state.transfers.values()) {
+    first = Math.min(first, t.lastAt + state.config.limits.fileStallMs + 1);
+  }
+  return first;
 }

@@ -10,6 +10,7 @@ import type { Out } from "./out.ts";
 import { setHome } from "./offline.ts";
 import { allowedServerKey, newDial, pin } from "./links.ts";
 import { toLocalUsers } from "./presence.ts";
+import { setPresenceTs } from "./state.ts";
 import type { Conn, State } from "./types.ts";
 import { judgeUserKey, logKeyConflict, logKeyResolved, pinnedUserKey, pinRemoteUser } from "./pins.ts";
 
@@ -149,7 +150,7 @@ export function onRemoteAdvert(out: Out, conn: Conn, env: Envelope<"USER_ADVERTI
     }
   }
   if (key !== undefined && verdict !== "same") pinRemoteUser(out, p.user_id, key);
-  state.presenceTs.set(p.user_id, env.ts);
+  setPresenceTs(state, p.user_id, env.ts);
   setHome(out, p.user_id, env.from);
   const had = state.presence.get(p.user_id);
   state.presence.set(p.user_id, { userId: p.user_id, serverId: env.from, advert: env });
@@ -183,9 +184,21 @@ export function onRemoteRemove(out: Out, conn: Conn, env: Envelope<"USER_REMOVE"
   if (env.from === state.config.serverId) return;
   if (env.ts < (state.presenceTs.get(p.user_id) ?? -Infinity)) return;
   if (state.presence.get(p.user_id)?.serverId === env.from) {
-    state.presenceTs.set(p.user_id, env.ts);
+    setPresenceTs(state, p.user_id, env.ts);
     state.presence.delete(p.user_id);
     toLocalUsers(out, env, false);
   }
   relayToServers(out, env, conn.serverId);
+}
+
+/**
+ * An advert that would bring back a user this node does not have online at that server is not a duplicate to
+ * drop: an earlier copy of the same frame may have been ignored, not applied (a server makes fresh adverts for
+ * each new link, and two made in the same millisecond are the same frame; the copy a third server relays before
+ * our link to their server is up is ignored, so the copy over the new link must count). It goes through every
+ * other check again. It cannot loop: once applied the user is present, and further copies are duplicates again.
+ */
+export function restoresPresence(state: State, env: Envelope<"USER_ADVERTISE">): boolean {
+  const p = env.payload as { user_id?: unknown; server_id?: unknown };
+  return typeof p.user_id === "string" && state.presence.get(p.user_id)?.serverId !== p.server_id;
 }

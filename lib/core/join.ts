@@ -1,18 +1,17 @@
 /**
- * Joining a network (SOCP §8, PROFILE §8, §12, §15): the bootstrap list and the introducer's welcome on the
- * joiner's side; SERVER_HELLO_JOIN and the welcome on the introducer's side; the first server of a network, which
- * asks for the channel key.
+ * Joining a network (SOCP §8, PROFILE §8, §12, §15), the joiner's side: the bootstrap list, the introducer's
+ * welcome, the first server of a network (which asks for the channel key). The introducer's side
+ * (SERVER_HELLO_JOIN and the welcome it answers with) is in admit.ts.
  *
  * @module
  */
 import { type Envelope, isServerId } from "../protocol/envelope.ts";
 import { keyPolicy, parseAcceptableKey, sameKeyMaterial } from "../protocol/keys.ts";
-import { SOFTWARE } from "../version.ts";
+import { keyFingerprint } from "../protocol/user_id.ts";
+
 import { userLocations } from "./gossip.ts";
 import {
-  checkServerKey,
   FIRST_BACKOFF_MS,
-  isPemDialect,
   linkDialFailed,
   linkUp,
   MAX_BACKOFF_MS,
@@ -23,8 +22,7 @@ import {
 } from "./links.ts";
 import type { Out } from "./out.ts";
 import { advertFor } from "./presence.ts";
-import type { Conn, DialIntent, State } from "./types.ts";
-import { takeJoinToken } from "./limits.ts";
+import type { Conn, DialIntent, SigCheck, State } from "./types.ts";
 
 /** The listening address is known: join the network, or start one. */
 export function started(out: Out, host: string, port: number): void {
@@ -102,20 +100,6 @@ function joinDial(out: Out, index: number, afterMs: number): void {
   newDial(out, { ...intent, path: e.path, tls: e.tls }, afterMs);
 }
 
-function serverEntries(state: State): { server_id: string; host: string; port: number; pubkey: string }[] {
-  const self = {
-    server_id: state.config.serverId,
-    host: state.advertise.host,
-    port: state.advertise.port,
-    pubkey: state.config.serverPub,
-  };
-  const others = [...state.links.keys()].flatMap((id) => {
-    const r = state.servers.get(id);
-    return r ? [{ server_id: id, host: r.host, port: r.port, pubkey: r.pubkey }] : [];
-  });
-  return [self, ...others];
-}
-
 /**
  * A dial failed (refused, timed out, or closed before it was a link or got its welcome): a join dial moves on to
  * the next bootstrap entry; a link dial is redialed (see linkDialFailed).
@@ -129,10 +113,47 @@ export function dialFailed(out: Out, intent: DialIntent, reason: string, answere
   linkDialFailed(out, intent, reason, answered);
 }
 
+/**
+ * PROFILE §16: a welcome on a join dial not signed by the bootstrap entry's key is a failed join, not a link. One
+ * ERROR tells the other side why (never a storm: the connection closes with it).
+ */
+export function welcomeNotFromEntry(
+  out: Out,
+  conn: Conn,
+  env: Envelope<"SERVER_WELCOME">,
+  sig: SigCheck,
+): void {
+  const dial = conn.dial!;
+  const named = env.payload.server_pub ?? env.payload.pubkey;
+  out.log("warn", "join.wrong_key", {
+    host: dial.host,
+    port: dial.port,
+    expected: keyFingerprint(dial.expectKey),
+    presented: named === undefined ? "(none named)" : keyFingerprint(named),
+    sig,
+    note: "the welcome is not signed by the bootstrap entry's key: check the entry",
+  });
+  out.send(
+    conn.id,
+    out.frame("ERROR", env.from, {
+      code: "INVALID_SIG",
+      detail: `SERVER_WELCOME is ${
+        sig === "absent" ? "unsigned" : "not signed by the key of the bootstrap entry we joined with"
+      }`,
+    }),
+  );
+  out.close(conn.id, 1000, "SERVER_WELCOME not signed by the bootstrap key");
+}
+
+/** How long a join connection waits for SERVER_WELCOME. */
+function welcomeWaitMs(state: State): number {
+  return Math.max(state.config.federation.linkTimeoutMs, 5000);
+}
+
 /** A join connection that got no welcome in time: close it, so the next entry is tried (called on each tick). */
 export function joinTimers(out: Out): void {
   const { now } = out;
-  const wait = Math.max(out.state.config.federation.linkTimeoutMs, 5000);
+  const wait = welcomeWaitMs(out.state);
   for (const c of out.state.conns.values()) {
     if (c.dial?.purpose === "join" && c.role === "pending" && now - c.openedAt > wait) {
       out.close(c.id, 1001, "no SERVER_WELCOME");
@@ -141,100 +162,14 @@ export function joinTimers(out: Out): void {
   }
 }
 
-/** SERVER_HELLO_JOIN on a fresh inbound connection: admit the server and welcome it (PROFILE §12). */
-export function onJoin(
-  out: Out,
-  conn: Conn,
-  env: Envelope<"SERVER_HELLO_JOIN">,
-  fresh: string | undefined,
-): void {
-  const { state } = out;
-  const p = env.payload;
-  if (!takeJoinToken(state, conn.addr, out.now)) {
-    const { joinPerMin, joinBurst } = state.config.limits;
-    out.error(
-      conn.id,
-      env.from,
-      "UNKNOWN_TYPE",
-      `too many SERVER_HELLO_JOINs from your address (at most ${joinPerMin} a minute, ${joinBurst} at once): try again later`,
-    );
-    return out.close(conn.id, 1008, "join rate limit");
+/** When {@linkcode joinTimers} next gives up on a join connection (Infinity: none waits for a welcome). */
+export function joinDeadline(state: State): number {
+  const wait = welcomeWaitMs(state);
+  let first = Infinity;
+  for (const c of state.conns.values()) {
+    if (c.dial?.purpose === "join" && c.role === "pending") first = Math.min(first, c.openedAt + wait + 1);
   }
-  if (!checkServerKey(out, conn, p.pubkey, env.from)) return;
-  const requested = env.from;
-  const signed = out.sig === "valid";
-  // PROFILE §16: a JOIN presenting a pinned server's key must be signed by it (the key is public: it is on that
-  // server's /.well-known/socp). Without the signature it is a stranger holding someone else's key: refused.
-  const owner = [...state.servers.values()].find((r) => !r.claimed && sameKeyMaterial(r.pubkey, p.pubkey));
-  if (!signed && owner) {
-    out.log("warn", "join.refused", {
-      server: requested,
-      reason: `unsigned JOIN presents the pinned key of server ${owner.serverId}`,
-      addr: conn.addr,
-    });
-    out.error(
-      conn.id,
-      requested,
-      "INVALID_SIG",
-      `this key is pinned to a server of this network: sign SERVER_HELLO_JOIN with it`,
-    );
-    return out.close(conn.id, 1008, "unsigned JOIN with a pinned key");
-  }
-  const pinned = state.servers.get(requested);
-  // A pinned id is the joiner's only when it proves the pinned key; anyone else is a stranger with a fresh id.
-  const taken = !isServerId(requested) || requested === state.config.serverId ||
-    (pinned !== undefined && (!signed || !sameKeyMaterial(pinned.pubkey, p.pubkey)));
-  const assigned = taken ? (fresh ?? `${requested}-1`) : requested;
-  conn.pemDialect = isPemDialect(p.pubkey);
-  // An unsigned JOIN's pin lives only as long as its link unless a verified frame comes over it, and its
-  // address (unsigned) is never dialed: the joiner redials us. A signed JOIN vouches for its own address.
-  pin(out, {
-    serverId: assigned,
-    host: p.host,
-    port: p.port,
-    pubkey: p.pubkey,
-    ...(signed ? {} : { noDial: true as const, claimed: true as const }),
-  });
-  const welcome = out.frame("SERVER_WELCOME", assigned, {
-    assigned_id: assigned,
-    servers: serverEntries(state).map((s) =>
-      s.server_id === state.config.serverId ? { ...s, pubkey: ourKeyFor(state, conn) } : s
-    ),
-    clients: [...state.presence.values()].map((u) => {
-      const home = u.serverId === state.config.serverId ? state.advertise : state.servers.get(u.serverId);
-      return {
-        user_id: u.userId,
-        host: home?.host ?? "",
-        port: home?.port ?? 0,
-        pubkey: u.advert.payload.pubkey ?? "",
-      };
-    }),
-    server_pub: ourKeyFor(state, conn),
-    // PROFILE §15: joiners that read the introducer's key from `pubkey` and its address from `host`/`port`.
-    pubkey: ourKeyFor(state, conn),
-    host: state.advertise.host,
-    port: state.advertise.port,
-    software: SOFTWARE,
-  });
-  // PROFILE §8: the channel's private key travels to the joiner wrapped under the joiner's key (the shell seals).
-  if (state.channel) {
-    welcome.payload.public_channel = {
-      version: state.channel.version,
-      creator_pub: state.channel.creatorPub,
-      wrapped_key: "",
-    };
-    out.send(conn.id, welcome, true, { kind: "welcome", forKey: p.pubkey });
-  } else {
-    out.send(conn.id, welcome);
-  }
-  out.log("info", "server.joined", {
-    server: assigned,
-    requested,
-    host: p.host,
-    port: p.port,
-    reassigned: taken,
-  });
-  linkUp(out, conn, assigned, assigned);
+  return first;
 }
 
 /**

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { sweepBy } from "./state.ts";
 import type { Conn, Limits, State } from "./types.ts";
 
 /** Server links carry many users' traffic: their token bucket is this many times a user's. */
@@ -28,8 +29,18 @@ export function takeToken(conn: Conn, limits: Limits, now: number): boolean {
 /** Token buckets per remote address (entries go once full again). */
 type AddrBuckets = Map<string, { tokens: number; refilledAt: number }>;
 
-/** Take one token for `addr` from `buckets` refilled at `perMs` tokens a millisecond up to `burst`. */
+/** When a bucket refilled at `perMs` tokens a millisecond is full (`burst`) again. */
+function fullAt(b: { tokens: number; refilledAt: number }, perMs: number, burst: number): number {
+  const missing = burst - b.tokens;
+  return missing <= 0 ? b.refilledAt : b.refilledAt + Math.ceil(missing / perMs);
+}
+
+/**
+ * Take one token for `addr` from `buckets` refilled at `perMs` tokens a millisecond up to `burst` (the clock
+ * sweeps the bucket once it is full again).
+ */
 function takeAddrToken(
+  state: State,
   buckets: AddrBuckets,
   addr: string,
   now: number,
@@ -42,7 +53,15 @@ function takeAddrToken(
   buckets.set(addr, b);
   if (b.tokens < 1) return false;
   b.tokens -= 1;
+  sweepBy(state, fullAt(b, perMs, burst));
   return true;
+}
+
+/** When the first of `buckets` is full again (so {@linkcode forgetFull} drops it); Infinity when there is none. */
+function firstFull(buckets: AddrBuckets, perMs: number, burst: number): number {
+  let first = Infinity;
+  for (const b of buckets.values()) first = Math.min(first, fullAt(b, perMs, burst));
+  return first;
 }
 
 /** Drop the buckets that have refilled (a full bucket is the same as none). */
@@ -58,7 +77,7 @@ function forgetFull(buckets: AddrBuckets, now: number, perMs: number, burst: num
  */
 export function takeHelloToken(state: State, addr: string, now: number): boolean {
   const { helloPerSec, helloBurst } = state.config.limits;
-  return takeAddrToken(state.helloBuckets, addr, now, helloPerSec / 1000, helloBurst);
+  return takeAddrToken(state, state.helloBuckets, addr, now, helloPerSec / 1000, helloBurst);
 }
 
 /**
@@ -67,7 +86,7 @@ export function takeHelloToken(state: State, addr: string, now: number): boolean
  */
 export function takeJoinToken(state: State, addr: string, now: number): boolean {
   const { joinPerMin, joinBurst } = state.config.limits;
-  return takeAddrToken(state.joinBuckets, addr, now, joinPerMin / 60_000, joinBurst);
+  return takeAddrToken(state, state.joinBuckets, addr, now, joinPerMin / 60_000, joinBurst);
 }
 
 /** Drop the hello and JOIN buckets that have refilled (a full bucket is the same as none). */
@@ -75,6 +94,15 @@ export function forgetFullHelloBuckets(state: State, now: number): void {
   const { helloPerSec, helloBurst, joinPerMin, joinBurst } = state.config.limits;
   forgetFull(state.helloBuckets, now, helloPerSec / 1000, helloBurst);
   forgetFull(state.joinBuckets, now, joinPerMin / 60_000, joinBurst);
+}
+
+/** When {@linkcode forgetFullHelloBuckets} next drops a bucket; Infinity when no bucket is held. */
+export function helloBucketsFullAt(state: State): number {
+  const { helloPerSec, helloBurst, joinPerMin, joinBurst } = state.config.limits;
+  return Math.min(
+    firstFull(state.helloBuckets, helloPerSec / 1000, helloBurst),
+    firstFull(state.joinBuckets, joinPerMin / 60_000, joinBurst),
+  );
 }
 
 /** `null` when `ts` is within the freshness window, else the reason. */

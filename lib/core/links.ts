@@ -14,6 +14,7 @@ import { keyFingerprint } from "../protocol/user_id.ts";
 import type { Out } from "./out.ts";
 import { flushOutbox, outboxHanded } from "./offline.ts";
 import { advertFor, toLocalUsers } from "./presence.ts";
+import { presenceTsExpiry, sweepBy } from "./state.ts";
 import type { Conn, DialIntent, ServerRecord, State } from "./types.ts";
 
 /** Reconnect and re-join delays: the first, and the most they grow to. */
@@ -251,6 +252,8 @@ export function linkDown(out: Out, conn: Conn, reason: string): void {
   for (const p of [...state.presence.values()]) {
     if (p.serverId !== serverId) continue;
     state.presence.delete(p.userId);
+    const ts = state.presenceTs.get(p.userId);
+    if (ts !== undefined) sweepBy(state, presenceTsExpiry(state, ts)); // not online anywhere now
     withdrawn++;
     toLocalUsers(out, out.frame("USER_REMOVE", "*", { user_id: p.userId, server_id: serverId }), true);
   }
@@ -350,6 +353,28 @@ export function linkTimers(out: Out): void {
       out.send(c.id, out.frame("HEARTBEAT", c.dial.serverId, {}));
     }
   }
+}
+
+/**
+ * When {@linkcode linkTimers} next has something to do: a link's heartbeat is due (`heartbeatMs` after we last
+ * sent on it), a heartbeating link has been silent for longer than `linkTimeoutMs`, or a link we dialed still
+ * waits for its peer's first frame and needs a heartbeat. Infinity when there is no link.
+ */
+export function linkDeadline(state: State): number {
+  const { heartbeatMs, linkTimeoutMs } = state.config.federation;
+  let first = Infinity;
+  for (const connId of state.links.values()) {
+    const c = state.conns.get(connId);
+    if (!c) continue;
+    if (c.peerHeartbeats) first = Math.min(first, c.lastSeen + linkTimeoutMs + 1);
+    first = Math.min(first, c.lastSent + heartbeatMs);
+  }
+  for (const c of state.conns.values()) {
+    if (c.role === "pending" && c.dial?.purpose === "link" && c.dial.serverId) {
+      first = Math.min(first, c.lastSent + heartbeatMs);
+    }
+  }
+  return first;
 }
 
 /** The answer to a probe of /.well-known/socp (or "" when there was none). */

@@ -9,7 +9,15 @@
  * const expect = (ok: boolean, what: string) => {
  *   if (!ok) throw new Error(what);
  * };
- * import { DEFAULT_FEDERATION, DEFAULT_LIMITS, type Event, initState, type NodeConfig, reduce } from "./mod.ts";
+ * import {
+ *   DEFAULT_FEDERATION,
+ *   DEFAULT_LIMITS,
+ *   type Event,
+ *   initState,
+ *   nextDeadline,
+ *   type NodeConfig,
+ *   reduce,
+ * } from "./mod.ts";
  *
  * const config: NodeConfig = {
  *   serverId: crypto.randomUUID(),
@@ -25,6 +33,9 @@
  * state = reduce(state, opened).state;
  * expect(state.conns.get(1)?.role === "pending", "a new connection is pending");
  *
+ * // The reducer says when it next needs the clock: the first-frame timeout (the shell arms one timer for it).
+ * expect(nextDeadline(state) === 10_001, "due 10 s after the connection opened");
+ *
  * // Eleven seconds later and still no hello: the reducer says ERROR TIMEOUT and close (the shell does both).
  * const step = reduce(state, { kind: "tick", now: 11_000 });
  * const send = step.effects.find((e) => e.kind === "send");
@@ -33,7 +44,7 @@
  * ```
  * @module
  */
-export { initState, reduce } from "./reduce.ts";
+export { initState, nextDeadline, reduce } from "./reduce.ts";
 export type { SeenCache } from "./dedupe.ts";
 export {
   type BootstrapEntry,

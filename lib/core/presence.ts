@@ -5,6 +5,7 @@
  */
 import type { Envelope } from "../protocol/envelope.ts";
 import type { Out } from "./out.ts";
+import { setPresenceTs } from "./state.ts";
 import type { UserRecord } from "./types.ts";
 
 /** The USER_ADVERTISE this server issues for one of its users (PROFILE §6 payload). */
@@ -45,7 +46,7 @@ export function userLeft(out: Out, userId: string): void {
   out.state.localUsers.delete(userId);
   if (!p || p.serverId !== out.state.config.serverId) return;
   out.state.presence.delete(userId);
-  out.state.presenceTs.set(userId, out.now);
+  setPresenceTs(out.state, userId, out.now);
   const remove = out.frame("USER_REMOVE", "*", { user_id: userId, server_id: out.state.config.serverId });
   toLocalUsers(out, remove, true);
   toServers(out, remove, true);

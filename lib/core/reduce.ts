@@ -2,7 +2,8 @@
  * The reducer: `reduce(state, event) -> { state, effects }`, synchronous and deterministic. Frames are judged by
  * the rule table (rules.ts: one row per message type, the one place that names every legal transition) and the
  * checks every frame passes here (rate, echoes, duplicates, signature, freshness); other events are in
- * events.ts.
+ * events.ts, the clock's tick in timers.ts. After each step, {@linkcode nextDeadline} (a pure query on the state,
+ * not a field of the step) says when the reducer next needs a tick: the shell arms one timer for it.
  *
  * @example
  * ```ts
@@ -27,18 +28,19 @@ import type { AnyEnvelope } from "../protocol/envelope.ts";
 import { sameKeyMaterial } from "../protocol/keys.ts";
 import { channelReady } from "./channel.ts";
 import { SeenCache } from "./dedupe.ts";
-import { onClosed, onConnected, onDialFailed, onOversize, onTick, onUndelivered } from "./events.ts";
+import { onClosed, onConnected, onDialFailed, onOversize, onUndelivered } from "./events.ts";
 import { started } from "./join.ts";
 import { confirmPin, dialedLinkUp, onSoftware } from "./links.ts";
-import { keyFingerprint } from "../protocol/user_id.ts";
 import { bucket, staleness, takeToken } from "./limits.ts";
-import { ack } from "./offline.ts";
 import { Out } from "./out.ts";
-import { logOnly, ruleOf, type RuleRole, tolerated, userOriginated } from "./rules.ts";
+import { onTick } from "./timers.ts";
+import { logOnly, type Rule, ruleOf, ruleOfName, type RuleRole, tolerated, userOriginated } from "./rules.ts";
+import type { MessageType } from "../protocol/messages.ts";
 import type { Conn, Event, State, Step } from "./types.ts";
 import { expectedKey, signedUnderAlias } from "./verify.ts";
 
 export { initState } from "./state.ts";
+export { nextDeadline } from "./timers.ts";
 
 function refusal(conn: Conn, env: AnyEnvelope, known: boolean): string {
   if (!known) return `${env.type} is not supported by this node`;
@@ -47,7 +49,7 @@ function refusal(conn: Conn, env: AnyEnvelope, known: boolean): string {
       ? `${env.type} is not expected before SERVER_WELCOME`
       : `the first frame must be USER_HELLO (or a server hello), not ${env.type}`;
   }
-  if (env.type === "USER_HELLO") {
+  if (ruleOf(env)?.onlyFirst) {
     return `this connection is already identified as ${conn.userId ?? conn.serverId}`;
   }
   return `${env.type} is not accepted from a ${conn.role === "user" ? "user" : "server"}`;
@@ -84,7 +86,7 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
     const e = ev.parsed.error;
     // Never answer an ERROR with an ERROR (two peers would bounce them forever); deployed channel shapes we cannot
     // read are ignored on server links (PROFILE §15).
-    if (e.type === "ERROR" || (role === "server" && tolerated(e.type))) {
+    if (ruleOfName(e.type)?.quiet || (role === "server" && tolerated(e.type))) {
       return out.log("debug", "frame.ignored", { conn: conn.id, type: e.type ?? "", detail: e.detail });
     }
     return out.error(conn.id, conn.userId ?? conn.serverId ?? e.from ?? "", e.code, e.detail, true);
@@ -112,6 +114,8 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
   }
   const reply = conn.userId ?? conn.serverId ?? env.from;
   const rule0 = ruleOf(env);
+  // The row's fields for this frame's type (each row's functions take its own type's envelope).
+  const row = rule0 as Rule<MessageType> | undefined;
   // A duplicate is dropped silently, whatever the connection's state (PROFILE §11). Only frames that pass every
   // check below are recorded, so a forged frame cannot poison the cache against the real one. PROFILE §16: for
   // the types that carry content, the key is what is signed (type, origin, payload digest), not the envelope.
@@ -119,47 +123,23 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
   const seenKey = byPayload
     ? SeenCache.payloadKey(env.type, rule0.userOriginated ? "" : env.from, ev.digest)
     : SeenCache.key(env.ts, env.from, env.to, ev.digest);
-  if (!state.config.labReplay && state.seen.has(seenKey, ev.now) && !restoresPresence(state, env)) {
+  if (
+    !state.config.labReplay && state.seen.has(seenKey, ev.now) && !row?.notDuplicate?.(state, env)
+  ) {
     out.log("debug", "frame.duplicate", { conn: conn.id, type: env.type });
-    // A resent outbox frame we already hold: confirm again, or the sender keeps resending it.
-    if (env.type === "SERVER_DELIVER" && env.payload.ack && conn.role === "server") {
-      ack(out, conn.id, reply, ev.digest);
-    }
+    row?.onDuplicate?.(out, conn, env, ev.digest);
     return;
   }
-  if (env.type === "SERVER_WELCOME" && conn.dial?.purpose === "join" && ev.sig !== "valid") {
-    // PROFILE §16: a welcome not signed by the bootstrap entry's key is a failed join, not a link.
-    const named = env.payload.server_pub ?? env.payload.pubkey;
-    out.log("warn", "join.wrong_key", {
-      host: conn.dial.host,
-      port: conn.dial.port,
-      expected: keyFingerprint(conn.dial.expectKey),
-      presented: named === undefined ? "(none named)" : keyFingerprint(named),
-      sig: ev.sig,
-      note: "the welcome is not signed by the bootstrap entry's key: check the entry",
-    });
-    // One ERROR tells the other side why (never a storm: the connection closes with it).
-    out.send(
-      conn.id,
-      out.frame("ERROR", env.from, {
-        code: "INVALID_SIG",
-        detail: `SERVER_WELCOME is ${
-          ev.sig === "absent" ? "unsigned" : "not signed by the key of the bootstrap entry we joined with"
-        }`,
-      }),
-    );
-    return out.close(conn.id, 1000, "SERVER_WELCOME not signed by the bootstrap key");
+  if (row?.unverifiedJoinAnswer && conn.dial?.purpose === "join" && ev.sig !== "valid") {
+    return row.unverifiedJoinAnswer(out, conn, env, ev.sig);
   }
-  if (env.type === "ERROR" && (linkDial || (role === "dialed" && conn.dial?.purpose === "join"))) {
-    // The peer refused our hello. A refused LINK is redialed with JOIN (PROFILE §15): see dialFailed. A refused
-    // JOIN is abandoned: the close leads to the next bootstrap entry, and the list is retried with backoff.
-    logOnly(out, conn, env);
-    return out.close(conn.id, 1000, `${env.type} ${env.payload.code} in answer to our hello`);
+  if (row?.answersOurHello && (linkDial || (role === "dialed" && conn.dial?.purpose === "join"))) {
+    return row.answersOurHello(out, conn, env);
   }
   const rule = rule0;
   const handler = rule && (linkDial && rule.relink ? rule.relink : rule.from[role]);
   if (!rule || !handler) {
-    if (env.type === "ERROR") return logOnly(out, conn, env);
+    if (row?.quiet) return logOnly(out, conn, env);
     return out.error(conn.id, reply, "UNKNOWN_TYPE", refusal(conn, env, rule !== undefined), true);
   }
   if (rule.sign === "unchecked") return handler(out, conn, env);
@@ -174,7 +154,7 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
     (ev.sig === "valid" &&
       (!want || !ev.sigKey || (want !== ev.sigKey && !sameKeyMaterial(want, ev.sigKey))));
   if (sigBad) {
-    if (env.type === "ERROR") return logOnly(out, conn, env); // never answer an ERROR with an ERROR
+    if (row?.quiet) return logOnly(out, conn, env); // never answer an ERROR with an ERROR
     out.error(conn.id, reply, "INVALID_SIG", sigProblem(conn, env, want, ev.sig, out.alias), true);
     if (rule.closeOnRefusal && conn.role === "pending") out.close(conn.id, 1008, `${env.type} refused`);
     return;
@@ -200,7 +180,7 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
       const exp = (signed ?? env.ts) + limits.freshnessMs + 1000;
       state.seen.add(seenKey, ev.now, exp);
       // Frames from servers only: a user's own frames come over the session they authenticated.
-      if (role === "server" && env.type !== "FILE_CHUNK") {
+      if (role === "server" && !rule.replayInMemory) {
         out.persist({ op: "seen", key: seenKey, exp: Math.max(exp, ev.now + limits.seenTtlMs) });
       }
     } else state.seen.add(seenKey, ev.now);
@@ -212,19 +192,6 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
   out.digest = ev.digest;
   out.sig = ev.sig;
   handler(out, conn, env, ev.fresh);
-}
-
-/**
- * An advert that would bring back a user this node does not have online at that server is not a duplicate to
- * drop: an earlier copy of the same frame may have been ignored, not applied (a server makes fresh adverts for
- * each new link, and two made in the same millisecond are the same frame; the copy a third server relays before
- * our link to their server is up is ignored, so the copy over the new link must count). It goes through every
- * other check again. It cannot loop: once applied the user is present, and further copies are duplicates again.
- */
-function restoresPresence(state: State, env: AnyEnvelope): boolean {
-  if (env.type !== "USER_ADVERTISE") return false;
-  const p = env.payload as { user_id?: unknown; server_id?: unknown };
-  return typeof p.user_id === "string" && state.presence.get(p.user_id)?.serverId !== p.server_id;
 }
 
 /** The detail of an INVALID_SIG: what was missing or wrong, and with which key (PROFILE §15: no misleading detail). */

@@ -22,13 +22,14 @@ import {
 } from "./channel.ts";
 import { onDialBack, onPresenceSync } from "./dial_back.ts";
 import { onFile } from "./files.ts";
-import { onAnnounce, onRemoteAdvert, onRemoteRemove } from "./gossip.ts";
-import { onJoin, onRelinkWelcome, onWelcome } from "./join.ts";
+import { onAnnounce, onRemoteAdvert, onRemoteRemove, restoresPresence } from "./gossip.ts";
+import { onJoin } from "./admit.ts";
+import { onRelinkWelcome, onWelcome, welcomeNotFromEntry } from "./join.ts";
 import { onLinkHello } from "./links.ts";
-import { outboxAcked } from "./offline.ts";
+import { ack, outboxAcked } from "./offline.ts";
 import type { Out } from "./out.ts";
 import { direct, serverDeliver } from "./routing.ts";
-import type { Conn, Role } from "./types.ts";
+import type { Conn, Role, SigCheck, State } from "./types.ts";
 import { hello } from "./users.ts";
 
 /** Handles one accepted frame of type `T` (`fresh`: a new UUID from the shell, for a step that needs an id). */
@@ -79,8 +80,49 @@ export interface Rule<T extends MessageType> {
    * heartbeats, presence) the standard's envelope key stays.
    */
   replay?: "payload";
+  /**
+   * Only in memory with `replay: "payload"`: the key is not kept across restarts (a chunk of a transfer the node
+   * no longer knows goes nowhere).
+   */
+  replayInMemory?: true;
   /** PROFILE §16: the signed time a relayed or forwarded frame's freshness is judged on (a payload field). */
   signedTime?: (env: Envelope<T>) => number | undefined;
+  /**
+   * A copy the seen cache already holds: what to do besides dropping it (`digest`: its payload digest), e.g.
+   * confirm again a resent frame whose first confirmation was lost.
+   */
+  onDuplicate?: (out: Out, conn: Conn, env: Envelope<T>, digest: string) => void;
+  /** A copy the seen cache holds is handled all the same when this says so (it was ignored, not applied). */
+  notDuplicate?: (state: State, env: Envelope<T>) => boolean;
+  /**
+   * Never answered with an ERROR (two peers would bounce them forever): refused or unreadable, it is logged. A
+   * type name of an unparsed frame counts too.
+   */
+  quiet?: true;
+  /**
+   * On a connection we dialed, before it is a link or has its welcome: the peer's answer to our hello, handled
+   * by this before any other check (an ERROR refusing it).
+   */
+  answersOurHello?: (out: Out, conn: Conn, env: Envelope<T>) => void;
+  /**
+   * On a join dial, when the frame is not signed by the bootstrap entry's key: handled by this instead (PROFILE
+   * §16: the join failed).
+   */
+  unverifiedJoinAnswer?: (out: Out, conn: Conn, env: Envelope<T>, sig: SigCheck) => void;
+  /**
+   * On a connection we dialed, before it is up: verified with the key we dialed for (the bootstrap entry's or the
+   * pinned one), never as a frame of the link (verify.ts).
+   */
+  dialKey?: true;
+  /** As an inbound first frame, verified with the key pinned for its `from` (PROFILE §15 dial-back; verify.ts). */
+  pinnedFirst?: true;
+  /**
+   * On a link, a frame that may come from a server not pinned yet: the key it presents (verified with that when
+   * its `from` is not pinned; never read as signed under an alias when it presents one; verify.ts).
+   */
+  presented?: (env: Envelope<T>) => string | undefined;
+  /** Refused on a connection already identified: said so (rather than "not accepted from a user"). */
+  onlyFirst?: true;
 }
 
 /** The rows, keyed by message type; each row's handlers take that type's envelope. */
@@ -98,7 +140,7 @@ const closedByPeer = (out: Out, conn: Conn): void => out.close(conn.id, 1000, "c
 
 /** Every message type this node accepts. */
 export const RULES: Rules = {
-  USER_HELLO: { from: { pending: hello }, sign: "links", fresh: "origin", hello: "user" },
+  USER_HELLO: { from: { pending: hello }, sign: "links", fresh: "origin", hello: "user", onlyFirst: true },
   MSG_DIRECT: {
     from: { user: (out, conn, env) => direct(out, conn.id, env) },
     sign: "links",
@@ -124,6 +166,7 @@ export const RULES: Rules = {
     sign: "always",
     fresh: "origin",
     hello: "server",
+    presented: (env) => env.payload.pubkey, // a newcomer announcing itself, relayed before we pinned it
   },
   SERVER_WELCOME: {
     from: { dialed: onWelcome },
@@ -131,14 +174,22 @@ export const RULES: Rules = {
     fresh: "origin",
     relayedHello: true,
     relink: onRelinkWelcome,
+    unverifiedJoinAnswer: welcomeNotFromEntry,
+    dialKey: true,
   },
   SERVER_PRESENCE_SYNC: {
     from: { pending: onDialBack, server: onPresenceSync },
     sign: "always",
     fresh: "origin",
     closeOnRefusal: true,
+    pinnedFirst: true,
   },
-  USER_ADVERTISE: { from: { server: onRemoteAdvert }, sign: "links", fresh: "origin" },
+  USER_ADVERTISE: {
+    from: { server: onRemoteAdvert },
+    sign: "links",
+    fresh: "origin",
+    notDuplicate: restoresPresence,
+  },
   USER_REMOVE: { from: { server: onRemoteRemove }, sign: "links", fresh: "origin" },
   SERVER_DELIVER: {
     from: { server: serverDeliver },
@@ -146,6 +197,10 @@ export const RULES: Rules = {
     fresh: "origin",
     replay: "payload",
     signedTime: (env) => env.payload.fwd_ts ?? env.payload.orig_ts ?? env.payload.cts,
+    // A resent outbox frame we already hold: confirm again, or the sender keeps resending it.
+    onDuplicate: (out, conn, env, digest) => {
+      if (env.payload.ack && conn.role === "server") ack(out, conn.id, conn.serverId ?? env.from, digest);
+    },
   },
   MSG_PUBLIC_CHANNEL: {
     from: { user: publicFromUser, server: publicFromServer },
@@ -167,6 +222,7 @@ export const RULES: Rules = {
     fresh: "origin",
     userOriginated: true,
     replay: "payload",
+    replayInMemory: true,
   },
   FILE_END: {
     from: { user: onFile, server: onFile },
@@ -206,7 +262,19 @@ export const RULES: Rules = {
     sign: "links",
     fresh: "origin",
   },
-  ERROR: { from: { server: logOnly, pending: logOnly, dialed: logOnly }, sign: "links", fresh: "origin" },
+  ERROR: {
+    from: { server: logOnly, pending: logOnly, dialed: logOnly },
+    sign: "links",
+    fresh: "origin",
+    quiet: true,
+    dialKey: true,
+    // The peer refused our hello. A refused LINK is redialed with JOIN (PROFILE §15): see dialFailed. A refused
+    // JOIN is abandoned: the close leads to the next bootstrap entry, and the list is retried with backoff.
+    answersOurHello: (out, conn, env) => {
+      logOnly(out, conn, env);
+      out.close(conn.id, 1000, `${env.type} ${env.payload.code} in answer to our hello`);
+    },
+  },
   ACK: {
     from: {
       server: (out, conn, env) => {
@@ -230,9 +298,14 @@ export function ruleOf<T extends MessageType>(env: Envelope<T>): Rule<T> | undef
   return RULES[env.type];
 }
 
+/** The row of `type`, an unparsed frame's type name (maybe no message type at all). */
+export function ruleOfName(type: string | undefined): Rule<MessageType> | undefined {
+  return type !== undefined && isMessageType(type) ? RULES[type] as Rule<MessageType> | undefined : undefined;
+}
+
 /** True when the row of `type` (an unparsed frame's type name, maybe no message type at all) is `tolerant`. */
 export function tolerated(type: string | undefined): boolean {
-  return type !== undefined && isMessageType(type) && RULES[type]?.tolerant === true;
+  return ruleOfName(type)?.tolerant === true;
 }
 
 /** True for a frame whose row says `from` is a user (PROFILE §3 re-signing, §15 echoes). */

@@ -157,6 +157,12 @@ export interface State {
    * bound here are pinned by their `users` row). One key per id, network-wide.
    */
   pins: Map<string, string>;
+  /**
+   * When the per-address buckets or the presence times next need a sweep (exact, without the slack; Infinity:
+   * nothing to sweep). Lowered where an entry is written (`sweepBy` in state.ts), recomputed by each tick, so that
+   * the next deadline is found without scanning them after every step.
+   */
+  sweepAt: number;
   /** Who is online where, by user id. */
   presence: Map<string, Presence>;
   /**

@@ -9,6 +9,7 @@ import type { Out } from "./out.ts";
 import { channelJoin } from "./channel.ts";
 import { deliverQueued, setHome } from "./offline.ts";
 import { advertFor, sendSnapshot, toLocalUsers, toServers } from "./presence.ts";
+import { setPresenceTs } from "./state.ts";
 import type { Conn, UserRecord } from "./types.ts";
 import { staleness, takeHelloToken } from "./limits.ts";
 import { keyFingerprint } from "../protocol/user_id.ts";
@@ -136,7 +137,7 @@ export function hello(out: Out, conn: Conn, env: Envelope<"USER_HELLO">): void {
   sendSnapshot(out, conn.id, userId);
   const advert = advertFor(out, user);
   state.presence.set(userId, { userId, serverId: state.config.serverId, advert });
-  state.presenceTs.set(userId, out.now);
+  setPresenceTs(state, userId, out.now);
   toLocalUsers(out, advert, true);
   toServers(out, advert, true);
   setHome(out, userId, state.config.serverId);

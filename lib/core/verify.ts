@@ -6,7 +6,7 @@
  * @module
  */
 import type { AnyEnvelope } from "../protocol/envelope.ts";
-import { presentsKey, userOriginated } from "./rules.ts";
+import { presentsKey, ruleOf, userOriginated } from "./rules.ts";
 import type { Conn, State } from "./types.ts";
 
 /** The key `env.sig` must verify with on `conn`, or undefined when none is known. */
@@ -17,15 +17,14 @@ export function expectedKey(state: State, conn: Conn | undefined, env: AnyEnvelo
       return conn.userId ? state.users.get(conn.userId)?.pubkey : undefined;
     case "pending":
       if (conn.dial) {
+        // The answer to our hello (a welcome, an ERROR): with the key we dialed for.
+        if (ruleOf(env)?.dialKey) return conn.dial.expectKey;
         // A link we dialed: the peer's frames are judged as on an established link (it is up at the first one).
-        if (conn.dial.purpose === "link" && env.type !== "ERROR" && env.type !== "SERVER_WELCOME") {
-          return linkFrameKey(state, conn.dial.serverId, env);
-        }
-        return env.type === "SERVER_WELCOME" || env.type === "ERROR" ? conn.dial.expectKey : undefined;
+        return conn.dial.purpose === "link" ? linkFrameKey(state, conn.dial.serverId, env) : undefined;
       }
       // PROFILE §15 dial-back: a SERVER_PRESENCE_SYNC opening a connection presents no key; it must verify with
       // the key pinned for its `from` (the handler then requires the server a welcome pinned).
-      if (env.type === "SERVER_PRESENCE_SYNC") return state.servers.get(env.from)?.pubkey;
+      if (ruleOf(env)?.pinnedFirst) return state.servers.get(env.from)?.pubkey;
       // A first frame proves possession of the key it presents; the handler then compares that key with the
       // pin (a known id with another key gets BAD_KEY and the connection is closed).
       return presentsKey(env) ? env.payload.pubkey : undefined;
@@ -42,13 +41,17 @@ export function expectedKey(state: State, conn: Conn | undefined, env: AnyEnvelo
 export function signedUnderAlias(state: State, linkId: string | undefined, env: AnyEnvelope): boolean {
   if (linkId === undefined || env.from === linkId || state.servers.has(env.from)) return false;
   if (userOriginated(env)) return false;
-  return !(env.type === "SERVER_ANNOUNCE" && env.payload.pubkey !== undefined);
+  return presented(env) === undefined; // a newcomer presenting its key is itself, not an alias
+}
+
+/** The key a frame on a link presents for a server we may not have pinned yet (its row's `presented`). */
+function presented(env: AnyEnvelope): string | undefined {
+  return (ruleOf(env)?.presented as ((e: AnyEnvelope) => string | undefined) | undefined)?.(env);
 }
 
 function linkFrameKey(state: State, linkId: string | undefined, env: AnyEnvelope): string | undefined {
   const linkKey = linkId ? state.servers.get(linkId)?.pubkey : undefined;
   if (userOriginated(env)) return linkKey;
   if (signedUnderAlias(state, linkId, env)) return linkKey;
-  if (env.type === "SERVER_ANNOUNCE") return state.servers.get(env.from)?.pubkey ?? env.payload.pubkey;
-  return state.servers.get(env.from)?.pubkey;
+  return state.servers.get(env.from)?.pubkey ?? presented(env);
 }

@@ -1,7 +1,7 @@
 /**
  * Compose a node from its parts: {@linkcode createNode} takes the transport, the store, the clock, the timers
  * and the identity key, builds the reducer's state from the store, and wires the effect executor, the HTTP routes,
- * the clock's tick and the shutdown. It touches no file and no environment: {@linkcode startNode} (node.ts) is the
+ * the clock (one timer armed for the reducer's next deadline) and the shutdown. It touches no file and no environment: {@linkcode startNode} (node.ts) is the
  * Deno adapter around it (data directory, identity and secret files, idle garbage collection). Every part has a
  * default (the Deno transport, a SQLite store in memory, `Date.now`, `setTimeout`), so an embedder can run a
  * node entirely in memory, or on another transport.
@@ -16,7 +16,7 @@
  * ```
  * @module
  */
-import { initState } from "../core/reduce.ts";
+import { initState, nextDeadline } from "../core/reduce.ts";
 import {
   DEFAULT_FEDERATION,
   DEFAULT_LIMITS,
@@ -64,7 +64,7 @@ export interface NodeParts {
   transport?: Transport;
   /** The clock, ms since the epoch (default `Date.now`). */
   clock?: () => number;
-  /** Timers: dial delays, forced closes, the tick (default `setTimeout`). */
+  /** Timers: dial delays, forced closes, the reducer's next deadline (default `setTimeout`). */
   timers?: Timers;
   /** Address to listen on (default 0.0.0.0, every interface). */
   host?: string;
@@ -90,11 +90,15 @@ export interface NodeParts {
   readSoftware?: (url: string) => Promise<string>;
   /** Called once the node has stopped (or failed to start), after the store is closed. */
   onClosed?: () => void;
-  /** Called on every tick of the clock, after the reducer's (startNode collects garbage when idle). */
-  onTick?: (now: number, view: NodeActivity) => void;
+  /**
+   * Runs once the node has been quiet for `afterMs` (no frame received or sent, no effect waiting), and again
+   * after each later busy spell: a timer armed when the reducer steps, never a period (startNode collects
+   * garbage then).
+   */
+  onIdle?: { afterMs: number; run: (view: NodeActivity) => void };
 }
 
-/** What a tick hook may read of the node. */
+/** What the idle hook may read of the node. */
 export interface NodeActivity {
   /** Frames received plus frames sent, since start. */
   frames(): number;
@@ -127,6 +131,13 @@ export interface RunningNode {
 
 /** The shortest WebSocket ping timeout (seconds) the node gives an accepted connection. */
 const PING_TIMEOUT_MIN_S = 5;
+
+/**
+ * The clock's timer is never armed sooner than this after the previous tick: a guard against a rule whose
+ * deadline does not move once it fired (a bug would otherwise spin the event loop); a deadline this close to
+ * the last tick fires at most this late.
+ */
+export const MIN_TICK_GAP_MS = 20;
 
 /**
  * Create a node from its parts and start it: it listens once this resolves. Rejects with `PortInUse` or a clear
@@ -203,6 +214,49 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
   }
 
   let closed: Promise<void> | undefined;
+  /** Set as the stop begins (before `closed` is assigned): no timer is armed from then on. */
+  let stopping = false;
+
+  // The clock: one timer, armed for the reducer's next deadline (lib/core/timers.ts), through the injected
+  // timers. Every step may move the deadline: one that moved it earlier re-arms the timer; one that moved it
+  // later leaves it, and the early tick is harmless (it re-arms for the new deadline).
+  let clockTimer: unknown;
+  let clockAt = Infinity;
+  let lastTick = -Infinity;
+  function armClock(deadline: number | null): void {
+    if (stopping) return;
+    const at = Math.max(deadline ?? Infinity, lastTick + MIN_TICK_GAP_MS);
+    if (at >= clockAt) return;
+    if (clockTimer !== undefined) timers.clear(clockTimer);
+    clockAt = at;
+    clockTimer = Number.isFinite(at) ? timers.set(tick, Math.max(0, at - now())) : undefined;
+  }
+  function tick(): void {
+    clockTimer = undefined;
+    clockAt = Infinity;
+    lastTick = now();
+    dispatch({ kind: "tick", now: lastTick });
+    armClock(nextDeadline(ex.state())); // its step re-armed it already, unless the reducer threw
+  }
+
+  // The idle hook: a timer armed at a step, checked once it runs out; busy still (frames moved, effects
+  // waiting), it is armed again; quiet, the hook runs and waits for the next step.
+  let idleTimer: unknown;
+  let idleFrames = -1;
+  const activity: NodeActivity = {
+    frames: () => metrics.framesIn + metrics.framesOut,
+    effectsWaiting: () => ex.effectsWaiting(),
+  };
+  function armIdle(): void {
+    if (!parts.onIdle || idleTimer !== undefined || stopping) return;
+    idleFrames = activity.frames();
+    idleTimer = timers.set(idleCheck, parts.onIdle.afterMs);
+  }
+  function idleCheck(): void {
+    idleTimer = undefined;
+    if (activity.frames() !== idleFrames || activity.effectsWaiting() > 0) return armIdle();
+    parts.onIdle!.run(activity);
+  }
   /** Why the node stopped by itself (a failed store write); `finished` rejects with it. */
   let fatal: Error | undefined;
   const metrics = new Counters();
@@ -217,6 +271,10 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
     log,
     counters: metrics,
     now,
+    onStep: (_ev, step) => {
+      armClock(nextDeadline(step.state));
+      armIdle();
+    },
     ...(parts.timers ? { timers: parts.timers } : {}),
     ...(parts.readSoftware ? { readSoftware: parts.readSoftware } : {}),
     onStoreFailed: (e) => {
@@ -279,30 +337,7 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
     effectsWaiting: ex.effectsWaiting,
   });
 
-  // The clock: one timer armed at a time (set again after each tick), through the injected timers.
-  const tickMs = Math.max(
-    20,
-    Math.min(
-      1000,
-      Math.floor(limits.firstFrameMs / 4),
-      Math.floor(federation.heartbeatMs / 4),
-      Math.floor(federation.linkTimeoutMs / 4),
-    ),
-  );
-  const activity: NodeActivity = {
-    frames: () => metrics.framesIn + metrics.framesOut,
-    effectsWaiting: ex.effectsWaiting,
-  };
-  let ticker: unknown;
-  const tick = () => {
-    ticker = timers.set(() => {
-      const t = now();
-      dispatch({ kind: "tick", now: t });
-      parts.onTick?.(t, activity);
-      if (!closed) tick();
-    }, tickMs);
-  };
-  tick();
+  armClock(nextDeadline(ex.state()));
   let labTimer: unknown;
   const labWarn = () => {
     if (labModes.length === 0) return;
@@ -331,7 +366,9 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
 
   function close(): Promise<void> {
     closed ??= (async () => {
-      timers.clear(ticker);
+      stopping = true;
+      if (clockTimer !== undefined) timers.clear(clockTimer);
+      if (idleTimer !== undefined) timers.clear(idleTimer);
       if (labTimer !== undefined) timers.clear(labTimer);
       ex.stop();
       await listener.close();

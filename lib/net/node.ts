@@ -14,7 +14,7 @@
 import { join } from "node:path";
 import type { FederationConfig, Limits, LogLevel } from "../core/types.ts";
 import { Store } from "../store/sqlite.ts";
-import { createNode, type NodeActivity, type RunningNode } from "./create_node.ts";
+import { createNode, type NodeParts, type RunningNode } from "./create_node.ts";
 import { checkPortFree, denoTransportWith, PortInUse, type Transport } from "./transport.ts";
 import {
   DataDirInUse,
@@ -148,7 +148,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     federation: opts.federation,
     labWeakKeys: opts.labWeakKeys,
     labReplay: opts.labReplay,
-    onTick: idleCollector(log),
+    onIdle: idleCollector(log),
   });
 }
 
@@ -164,31 +164,22 @@ const IDLE_GC_GROWTH = 16 * 1024 * 1024;
  * binary set), the node runs one full collection after two quiet seconds if the heap grew by 16 MiB since the
  * last one. Without the flag this does nothing.
  */
-function idleCollector(log: Logger): (now: number, view: NodeActivity) => void {
+function idleCollector(log: Logger): NodeParts["onIdle"] {
   const gc = (globalThis as { gc?: (options?: Record<string, string>) => void }).gc;
-  if (typeof gc !== "function") return () => {};
-  let frames = -1;
-  let quietSince = 0;
+  if (typeof gc !== "function") return undefined;
   let floor = Deno.memoryUsage().heapUsed;
-  return (now, view) => {
-    const f = view.frames();
-    if (f !== frames || view.effectsWaiting() > 0) {
-      frames = f;
-      quietSince = now;
-      return;
-    }
-    if (now - quietSince < IDLE_GC_QUIET_MS) return;
+  const run = () => {
     const before = Deno.memoryUsage().heapUsed;
     if (before - floor < IDLE_GC_GROWTH) return;
     const t0 = performance.now();
     // "last-resort": V8's memory-reducing collection, which also gives the emptied pages back to the system.
     gc({ type: "major", execution: "sync", flavor: "last-resort" });
     floor = Deno.memoryUsage().heapUsed;
-    quietSince = now; // at most one collection per quiet spell unless the heap grows again
     log.info("memory.collected", {
       heap_before_mib: Math.round(before / 1048576),
       heap_after_mib: Math.round(floor / 1048576),
       ms: Math.round(performance.now() - t0),
     });
   };
+  return { afterMs: IDLE_GC_QUIET_MS, run };
 }

@@ -212,29 +212,22 @@ export class Store {
     );
   }
 
-  /** A user's queued frames, oldest first, dropping those older than `notBefore`. */
-  queuedFor(userId: string, notBefore: number): { id: number; frame: unknown }[] {
-    this.db.prepare("DELETE FROM queue WHERE user_id = ? AND queued_at < ?").run(userId, notBefore);
-    const rows = this.db.prepare("SELECT id, frame FROM queue WHERE user_id = ? ORDER BY id").all(userId) as {
-      id: number;
-      frame: string;
-    }[];
-    return rows.map((r) => ({ id: Number(r.id), frame: JSON.parse(r.frame) }));
-  }
-
-  /** Ids of a user's queued frames, oldest first, dropping those older than `notBefore`. */
+  /**
+   * Ids of a user's queued frames, oldest first, dropping those older than `notBefore` (the frames themselves
+   * are read a page at a time with {@linkcode Store.storedFrames}, so a full queue is never in memory at once).
+   */
   queuedIds(userId: string, notBefore: number): number[] {
-    this.db.prepare("DELETE FROM queue WHERE user_id = ? AND queued_at < ?").run(userId, notBefore);
-    const rows = this.db.prepare("SELECT id FROM queue WHERE user_id = ? ORDER BY id").all(userId) as {
-      id: number;
-    }[];
-    return rows.map((r) => Number(r.id));
+    return this.storedIds("queue", "user_id", userId, notBefore);
   }
 
   /** Ids of the frames kept for a server, oldest first, dropping those older than `notBefore`. */
   outboxIds(serverId: string, notBefore: number): number[] {
-    this.db.prepare("DELETE FROM outbox WHERE server_id = ? AND queued_at < ?").run(serverId, notBefore);
-    const rows = this.db.prepare("SELECT id FROM outbox WHERE server_id = ? ORDER BY id").all(serverId) as {
+    return this.storedIds("outbox", "server_id", serverId, notBefore);
+  }
+
+  private storedIds(table: "queue" | "outbox", col: "user_id" | "server_id", key: string, notBefore: number) {
+    this.db.prepare(`DELETE FROM ${table} WHERE ${col} = ? AND queued_at < ?`).run(key, notBefore);
+    const rows = this.db.prepare(`SELECT id FROM ${table} WHERE ${col} = ? ORDER BY id`).all(key) as {
       id: number;
     }[];
     return rows.map((r) => Number(r.id));
@@ -265,18 +258,6 @@ export class Store {
       JSON.stringify(frame),
       now,
     );
-  }
-
-  /** The frames kept for a server, oldest first. */
-  outboxFor(serverId: string, notBefore: number): { id: number; frame: unknown }[] {
-    this.db.prepare("DELETE FROM outbox WHERE server_id = ? AND queued_at < ?").run(serverId, notBefore);
-    const rows = this.db.prepare("SELECT id, frame FROM outbox WHERE server_id = ? ORDER BY id").all(
-      serverId,
-    ) as {
-      id: number;
-      frame: string;
-    }[];
-    return rows.map((r) => ({ id: Number(r.id), frame: JSON.parse(r.frame) }));
   }
 
   /** The server confirmed the frame with this msg_ref (its ACK): forget it. */

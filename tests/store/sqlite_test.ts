@@ -128,10 +128,10 @@ Deno.test("the offline queue keeps order, drops expired rows, and deletes delive
   s.enqueue(U, { n: 2 }, 200);
   s.enqueue("other", { n: 9 }, 200);
   s.enqueue(U, { n: 3 }, 300);
-  const rows = s.queuedFor(U, 150); // the row from t=100 has expired
+  const rows = s.storedFrames("queue", s.queuedIds(U, 150)); // the row from t=100 has expired
   assert.deepEqual(rows.map((r) => r.frame), [{ n: 2 }, { n: 3 }]);
   s.dequeue(rows.map((r) => r.id));
-  assert.deepEqual(s.queuedFor(U, 0), []);
+  assert.deepEqual(s.queuedIds(U, 0), []);
   assert.deepEqual(s.load().queued, [["other", 1]]);
   s.close();
 });
@@ -160,7 +160,7 @@ Deno.test("outbox rows stay until their ref is ACKed; accepted refs and homes su
   s.addOutbox("S2", "ref-a", { a: 1 }, 1);
   s.addOutbox("S2", "ref-b", { b: 1 }, 2);
   s.ackOutbox("S2", "ref-a");
-  assert.deepEqual(s.outboxFor("S2", 0).map((r) => r.frame), [{ b: 1 }]);
+  assert.deepEqual(s.storedFrames("outbox", s.outboxIds("S2", 0)).map((r) => r.frame), [{ b: 1 }]);
   s.acceptRef("ref-x", Date.now());
   s.setHome(U, "S2");
   s.close();
