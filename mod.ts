@@ -55,6 +55,7 @@
  */
 export { type NodeOptions, PortInUse, type RunningNode, startNode } from "./lib/net/node.ts";
 export { createNode, type NodeActivity, type NodeParts, type NodeStore } from "./lib/net/create_node.ts";
+export type { ActivityHookParts } from "./lib/net/clock.ts";
 export type {
   Accept,
   DialHandlers,
@@ -82,14 +83,16 @@ export {
   KeyChangedError,
   keyFingerprint,
   safetyCode,
+  type ServerLimits,
 } from "./lib/client/core.ts";
 export { MemoryTrustStore, type StoredTrust, type TrustStore } from "./lib/client/store.ts";
-export { WebCryptoRunner } from "./lib/client/webcrypto.ts";
+export { type WebCryptoOptions, WebCryptoRunner } from "./lib/client/webcrypto.ts";
 export type {
   ClientEvent,
   Contact,
   CryptoOp,
   CryptoResult,
+  CryptoRunner,
   KeyTrust,
   OutgoingMessage,
   Output,

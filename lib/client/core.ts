@@ -5,16 +5,20 @@
  * to send, crypto requests and events. The Deno/browser shell ({@linkcode SocpClient}) runs the socket, the
  * timers and WebCrypto around it; tests drive it with frame sequences.
  *
- * What it does: hello acceptance in every deployed form (PROFILE §15), the directory of users and keys (names
- * told apart by fingerprint), contacts with their pinned keys and the trust rules of PROFILE §16 (trust.ts: key
- * changes block sending until accepted, self-certifying ids, the verified mark and safety code, our server's key
- * and the channel's creator key pinned, a dedupe of delivered messages the shell persists), DMs and the public
- * channel (signed, end-to-end encrypted), file
- * reassembly and the receiver's refusal notice, ACKs and the state of each message we send (sending, sent,
- * accepted, failed), and resending what was not accepted after a reconnect. This class composes the parts, each
- * a module over one shared state (core_state.ts): frames.ts (hello, routing, ACK and ERROR), directory.ts,
- * inbox.ts (DMs and the public channel), outgoing.ts (our messages and their states), file_send.ts and
- * file_receive.ts.
+ * What it does: the connection policy (connection.ts: when to open a socket, reconnect with backoff, give an
+ * attempt up, and the one next deadline the shell arms a timer for: no polling), hello acceptance in every
+ * deployed form (PROFILE §15), pacing every frame under the limits the server announces (pacing.ts), the
+ * directory of users and keys (names told apart by fingerprint), contacts with their pinned keys and the trust
+ * rules of PROFILE §16 (trust.ts: key changes block sending until accepted, self-certifying ids, the verified
+ * mark and safety code, our server's key and the channel's creator key pinned, a dedupe of delivered messages
+ * the shell persists), DMs and the public channel (signed, end-to-end encrypted; what is written while offline
+ * waits for the connection, or for the channel key, and goes out once), files sent chunk by chunk as the pacer
+ * allows and files received, ACKs and ERRORs matched to our messages and files (by `msg_ref` and `file_id`,
+ * the prose only for servers that send neither), the state of each message we send (sending, sent, accepted,
+ * failed), and resending what was not accepted after a reconnect. This class composes the parts, each a module
+ * over one shared state (core_state.ts): connection.ts, frames.ts (hello, routing, ACK and ERROR),
+ * directory.ts, inbox.ts (DMs and the public channel), outgoing.ts (our messages and their states), pacing.ts,
+ * file_send.ts and file_receive.ts.
  *
  * Handlers are generators that `yield` a {@linkcode CryptoOp} and resume with its result; frames are handled one
  * at a time in arrival order (a file chunk's decryption runs detached so chunks decrypt concurrently).
@@ -27,6 +31,7 @@
  * const key = await generateKeyPair();
  * const core = new ClientCore({ userId: crypto.randomUUID(), publicKey: key.publicKey, displayName: "alice" });
  * const runner = new WebCryptoRunner(key);
+ * core.start(Date.now()); // an `open` output: the shell opens a socket, then says so
  * core.opened(Date.now(), crypto.randomUUID()); // the socket opened: the core asks to sign its USER_HELLO
  * for (let outs = core.drain(); outs.length > 0; outs = core.drain()) {
  *   for (const o of outs) {
@@ -38,22 +43,14 @@
  * @module
  */
 import { serializeEnvelope } from "../protocol/envelope.ts";
-import type { PayloadOf } from "../protocol/messages.ts";
-import { SOFTWARE } from "../version.ts";
-import {
-  type CoreOptions,
-  CoreState,
-  HELLO_SILENCE_MS,
-  isObject,
-  MAX_FRAME_CHARS,
-  SNAPSHOT_WAIT_MS,
-  type Task,
-} from "./core_state.ts";
+import { closed, frame, nextDeadline, opened, retryNow, start, stop, tick } from "./connection.ts";
+import { type CoreOptions, CoreState } from "./core_state.ts";
 import { addContacts, list, resolve } from "./directory.ts";
-import { acceptFile, declineFile, emitFile } from "./file_receive.ts";
-import { failFile, fileChunk, fileEnd, fileProblem, startFile } from "./file_send.ts";
-import { accepted, acceptHello, handleText, refuse, trustServerKey, unsignedHello } from "./frames.ts";
-import { becomeReady, build, newOutgoing, view } from "./outgoing.ts";
+import { acceptFile, declineFile } from "./file_receive.ts";
+import { fileProblem, startFile } from "./file_send.ts";
+import { trustServerKey } from "./frames.ts";
+import { awaitChannel, build, newOutgoing, view } from "./outgoing.ts";
+import type { ServerLimits } from "./pacing.ts";
 import { keyFingerprint, loadSeen, sendKey, setVerified, trustInfo, trustKey } from "./trust.ts";
 import type { Contact, CryptoResult, OutgoingMessage, Output, Peer, ServerPin, TrustInfo } from "./types.ts";
 
@@ -67,15 +64,11 @@ export {
   RESTAMP_AFTER_MS,
   SNAPSHOT_WAIT_MS,
 } from "./core_state.ts";
+export { TAKEN_OVER_CLOSE } from "./connection.ts";
+export { ASSUMED_LIMITS, type ServerLimits } from "./pacing.ts";
 export { formatFingerprint } from "./directory.ts";
 export { KeyChangedError, keyFingerprint, MAX_SEEN, safetyCode, seenKey } from "./trust.ts";
 export { messageText, plainTextOf } from "./inbox.ts";
-
-/**
- * The close code a server uses when a newer session of the same identity took over this one (PROFILE §16); the
- * client does not reconnect after it (that would take the session back, and so on).
- */
-export const TAKEN_OVER_CLOSE = 4001;
 
 /** The client core (see the module documentation). */
 export class ClientCore {
@@ -154,114 +147,69 @@ export class ClientCore {
     return o;
   }
 
-  // ---------------------------------------------------------------- inputs: connection
+  // ---------------------------------------------------------------- inputs: connection (connection.ts)
+
+  /** Be connected: an `open` output asks the shell for a socket now; drops and failed attempts are retried. */
+  start(now: number): void {
+    this.#s.now = now;
+    start(this.#s);
+  }
+
+  /** Stop connecting (before closing the socket): no reconnect, no attempt deadline. */
+  stop(): void {
+    stop(this.#s);
+  }
+
+  /** While waiting to reconnect: try now (an `open` output). False when no reconnect was waiting. */
+  retryNow(now: number): boolean {
+    this.#s.now = now;
+    return retryNow(this.#s);
+  }
 
   /** The socket opened: say hello (signed, with `ts` and a fresh `nonce` from the shell). */
   opened(now: number, nonce: string): void {
     this.#s.now = now;
-    this.#s.phase = "hello";
-    this.#s.ready = false;
-    this.#s.serverSigns = false;
-    this.#s.helloChecking = false;
-    this.#s.serverTrusted = false;
-    this.#s.serverPendingPub = "";
-    this.#s.helloAt = now;
-    this.#s.inbound.length = 0;
-    const payload: PayloadOf<"USER_HELLO"> = {
-      client: SOFTWARE,
-      pubkey: this.#s.publicKey,
-      enc_pubkey: this.#s.publicKey,
-      ts: now,
-      nonce,
-    };
-    if (this.#s.displayName) payload.meta = { display_name: this.#s.displayName };
-    const to = this.#s.serverId || "*";
-    this.#s.run(
-      function* (this: ClientCore): Task {
-        const sig = (yield { op: "sign", data: this.#s.sigPreimage(payload) }) as string | null;
-        if (this.#s.phase !== "hello") return;
-        this.#s.emitSend({ type: "USER_HELLO", from: this.#s.userId, to, ts: now, payload, sig: sig ?? "" });
-      }.call(this),
-      false,
-      false,
-    );
+    opened(this.#s, nonce);
   }
 
   /** A text frame arrived. */
   frame(text: string, now: number): void {
     this.#s.now = now;
-    if (this.#s.phase === "offline" || this.#s.phase === "refused") return;
-    if (text.length > MAX_FRAME_CHARS) {
-      return this.#s.emit({
-        kind: "warning",
-        detail: `ignored a frame of ${text.length} characters from the server`,
-      });
-    }
-    if (this.#s.phase === "hello" && !this.#s.helloChecking) {
-      let raw: unknown;
-      try {
-        raw = JSON.parse(text);
-      } catch {
-        return this.#s.emit({ kind: "warning", detail: "unreadable frame from the server during the hello" });
-      }
-      if (!isObject(raw)) return;
-      if (raw.type === "ERROR") {
-        const p = isObject(raw.payload) ? raw.payload : {};
-        return refuse(
-          this.#s,
-          typeof p.code === "string" ? p.code : "ERROR",
-          typeof p.detail === "string" ? p.detail : typeof p.message === "string" ? p.message : "",
-        );
-      }
-      this.#s.helloChecking = true;
-      const rawObj = raw;
-      this.#s.enqueue(() => acceptHello(this.#s, rawObj, text));
-      return;
-    }
-    this.#s.enqueue(() => handleText(this.#s, text));
+    frame(this.#s, text);
   }
 
-  /** Time passes: the 3 s hello rule and the snapshot wait. Call it every few hundred milliseconds. */
+  /**
+   * Time passes: whatever is due is done (the 3 s hello rule, the snapshot wait, an attempt given up, a reconnect,
+   * frames and file chunks the pacer held). Call it at {@linkcode nextDeadline}.
+   */
   tick(now: number): void {
     this.#s.now = now;
-    if (this.#s.phase === "hello" && !this.#s.helloChecking && now - this.#s.helloAt >= HELLO_SILENCE_MS) {
-      unsignedHello(this.#s);
-      accepted(this.#s, now);
-      becomeReady(this.#s); // a server that says nothing sends no snapshot either
-    }
-    if (this.#s.phase === "online" && !this.#s.ready && now - this.#s.acceptedAt >= SNAPSHOT_WAIT_MS) {
-      becomeReady(this.#s);
-    }
+    tick(this.#s);
   }
 
-  /** The socket closed. Incoming transfers are lost; our messages not accepted are sent again on reconnect. */
-  closed(now: number, code: number, reason: string): void {
+  /** When {@linkcode tick} has something to do next (ms since the epoch; undefined: nothing planned). */
+  nextDeadline(): number | undefined {
+    return nextDeadline(this.#s);
+  }
+
+  /**
+   * The socket closed, or could not open (`why` says it in words for the `reconnecting` event). Incoming
+   * transfers are lost; our messages not accepted are sent again on reconnect.
+   */
+  closed(now: number, code: number, reason: string, why?: string): void {
     this.#s.now = now;
-    const was = this.#s.phase;
-    if (was === "offline") return;
-    this.#s.phase = was === "refused" ? "refused" : "offline";
-    this.#s.ready = false;
-    this.#s.helloChecking = false;
-    this.#s.inbound.length = 0;
-    this.#s.directory.clear();
-    for (const t of this.#s.incoming.values()) {
-      emitFile(this.#s, t, null, "the connection was lost before the file was complete");
-    }
-    this.#s.incoming.clear();
-    for (const f of this.#s.sendingFiles.values()) {
-      if (f.state === "sending" || f.state === "ended") failFile(this.#s, f, "the connection was lost");
-    }
-    if (was === "refused") return;
-    if (code === TAKEN_OVER_CLOSE) {
-      // A newer session of this identity (signed with our key) took over: reconnecting would take it back.
-      return refuse(
-        this.#s,
-        "TAKEN_OVER",
-        "signed in elsewhere: a newer session of this identity took over this one" +
-          (reason ? ` (${reason})` : ""),
-      );
-    }
-    this.#s.emit({ kind: "closed", code, reason });
+    closed(this.#s, code, reason, why ?? `connection closed (${code}${reason ? ": " + reason : ""})`);
+  }
+
+  /** The server's limits (announced in its hello ACK; PROFILE §11's defaults until then or without). */
+  get limits(): ServerLimits {
+    return { ...this.#s.limits };
+  }
+
+  /** Send a frame built by the shell (raw), through the pacer. */
+  sendFrame(text: string, now: number): void {
+    this.#s.now = now;
+    this.#s.send(text);
   }
 
   /** The result of the crypto operation `id`. */
@@ -369,20 +317,26 @@ export class ClientCore {
     return { message: view(m), ticket: build(this.#s, m, key) };
   }
 
-  /** Send to the public channel (encrypted to the channel key, signed). Throws before the channel key arrived. */
+  /**
+   * Send to the public channel (encrypted to the channel key, signed). Written before the connection is ready (before
+   * the first one, say), the message waits for the channel key, then goes out once; while connected and ready
+   * without a key (a server that sends none) it throws.
+   */
   all(text: string, now: number): { message: OutgoingMessage; ticket: number } {
     this.#s.now = now;
-    if (!this.#s.channel) {
+    const ch = this.#s.channel;
+    if (!ch && this.#s.ready) {
+      // Connected and still no key: this server may never send one (it is not in the acceptance sequence).
       throw new Error("the public channel key has not arrived yet; try again in a moment");
     }
     const m = newOutgoing(this.#s, "public", "public", "everyone", text, now, false);
-    return { message: view(m), ticket: build(this.#s, m, this.#s.channel.creatorPub) };
+    return { message: view(m), ticket: ch ? build(this.#s, m, ch.creatorPub) : awaitChannel(this.#s, m) };
   }
 
   /**
-   * Start sending a file to a user or ("public") to everyone: checks the size and the recipient, then signs and
-   * sends FILE_START. The shell then calls {@linkcode fileChunk} for each chunk (pacing them) and
-   * {@linkcode fileEnd}; {@linkcode fileProblem} says when to stop.
+   * Send a file to a user or ("public") to everyone: checks the size (ours and the server's limit) and the
+   * recipient (throws), then signs and sends FILE_START, the chunks (paced under the server's rate, sized to its
+   * frame limit) and FILE_END. The ticket settles once FILE_END left, or with why the transfer stopped.
    */
   startFile(
     target: string,
@@ -393,16 +347,6 @@ export class ClientCore {
   ): { fileId: string; chunks: number; ticket: number } {
     this.#s.now = now;
     return startFile(this.#s, { target, name, data, fileId });
-  }
-
-  /** Encrypt and send chunk `index` of a file started with {@linkcode startFile}. */
-  fileChunk(fileId: string, index: number, now: number): number {
-    return fileChunk(this.#s, fileId, index, now);
-  }
-
-  /** Send FILE_END; the server ACKs it once the whole file is relayed (state "accepted"). */
-  fileEnd(fileId: string, now: number): number {
-    return fileEnd(this.#s, fileId, now);
   }
 
   /** Why a transfer of ours stopped (refused, connection lost), or undefined while it goes on. */
@@ -432,18 +376,4 @@ export class ClientCore {
       payload: {},
     });
   }
-
-  // ---------------------------------------------------------------- the task runner
-
-  // ---------------------------------------------------------------- outputs
-
-  // ---------------------------------------------------------------- hello
-
-  // ---------------------------------------------------------------- frames
-
-  // ---------------------------------------------------------------- files we receive
-
-  // ---------------------------------------------------------------- what the server tells us about ours
-
-  // ---------------------------------------------------------------- messages we send
 }

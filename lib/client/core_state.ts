@@ -8,6 +8,7 @@
 import { type PreimageForm, signingPreimage } from "../protocol/canonical_json.ts";
 import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
 import { sameKeyMaterial } from "../protocol/keys.ts";
+import { ASSUMED_LIMITS, Pacer, type ServerLimits } from "./pacing.ts";
 import type {
   ClientEvent,
   Contact,
@@ -29,7 +30,7 @@ export const SNAPSHOT_WAIT_MS = 1500;
 export const RESEND_WINDOW_MS = 8 * 60_000;
 /** A message never sent is re-stamped (new ts, new signatures) when it waited longer than this. */
 export const RESTAMP_AFTER_MS = 5 * 60_000;
-/** Plaintext bytes per FILE_CHUNK: 16 OAEP blocks of an RSA-4096 key (PROFILE §9). */
+/** Plaintext bytes per FILE_CHUNK to an RSA-4096 key under PROFILE §11's frame limit: 16 OAEP blocks (PROFILE §9). */
 export const FILE_CHUNK_BYTES = 16 * 446;
 /** Largest frame text the core reads. */
 export const MAX_FRAME_CHARS = 4 * 1024 * 1024;
@@ -62,6 +63,14 @@ export interface CoreOptions {
   serverPin?: ServerPin;
   /** Delivered messages remembered from earlier sessions (oldest first), and the store's floor (see trust.ts). */
   seen?: { entries: SeenEntry[]; floor?: number };
+  /** Reconnect after a drop, and after a failed first attempt (default true). */
+  reconnect?: boolean;
+  /** First reconnect delay (default 1000 ms; doubles up to `maxBackoffMs`). */
+  backoffMs?: number;
+  /** Longest reconnect delay (default 30 s). */
+  maxBackoffMs?: number;
+  /** An attempt whose hello is not accepted within this many ms is given up (closed; default 10 s). */
+  connectTimeoutMs?: number;
 }
 
 /** One of our messages, with what the core keeps to send it (again). */
@@ -72,6 +81,8 @@ export interface Outgoing extends OutgoingMessage {
   wired: boolean;
   /** Time it was last written. */
   wiredAt: number;
+  /** A public-channel message waiting for the channel key (written before it arrived). */
+  awaitChannel?: boolean;
 }
 
 /** A file being received. */
@@ -104,9 +115,19 @@ export interface SendingFile {
   to: string;
   toLabel: string;
   encKey: string;
+  /** The bytes still to send (emptied at FILE_END or when it stops). */
   data: Uint8Array;
+  size: number;
   sent: number;
+  /** Plaintext bytes per chunk (the server's frame limit and the recipient's key size, pacing.ts). */
+  chunkBytes: number;
   chunks: number;
+  /** The next chunk to send (`chunks`: FILE_END is next). */
+  next: number;
+  /** A step (FILE_START, a chunk, FILE_END) is being built. */
+  busy: boolean;
+  /** Settled when FILE_END left, or with the reason the transfer stopped. */
+  ticket: number;
   state: "sending" | "ended" | "accepted" | "failed";
   reason?: string;
   ref?: string;
@@ -197,6 +218,30 @@ export class CoreState {
   serverPendingPub = "";
   /** The time of the latest input. */
   now = 0;
+  /** The server's limits: announced in its hello ACK, else PROFILE §11's defaults. */
+  limits: ServerLimits = { ...ASSUMED_LIMITS };
+  /** Our frames go through this token bucket, under the server's. */
+  readonly pacer = new Pacer();
+  /** Reconnect after a drop or a failed attempt. */
+  readonly reconnect: boolean;
+  /** First reconnect delay. */
+  readonly backoffMs: number;
+  /** Longest reconnect delay. */
+  readonly maxBackoffMs: number;
+  /** How long an attempt may take until its hello is accepted. */
+  readonly connectTimeoutMs: number;
+  /** The shell asked to be connected ({@linkcode ClientCore.start}) and did not stop. */
+  wanted = false;
+  /** A socket was asked for and has not closed yet. */
+  socket = false;
+  /** Failed attempts since the last accepted hello. */
+  attempt = 0;
+  /** When to open the next attempt (0: none planned). */
+  reconnectAt = 0;
+  /** When the current attempt is given up unless its hello was accepted (0: none running). */
+  attemptUntil = 0;
+  /** Why the current attempt was given up ("" unless it timed out). */
+  gaveUp = "";
 
   /** The state of a new core for one user. */
   constructor(opts: CoreOptions) {
@@ -206,6 +251,10 @@ export class CoreState {
     this.serverId = opts.serverId ?? "";
     this.maxFileBytes = opts.maxFileBytes ?? 16 * 1024 * 1024;
     this.holdFiles = opts.holdFiles ?? false;
+    this.reconnect = opts.reconnect ?? true;
+    this.backoffMs = opts.backoffMs ?? 1000;
+    this.maxBackoffMs = opts.maxBackoffMs ?? 30_000;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
     if (opts.serverPin && typeof opts.serverPin.pubkey === "string") this.serverPin = { ...opts.serverPin };
   }
 
@@ -293,7 +342,22 @@ export class CoreState {
 
   /** Ask the shell to send a frame. */
   emitSend(env: Envelope): void {
-    this.out.push({ kind: "send", text: serializeEnvelope(env) });
+    this.send(serializeEnvelope(env));
+  }
+
+  /** Send a frame's text through the pacer: now, or once its token has come (in order either way). */
+  send(text: string): void {
+    for (const t of this.pacer.offer(text, this.now)) this.out.push({ kind: "send", text: t });
+  }
+
+  /** A new ticket, settled later with {@linkcode CoreState.settle}. */
+  ticket(): number {
+    return ++this.seq;
+  }
+
+  /** Report the end of the work under `ticket` (with `error` when it failed). */
+  settle(ticket: number, error?: string): void {
+    this.out.push(error === undefined ? { kind: "settled", ticket } : { kind: "settled", ticket, error });
   }
 
   /** `name`, or `name#abcd` when another known user has the same name (case-insensitive). */

@@ -14,6 +14,7 @@ import { emitFile, onFileChunk, onFileEnd, onFileStart } from "./file_receive.ts
 import { failFile } from "./file_send.ts";
 import { onDeliver, onKeyShareRaw, onPublic } from "./inbox.ts";
 import { setState } from "./outgoing.ts";
+import { readLimits } from "./pacing.ts";
 import { keyFingerprint } from "./trust.ts";
 import type { ServerPin } from "./types.ts";
 import { sameKeyMaterial } from "../protocol/keys.ts";
@@ -62,6 +63,12 @@ export function* acceptHello(s: CoreState, raw: Record<string, unknown>, text: s
   if (spub && decodePublicKey(spub).ok) s.serverPub = spub;
   if (s.serverSigns) pinServer(s, s.serverPub);
   else unsignedHello(s);
+  // Our server says in its hello ACK what it holds us to (docs/PROTOCOL.md): pace under that.
+  const limits = raw.type === "ACK" ? readLimits(p.limits) : null;
+  if (limits) {
+    s.limits = limits;
+    s.pacer.configure(limits);
+  }
   accepted(s, s.now);
   // The accepting frame may carry more than acceptance (a CLIENT_WELCOME, an advert): handle it too.
   if (raw.type !== "ACK") {
@@ -132,10 +139,12 @@ export function trustServerKey(s: CoreState): ServerPin {
   return s.serverPin;
 }
 
-/** The hello was accepted: we are online. */
+/** The hello was accepted: we are online (the attempt succeeded: the next drop starts the backoff afresh). */
 export function accepted(s: CoreState, now: number): void {
   s.phase = "online";
   s.acceptedAt = now;
+  s.attempt = 0;
+  s.attemptUntil = 0;
 }
 
 /** Handle one inbound frame's text. */
@@ -230,7 +239,7 @@ export function* dispatch(s: CoreState, env: AnyEnvelope, sigOk: boolean): Task 
     case "FILE_END":
       return onFileEnd(s, env);
     case "ERROR":
-      return onError(s, env.payload.code, env.payload.detail ?? "");
+      return onError(s, env.payload.code, env.payload.detail ?? "", errorRefs(env.payload));
     case "ACK":
       return onAck(s, env.payload.msg_ref);
     default:
@@ -238,26 +247,81 @@ export function* dispatch(s: CoreState, env: AnyEnvelope, sigOk: boolean): Task 
   }
 }
 
-/** The server ACKed one of our frames (by msg_ref). */
+/** The structured fields of an ERROR (docs/PROTOCOL.md): which file or message of ours it refers to. */
+export interface ErrorRefs {
+  /** `file_id` of a transfer. */
+  fileId?: string;
+  /** `msg_ref` of a frame of ours (PROFILE §10). */
+  msgRef?: string;
+}
+
+/** Read `file_id` and `msg_ref` of an ERROR payload (absent, or not a short string: not there). */
+export function errorRefs(payload: unknown): ErrorRefs {
+  const p = isObject(payload) ? payload : {};
+  const str = (v: unknown) => typeof v === "string" && v.length > 0 && v.length <= 256 ? v : undefined;
+  const refs: ErrorRefs = {};
+  const fileId = str(p.file_id), msgRef = str(p.msg_ref);
+  if (fileId) refs.fileId = fileId;
+  if (msgRef) refs.msgRef = msgRef;
+  return refs;
+}
+
+/** The server ACKed one of our frames (by msg_ref): the event names our message or file. */
 export function onAck(s: CoreState, msgRef: string): void {
   const m = s.byRef.get(msgRef);
   if (m) {
     s.byRef.delete(msgRef);
     if (m.state !== "accepted") setState(s, m, "accepted");
-    s.emit({ kind: "ack", msgRef, what: `message to ${m.toLabel}` });
+    s.emit({ kind: "ack", msgRef, what: `message to ${m.toLabel}`, messageId: m.id });
     return;
   }
   for (const f of s.sendingFiles.values()) {
     if (f.ref === msgRef && f.state === "ended") {
       f.state = "accepted";
-      s.emit({ kind: "ack", msgRef, what: `file ${f.name} to ${f.toLabel}` });
+      s.emit({ kind: "ack", msgRef, what: `file ${f.name} to ${f.toLabel}`, fileId: f.fileId });
       return;
     }
   }
 }
 
-/** An ERROR from the server: fail the message or transfer it names. */
-export function onError(s: CoreState, code: string, detail: string): void {
+/**
+ * An ERROR from the server: fail the message or transfer it names. The structured fields (`file_id`, `msg_ref`)
+ * are matched first; servers of other implementations send prose only, searched for file ids and names then.
+ */
+export function onError(s: CoreState, code: string, detail: string, refs: ErrorRefs = {}): void {
+  const why = `${code}: ${detail}`;
+  if (refs.fileId !== undefined) {
+    const f = s.sendingFiles.get(refs.fileId);
+    if (f) {
+      // Stopped once; the server's later refusals of its chunks (already on the wire) are not news.
+      if (f.state === "sending" || f.state === "ended") failFile(s, f, why);
+      return;
+    }
+    for (const [k, t] of s.incoming) {
+      if (t.fileId !== refs.fileId) continue;
+      s.incoming.delete(k);
+      return emitFile(s, t, null, `the server dropped it: ${detail}`);
+    }
+  }
+  if (refs.msgRef !== undefined) {
+    const m = s.byRef.get(refs.msgRef);
+    if (m) {
+      m.error = why;
+      s.byRef.delete(refs.msgRef);
+      return setState(s, m, "failed");
+    }
+    for (const f of s.sendingFiles.values()) {
+      if (f.ref !== refs.msgRef) continue;
+      if (f.state === "ended") failFile(s, f, why);
+      return;
+    }
+  }
+  if (refs.fileId === undefined && refs.msgRef === undefined) return onProseError(s, code, detail);
+  s.emit({ kind: "error", code, detail });
+}
+
+/** An ERROR without structured fields (PROFILE §15: other servers): find what it names in its prose. */
+function onProseError(s: CoreState, code: string, detail: string): void {
   // A refusal that names one of our transfers stops it, once; the server's later refusals of its chunks
   // (one per chunk already on the wire) are not news.
   for (const f of s.sendingFiles.values()) {

@@ -8,6 +8,7 @@ import type { Envelope } from "../protocol/envelope.ts";
 import { dmPreimageVariants, keySharePreimage, publicPreimageVariants } from "../protocol/preimages.ts";
 import { type CoreState, isObject, REFUSAL_RE, strictUtf8, type Task } from "./core_state.ts";
 import { failFile } from "./file_send.ts";
+import { buildForChannel } from "./outgoing.ts";
 import { judgeSeen, keyFingerprint, learnKey, rememberSeen, seenKey } from "./trust.ts";
 import type { CryptoOp, TextMessageEvent } from "./types.ts";
 import { sameKeyMaterial } from "../protocol/keys.ts";
@@ -242,6 +243,7 @@ export function* onKeyShareRaw(s: CoreState, raw: Record<string, unknown>, serve
     }
   }
   if (fresh) s.emit({ kind: "channel", version: 0 });
+  buildForChannel(s);
 }
 
 /** A public-channel message: verify, decrypt, report once. */

@@ -121,7 +121,7 @@ export function wire(s: CoreState, m: Outgoing, now: number): void {
   if (m.kind === "dm" && !again) m.recipientOffline = !s.directory.has(m.to);
   m.wired = true;
   m.wiredAt = now;
-  s.out.push({ kind: "send", text: m.frame });
+  s.send(m.frame);
   if (again) m.resent = true;
   if (m.state === "sending" || again) setState(s, m, "sent");
 }
@@ -155,6 +155,28 @@ export function flushOutgoing(s: CoreState, now: number): void {
       // receivers show a message once (their dedupe keys on sender and ciphertext).
       wire(s, m, now);
     }
+  }
+}
+
+/**
+ * Queue a public-channel message before the channel key arrived (before the first connection, say): it is built
+ * when the key share opens the channel ({@linkcode buildForChannel}), then sent once.
+ */
+export function awaitChannel(s: CoreState, m: Outgoing): number {
+  m.awaitChannel = true;
+  const ticket = s.ticket();
+  s.settle(ticket);
+  return ticket;
+}
+
+/** The channel key arrived: build the public messages that waited for it (re-dated if they waited long). */
+export function buildForChannel(s: CoreState): void {
+  if (!s.channel) return;
+  for (const m of s.outgoing) {
+    if (!m.awaitChannel || m.state !== "sending") continue;
+    m.awaitChannel = false;
+    if (s.now - m.ts > RESTAMP_AFTER_MS) m.ts = s.now;
+    s.run(buildTask(s, m, s.channel.creatorPub), false, false);
   }
 }
 

@@ -14,7 +14,7 @@
  * @module
  */
 import { MAX_SEEN } from "./trust.ts";
-import type { Contact, SeenEntry, ServerPin } from "./types.ts";
+import type { ClientEvent, Contact, SeenEntry, ServerPin } from "./types.ts";
 
 /** What a store gives back when a client starts. */
 export interface StoredTrust {
@@ -92,5 +92,49 @@ export class MemoryTrustStore implements TrustStore {
     this.seen.push({ ...entry });
     this.seenFloor = trimSeenEntries(this.seen, this.seenFloor);
     return Promise.resolve();
+  }
+}
+
+/**
+ * Hands the core's `contact`, `serverPin` and `seen` events to a {@linkcode TrustStore} as they happen (stores apply
+ * calls in call order and may fold many into one write); a failed write becomes a warning event.
+ */
+export class StoreWriter {
+  /** The writes not finished yet. */
+  private readonly pending = new Set<Promise<void>>();
+
+  /** A writer to `store` (none: nothing is kept) for the server at `url`; `warn` reports failed writes. */
+  constructor(
+    private readonly url: string,
+    private readonly store: TrustStore | undefined,
+    private readonly warn: (e: ClientEvent) => void,
+  ) {}
+
+  /** Write what `e` changed, if anything. */
+  onEvent(e: ClientEvent): void {
+    if (e.kind === "contact") this.write("a contact", (st) => st.saveContact(e.contact));
+    else if (e.kind === "serverPin") {
+      this.write("the server's key", (st) => st.saveServerPin(this.url, e.pin));
+    } else if (e.kind === "seen") this.write("the list of messages seen", (st) => st.addSeen(e.entry));
+  }
+
+  /** Resolves once every write asked for so far is done. */
+  async flush(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+  }
+
+  private write(what: string, write: (store: TrustStore) => Promise<void>): void {
+    const store = this.store;
+    if (!store) return;
+    let p: Promise<void>;
+    try {
+      p = write(store);
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    const tracked = p.catch((err) =>
+      this.warn({ kind: "warning", detail: `could not save ${what}: ${(err as Error).message}` })
+    ).finally(() => this.pending.delete(tracked));
+    this.pending.add(tracked);
   }
 }

@@ -28,6 +28,15 @@ export type CryptoOp =
 /** The result of a {@linkcode CryptoOp} (see each operation for its type). */
 export type CryptoResult = number | string | boolean | Uint8Array | null | CryptoResult[];
 
+/**
+ * Carries out the core's {@linkcode CryptoOp}s: `WebCryptoRunner` by default; a shell may give its own (the web
+ * app's decrypts in Web Workers). Failures are the op's "no" value (null, -1, false), never a rejection.
+ */
+export interface CryptoRunner {
+  /** The result of `op` (see {@linkcode CryptoOp} for each result type). */
+  run(op: CryptoOp): Promise<CryptoResult>;
+}
+
 /** What the core asks its shell to do. */
 export type Output =
   /** Write this text frame to the socket now. */
@@ -37,7 +46,11 @@ export type Output =
   /** Tell the user interface. */
   | { kind: "event"; event: ClientEvent }
   /** The work started under `ticket` finished (with `error` when it failed). */
-  | { kind: "settled"; ticket: number; error?: string };
+  | { kind: "settled"; ticket: number; error?: string }
+  /** Open a connection now (first start, a reconnect's time, a retry); then call `opened`, or `closed` if it fails. */
+  | { kind: "open" }
+  /** Close the socket (the attempt took too long to be accepted); then call `closed` as for any close. */
+  | { kind: "close"; code: number; reason: string };
 
 /** Someone in the presence directory. */
 export interface Peer {
@@ -187,7 +200,11 @@ export type ClientEvent =
   | { kind: "joined"; peer: Peer }
   | { kind: "left"; peer: Peer }
   | { kind: "error"; code: string; detail: string }
-  | { kind: "ack"; msgRef: string; what?: string }
+  /**
+   * The server ACKed a frame of ours: `messageId` names our message ({@linkcode OutgoingMessage.id}), `fileId`
+   * our file (its FILE_END: the whole file was relayed); `what` says it in words.
+   */
+  | { kind: "ack"; msgRef: string; what?: string; messageId?: string; fileId?: string }
   | ({ kind: "public" } & TextMessageEvent)
   | { kind: "channel"; version: number }
   | {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { AnyEnvelope, Envelope } from "../protocol/envelope.ts";
+import type { Envelope } from "../protocol/envelope.ts";
 import { ack } from "./offline.ts";
 import type { Out } from "./out.ts";
 import { toLocalUsers } from "./presence.ts";
@@ -27,13 +27,14 @@ function mib(n: number): string {
 }
 
 /** Refuse a transfer: tell the sender (or the server it came from) and a local recipient that saw it start. */
-function refuse(out: Out, conn: Conn, t: Transfer | undefined, env: AnyEnvelope, detail: string): void {
-  out.error(conn.id, conn.userId ?? conn.serverId ?? env.from, "UNKNOWN_TYPE", detail);
+function refuse(out: Out, conn: Conn, t: Transfer | undefined, env: FileFrame, detail: string): void {
+  const refs = { file_id: env.payload.file_id };
+  out.error(conn.id, conn.userId ?? conn.serverId ?? env.from, "UNKNOWN_TYPE", detail, false, refs);
   if (t) {
     out.state.transfers.delete(key(t.from, t.fileId));
     const rc = t.mode === "dm" ? out.state.localUsers.get(t.to) : undefined;
     if (rc !== undefined && rc !== conn.id) {
-      out.send(rc, out.frame("ERROR", t.to, { code: "UNKNOWN_TYPE", detail }));
+      out.send(rc, out.frame("ERROR", t.to, { code: "UNKNOWN_TYPE", detail, ...refs }));
     }
   }
 }
@@ -103,6 +104,8 @@ export function onFile(out: Out, conn: Conn, env: FileFrame): void {
         conn.userId ?? conn.serverId ?? env.from,
         "USER_NOT_FOUND",
         `user ${env.to} is not online; files are not queued`,
+        false,
+        { file_id: p.file_id },
       );
     }
     state.transfers.set(k, t);
@@ -151,11 +154,14 @@ export function fileTimers(out: Out): void {
     const detail = `file ${t.fileId} stalled for ${
       Math.round(state.config.limits.fileStallMs / 60000)
     } minutes; transfer dropped`;
+    const refs = { file_id: t.fileId };
     if (t.senderConn !== undefined && state.conns.has(t.senderConn)) {
-      out.send(t.senderConn, out.frame("ERROR", t.from, { code: "TIMEOUT", detail }));
+      out.send(t.senderConn, out.frame("ERROR", t.from, { code: "TIMEOUT", detail, ...refs }));
     }
     const rc = t.mode === "dm" ? state.localUsers.get(t.to) : undefined;
-    if (rc !== undefined) out.send(rc, out.frame("ERROR", t.to, { code: "TIMEOUT", detail }));
+    if (rc !== undefined) {
+      out.send(rc, out.frame("ERROR", t.to, { code: "TIMEOUT", detail, ...refs }));
+    }
     out.log("info", "file.stalled", { file: t.fileId, from: t.from });
   }
 }

@@ -7,6 +7,14 @@ import type { Envelope } from "../protocol/envelope.ts";
 import type { ErrorCode, MessageType, PayloadOf } from "../protocol/messages.ts";
 import type { Effect, LogLevel, PersistOp, Seal, SigCheck, State } from "./types.ts";
 
+/** What an ERROR refers to, in fields a client matches before the prose (docs/PROTOCOL.md). */
+export interface ErrorRefs {
+  /** The transfer refused or dropped. */
+  file_id?: string;
+  /** The `msg_ref` (PROFILE §10) of the frame refused. */
+  msg_ref?: string;
+}
+
 /** Collects effects for one reducer step. */
 export class Out {
   readonly effects: Effect[] = [];
@@ -31,9 +39,12 @@ export class Out {
     this.effects.push(seal ? { kind: "send", conn, frame, sign, seal } : { kind: "send", conn, frame, sign });
   }
 
-  /** Send an ERROR frame and count a strike when asked; closes the connection at the strike limit. */
-  error(conn: number, to: string, code: ErrorCode, detail: string, strike = false): void {
-    this.send(conn, this.frame("ERROR", to, { code, detail }));
+  /**
+   * Send an ERROR frame and count a strike when asked; closes the connection at the strike limit. `refs` names the
+   * file or message it refuses (`file_id`, `msg_ref`: structured fields beside the prose, docs/PROTOCOL.md).
+   */
+  error(conn: number, to: string, code: ErrorCode, detail: string, strike = false, refs?: ErrorRefs): void {
+    this.send(conn, this.frame("ERROR", to, { code, detail, ...refs }));
     this.log("info", "frame.refused", { conn, code, detail });
     if (strike) this.strike(conn, detail);
   }

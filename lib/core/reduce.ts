@@ -26,6 +26,7 @@
  */
 import type { AnyEnvelope } from "../protocol/envelope.ts";
 import { sameKeyMaterial } from "../protocol/keys.ts";
+import { msgRef } from "../protocol/msg_ref.ts";
 import { channelReady } from "./channel.ts";
 import { SeenCache } from "./dedupe.ts";
 import { onClosed, onConnected, onDialFailed, onOversize, onUndelivered } from "./events.ts";
@@ -155,7 +156,8 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
       (!want || !ev.sigKey || (want !== ev.sigKey && !sameKeyMaterial(want, ev.sigKey))));
   if (sigBad) {
     if (row?.quiet) return logOnly(out, conn, env); // never answer an ERROR with an ERROR
-    out.error(conn.id, reply, "INVALID_SIG", sigProblem(conn, env, want, ev.sig, out.alias), true);
+    const refs = { msg_ref: msgRef(ev.digest) }; // which frame of theirs was refused
+    out.error(conn.id, reply, "INVALID_SIG", sigProblem(conn, env, want, ev.sig, out.alias), true, refs);
     if (rule.closeOnRefusal && conn.role === "pending") out.close(conn.id, 1008, `${env.type} refused`);
     return;
   }
@@ -168,7 +170,17 @@ function onFrame(out: Out, ev: Extract<Event, { kind: "frame" }>): void {
     : undefined;
   if (!state.config.labReplay && rule.fresh === "origin" && (originated || signed !== undefined)) {
     const stale = staleness(signed ?? env.ts, ev.now, limits);
-    if (stale) return out.error(conn.id, reply, "TIMEOUT", signed === undefined ? stale : `signed ${stale}`);
+    const refs = { msg_ref: msgRef(ev.digest) };
+    if (stale) {
+      return out.error(
+        conn.id,
+        reply,
+        "TIMEOUT",
+        signed === undefined ? stale : `signed ${stale}`,
+        false,
+        refs,
+      );
+    }
   }
   // A dialed link that loses the duplicate-link tie-break at its first frame is closed; the frame is not
   // recorded, so the copy the peer sends on the link that stays is not mistaken for a duplicate.

@@ -65,12 +65,22 @@ export function direct(out: Out, conn: number, env: Envelope<"MSG_DIRECT">): voi
   }
   const online = state.presence.get(env.to)?.serverId;
   const home = online ?? offlineHome(state, env.to);
+  const refs = { msg_ref: msgRef(out.digest) }; // what a refusal names (the client's ACK key, PROFILE §10)
   if (home === undefined) {
-    return out.error(conn, env.from, "USER_NOT_FOUND", `user ${env.to} is not known on this network`);
+    return out.error(
+      conn,
+      env.from,
+      "USER_NOT_FOUND",
+      `user ${env.to} is not known on this network`,
+      false,
+      refs,
+    );
   }
   if (home === state.config.serverId) {
     const full = enqueue(out, env.to, userDeliver(out, env.to, dm, env.ts));
-    return full ? out.error(conn, env.from, "UNKNOWN_TYPE", full) : ack(out, conn, env.from, out.digest);
+    return full
+      ? out.error(conn, env.from, "UNKNOWN_TYPE", full, false, refs)
+      : ack(out, conn, env.from, out.digest);
   }
   const link = state.links.get(home);
   // PROFILE §15: every SERVER_DELIVER we originate carries orig_ts (some servers stamp USER_DELIVER with it), and
@@ -91,7 +101,7 @@ export function direct(out: Out, conn: number, env: Envelope<"MSG_DIRECT">): voi
   // holds the frame (payload.ack asks it to ACK), then the outbox row goes. The sender hears "accepted" now.
   const deliver = out.frame("SERVER_DELIVER", home, { ...payload, ack: true }, env.ts);
   const full = toOutbox(out, home, deliver);
-  if (full) return out.error(conn, env.from, "UNKNOWN_TYPE", full);
+  if (full) return out.error(conn, env.from, "UNKNOWN_TYPE", full, false, refs);
   ack(out, conn, env.from, out.digest);
   if (link !== undefined) out.send(link, deliver);
 }

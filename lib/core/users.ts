@@ -10,7 +10,7 @@ import { channelJoin } from "./channel.ts";
 import { deliverQueued, setHome } from "./offline.ts";
 import { advertFor, sendSnapshot, toLocalUsers, toServers } from "./presence.ts";
 import { setPresenceTs } from "./state.ts";
-import type { Conn, UserRecord } from "./types.ts";
+import type { Conn, Limits, UserRecord } from "./types.ts";
 import { staleness, takeHelloToken } from "./limits.ts";
 import { keyFingerprint } from "../protocol/user_id.ts";
 import { judgeUserKey, logKeyConflict, logKeyResolved, pinnedUserKey } from "./pins.ts";
@@ -132,6 +132,7 @@ export function hello(out: Out, conn: Conn, env: Envelope<"USER_HELLO">): void {
       msg_ref: "USER_HELLO",
       server_id: state.config.serverId,
       server_pub: state.config.serverPub,
+      limits: helloLimits(state.config.limits), // so clients pace under them (docs/PROTOCOL.md)
     } as { msg_ref: string }),
   );
   sendSnapshot(out, conn.id, userId);
@@ -144,6 +145,16 @@ export function hello(out: Out, conn: Conn, env: Envelope<"USER_HELLO">): void {
   channelJoin(out, conn.id, user);
   deliverQueued(out, conn.id, userId);
   out.log("info", "user.joined", { user: userId, conn: conn.id, name: displayName(user) });
+}
+
+/** The limits a user's connection is held to, as the hello ACK announces them (docs/PROTOCOL.md). */
+export function helloLimits(l: Limits): Record<string, number> {
+  return {
+    rate_per_sec: l.ratePerSec,
+    rate_burst: l.rateBurst,
+    max_frame_bytes: l.maxFrameBytes,
+    max_file_bytes: l.maxFileBytes,
+  };
 }
 
 /** The detail of the ERROR an older session gets when a newer signed session of the same user takes over. */

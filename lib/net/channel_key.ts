@@ -5,7 +5,7 @@
  *
  * @example
  * ```ts ignore
- * const ck = new ChannelKeyHolder({ key, secret, store, dispatch, log, now: Date.now }, null);
+ * const ck = new ChannelKeyHolder({ key, secret, store, write, dispatch, log, now: Date.now }, null);
  * ck.create(); // the reducer asked (createChannel); channelReady or channelFailed follows
  * ```
  * @module
@@ -17,6 +17,7 @@ import type { Envelope } from "../protocol/envelope.ts";
 import { sameKeyMaterial } from "../protocol/keys.ts";
 import { keySharePreimage } from "../protocol/preimages.ts";
 import type { Logger } from "./log.ts";
+import type { Write } from "./ports.ts";
 
 /** What the channel key needs from the node. */
 export interface ChannelKeyContext {
@@ -31,12 +32,19 @@ export interface ChannelKeyContext {
     /** Record the public channel's version and creator key. */
     setChannel(version: number, creatorPub: string, now: number): void;
   };
+  /**
+   * The executor's crash-only store writes (lib/net/persist.ts's `CrashOnlyWrites`): a failed write stops the
+   * node, and nothing is written after one, this key included.
+   */
+  write: Write;
   /** Hand an event to the reducer (`channelReady`, `channelFailed`). */
   dispatch(ev: Event): void;
   /** Where it logs. */
   log: Logger;
   /** The clock. */
   now(): number;
+  /** Makes the key a first server creates (default RSA-4096, PROFILE §8). */
+  generate?: () => Promise<PrivateKey>;
 }
 
 /** Holds the channel key (when this node has it) and carries out `createChannel`/`adoptChannel`. */
@@ -61,8 +69,9 @@ export class ChannelKeyHolder {
   /** Create the channel key (version 1); the reducer hears `channelReady` or `channelFailed`. */
   create(): void {
     const { log, dispatch, now } = this.ctx;
-    const creating = generateKeyPair(4096).then((key) => this.keep(key, 1)).then(
-      () => log.info("channel.created", { version: 1 }),
+    const generate = this.ctx.generate ?? (() => generateKeyPair(4096));
+    const creating = generate().then((key) => this.keep(key, 1)).then(
+      (kept) => void (kept && log.info("channel.created", { version: 1 })),
       (e) => dispatch({ kind: "channelFailed", now: now(), reason: String(e) }),
     );
     if (this.starting) this.creating = creating.finally(() => this.creating = undefined);
@@ -80,7 +89,7 @@ export class ChannelKeyHolder {
         return this.keep(key, version);
       })
       .then(
-        () => log.info("channel.adopted", { version }),
+        (kept) => void (kept && log.info("channel.adopted", { version })),
         (e) => dispatch({ kind: "channelFailed", now: now(), reason: String(e) }),
       );
   }
@@ -101,12 +110,18 @@ export class ChannelKeyHolder {
     return true;
   }
 
-  /** Seal and keep a channel key (the `channel_key` row and the `groups` row), then tell the reducer. */
-  private async keep(key: PrivateKey, version: number): Promise<void> {
-    const { store, secret, dispatch, now } = this.ctx;
-    store.setChannelKey(key.publicKey, await sealPrivateKey(await key.exportPkcs8(), secret));
-    store.setChannel(version, key.publicKey, now());
+  /**
+   * Seal and keep a channel key (the `channel_key` row and the `groups` row, through the crash-only writes), then
+   * tell the reducer. When a write fails the node is stopping: the key is not used and the reducer hears nothing
+   * (it would claim a key the disk does not hold).
+   */
+  private async keep(key: PrivateKey, version: number): Promise<boolean> {
+    const { store, secret, dispatch, now, write } = this.ctx;
+    const sealed = await sealPrivateKey(await key.exportPkcs8(), secret);
+    if (!write(() => store.setChannelKey(key.publicKey, sealed))) return false;
+    if (!write(() => store.setChannel(version, key.publicKey, now()))) return false;
     this.key = key;
     dispatch({ kind: "channelReady", now: now(), version, creatorPub: key.publicKey });
+    return true;
   }
 }

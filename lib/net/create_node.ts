@@ -31,7 +31,10 @@ import { PrivateKey } from "../crypto/rsa.ts";
 import { openPrivateKey, type SealedKey } from "../crypto/keyfile.ts";
 import { encodeBase64Url } from "../protocol/base64url.ts";
 import { Store } from "../store/sqlite.ts";
-import { Counters, httpHandler } from "./http.ts";
+import { httpHandler } from "./http.ts";
+import { Counters } from "./counters.ts";
+import { type ActivityHookParts, ActivityHooks, DeadlineClock } from "./clock.ts";
+export { MIN_TICK_GAP_MS, type NodeActivity } from "./clock.ts";
 import { createExecutor, type StoreLike, type Timers } from "./executor.ts";
 import { denoTransport, type Listener, type Transport } from "./transport.ts";
 import { fingerprint } from "./identity.ts";
@@ -49,7 +52,7 @@ export interface NodeStore extends StoreLike {
 }
 
 /** What {@linkcode createNode} is made of; every part but the key has a default. */
-export interface NodeParts {
+export interface NodeParts extends ActivityHookParts {
   /** The node's identity key (RSA-4096; signs every frame it sends). */
   key: PrivateKey;
   /** Our server id (default: a random UUID; a store that already knows one should be given it). */
@@ -90,20 +93,6 @@ export interface NodeParts {
   readSoftware?: (url: string) => Promise<string>;
   /** Called once the node has stopped (or failed to start), after the store is closed. */
   onClosed?: () => void;
-  /**
-   * Runs once the node has been quiet for `afterMs` (no frame received or sent, no effect waiting), and again
-   * after each later busy spell: a timer armed when the reducer steps, never a period (startNode collects
-   * garbage then).
-   */
-  onIdle?: { afterMs: number; run: (view: NodeActivity) => void };
-}
-
-/** What the idle hook may read of the node. */
-export interface NodeActivity {
-  /** Frames received plus frames sent, since start. */
-  frames(): number;
-  /** Effects waiting for a turn of the event loop. */
-  effectsWaiting(): number;
 }
 
 /** A running node. */
@@ -131,13 +120,6 @@ export interface RunningNode {
 
 /** The shortest WebSocket ping timeout (seconds) the node gives an accepted connection. */
 const PING_TIMEOUT_MIN_S = 5;
-
-/**
- * The clock's timer is never armed sooner than this after the previous tick: a guard against a rule whose
- * deadline does not move once it fired (a bug would otherwise spin the event loop); a deadline this close to
- * the last tick fires at most this late.
- */
-export const MIN_TICK_GAP_MS = 20;
 
 /**
  * Create a node from its parts and start it: it listens once this resolves. Rejects with `PortInUse` or a clear
@@ -214,49 +196,7 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
   }
 
   let closed: Promise<void> | undefined;
-  /** Set as the stop begins (before `closed` is assigned): no timer is armed from then on. */
-  let stopping = false;
 
-  // The clock: one timer, armed for the reducer's next deadline (lib/core/timers.ts), through the injected
-  // timers. Every step may move the deadline: one that moved it earlier re-arms the timer; one that moved it
-  // later leaves it, and the early tick is harmless (it re-arms for the new deadline).
-  let clockTimer: unknown;
-  let clockAt = Infinity;
-  let lastTick = -Infinity;
-  function armClock(deadline: number | null): void {
-    if (stopping) return;
-    const at = Math.max(deadline ?? Infinity, lastTick + MIN_TICK_GAP_MS);
-    if (at >= clockAt) return;
-    if (clockTimer !== undefined) timers.clear(clockTimer);
-    clockAt = at;
-    clockTimer = Number.isFinite(at) ? timers.set(tick, Math.max(0, at - now())) : undefined;
-  }
-  function tick(): void {
-    clockTimer = undefined;
-    clockAt = Infinity;
-    lastTick = now();
-    dispatch({ kind: "tick", now: lastTick });
-    armClock(nextDeadline(ex.state())); // its step re-armed it already, unless the reducer threw
-  }
-
-  // The idle hook: a timer armed at a step, checked once it runs out; busy still (frames moved, effects
-  // waiting), it is armed again; quiet, the hook runs and waits for the next step.
-  let idleTimer: unknown;
-  let idleFrames = -1;
-  const activity: NodeActivity = {
-    frames: () => metrics.framesIn + metrics.framesOut,
-    effectsWaiting: () => ex.effectsWaiting(),
-  };
-  function armIdle(): void {
-    if (!parts.onIdle || idleTimer !== undefined || stopping) return;
-    idleFrames = activity.frames();
-    idleTimer = timers.set(idleCheck, parts.onIdle.afterMs);
-  }
-  function idleCheck(): void {
-    idleTimer = undefined;
-    if (activity.frames() !== idleFrames || activity.effectsWaiting() > 0) return armIdle();
-    parts.onIdle!.run(activity);
-  }
   /** Why the node stopped by itself (a failed store write); `finished` rejects with it. */
   let fatal: Error | undefined;
   const metrics = new Counters();
@@ -272,8 +212,8 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
     counters: metrics,
     now,
     onStep: (_ev, step) => {
-      armClock(nextDeadline(step.state));
-      armIdle();
+      clock.arm(nextDeadline(step.state));
+      hooks.step();
     },
     ...(parts.timers ? { timers: parts.timers } : {}),
     ...(parts.readSoftware ? { readSoftware: parts.readSoftware } : {}),
@@ -289,6 +229,12 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
     },
   });
   const dispatch = ex.dispatch;
+  // The clock: one timer, armed for the reducer's next deadline (lib/core/timers.ts), through the injected timers.
+  const clock = new DeadlineClock(timers, now, (at) => {
+    dispatch({ kind: "tick", now: at });
+    clock.arm(nextDeadline(ex.state())); // its step re-armed it already, unless the reducer threw
+  });
+  const hooks = new ActivityHooks(parts, timers, metrics, () => ex.effectsWaiting());
 
   // PROFILE §15 liveness: the WebSocket layer pings every connection at half this interval and closes it when
   // no pong comes back within it, so a peer that heartbeats only with pings is judged on its pongs. Users are
@@ -337,7 +283,7 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
     effectsWaiting: ex.effectsWaiting,
   });
 
-  armClock(nextDeadline(ex.state()));
+  clock.arm(nextDeadline(ex.state()));
   let labTimer: unknown;
   const labWarn = () => {
     if (labModes.length === 0) return;
@@ -366,9 +312,9 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
 
   function close(): Promise<void> {
     closed ??= (async () => {
-      stopping = true;
-      if (clockTimer !== undefined) timers.clear(clockTimer);
-      if (idleTimer !== undefined) timers.clear(idleTimer);
+      clock.stop(); // no timer is armed from here on
+
+      hooks.stop();
       if (labTimer !== undefined) timers.clear(labTimer);
       ex.stop();
       await listener.close();

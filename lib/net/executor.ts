@@ -1,13 +1,12 @@
 /**
- * The effect interpreter: it holds the reducer's state and the open connections, hands events to the reducer
- * and carries out the effects it returns (send, close, dial, the store, the channel key, probes, logs). It is
- * written against {@linkcode StoreLike} and the {@linkcode Transport}/{@linkcode Socket} interfaces, so that it
- * runs the same over SQLite and real sockets (node.ts) or over a store in memory and a fake transport (tests).
+ * The effect interpreter: it holds the reducer's state, hands events to the reducer and carries out the effects
+ * it returns. This file keeps the effect switch and the backlog; the rest are named parts, testable alone:
+ * connection.ts and connections.ts (each socket's state machine, the open connections), handover.ts (stored
+ * rows, a state per row), persist.ts (persist effects to store calls, crash-only writes), ports.ts (store,
+ * timers, signer, channel keys, clock).
  *
  * Effects run in the order the reducer emitted them, at most ~1 MiB of frames per turn of the event loop (a large
- * fan-out continues on the next turns). Outbound frames are signed concurrently and sent in order per
- * connection; identical payloads are signed once, and a frame whose text is ready goes out at once
- * ({@linkcode Signer}). A peer that does not read is cut past `maxUnsentBytes` (PROFILE §11).
+ * fan-out continues on the next turns).
  *
  * @example
  * ```ts ignore
@@ -18,114 +17,27 @@
  * @module
  */
 import { reduce } from "../core/reduce.ts";
-import {
-  type Effect,
-  endpointUrl,
-  type Event,
-  type Limits,
-  type ServerRecord,
-  type State,
-  type Step,
-  type UserRecord,
-} from "../core/types.ts";
+import { type Effect, endpointUrl, type Event, type Limits, type State, type Step } from "../core/types.ts";
 import type { PrivateKey } from "../crypto/rsa.ts";
-import type { SealedKey } from "../crypto/keyfile.ts";
-import { msgRef } from "../protocol/msg_ref.ts";
-import { canonicalJson, type PreimageForm } from "../protocol/canonical_json.ts";
-import { encodeBase64Url } from "../protocol/base64url.ts";
-import { decodePublicKey } from "../protocol/keys.ts";
-import { type Envelope, serializeEnvelope, withFrameId } from "../protocol/envelope.ts";
+import type { Envelope } from "../protocol/envelope.ts";
 import { setImmediate } from "node:timers";
-import { sha256HexSync, sha256Sync } from "./digest.ts";
-import type { Counters } from "./http.ts";
-import { readSoftware } from "./probe.ts";
-import { type InboundConn, type InboundContext, onFrame } from "./inbound.ts";
-import type { Accept, Socket, Transport } from "./transport.ts";
+import { sha256HexSync } from "./digest.ts";
+import type { Counters } from "./counters.ts";
+import { probeSoftware, readSoftware, softwareEvent } from "./probe.ts";
+import { type InboundContext, onFrame } from "./inbound.ts";
+import type { Accept, Transport } from "./transport.ts";
 import type { Logger } from "./log.ts";
 import { Signer } from "./signer.ts";
 import { ChannelKeyHolder } from "./channel_key.ts";
-import { approxBytes, highWater, holdBound } from "./outbound.ts";
+import { approxBytes, send } from "./outbound.ts";
+import { Connections } from "./connections.ts";
+import { Claims, forwarded, handOver as startHandover } from "./handover.ts";
+import { CrashOnlyWrites, persist } from "./persist.ts";
+import { PeerForms, peerKey } from "./forms.ts";
+import type { ChannelKeys, FrameSigner, StoreLike, Timers, Write } from "./ports.ts";
 
-/** The store writes and reads the executor makes (lib/store/sqlite.ts's `Store` implements it). */
-export interface StoreLike {
-  /** Insert or replace a user. */
-  upsertUser(u: UserRecord, now?: number): void;
-  /** Pin a server's key and endpoint. */
-  pinServer(s: ServerRecord, now?: number): void;
-  /** Record the server id we go by. */
-  setServerId(serverId: string): void;
-  /** Record a user's home server. */
-  setHome(userId: string, serverId: string): void;
-  /** Queue a frame for an offline user. */
-  enqueue(userId: string, frame: unknown, now: number): void;
-  /** Ids of the frames queued for a user, oldest first, queued at or after `notBefore` (older ones are deleted). */
-  queuedIds(userId: string, notBefore: number): number[];
-  /** Delete queued frames. */
-  dequeue(ids: number[]): void;
-  /** Keep a frame for a server until it is acknowledged. */
-  addOutbox(serverId: string, ref: string, frame: unknown, now: number): void;
-  /** Ids of the frames kept for a server, oldest first, kept at or after `notBefore` (older ones are deleted). */
-  outboxIds(serverId: string, notBefore: number): number[];
-  /**
-   * The frames of these rows of the offline queue or the outbox, in id order (rows no longer there are left out).
-   * The shell reads stored frames a page at a time: a full queue is 1,000 frames of up to 256 KiB.
-   */
-  storedFrames(table: "queue" | "outbox", ids: number[]): { id: number; frame: unknown }[];
-  /** Delete the outbox frame a server acknowledged. */
-  ackOutbox(serverId: string, ref: string): void;
-  /** Delete every frame kept for a server. */
-  clearOutbox(serverId: string): void;
-  /** Delete outbox frames by id. */
-  deleteOutbox(ids: number[]): void;
-  /** Remember a message reference as accepted (replay protection). */
-  acceptRef(ref: string, now: number): void;
-  /** Pin a user's key (PROFILE §16). */
-  pinUser(userId: string, pubkey: string, now: number): void;
-  /** Keep seen-cache keys until their expiry, in one write (PROFILE §16). */
-  addSeen(entries: [string, number][]): void;
-  /** Record the public channel's version and creator key. */
-  setChannel(version: number, creatorPub: string, now: number): void;
-  /** Record a public channel member and its wrapped key. */
-  addMember(memberId: string, wrappedKey: string, now: number): void;
-  /** Keep the channel's private key, sealed. */
-  setChannelKey(creatorPub: string, sealed: SealedKey): void;
-}
-
-/** The timers the executor sets (dial delays, forced closes, buffer polling); default the runtime's. */
-export interface Timers {
-  /** Run `fn` once after `ms`; returns a handle for {@linkcode Timers.clear}. */
-  set(fn: () => void, ms: number): unknown;
-  /** Cancel a timer not yet run. */
-  clear(handle: unknown): void;
-  /** Run `fn` on the next turn of the event loop, after pending I/O (default `setImmediate`; else `set(fn, 0)`). */
-  immediate?(fn: () => void): void;
-}
-
-/** Signs outbound frames ({@linkcode Signer} implements it). */
-export interface FrameSigner {
-  /** The signature over the canonical form of `payload` (the spaced form of PROFILE §15 when `spaced`). */
-  sign(payload: unknown, spaced?: boolean): Promise<string>;
-  /** The wire text of `frame`: signed with our key when `sign` (spaced when `spaced`), else with its own `sig`. */
-  text(frame: Envelope, sign: boolean, spaced?: boolean): Promise<string>;
-  /** The wire text of `frame` when it is ready now (no signature to wait for), else `undefined`. */
-  textNow?(frame: Envelope, sign: boolean, spaced?: boolean): string | undefined;
-  /** Signatures actually computed. */
-  readonly signatures: number;
-}
-
-/** Holds the public channel's key and carries out its effects ({@linkcode ChannelKeyHolder} implements it). */
-export interface ChannelKeys {
-  /** While a first server creates its key at start: resolves once it exists. */
-  pending(): Promise<void> | undefined;
-  /** Start is over. */
-  started(): void;
-  /** Create the channel key; the reducer hears `channelReady` or `channelFailed`. */
-  create(): void;
-  /** Adopt a channel key wrapped for us. */
-  adopt(version: number, creatorPub: string, wrappedKey: string): void;
-  /** Fill in a frame's channel-key crypto; false when this node holds no channel key. */
-  seal(frame: Envelope, seal: NonNullable<Extract<Effect, { kind: "send" }>["seal"]>): Promise<boolean>;
-}
+export type { ChannelKeys, Clock, FrameSigner, StoreLike, Timers, Write } from "./ports.ts";
+export { STORED_PAGE } from "./handover.ts";
 
 /** What the executor needs from the node. */
 export interface ExecutorContext {
@@ -157,8 +69,8 @@ export interface ExecutorContext {
   timers?: Timers;
   /** Signs outbound frames (default an RSA {@linkcode Signer} over `key`). */
   signer?: FrameSigner;
-  /** The channel key holder, given the executor's dispatch (default a {@linkcode ChannelKeyHolder}). */
-  channelKeys?: (dispatch: (ev: Event) => void) => ChannelKeys;
+  /** The channel key holder, given dispatch and the crash-only writes (default a {@linkcode ChannelKeyHolder}). */
+  channelKeys?: (dispatch: (ev: Event) => void, write: Write) => ChannelKeys;
   /** Inbound SHA-256 (default WebCrypto), see {@linkcode InboundContext}. */
   digest?: InboundContext["digest"];
   /** Inbound signature check (default RSA-PSS), see {@linkcode InboundContext}. */
@@ -199,29 +111,13 @@ export interface Executor {
   stop(): void;
 }
 
-interface Conn extends InboundConn {
-  sock: Socket;
-  /** The peer's address (host name for connections we dialed). */
-  addr: string;
-  /** Send-order chain of outbound frames. */
-  outbound: Promise<void>;
-  /** Entries in `outbound` not yet finished: while there are none, a frame whose text is ready goes out at once. */
-  queued: number;
-  closing: boolean;
-  /** Estimated bytes of signed frames in the outbound chain, not yet handed to the socket. */
-  ready: number;
-  /** Estimated bytes of every frame in the outbound chain (signed or not), not yet handed to the socket. */
-  held: number;
-  /** The outbound queue waits for a peer that does not read (see `drain`). */
-  stalled: boolean;
-  /** The reducer has been told this connection closed. */
-  gone: boolean;
-  /** Cut as too slow, and the runtime has not closed it yet. */
-  lingering: boolean;
-}
-
-/** Stored rows (offline queue, outbox) read from the store at a time: 16 frames, 4 MiB at the frame limit. */
-export const STORED_PAGE = 16;
+/** How stored rows are handed over: the frame to send for each, deleted after (else kept), for the log. */
+type Stored = {
+  prepare(f: Envelope): Envelope;
+  remove?(ids: number[]): boolean;
+  what: string;
+  queueOf?: string;
+};
 
 /** Bytes of frames the executor hands to sockets per turn of the event loop (see `execute`). */
 const TURN_BYTES = 1 << 20;
@@ -240,21 +136,20 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     immediate: (fn) => void setImmediate(fn),
   };
   const nextTurn = (fn: () => void) => timers.immediate ? timers.immediate(fn) : timers.set(fn, 0);
-  const sockets = new Map<number, Conn>();
-  const frameId = ctx.frameId ?? (() => crypto.randomUUID());
-  /**
-   * Hand one frame's text to the socket with a fresh envelope `id` (PROFILE §15): fresh per frame *sent*, not per
-   * frame signed, so a broadcast's copies (one signed text) differ on every connection, and a frame sent twice on
-   * one connection (an advert after a link flap, a resend) is never dropped as a repeated id.
-   */
-  const put = (s: Conn, text: string) => s.sock.send(withFrameId(text, frameId()));
-  /** Connections cut as too slow that the runtime still holds (their peer neither reads nor closes), by address. */
-  const lingering = new Map<string, number>();
-  const dialTimers = new Set<unknown>();
-  /** Offline-queue rows being handed over now (see `sendStored`). */
-  const handing = new Set<number>();
-  const high = highWater(limits.maxUnsentBytes);
-  const hold = holdBound(limits.maxUnsentBytes);
+  const claims = new Claims(); // offline-queue rows being handed over now
+  const forms = new PeerForms();
+  const writes = new CrashOnlyWrites(log, ctx.onStoreFailed), write: Write = writes.write;
+  const sockets = new Connections({
+    limits,
+    timers,
+    now,
+    counters: metrics,
+    log,
+    transport,
+    frameId: ctx.frameId ?? (() => crypto.randomUUID()),
+    onFrame: (conn, c, data) => onFrame(inboundCtx, conn, c, data),
+    dispatch,
+  });
   const inboundCtx: InboundContext = {
     limits,
     counters: metrics,
@@ -265,56 +160,14 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     digest: ctx.digest,
     verify: ctx.verify,
     fresh: ctx.fresh,
-    verifiedForm,
+    verifiedForm: (key, form) => forms.verified(key, form),
   };
-  /**
-   * PROFILE §15 spaced preimage: which forms each peer key's signatures verified in (by DER SPKI, bounded). A peer
-   * seen signing only spaced gets our frames signed spaced; one seen signing canonically (too) gets canonical.
-   */
-  const forms = new Map<string, { canonical: boolean; spaced: boolean }>();
-  const spkiOf = new Map<string, string>();
-  function spki(key: string): string {
-    let k = spkiOf.get(key);
-    if (k === undefined) {
-      const d = decodePublicKey(key);
-      k = d.ok ? encodeBase64Url(d.key.spki) : key;
-      if (spkiOf.size >= 4096) spkiOf.delete(spkiOf.keys().next().value!);
-      spkiOf.set(key, k);
-    }
-    return k;
-  }
-  function verifiedForm(key: string, form: PreimageForm): void {
-    if (form === "either") return; // `{}`: the same bytes in both forms, says nothing
-    const k = spki(key);
-    const f = forms.get(k) ?? { canonical: false, spaced: false };
-    if (form === "spaced") f.spaced = true;
-    else f.canonical = true;
-    forms.delete(k);
-    forms.set(k, f);
-    if (forms.size > 4096) forms.delete(forms.keys().next().value!);
-  }
-  /** The key of the peer at the other end of `conn`, as the reducer knows it. */
-  function peerKey(conn: number): string | undefined {
-    const c = state.conns.get(conn);
-    if (!c) return undefined;
-    if (c.role === "user") return c.userId ? state.users.get(c.userId)?.pubkey : undefined;
-    const sid = c.serverId ?? c.dial?.serverId;
-    return (sid ? state.servers.get(sid)?.pubkey : undefined) ?? c.dial?.expectKey;
-  }
   /** Sign for `conn` in the spaced form: its peer's signatures verified only in that form (PROFILE §15). */
-  function spacedFor(conn: number): boolean {
-    if (forms.size === 0) return false;
-    const key = peerKey(conn);
-    const f = key === undefined ? undefined : forms.get(spki(key));
-    return f !== undefined && f.spaced && !f.canonical;
-  }
-  let nextConn = 1;
+  const spacedFor = (conn: number) => forms.spaced(peerKey(state, conn));
   let stopping = false;
-  /** A store write failed: the node is stopping, and no effect runs any more (see `write`). */
-  let storeFailed = false;
   const channel: ChannelKeys = ctx.channelKeys
-    ? ctx.channelKeys(dispatch)
-    : new ChannelKeyHolder({ key: ctx.key, secret, store, dispatch, log, now }, ctx.channelKey);
+    ? ctx.channelKeys(dispatch, write)
+    : new ChannelKeyHolder({ key: ctx.key, secret, store, write, dispatch, log, now }, ctx.channelKey);
 
   function dispatch(ev: Event): void {
     let step: Step;
@@ -324,12 +177,8 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       // Last line of defence: a bug in handling one event is logged and, for a frame, refuses that frame (with a
       // strike, like any invalid frame); it never ends the process or leaves the connection waiting.
       const type = ev.kind === "frame" && ev.parsed.ok ? ev.parsed.envelope.type : undefined;
-      log.error("event.failed", {
-        kind: ev.kind,
-        type: type ?? "",
-        conn: "conn" in ev ? ev.conn : 0,
-        error: String(e),
-      });
+      const conn = "conn" in ev ? ev.conn : 0;
+      log.error("event.failed", { kind: ev.kind, type: type ?? "", conn, error: String(e) });
       if (ev.kind === "frame" && ev.parsed.ok) {
         const detail = `the node failed while handling this ${type} frame; it was refused`;
         dispatch({ ...ev, parsed: { ok: false, error: { code: "UNKNOWN_TYPE", detail, type } } });
@@ -342,23 +191,6 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       execute(step.effects);
     } catch (e) {
       log.error("effects.failed", { kind: ev.kind, error: String(e) });
-    }
-  }
-
-  /**
-   * Write to the store. A failed write is fatal (crash-only): it is logged and the node is told (it stops, and is
-   * restarted from the database instead of running with memory ahead of disk). False when the write failed.
-   */
-  function write(f: () => void): boolean {
-    if (storeFailed) return false; // crash-only: nothing is written after a failed write
-    try {
-      f();
-      return true;
-    } catch (e) {
-      storeFailed = true;
-      log.error("store.write_failed", { error: String(e) });
-      ctx.onStoreFailed(e);
-      return false;
     }
   }
 
@@ -381,7 +213,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   const turnBytes = ctx.turnBytes ?? TURN_BYTES;
 
   function execute(effects: Effect[]): void {
-    if (storeFailed) return; // the node is stopping: nothing the reducer decides now is carried out
+    if (writes.failed) return; // the node is stopping: nothing the reducer decides now is carried out
     for (const fx of effects) backlog.push(fx);
     if (!draining && !resumeSet) runBacklog(turnBytes);
   }
@@ -397,7 +229,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
           spent += approxBytes(fx.frame);
         }
         try {
-          if (!run(fx) || storeFailed) {
+          if (!run(fx) || writes.failed) {
             backlog.length = head = 0;
             break;
           }
@@ -416,7 +248,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     } finally {
       draining = false;
       // Seen-cache keys are written once per turn, in one transaction (not one disk sync per frame).
-      if (pendingSeen.length > 0 && !storeFailed) {
+      if (pendingSeen.length > 0 && !writes.failed) {
         const batch = pendingSeen.splice(0);
         write(() => store.addSeen(batch));
       }
@@ -433,83 +265,51 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   /** Carry out one effect; false after a failed store write (nothing queued after it may run). */
   function run(fx: Effect): boolean {
     switch (fx.kind) {
-      case "send":
-        send(fx);
-        break;
-      case "close": {
-        const s = sockets.get(fx.conn);
-        if (!s || s.closing) break;
-        s.closing = true;
-        s.cut = true;
-        log.debug("conn.closing", { conn: fx.conn, code: fx.code, reason: fx.reason });
-        const closeNow = () => s.sock.close(fx.code, fx.reason.slice(0, 120));
-        // Frames before the close go first, but a peer that does not read cannot hold the close back.
-        const hard = timers.set(closeNow, 5_000);
-        chain(s, () => {
-          timers.clear(hard);
-          closeNow();
+      case "send": {
+        const { conn, frame } = fx;
+        const taken = send(sockets.get(conn), fx, {
+          signer,
+          channel,
+          spaced: fx.sign && spacedFor(conn),
+          undelivered: () => undelivered(conn, frame),
+          failed: (e) => log.error("send.failed", { conn, error: String(e) }),
         });
+        if (taken && frame.type === "ERROR") metrics.refused++;
+        break;
+      }
+      case "close": {
+        const c = sockets.get(fx.conn);
+        if (!c || !c.accepting) break;
+        log.debug("conn.closing", { conn: fx.conn, code: fx.code, reason: fx.reason });
+        c.close(fx.code, fx.reason);
         break;
       }
       case "dial":
-        dial(fx.token, endpointUrl(fx), fx.afterMs, fx.timeoutMs);
+        sockets.dial(fx.token, endpointUrl(fx), fx.afterMs, fx.timeoutMs);
         break;
       case "deliverQueued": {
+        const remove = (ids: number[]) => write(() => store.dequeue(ids));
         const ids = store.queuedIds(fx.userId, fx.notBefore);
-        sendStored(
-          fx.conn,
-          ids,
-          (page) => store.storedFrames("queue", page),
-          (ids) => write(() => store.dequeue(ids)),
-          `queued for ${fx.userId}`,
-          fx.userId,
-        );
+        handOver(fx.conn, ids, "queue", (f) => f, remove, `queued for ${fx.userId}`, fx.userId);
         break;
       }
       case "flushOutbox": {
-        const ids = store.outboxIds(fx.serverId, fx.notBefore);
-        // PROFILE §16: a kept frame goes out with the time it is sent (`fwd_ts`, signed with the payload): the
-        // receiver judges its freshness on that, not on the original time hours ago.
+        // PROFILE §16: kept frames go out with the time they are sent (`fwd_ts`); they stay until the server ACKs
+        // each (outboxAcked), unless it does not speak the ACK extension (PROFILE §15): then handing them is delivery.
         const at = now();
-        const kept = (page: number[]) =>
-          store.storedFrames("outbox", page).map((r) => {
-            const f = r.frame as Envelope;
-            return { id: r.id, frame: { ...f, payload: { ...(f.payload as object), fwd_ts: at } } };
-          });
-        if (fx.confirm) {
-          // Rows stay until the server ACKs each frame (outboxAcked).
-          sendStored(
-            fx.conn,
-            ids,
-            kept,
-            () => {},
-            `kept for ${fx.serverId}`,
-          );
-        } else {
-          // A server that does not speak the ACK extension (PROFILE §15): without `ack`, and handing the frames
-          // to the live link is delivery.
-          const plain = (page: number[]) =>
-            kept(page).map((r) => {
-              const f = r.frame as Envelope;
-              const { ack: _ack, ...payload } = f.payload as Record<string, unknown>;
-              return { id: r.id, frame: { ...f, payload } };
-            });
-          sendStored(
-            fx.conn,
-            ids,
-            plain,
-            (ids) => write(() => store.deleteOutbox(ids)),
-            `handed to ${fx.serverId}`,
-          );
-        }
+        const remove = fx.confirm ? undefined : (ids: number[]) => write(() => store.deleteOutbox(ids));
+        const prepare = (f: Envelope) => forwarded(f, at, fx.confirm);
+        handOver(fx.conn, store.outboxIds(fx.serverId, fx.notBefore), "outbox", prepare, remove, fx.serverId);
         break;
       }
       case "outboxHanded":
         write(() => store.clearOutbox(fx.serverId));
         break;
-      case "probe":
-        probe(fx.serverId, fx.url);
+      case "probe": { // PROFILE §15: who speaks the outbox ACK extension (a failure answers "")
+        const { serverId } = fx;
+        probeSoftware(software, fx.url).then((r) => stopping || dispatch(softwareEvent(serverId, r, now())));
         break;
+      }
       case "outboxAcked":
         write(() => store.ackOutbox(fx.serverId, fx.msgRef));
         break;
@@ -520,26 +320,8 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         channel.adopt(fx.version, fx.creatorPub, fx.wrappedKey);
         break;
       case "persist":
-        if (
-          !write(() => {
-            const op = fx.op;
-            if (op.op === "upsertUser") store.upsertUser(op.user, now());
-            else if (op.op === "pinServer") store.pinServer(op.server, now());
-            else if (op.op === "setServerId") store.setServerId(op.serverId);
-            else if (op.op === "setHome") store.setHome(op.userId, op.serverId);
-            else if (op.op === "enqueue") store.enqueue(op.userId, op.frame, op.now);
-            else if (op.op === "outbox") {
-              const ref = msgRef(sha256Sync(canonicalJson(op.frame.payload)));
-              store.addOutbox(op.serverId, ref, op.frame, op.now);
-            } else if (op.op === "channel") store.setChannel(op.version, op.creatorPub, now());
-            else if (op.op === "acceptRef") store.acceptRef(op.ref, op.now);
-            else if (op.op === "pinUser") store.pinUser(op.userId, op.pubkey, op.now);
-            else if (op.op === "seen") pendingSeen.push([op.key, op.exp]);
-            else store.addMember(op.memberId, op.wrappedKey, op.now);
-          })
-        ) {
-          return false; // nothing after a failed write may claim it succeeded: the node is stopping
-        }
+        // Nothing after a failed write may claim it succeeded: the node is stopping.
+        if (!write(() => persist(store, fx.op, now(), pendingSeen))) return false;
         break;
       case "log":
         log.log(fx.level, fx.event, fx.fields);
@@ -548,188 +330,37 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     return true;
   }
 
-  /** Sign (and seal) one frame and queue it on its connection, cutting a peer that does not read. */
-  function send(fx: Extract<Effect, { kind: "send" }>): void {
-    const { conn, frame, seal } = fx;
-    const s = sockets.get(conn);
-    if (!s || s.closing) return undelivered(conn, frame);
-    // A peer that does not read makes frames wait; past the bound it is cut (PROFILE §11, unsent bytes). Frames
-    // still being signed count against the hold bounds (see outbound.ts): they wait for us, but take memory.
-    const bytes = approxBytes(frame);
-    const unsent = s.ready + s.sock.bufferedAmount + bytes;
-    const held = s.held + s.sock.bufferedAmount + bytes;
-    const behind = s.sock.bufferedAmount > high;
-    if ((unsent > limits.maxUnsentBytes && s.stalled) || held > (behind ? hold.behind : hold.always)) {
-      tooSlow(conn, s, Math.max(unsent, held));
-      return undelivered(conn, frame);
-    }
-    if (frame.type === "ERROR") metrics.refused++;
-    // Nothing waiting before it and its text ready (an ACK, a stored advert): out now, not after promise turns.
-    const spaced = fx.sign && spacedFor(conn);
-    if (!seal && s.queued === 0 && s.sock.bufferedAmount + bytes <= high) {
-      const t = signer.textNow?.(frame, fx.sign, spaced);
-      if (t !== undefined) {
-        if (s.sock.open) {
-          put(s, t);
-          metrics.framesOut++;
-        } else undelivered(conn, frame);
-        return;
-      }
-    }
-    let text: Promise<string>;
-    if (seal) {
-      const f = { ...frame };
-      text = channel.seal(f, seal).then((ok) =>
-        ok
-          ? signer.sign(f.payload, spaced).then((sig) => serializeEnvelope({ ...f, sig }))
-          : Promise.reject(new Error("no channel key"))
-      );
-    } else {
-      // Signed and serialized once per frame object (an advert kept while its user is online, a broadcast).
-      text = signer.text(fx.frame, fx.sign, spaced);
-    }
-    // Frames count against the peer once signed: until then they wait for us, not for the peer.
-    let ready = false;
-    text.then(() => {
-      ready = true;
-      s.ready += bytes;
-    }, () => {});
-    s.held += bytes;
-    chain(s, async () => {
-      try {
-        const t = await text;
-        await drain(conn, s);
-        if (s.sock.open) {
-          put(s, t);
-          metrics.framesOut++;
-        } else undelivered(conn, frame);
-      } finally {
-        if (ready) s.ready -= bytes;
-        s.held -= bytes;
-      }
-    }, (e) => log.error("send.failed", { conn, error: String(e) }));
-  }
-
   /**
-   * Read `software` from a server's /.well-known/socp (PROFILE §15: who speaks the outbox ACK extension). Bounded
-   * in time and size; any failure answers "" (it says nothing, so it gets no extension).
+   * Hand stored frames (queue or outbox) over on `conn`, signed now ({@linkcode Handover}). Queue rows another
+   * connection of the same user is still handing over are theirs (a user back while the old connection's
+   * hand-over had not noticed the cut): that one gives back what it did not send, and the reducer's count of the
+   * user's queue goes back up by what was given back.
    */
-  function probe(serverId: string, url: string): void {
-    const answer = (sw: string, tls: boolean) => {
-      if (stopping) return;
-      try {
-        dispatch({ kind: "software", now: now(), serverId, software: sw, ...(tls ? { tls } : {}) });
-      } catch (e) {
-        log.error("probe.failed", { server: serverId, error: String(e) });
-      }
-    };
-    // A server that joined us says nothing of TLS: when plain http cannot connect, try https (and the reducer
-    // then redials it with wss://).
-    software(url).catch(() =>
-      url.startsWith("http://")
-        ? software(url.replace(/^http:/, "https:")).then((sw) => ({ sw, tls: true }))
-        : Promise.reject(new Error("no answer"))
-    ).then(
-      (r) => typeof r === "string" ? answer(r, false) : answer(r.sw, r.tls),
-      () => answer("", false),
-    );
-  }
-
-  /**
-   * Send stored frames (queue or outbox) in order, signed now, then delete them once they have left. Rows are read
-   * from the store a page at a time ({@linkcode STORED_PAGE} rows, at most 4 MiB of frames at the 256 KiB frame
-   * limit), each page signed concurrently and sent paced by `drain`, so a full queue never sits in memory at once.
-   */
-  function sendStored(
+  function handOver(
     conn: number,
     ids: number[],
-    load: (page: number[]) => { id: number; frame: unknown }[],
-    remove: (ids: number[]) => void,
+    table: "queue" | "outbox",
+    prepare: (f: Envelope) => Envelope,
+    remove: ((ids: number[]) => boolean) | undefined,
     what: string,
     queueOf?: string,
-  ) {
-    // Queue rows another connection of the same user is still handing over are theirs (a user back while the
-    // old connection's hand-over had not noticed the cut): that one gives back what it did not send.
-    if (queueOf !== undefined) ids = ids.filter((id) => !handing.has(id));
-    if (ids.length === 0) return;
-    const s = sockets.get(conn);
-    const giveBack = (from: number) => {
-      if (queueOf === undefined) return;
-      for (const id of ids) handing.delete(id);
-      if (from < ids.length) {
-        later({ kind: "undelivered", conn, now: now(), userId: queueOf, stored: ids.length - from });
-      }
-    };
-    if (!s) return giveBack(0); // gone before this effect's turn: every row is still queued
-    if (queueOf !== undefined) { for (const id of ids) handing.add(id); }
-    /** Rows done (sent, or gone from the store), from the first: the rest are still stored. */
-    let done = 0;
+  ): void {
     const spaced = spacedFor(conn);
-    chain(s, async () => {
-      for (let at = 0; at < ids.length; at += STORED_PAGE) {
-        const page = ids.slice(at, at + STORED_PAGE);
-        const rows = new Map(load(page).map((r) => [r.id, r.frame as Envelope]));
-        const frames = page.map((id) => {
-          const f = rows.get(id);
-          return f ? { ...f, from: state.config.serverId } : undefined;
-        });
-        rows.clear();
-        const sigs = frames.map((f) => f ? signer.sign(f.payload, spaced) : Promise.resolve(""));
-        sigs.forEach((p) => p.catch(() => {})); // awaited in order below; one failing must not leave others unhandled
-        for (let i = 0; i < page.length; i++) {
-          const f = frames[i];
-          frames[i] = undefined; // let the frame go once it is handed over
-          if (f) {
-            f.sig = await sigs[i];
-            await drain(conn, s); // paced: a long queue never piles up in the runtime's buffer
-            if (!s.sock.open) {
-              // Cut or gone halfway: what left is delivered, the rest stays queued for the user's next hello.
-              if (done > 0) remove(ids.slice(0, done));
-              return giveBack(done);
-            }
-            put(s, serializeEnvelope(f));
-            metrics.framesOut++;
-          }
-          done = at + i + 1;
-        }
-      }
-      remove(ids);
-      giveBack(ids.length);
-      log.info("stored.delivered", { conn, frames: ids.length, what });
-    }, (e) => {
-      log.error("stored.failed", { conn, error: String(e) });
-      if (done > 0) remove(ids.slice(0, done));
-      giveBack(done);
+    startHandover({
+      ids,
+      conn,
+      what,
+      log,
+      remove,
+      link: sockets.get(conn),
+      claims: queueOf === undefined ? undefined : claims,
+      load: (page) => store.storedFrames(table, page),
+      prepare: (f) => ({ ...prepare(f), from: state.config.serverId }),
+      sign: (payload) => signer.sign(payload, spaced),
+      onDone: ({ returned }) =>
+        queueOf !== undefined && returned > 0 &&
+        later({ kind: "undelivered", conn, now: now(), userId: queueOf, stored: returned }),
     });
-  }
-
-  /**
-   * Wait until the socket has room (its buffer at or under the high-water mark; see outbound.ts), looking again on
-   * the next turn of the event loop while the buffer shrinks (a reader that keeps up), else every 10 ms. The peer
-   * is *stalled* when its buffer has not shrunk over five polls and a quarter second: a peer that reads empties
-   * it as soon as this node yields, however busy the node was. A stalled peer with more than
-   * `maxUnsentBytes` signed and waiting for it is cut (frames still being signed wait for us, not for the peer).
-   */
-  async function drain(conn: number, s: Conn): Promise<void> {
-    if (s.sock.bufferedAmount <= high) return;
-    const since = now();
-    let last = Infinity;
-    let still = 0;
-    try {
-      while (s.sock.open) {
-        const b = s.sock.bufferedAmount;
-        if (b <= high) return;
-        still = b < last ? 0 : still + 1;
-        last = b;
-        s.stalled = still >= 5 && now() - since >= 250;
-        if (s.stalled && s.ready + b > limits.maxUnsentBytes) return tooSlow(conn, s, s.ready + b);
-        // A reader that keeps up empties the buffer by the next turn: look again then; one that does not, every
-        // 10 ms.
-        await new Promise<void>((r) => still < 3 ? nextTurn(r) : timers.set(r, 10));
-      }
-    } finally {
-      s.stalled = false;
-    }
   }
 
   /**
@@ -749,137 +380,21 @@ export function createExecutor(ctx: ExecutorContext): Executor {
     });
   }
 
-  /** Run `step` after everything already queued on the connection (counted in `queued`). */
-  function chain(s: Conn, step: () => void | Promise<void>, failed?: (e: unknown) => void): void {
-    s.queued++;
-    s.outbound = s.outbound.then(step).then(() => {
-      s.queued--;
-    }, (e) => {
-      s.queued--;
-      failed?.(e);
-    });
-  }
-
-  /** Tell the reducer (once) that a connection is gone. */
-  function gone(conn: number, s: Conn): void {
-    if (s.gone) return;
-    s.gone = true;
-    sockets.delete(conn);
-    dispatch({ kind: "closed", conn, now: now() });
-    log.debug("conn.closed", { conn });
-  }
-
-  /**
-   * Cut a connection whose peer does not read: more than `maxUnsentBytes` wait for it. The reducer hears now (the
-   * user goes offline, so what follows for them is queued, and they may log in again); the runtime may hold the
-   * socket until the peer reads or goes away, so such sockets still count against their address.
-   */
-  function tooSlow(conn: number, s: Conn, unsent: number): void {
-    if (s.closing) return;
-    s.closing = true;
-    s.cut = true;
-    metrics.tooSlow++;
-    log.warn("conn.too_slow", { conn, addr: s.addr, unsent_bytes: unsent, limit: limits.maxUnsentBytes });
-    lingering.set(s.addr, (lingering.get(s.addr) ?? 0) + 1);
-    s.lingering = true;
-    s.sock.close(1008, "too slow");
-    s.inbound = s.inbound.then(() => gone(conn, s));
-  }
-
-  function attach(conn: number, sock: Socket, addr: string): Conn {
-    const s: Conn = {
-      sock,
-      addr,
-      inbound: Promise.resolve(),
-      outbound: Promise.resolve(),
-      queued: 0,
-      closing: false,
-      cut: false,
-      inflight: 0,
-      inflightBytes: 0,
-      ready: 0,
-      held: 0,
-      stalled: false,
-      gone: false,
-      lingering: false,
-    };
-    sockets.set(conn, s);
-    sock.onMessage = (data) => onFrame(inboundCtx, conn, s, data);
-    sock.onClose = () => {
-      s.closing = true;
-      if (s.lingering) {
-        s.lingering = false;
-        const n = (lingering.get(addr) ?? 1) - 1;
-        if (n <= 0) lingering.delete(addr);
-        else lingering.set(addr, n);
-      }
-      s.inbound = s.inbound.then(() => gone(conn, s));
-    };
-    return s;
-  }
-
-  function dial(token: number, url: string, afterMs: number, timeoutMs: number): void {
-    const t = timers.set(() => {
-      dialTimers.delete(t);
-      if (stopping) return;
-      transport.dial(url, timeoutMs, {
-        onFail: (reason) => dispatch({ kind: "dialFailed", token, now: now(), reason }),
-        onOpen: (sock) => {
-          const conn = nextConn++;
-          metrics.connectionsTotal++;
-          const addr = new URL(url).hostname;
-          attach(conn, sock, addr);
-          log.debug("dial.open", { conn, url });
-          dispatch({ kind: "connected", conn, addr, now: now(), dial: token });
-        },
-      });
-    }, afterMs);
-    dialTimers.add(t);
-  }
-
-  function upgrade(addr: string, accept: Accept, idleTimeoutS: number): Response {
-    if ((lingering.get(addr) ?? 0) >= limits.maxConnsPerAddr) {
-      return new Response(
-        "too many connections from this address were cut as too slow and are still open\n",
-        { status: 429 },
-      );
-    }
-    const conn = nextConn++;
-    const { socket, response } = accept(idleTimeoutS, () => {
-      log.debug("conn.opened", { conn, addr });
-      dispatch({ kind: "connected", conn, addr, now: now() });
-    });
-    metrics.connectionsTotal++;
-    attach(conn, socket, addr);
-    return response;
-  }
-
   return {
     state: () => state,
     dispatch,
-    upgrade,
+    upgrade: (addr, accept, idleTimeoutS) => sockets.upgrade(addr, accept, idleTimeoutS),
     channelPending: () => channel.pending(),
     started: () => channel.started(),
     connections: () => sockets.size,
-    maxUnsent: () => {
-      let most = 0;
-      for (const s of sockets.values()) {
-        if (s.sock.open) most = Math.max(most, s.ready + s.sock.bufferedAmount);
-      }
-      return most;
-    },
-    maxInflight: () => {
-      let most = 0;
-      for (const s of sockets.values()) most = Math.max(most, s.inflightBytes);
-      return most;
-    },
+    maxUnsent: () => sockets.maxUnsent(),
+    maxInflight: () => sockets.maxInflight(),
     effectsWaiting: () => backlog.length - head,
     signatures: () => signer.signatures,
     stop: () => {
       if (!draining) runBacklog(Infinity); // what the reducer decided before the stop (store writes) still happens
       stopping = true;
-      for (const t of dialTimers) timers.clear(t);
-      for (const s of sockets.values()) s.sock.close(1001, "server shutting down");
+      sockets.stop();
     },
   };
 }

@@ -14,23 +14,8 @@ import type { State } from "../core/types.ts";
 import { SOFTWARE, VERSION } from "../version.ts";
 import { type NetworkSnapshot, webRoute } from "../web/routes.ts";
 
-/** Counters the shell keeps for `/metrics`. */
-export class Counters {
-  /** Frames received (past the size check). */
-  framesIn = 0;
-  /** Frames handed to a socket. */
-  framesOut = 0;
-  /** ERROR frames sent. */
-  refused = 0;
-  /** Signature verifications started. */
-  verifications = 0;
-  /** Connections opened (accepted or dialed) since start. */
-  connectionsTotal = 0;
-  /** Frames refused unread because too many were in flight. */
-  shed = 0;
-  /** Connections cut because their peer did not read. */
-  tooSlow = 0;
-}
+import type { Counters } from "./counters.ts";
+export { Counters } from "./counters.ts";
 
 /** What the HTTP routes read from the node. */
 export interface HttpView {
@@ -159,6 +144,7 @@ function metricsText(v: HttpView, state: State, uptime: number): string {
     ["socp_connections_total", "counter", c.connectionsTotal],
     ["socp_frames_in_total", "counter", c.framesIn],
     ["socp_frames_out_total", "counter", c.framesOut],
+    ["socp_frame_bytes_total", "counter", c.frameBytes],
     ["socp_errors_sent_total", "counter", c.refused],
     ["socp_signatures_total", "counter", v.signatures()],
     ["socp_verifications_total", "counter", c.verifications],

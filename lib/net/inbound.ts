@@ -16,8 +16,11 @@ import { expectedKey } from "../core/verify.ts";
 import { sha256Hex, verifyAny } from "../crypto/rsa.ts";
 import { canonicalJsonResult, type PreimageForm, signatureForms } from "../protocol/canonical_json.ts";
 import { parseFrame, type ParseResult } from "../protocol/envelope.ts";
-import type { Counters } from "./http.ts";
+import type { Counters } from "./counters.ts";
 import type { Logger } from "./log.ts";
+import { type InboundConn, INFLIGHT_BYTES } from "./connection.ts";
+
+export { type InboundConn, INFLIGHT_BYTES };
 
 /** What the pipeline needs from the node. */
 export interface InboundContext {
@@ -44,17 +47,7 @@ export interface InboundContext {
   verifiedForm?: (key: string, form: PreimageForm) => void;
   /** A fresh unique id for the reducer (default `crypto.randomUUID`). */
   fresh?: () => string;
-  /** Bytes of frames one connection may have in flight (default {@linkcode INFLIGHT_BYTES}). */
-  maxInflightBytes?: number;
 }
-
-/**
- * Bytes of frames one connection may have in flight (received, not yet reduced) before the next ones are shed:
- * 4 MiB. The count bound (`rateBurst`, 400) alone let 400 frames of 256 KiB, 100 MiB, wait in one connection's
- * pipeline, each parsed and its canonical text kept for the digest. A frame is always taken when none is in
- * flight, so the bound never refuses a lone frame under the size limit.
- */
-export const INFLIGHT_BYTES = 4 * 1024 * 1024;
 
 /** RSA-PSS over any of the payload's deployed preimages: the form that verified, or false. */
 function verifyPss(key: string, payload: unknown, sig: string): Promise<false | PreimageForm> {
@@ -67,18 +60,6 @@ export function withoutFwdTs(payload: object): string {
   const { fwd_ts: _f, ...rest } = payload as Record<string, unknown>;
   const c = canonicalJsonResult(rest);
   return c.ok ? c.text : "";
-}
-
-/** One connection's inbound side. */
-export interface InboundConn {
-  /** Reducer-order chain of inbound frames. */
-  inbound: Promise<void>;
-  /** Frames received but not yet reduced (parsing and verification under way). */
-  inflight: number;
-  /** Their bytes (as received). */
-  inflightBytes: number;
-  /** We decided to close this connection: frames not yet handled are skipped. */
-  cut: boolean;
 }
 
 /** Take one frame from a connection: check, parse and verify it, and hand it to the reducer in arrival order. */
@@ -94,9 +75,7 @@ export function onFrame(ctx: InboundContext, conn: number, s: InboundConn, data:
       ok: false,
       error: { code: "UNKNOWN_TYPE", detail: "the node failed while reading this frame; it was refused" },
     };
-    s.inbound = s.inbound.then(() =>
-      dispatch({ kind: "frame", conn, now: now(), parsed, digest: "", sig: "absent" })
-    );
+    s.inOrder(() => dispatch({ kind: "frame", conn, now: now(), parsed, digest: "", sig: "absent" }));
   }
 }
 
@@ -107,35 +86,34 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
   const verifySig = ctx.verify ?? verifyPss;
   const fresh = ctx.fresh ?? (() => crypto.randomUUID());
   // Frames that arrive after we decided to close are not read.
-  if (s.cut) return;
+  if (s.skipping) return;
   const refuse = (detail: string) => {
     const parsed: ParseResult = { ok: false, error: { code: "UNKNOWN_TYPE", detail } };
-    s.inbound = s.inbound.then(() =>
-      dispatch({ kind: "frame", conn, now: now(), parsed, digest: "", sig: "absent" })
-    );
+    s.inOrder(() => dispatch({ kind: "frame", conn, now: now(), parsed, digest: "", sig: "absent" }));
   };
   if (typeof data !== "string") {
     return refuse("binary frames are not supported: send one JSON object as text");
   }
   const bytes = data.length * 3 > limits.maxFrameBytes ? new TextEncoder().encode(data).length : data.length;
   if (bytes > limits.maxFrameBytes) {
-    s.inbound = s.inbound.then(() => dispatch({ kind: "oversize", conn, now: now(), bytes }));
+    s.inOrder(() => dispatch({ kind: "oversize", conn, now: now(), bytes }));
     return;
   }
   // Load shedding before any work: a peer that sends faster than we verify gets its excess refused unread (each
   // refusal is a strike, so a flood ends with the connection closed), instead of costing an RSA verification
-  // per frame or unbounded memory. Bounded by count and by bytes.
-  const maxBytes = ctx.maxInflightBytes ?? INFLIGHT_BYTES;
-  if (s.inflight >= limits.rateBurst || (s.inflight > 0 && s.inflightBytes + bytes > maxBytes)) {
+  // per frame or unbounded memory. Bounded by count and by bytes (the connection holds the bounds).
+  const over = s.admit(bytes);
+  if (over) {
     metrics.shed++;
     log.warn("frame.shed", { conn, inflight: s.inflight, inflight_bytes: s.inflightBytes, bytes });
     return refuse(
-      s.inflight >= limits.rateBurst
+      over === "count"
         ? `too many frames in flight (more than ${limits.rateBurst} not yet processed): frame dropped; slow down`
-        : `too many bytes in flight (more than ${maxBytes} not yet processed): frame dropped; slow down`,
+        : "too many bytes in flight (more than the connection's bound not yet processed): frame dropped; slow down",
     );
   }
   metrics.framesIn++;
+  metrics.frameBytes += data.length;
   let parsed = parseFrame(data);
   // Signatures and digests cover the payload as it arrived (a field-name variant is read into our form by the
   // parser, PROFILE §15, but signed as sent).
@@ -170,11 +148,9 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
   };
   const early = keyNow();
   const earlyCheck = sigText ? verify(early) : Promise.resolve(false);
-  s.inflight++;
-  s.inflightBytes += bytes;
-  s.inbound = s.inbound.then(async () => {
-    s.inflight--;
-    s.inflightBytes -= bytes;
+  s.inOrder(() => handle().catch(failed));
+  async function handle(): Promise<void> {
+    s.landed(bytes);
     const digest = await digestP;
     let ok = await earlyCheck;
     let key = early;
@@ -187,7 +163,7 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
     }
     // Frames received before the peer closed are still handled (the `closed` event follows them on this chain);
     // only those still waiting when we decided to close are skipped.
-    if (s.cut) return;
+    if (s.skipping) return;
     const sig = !sigText ? "absent" : ok ? "valid" : "invalid";
     if (typeof ok === "string" && key) ctx.verifiedForm?.(key, ok);
     dispatch({
@@ -200,14 +176,15 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
       sigKey: ok ? key : undefined,
       fresh: fresh(),
     });
-  }).catch((e) => {
+  }
+  function failed(e: unknown): void {
     // Verification itself failed (not "did not verify"): refuse the frame rather than leave it unanswered.
     log.error("frame.failed", {
       conn,
       type: parsed.ok ? parsed.envelope.type : "",
       error: String(e),
     });
-    if (s.cut) return;
+    if (s.skipping) return;
     const detail = "the node failed while verifying this frame; it was refused";
     dispatch({
       kind: "frame",
@@ -217,5 +194,5 @@ function receive(ctx: InboundContext, conn: number, s: InboundConn, data: unknow
       digest: "",
       sig: "absent",
     });
-  });
+  }
 }

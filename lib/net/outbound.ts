@@ -7,8 +7,14 @@
  * the shell's queue rather than in the runtime's buffer because only the shell's queue can be dropped: Deno's
  * WebSocket keeps what it buffered until the peer reads it or the TCP connection ends, even after `close()`.
  *
+ * {@linkcode send} carries out one `send` effect on a connection: the bounds first, then the direct path (nothing
+ * queued before it and its text ready: out now), else signed (and sealed) concurrently and queued in order.
+ *
  * @module
  */
+import type { Effect } from "../core/types.ts";
+import { type Envelope, serializeEnvelope } from "../protocol/envelope.ts";
+import type { ChannelKeys, FrameSigner } from "./ports.ts";
 
 /**
  * Bytes over which frames wait in the shell instead of the runtime's WebSocket buffer: 64 KiB (less for a tiny
@@ -70,4 +76,73 @@ function measure(frame: { payload?: unknown }): number {
     } else n += 8;
   }
   return n;
+}
+
+/** The connection a frame is sent on (lib/net/connection.ts's `Connection`). */
+export interface OutboundLink {
+  /** Frames may be queued on it. */
+  readonly accepting: boolean;
+  /** Whether a frame of `bytes` may be held (else it has been cut as too slow). */
+  room(bytes: number): boolean;
+  /** Nothing queued before a frame of `bytes` and room in the socket's buffer: it may go out now. */
+  direct(bytes: number): boolean;
+  /** Hand a text to the socket now; false when it is not open. */
+  put(text: string): boolean;
+  /** Queue a frame whose text is being made, after what is queued before it. */
+  queue(bytes: number, text: Promise<string>, undelivered: () => void, failed: (e: unknown) => void): void;
+}
+
+/** What {@linkcode send} needs besides the connection. */
+export interface SendContext {
+  /** Signs frames. */
+  signer: FrameSigner;
+  /** Seals frames that carry the channel key. */
+  channel: ChannelKeys;
+  /** Sign in the spaced form (PROFILE §15). */
+  spaced: boolean;
+  /** The frame never reached an open socket. */
+  undelivered(): void;
+  /** Making its text failed. */
+  failed(e: unknown): void;
+}
+
+/**
+ * Sign (and seal) one frame and send or queue it on `c` (undefined: gone), cutting a peer that does not read.
+ * False when it was not taken (the connection is gone, closing or was just cut): then `undelivered` ran.
+ */
+export function send(
+  c: OutboundLink | undefined,
+  fx: Extract<Effect, { kind: "send" }>,
+  o: SendContext,
+): boolean {
+  const { frame, seal } = fx;
+  if (!c || !c.accepting) return void o.undelivered(), false;
+  // A peer that does not read makes frames wait; past the bound it is cut (PROFILE §11, unsent bytes). Frames
+  // still being signed count against the hold bounds: they wait for us, but take memory.
+  const bytes = approxBytes(frame);
+  if (!c.room(bytes)) return void o.undelivered(), false;
+  const { signer, spaced } = o;
+  const sign = fx.sign;
+  // Nothing waiting before it and its text ready (an ACK, a stored advert): out now, not after promise turns.
+  if (!seal && c.direct(bytes)) {
+    const t = signer.textNow?.(frame, sign, sign && spaced);
+    if (t !== undefined) {
+      if (!c.put(t)) o.undelivered();
+      return true;
+    }
+  }
+  let text: Promise<string>;
+  if (seal) {
+    const f: Envelope = { ...frame };
+    text = o.channel.seal(f, seal).then((ok) =>
+      ok
+        ? signer.sign(f.payload, sign && spaced).then((sig) => serializeEnvelope({ ...f, sig }))
+        : Promise.reject(new Error("no channel key"))
+    );
+  } else {
+    // Signed and serialized once per frame object (an advert kept while its user is online, a broadcast).
+    text = signer.text(frame, sign, sign && spaced);
+  }
+  c.queue(bytes, text, o.undelivered, o.failed);
+  return true;
 }

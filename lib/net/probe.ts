@@ -45,3 +45,28 @@ export async function readSoftware(url: string, client?: Deno.HttpClient): Promi
     return "";
   }
 }
+
+import type { Event } from "../core/types.ts";
+
+/** The reducer's event for a probe's answer. */
+export function softwareEvent(serverId: string, r: { software: string; tls: boolean }, now: number): Event {
+  return { kind: "software", now, serverId, software: r.software, ...(r.tls ? { tls: true } : {}) };
+}
+
+/**
+ * Probe a server that may serve TLS: its `software` read with `read` at `url`; when plain http cannot connect, at
+ * https (a server that joined us says nothing of TLS; then `tls` is true and the reducer redials it with wss://).
+ * Never rejects: anything that fails answers `{ software: "" }`.
+ */
+export function probeSoftware(
+  read: (url: string) => Promise<string>,
+  url: string,
+): Promise<{ software: string; tls: boolean }> {
+  return read(url).then(
+    (software) => ({ software, tls: false }),
+    () =>
+      url.startsWith("http://")
+        ? read(url.replace(/^http:/, "https:")).then((software) => ({ software, tls: true }))
+        : Promise.reject(new Error("no answer")),
+  ).catch(() => ({ software: "", tls: false }));
+}

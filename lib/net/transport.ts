@@ -12,6 +12,7 @@
  * ```
  * @module
  */
+import type { Timers } from "./ports.ts";
 
 /** One connection, accepted or dialed. */
 export interface Socket {
@@ -205,18 +206,27 @@ export const denoTransport: Transport = {
 export interface DialTrust {
   /** PEM certificates of CAs trusted for `wss://` dials, besides the system's (`--ca-cert`). */
   caCerts?: string[];
+  /** The timers that give up a dial after its time (default `setTimeout`). */
+  timers?: Timers;
 }
 
 /** The Deno transport, dialing `wss://` with extra trusted CAs; `close()` releases its HTTP client. */
 export function denoTransportWith(
   trust: DialTrust,
 ): Transport & { close(): void; client?: Deno.HttpClient } {
-  if (!trust.caCerts?.length) return { ...denoTransport, close: () => {} };
+  const { timers } = trust;
+  if (!trust.caCerts?.length) {
+    return {
+      listen: denoTransport.listen,
+      dial: (url, timeoutMs, on) => dialWebSocket(url, timeoutMs, on, undefined, timers),
+      close: () => {},
+    };
+  }
   // Deno's WebSocket takes an HttpClient (its `client` option), whose caCerts are added to the trusted roots.
   const client = Deno.createHttpClient({ caCerts: trust.caCerts });
   return {
     listen: denoTransport.listen,
-    dial: (url, timeoutMs, on) => dialWebSocket(url, timeoutMs, on, client),
+    dial: (url, timeoutMs, on) => dialWebSocket(url, timeoutMs, on, client, timers),
     client,
     close: () => {
       try {
@@ -226,7 +236,19 @@ export function denoTransportWith(
   };
 }
 
-function dialWebSocket(url: string, timeoutMs: number, on: DialHandlers, client?: Deno.HttpClient): void {
+/** The runtime's timers, for dials. */
+const runtimeTimers: Timers = {
+  set: (fn, ms) => setTimeout(fn, ms),
+  clear: (h) => clearTimeout(h as number),
+};
+
+function dialWebSocket(
+  url: string,
+  timeoutMs: number,
+  on: DialHandlers,
+  client?: Deno.HttpClient,
+  timers: Timers = runtimeTimers,
+): void {
   let ws: WebSocket;
   try {
     ws = client ? new WebSocket(url, { client }) : new WebSocket(url);
@@ -235,9 +257,12 @@ function dialWebSocket(url: string, timeoutMs: number, on: DialHandlers, client?
     return;
   }
   let opened = false;
+  let gaveUp = false;
   let error = "";
-  const giveUp = setTimeout(() => {
+  // Give up after `timeoutMs`: close the socket still connecting; its close reports the failure.
+  const giveUp = timers.set(() => {
     if (!opened) {
+      gaveUp = true;
       try {
         ws.close();
       } catch { /* ignore */ }
@@ -248,13 +273,13 @@ function dialWebSocket(url: string, timeoutMs: number, on: DialHandlers, client?
     if (!opened) error = (e as ErrorEvent).message ?? "";
   };
   socket.onClose = () => {
-    clearTimeout(giveUp);
-    if (!opened) on.onFail(dialFailure(url, error));
+    timers.clear(giveUp);
+    if (!opened) on.onFail(dialFailure(url, error || (gaveUp ? `no answer within ${timeoutMs} ms` : "")));
   };
   ws.onopen = () => {
     opened = true;
     ws.onerror = ignore;
-    clearTimeout(giveUp);
+    timers.clear(giveUp);
     socket.onClose = () => {};
     on.onOpen(socket);
   };

@@ -43,7 +43,12 @@ Deno.test("USER_HELLO accepted: signed ACK, snapshot of others, own advert to ev
   const toBob = sent(fx, 2);
   assert.deepEqual(toBob.map((f) => f.type), ["ACK", "USER_ADVERTISE", "USER_ADVERTISE"]);
   const ack = toBob[0];
-  assert.deepEqual(ack.payload, { msg_ref: "USER_HELLO", server_id: SERVER, server_pub: "SERVER-PUB" });
+  assert.deepEqual(ack.payload, {
+    msg_ref: "USER_HELLO",
+    server_id: SERVER,
+    server_pub: "SERVER-PUB",
+    limits: { rate_per_sec: 100, rate_burst: 400, max_frame_bytes: 262144, max_file_bytes: 16777216 },
+  });
   assert.equal((toBob[1].payload as { user_id: string }).user_id, ALICE); // snapshot first
   const own = toBob[2];
   assert.deepEqual(own.payload, {

@@ -37,7 +37,7 @@ export class CoreDriver {
         if (o.kind === "send") this.sent.push(JSON.parse(o.text));
         else if (o.kind === "event") this.events.push(o.event);
         else if (o.kind === "settled") this.settled.push(o);
-        else {
+        else if (o.kind === "crypto") {
           pending.push(this.crypto.run(o.op).then((r) => this.core.cryptoDone(o.id, r, this.now)));
         }
       }

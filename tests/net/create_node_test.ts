@@ -166,3 +166,19 @@ Deno.test("the idle hook runs once the node has been quiet for its time, with on
   assert.equal(ran, 1, "quiet for 2 s: the hook ran");
   assert.equal(idle(), 0, "and waits for the next step");
 });
+
+Deno.test("the bytes hook runs once per budget of frame bytes in or out, after a step", async () => {
+  let ran = 0;
+  await using t = await testNode({ onBytes: { bytes: 4096, run: () => ran++ } });
+  const socket = await t.connect();
+  // Three frames of ~1.5 KB each (refused: not JSON) plus the node's answers: the first budget passes on the third.
+  const junk = "x".repeat(1500);
+  socket.onMessage(junk);
+  await until(() => socket.sent.length >= 1, "the first answer");
+  socket.onMessage(junk);
+  await until(() => socket.sent.length >= 2, "the second answer");
+  assert.equal(ran, 0, "under 4,096 bytes so far");
+  socket.onMessage(junk);
+  await until(() => socket.sent.length >= 3, "the third answer");
+  assert.equal(ran, 1, "4,500 bytes received: the hook ran once");
+});

@@ -1,37 +1,65 @@
 /**
- * The effect executor over a fake transport and a store in memory: frames the reducer sends reach the right
- * socket signed by the server, persist effects reach the store, queued frames are handed over and then deleted,
- * and a connection the reducer closes is closed with its code after the frames before it.
+ * The effect executor over a fake transport and a store in memory, on fake time (lib/net/executor.ts): frames the
+ * reducer sends reach the right socket signed by the server, persist effects reach the store, queued frames are
+ * handed over and then deleted, and a connection the reducer closes is closed with its code after the frames
+ * before it. Timers and the clock are a {@linkcode FakeTime} the test moves; signatures, digests and their checks
+ * are fakes that resolve at once (`fake:` + a hash of the signer's key and the canonical payload), so nothing
+ * waits for real time: every wait is on fake time, with a deadline.
  */
 import assert from "node:assert/strict";
 import { initState } from "../../lib/core/reduce.ts";
 import type { Limits, ServerRecord, UserRecord } from "../../lib/core/types.ts";
 import type { SealedKey } from "../../lib/crypto/keyfile.ts";
-import { verifySignature } from "../../lib/crypto/rsa.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
-import { parseFrame } from "../../lib/protocol/envelope.ts";
+import { parseFrame, serializeEnvelope } from "../../lib/protocol/envelope.ts";
+import { sha256HexSync } from "../../lib/net/digest.ts";
 import {
   createExecutor,
   type Executor,
   type FrameSigner,
   STORED_PAGE,
   type StoreLike,
-  type Timers,
 } from "../../lib/net/executor.ts";
-import { Counters } from "../../lib/net/http.ts";
+import { Counters } from "../../lib/net/counters.ts";
 import { Logger } from "../../lib/net/log.ts";
-import { Signer } from "../../lib/net/signer.ts";
 import type { Accept, DialHandlers, Socket, Transport } from "../../lib/net/transport.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 import { ALICE, BOB, config } from "../helpers/reducer.ts";
-import { until } from "../helpers/until.ts";
+import { FakeTime } from "./fake_time.ts";
 import { decodeBase64Url, encodeBase64Url } from "../../lib/protocol/base64url.ts";
 import type { Envelope } from "../../lib/protocol/envelope.ts";
-import { setImmediate } from "node:timers";
 
 const serverKey = await fixtureKey("user6");
 const aliceKey = await fixtureKey("user1");
 const bobKey = await fixtureKey("user2");
+
+/** The fake time of the test running now (set by `setup`; tests in a file run one at a time). */
+let T: FakeTime;
+/** Settle and move fake time until `cond` holds (see {@linkcode FakeTime.until}). */
+const until = <R>(cond: () => R | undefined | false, what: string, ms?: number) => T.until(cond, what, ms);
+
+/** A fake signature: by `key` over `payload` (checked by the executor's fake `verify`). */
+const fakeSig = (key: string, payload: unknown) => `fake:${sha256HexSync(key + canonicalJson(payload))}`;
+
+/** A user's signing side in these tests: their public key, and fake signatures by it. */
+class Signer {
+  constructor(readonly key: { publicKey: string }) {}
+  text(f: Envelope): string {
+    return serializeEnvelope({ ...f, sig: fakeSig(this.key.publicKey, f.payload) });
+  }
+}
+
+/** The server's fake signer: every signature is `fakeSig(server key, payload)`, ready at once. */
+const serverSigner = (): FrameSigner => {
+  const text = (f: Envelope, sign: boolean) =>
+    serializeEnvelope(sign ? { ...f, sig: fakeSig(serverKey.publicKey, f.payload) } : f);
+  return {
+    signatures: 0,
+    sign: (p) => Promise.resolve(fakeSig(serverKey.publicKey, p)),
+    text: (f, sign) => Promise.resolve(text(f, sign)),
+    textNow: text,
+  };
+};
 
 /** A socket that records what is sent to it and how it was closed. */
 class FakeSocket implements Socket {
@@ -143,15 +171,17 @@ class MemoryStore implements StoreLike {
 
 /**
  * An executor over the fakes, with the public channel already known (so no key is created). `many` lifts the
- * per-address limits (for tests with hundreds of users from 127.0.0.1); `signer` and `timers` replace the real ones.
+ * per-address limits (for tests with hundreds of users from 127.0.0.1); `signer` replaces the fake server signer and
+ * `time` the fake time.
  */
 function setup(opts: {
   onStoreFailed?: (e: unknown) => void;
   many?: boolean;
   signer?: FrameSigner;
-  timers?: Timers;
+  time?: FakeTime;
   limits?: Partial<Limits>;
 } = {}) {
+  const time = T = opts.time ?? new FakeTime();
   const store = new MemoryStore();
   const state = initState(config({ serverPub: serverKey.publicKey }));
   state.config.limits = { ...state.config.limits, ...opts.limits };
@@ -176,11 +206,14 @@ function setup(opts: {
     log: new Logger("debug", (l) => lines.push(l)),
     counters: new Counters(),
     onStoreFailed: opts.onStoreFailed ?? (() => {}),
-    signer: opts.signer,
-    timers: opts.timers,
+    signer: opts.signer ?? serverSigner(),
+    timers: time,
+    now: time.clock,
+    digest: (text) => Promise.resolve(sha256HexSync(text)),
+    verify: (key, payload, sig) => Promise.resolve(sig === fakeSig(key, payload)),
   });
   ex.started();
-  return { ex, store, lines };
+  return { ex, store, lines, time };
 }
 
 /** A fake signer's wire text: the frame with `sig: "fake"` when signed. */
@@ -209,7 +242,8 @@ async function login(ex: Executor, key: Signer, hello: Record<string, unknown>):
 async function say(sock: FakeSocket, key: Signer, frame: Record<string, unknown>): Promise<void> {
   const parsed = parseFrame(JSON.stringify({ sig: "", ...frame }));
   if (!parsed.ok) throw new Error(parsed.error.detail);
-  sock.onMessage(await key.text(parsed.envelope, true));
+  sock.onMessage(key.text(parsed.envelope));
+  await Promise.resolve();
 }
 
 function hello(user: string, pub: string, now: number) {
@@ -248,7 +282,7 @@ function dmToBob(now: number, i: number) {
 async function aliceAndBob(ex: Executor, offline: boolean) {
   const alice = new Signer(aliceKey);
   const bob = new Signer(bobKey);
-  const now = Date.now();
+  const now = T.now;
   const a = await login(ex, alice, hello(ALICE, aliceKey.publicKey, now));
   const b = await login(ex, bob, hello(BOB, bobKey.publicKey, now));
   await until(() => ex.state().localUsers.has(BOB), "bob online");
@@ -263,7 +297,7 @@ Deno.test("a DM to an offline user is persisted, then handed over signed by the 
   const { ex, store } = setup();
   const alice = new Signer(aliceKey);
   const bob = new Signer(bobKey);
-  const now = Date.now();
+  const now = T.now;
 
   const a = await login(ex, alice, hello(ALICE, aliceKey.publicKey, now));
   await until(() => ex.state().localUsers.has(ALICE), "alice online");
@@ -301,13 +335,10 @@ Deno.test("a DM to an offline user is persisted, then handed over signed by the 
   );
   assert.equal(deliver.payload.ciphertext, "C2");
   assert.equal(deliver.from, ex.state().config.serverId);
-  assert.ok(
-    await verifySignature(
-      serverKey.publicKey,
-      new TextEncoder().encode(canonicalJson(deliver.payload)),
-      deliver.sig,
-    ),
-    "the delivered frame carries the server's signature",
+  assert.equal(
+    deliver.sig,
+    fakeSig(serverKey.publicKey, deliver.payload),
+    "the delivered frame carries the server's signature over its payload as delivered",
   );
   await until(() => store.queue.length === 0, "the delivered row dequeued");
   assert.ok(store.calls.some((c) => c.startsWith("dequeue ")));
@@ -381,8 +412,7 @@ Deno.test("a hello at N users online: the ACK leaves at once and the fan-out goe
     if (t === undefined) texts.set(f, t = fakeText(f, sign));
     return t;
   };
-  let turn = 0;
-  const { ex } = setup({
+  const { ex, time } = setup({
     many: true,
     signer: {
       signatures: 0,
@@ -390,22 +420,16 @@ Deno.test("a hello at N users online: the ACK leaves at once and the fan-out goe
       text: (f, sign) => Promise.resolve(textOf(f, sign)),
       textNow: textOf,
     },
-    timers: {
-      set: (fn, ms) => setTimeout(fn, ms),
-      clear: (h) => clearTimeout(h as number),
-      immediate: (fn) =>
-        void setImmediate(() => {
-          turn++; // the executor resumes its backlog: a new turn of the event loop
-          fn();
-        }),
-    },
   });
+  // The executor resumes its backlog on the next turn of the (fake) event loop: one batch of next-turn callbacks.
+  const turnNow = () => time.turns;
   const turnOf: number[] = []; // the turn each of the newcomer's frames was handed over in
   /** Bytes handed to sockets, per executor turn. */
   const perTurn = new Map<number, number>();
   const open = (log?: string[]) => {
     const sock = new FakeSocket();
     sock.send = (t: string) => {
+      const turn = turnNow();
       perTurn.set(turn, (perTurn.get(turn) ?? 0) + t.length);
       if (log) log.push(JSON.parse(t).type);
       if (log) turnOf.push(turn);
@@ -418,7 +442,7 @@ Deno.test("a hello at N users online: the ACK leaves at once and the fan-out goe
     return sock;
   };
   const hi = (sock: FakeSocket, i: number) =>
-    sock.onMessage(JSON.stringify({ ...hello(uid(i), distinctKey(i), Date.now()), sig: "" }));
+    sock.onMessage(JSON.stringify({ ...hello(uid(i), distinctKey(i), T.now), sig: "" }));
   const N = 700;
   for (let i = 0; i < N; i++) {
     const s = open();
@@ -427,20 +451,20 @@ Deno.test("a hello at N users online: the ACK leaves at once and the fan-out goe
   }
   await until(() => ex.state().localUsers.size === N, `${N} users online`, 30_000);
   await until(() => ex.effectsWaiting() === 0 && ex.maxUnsent() === 0, "the ramp handed over", 30_000);
-  await new Promise((r) => setTimeout(r, 50));
+  await T.settle();
 
   perTurn.clear();
   const seen: string[] = [];
   const newcomer = open(seen);
   await Promise.resolve();
-  const first = turn;
+  const first = turnNow();
   hi(newcomer, N);
   await until(
     () => seen.filter((t) => t === "USER_ADVERTISE").length === N + 1,
     "the snapshot of N adverts and the newcomer's own",
     30_000,
   );
-  await new Promise((r) => setTimeout(r, 50)); // the newcomer's advert reaches everyone
+  await T.settle(); // the newcomer's advert reaches everyone
   assert.equal(seen[0], "ACK", "the ACK is the newcomer's first frame");
   assert.ok(turnOf[0] < turnOf[turnOf.length - 1], "the ACK left turns before the end of the snapshot");
   const turns = [...perTurn.entries()].filter(([t]) => t >= first);
@@ -462,7 +486,7 @@ Deno.test("a connection silent past the first-frame limit gets its ERROR first, 
   const { ex } = setup();
   const s = accept(ex);
   await Promise.resolve();
-  ex.dispatch({ kind: "tick", now: Date.now() + ex.state().config.limits.firstFrameMs + 1 });
+  ex.dispatch({ kind: "tick", now: T.now + ex.state().config.limits.firstFrameMs + 1 });
   await until(() => s.closedWith, "the socket closed");
   assert.deepEqual(s.frames().map((f) => [f.type, f.payload.code]), [["ERROR", "TIMEOUT"]]);
   assert.equal(s.closedWith?.code, 1008);
@@ -476,7 +500,7 @@ Deno.test("a failed store write is logged and reported to the node (which stops:
   store.upsertUser = () => {
     throw new Error("disk full");
   };
-  await login(ex, new Signer(aliceKey), hello(ALICE, aliceKey.publicKey, Date.now()));
+  await login(ex, new Signer(aliceKey), hello(ALICE, aliceKey.publicKey, T.now));
   await until(() => failures.length > 0, "the failure reported");
   assert.match(String(failures[0]), /disk full/);
   assert.ok(lines.some((l) => l.includes("store.write_failed")));
@@ -487,9 +511,7 @@ Deno.test("a failed store write is logged and reported to the node (which stops:
 /** An executor with a fake signer whose `sign` waits for the test (`release`), and turns the test can hold. */
 function gated() {
   const gates: (() => void)[] = [];
-  const turns: (() => void)[] = [];
-  let manual = false;
-  const { ex, store } = setup({
+  const { ex, store, time } = setup({
     many: true,
     signer: {
       signatures: 0,
@@ -497,25 +519,16 @@ function gated() {
       text: (f, sign) => Promise.resolve(fakeText(f, sign)),
       textNow: fakeText,
     },
-    timers: {
-      set: (fn, ms) => setTimeout(fn, ms),
-      clear: (h) => clearTimeout(h as number),
-      immediate: (fn) => manual ? void turns.push(fn) : void setImmediate(fn),
-    },
   });
   return {
     ex,
     store,
     gates,
     release: (n = gates.length) => gates.splice(0, n).forEach((g) => g()),
-    manualTurns: (on: boolean) => void (manual = on),
-    /** Run the executor's pending turns (manual mode) until none is left. */
-    runTurns: async () => {
-      while (turns.length) {
-        turns.shift()!();
-        await new Promise((r) => setTimeout(r, 0));
-      }
-    },
+    /** While on, the test holds the executor's next turns (they run at `runTurns`). */
+    manualTurns: (on: boolean) => void (time.hold = on),
+    /** Run the executor's pending turns until none is left. */
+    runTurns: () => time.settle(),
   };
 }
 
@@ -537,17 +550,48 @@ Deno.test("a user who reconnects during a cut hand-over gets each queued DM once
   await until(() => store.queue.length === 3, "three DMs queued");
   const b3 = await login(ex, bob, hello(BOB, bobKey.publicKey, now + 20));
   await until(() => gates.length >= 3, "the new hand-over signs its rows");
-  await new Promise((r) => setTimeout(r, 20));
+  await T.settle();
   // The first hand-over's signatures arrive: it finds its socket closed and gives its two rows back.
   release(2);
-  await new Promise((r) => setTimeout(r, 50));
+  await T.settle();
   release();
-  await new Promise((r) => setTimeout(r, 50));
+  await T.settle();
   release();
   await until(() => store.queue.length === 0, "every row delivered and dequeued");
-  await new Promise((r) => setTimeout(r, 50));
+  await T.settle();
   const got = b3.frames().filter((f) => f.type === "USER_DELIVER").map((f) => f.payload.ciphertext);
   assert.deepEqual(got.toSorted(), ["C1", "C2", "C3"], `bob got ${got.join(",")}`);
+  assert.equal(
+    ex.state().queued.get(BOB) ?? 0,
+    0,
+    "the reducer's count matches the store (nothing given back twice)",
+  );
+  ex.stop();
+  await until(() => ex.connections() === 0, "every connection gone");
+});
+
+Deno.test("a session that takes over while the old one hands the queue over: each queued DM reaches one of them once", async () => {
+  const { ex, store, gates, release } = gated();
+  const { a, alice, bob, now } = await aliceAndBob(ex, true);
+  await say(a, alice, dmToBob(now, 1));
+  await say(a, alice, dmToBob(now, 2));
+  await until(() => store.queue.length === 2, "two DMs queued");
+  // Bob's first session starts the hand-over (waiting for its signatures) and a second one takes over meanwhile:
+  // the old session is closed after what was queued on it, so its hand-over still sends.
+  const b2 = await login(ex, bob, hello(BOB, bobKey.publicKey, now + 10));
+  await until(() => gates.length === 2, "the hand-over signs its two rows");
+  const b3 = await login(ex, bob, hello(BOB, bobKey.publicKey, now + 20));
+  await until(() => b3.frames().some((f) => f.type === "ACK"), "the new session accepted");
+  release();
+  await until(() => b2.closedWith, "the old session closed");
+  await until(
+    () => store.queue.length === 0 && gates.length === 0 && ex.effectsWaiting() === 0,
+    "all settled",
+  );
+  const got = [b2, b3].flatMap((s) => s.frames().filter((f) => f.type === "USER_DELIVER"))
+    .map((f) => f.payload.ciphertext);
+  assert.deepEqual(got.toSorted(), ["C1", "C2"], `delivered ${got.join(",")}`);
+  assert.equal(ex.state().queued.get(BOB) ?? 0, 0, "the reducer's count matches the store");
   ex.stop();
   await until(() => ex.connections() === 0, "every connection gone");
 });
@@ -555,7 +599,7 @@ Deno.test("a user who reconnects during a cut hand-over gets each queued DM once
 Deno.test("a hand-over whose connection is gone before its turn keeps the reducer's count", async () => {
   const { ex, store, manualTurns, runTurns } = gated();
   const unsignedHello = (s: FakeSocket, i: number) =>
-    s.onMessage(JSON.stringify({ ...hello(uid(i), distinctKey(i), Date.now()), sig: "" }));
+    s.onMessage(JSON.stringify({ ...hello(uid(i), distinctKey(i), T.now), sig: "" }));
   const N = 500;
   for (let i = 0; i < N; i++) {
     const s = accept(ex);
@@ -657,15 +701,13 @@ Deno.test("a live DM that missed a closed socket goes to the user's new connecti
 
 /** A signer that never signs a USER_DELIVER (they stay held, waiting for us); `stuck` has them. */
 function stuckSigner() {
-  const real = new Signer(serverKey);
+  const real = serverSigner();
   const stuck = new Set<unknown>();
   const signer: FrameSigner = {
+    signatures: 0,
     sign: (p) => real.sign(p),
     text: (f, sign) =>
       f.type === "USER_DELIVER" ? new Promise<string>(() => stuck.add(f)) : real.text(f, sign),
-    get signatures() {
-      return real.signatures;
-    },
   };
   return { signer, stuck };
 }

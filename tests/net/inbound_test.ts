@@ -6,10 +6,39 @@
 import assert from "node:assert/strict";
 import { initState } from "../../lib/core/reduce.ts";
 import type { Event } from "../../lib/core/types.ts";
-import { Counters } from "../../lib/net/http.ts";
-import { type InboundConn, type InboundContext, INFLIGHT_BYTES, onFrame } from "../../lib/net/inbound.ts";
+import { Counters } from "../../lib/net/counters.ts";
+import { type InboundContext, INFLIGHT_BYTES, onFrame } from "../../lib/net/inbound.ts";
+import { Connection } from "../../lib/net/connection.ts";
 import { Logger } from "../../lib/net/log.ts";
+import type { Socket } from "../../lib/net/transport.ts";
 import { ALICE, BOB, config } from "../helpers/reducer.ts";
+
+/** A socket that sends nowhere (the pipeline only reads). */
+const quiet = (): Socket => ({
+  send: () => {},
+  close: () => {},
+  bufferedAmount: 0,
+  open: true,
+  onMessage: () => {},
+  onClose: () => {},
+});
+
+/** The real connection whose frames in flight the pipeline counts, over a quiet socket. */
+function connection(ctx: InboundContext): Connection {
+  return new Connection({
+    conn: 7,
+    addr: "127.0.0.1",
+    sock: quiet(),
+    limits: ctx.limits,
+    timers: { set: () => 0, clear: () => {} },
+    now: () => 1,
+    counters: ctx.counters,
+    log: ctx.log,
+    lingering: { add: () => {}, release: () => {} },
+    stamp: (t) => t,
+    onGone: () => {},
+  });
+}
 
 /** A pipeline whose digests resolve only when the test says so (frames stay in flight until then). */
 function pipeline() {
@@ -29,11 +58,11 @@ function pipeline() {
     digest: () => new Promise<string>((r) => pending.push(() => r("d"))),
     verify: () => Promise.resolve(false),
   };
-  const conn: InboundConn = { inbound: Promise.resolve(), inflight: 0, inflightBytes: 0, cut: false };
+  const conn = connection(ctx);
   const release = async () => {
     while (pending.length > 0 || conn.inflight > 0) {
       pending.splice(0).forEach((r) => r());
-      await conn.inbound;
+      await conn.settled();
     }
   };
   return { ctx, conn, events, counters, release };
@@ -101,4 +130,60 @@ Deno.test("a lone frame is taken whatever its size, and the count bound still ho
   assert.equal(counters.shed, 1);
   assert.equal(conn.inflight, 3);
   await release();
+});
+
+/**
+ * A pipeline on connection 7 of Alice (a user) whose key is `key`; `verify` accepts only `good`'s signatures and
+ * records the keys it is asked about; digests wait for the test, so frames stay in flight.
+ */
+function userPipeline(key: string, good: string) {
+  const p = pipeline();
+  const state = p.ctx.state();
+  state.users.set(ALICE, { userId: ALICE, pubkey: key, encPubkey: key, meta: null, version: 1 } as never);
+  state.conns.set(7, { role: "user", userId: ALICE } as never);
+  const asked: string[] = [];
+  p.ctx.verify = (k) => (asked.push(k), Promise.resolve(k === good));
+  return { ...p, state, asked };
+}
+
+const signedDm = JSON.stringify({
+  type: "MSG_DIRECT",
+  from: ALICE,
+  to: BOB,
+  ts: 1,
+  payload: { ciphertext: "C", sender_pub: "K", content_sig: "S" },
+  sig: "c2ln",
+});
+
+Deno.test("late re-verification: a frame whose key changed before its turn is verified again with the new key", async () => {
+  const { ctx, conn, events, release, state, asked } = userPipeline("OLD", "NEW");
+  onFrame(ctx, 7, conn, signedDm);
+  assert.deepEqual(asked, ["OLD"], "verification starts at once with the key in force");
+  // An earlier frame (a hello with a new key, a pin) changes Alice's key before this frame's turn.
+  state.users.set(ALICE, { ...state.users.get(ALICE)!, pubkey: "NEW" });
+  await release();
+  assert.deepEqual(asked, ["OLD", "NEW"], "verified again in its turn");
+  const ev = events[0];
+  assert.ok(ev.kind === "frame" && ev.parsed.ok);
+  assert.equal(ev.sig, "valid");
+  assert.equal(ev.sigKey, "NEW", "the key that verified is the one the reducer hears");
+});
+
+Deno.test("late re-verification: an unchanged key is verified once; a change to a key that did not sign refuses", async () => {
+  const same = userPipeline("K", "K");
+  onFrame(same.ctx, 7, same.conn, signedDm);
+  await same.release();
+  assert.deepEqual(same.asked, ["K"]);
+  assert.ok(same.events[0].kind === "frame" && same.events[0].sig === "valid");
+
+  // Signed by the key in force on arrival, but the key changed before its turn: the frame is judged on the new key.
+  const changed = userPipeline("K", "K");
+  onFrame(changed.ctx, 7, changed.conn, signedDm);
+  changed.state.users.set(ALICE, { ...changed.state.users.get(ALICE)!, pubkey: "OTHER" });
+  await changed.release();
+  assert.deepEqual(changed.asked, ["K", "OTHER"]);
+  const ev = changed.events[0];
+  assert.ok(ev.kind === "frame");
+  assert.equal(ev.sig, "invalid");
+  assert.equal(ev.sigKey, undefined);
 });

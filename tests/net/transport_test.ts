@@ -8,6 +8,7 @@ import {
   clientCloseCode,
   closeReason,
   denoTransport,
+  denoTransportWith,
   dialFailure,
   PortInUse,
   type Socket,
@@ -148,5 +149,65 @@ Deno.test("transport: a dialed socket closes with a client close code (PROFILE Â
     assert.equal(dialed.open, false);
   } finally {
     await raw.shutdown();
+  }
+});
+
+Deno.test("transport: a dial nobody answers is given up by its timer, and the timer goes when a dial opens", async () => {
+  // Timers the test fires: the give-up time is the dial's own timer, not the test's clock.
+  const armed = new Map<number, { fn: () => void; ms: number }>();
+  let next = 1;
+  const timers = {
+    set: (fn: () => void, ms: number) => (armed.set(next, { fn, ms }), next++),
+    clear: (h: unknown) => void armed.delete(h as number),
+  };
+  const transport = denoTransportWith({ timers });
+  // A TCP listener that takes the connection and never answers the upgrade.
+  const mute = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const c of mute) held.push(c);
+  })();
+  try {
+    let reason = "";
+    transport.dial(`ws://127.0.0.1:${mute.addr.port}/`, 30_000, {
+      onOpen: () => assert.fail("nobody answered"),
+      onFail: (r) => reason = r,
+    });
+    assert.deepEqual(
+      [...armed.values()].map((t) => t.ms),
+      [30_000],
+      "one give-up timer, for the dial's time",
+    );
+    await until(() => held.length === 1, "the TCP connection taken", 5000);
+    assert.equal(reason, "", "still connecting before the give-up time");
+    const [[h, t]] = [...armed];
+    armed.delete(h);
+    t.fn(); // the give-up time passes
+    await until(() => reason !== "", "the dial to fail once given up", 5000);
+    assert.match(reason, /^cannot connect to ws:\/\/127\.0\.0\.1/);
+    assert.equal(armed.size, 0);
+
+    // A dial that opens clears its timer.
+    const l = denoTransport.listen(
+      { host: "127.0.0.1", port: 0 },
+      (_req, _addr, accept) => accept!(30, () => {}).response,
+    );
+    try {
+      const s = await new Promise<Socket>((resolve, reject) =>
+        transport.dial(`ws://127.0.0.1:${l.port}/`, 30_000, { onOpen: resolve, onFail: reject })
+      );
+      assert.equal(armed.size, 0, "the give-up timer was cleared when the dial opened");
+      let closed = false;
+      s.onClose = () => closed = true;
+      s.close();
+      await until(() => closed, "the socket closed", 5000);
+    } finally {
+      await l.close();
+    }
+  } finally {
+    mute.close();
+    for (const c of held) c.close();
+    await accepting.catch(() => {});
+    transport.close();
   }
 });
