@@ -353,7 +353,9 @@ Deno.test(
       // node receives the frame and then the peer's close while the frame is still being verified.
       // DMs are held back and written together, followed at once by the close.
       const texts = Array.from({ length: 8 }, (_, i) => `sent ${i}, then the socket closed`);
-      const ws = (erin as unknown as { ws: WebSocket }).ws;
+      // The client's socket and its stop (reaching inside SocpClient: no public way to close without CTRL_CLOSE).
+      const inner = erin as unknown as { link: { ws: WebSocket }; shutdown(): void };
+      const ws = inner.link.ws;
       const send = ws.send.bind(ws);
       const held: string[] = [];
       ws.send = (d) => {
@@ -361,8 +363,7 @@ Deno.test(
         held.push(d);
         if (held.length < texts.length) return;
         for (const h of held) send(h);
-        (erin as unknown as { stopped: boolean }).stopped = true; // no reconnect that would send them again
-        ws.close();
+        inner.shutdown(); // closes the socket at once; no reconnect that would send them again
       };
       await Promise.all(texts.map((t) => erin.tell(FRANK, t)));
       const dms = () => fe.flatMap((e) => e.kind === "dm" && e.verified ? [e.text] : []);
