@@ -12,7 +12,6 @@ import { fixtureKey } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
 import { ScriptedServer } from "../helpers/scripted_server.ts";
 import { until } from "../helpers/until.ts";
-import { sleep } from "../helpers/ws_peer.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const [aliceKey, bobKey] = await Promise.all(["user5", "user6"].map(fixtureKey));
@@ -211,7 +210,10 @@ Deno.test("/file: a missing file, a file over the limit, and a transfer stopped 
     await chat.wait('* sending "mid.bin": 10%', 30_000);
     await bob.close(500);
     await chat.wait('! sending "mid.bin" stopped:', 15_000);
-    await sleep(2000);
+    // A DM sent now is answered (ACK: queued for bob) after the server's answers to every chunk sent before it (a
+    // connection's frames are answered in order): once the chat says so, any late refusal would be printed too.
+    await chat.type("/tell bob after the stop\n");
+    await chat.wait("* message to bob: accepted for delivery", 15_000);
     const lines = chat.out.split("\n");
     assert.equal(lines.filter((l) => l.includes("stopped")).length, 1, chat.out);
     assert.equal(lines.filter((l) => l.includes("unknown file_id")).length, 0, chat.out);

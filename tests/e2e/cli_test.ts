@@ -5,7 +5,8 @@ import { sealPrivateKey } from "../../lib/crypto/keyfile.ts";
 import { VERSION } from "../../lib/version.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
-import { RawPeer, sleep } from "../helpers/ws_peer.ts";
+import { until, within } from "../helpers/until.ts";
+import { RawPeer } from "../helpers/ws_peer.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -139,8 +140,8 @@ Deno.test({ name: "settings come from a .env file and the environment", ...opts 
     // The file's frame limit is in force: 5,000 bytes close the socket with 1009.
     const p = await RawPeer.open(node.url);
     p.send("x".repeat(5000));
-    const closed = await Promise.race([p.closed, sleep(10_000).then(() => null)]);
-    assert.equal(closed?.code, 1009);
+    const closed = await within(p.closed, "the socket closes");
+    assert.equal(closed.code, 1009);
     // The environment's log level (debug) beat the file's (warn).
     assert.ok(node.logs.some((l) => /DEBUG conn\.opened/.test(l)), node.logs.join("\n"));
   } finally {
@@ -186,7 +187,7 @@ Deno.test(
       })();
       const bobIn = bobCmd.stdin.getWriter();
       const enc = new TextEncoder();
-      for (let i = 0; i < 200 && !bobOut.join("").includes("connected to"); i++) await sleep(50);
+      await until(() => bobOut.join("").includes("connected to"), "bob is connected");
 
       const alice = await socp(["chat", "--server", node.url, "--name", "alice", "--key", aliceKey], {
         env,
@@ -206,7 +207,7 @@ Deno.test(
       assert.match(alice.stdout, /\/tell <user> <text>/);
       assert.match(alice.stdout, /unknown command \/nonsense/);
 
-      for (let i = 0; i < 300 && !bobOut.join("").includes("[dm] alice"); i++) await sleep(50); // 15 s deadline
+      await until(() => bobOut.join("").includes("[dm] alice"), "bob gets alice's DM", 15_000);
       assert.match(bobOut.join(""), /\[dm\] alice: hello from alice\n/);
       assert.ok(!bobOut.join("").includes("UNVERIFIED"));
       await bobIn.write(enc.encode("/tell alice gone\n/quit\n"));

@@ -26,9 +26,12 @@ function sign32(data: Buffer): string {
   );
 }
 /** Python-style json.dumps(sort_keys=True, separators=(",",":")) for flat ASCII payloads. */
-function sortedJson(o: Record<string, unknown>): string {
-  return "{" + Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${JSON.stringify(o[k])}`).join(",") +
-    "}";
+/** JSON with the keys of every object sorted, at every depth (the hello's ACK carries nested limits). */
+function sortedJson(o: unknown): string {
+  if (Array.isArray(o)) return "[" + o.map(sortedJson).join(",") + "]";
+  if (o === null || typeof o !== "object") return JSON.stringify(o);
+  const r = o as Record<string, unknown>;
+  return "{" + Object.keys(r).sort().map((k) => `${JSON.stringify(k)}:${sortedJson(r[k])}`).join(",") + "}";
 }
 function verifyAuto(pub: string, data: Buffer, sig: string): boolean {
   const key = nodeCrypto.createPublicKey({ key: Buffer.from(pub, "base64url"), format: "der", type: "spki" });

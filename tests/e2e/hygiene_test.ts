@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { NodeProcess } from "../helpers/node_process.ts";
+import { fixtureDataDir, NodeProcess } from "../helpers/node_process.ts";
 
 /** Sanitizers off: the node runs as a child process whose stderr pipe outlives single steps. */
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -38,7 +38,7 @@ async function rawStatus(port: number, host: string): Promise<string> {
 
 Deno.test({ name: "the data directory is 0700 and socp.db, -wal, -shm are 0600", ...opts }, async () => {
   const dir = join(Deno.makeTempDirSync({ prefix: "socp-modes-" }), "data");
-  const node = await NodeProcess.start({ dataDir: dir });
+  const node = await NodeProcess.start({ dataDir: dir, fresh: true }); // the node creates the directory
   try {
     assert.equal(mode(dir), 0o700);
     for (const f of ["socp.db", "socp.db-wal", "socp.db-shm", "node.secret"]) {
@@ -52,7 +52,14 @@ Deno.test({ name: "the data directory is 0700 and socp.db, -wal, -shm are 0600",
 Deno.test(
   { name: "wider modes left on the data directory are narrowed at start, with a log line", ...opts },
   async () => {
-    const dir = join(Deno.makeTempDirSync({ prefix: "socp-modes-" }), "data");
+    // A directory the node used before (a fixture identity: the test is about modes, not key generation).
+    const dir = await fixtureDataDir(
+      undefined,
+      join(Deno.makeTempDirSync({ prefix: "socp-modes-" }), "data"),
+      {
+        channel: true,
+      },
+    );
     const first = await NodeProcess.start({ dataDir: dir });
     await first.kill();
     Deno.chmodSync(dir, 0o755);

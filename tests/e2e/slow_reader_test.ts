@@ -114,7 +114,18 @@ Deno.test({
       );
       // DMs after the cut are queued for the (now offline) user, and the sender hears so (ACK; live delivery has none).
       await until(() => sender!.count("ACK") >= 2, "DMs after the cut are queued and ACKed", 30_000);
-      await new Promise((r) => setTimeout(r, 1000));
+      // Sampling goes on until the node has taken in every frame (two hellos and the 400 DMs) and carried out every
+      // effect: the peak covers all the work the DMs caused.
+      await until(
+        async () => {
+          const taken = await metric(node, "socp_frames_in_total") +
+            await metric(node, "socp_frames_shed_total");
+          return taken >= 402 && await metric(node, "socp_effects_waiting") === 0 &&
+            await metric(node, "socp_inflight_bytes_max") === 0;
+        },
+        "the node has handled every DM",
+        30_000,
+      );
     } finally {
       sampling = false;
       await sampler;

@@ -35,8 +35,11 @@ export class ChatProcess {
     await this.writer.write(new TextEncoder().encode(text));
   }
 
-  /** Wait until stdout holds `what` (deadline `ms`). */
-  wait(what: string | RegExp, ms = 15_000): Promise<true> {
+  /**
+   * Wait until stdout holds `what` (deadline `ms`: a bound on a wait, not a timing check; starting a chat process
+   * took over 15 s on two cores shared by many test processes).
+   */
+  wait(what: string | RegExp, ms = 30_000): Promise<true> {
     const hit = () => typeof what === "string" ? this.out.includes(what) : what.test(this.out);
     return until(() => hit(), `chat output ${what}; got:\n${this.out}\n${this.err}`, ms);
   }

@@ -10,7 +10,10 @@ export function fixtureText(name: string): string {
 
 const cache = new Map<string, Promise<PrivateKey>>();
 
-/** A fixture private key (user1..user6 are RSA-4096; rsa2048, rsa1024, rsa4096_e3 are bad keys). */
+/**
+ * A fixture private key: user1..user6 (users), node1..node8 (node identities) and channel1..channel4 (public-channel
+ * keys) are RSA-4096; rsa2048, rsa1024, rsa4096_e3 are bad keys.
+ */
 export function fixtureKey(name: string): Promise<PrivateKey> {
   let p = cache.get(name);
   if (!p) {

@@ -149,8 +149,3 @@ export class ScriptedServer {
     await this.server.finished;
   }
 }
-
-/** Frames in both directions on `conn` between `from` and `to` (ms timestamps). */
-export function framesBetween(conn: ScriptedConn, from: number, to: number): Frame[] {
-  return conn.log.filter((e) => e.at >= from && e.at < to).map((e) => e.frame);
-}

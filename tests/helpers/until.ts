@@ -14,3 +14,16 @@ export async function until<T>(
   }
   throw new Error(`timed out after ${ms} ms waiting for ${what}`);
 }
+
+/** `p`, or a failure naming `what` if it has not settled after `ms` (a deadline on a wait, not a timing check). */
+export async function within<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -17,8 +17,18 @@ import { fixtureKey } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
 import { type ScriptedConn, ScriptedServer } from "../helpers/scripted_server.ts";
 import { until } from "../helpers/until.ts";
-import { type Frame, sleep } from "../helpers/ws_peer.ts";
-import { deliverFrom, linked, noRefusals, opts, quietLink, readDeliver, TIMERS, watch } from "./common.ts";
+import type { Frame } from "../helpers/ws_peer.ts";
+import {
+  deliverFrom,
+  heartbeatRounds,
+  linked,
+  noRefusals,
+  opts,
+  quietLink,
+  readDeliver,
+  TIMERS,
+  watch,
+} from "./common.ts";
 
 const fKey = await fixtureKey("user5");
 const zed = { id: "2ed00000-0000-4000-8000-00000000002e", key: await fixtureKey("user6") };
@@ -147,14 +157,19 @@ Deno.test({ name: "our node and a server speaking every deployed dialect at once
     const hellos = fs.conns.slice(1).map((c) => c.received[0]?.type);
     assert.deepEqual(hellos, ["SERVER_HELLO_LINK", "SERVER_HELLO_JOIN"], "one LINK, then JOIN: no storm");
     const relink = fs.conns[2];
-    await sleep(1500);
+    // A DM sent now follows anything the node would resend on the new link (stored rows go out when a link comes
+    // up, before later traffic): once it is here, a resent DM for zoe would be too.
+    await client.tell(zed.id, "after the flap");
+    const toZed = (f: Frame) => f.type === "SERVER_DELIVER" && f.payload.user_id === zed.id;
+    const probe = await relink.waitFor(toZed, "the DM after the flap");
+    assert.equal(await readDeliver(zed.key, probe), "after the flap");
     const all = fs.conns.flatMap((c) => c.received);
     assert.equal(all.filter(toZoe).length, 1, "the DM for zoe was sent once, not resent after the flap");
-    assert.equal(all.filter((f) => f.type === "SERVER_DELIVER" && f.payload.user_id === zed.id).length, 1);
+    assert.equal(all.filter(toZed).length, 2, "each DM for zed sent once");
     assert.equal(got.filter((e) => e.kind === "dm").length, 1);
 
     // Idle: heartbeats only (ours and their echoes), flat, and the link outlives several link timeouts.
-    await quietLink("foreign server (echoes, key1, pings only, JOIN only, no ACK)", relink, 4000, 500);
+    await quietLink("foreign server (echoes, key1, pings only, JOIN only, no ACK)", relink, 6, 500);
     assert.equal(fs.conns.length, 3, "no redial while idle");
     assert.ok(relink.open);
     noRefusals(node, fs.conns, "foreign server"); // an ERROR is never answered with an ERROR either
@@ -199,7 +214,9 @@ Deno.test({
       "a JOIN after the closed LINK",
     );
     await linked(node, 1);
-    await sleep(6000); // three link timeouts: the re-linked connection holds, nothing is redialed
+    // Three link timeouts of the node's own clock (12 of its 0.5 s heartbeats): the re-linked connection holds,
+    // nothing is redialed.
+    await heartbeatRounds(server.conns[2], 12, "instant close on LINK");
     const hellos = server.conns.map((c) => c.received[0]?.type);
     console.log(`[interop] instant close on LINK: hellos seen ${JSON.stringify(hellos)}`);
     assert.deepEqual(hellos, ["SERVER_HELLO_JOIN", "SERVER_HELLO_LINK", "SERVER_HELLO_JOIN"]);

@@ -15,7 +15,7 @@ import { NodeProcess } from "../helpers/node_process.ts";
 import { ScriptedConn } from "../helpers/scripted_server.ts";
 import { ScriptedServer } from "../helpers/scripted_server.ts";
 import { until } from "../helpers/until.ts";
-import { type Frame, sleep } from "../helpers/ws_peer.ts";
+import type { Frame } from "../helpers/ws_peer.ts";
 import { deliverFrom, health, opts, readDeliver, TIMERS, watch } from "./common.ts";
 
 const pyKey = await fixtureKey("user5");
@@ -124,7 +124,7 @@ Deno.test(
     } finally {
       client?.close();
       conn.close();
-      await sleep(50);
+      await conn.closed;
       await node.kill();
     }
   },
