@@ -17,99 +17,33 @@
  * @module
  */
 import { reduce } from "../core/reduce.ts";
-import { type Effect, endpointUrl, type Event, type Limits, type State, type Step } from "../core/types.ts";
-import type { PrivateKey } from "../crypto/rsa.ts";
+import { type Effect, endpointUrl, type Event, type Step } from "../core/types.ts";
 import type { Envelope } from "../protocol/envelope.ts";
-import { setImmediate } from "node:timers";
 import { sha256HexSync } from "./digest.ts";
-import type { Counters } from "./counters.ts";
 import { probeSoftware, readSoftware, softwareEvent } from "./probe.ts";
 import { type InboundContext, onFrame } from "./inbound.ts";
-import type { Accept, Transport } from "./transport.ts";
+import type { Transport } from "./transport.ts";
 import type { Logger } from "./log.ts";
 import { Signer } from "./signer.ts";
 import { ChannelKeyHolder } from "./channel_key.ts";
 import { approxBytes, send } from "./outbound.ts";
 import { Connections } from "./connections.ts";
 import { Claims, forwarded, handOver as startHandover } from "./handover.ts";
-import { CrashOnlyWrites, persist } from "./persist.ts";
+import { CrashOnlyWrites, groupPersists, type PersistAll, persistAll } from "./persist.ts";
 import { PeerForms, peerKey } from "./forms.ts";
-import type { ChannelKeys, FrameSigner, StoreLike, Timers, Write } from "./ports.ts";
+import {
+  type ChannelKeys,
+  type FrameSigner,
+  runtimeTimers,
+  type StoreLike,
+  type Timers,
+  type Write,
+} from "./ports.ts";
 
 export type { ChannelKeys, Clock, FrameSigner, StoreLike, Timers, Write } from "./ports.ts";
 export { STORED_PAGE } from "./handover.ts";
-
-/** What the executor needs from the node. */
-export interface ExecutorContext {
-  /** The reducer's state to start from. */
-  state: State;
-  /** Where persist effects go. */
-  store: StoreLike;
-  /** How `dial` effects connect. */
-  transport: Transport;
-  /** The server's identity key (signs frames, opens wrapped channel keys). */
-  key: PrivateKey;
-  /** Passphrase that seals the channel key at rest. */
-  secret: string;
-  /** The public channel's private key, when this node holds it. */
-  channelKey: PrivateKey | null;
-  /** The node's limits. */
-  limits: Limits;
-  /** Where the executor logs. */
-  log: Logger;
-  /** Counters for `/metrics`. */
-  counters: Counters;
-  /** Called on each failed store write (crash-only: the node stops). */
-  onStoreFailed(error: unknown): void;
-  /** The clock (default `Date.now`). */
-  now?: () => number;
-  /** Reads a server's `software` (default: its `/.well-known/socp`, {@linkcode readSoftware}). */
-  readSoftware?: (url: string) => Promise<string>;
-  /** Timers (default `setTimeout`/`clearTimeout`). */
-  timers?: Timers;
-  /** Signs outbound frames (default an RSA {@linkcode Signer} over `key`). */
-  signer?: FrameSigner;
-  /** The channel key holder, given dispatch and the crash-only writes (default a {@linkcode ChannelKeyHolder}). */
-  channelKeys?: (dispatch: (ev: Event) => void, write: Write) => ChannelKeys;
-  /** Inbound SHA-256 (default WebCrypto), see {@linkcode InboundContext}. */
-  digest?: InboundContext["digest"];
-  /** Inbound signature check (default RSA-PSS), see {@linkcode InboundContext}. */
-  verify?: InboundContext["verify"];
-  /** Fresh ids for the reducer (default `crypto.randomUUID`). */
-  fresh?: () => string;
-  /** The envelope `id` of each frame sent (PROFILE §15; default `crypto.randomUUID`). */
-  frameId?: () => string;
-  /** Called after each event the reducer handled, with its step (before the effects run). */
-  onStep?: (ev: Event, step: Step) => void;
-  /** Bytes of frames handed to the sockets per turn of the event loop (default 1 MiB; see `execute`). */
-  turnBytes?: number;
-}
-
-/** A running executor. */
-export interface Executor {
-  /** The reducer's state now. */
-  state(): State;
-  /** Hand an event to the reducer and carry out its effects. */
-  dispatch(ev: Event): void;
-  /** Accept a WebSocket upgrade from `addr` as a new connection (429 while too many from it linger). */
-  upgrade(addr: string, accept: Accept, idleTimeoutS: number): Response;
-  /** While a first server creates its channel key at start: resolves once it exists. */
-  channelPending(): Promise<void> | undefined;
-  /** Start is over: a channel key created from now on does not hold connections back. */
-  started(): void;
-  /** Open connections. */
-  connections(): number;
-  /** The most bytes waiting for one connection now: signed frames in its queue plus its socket buffer. */
-  maxUnsent(): number;
-  /** The most bytes of frames received on one connection and not yet reduced (bounded by `INFLIGHT_BYTES`). */
-  maxInflight(): number;
-  /** Effects the reducer emitted that wait for a turn of the event loop (see the fan-out budget). */
-  effectsWaiting(): number;
-  /** Signatures made (for `/metrics`). */
-  signatures(): number;
-  /** Stop: no more dials, every connection closed (1001). */
-  stop(): void;
-}
+export type { Executor, ExecutorContext } from "./executor_types.ts";
+import type { Executor, ExecutorContext } from "./executor_types.ts";
 
 /** How stored rows are handed over: the frame to send for each, deleted after (else kept), for the log. */
 type Stored = {
@@ -130,11 +64,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   const software = ctx.readSoftware ?? readSoftware;
   let state = ctx.state;
   const signer: FrameSigner = ctx.signer ?? new Signer(ctx.key, 128, sha256HexSync);
-  const timers: Timers = ctx.timers ?? {
-    set: (fn, ms) => setTimeout(fn, ms),
-    clear: (h) => clearTimeout(h as number),
-    immediate: (fn) => void setImmediate(fn),
-  };
+  const timers: Timers = ctx.timers ?? runtimeTimers;
   const nextTurn = (fn: () => void) => timers.immediate ? timers.immediate(fn) : timers.set(fn, 0);
   const claims = new Claims(); // offline-queue rows being handed over now
   const forms = new PeerForms();
@@ -196,13 +126,10 @@ export function createExecutor(ctx: ExecutorContext): Executor {
 
   /**
    * Effects run in the order the reducer emitted them, across events, but at most `TURN_BYTES` of frames go to
-   * the sockets per turn of the event loop; the rest wait here (as the reducer's own effect objects) for the next
-   * turn. A hello at N users online emits N snapshot adverts and N copies of the newcomer's advert, and every frame
-   * handed to a socket is copied into the runtime until it is written: without the budget a burst of hellos
-   * copies them all in one turn (the allocator then keeps that peak long after), and the newcomer's ACK, the first
-   * effect, is not written until the whole fan-out has been handed over.
+   * the sockets per turn; the rest wait here for the next turn (a hello at N users online fans out 2N adverts:
+   * copied into the runtime in one turn they make a peak the allocator keeps, and delay the newcomer's ACK).
    */
-  const backlog: Effect[] = [];
+  const backlog: (Effect | PersistAll)[] = [];
   /** Seen-cache keys to persist at the end of this turn (PROFILE §16). */
   const pendingSeen: [string, number][] = [];
   let head = 0;
@@ -214,7 +141,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
 
   function execute(effects: Effect[]): void {
     if (writes.failed) return; // the node is stopping: nothing the reducer decides now is carried out
-    for (const fx of effects) backlog.push(fx);
+    for (const fx of groupPersists(effects)) backlog.push(fx);
     if (!draining && !resumeSet) runBacklog(turnBytes);
   }
 
@@ -266,7 +193,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   }
 
   /** Carry out one effect; false after a failed store write (nothing queued after it may run). */
-  function run(fx: Effect): boolean {
+  function run(fx: Effect | PersistAll): boolean {
     switch (fx.kind) {
       case "send": {
         const { conn, frame } = fx;
@@ -322,10 +249,13 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       case "adoptChannel":
         channel.adopt(fx.version, fx.creatorPub, fx.wrappedKey);
         break;
-      case "persist":
+      case "persist": // a step's persist effects come grouped (persistAll), in one transaction
+      case "persistAll": {
+        const ops = fx.kind === "persist" ? [fx.op] : fx.ops;
         // Nothing after a failed write may claim it succeeded: the node is stopping.
-        if (!write(() => persist(store, fx.op, now(), pendingSeen))) return false;
+        if (!write(() => persistAll(store, ops, now(), pendingSeen))) return false;
         break;
+      }
       case "log":
         log.log(fx.level, fx.event, fx.fields);
         break;

@@ -19,12 +19,45 @@
  * ```
  * @module
  */
-import type { PersistOp } from "../core/types.ts";
+import type { Effect, PersistOp } from "../core/types.ts";
 import { canonicalJson } from "../protocol/canonical_json.ts";
 import { msgRef } from "../protocol/msg_ref.ts";
 import { sha256Sync } from "./digest.ts";
 import type { Logger } from "./log.ts";
 import type { StoreLike } from "./ports.ts";
+
+/** One step's persist effects as one write: see {@linkcode groupPersists}. */
+export type PersistAll = { kind: "persistAll"; ops: PersistOp[] };
+
+/**
+ * One step's persist effects as one write (one transaction when the store has `tx`), at the place of the first:
+ * a later one moves up past sends, closes and log lines only, never past an effect that reads or writes the store
+ * or the channel. So a step's writes land together or not at all. As two writes, a DM queued for an offline user
+ * with its msg_ref not yet remembered (the second write failed, the node stopped) was queued again when the
+ * sender's server resent it after the restart (found by the simulation: tests/sim, seed 116). Writing earlier
+ * than the reducer listed it is safe: nothing is announced before what it announces is on disk.
+ */
+export function groupPersists(effects: Effect[]): (Effect | PersistAll)[] {
+  const out: (Effect | PersistAll)[] = [];
+  let batch: PersistOp[] | null = null;
+  for (const fx of effects) {
+    if (fx.kind === "persist") {
+      if (batch) batch.push(fx.op);
+      else out.push({ kind: "persistAll", ops: batch = [fx.op] });
+      continue;
+    }
+    if (fx.kind !== "send" && fx.kind !== "close" && fx.kind !== "log") batch = null;
+    out.push(fx);
+  }
+  return out;
+}
+
+/** Make a step's persist ops durable, in one transaction when there are several and the store has `tx`. */
+export function persistAll(store: StoreLike, ops: PersistOp[], now: number, seen: [string, number][]): void {
+  const all = () => ops.forEach((op) => persist(store, op, now, seen));
+  if (ops.length > 1 && store.tx) store.tx(all);
+  else all();
+}
 
 /**
  * Make one persist op durable in `store`. `now` stamps the rows whose op carries no time of its own; a `seen` op

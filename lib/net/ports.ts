@@ -13,9 +13,12 @@
 import type { Effect, ServerRecord, UserRecord } from "../core/types.ts";
 import type { SealedKey } from "../crypto/keyfile.ts";
 import type { Envelope } from "../protocol/envelope.ts";
+import { setImmediate } from "node:timers";
 
 /** The store writes and reads the executor makes (lib/store/sqlite.ts's `Store` implements it). */
 export interface StoreLike {
+  /** Run `fn` in one transaction (optional: without it, a step's writes are made one by one). */
+  tx?<T>(fn: () => T): T;
   /** Insert or replace a user. */
   upsertUser(u: UserRecord, now?: number): void;
   /** Pin a server's key and endpoint. */
@@ -71,6 +74,13 @@ export interface Timers {
   /** Run `fn` on the next turn of the event loop, after pending I/O (default `setImmediate`; else `set(fn, 0)`). */
   immediate?(fn: () => void): void;
 }
+
+/** The runtime's timers (`setTimeout`, `clearTimeout`, `setImmediate`): the default wherever `Timers` are taken. */
+export const runtimeTimers: Timers = {
+  set: (fn, ms) => setTimeout(fn, ms),
+  clear: (h) => clearTimeout(h as number),
+  immediate: (fn) => void setImmediate(fn),
+};
 
 /** The clock: milliseconds since the epoch (default `Date.now`). */
 export type Clock = () => number;

@@ -79,8 +79,9 @@ export class Store {
     }
   }
 
-  /** Run `fn` in one transaction. */
+  /** Run `fn` in one transaction (inside another one, `fn` is part of it). */
   tx<T>(fn: () => T): T {
+    if (this.db.isTransaction) return fn();
     this.db.exec("BEGIN IMMEDIATE");
     try {
       const r = fn();

@@ -5,9 +5,16 @@
  * every write after a failed one.
  */
 import assert from "node:assert/strict";
-import type { PersistOp } from "../../lib/core/types.ts";
+import type { Effect, PersistOp } from "../../lib/core/types.ts";
 import { Store } from "../../lib/store/sqlite.ts";
-import { CrashOnlyWrites, outboxRef, persist } from "../../lib/net/persist.ts";
+import {
+  CrashOnlyWrites,
+  groupPersists,
+  outboxRef,
+  persist,
+  type PersistAll,
+  persistAll,
+} from "../../lib/net/persist.ts";
 import type { StoreLike } from "../../lib/net/ports.ts";
 import { Logger } from "../../lib/net/log.ts";
 import type { Envelope } from "../../lib/protocol/envelope.ts";
@@ -124,4 +131,46 @@ Deno.test("crash-only writes: the first failure is logged and reported once, and
   assert.equal(failures.length, 1);
   assert.match(String(failures[0]), /disk full/);
   assert.ok(lines.some((l) => l.includes("store.write_failed")));
+});
+
+Deno.test("a step's persist effects are one transaction: a failure in the second leaves nothing of the first", () => {
+  const effects: Effect[] = [
+    { kind: "persist", op: { op: "enqueue", userId: ALICE, frame: dm(ALICE), now: NOW } },
+    { kind: "log", level: "info", event: "dm.queued", fields: {} },
+    { kind: "send", conn: 1, frame: dm(BOB), sign: true },
+    { kind: "persist", op: { op: "acceptRef", ref: "ref-9", now: NOW } },
+    { kind: "deliverQueued", conn: 2, userId: BOB, notBefore: 0 },
+    { kind: "persist", op: { op: "setHome", userId: BOB, serverId: OTHER } },
+  ];
+  const grouped = groupPersists(effects);
+  assert.deepEqual(grouped.map((fx) => fx.kind), [
+    "persistAll",
+    "log",
+    "send",
+    "deliverQueued",
+    "persistAll",
+  ]);
+  const first = grouped[0] as PersistAll;
+  assert.deepEqual(
+    first.ops.map((o) => o.op),
+    ["enqueue", "acceptRef"],
+    "moved up past a log line and a send",
+  );
+
+  const store = Store.open(":memory:");
+  try {
+    // The second write fails (as a full disk would): the first is rolled back with it.
+    const failing: StoreLike = Object.assign(Object.create(store), {
+      tx: <T>(fn: () => T) => store.tx(fn),
+      acceptRef: () => {
+        throw new Error("disk full");
+      },
+    });
+    assert.throws(() => persistAll(failing, first.ops, NOW, []), /disk full/);
+    assert.deepEqual(store.queuedIds(ALICE, 0), [], "the DM is not queued without its msg_ref");
+    persistAll(store, first.ops, NOW, []);
+    assert.equal(store.queuedIds(ALICE, 0).length, 1);
+  } finally {
+    store.close();
+  }
 });

@@ -68,11 +68,10 @@ Deno.test("simulation seed 302 (store failures): a DM whose enqueue failed is no
 Deno.test({
   name:
     "simulation seed 116 (store failures): a DM queued just before its node stopped on a failed write is not queued again",
-  // Fails today: the reducer's `enqueue` and `acceptRef` are two writes, not one transaction. When the second
-  // fails the node stops with the DM queued but its msg_ref not remembered; after the restart the sender's
-  // server resends (it had no ACK), the node queues the DM again, and the user gets it twice (a client's dedupe
-  // hides it). Fix: write one step's persist effects in one transaction (lib/net/executor.ts, lib/store).
-  ignore: true,
+  // The reducer's `enqueue` and `acceptRef` were two writes. When the second failed the node stopped with the DM
+  // queued but its msg_ref not remembered; after the restart the sender's server resent it (it had no ACK), the
+  // node queued the DM again, and the user got it twice (a client's dedupe hid it). A step's persist effects are
+  // now one transaction (lib/net/persist.ts, groupPersists).
   fn: async () => {
     // The storm with failing writes and stalled readers as it was when found (no client-core users).
     const sc: Scenario = { ...STORM, faults: { ...STORM.faults, stall: 0.01, storeFail: 0.002 } };

@@ -547,6 +547,7 @@ export class Sim {
       f.apply(db, a);
     };
     return {
+      tx: (fn) => db.tx(fn),
       upsertUser: w(db.upsertUser),
       pinServer: w(db.pinServer),
       setServerId: w(db.setServerId),
