@@ -22,8 +22,6 @@ import type { Envelope } from "../protocol/envelope.ts";
 import { sha256HexSync } from "./digest.ts";
 import { probeSoftware, readSoftware, softwareEvent } from "./probe.ts";
 import { type InboundContext, onFrame } from "./inbound.ts";
-import type { Transport } from "./transport.ts";
-import type { Logger } from "./log.ts";
 import { Signer } from "./signer.ts";
 import { ChannelKeyHolder } from "./channel_key.ts";
 import { approxBytes, send } from "./outbound.ts";
@@ -31,14 +29,7 @@ import { Connections } from "./connections.ts";
 import { Claims, forwarded, handOver as startHandover } from "./handover.ts";
 import { CrashOnlyWrites, groupPersists, type PersistAll, persistAll } from "./persist.ts";
 import { PeerForms, peerKey } from "./forms.ts";
-import {
-  type ChannelKeys,
-  type FrameSigner,
-  runtimeTimers,
-  type StoreLike,
-  type Timers,
-  type Write,
-} from "./ports.ts";
+import { type ChannelKeys, type FrameSigner, runtimeTimers, type Timers, type Write } from "./ports.ts";
 
 export type { ChannelKeys, Clock, FrameSigner, StoreLike, Timers, Write } from "./ports.ts";
 export { STORED_PAGE } from "./handover.ts";
