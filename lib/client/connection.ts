@@ -7,7 +7,7 @@
  * @module
  */
 import type { PayloadOf } from "../protocol/messages.ts";
-import { SOFTWARE } from "../version.ts";
+import { SOFTWARE } from "../protocol/version.ts";
 import {
   type CoreState,
   HELLO_SILENCE_MS,

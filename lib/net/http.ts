@@ -11,7 +11,7 @@
  * @module
  */
 import type { State } from "../core/types.ts";
-import { SOFTWARE, VERSION } from "../version.ts";
+import { SOFTWARE, VERSION } from "../protocol/version.ts";
 import { type NetworkSnapshot, webRoute } from "../web/routes.ts";
 
 import type { Counters } from "./counters.ts";

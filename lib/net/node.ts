@@ -170,10 +170,10 @@ function exposedGc(): ((options?: Record<string, string>) => void) | undefined {
 /**
  * Garbage collection while the node is busy moving big frames. A received or sent frame's text lives outside
  * V8's small heap (large-object pages and the runtime's buffers), so V8 does not feel the pressure and collects
- * late: a user sending DMs of 200 KB to someone who never reads grew the node by ~120 MiB of dead frame text
- * before V8 collected (tests/bench/hostile_memory.ts). One full collection per `BUSY_GC_BYTES` (8 MiB) of frames
- * in or out bounds that; its pause on the node's heap of a few tens of MiB is a few milliseconds, i.e. well under
- * the cost of receiving 8 MiB of frames. Without `--expose-gc` this does nothing.
+ * late: a user sending DMs of 200 KB to someone who never reads grew the node by ~120 MiB before V8 collected
+ * (tests/bench/hostile_memory.ts, docs/BENCHMARKS.md). One full collection per `BUSY_GC_BYTES` (8 MiB) of frames
+ * in or out bounds that; each paused the node 8-12 ms in tests/e2e/idle_gc_test.ts, well under what receiving,
+ * checking and re-signing 8 MiB of frames costs. Without `--expose-gc` this does nothing.
  */
 function busyCollector(log: Logger): NodeParts["onBytes"] {
   const gc = exposedGc();
