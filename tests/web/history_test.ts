@@ -2,8 +2,9 @@
  * The web app's history and tabs in a real browser (Debian Chromium through playwright-core, a persistent
  * profile): the encrypted history after a reload and after a browser restart, two tabs of one identity on one
  * connection (and the next tab taking over when the first closes), the same identity connected elsewhere shown in
- * words without a reconnect war, deleting a conversation, and sign-out. The cases run in order and share the
- * profile, the node and the terminal-side user.
+ * words without a reconnect war, deleting a conversation, and sign-out. Each case builds on the one before
+ * (the history it checks was made earlier), so they are steps of one test that starts the node, the profile and
+ * the terminal-side user it shares (`await using`).
  *
  * Sanitizers are off: playwright keeps its pipe to the browser and its timers open across tests.
  */
@@ -26,18 +27,10 @@ import { NodeProcess } from "../helpers/node_process.ts";
 import { until } from "../helpers/until.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
-const tmp = Deno.makeTempDirSync({ prefix: "socp-web-history-" });
-const profile = `${tmp}/profile`;
 const U_ALICE = "a11ce000-0000-4000-8000-0000000000a5";
 const U_TOM = "70a00000-0000-4000-8000-0000000000b6";
 const PASS = "alice's long passphrase";
 
-let n1: NodeProcess;
-let ctx: BrowserContext;
-let page: Page;
-let errors: string[];
-let tom: SocpClient;
-let tomGot: ClientEvent[];
 const fileBytes = new TextEncoder().encode("kept file line\n".repeat(4000));
 
 function watch(c: SocpClient): ClientEvent[] {
@@ -56,60 +49,6 @@ function tellAt(c: SocpClient, to: string, text: string, ts: number): void {
   c.core.tell(to, text, ts);
   (c as unknown as { link: { pump(): void } }).link.pump(); // carry out what the core asked for
 }
-
-async function openPage(): Promise<Page> {
-  const p = await ctx.newPage();
-  p.setDefaultTimeout(30_000);
-  errors = collectErrors(p);
-  await p.goto(n1.http);
-  return p;
-}
-
-Deno.test({ name: "web history: a conversation, a file and unread counts", ...opts }, async () => {
-  n1 = await NodeProcess.start({ dataDir: `${tmp}/n1` });
-  const file = await sealUserKeyFile(
-    { userId: U_ALICE, displayName: "alice", key: await fixtureKey("user5") },
-    PASS,
-  );
-  Deno.writeTextFileSync(`${tmp}/alice.json`, JSON.stringify(file));
-  ctx = await launchPersistent(profile);
-  page = await openPage();
-  await importIdentity(page, `${tmp}/alice.json`, PASS);
-
-  tom = await SocpClient.connect(n1.url, {
-    userId: U_TOM,
-    key: await fixtureKey("user6"),
-    displayName: "tom",
-  });
-  tomGot = watch(tom);
-  await until(() => tom.directory.has(U_ALICE), "tom sees alice", 30_000);
-  await tom.tell(U_ALICE, "hello alice, this is tom");
-  await page.locator(`button.conv-item[data-conv="${U_TOM}"] .badge:has-text("1")`).waitFor();
-  await openConversation(page, U_TOM);
-  await typeMessage(page, "hi tom");
-  await until(() => tomGot.some((e) => e.kind === "dm" && e.text === "hi tom"), "tom gets alice's reply");
-  // Sent later with an earlier time: shown in send order, before the reply.
-  const now = Date.now();
-  tellAt(tom, U_ALICE, "written a minute ago", now - 60_000);
-  await until(
-    async () => (await messageTexts(page)).includes("written a minute ago"),
-    "the late message",
-    30_000,
-  );
-  assert.deepEqual(await messageTexts(page), ["written a minute ago", "hello alice, this is tom", "hi tom"]);
-  // A file: an offer first, kept in the history once accepted.
-  const sending = tom.sendFile(U_ALICE, "kept.txt", fileBytes);
-  await page.locator('#messages .file[data-phase="offered"] button.accept-file').click();
-  await sending;
-  await page.locator('#messages a.download[download="kept.txt"]').waitFor({ timeout: 60_000 });
-  await page.locator('#messages .kept[data-kept="yes"]').waitFor();
-  // Two messages arrive while alice looks at the public channel: 2 unread.
-  await openConversation(page, "public");
-  await tom.tell(U_ALICE, "unread one");
-  await tom.tell(U_ALICE, "unread two");
-  await page.locator(`button.conv-item[data-conv="${U_TOM}"] .badge:has-text("2")`).waitFor();
-  assert.deepEqual(errors, []);
-});
 
 async function checkRestored(p: Page, unread: number, more: string[]): Promise<void> {
   await p.locator(`button.conv-item[data-conv="${U_TOM}"] .badge:has-text("${unread}")`).waitFor();
@@ -137,17 +76,6 @@ async function checkRestored(p: Page, unread: number, more: string[]): Promise<v
   assert.equal(await sha256Hex(await Deno.readFile((await dl.path())!)), await sha256Hex(fileBytes));
 }
 
-Deno.test({ name: "web history: everything is where it was after a reload", ...opts }, async () => {
-  await page.reload();
-  await waitOnline(page);
-  await checkRestored(page, 2, []);
-  // One more, unread, for the restart.
-  await openConversation(page, "public");
-  await tom.tell(U_ALICE, "while you were away");
-  await page.locator(`button.conv-item[data-conv="${U_TOM}"] .badge:has-text("1")`).waitFor();
-  await until(async () => (await storedCount(page)) === 7, "the message is stored", 10_000);
-});
-
 /** How many messages the page's history store holds. */
 function storedCount(p: Page): Promise<number> {
   return inPage<number>(
@@ -163,17 +91,109 @@ function storedCount(p: Page): Promise<number> {
 }
 
 Deno.test(
-  { name: "web history: ... and after a browser restart; it is stored only as ciphertext", ...opts },
-  async () => {
-    await ctx.close();
-    ctx = await launchPersistent(profile);
-    page = await openPage();
-    await waitOnline(page, 60_000);
-    await checkRestored(page, 1, ["while you were away"]);
-    // At rest: no record holds the text; the history key is a non-extractable AES-GCM CryptoKey.
-    const r = await inPage<{ records: number; plain: boolean; extractable: boolean; alg: string }>(
-      page,
-      `new Promise((resolve, reject) => {
+  { name: "web history: one identity's history, tabs and sign-out in one profile", ...opts },
+  async (t) => {
+    await using stack = new AsyncDisposableStack();
+    const tmp = Deno.makeTempDirSync({ prefix: "socp-web-history-" });
+    const profile = `${tmp}/profile`;
+    const n1 = await NodeProcess.start({ dataDir: `${tmp}/n1` });
+    stack.defer(async () => {
+      const bad = n1.logs.filter((l) => /ERROR|panic|uncaught/i.test(l));
+      if (bad.length) console.log(`node errors:\n${bad.slice(-20).join("\n")}`);
+      await n1.kill();
+    });
+    let ctx!: BrowserContext;
+    stack.defer(async () => {
+      await ctx?.close();
+    });
+    let tom!: SocpClient;
+    let tomGot: ClientEvent[] = [];
+    stack.defer(async () => {
+      await tom?.close();
+    });
+    let errors: string[] = [];
+    let page: Page;
+    let page2: Page;
+    async function openPage(): Promise<Page> {
+      const p = await ctx.newPage();
+      p.setDefaultTimeout(30_000);
+      errors = collectErrors(p);
+      await p.goto(n1.http);
+      return p;
+    }
+
+    await t.step("web history: a conversation, a file and unread counts", async () => {
+      const file = await sealUserKeyFile(
+        { userId: U_ALICE, displayName: "alice", key: await fixtureKey("user5") },
+        PASS,
+      );
+      Deno.writeTextFileSync(`${tmp}/alice.json`, JSON.stringify(file));
+      ctx = await launchPersistent(profile);
+      page = await openPage();
+      await importIdentity(page, `${tmp}/alice.json`, PASS);
+
+      tom = await SocpClient.connect(n1.url, {
+        userId: U_TOM,
+        key: await fixtureKey("user6"),
+        displayName: "tom",
+      });
+      tomGot = watch(tom);
+      await until(() => tom.directory.has(U_ALICE), "tom sees alice", 30_000);
+      await tom.tell(U_ALICE, "hello alice, this is tom");
+      await page.locator(`button.conv-item[data-conv="${U_TOM}"] .badge:has-text("1")`).waitFor();
+      await openConversation(page, U_TOM);
+      await typeMessage(page, "hi tom");
+      await until(() => tomGot.some((e) => e.kind === "dm" && e.text === "hi tom"), "tom gets alice's reply");
+      // Sent later with an earlier time: shown in send order, before the reply.
+      const now = Date.now();
+      tellAt(tom, U_ALICE, "written a minute ago", now - 60_000);
+      await until(
+        async () => (await messageTexts(page)).includes("written a minute ago"),
+        "the late message",
+        30_000,
+      );
+      assert.deepEqual(await messageTexts(page), [
+        "written a minute ago",
+        "hello alice, this is tom",
+        "hi tom",
+      ]);
+      // A file: an offer first, kept in the history once accepted.
+      const sending = tom.sendFile(U_ALICE, "kept.txt", fileBytes);
+      await page.locator('#messages .file[data-phase="offered"] button.accept-file').click();
+      await sending;
+      await page.locator('#messages a.download[download="kept.txt"]').waitFor({ timeout: 60_000 });
+      await page.locator('#messages .kept[data-kept="yes"]').waitFor();
+      // Two messages arrive while alice looks at the public channel: 2 unread.
+      await openConversation(page, "public");
+      await tom.tell(U_ALICE, "unread one");
+      await tom.tell(U_ALICE, "unread two");
+      await page.locator(`button.conv-item[data-conv="${U_TOM}"] .badge:has-text("2")`).waitFor();
+      assert.deepEqual(errors, []);
+    });
+
+    await t.step("web history: everything is where it was after a reload", async () => {
+      await page.reload();
+      await waitOnline(page);
+      await checkRestored(page, 2, []);
+      // One more, unread, for the restart.
+      await openConversation(page, "public");
+      await tom.tell(U_ALICE, "while you were away");
+      await page.locator(`button.conv-item[data-conv="${U_TOM}"] .badge:has-text("1")`).waitFor();
+      await until(async () => (await storedCount(page)) === 7, "the message is stored", 10_000);
+    });
+
+    await t.step(
+      "web history: ... and after a browser restart; it is stored only as ciphertext",
+      async () => {
+        await ctx.close();
+        ctx = await launchPersistent(profile);
+        page = await openPage();
+        await waitOnline(page, 60_000);
+        await checkRestored(page, 1, ["while you were away"]);
+        // At rest: no record holds the text; the history key is a non-extractable AES-GCM CryptoKey.
+        const r = await inPage<{ records: number; plain: boolean; extractable: boolean; alg: string }>(
+          page,
+          `new Promise((resolve, reject) => {
         const o = indexedDB.open("socp-chat");
         o.onerror = () => reject(o.error);
         o.onsuccess = () => {
@@ -193,73 +213,74 @@ Deno.test(
           };
         };
       })`,
+        );
+        assert.equal(r.records, 7);
+        assert.equal(r.plain, false);
+        assert.equal(r.extractable, false);
+        assert.equal(r.alg, "AES-GCM");
+      },
     );
-    assert.equal(r.records, 7);
-    assert.equal(r.plain, false);
-    assert.equal(r.extractable, false);
-    assert.equal(r.alg, "AES-GCM");
-  },
-);
 
-let page2: Page;
-
-Deno.test(
-  { name: "web tabs: two tabs of one identity share one connection and one state", ...opts },
-  async () => {
-    const hellos = () => n1.logs.filter((l) => l.includes(U_ALICE) && /NAME_IN_USE/.test(l)).length;
-    const before = hellos();
-    page2 = await openPage();
-    const errors2 = errors;
-    await waitOnline(page2, 60_000);
-    await page2.locator(`button.conv-item[data-conv="${U_TOM}"]`).click();
-    await until(async () => (await messageTexts(page2)).includes("unread two"), "tab 2 shows the history");
-    // Written in the second tab, sent over the first tab's connection; both tabs show it.
-    await typeMessage(page2, "from the second tab");
-    await until(
-      () => tomGot.some((e) => e.kind === "dm" && e.text === "from the second tab" && e.verified),
-      "tom gets it",
+    await t.step(
+      "web tabs: two tabs of one identity share one connection and one state",
+      async () => {
+        const hellos = () => n1.logs.filter((l) => l.includes(U_ALICE) && /NAME_IN_USE/.test(l)).length;
+        const before = hellos();
+        page2 = await openPage();
+        const errors2 = errors;
+        await waitOnline(page2, 60_000);
+        await page2.locator(`button.conv-item[data-conv="${U_TOM}"]`).click();
+        await until(
+          async () => (await messageTexts(page2)).includes("unread two"),
+          "tab 2 shows the history",
+        );
+        // Written in the second tab, sent over the first tab's connection; both tabs show it.
+        await typeMessage(page2, "from the second tab");
+        await until(
+          () => tomGot.some((e) => e.kind === "dm" && e.text === "from the second tab" && e.verified),
+          "tom gets it",
+        );
+        await until(async () => (await messageTexts(page)).includes("from the second tab"), "tab 1 shows it");
+        await tom.tell(U_ALICE, "to both tabs");
+        await until(async () => (await messageTexts(page2)).includes("to both tabs"), "tab 2 gets tom's DM");
+        await until(async () => (await messageTexts(page)).includes("to both tabs"), "tab 1 gets tom's DM");
+        // A file offered to both tabs, accepted in the second: the first tab's connection decrypts it, both offer it.
+        const shared = new TextEncoder().encode("for both tabs\n".repeat(500));
+        const sending = tom.sendFile(U_ALICE, "for-both.txt", shared);
+        await page2.locator('#messages .file[data-phase="offered"] button.accept-file').click({
+          timeout: 60_000,
+        });
+        await sending;
+        for (const p of [page2, page]) {
+          const link = p.locator('#messages a.download[download="for-both.txt"]');
+          await link.waitFor({ timeout: 60_000 });
+          const [dl] = await Promise.all([p.waitForEvent("download", { timeout: 30_000 }), link.click()]);
+          assert.equal(await sha256Hex(await Deno.readFile((await dl.path())!)), await sha256Hex(shared));
+        }
+        // One session at the server: alice is online once, nothing was refused.
+        const net = await (await fetch(`${n1.http}/api/network`)).json();
+        assert.equal(net.users_online.filter((u: { user_id: string }) => u.user_id === U_ALICE).length, 1);
+        assert.equal(hellos(), before);
+        assert.equal(await page2.locator("text=NAME_IN_USE").count(), 0);
+        // The first tab closes: the second takes the connection over.
+        await page.close();
+        await tom.tell(U_ALICE, "after the first tab closed");
+        await until(
+          async () => (await messageTexts(page2)).includes("after the first tab closed"),
+          "tab 2 gets it on its own connection",
+          60_000,
+        );
+        await waitOnline(page2);
+        page = page2;
+        assert.deepEqual(errors2, []);
+      },
     );
-    await until(async () => (await messageTexts(page)).includes("from the second tab"), "tab 1 shows it");
-    await tom.tell(U_ALICE, "to both tabs");
-    await until(async () => (await messageTexts(page2)).includes("to both tabs"), "tab 2 gets tom's DM");
-    await until(async () => (await messageTexts(page)).includes("to both tabs"), "tab 1 gets tom's DM");
-    // A file offered to both tabs, accepted in the second: the first tab's connection decrypts it, both offer it.
-    const shared = new TextEncoder().encode("for both tabs\n".repeat(500));
-    const sending = tom.sendFile(U_ALICE, "for-both.txt", shared);
-    await page2.locator('#messages .file[data-phase="offered"] button.accept-file').click({
-      timeout: 60_000,
-    });
-    await sending;
-    for (const p of [page2, page]) {
-      const link = p.locator('#messages a.download[download="for-both.txt"]');
-      await link.waitFor({ timeout: 60_000 });
-      const [dl] = await Promise.all([p.waitForEvent("download", { timeout: 30_000 }), link.click()]);
-      assert.equal(await sha256Hex(await Deno.readFile((await dl.path())!)), await sha256Hex(shared));
-    }
-    // One session at the server: alice is online once, nothing was refused.
-    const net = await (await fetch(`${n1.http}/api/network`)).json();
-    assert.equal(net.users_online.filter((u: { user_id: string }) => u.user_id === U_ALICE).length, 1);
-    assert.equal(hellos(), before);
-    assert.equal(await page2.locator("text=NAME_IN_USE").count(), 0);
-    // The first tab closes: the second takes the connection over.
-    await page.close();
-    await tom.tell(U_ALICE, "after the first tab closed");
-    await until(
-      async () => (await messageTexts(page2)).includes("after the first tab closed"),
-      "tab 2 gets it on its own connection",
-      60_000,
-    );
-    await waitOnline(page2);
-    page = page2;
-    assert.deepEqual(errors2, []);
-  },
-);
 
-Deno.test(
-  { name: "web tabs: a message typed before the tab knows whether it leads is sent once it does", ...opts },
-  async () => {
-    // The next load of this tab holds its Web Lock request back until the test opens the gate.
-    await page.addInitScript(`(() => {
+    await t.step(
+      "web tabs: a message typed before the tab knows whether it leads is sent once it does",
+      async () => {
+        // The next load of this tab holds its Web Lock request back until the test opens the gate.
+        await page.addInitScript(`(() => {
       if (!sessionStorage.getItem("gate-election")) return;
       sessionStorage.removeItem("gate-election");
       const locks = navigator.locks;
@@ -269,86 +290,86 @@ Deno.test(
       globalThis.openElection = open;
       locks.request = (...args) => gate.then(() => request(...args));
     })()`);
-    await inPage(page, `sessionStorage.setItem("gate-election", "1")`);
-    await page.reload();
-    await page.locator(`button.conv-item[data-conv="${U_TOM}"]`).click();
-    await typeMessage(page, "typed before the election");
-    assert.equal(await inPage(page, `document.querySelector(".shell").dataset.role`), "electing");
-    await inPage(page, "globalThis.openElection()");
-    await until(
-      () => tomGot.some((e) => e.kind === "dm" && e.text === "typed before the election" && e.verified),
-      "tom gets the message typed before the election",
-      60_000,
+        await inPage(page, `sessionStorage.setItem("gate-election", "1")`);
+        await page.reload();
+        await page.locator(`button.conv-item[data-conv="${U_TOM}"]`).click();
+        await typeMessage(page, "typed before the election");
+        assert.equal(await inPage(page, `document.querySelector(".shell").dataset.role`), "electing");
+        await inPage(page, "globalThis.openElection()");
+        await until(
+          () => tomGot.some((e) => e.kind === "dm" && e.text === "typed before the election" && e.verified),
+          "tom gets the message typed before the election",
+          60_000,
+        );
+        await waitOnline(page);
+        assert.equal(await inPage(page, `document.querySelector(".shell").dataset.role`), "leader");
+      },
     );
-    await waitOnline(page);
-    assert.equal(await inPage(page, `document.querySelector(".shell").dataset.role`), "leader");
-  },
-);
 
-Deno.test(
-  {
-    name: "web tabs: a newer session elsewhere takes over: said in words, and no reconnect war",
-    ...opts,
-  },
-  async () => {
-    // Count the page's connection attempts from now on.
-    await ctx.addInitScript(`(() => {
+    await t.step(
+      "web tabs: a newer session elsewhere takes over: said in words, and no reconnect war",
+      async () => {
+        // Count the page's connection attempts from now on.
+        await ctx.addInitScript(`(() => {
       const W = globalThis.WebSocket;
       globalThis.wsOpened = 0;
       globalThis.WebSocket = class extends W { constructor(...a) { super(...a); globalThis.wsOpened++; } };
     })()`);
-    await page.reload();
-    await waitOnline(page, 60_000);
-    // The same identity signs in from a terminal: the newer session takes over (PROFILE §16).
-    const term = await SocpClient.connect(n1.url, { userId: U_ALICE, key: await fixtureKey("user5") });
-    const termGot = watch(term);
-    const banner = page.locator('#link-banner[data-kind="elsewhere"]');
-    await banner.waitFor({ timeout: 60_000 });
-    assert.match((await banner.textContent())!, /Signed in elsewhere/);
-    assert.doesNotMatch((await page.locator("body").textContent())!, /NAME_IN_USE|4001/);
-    assert.equal(await page.locator("#status").textContent(), "Signed in elsewhere");
-    // The terminal keeps the identity; DMs go there.
-    await tom.tell(U_ALICE, "to the terminal");
-    await until(
-      () => termGot.some((e) => e.kind === "dm" && e.text === "to the terminal"),
-      "the terminal has it",
+        await page.reload();
+        await waitOnline(page, 60_000);
+        // The same identity signs in from a terminal: the newer session takes over (PROFILE §16).
+        const term = await SocpClient.connect(n1.url, { userId: U_ALICE, key: await fixtureKey("user5") });
+        const termGot = watch(term);
+        const banner = page.locator('#link-banner[data-kind="elsewhere"]');
+        await banner.waitFor({ timeout: 60_000 });
+        assert.match((await banner.textContent())!, /Signed in elsewhere/);
+        assert.doesNotMatch((await page.locator("body").textContent())!, /NAME_IN_USE|4001/);
+        assert.equal(await page.locator("#status").textContent(), "Signed in elsewhere");
+        // The terminal keeps the identity; DMs go there.
+        await tom.tell(U_ALICE, "to the terminal");
+        await until(
+          () => termGot.some((e) => e.kind === "dm" && e.text === "to the terminal"),
+          "the terminal has it",
+        );
+        // Back to the browser only when the user asks: one attempt on the click, none of its own before it.
+        await page.getByRole("button", { name: "Use this identity here" }).click();
+        await waitOnline(page, 60_000);
+        assert.equal(await inPage<number>(page, "globalThis.wsOpened"), 2);
+        await until(
+          () => termGot.some((e) => e.kind === "refused"),
+          "the terminal is told it was taken over",
+        );
+        assert.equal(term.connected, false);
+        await term.close();
+        assert.deepEqual(errors, []);
+      },
     );
-    // Back to the browser only when the user asks: one attempt on the click, none of its own before it.
-    await page.getByRole("button", { name: "Use this identity here" }).click();
-    await waitOnline(page, 60_000);
-    assert.equal(await inPage<number>(page, "globalThis.wsOpened"), 2);
-    await until(() => termGot.some((e) => e.kind === "refused"), "the terminal is told it was taken over");
-    assert.equal(term.connected, false);
-    await term.close();
-    assert.deepEqual(errors, []);
-  },
-);
 
-Deno.test({ name: "web history: a conversation is deleted, in the store too", ...opts }, async () => {
-  await page.locator(`button.conv-item[data-conv="${U_TOM}"]`).click();
-  await page.locator("#delete-conv").click();
-  await page.getByRole("button", { name: "Delete conversation" }).click();
-  await page.locator(`button.conv-item[data-conv="${U_TOM}"]`).waitFor({ state: "detached" });
-  await until(async () => (await storedCount(page)) === 0, "the history store is empty", 10_000);
-  await page.reload();
-  await waitOnline(page);
-  assert.equal(await page.locator(`button.conv-item[data-conv="${U_TOM}"]`).count(), 0);
-});
+    await t.step("web history: a conversation is deleted, in the store too", async () => {
+      await page.locator(`button.conv-item[data-conv="${U_TOM}"]`).click();
+      await page.locator("#delete-conv").click();
+      await page.getByRole("button", { name: "Delete conversation" }).click();
+      await page.locator(`button.conv-item[data-conv="${U_TOM}"]`).waitFor({ state: "detached" });
+      await until(async () => (await storedCount(page)) === 0, "the history store is empty", 10_000);
+      await page.reload();
+      await waitOnline(page);
+      assert.equal(await page.locator(`button.conv-item[data-conv="${U_TOM}"]`).count(), 0);
+    });
 
-Deno.test({ name: "web: sign-out offers the key export, then removes the identity", ...opts }, async () => {
-  await page.getByRole("button", { name: "Account" }).click();
-  await page.getByRole("button", { name: "Sign out…" }).click();
-  const [dl] = await Promise.all([
-    page.waitForEvent("download", { timeout: 30_000 }),
-    page.getByRole("button", { name: "Export key first" }).click(),
-  ]);
-  assert.equal(dl.suggestedFilename(), "alice.json");
-  await page.getByRole("button", { name: "Sign out and delete" }).click();
-  await page.getByRole("button", { name: "Import identity" }).waitFor({ timeout: 30_000 });
-  // Nothing of alice is left (the first-run screen made a fresh, empty history key for whoever comes next).
-  const left = await inPage<number[]>(
-    page,
-    `new Promise((resolve) => {
+    await t.step("web: sign-out offers the key export, then removes the identity", async () => {
+      await page.getByRole("button", { name: "Account" }).click();
+      await page.getByRole("button", { name: "Sign out…" }).click();
+      const [dl] = await Promise.all([
+        page.waitForEvent("download", { timeout: 30_000 }),
+        page.getByRole("button", { name: "Export key first" }).click(),
+      ]);
+      assert.equal(dl.suggestedFilename(), "alice.json");
+      await page.getByRole("button", { name: "Sign out and delete" }).click();
+      await page.getByRole("button", { name: "Import identity" }).waitFor({ timeout: 30_000 });
+      // Nothing of alice is left (the first-run screen made a fresh, empty history key for whoever comes next).
+      const left = await inPage<number[]>(
+        page,
+        `new Promise((resolve) => {
       const o = indexedDB.open("socp-chat");
       o.onsuccess = () => {
         const names = ["identity", "contacts", "history", "fileData"];
@@ -357,23 +378,17 @@ Deno.test({ name: "web: sign-out offers the key export, then removes the identit
         tx.oncomplete = () => resolve(counts.map((c) => c.result));
       };
     })`,
-  );
-  assert.deepEqual(left, [0, 0, 0, 0]);
-  // The session closed: alice is no longer online.
-  await until(
-    async () => {
-      const net = await (await fetch(`${n1.http}/api/network`)).json();
-      return !net.users_online.some((u: { user_id: string }) => u.user_id === U_ALICE);
-    },
-    "alice offline",
-    30_000,
-  );
-});
-
-Deno.test({ name: "web history: stop", ...opts }, async () => {
-  const bad = n1?.logs.filter((l) => /ERROR|panic|uncaught/i.test(l)) ?? [];
-  if (bad.length) console.log(`node errors:\n${bad.slice(-20).join("\n")}`);
-  await tom?.close();
-  await ctx?.close();
-  await n1?.kill();
-});
+      );
+      assert.deepEqual(left, [0, 0, 0, 0]);
+      // The session closed: alice is no longer online.
+      await until(
+        async () => {
+          const net = await (await fetch(`${n1.http}/api/network`)).json();
+          return !net.users_online.some((u: { user_id: string }) => u.user_id === U_ALICE);
+        },
+        "alice offline",
+        30_000,
+      );
+    });
+  },
+);
