@@ -5,14 +5,16 @@
  * write may fail, and the node then stops and restarts from it), a simulated transport (this file's pipes, which
  * deliver with latency and inject faults: broken connections, duplicated and reordered frames, node crashes;
  * each node-side socket buffers what it is handed and the network drains it every tick, as fast as the peer
- * reads, so back-pressure, the too-slow cut and lingering run) and the simulated clock, timers and frame ids;
+ * reads, so back-pressure, the too-slow cut and lingering run), the node's own deadline clock (lib/net/clock.ts:
+ * the reducer is ticked at its next deadline, never on a period) and the simulated clock, timers and frame ids;
  * after each scheduled job the run loop lets every promise settle (`setImmediate`), so runs stay deterministic.
  * Signatures are simulated: a frame "signed" by a node carries `sim:<key alias>`, and the executor's inbound
  * pipeline accepts it only when that is the key the reducer expects (`expectedKey`), exactly as it does with
  * RSA. The channel key's crypto is simulated too, unless `realChannel` asks for the real holder. Users are
  * scripted (`SimUser`) or driven by the real client core (`ClientUser`, client_user.ts).
  */
-import { initState } from "../../lib/core/reduce.ts";
+import { initState, nextDeadline } from "../../lib/core/reduce.ts";
+import { DeadlineClock } from "../../lib/net/clock.ts";
 import {
   type BootstrapEntry,
   DEFAULT_FEDERATION,
@@ -431,6 +433,12 @@ export class Sim {
       // Simulated signatures are instant: every frame can take the executor's direct path.
       textNow: (f, sign) => serializeEnvelope(sign ? { ...f, sig } : f),
     };
+    // The node's own clock part (lib/net/clock.ts): one timer for the reducer's next deadline, no period.
+    const clock = new DeadlineClock(timers, () => this.now, (at) => {
+      if (!alive()) return;
+      this.step(node, { kind: "tick", now: at });
+      if (node.state) clock.arm(nextDeadline(node.state));
+    });
     node.ex = createExecutor({
       state: node.state,
       store: this.storeOf(node),
@@ -486,6 +494,7 @@ export class Sim {
         if (!alive()) return;
         this.recording?.push(structuredClone({ node: node.index, event: ev, effects: step.effects }));
         node.state = step.state;
+        clock.arm(nextDeadline(step.state));
         // The last hop of a DM this run decided: it is in the shell until it leaves its socket.
         for (const fx of step.effects) {
           if (fx.kind === "send" && fx.frame.type === "USER_DELIVER") {
@@ -496,12 +505,7 @@ export class Sim {
       },
     });
     this.step(node, { kind: "started", now: this.now, host: node.host, port: node.port });
-    const tick = () => {
-      if (!alive()) return;
-      this.step(node, { kind: "tick", now: this.now });
-      this.at(this.now + 250, tick);
-    };
-    this.at(this.now + 250, tick);
+    if (node.state) clock.arm(nextDeadline(node.state));
   }
 
   /**
