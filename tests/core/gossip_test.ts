@@ -14,19 +14,7 @@ const S3 = "5e3f0000-0000-4000-8000-00000000c0de";
 
 /** S2 linked on conn 10, Alice local on conn 1. */
 function linked(): Harness {
-  const h = new Harness();
-  h.step({ kind: "started", now: h.now, host: "127.0.0.1", port: 8765 });
-  h.connect(1);
-  h.hello(1, ALICE, K1);
-  h.connect(10);
-  h.signed(10, {
-    type: "SERVER_HELLO_JOIN",
-    from: S2,
-    to: "127.0.0.1:8765",
-    ts: h.now,
-    payload: { host: "127.0.0.1", port: 9000, pubkey: S2K },
-  });
-  return h;
+  return new Harness().linkedTo(S2, S2K, { user: { conn: 1, id: ALICE, key: K1 } });
 }
 
 const advert = (user: string, server: string, ts: number) => ({

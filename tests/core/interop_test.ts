@@ -24,19 +24,7 @@ const DAVE = "da4e0000-0000-4000-8000-000000000004";
 
 /** A node with S2 linked on conn 10 (S2 joined us) and Alice local on conn 1. */
 function linked(): Harness {
-  const h = new Harness();
-  h.step({ kind: "started", now: h.now, host: "127.0.0.1", port: 8765 });
-  h.connect(1);
-  h.hello(1, ALICE, UK);
-  h.connect(10);
-  h.signed(10, {
-    type: "SERVER_HELLO_JOIN",
-    from: S2,
-    to: "127.0.0.1:8765",
-    ts: h.now,
-    payload: { host: "127.0.0.1", port: 9000, pubkey: S2K },
-  });
-  return h;
+  return new Harness().linkedTo(S2, S2K, { user: { conn: 1, id: ALICE, key: UK } });
 }
 
 function strikes(h: Harness, conn: number): number {

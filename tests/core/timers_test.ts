@@ -38,16 +38,7 @@ function nextFiring(h: Harness): { at: number; fx: Effect[] } {
 
 /** A node S2 joined (conn 10), nobody else. */
 function linked(): Harness {
-  const h = new Harness();
-  h.step({ kind: "started", now: h.now, host: "127.0.0.1", port: 8765 });
-  h.connect(10);
-  h.signed(10, {
-    type: "SERVER_HELLO_JOIN",
-    from: S2,
-    to: "127.0.0.1:8765",
-    ts: h.now,
-    payload: { host: "127.0.0.1", port: 9000, pubkey: S2K },
-  });
+  const h = new Harness().linkedTo(S2, S2K);
   assert.equal(h.state.links.get(S2), 10);
   return h;
 }

@@ -18,19 +18,7 @@ const BOB = "b0b00000-0000-4000-8000-00000000b0b2";
 
 /** A node with S2 linked on conn 10 (a signed LINK) and Alice local on conn 1. */
 function linked(): Harness {
-  const h = new Harness();
-  h.step({ kind: "started", now: h.now, host: "127.0.0.1", port: 8765 });
-  h.connect(1);
-  h.hello(1, ALICE, K1);
-  h.connect(10);
-  h.signed(10, {
-    type: "SERVER_HELLO_LINK",
-    from: S2,
-    to: SERVER,
-    ts: h.now,
-    payload: { host: "127.0.0.1", port: 9000, pubkey: S2K },
-  });
-  return h;
+  return new Harness().linkedTo(S2, S2K, { link: true, user: { conn: 1, id: ALICE, key: K1 } });
 }
 
 function advert(user: string, key: string, ts: number) {

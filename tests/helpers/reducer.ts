@@ -102,6 +102,33 @@ export class Harness {
    * A USER_HELLO as our clients send it: signed with the presented key, with a fresh payload `ts` and a new
    * `nonce` (PROFILE §16 proof of possession). `unsignedHello` sends the deployed unsigned form instead.
    */
+  /**
+   * Started on 127.0.0.1:8765 with `server` (key `pubkey`, listening on 127.0.0.1:9000) linked on `conn`
+   * (default 10): it joined us (SERVER_HELLO_JOIN), or linked with SERVER_HELLO_LINK when `link` is set; a local
+   * user says hello on its own connection first when `user` is given.
+   */
+  linkedTo(
+    server: string,
+    pubkey: string,
+    opts: { conn?: number; link?: boolean; user?: { conn: number; id: string; key: string } } = {},
+  ): this {
+    this.step({ kind: "started", now: this.now, host: "127.0.0.1", port: 8765 });
+    if (opts.user) {
+      this.connect(opts.user.conn);
+      this.hello(opts.user.conn, opts.user.id, opts.user.key);
+    }
+    const conn = opts.conn ?? 10;
+    this.connect(conn);
+    this.signed(conn, {
+      type: opts.link ? "SERVER_HELLO_LINK" : "SERVER_HELLO_JOIN",
+      from: server,
+      to: opts.link ? SERVER : "127.0.0.1:8765",
+      ts: this.now,
+      payload: { host: "127.0.0.1", port: 9000, pubkey },
+    });
+    return this;
+  }
+
   hello(conn: number, user: string, pubkey: string, extra: Record<string, unknown> = {}): Effect[] {
     const frame = {
       type: "USER_HELLO",
