@@ -23,14 +23,7 @@ const opens = (outs: Output[]) => outs.filter((o) => o.kind === "open").length;
 async function accept(d: CoreDriver): Promise<void> {
   d.core.opened(d.now, `nonce-${d.now}`);
   await d.settle();
-  await d.frame(
-    await signed(srvKey, {
-      type: "ACK",
-      from: SRV,
-      to: ME,
-      payload: { msg_ref: "USER_HELLO", server_id: SRV, server_pub: srvKey.publicKey },
-    }),
-  );
+  await d.helloAck(srvKey, SRV);
   await d.frame(
     await signed(srvKey, {
       type: "USER_ADVERTISE",
@@ -128,14 +121,7 @@ Deno.test("the hello silence and the snapshot wait are deadlines too", async () 
   await d.settle();
   const opened = d.now;
   assert.equal(d.core.nextDeadline(), opened + 3000, "the 3 s hello rule comes before the attempt timeout");
-  await d.frame(
-    await signed(srvKey, {
-      type: "ACK",
-      from: SRV,
-      to: ME,
-      payload: { msg_ref: "USER_HELLO", server_id: SRV, server_pub: srvKey.publicKey },
-    }),
-  );
+  await d.helloAck(srvKey, SRV);
   assert.equal(d.core.nextDeadline(), d.now + SNAPSHOT_WAIT_MS, "then the snapshot wait");
   await d.tick(SNAPSHOT_WAIT_MS);
   assert.equal(d.of("ready").length, 1);

@@ -33,14 +33,7 @@ async function online(opts: { serverId?: string; limits?: Frame } = {}): Promise
   const { limits, ...rest } = opts;
   const d = new CoreDriver(meKey, { userId: ME, displayName: "me", ...rest });
   await d.open();
-  await d.frame(
-    await signed(srvKey, {
-      type: "ACK",
-      from: SRV,
-      to: ME,
-      payload: { msg_ref: "USER_HELLO", server_id: SRV, server_pub: srvKey.publicKey, limits },
-    }),
-  );
+  await d.helloAck(srvKey, SRV, { limits });
   await d.frame(await signed(srvKey, advert(ME, meKey.publicKey, "me")));
   return d;
 }
@@ -51,14 +44,7 @@ Deno.test("hello (our form): signed ACK with server_id and server_pub, then the 
   assert.equal(hello.type, "USER_HELLO");
   assert.equal(hello.to, "*", "server id unknown: '*' (some servers close on an empty to)");
   assert.ok(await verifySignature(meKey.publicKey, signaturePreimages(hello.payload)[0], hello.sig));
-  await d.frame(
-    await signed(srvKey, {
-      type: "ACK",
-      from: SRV,
-      to: ME,
-      payload: { msg_ref: "USER_HELLO", server_id: SRV, server_pub: srvKey.publicKey },
-    }),
-  );
+  await d.helloAck(srvKey, SRV);
   assert.equal(d.core.phase, "online");
   assert.equal(d.core.serverId, SRV);
   assert.equal(d.of("ready").length, 0, "waits for the snapshot");
@@ -212,14 +198,7 @@ Deno.test("written while disconnected: stays 'sending', goes out once after the 
   assert.ok(!d.sent.some((f) => f.type === "MSG_DIRECT" && f !== first), "nothing sent while offline");
   d.now += 5000;
   await d.open();
-  await d.frame(
-    await signed(srvKey, {
-      type: "ACK",
-      from: SRV,
-      to: ME,
-      payload: { msg_ref: "USER_HELLO", server_id: SRV, server_pub: srvKey.publicKey },
-    }),
-  );
+  await d.helloAck(srvKey, SRV);
   assert.equal(d.sent.filter((f) => f.type === "MSG_DIRECT").length, 1, "nothing before the snapshot is in");
   await d.frame(await signed(srvKey, advert(ME, meKey.publicKey, "me")));
   const dms = d.sent.filter((f) => f.type === "MSG_DIRECT");

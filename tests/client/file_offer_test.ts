@@ -29,14 +29,7 @@ async function online(): Promise<{ d: CoreDriver; decrypts: () => number }> {
     return run(op);
   };
   await d.open();
-  await d.frame(
-    await signed(srvKey, {
-      type: "ACK",
-      from: SRV,
-      to: ME,
-      payload: { msg_ref: "USER_HELLO", server_id: SRV, server_pub: srvKey.publicKey },
-    }),
-  );
+  await d.helloAck(srvKey, SRV);
   for (const [id, key, name] of [[ME, meKey, "me"], [BOB, bobKey, "bob"]] as const) {
     await d.frame(
       await signed(srvKey, {

@@ -16,14 +16,7 @@ async function online(limits?: Frame): Promise<CoreDriver> {
   const d = new CoreDriver(meKey, { userId: ME, displayName: "me" });
   d.core.opened(d.now, "n");
   await d.settle();
-  await d.frame(
-    await signed(srvKey, {
-      type: "ACK",
-      from: SRV,
-      to: ME,
-      payload: { msg_ref: "USER_HELLO", server_id: SRV, server_pub: srvKey.publicKey, limits },
-    }),
-  );
+  await d.helloAck(srvKey, SRV, { limits });
   for (const [id, key, name] of [[ME, meKey, "me"], [BOB, bobKey, "bob"]] as const) {
     await d.frame(
       await signed(srvKey, {

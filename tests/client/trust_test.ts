@@ -38,14 +38,7 @@ async function online(
   const d = new CoreDriver(meKey, { userId: ME, displayName: "me", seen: opts.seen });
   if (opts.contacts) d.core.addContacts(opts.contacts);
   await d.open();
-  await d.frame(
-    await signed(srvKey, {
-      type: "ACK",
-      from: SRV,
-      to: ME,
-      payload: { msg_ref: "USER_HELLO", server_id: SRV, server_pub: srvKey.publicKey },
-    }),
-  );
+  await d.helloAck(srvKey, SRV);
   await d.frame(await signed(srvKey, { ...advert(ME, meKey.publicKey, "me") }));
   return d;
 }
@@ -254,14 +247,7 @@ Deno.test("our server's key is pinned at first contact; a different key later is
   const d = new CoreDriver(meKey, { userId: ME, serverPin: pin });
   await d.open();
   // Someone else answers at that address, signing with its own key.
-  await d.frame(
-    await signed(otherSrvKey, {
-      type: "ACK",
-      from: SRV,
-      to: ME,
-      payload: { msg_ref: "USER_HELLO", server_id: SRV, server_pub: otherSrvKey.publicKey },
-    }),
-  );
+  await d.helloAck(otherSrvKey, SRV);
   const changed = d.of("serverKeyChanged");
   assert.equal(changed.length, 1);
   assert.equal(changed[0].oldFingerprint, pin.fingerprint);

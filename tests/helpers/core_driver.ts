@@ -20,7 +20,7 @@ export class CoreDriver {
   readonly settled: { ticket: number; error?: string }[] = [];
   now = 1_700_000_000_000;
 
-  constructor(readonly key: PrivateKey, opts: Partial<CoreOptions> & { userId: string }) {
+  constructor(readonly key: PrivateKey, readonly opts: Partial<CoreOptions> & { userId: string }) {
     this.core = new ClientCore({ publicKey: key.publicKey, ...opts });
     this.crypto = new WebCryptoRunner(key);
   }
@@ -50,6 +50,18 @@ export class CoreDriver {
     this.core.opened(this.now, "nonce-" + this.now);
     await this.settle();
     return this.sent.at(-1);
+  }
+
+  /** Our server's signed answer to the hello (an ACK naming it, with `extra` in its payload), fed and settled. */
+  async helloAck(server: PrivateKey, serverId: string, extra: Record<string, unknown> = {}): Promise<void> {
+    await this.frame(
+      await signed(server, {
+        type: "ACK",
+        from: serverId,
+        to: this.opts.userId,
+        payload: { msg_ref: "USER_HELLO", server_id: serverId, server_pub: server.publicKey, ...extra },
+      }),
+    );
   }
 
   /** Feed a frame (object or text) and settle. */
