@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import type { CryptoOp } from "../../lib/client/types.ts";
 import { encryptTo } from "../../lib/crypto/rsa.ts";
-import { CoreDriver, type Frame, signed } from "../helpers/core_driver.ts";
+import { CoreDriver, type Frame } from "../helpers/core_driver.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 
 const ME = "11111111-1111-4111-8111-111111111111";
@@ -30,16 +30,7 @@ async function online(): Promise<{ d: CoreDriver; decrypts: () => number }> {
   };
   await d.open();
   await d.helloAck(srvKey, SRV);
-  for (const [id, key, name] of [[ME, meKey, "me"], [BOB, bobKey, "bob"]] as const) {
-    await d.frame(
-      await signed(srvKey, {
-        type: "USER_ADVERTISE",
-        from: SRV,
-        to: "*",
-        payload: { user_id: id, server_id: SRV, pubkey: key.publicKey, meta: { display_name: name } },
-      }),
-    );
-  }
+  await d.adverts(srvKey, SRV, [[ME, meKey, "me"], [BOB, bobKey, "bob"]]);
   return { d, decrypts: () => n };
 }
 

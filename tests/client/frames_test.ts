@@ -19,16 +19,7 @@ async function online(): Promise<CoreDriver> {
   d.core.opened(d.now, "n");
   await d.settle();
   await d.helloAck(srvKey, SRV);
-  for (const [id, key, name] of [[ME, meKey, "me"], [BOB, bobKey, "bob"]] as const) {
-    await d.frame(
-      await signed(srvKey, {
-        type: "USER_ADVERTISE",
-        from: SRV,
-        to: "*",
-        payload: { user_id: id, server_id: SRV, pubkey: key.publicKey, meta: { display_name: name } },
-      }),
-    );
-  }
+  await d.adverts(srvKey, SRV, [[ME, meKey, "me"], [BOB, bobKey, "bob"]]);
   return d;
 }
 

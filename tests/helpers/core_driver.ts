@@ -64,6 +64,24 @@ export class CoreDriver {
     );
   }
 
+  /** Our server's signed adverts of `users` (id, key, display name), fed and settled. */
+  async adverts(
+    server: PrivateKey,
+    serverId: string,
+    users: readonly (readonly [string, PrivateKey, string])[],
+  ) {
+    for (const [id, key, name] of users) {
+      await this.frame(
+        await signed(server, {
+          type: "USER_ADVERTISE",
+          from: serverId,
+          to: "*",
+          payload: { user_id: id, server_id: serverId, pubkey: key.publicKey, meta: { display_name: name } },
+        }),
+      );
+    }
+  }
+
   /** Feed a frame (object or text) and settle. */
   async frame(f: Frame | string): Promise<void> {
     this.core.frame(typeof f === "string" ? f : JSON.stringify(f), this.now);
