@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { ASSUMED_LIMITS, chunkBytes, Pacer, readLimits } from "../../lib/client/pacing.ts";
-import { CoreDriver, type Frame, signed } from "../helpers/core_driver.ts";
+import { CoreDriver, type Frame } from "../helpers/core_driver.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 
 const ME = "11111111-1111-4111-8111-111111111111";
