@@ -46,7 +46,7 @@ Deno.test("records survive a reopen in send order; the files hold no plaintext a
   await h.flush();
 
   const log = Deno.readTextFileSync(join(dir, "history.log"));
-  for (const word of ["secret-words-42", "first", "hello all", BOB, "bob", "public", "accepted"]) {
+  for (const word of ["secret-words-42", "first", "hello all", BOB, '"bob"', "public", "accepted"]) {
     assert.ok(!log.includes(word), `"${word}" is not in the log`);
   }
   const keyText = Deno.readTextFileSync(join(dir, "key.json"));
