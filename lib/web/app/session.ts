@@ -7,7 +7,8 @@
  * - **tabs.ts**: one connection per identity and browser. One tab, the *leader* (it holds a Web Lock), owns the
  *   client and the history; the others (*followers*) mirror it and hand it what their user does. When the
  *   leader tab closes, a follower connects in its place. So the server sees one session, and every tab shows
- *   the same state.
+ *   the same state. A message or file written in a follower is kept there (handover.ts) until the leader
+ *   confirms it took it, so a leader tab closing as it arrives loses nothing.
  * - **link.ts**: the leader's connection and the status shown for it (another device that took over is said in
  *   words; the session then connects again only when the user asks).
  * - **conversations.ts**: the conversations, their messages in send order and unread counts.
@@ -42,7 +43,8 @@ import {
 } from "./model.ts";
 import { Outbox } from "./outbox.ts";
 import { People } from "./people.ts";
-import { applyFromLeader, applyToLeader, type FromLeader, Tabs, type ToLeader } from "./tabs.ts";
+import { Handovers } from "./handovers.ts";
+import { applyFromLeader, applyToLeader, type FromLeader, type Handed, Tabs, type ToLeader } from "./tabs.ts";
 import { Transfers } from "./transfers.ts";
 import { IdbTrustStore } from "./trust_store.ts";
 
@@ -84,6 +86,7 @@ export class Session {
   private readonly files: Transfers;
   /** What the user did before the election said who carries it out (run once it did). */
   private readonly beforeElection: (() => void)[] = [];
+  private readonly handovers: Handovers;
 
   /**
    * The session of identity `me` (its contacts in `db`, its history in `history`) with the server at `wsUrl`;
@@ -150,6 +153,14 @@ export class Session {
       autoAccept: (e) =>
         e.size <= AUTO_ACCEPT_BYTES && !!e.verified && this.people.trustOf(e.from)?.verified === true,
     });
+    this.handovers = new Handovers({
+      role: () => this.role,
+      post: (msg) => this.tabs.post(msg),
+      model: this.model,
+      written: () => this.saved.written(),
+      carryOut: (h, m) =>
+        h.kind === "text" ? this.outbox.resend([m]) : void this.files.sendFile(h.to, h.file, m),
+    });
     addEventListener("pagehide", (e) => {
       this.tabs.post({ t: "bye", tab: this.tabs.id });
       this.saved.flush();
@@ -199,11 +210,15 @@ export class Session {
 
   private lead(handover: boolean): void {
     this.role = "leader";
+    this.tabs.post({ t: "lead", tab: this.tabs.id });
     this.seeSelf();
     this.changed();
     this.link.start(handover);
     // Ours still waiting (from the history, or mirrored from a leader that closed) go to the client core.
-    this.outbox.resend(this.model.waiting());
+    const waiting = this.model.waiting();
+    this.outbox.resend(waiting);
+    // What this tab handed to a leader that closed and was not confirmed: carried out here now (once).
+    this.handovers.lead(waiting);
     for (const f of this.beforeElection.splice(0)) f();
   }
 
@@ -215,6 +230,13 @@ export class Session {
     if (this.role === "leader") here();
     else if (this.role === "follower") this.tabs.post(msg);
     else this.beforeElection.push(() => this.route(msg, here));
+  }
+
+  /** Like `route`, for a message or file `h`: a follower keeps it until the leader confirms it (handovers.ts). */
+  private hand(h: Handed, here: () => void): void {
+    if (this.role === "leader") here();
+    else if (this.role === "follower") this.handovers.hand(h);
+    else this.beforeElection.push(() => this.hand(h, here));
   }
 
   /** Tell the leader what this tab shows. */
@@ -240,8 +262,13 @@ export class Session {
     } else if (d.t === "signout") {
       if (this.role === "leader") this.stopLocal();
     } else if (this.role === "leader") applyToLeader(this, this.tabs, d as ToLeader);
-    else applyFromLeader(this, d as FromLeader);
+    else if (this.role === "follower") {
+      this.handovers.fromLeader(d as FromLeader, applyFromLeader.bind(null, this));
+    }
   }
+
+  /** Leader: take a follower's hand-over (once per id; `took` once it is in the history on disk). */
+  readonly take = (h: Handed): void => this.handovers.take(h);
 
   /** The leader's state, for a tab that starts following it. */
   snapshot(): FromLeader {
@@ -322,12 +349,18 @@ export class Session {
 
   /** Send a text message to a user id or to the public channel. */
   send(to: string, text: string): void {
-    this.route({ t: "send", to, text }, () => this.outbox.send(to, text));
+    this.hand(
+      { kind: "text", id: this.model.newId("e"), ts: Date.now(), to, text },
+      () => this.outbox.send(to, text),
+    );
   }
 
   /** Send a file to a user id or the public channel; the size is checked before anything is read or sent. */
   sendFile(to: string, file: File): void {
-    this.route({ t: "file", to, file }, () => void this.files.sendFile(to, file));
+    this.hand(
+      { kind: "file", id: this.model.newId("o"), ts: Date.now(), to, file },
+      () => this.files.sendFile(to, file),
+    );
   }
 
   /** Accept an offered file: it is decrypted now. */

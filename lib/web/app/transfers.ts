@@ -174,13 +174,16 @@ export class Transfers {
     this.host.changed(m);
   }
 
-  /** Send a file to a user id or the public channel; the size is checked before anything is read or sent. */
-  async sendFile(to: string, file: File): Promise<void> {
-    const m: ChatMessage = {
+  /**
+   * Send a file to a user id or the public channel; the size is checked before anything is read or sent. `given`:
+   * the message (with its `file`) already shown for it (a file handed over by another tab).
+   */
+  async sendFile(to: string, file: File, given?: ChatMessage): Promise<void> {
+    const m: ChatMessage = given ?? {
       ...this.host.mine("o", to, ""),
       file: { fileId: "", name: sanitizeFileName(file.name), size: file.size, done: 0, phase: "sending" },
     };
-    this.host.add(m);
+    if (!given) this.host.add(m);
     const fail = (problem: string) => {
       m.file!.phase = "failed";
       m.file!.problem = problem;
