@@ -92,7 +92,7 @@ function storedCount(p: Page): Promise<number> {
 
 /** Whether the page's tab leads or follows. */
 function role(p: Page): Promise<string> {
-  return inPage<string>(p, `document.querySelector(".shell").dataset.role`);
+  return inPage<string>(p, `document.querySelector(".shell")?.dataset.role ?? ""`);
 }
 
 /**

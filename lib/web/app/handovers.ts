@@ -21,25 +21,43 @@ export interface HandoversHost {
   written(): Promise<void>;
   /** Give our message `m` to the client core (text), or send its file (`h` a file). */
   carryOut(h: Handed, m: ChatMessage): void;
+  /** The clock and the one timer (the page's unless a test gives others). */
+  timers?: Timers;
 }
+
+/** The clock and timers the hand-overs use. */
+export interface Timers {
+  now(): number;
+  set(f: () => void, ms: number): unknown;
+  clear(id: unknown): void;
+}
+
+const pageTimers: Timers = {
+  now: () => Date.now(),
+  set: (f, ms) => setTimeout(f, ms),
+  clear: (id) => clearTimeout(id as ReturnType<typeof setTimeout> | undefined),
+};
 
 /** One tab's hand-overs. */
 export class Handovers {
   /** Follower: what it handed to the leader and was not confirmed (with how this tab shows each). */
   private readonly kept = new HandoverQueue<{ h: Handed; m: ChatMessage }>();
   /** Follower: the one timer, armed for the queue's earliest deadline. */
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  private timer: unknown;
   /** Leader: our messages this tab gave to its client core (a hand-over of one of them is taken once). */
   private readonly taken = new WeakSet<ChatMessage>();
+  private readonly clock: Timers;
 
   /** The hand-overs of `host`. */
-  constructor(private readonly host: HandoversHost) {}
+  constructor(private readonly host: HandoversHost) {
+    this.clock = host.timers ?? pageTimers;
+  }
 
   /** Follower: hand `h` to the leader and keep it until confirmed (or say at once that too much waits). */
   hand(h: Handed): void {
     const m = this.host.model.handed(h);
     const size = h.kind === "text" ? h.text.length * 3 : h.file.name.length * 3 + 256;
-    if (this.kept.keep(h.id, { h, m }, size, Date.now())) {
+    if (this.kept.keep(h.id, { h, m }, size, this.clock.now())) {
       this.host.post({ t: "send", h });
       this.arm();
     } else {
@@ -56,7 +74,7 @@ export class Handovers {
     if (d.t === "took" || (d.t === "msg" && d.m.dir === "out" && !pending(d.m))) {
       if (this.kept.confirm(d.t === "took" ? d.id : d.m.id)) this.arm();
     } else if (d.t === "lead") {
-      for (const { item } of this.kept.newLeader(Date.now())) this.host.post({ t: "send", h: item.h });
+      for (const { item } of this.kept.newLeader(this.clock.now())) this.host.post({ t: "send", h: item.h });
       this.arm();
     }
     mirror(d);
@@ -67,7 +85,7 @@ export class Handovers {
   /** This tab leads now: our messages `waiting` go to its client core; what it kept is carried out here. */
   lead(waiting: ChatMessage[]): void {
     for (const m of waiting) this.taken.add(m);
-    clearTimeout(this.timer);
+    this.clock.clear(this.timer);
     this.timer = undefined;
     for (const { item } of this.kept.takeAll()) this.take(item.h);
   }
@@ -95,16 +113,16 @@ export class Handovers {
 
   /** Arm the one timer for the next hand-over again (none when nothing waits for a deadline). */
   private arm(): void {
-    clearTimeout(this.timer);
+    this.clock.clear(this.timer);
     this.timer = undefined;
     const at = this.kept.next();
-    if (at !== undefined) this.timer = setTimeout(() => this.again(), Math.max(0, at - Date.now()));
+    if (at !== undefined) this.timer = this.clock.set(() => this.again(), Math.max(0, at - this.clock.now()));
   }
 
   private again(): void {
     this.timer = undefined;
     if (this.host.role() !== "follower") return;
-    for (const { item } of this.kept.due(Date.now())) this.host.post({ t: "send", h: item.h });
+    for (const { item } of this.kept.due(this.clock.now())) this.host.post({ t: "send", h: item.h });
     this.arm();
   }
 }
