@@ -65,7 +65,7 @@ function tab(role: "leader" | "follower") {
     post: (m) => posted.push(m),
     model,
     written: () => write,
-    carryOut: (x) => carried.push(x.id),
+    carryOut: (m) => carried.push(m.id),
     timers,
   });
   return { h, model, posted, stored, carried, timers, settle: () => settle() };
@@ -103,7 +103,7 @@ Deno.test("handovers: the leader confirms only after the history write, then sen
 
 Deno.test("handovers: a follower shows what it hands, keeps it until `took`, and hands it to a new leader", () => {
   const f = tab("follower");
-  f.h.hand(text("e-1", "typed here"));
+  f.h.send(text("e-1", "typed here"));
   assert.deepEqual(f.posted.map((p) => p.t), ["send"]);
   const shown = f.model.find(TOM, "e-1")!;
   assert.equal(shown.text, "typed here");
@@ -127,7 +127,7 @@ Deno.test("handovers: a follower shows what it hands, keeps it until `took`, and
 
 Deno.test("handovers: a leader that never answers gets it again at each deadline, then no timer is armed", () => {
   const f = tab("follower");
-  f.h.hand(text("e-1"));
+  f.h.send(text("e-1"));
   const times: number[] = [];
   while (f.timers.fireNext()) times.push(f.timers.at);
   assert.deepEqual(times, [2_000, 6_000, 14_000, 30_000, 60_000, 90_000]);
@@ -141,28 +141,38 @@ Deno.test("handovers: a leader that never answers gets it again at each deadline
   f.h.fromLeader({ t: "lead", tab: "t2" }, () => {});
   assert.equal(f.posted.length, 8);
   assert.equal(f.timers.live.size, 1);
-  f.h.lead([]);
+  f.h.lead();
   assert.equal(f.timers.live.size, 0, "a tab that leads hands nothing again");
 });
 
 Deno.test("handovers: the leader's copy beyond sending confirms it too; a follower that leads carries out the rest", () => {
   const f = tab("follower");
-  f.h.hand(text("e-1", "one"));
-  f.h.hand(text("e-2", "two"));
+  f.h.send(text("e-1", "one"));
+  f.h.send(text("e-2", "two"));
   const one = f.model.find(TOM, "e-1")!;
-  f.h.fromLeader({ t: "msg", m: { ...one, state: "sent" } }, () => {});
-  // This tab leads now: what it still keeps (e-2) is taken here, e-1 is not.
-  f.h.lead([]);
-  assert.deepEqual(f.stored, ["e-2"]);
+  const mirror = (d: FromLeader) => {
+    if (d.t !== "msg") return;
+    const list = f.model.conv(d.m.conv).messages;
+    list.splice(list.findIndex((x) => x.id === d.m.id), 1, d.m);
+  };
+  f.h.fromLeader({ t: "msg", m: { ...one, state: "sent" } }, mirror);
+  // A third tab leads: only e-2 is handed to it.
+  f.h.fromLeader({ t: "lead", tab: "t2" }, mirror);
+  const sent = f.posted.filter((p) => p.t === "send").map((p) => p.h.id);
+  assert.deepEqual(sent, ["e-1", "e-2", "e-2"]);
+  // This tab leads now: what still waits (e-2) goes to its client core, once; e-1 does not.
+  f.h.lead();
+  assert.deepEqual(f.carried, ["e-2"]);
+  assert.equal(f.timers.live.size, 0);
 });
 
 Deno.test("handovers: a full follower says so at once and keeps nothing", () => {
   const f = tab("follower");
-  for (let i = 0; i < 100; i++) f.h.hand(text(`e-${i}`));
-  f.h.hand(text("e-full", "one too many"));
+  for (let i = 0; i < 100; i++) f.h.send(text(`e-${i}`));
+  f.h.send(text("e-full", "one too many"));
   const m = f.model.find(TOM, "e-full")!;
   assert.equal(m.state, "failed");
   assert.match(m.detail!, /too much waits/);
   assert.equal(f.posted.length, 100);
-  f.h.lead([]); // clears the deadline timer
+  f.h.lead(); // clears the deadline timer
 });

@@ -19,8 +19,8 @@ export interface HandoversHost {
   readonly model: Conversations;
   /** Settles once the history holds everything changed so far (on disk). */
   written(): Promise<void>;
-  /** Give our message `m` to the client core (text), or send its file (`h` a file). */
-  carryOut(h: Handed, m: ChatMessage): void;
+  /** Give our text message `m` to the client core, or send `file` as our message `m`. */
+  carryOut(m: ChatMessage, file?: File): void;
   /** The clock and the one timer (the page's unless a test gives others). */
   timers?: Timers;
 }
@@ -53,8 +53,17 @@ export class Handovers {
     this.clock = host.timers ?? pageTimers;
   }
 
+  /**
+   * Our message or file `h`, written in this tab: the leader takes it (stored, then sent); a follower hands it to
+   * the leader and keeps it until the leader confirms it.
+   */
+  send(h: Handed): void {
+    if (this.host.role() === "leader") this.take(h);
+    else this.hand(h);
+  }
+
   /** Follower: hand `h` to the leader and keep it until confirmed (or say at once that too much waits). */
-  hand(h: Handed): void {
+  private hand(h: Handed): void {
     const m = this.host.model.handed(h);
     const size = h.kind === "text" ? h.text.length * 3 : h.file.name.length * 3 + 256;
     if (this.kept.keep(h.id, { h, m }, size, this.clock.now())) {
@@ -82,9 +91,15 @@ export class Handovers {
     for (const { item } of this.kept.items()) this.host.model.showHere(item.m);
   }
 
-  /** This tab leads now: our messages `waiting` go to its client core; what it kept is carried out here. */
-  lead(waiting: ChatMessage[]): void {
-    for (const m of waiting) this.taken.add(m);
+  /**
+   * This tab leads now: ours still waiting (from the history, or mirrored from a leader that closed) go to its
+   * client core, and what it handed to a leader and was not confirmed is carried out here (once).
+   */
+  lead(): void {
+    for (const m of this.host.model.waiting()) {
+      this.taken.add(m);
+      this.host.carryOut(m);
+    }
     this.clock.clear(this.timer);
     this.timer = undefined;
     for (const { item } of this.kept.takeAll()) this.take(item.h);
@@ -107,7 +122,7 @@ export class Handovers {
     else host.model.add(m);
     void host.written().then(() => {
       took();
-      host.carryOut(h, m);
+      host.carryOut(m, h.kind === "file" ? h.file : undefined);
     });
   }
 

@@ -5,10 +5,9 @@
  * actions. The parts, one concern each:
  *
  * - **tabs.ts**: one connection per identity and browser. One tab, the *leader* (it holds a Web Lock), owns the
- *   client and the history; the others (*followers*) mirror it and hand it what their user does. When the
- *   leader tab closes, a follower connects in its place. So the server sees one session, and every tab shows
- *   the same state. A message or file written in a follower is kept there (handover.ts) until the leader
- *   confirms it took it, so a leader tab closing as it arrives loses nothing.
+ *   client and the history; the others (*followers*) mirror it and hand it what their user does (kept until the
+ *   leader confirms it: handovers.ts). When the leader tab closes, a follower connects in its place. So the
+ *   server sees one session, and every tab shows the same state.
  * - **link.ts**: the leader's connection and the status shown for it (another device that took over is said in
  *   words; the session then connects again only when the user asks).
  * - **conversations.ts**: the conversations, their messages in send order and unread counts.
@@ -16,6 +15,7 @@
  *   history, and received files within its quota; a reload shows everything again.
  * - **outbox.ts**: our text messages on their way (also those typed before the connection, or still waiting
  *   after a reload).
+ * - **client_events.ts**: where the client core's events go.
  * - **people.ts**: people, labels and keys (the trust rules of PROFILE §16), and the notes when a key changes.
  * - **transfers.ts**: files received and sent.
  *
@@ -26,7 +26,8 @@
  *
  * @module
  */
-import type { ClientEvent, Contact, CryptoRunner, SocpClient } from "../../client/client.ts";
+import type { Contact, CryptoRunner, SocpClient } from "../../client/client.ts";
+import { routeEvent } from "./client_events.ts";
 import { Conversations } from "./conversations.ts";
 import type { Db } from "./db.ts";
 import type { History } from "./history.ts";
@@ -142,7 +143,6 @@ export class Session {
     this.files = new Transfers({
       client,
       maxFileBytes: () => this.maxFileBytes,
-      mine,
       newId: (prefix) => this.model.newId(prefix),
       add,
       note: (text) => note(null, text),
@@ -158,8 +158,7 @@ export class Session {
       post: (msg) => this.tabs.post(msg),
       model: this.model,
       written: () => this.saved.written(),
-      carryOut: (h, m) =>
-        h.kind === "text" ? this.outbox.resend([m]) : void this.files.sendFile(h.to, h.file, m),
+      carryOut: (m, file) => file ? void this.files.sendFile(m.conv, file, m) : this.outbox.resend([m]),
     });
     addEventListener("pagehide", (e) => {
       this.tabs.post({ t: "bye", tab: this.tabs.id });
@@ -214,29 +213,19 @@ export class Session {
     this.seeSelf();
     this.changed();
     this.link.start(handover);
-    // Ours still waiting (from the history, or mirrored from a leader that closed) go to the client core.
-    const waiting = this.model.waiting();
-    this.outbox.resend(waiting);
-    // What this tab handed to a leader that closed and was not confirmed: carried out here now (once).
-    this.handovers.lead(waiting);
+    this.handovers.lead(); // ours still waiting, and what this tab handed to a leader that closed
     for (const f of this.beforeElection.splice(0)) f();
   }
 
-  /**
-   * Run `here` in the leader tab; a follower hands `msg` to the leader instead. Before the election said which
-   * this tab is, both wait for it (a message typed then is not lost).
-   */
-  private route(msg: ToLeader, here: () => void): void {
-    if (this.role === "leader") here();
-    else if (this.role === "follower") this.tabs.post(msg);
-    else this.beforeElection.push(() => this.route(msg, here));
+  /** Run `f` now, or once the election said which this tab is (what the user did meanwhile is not lost). */
+  private elected(f: () => void): void {
+    if (this.role === "electing") this.beforeElection.push(f);
+    else f();
   }
 
-  /** Like `route`, for a message or file `h`: a follower keeps it until the leader confirms it (handovers.ts). */
-  private hand(h: Handed, here: () => void): void {
-    if (this.role === "leader") here();
-    else if (this.role === "follower") this.handovers.hand(h);
-    else this.beforeElection.push(() => this.hand(h, here));
+  /** Run `here` in the leader tab; a follower hands `msg` to the leader instead. */
+  private route(msg: ToLeader, here: () => void): void {
+    this.elected(() => this.role === "leader" ? here() : this.tabs.post(msg));
   }
 
   /** Tell the leader what this tab shows. */
@@ -293,32 +282,11 @@ export class Session {
 
   /** The client was made (offline): its events come here. */
   private attach(c: SocpClient): void {
-    c.onEvent = (e) => this.onEvent(e);
-    for (const e of c.drainBuffered()) this.onEvent(e);
+    const { link, people, outbox, model, files } = this;
+    const parts = { link, people, outbox, model, files, current: () => this.current };
+    c.onEvent = (e) => routeEvent(parts, e);
+    for (const e of c.drainBuffered()) routeEvent(parts, e);
     this.people.changedSoon();
-  }
-
-  private onEvent(e: ClientEvent): void {
-    if (this.link.onEvent(e) || this.people.onEvent(e)) return;
-    switch (e.kind) {
-      case "message":
-        return this.outbox.onMessage(e.message);
-      case "dm":
-      case "public":
-        return this.model.received(e);
-      case "error":
-        // Refusals of our messages and files arrive as `message` / `fileRefused`; say the rest.
-        return this.model.note(this.current, `The server said: ${e.detail}`);
-      case "warning":
-        return this.model.note(this.current, e.detail);
-      case "ack":
-      case "fileStart":
-      case "fileProgress":
-      case "file":
-      case "fileSendProgress":
-      case "fileRefused":
-        return this.files.onEvent(e);
-    }
   }
 
   /** Stop this tab's connection and give up the lock (sign-out). */
@@ -349,18 +317,14 @@ export class Session {
 
   /** Send a text message to a user id or to the public channel. */
   send(to: string, text: string): void {
-    this.hand(
-      { kind: "text", id: this.model.newId("e"), ts: Date.now(), to, text },
-      () => this.outbox.send(to, text),
-    );
+    const h: Handed = { kind: "text", id: this.model.newId("e"), ts: Date.now(), to, text };
+    this.elected(() => this.handovers.send(h));
   }
 
   /** Send a file to a user id or the public channel; the size is checked before anything is read or sent. */
   sendFile(to: string, file: File): void {
-    this.hand(
-      { kind: "file", id: this.model.newId("o"), ts: Date.now(), to, file },
-      () => this.files.sendFile(to, file),
-    );
+    const h: Handed = { kind: "file", id: this.model.newId("o"), ts: Date.now(), to, file };
+    this.elected(() => this.handovers.send(h));
   }
 
   /** Accept an offered file: it is decrypted now. */

@@ -15,8 +15,6 @@ export interface TransferHost {
   client(): SocpClient | null;
   /** Largest file the server accepts. */
   maxFileBytes(): number;
-  /** A new message of ours in conversation `to`, with a fresh id starting with `prefix`. */
-  mine(prefix: string, to: string, text: string): ChatMessage;
   /** A fresh message id starting with `prefix`. */
   newId(prefix: string): string;
   /** Add a message to its conversation. */
@@ -175,15 +173,10 @@ export class Transfers {
   }
 
   /**
-   * Send a file to a user id or the public channel; the size is checked before anything is read or sent. `given`:
-   * the message (with its `file`) already shown for it (a file handed over by another tab).
+   * Send a file to a user id or the public channel, shown as our message `m` (with its `file`; added already);
+   * the size is checked before anything is read or sent.
    */
-  async sendFile(to: string, file: File, given?: ChatMessage): Promise<void> {
-    const m: ChatMessage = given ?? {
-      ...this.host.mine("o", to, ""),
-      file: { fileId: "", name: sanitizeFileName(file.name), size: file.size, done: 0, phase: "sending" },
-    };
-    if (!given) this.host.add(m);
+  async sendFile(to: string, file: File, m: ChatMessage): Promise<void> {
     const fail = (problem: string) => {
       m.file!.phase = "failed";
       m.file!.problem = problem;
