@@ -1,12 +1,13 @@
 /**
- * The session's hand-overs between tabs (tabs.ts): a follower keeps what its user writes until the leader says it
- * took it, and hands it again at the queue's deadlines (handover.ts) or at once to a new leader; the leader takes
- * each hand-over once, and confirms it once it is written to the history on disk, before the client core gets it.
+ * The session's hand-overs between tabs (tabs.ts): a follower keeps what its user writes until the leader says
+ * it took it, and hands it again at the queue's deadlines (handover_queue.ts) or at once to a new leader; the
+ * leader takes each hand-over once, and confirms it once it is written to the history on disk, before the
+ * client core gets it. The leader's own messages and files take the same path (stored, then sent).
  *
  * @module
  */
 import type { Conversations } from "./conversations.ts";
-import { HandoverQueue } from "./handover.ts";
+import { HandoverQueue } from "./handover_queue.ts";
 import type { ChatMessage } from "./model.ts";
 import type { FromLeader, Handed, ToLeader } from "./tabs.ts";
 

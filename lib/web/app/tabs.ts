@@ -6,10 +6,10 @@
  * it announces, and hand it what their user does (send, accept a file, mark read). When the leader tab closes,
  * the lock passes to a follower, which connects in its place (and says so: `lead`).
  *
- * **Hand-overs are confirmed.** A message or file written in a follower goes to the leader as `send` under an id
- * and time the follower chose, and the follower keeps it (handover.ts, bounded) until the leader says `took`. The
- * leader takes an id once: it adds the message, waits until it is written to the shared history on disk, says
- * `took`, and only then hands it to the client core. Without `took` the follower hands it again at a deadline
+ * **Hand-overs are confirmed.** A message or file written in a follower goes to the leader as `send` under an
+ * id and time the follower chose, and the follower keeps it (handovers.ts, handover_queue.ts: bounded) until
+ * the leader says `took`. The leader takes an id once: it adds the message, waits until it is written to the
+ * shared history on disk, says `took`, and only then hands it to the client core. Without `took` the follower hands it again at a deadline
  * (the same id, so a leader that got it twice sends it once), at once to a new leader, and sends it itself once
  * it leads; a leader tab closing as the hand-over arrives loses nothing.
  *
@@ -281,7 +281,7 @@ export function applyFromLeader(s: Follower, d: FromLeader): void {
       break;
     case "took":
     case "lead":
-      return; // the session's hand-overs (handover.ts)
+      return; // the session's hand-overs (handovers.ts)
   }
   s.changed();
 }

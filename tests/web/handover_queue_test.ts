@@ -1,11 +1,11 @@
 /**
- * A follower tab's hand-overs to the leader tab (lib/web/app/handover.ts), without a browser, on fake time: kept
+ * A follower tab's hand-overs to the leader tab (lib/web/app/handover_queue.ts), without a browser, on fake time: kept
  * until confirmed, handed again at deadlines that back off and stop, at once to a new leader, taken over whole
  * when the follower leads, and bounded in count and bytes. The browser test (tests/web/history_test.ts, "web
  * tabs: a message handed to a leader tab that closes ...") drives the same logic across real tabs.
  */
 import assert from "node:assert/strict";
-import { HANDOVER_LIMITS, HandoverQueue } from "../../lib/web/app/handover.ts";
+import { HANDOVER_LIMITS, HandoverQueue } from "../../lib/web/app/handover_queue.ts";
 
 const ids = (xs: { id: string }[]) => xs.map((x) => x.id);
 

@@ -1,16 +1,16 @@
 /**
- * What a follower tab handed to the leader tab, kept until the leader confirms it took it (tabs.ts). A message
- * written in a follower goes to the leader over the channel between tabs; a leader tab closing (or reloading, or
- * crashing) as it arrives would lose it. So the follower keeps each one, under the id it chose, until the leader
- * says `took` (it is in the shared history on disk, or already beyond "sending"); without that it hands it again
- * at a deadline (the same id: the leader takes an id once), at once to a new leader, and carries it out itself
- * once it leads.
+ * What a follower tab handed to the leader tab, kept until the leader confirms it took it (tabs.ts). A
+ * message written in a follower goes to the leader over the channel between tabs; a leader tab closing (or
+ * reloading, or crashing) as it arrives would lose it. So the follower keeps each one, under the id it chose,
+ * until the leader says `took` (it is in the shared history on disk, or already beyond "sending"); without
+ * that it hands it again at a deadline (the same id: the leader takes an id once), at once to a new leader,
+ * and carries it out itself once it leads.
  *
  * Pure: the caller gives the time and arms one timer for {@linkcode HandoverQueue.next}; nothing here polls.
  *
  * @example
  * ```ts
- * import { HandoverQueue } from "./handover.ts";
+ * import { HandoverQueue } from "./handover_queue.ts";
  * const q = new HandoverQueue<string>();
  * q.keep("e-1", "hi", 2, 0); // handed now; again at 2 s unless confirmed
  * q.due(2_000); // [{ id: "e-1", item: "hi" }]: hand it again
