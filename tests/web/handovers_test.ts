@@ -36,7 +36,7 @@ class FakeTimers implements Timers {
   }
 }
 
-function tab(role: "leader" | "follower") {
+function tab(role: "leader" | "follower", connected = true) {
   const timers = new FakeTimers();
   const posted: (FromLeader | ToLeader)[] = [];
   const stored: string[] = [];
@@ -66,6 +66,7 @@ function tab(role: "leader" | "follower") {
     model,
     written: () => write,
     carryOut: (m) => carried.push(m.id),
+    online: () => connected,
     timers,
   });
   return { h, model, posted, stored, carried, timers, settle: () => settle() };
@@ -175,4 +176,20 @@ Deno.test("handovers: a full follower says so at once and keeps nothing", () => 
   assert.match(m.detail!, /too much waits/);
   assert.equal(f.posted.length, 100);
   f.h.lead(); // clears the deadline timer
+});
+
+Deno.test("handovers: a file taken while the leader is not connected waits for the connection, then goes once", async () => {
+  const l = tab("leader", false);
+  const file = new File(["kept bytes"], "a.txt");
+  l.h.take({ kind: "file", id: "o-1", ts: 1_000, to: TOM, file });
+  const m = l.model.find(TOM, "o-1")!;
+  assert.equal(m.file?.name, "a.txt");
+  assert.equal(m.file?.phase, "sending");
+  l.settle();
+  await turn();
+  assert.deepEqual(took(l.posted), ["o-1"], "confirmed: it is in the history");
+  assert.deepEqual(l.carried, [], "not sent while offline");
+  l.h.online();
+  l.h.online();
+  assert.deepEqual(l.carried, ["o-1"]);
 });

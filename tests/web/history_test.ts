@@ -325,9 +325,13 @@ Deno.test(
         // The leader gets the hand-over and drops it (as a tab closing at that moment does), then closes.
         await inPage(page, `globalThis.holdHandovers = "drop"`);
         await typeMessage(follower, "handed to a closing tab");
+        // A file goes the same way.
+        const handedFile = new TextEncoder().encode("handed file line\n".repeat(300));
+        Deno.writeFileSync(`${tmp}/handed.txt`, handedFile);
+        await follower.locator("#file-input").setInputFiles(`${tmp}/handed.txt`);
         await until(
-          async () => (await inPage<number>(page, "globalThis.held.length")) >= 1,
-          "the leader got it",
+          async () => (await inPage<number>(page, "globalThis.held.length")) >= 2,
+          "the leader got both",
         );
         await page.close();
         await until(
@@ -335,6 +339,13 @@ Deno.test(
           "tom gets the message the closed tab dropped",
           60_000,
         );
+        const file = await until(
+          () => tomGot.find((e) => e.kind === "file" && e.name === "handed.txt"),
+          "tom gets the file the closed tab dropped",
+          60_000,
+        );
+        assert.ok(file.kind === "file" && file.bytes && file.verified);
+        assert.equal(await sha256Hex(file.bytes), await sha256Hex(handedFile));
         await waitOnline(follower);
         assert.equal(await role(follower), "leader");
 
@@ -363,6 +374,7 @@ Deno.test(
         const times = (text: string) => tomGot.filter((e) => e.kind === "dm" && e.text === text).length;
         assert.equal(times("handed to a closing tab"), 1);
         assert.equal(times("handed twice"), 1);
+        assert.equal(tomGot.filter((e) => e.kind === "file" && e.name === "handed.txt").length, 1);
         for (const p of [follower, second]) {
           await until(
             async () => (await messageTexts(p)).includes("after the hand-overs"),

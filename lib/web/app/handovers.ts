@@ -22,6 +22,8 @@ export interface HandoversHost {
   written(): Promise<void>;
   /** Give our text message `m` to the client core, or send `file` as our message `m`. */
   carryOut(m: ChatMessage, file?: File): void;
+  /** The leader is connected now (a file waits for that; text goes to the client core, which keeps it). */
+  online(): boolean;
   /** The clock and the one timer (the page's unless a test gives others). */
   timers?: Timers;
 }
@@ -48,6 +50,8 @@ export class Handovers {
   /** Leader: our messages this tab gave to its client core (a hand-over of one of them is taken once). */
   private readonly taken = new WeakSet<ChatMessage>();
   private readonly clock: Timers;
+  /** Leader: files taken while not connected, sent once it is (in this page's memory, as the core keeps text). */
+  private readonly offline: { m: ChatMessage; file: File }[] = [];
 
   /** The hand-overs of `host`. */
   constructor(private readonly host: HandoversHost) {
@@ -123,8 +127,15 @@ export class Handovers {
     else host.model.add(m);
     void host.written().then(() => {
       took();
-      host.carryOut(m, h.kind === "file" ? h.file : undefined);
+      if (h.kind === "text") host.carryOut(m);
+      else if (host.online()) host.carryOut(m, h.file);
+      else this.offline.push({ m, file: h.file });
     });
+  }
+
+  /** Leader: connected: the files that waited for it go now. */
+  online(): void {
+    for (const { m, file } of this.offline.splice(0)) this.host.carryOut(m, file);
   }
 
   /** Arm the one timer for the next hand-over again (none when nothing waits for a deadline). */

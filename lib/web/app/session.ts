@@ -159,6 +159,7 @@ export class Session {
       model: this.model,
       written: () => this.saved.written(),
       carryOut: (m, file) => file ? void this.files.sendFile(m.conv, file, m) : this.outbox.resend([m]),
+      online: () => this.status.kind === "online",
     });
     addEventListener("pagehide", (e) => {
       this.tabs.post({ t: "bye", tab: this.tabs.id });
@@ -275,6 +276,7 @@ export class Session {
   private setStatus(s: LinkStatus): void {
     this.status = s;
     if (this.role === "leader") this.tabs.post({ t: "status", status: s });
+    if (s.kind === "online") this.handovers.online();
     this.changed();
   }
 
