@@ -1,8 +1,8 @@
 /**
- * Our text messages on their way: each is shown at once (`sending`) and handed to the client core at once (the
- * client exists while offline; the core keeps what is written before a connection and sends it once one is
- * there); those still waiting in the history after a reload are handed to it when this tab leads. From there
- * each moves through the states the core's `message` events carry.
+ * Our text messages on their way: each is shown at once (`sending`) and handed to the client core once it is in
+ * the history (handovers.ts; the client exists while offline; the core keeps what is written before a
+ * connection and sends it once one is there); those still waiting in the history after a reload are handed to
+ * it when this tab leads. From there each moves through the states the core's `message` events carry.
  *
  * @module
  */
