@@ -10,7 +10,14 @@ import type { HistoryBinding } from "../../lib/web/app/history_binding.ts";
 import { Handovers, type Timers } from "../../lib/web/app/handovers.ts";
 import type { Identity } from "../../lib/web/app/identity.ts";
 import type { ChatMessage } from "../../lib/web/app/model.ts";
-import type { FromLeader, Handed, ToLeader } from "../../lib/web/app/tabs.ts";
+import {
+  applyToLeader,
+  type FromLeader,
+  type Handed,
+  type Leader,
+  type Tabs,
+  type ToLeader,
+} from "../../lib/web/app/tabs.ts";
 
 const TOM = "70a00000-0000-4000-8000-0000000000b6";
 
@@ -192,4 +199,20 @@ Deno.test("handovers: a file taken while the leader is not connected waits for t
   l.h.online();
   l.h.online();
   assert.deepEqual(l.carried, ["o-1"]);
+});
+
+Deno.test("handovers: the leader takes a well-formed hand-over, one from a tab on the older app under a fresh id, and drops the rest", () => {
+  const taken: Handed[] = [];
+  const s = { take: (h: Handed) => taken.push(h) } as unknown as Leader;
+  const give = (d: unknown) => applyToLeader(s, {} as Tabs, d as ToLeader);
+  give({ t: "send", h: text("e-1") });
+  give({ t: "send", to: TOM, text: "from an older tab" });
+  give({ t: "file", to: TOM, file: new File(["x"], "old.txt") });
+  give({ t: "send", h: { kind: "text", id: 7, ts: 1, to: TOM, text: "bad id" } });
+  give({ t: "send", h: { kind: "file", id: "o-1", ts: 1, to: TOM, file: "not a file" } });
+  give({ t: "send", to: 5, text: "bad target" });
+  assert.deepEqual(taken.map((h) => h.kind), ["text", "text", "file"]);
+  assert.equal(taken[0].id, "e-1");
+  assert.match(taken[1].id, /^e-[0-9a-f-]{36}$/);
+  assert.match(taken[2].id, /^o-[0-9a-f-]{36}$/);
 });

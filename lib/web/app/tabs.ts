@@ -52,6 +52,8 @@ export type Handed =
 export type ToLeader =
   | { t: "hello" }
   | { t: "send"; h: Handed }
+  /** (The shape of a file hand-over before they were confirmed: taken, see `olderHanded`.) */
+  | { t: "file"; to: string; file: File }
   | { t: "read"; conv: string }
   | { t: "tab"; tab: string; visible: boolean; current: string }
   | { t: "bye"; tab: string }
@@ -178,13 +180,31 @@ function validHanded(h: Handed | undefined): h is Handed {
   return h.kind === "text" ? typeof h.text === "string" : h.kind === "file" && h.file instanceof Blob;
 }
 
+/**
+ * A hand-over from a tab still running the app as it was before hand-overs were confirmed (`send` with `to` and
+ * `text`, `file` with `to` and `file`): taken under a fresh id (that tab keeps nothing to hand again).
+ */
+function olderHanded(d: { t: string; to?: unknown; text?: unknown; file?: unknown }): Handed | undefined {
+  if (typeof d.to !== "string") return undefined;
+  const id = `${d.t === "file" ? "o" : "e"}-${crypto.randomUUID()}`;
+  if (d.t === "send" && typeof d.text === "string") {
+    return { kind: "text", id, ts: Date.now(), to: d.to, text: d.text };
+  }
+  if (d.t === "file" && d.file instanceof File) {
+    return { kind: "file", id, ts: Date.now(), to: d.to, file: d.file };
+  }
+}
+
 /** The leader carries out what follower tab asked. */
 export function applyToLeader(s: Leader, tabs: Tabs, d: ToLeader): void {
   switch (d.t) {
     case "hello":
       return tabs.post(s.snapshot());
     case "send":
-      return validHanded(d.h) ? s.take(d.h) : undefined;
+    case "file": {
+      const h = d.t === "send" && validHanded(d.h) ? d.h : olderHanded(d);
+      return h ? s.take(h) : undefined;
+    }
     case "read":
       return s.read(d.conv);
     case "tab":
