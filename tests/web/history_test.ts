@@ -1,10 +1,11 @@
 /**
  * The web app's history and tabs in a real browser (Debian Chromium through playwright-core, a persistent
  * profile): the encrypted history after a reload and after a browser restart, two tabs of one identity on one
- * connection (and the next tab taking over when the first closes), the same identity connected elsewhere shown in
- * words without a reconnect war, deleting a conversation, and sign-out. Each case builds on the one before
- * (the history it checks was made earlier), so they are steps of one test that starts the node, the profile and
- * the terminal-side user it shares (`await using`).
+ * connection (and the next tab taking over when the first closes; a message and a file handed to a leader tab
+ * that drops them and closes are sent once by the next; a hand-over a late leader gets twice is sent once), the
+ * same identity connected elsewhere shown in words without a reconnect war, deleting a conversation, and
+ * sign-out. Each case builds on the one before (the history it checks was made earlier), so they are steps of
+ * one test that starts the node, the profile and the terminal-side user it shares (`await using`).
  *
  * Sanitizers are off: playwright keeps its pipe to the browser and its timers open across tests.
  */
