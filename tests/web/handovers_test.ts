@@ -5,19 +5,17 @@
  * forgets it on the confirmation (its deadline timer with it: the sanitizers see a timer left behind).
  */
 import assert from "node:assert/strict";
-import { Conversations } from "../../lib/web/app/conversations.ts";
-import type { HistoryBinding } from "../../lib/web/app/history_binding.ts";
+import { Conversations, type SavedHistory } from "../../lib/web/app/conversations.ts";
 import { Handovers, type Timers } from "../../lib/web/app/handovers.ts";
-import type { Identity } from "../../lib/web/app/identity.ts";
 import type { ChatMessage } from "../../lib/web/app/model.ts";
 import {
   applyToLeader,
   type FromLeader,
   type Handed,
   type Leader,
-  type Tabs,
+  type TabChannel,
   type ToLeader,
-} from "../../lib/web/app/tabs.ts";
+} from "../../lib/web/app/tab_messages.ts";
 
 const TOM = "70a00000-0000-4000-8000-0000000000b6";
 
@@ -57,9 +55,9 @@ function tab(role: "leader" | "follower", connected = true) {
     },
     stateChanged: () => {},
     dropped: () => {},
-  } as unknown as HistoryBinding;
+  } as unknown as SavedHistory;
   const model = new Conversations({
-    me: { userId: "a11ce000-0000-4000-8000-0000000000a5", displayName: "alice" } as Identity,
+    me: { userId: "a11ce000-0000-4000-8000-0000000000a5", displayName: "alice" },
     saved: () => saved,
     post: (m) => posted.push(m),
     showing: () => false,
@@ -204,7 +202,7 @@ Deno.test("handovers: a file taken while the leader is not connected waits for t
 Deno.test("handovers: the leader takes a well-formed hand-over, one from a tab on the older app under a fresh id, and drops the rest", () => {
   const taken: Handed[] = [];
   const s = { take: (h: Handed) => taken.push(h) } as unknown as Leader;
-  const give = (d: unknown) => applyToLeader(s, {} as Tabs, d as ToLeader);
+  const give = (d: unknown) => applyToLeader(s, {} as TabChannel, d as ToLeader);
   give({ t: "send", h: text("e-1") });
   give({ t: "send", to: TOM, text: "from an older tab" });
   give({ t: "file", to: TOM, file: new File(["x"], "old.txt") });

@@ -8,19 +8,30 @@
  */
 import type { ClientEvent } from "../../client/client.ts";
 import { sanitizeFileName } from "../../client/filenames.ts";
-import type { HistoryBinding } from "./history_binding.ts";
-import type { Identity } from "./identity.ts";
 import { type ChatMessage, type Conversation, insertSorted, PUBLIC } from "./model.ts";
-import type { FromLeader, Handed } from "./tabs.ts";
+import type { FromLeader, Handed } from "./tab_messages.ts";
 
 /** Messages kept per conversation (older ones leave the history too). */
 export const MAX_PER_CONV = 2000;
 
+/**
+ * What the conversations write to the history (history_binding.ts `HistoryBinding`; named here by shape so this
+ * module loads without the DOM's types, for unit tests).
+ */
+export interface SavedHistory {
+  changed(m: ChatMessage): void;
+  stateChanged(): void;
+  dropped(ids: string[]): void;
+  deleteConversation(c: Conversation): void;
+  wipe(): Promise<void>;
+}
+
 /** What the conversations need from the session. */
 export interface ConversationsHost {
-  readonly me: Identity;
+  /** Who we are (the session's identity). */
+  readonly me: { readonly userId: string; readonly displayName: string };
   /** The history binding (the leader writes through it). */
-  saved(): HistoryBinding;
+  saved(): SavedHistory;
   /** Tell the other tabs. */
   post(msg: FromLeader): void;
   /** True when some tab of ours shows `conv` to the user now. */

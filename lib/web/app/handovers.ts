@@ -9,7 +9,7 @@
 import type { Conversations } from "./conversations.ts";
 import { HandoverQueue } from "./handover_queue.ts";
 import type { ChatMessage } from "./model.ts";
-import type { FromLeader, Handed, ToLeader } from "./tabs.ts";
+import type { FromLeader, Handed, ToLeader } from "./tab_messages.ts";
 
 /** What the hand-overs need from the session. */
 export interface HandoversHost {
