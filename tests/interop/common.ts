@@ -12,6 +12,12 @@ import type { Frame } from "../helpers/ws_peer.ts";
 export const TIMERS = ["--heartbeat-interval", "0.5", "--link-timeout", "2"];
 /** Sanitizers off: the node runs as a child process and the scripted server's sockets outlive single steps. */
 export const opts = { sanitizeOps: false, sanitizeResources: false };
+/**
+ * For steps that run at the same time (`Promise.all` of `t.step`s, each with its own node and scripted peers):
+ * scenarios that spend seconds counting a link's heartbeats wait together instead of one after the other. Deno
+ * runs steps concurrently only with every sanitizer off.
+ */
+export const concurrent = { ...opts, sanitizeExit: false };
 
 /** A user of the interop scenarios: a fixed id and a fixture key. */
 export interface User {

@@ -16,13 +16,13 @@ import { type ScriptedConn, ScriptedServer, userAdvert } from "../helpers/script
 import { until } from "../helpers/until.ts";
 import type { Frame } from "../helpers/ws_peer.ts";
 import {
+  concurrent,
   connectOurs,
   deliverFrom,
   heartbeatRounds,
   joiningNode,
   linked,
   noRefusals,
-  opts,
   ours,
   quietLink,
   readDeliver,
@@ -99,7 +99,8 @@ function foreignServer(): ScriptedServer {
   return server;
 }
 
-Deno.test({ name: "our node and a server speaking every deployed dialect at once", ...opts }, async () => {
+/** Our node and a server speaking every deployed dialect at once (see the module doc). */
+async function everyDialect(): Promise<void> {
   await using fs = foreignServer();
   await using node = await joiningNode(fs.port);
   await linked(node, 1);
@@ -162,12 +163,10 @@ Deno.test({ name: "our node and a server speaking every deployed dialect at once
   assert.equal(fs.conns.length, 3, "no redial while idle");
   assert.ok(relink.open);
   noRefusals(node, fs.conns, "foreign server"); // an ERROR is never answered with an ERROR either
-});
+}
 
-Deno.test({
-  name: "a server that closes at once on SERVER_HELLO_LINK is re-linked with JOIN, no storm",
-  ...opts,
-}, async () => {
+/** A server that closes at once on SERVER_HELLO_LINK is re-linked with JOIN, no storm. */
+async function instantCloseOnLink(): Promise<void> {
   await using server = ScriptedServer.start({
     key: fKey,
     pingSeconds: 1,
@@ -201,4 +200,16 @@ Deno.test({
   assert.deepEqual(hellos, ["SERVER_HELLO_JOIN", "SERVER_HELLO_LINK", "SERVER_HELLO_JOIN"]);
   assert.ok(server.conns[2].open);
   noRefusals(node, server.conns, "instant close on LINK");
+}
+
+Deno.test({ name: "our node and foreign servers", ...concurrent }, async (t) => {
+  // Each ends counting twelve of its node's heartbeats on a quiet link: two nodes, at the same time.
+  await Promise.all([
+    t.step({ name: "a server speaking every deployed dialect at once", ...concurrent, fn: everyDialect }),
+    t.step({
+      name: "a server that closes at once on SERVER_HELLO_LINK is re-linked with JOIN, no storm",
+      ...concurrent,
+      fn: instantCloseOnLink,
+    }),
+  ]);
 });

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { type ScriptedConn, ScriptedServer, userAdvert } from "../helpers/scripted_server.ts";
 import { until } from "../helpers/until.ts";
 import {
+  concurrent,
   connectOurs,
   deliverFrom,
   health,
@@ -61,45 +62,54 @@ function introducer(variant: Variant, signWelcome = true) {
   });
 }
 
-for (const [name, variant] of VARIANTS) {
-  Deno.test({ name: `our node joins an introducer that answers with ${name}`, ...opts }, async () => {
-    await using intro = introducer(variant);
-    await using node = await joiningNode(intro.port, introKey, "/chat");
-    await linked(node, 1);
-    const link: ScriptedConn = intro.conns[0];
-    const join = link.received[0];
-    assert.equal(join.type, "SERVER_HELLO_JOIN");
-    assert.equal(node.serverId, join.from);
+/** Our node joins an introducer answering with `variant`: presence, a DM each way, and a quiet link that holds. */
+async function joinsWith(name: string, variant: Variant): Promise<void> {
+  await using intro = introducer(variant);
+  await using node = await joiningNode(intro.port, introKey, "/chat");
+  await linked(node, 1);
+  const link: ScriptedConn = intro.conns[0];
+  const join = link.received[0];
+  assert.equal(join.type, "SERVER_HELLO_JOIN");
+  assert.equal(node.serverId, join.from);
 
-    // Presence on both sides.
-    await using client = await connectOurs(node.url);
-    const got = watch(client);
-    await link.waitFor((f) => f.type === "USER_ADVERTISE" && f.payload.user_id === ours.id, "our advert");
-    await until(() => client.directory.has(zed.id), "zed in our directory");
-    assert.equal(client.directory.get(zed.id)?.serverId, INTRO);
+  // Presence on both sides.
+  await using client = await connectOurs(node.url);
+  const got = watch(client);
+  await link.waitFor((f) => f.type === "USER_ADVERTISE" && f.payload.user_id === ours.id, "our advert");
+  await until(() => client.directory.has(zed.id), "zed in our directory");
+  assert.equal(client.directory.get(zed.id)?.serverId, INTRO);
 
-    // A DM each way, delivered once.
-    await client.tell(zed.id, "hello zed");
-    const sd = await link.waitFor((f) => f.type === "SERVER_DELIVER", "our SERVER_DELIVER");
-    assert.equal(await readDeliver(zed.key, sd), "hello zed");
-    assert.equal(sd.payload.orig_ts, sd.ts, "orig_ts = the original ts (item 7)");
-    assert.equal(sd.payload.ack, undefined, "no ACK extension for a server that does not say it speaks it");
-    await link.send(
-      await deliverFrom(zed, { id: ours.id, pubkey: ours.key.publicKey }, "hello ours", INTRO),
-    );
-    const dm = await until(() => got.find((e) => e.kind === "dm"), "zed's DM");
-    assert.ok(dm.kind === "dm" && dm.text === "hello ours" && dm.verified);
+  // A DM each way, delivered once.
+  await client.tell(zed.id, "hello zed");
+  const sd = await link.waitFor((f) => f.type === "SERVER_DELIVER", "our SERVER_DELIVER");
+  assert.equal(await readDeliver(zed.key, sd), "hello zed");
+  assert.equal(sd.payload.orig_ts, sd.ts, "orig_ts = the original ts (item 7)");
+  assert.equal(sd.payload.ack, undefined, "no ACK extension for a server that does not say it speaks it");
+  await link.send(
+    await deliverFrom(zed, { id: ours.id, pubkey: ours.key.publicKey }, "hello ours", INTRO),
+  );
+  const dm = await until(() => got.find((e) => e.kind === "dm"), "zed's DM");
+  assert.ok(dm.kind === "dm" && dm.text === "hello ours" && dm.verified);
 
-    // The link stays up (several link timeouts with no frame from the introducer), heartbeats only.
-    const m = await quietLink(name, link, 6, 500);
-    assert.ok(m.perMinute > 0);
-    assert.equal((await health(node)).servers_linked, 1);
-    assert.equal(intro.conns.length, 1, "no redial: the first link stayed up");
-    assert.equal(got.filter((e) => e.kind === "dm").length, 1, "delivered once");
-    assert.equal(link.received.filter((f) => f.type === "SERVER_DELIVER").length, 1, "sent once");
-    noRefusals(node, intro.conns, name);
-  });
+  // The link stays up (several link timeouts with no frame from the introducer), heartbeats only.
+  const m = await quietLink(name, link, 6, 500);
+  assert.ok(m.perMinute > 0);
+  assert.equal((await health(node)).servers_linked, 1);
+  assert.equal(intro.conns.length, 1, "no redial: the first link stayed up");
+  assert.equal(got.filter((e) => e.kind === "dm").length, 1, "delivered once");
+  assert.equal(link.received.filter((f) => f.type === "SERVER_DELIVER").length, 1, "sent once");
+  noRefusals(node, intro.conns, name);
 }
+
+Deno.test({
+  name: "our node joins an introducer that answers with each deployed welcome form",
+  ...concurrent,
+}, async (t) => {
+  // One node and introducer per form, at the same time: each waits twelve of its node's heartbeats.
+  await Promise.all(
+    VARIANTS.map(([name, variant]) => t.step({ name, ...concurrent, fn: () => joinsWith(name, variant) })),
+  );
+});
 
 Deno.test({ name: "an unsigned SERVER_WELCOME is still refused: one ERROR, no link", ...opts }, async () => {
   await using intro = introducer(VARIANTS[0][1], false);
