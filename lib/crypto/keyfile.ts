@@ -1,6 +1,9 @@
 /**
  * Private keys at rest: PKCS#8 encrypted with AES-256-GCM under a key derived from a passphrase with
  * PBKDF2-SHA-256 (600,000 iterations, per-file random salt). Used for user key files and the node identity.
+ * A node whose secret is a random key it generated (`node.secret`, 256 bits) seals with HKDF-SHA-256 instead
+ * ({@linkcode RandomKey}): stretching protects guessable passphrases and adds nothing to a random key, while
+ * costing ~0.3 s of CPU per key at every start. A passphrase never opens an HKDF-sealed key.
  * A sealed key may bind additional data (AES-GCM AAD): a user key file binds its metadata (user id, public key,
  * display name), so none of them can be edited without the passphrase. Opening refuses iteration counts below
  * 600,000 (a weakened file) or above 10,000,000 (a file that would hang the program).
@@ -22,11 +25,11 @@ import { PrivateKey } from "./rsa.ts";
 
 /** The stored, encrypted form of a private key. */
 export interface SealedKey {
-  /** Key derivation: PBKDF2 with SHA-256. */
-  kdf: "PBKDF2-SHA256";
-  /** PBKDF2 iterations. */
+  /** Key derivation: PBKDF2 with SHA-256 (a passphrase), or HKDF with SHA-256 (a {@linkcode RandomKey}). */
+  kdf: "PBKDF2-SHA256" | "HKDF-SHA256";
+  /** PBKDF2 iterations (0 for HKDF). */
   iterations: number;
-  /** PBKDF2 salt (base64url). */
+  /** PBKDF2 or HKDF salt (base64url). */
   salt: string;
   /** Cipher: AES-256-GCM. */
   cipher: "AES-256-GCM";
@@ -66,6 +69,40 @@ export const MAX_ITERATIONS = 10_000_000;
 /** Shortest passphrase for a new key (terminal and web alike). */
 export const MIN_PASSPHRASE_CHARS = 8;
 
+/**
+ * A secret that is a random key the program generated (base64url of at least 32 random bytes), not a passphrase
+ * a person chose: keys sealed under it use HKDF-SHA-256, and only a `RandomKey` opens them.
+ */
+export interface RandomKey {
+  /** base64url of ≥ 32 random bytes. */
+  randomKey: string;
+}
+
+/** What seals a key: a passphrase (PBKDF2) or a {@linkcode RandomKey} (HKDF). */
+export type SealSecret = string | RandomKey;
+
+/** Shortest random key accepted for HKDF sealing, in bytes. */
+export const MIN_RANDOM_KEY_BYTES = 32;
+
+/** The bytes of a random key, or null when it is not base64url of ≥ 32 bytes (then it is treated as a passphrase). */
+export function randomKeyBytes(text: string): Uint8Array<ArrayBuffer> | null {
+  const b = decodeBase64Url(text);
+  return b && b.length >= MIN_RANDOM_KEY_BYTES ? new Uint8Array(b) : null;
+}
+
+const HKDF_INFO = new TextEncoder().encode("socp sealed private key v1");
+
+async function hkdfKey(secret: Uint8Array<ArrayBuffer>, salt: Uint8Array<ArrayBuffer>) {
+  const base = await crypto.subtle.importKey("raw", secret, "HKDF", false, ["deriveKey"]);
+  return crypto.subtle.deriveKey(
+    { name: "HKDF", hash: "SHA-256", salt, info: HKDF_INFO },
+    base,
+    { name: "AES-GCM", length: 256 },
+    false,
+    ["encrypt", "decrypt"],
+  );
+}
+
 async function deriveKey(passphrase: string, salt: Uint8Array<ArrayBuffer>, iterations: number) {
   const base = await crypto.subtle.importKey("raw", new TextEncoder().encode(passphrase), "PBKDF2", false, [
     "deriveKey",
@@ -80,23 +117,32 @@ async function deriveKey(passphrase: string, salt: Uint8Array<ArrayBuffer>, iter
 }
 
 /**
- * Encrypt PKCS#8 bytes under a passphrase; with `aad`, AES-GCM also authenticates those bytes (named by
- * `aadLabel` in the result, so the opener knows to supply them).
+ * Encrypt PKCS#8 bytes under a passphrase (PBKDF2) or a {@linkcode RandomKey} (HKDF; throws
+ * {@linkcode KeyFileError} when it is not base64url of ≥ 32 bytes); with `aad`, AES-GCM also authenticates those
+ * bytes (named by `aadLabel` in the result, so the opener knows to supply them).
  */
 export async function sealPrivateKey(
   pkcs8: Uint8Array,
-  passphrase: string,
+  secret: SealSecret,
   aad?: { label: string; bytes: Uint8Array },
 ): Promise<SealedKey> {
   const salt = crypto.getRandomValues(new Uint8Array(16));
   const iv = crypto.getRandomValues(new Uint8Array(12));
-  const key = await deriveKey(passphrase, salt, ITERATIONS);
+  let key: CryptoKey;
+  if (typeof secret === "string") key = await deriveKey(secret, salt, ITERATIONS);
+  else {
+    const bytes = randomKeyBytes(secret.randomKey);
+    if (!bytes) {
+      throw new KeyFileError(`a random key must be base64url of at least ${MIN_RANDOM_KEY_BYTES} bytes`);
+    }
+    key = await hkdfKey(bytes, salt);
+  }
   const params: AesGcmParams = { name: "AES-GCM", iv };
   if (aad) params.additionalData = new Uint8Array(aad.bytes);
   const data = new Uint8Array(await crypto.subtle.encrypt(params, key, new Uint8Array(pkcs8)));
   const out: SealedKey = {
-    kdf: "PBKDF2-SHA256",
-    iterations: ITERATIONS,
+    kdf: typeof secret === "string" ? "PBKDF2-SHA256" : "HKDF-SHA256",
+    iterations: typeof secret === "string" ? ITERATIONS : 0,
     salt: encodeBase64Url(salt),
     cipher: "AES-256-GCM",
     iv: encodeBase64Url(iv),
@@ -109,19 +155,56 @@ export async function sealPrivateKey(
 /**
  * Decrypt a sealed key; throws {@linkcode WrongPassphrase} when the passphrase is wrong (or the sealed bytes or
  * the additional data were changed), {@linkcode KeyFileError} when the format or the iteration count is not
- * acceptable. `aad`: the additional data a sealed key that names one (`sealed.aad`) was sealed with.
+ * acceptable. `aad`: the additional data a sealed key that names one (`sealed.aad`) was sealed with. An
+ * HKDF-sealed key opens only with a {@linkcode RandomKey}; a PBKDF2-sealed key opens with a passphrase or with a
+ * random key's text (keys sealed by older versions under `node.secret`).
  */
 export async function openPrivateKey(
   sealed: SealedKey,
-  passphrase: string,
+  secret: SealSecret,
   aad?: Uint8Array,
 ): Promise<Uint8Array> {
   const salt = decodeBase64Url(sealed.salt);
   const iv = decodeBase64Url(sealed.iv);
   const data = decodeBase64Url(sealed.data);
-  if (!salt || !iv || !data || sealed.kdf !== "PBKDF2-SHA256" || sealed.cipher !== "AES-256-GCM") {
+  const kdfs = ["PBKDF2-SHA256", "HKDF-SHA256"];
+  if (!salt || !iv || !data || !kdfs.includes(sealed.kdf) || sealed.cipher !== "AES-256-GCM") {
     throw new KeyFileError("the key file is not in a format this version understands");
   }
+  if (sealed.aad !== undefined && !aad) {
+    throw new KeyFileError(`the key file binds "${sealed.aad}" data that was not supplied`);
+  }
+  let key: CryptoKey;
+  if (sealed.kdf === "HKDF-SHA256") {
+    const bytes = typeof secret === "string" ? null : randomKeyBytes(secret.randomKey);
+    if (!bytes) {
+      throw new KeyFileError(
+        "the key was sealed under a random key (a node's node.secret), not a passphrase; a passphrase cannot open it",
+      );
+    }
+    key = await hkdfKey(bytes, new Uint8Array(salt));
+  } else key = await pbkdf2Key(sealed, typeof secret === "string" ? secret : secret.randomKey, salt);
+  return await decryptSealed(sealed, key, iv, data, aad);
+}
+
+async function decryptSealed(
+  sealed: SealedKey,
+  key: CryptoKey,
+  iv: Uint8Array,
+  data: Uint8Array,
+  aad?: Uint8Array,
+): Promise<Uint8Array> {
+  const params: AesGcmParams = { name: "AES-GCM", iv: new Uint8Array(iv) };
+  if (sealed.aad !== undefined && aad) params.additionalData = new Uint8Array(aad);
+  try {
+    return new Uint8Array(await crypto.subtle.decrypt(params, key, new Uint8Array(data)));
+  } catch {
+    throw new WrongPassphrase();
+  }
+}
+
+/** The PBKDF2 key of a sealed key, after its iteration count is checked. */
+function pbkdf2Key(sealed: SealedKey, passphrase: string, salt: Uint8Array): Promise<CryptoKey> {
   const n = sealed.iterations;
   if (!Number.isSafeInteger(n) || n < MIN_ITERATIONS) {
     throw new KeyFileError(
@@ -136,17 +219,7 @@ export async function openPrivateKey(
       } is refused (it would stall the program)`,
     );
   }
-  if (sealed.aad !== undefined && !aad) {
-    throw new KeyFileError(`the key file binds "${sealed.aad}" data that was not supplied`);
-  }
-  const key = await deriveKey(passphrase, new Uint8Array(salt), n);
-  const params: AesGcmParams = { name: "AES-GCM", iv: new Uint8Array(iv) };
-  if (sealed.aad !== undefined && aad) params.additionalData = new Uint8Array(aad);
-  try {
-    return new Uint8Array(await crypto.subtle.decrypt(params, key, new Uint8Array(data)));
-  } catch {
-    throw new WrongPassphrase();
-  }
+  return deriveKey(passphrase, new Uint8Array(salt), n);
 }
 
 /**

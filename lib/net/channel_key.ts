@@ -12,7 +12,7 @@
  */
 import type { Event, Seal } from "../core/types.ts";
 import { encryptTo, generateKeyPair, PrivateKey } from "../crypto/rsa.ts";
-import { type SealedKey, sealPrivateKey } from "../crypto/keyfile.ts";
+import { type SealedKey, sealPrivateKey, type SealSecret } from "../crypto/keyfile.ts";
 import type { Envelope } from "../protocol/envelope.ts";
 import { sameKeyMaterial } from "../protocol/keys.ts";
 import { keySharePreimage } from "../protocol/preimages.ts";
@@ -23,8 +23,8 @@ import type { Write } from "./ports.ts";
 export interface ChannelKeyContext {
   /** The server's identity key (opens a wrapped channel key). */
   key: PrivateKey;
-  /** Passphrase that seals the channel key at rest. */
-  secret: string;
+  /** What seals the channel key at rest (a passphrase, or the node's random key). */
+  secret: SealSecret;
   /** Where the sealed key and the channel row are kept. */
   store: {
     /** Keep the channel's private key, sealed. */

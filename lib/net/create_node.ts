@@ -28,7 +28,7 @@ import {
 } from "../core/types.ts";
 import { sameKeyMaterial, spkiToB64Pem } from "../protocol/keys.ts";
 import { PrivateKey } from "../crypto/rsa.ts";
-import { openPrivateKey, type SealedKey } from "../crypto/keyfile.ts";
+import { openPrivateKey, type SealedKey, type SealSecret } from "../crypto/keyfile.ts";
 import { encodeBase64Url } from "../protocol/base64url.ts";
 import { Store } from "../store/sqlite.ts";
 import { httpHandler } from "./http.ts";
@@ -57,8 +57,11 @@ export interface NodeParts extends ActivityHookParts {
   key: PrivateKey;
   /** Our server id (default: a random UUID; a store that already knows one should be given it). */
   serverId?: string;
-  /** Passphrase that seals the public channel's key at rest (default: a random one, for a node in memory). */
-  secret?: string;
+  /**
+   * What seals the public channel's key at rest: a passphrase (PBKDF2) or a random key `{ randomKey }` (HKDF)
+   * (default: a random key, for a node in memory).
+   */
+  secret?: SealSecret;
   /** Where the node keeps users, pins, queues and the channel (default: SQLite in memory, `:memory:`). */
   store?: NodeStore;
   /** Named in the error when a store write fails (default "the store"). */
@@ -138,7 +141,7 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
   const labModes = [...(parts.labWeakKeys ? ["weak-keys"] : []), ...(parts.labReplay ? ["replay"] : [])];
   const store: NodeStore = parts.store ?? Store.open(":memory:");
   const storeName = parts.storeName ?? "the store";
-  const secret = parts.secret ?? encodeBase64Url(crypto.getRandomValues(new Uint8Array(32)));
+  const secret = parts.secret ?? { randomKey: encodeBase64Url(crypto.getRandomValues(new Uint8Array(32))) };
   const transport = parts.transport ?? denoTransport;
   const key = parts.key;
   const closeStore = () => {

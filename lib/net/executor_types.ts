@@ -7,6 +7,7 @@
  */
 import type { Event, Limits, State, Step } from "../core/types.ts";
 import type { PrivateKey } from "../crypto/rsa.ts";
+import type { SealSecret } from "../crypto/keyfile.ts";
 import type { Counters } from "./counters.ts";
 import type { InboundContext } from "./inbound.ts";
 import type { Logger } from "./log.ts";
@@ -23,8 +24,8 @@ export interface ExecutorContext {
   transport: Transport;
   /** The server's identity key (signs frames, opens wrapped channel keys). */
   key: PrivateKey;
-  /** Passphrase that seals the channel key at rest. */
-  secret: string;
+  /** What seals the channel key at rest (a passphrase, or the node's random key). */
+  secret: SealSecret;
   /** The public channel's private key, when this node holds it. */
   channelKey: PrivateKey | null;
   /** The node's limits. */

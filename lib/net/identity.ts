@@ -1,12 +1,13 @@
 /**
  * The node's identity: a UUID v4 server id and an RSA-4096 key, created on the first run and reused. The
- * private key is stored in SQLite sealed under a passphrase: `SOCP_NODE_PASSPHRASE` when set, otherwise a
- * random secret kept in `<data>/node.secret` (mode 0600), so a copy of the database alone does not reveal it.
+ * private key is stored in SQLite sealed under a passphrase: `SOCP_NODE_PASSPHRASE` when set (PBKDF2), otherwise
+ * a random 256-bit key kept in `<data>/node.secret` (mode 0600; HKDF, as a random key needs no stretching), so a
+ * copy of the database alone does not reveal it.
  *
  * @module
  */
 import { join } from "node:path";
-import { openPrivateKey, sealPrivateKey } from "../crypto/keyfile.ts";
+import { openPrivateKey, randomKeyBytes, sealPrivateKey, type SealSecret } from "../crypto/keyfile.ts";
 import { generateKeyPair, PrivateKey } from "../crypto/rsa.ts";
 import { encodeBase64Url } from "../protocol/base64url.ts";
 import type { Store } from "../store/sqlite.ts";
@@ -18,17 +19,23 @@ export interface Identity {
   created: boolean;
 }
 
-export async function nodeSecret(dataDir: string, passphrase?: string): Promise<string> {
+/**
+ * What seals the node's own keys: the passphrase when one is set, else the random key in `<data>/node.secret`
+ * (created on first use). A `node.secret` that is not base64url of ≥ 32 bytes (edited by hand) counts as a
+ * passphrase, so it is stretched.
+ */
+export async function nodeSecret(dataDir: string, passphrase?: string): Promise<SealSecret> {
   if (passphrase) return passphrase;
   const path = join(dataDir, "node.secret");
   try {
-    return (await Deno.readTextFile(path)).trim();
+    const text = (await Deno.readTextFile(path)).trim();
+    return randomKeyBytes(text) ? { randomKey: text } : text;
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   const secret = encodeBase64Url(crypto.getRandomValues(new Uint8Array(32)));
   await Deno.writeTextFile(path, secret + "\n", { mode: 0o600, createNew: true });
-  return secret;
+  return { randomKey: secret };
 }
 
 /** Load the identity from the store, or create and store a new one. */

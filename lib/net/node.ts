@@ -13,6 +13,7 @@
  */
 import { join } from "node:path";
 import type { FederationConfig, Limits, LogLevel } from "../core/types.ts";
+import type { SealSecret } from "../crypto/keyfile.ts";
 import { Store } from "../store/sqlite.ts";
 import { createNode, type NodeActivity, type NodeParts, type RunningNode } from "./create_node.ts";
 import { checkPortFree, denoTransportWith, PortInUse, type Transport } from "./transport.ts";
@@ -92,7 +93,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     throw e;
   }
   let identity: Identity;
-  let secret: string;
+  let secret: SealSecret;
   try {
     identity = await loadOrCreateIdentity(store, opts.dataDir, {
       passphrase: opts.nodePassphrase,

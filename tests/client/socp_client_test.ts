@@ -6,13 +6,20 @@
 import assert from "node:assert/strict";
 import { type ClientEvent, SocpClient, WebCryptoRunner } from "../../lib/client/client.ts";
 import { createNode } from "../../lib/net/create_node.ts";
-import { fixtureKey } from "../helpers/keys.ts";
+import { fixtureChannelParts, fixtureKey } from "../helpers/keys.ts";
 import { until } from "../helpers/until.ts";
 
 const [nodeKey, aliceKey, bobKey] = await Promise.all(["user6", "user1", "user2"].map(fixtureKey));
 
 async function node(limits = {}) {
-  const n = await createNode({ key: nodeKey, host: "127.0.0.1", port: 0, logLevel: "warn", limits });
+  const n = await createNode({
+    key: nodeKey,
+    host: "127.0.0.1",
+    port: 0,
+    logLevel: "warn",
+    limits,
+    ...await fixtureChannelParts(),
+  });
   return { url: `ws://127.0.0.1:${n.port}`, [Symbol.asyncDispose]: () => n.close() };
 }
 

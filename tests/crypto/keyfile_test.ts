@@ -161,3 +161,51 @@ Deno.test("iteration counts below 600,000 or above 10,000,000 are refused with a
   }
   assert.deepEqual(await openPrivateKey(await sealPrivateKey(secret, "pw"), "pw"), secret);
 });
+
+const RANDOM_KEY = { randomKey: encodeBase64Url(new Uint8Array(32).map((_, i) => i * 7 + 1)) };
+
+Deno.test("a random key seals with HKDF; only that random key opens it, never a passphrase", async () => {
+  const secret = new TextEncoder().encode("PRIVATE-KEY-MATERIAL-".repeat(20));
+  const sealed = await sealPrivateKey(secret, RANDOM_KEY);
+  assert.equal(sealed.kdf, "HKDF-SHA256");
+  assert.equal(sealed.iterations, 0);
+  assert.ok(!JSON.stringify(sealed).includes("PRIVATE-KEY"));
+  assert.deepEqual(await openPrivateKey(sealed, RANDOM_KEY), secret);
+  // The key's text typed as a passphrase does not open it (and a user key file's passphrase never takes this path).
+  await assert.rejects(() => openPrivateKey(sealed, RANDOM_KEY.randomKey), {
+    name: "KeyFileError",
+    message: /sealed under a random key .* a passphrase cannot open it/,
+  });
+  const other = { randomKey: encodeBase64Url(new Uint8Array(32).fill(9)) };
+  await assert.rejects(() => openPrivateKey(sealed, other), WrongPassphrase);
+  const tampered = { ...sealed, salt: encodeBase64Url(new Uint8Array(16)) };
+  await assert.rejects(() => openPrivateKey(tampered, RANDOM_KEY), WrongPassphrase);
+});
+
+Deno.test("a random key shorter than 32 bytes (or not base64url) is refused for sealing and opening", async () => {
+  for (const randomKey of [encodeBase64Url(new Uint8Array(31)), "not base64url!", ""]) {
+    await assert.rejects(() => sealPrivateKey(new Uint8Array([1]), { randomKey }), KeyFileError);
+  }
+  const sealed = await sealPrivateKey(new Uint8Array([1]), RANDOM_KEY);
+  await assert.rejects(
+    () => openPrivateKey(sealed, { randomKey: encodeBase64Url(new Uint8Array(16)) }),
+    KeyFileError,
+  );
+});
+
+Deno.test("a key sealed with PBKDF2 under a random key's text (older nodes) still opens with that random key", async () => {
+  const secret = new Uint8Array([4, 5, 6]);
+  const old = await sealPrivateKey(secret, RANDOM_KEY.randomKey);
+  assert.equal(old.kdf, "PBKDF2-SHA256");
+  assert.deepEqual(await openPrivateKey(old, RANDOM_KEY), secret);
+});
+
+Deno.test("a user key file whose key is HKDF-sealed is refused: a passphrase is always stretched", async () => {
+  const key = await fixtureKey("user1");
+  const file = await sealUserKeyFile(
+    { userId: "00000000-0000-4000-8000-000000000001", displayName: "alice", key },
+    "long enough passphrase",
+  );
+  const forged: UserKeyFile = { ...file, sealed: { ...file.sealed, kdf: "HKDF-SHA256", iterations: 0 } };
+  await assert.rejects(() => openUserKeyFile(forged, "long enough passphrase"), KeyFileError);
+});

@@ -1,5 +1,7 @@
 /** Fixture keys for tests (generated once with openssl; see tests/fixtures/keys/). */
+import { sealPrivateKey } from "../../lib/crypto/keyfile.ts";
 import { PrivateKey } from "../../lib/crypto/rsa.ts";
+import { Store } from "../../lib/store/sqlite.ts";
 
 const dir = new URL("../fixtures/keys/", import.meta.url);
 
@@ -21,4 +23,25 @@ export function fixtureKey(name: string): Promise<PrivateKey> {
     cache.set(name, p);
   }
   return p;
+}
+
+/**
+ * A node's random key for sealing its own keys in tests (what `node.secret` holds: base64url of 32 bytes), so
+ * sealing and opening take HKDF, as on a real node without a passphrase.
+ */
+export const TEST_NODE_SECRET = { randomKey: "dGVzdC1ub2RlLXNlY3JldC0zMi1ieXRlcy1mb3Itc29jcA" } as const;
+
+/**
+ * The parts of an in-process node (`createNode`) that make it hold a fixture public-channel key from its first
+ * step: a store in memory with `channel1` sealed under {@linkcode TEST_NODE_SECRET}, and that secret. Without them
+ * a first node creates its channel key (RSA-4096 generation: seconds of CPU).
+ */
+export async function fixtureChannelParts(
+  channel = "channel1",
+): Promise<{ store: Store; secret: typeof TEST_NODE_SECRET }> {
+  const key = await fixtureKey(channel);
+  const store = Store.open(":memory:");
+  store.setChannelKey(key.publicKey, await sealPrivateKey(await key.exportPkcs8(), TEST_NODE_SECRET));
+  store.setChannel(1, key.publicKey, Date.now());
+  return { store, secret: TEST_NODE_SECRET };
 }

@@ -12,7 +12,7 @@ import { Logger } from "../../lib/net/log.ts";
 import { CrashOnlyWrites } from "../../lib/net/persist.ts";
 import { Store } from "../../lib/store/sqlite.ts";
 import type { Envelope } from "../../lib/protocol/envelope.ts";
-import { fixtureKey } from "../helpers/keys.ts";
+import { fixtureKey, TEST_NODE_SECRET } from "../helpers/keys.ts";
 
 const serverKey = await fixtureKey("user6");
 const channelKey = await fixtureKey("user5");
@@ -33,7 +33,7 @@ function holder(opts: { failOn?: "setChannelKey" | "setChannel" } = {}) {
   const done = new Promise<void>((r) => settled = r);
   const ck = new ChannelKeyHolder({
     key: serverKey,
-    secret: "test secret",
+    secret: TEST_NODE_SECRET,
     store,
     write: (f) => writes.write(f),
     dispatch: (ev) => (events.push(ev), settled()),

@@ -8,7 +8,7 @@ import { DEFAULT_LIMITS } from "../../lib/core/types.ts";
 import { createNode, type NodeParts } from "../../lib/net/create_node.ts";
 import type { Timers } from "../../lib/net/executor.ts";
 import type { Handler, Socket, Transport } from "../../lib/net/transport.ts";
-import { fixtureKey } from "../helpers/keys.ts";
+import { fixtureChannelParts, fixtureKey } from "../helpers/keys.ts";
 import { until } from "../helpers/until.ts";
 
 /** Timers the test fires by hand. */
@@ -97,6 +97,7 @@ async function testNode(over: Partial<NodeParts> = {}) {
     host: "127.0.0.1",
     port: 0,
     logSink: (l) => lines.push(l),
+    ...await fixtureChannelParts(),
     ...over,
   });
   return { node, timers, clock, lines, ...net, [Symbol.asyncDispose]: () => node.close() };

@@ -23,7 +23,7 @@ import {
 import { Counters } from "../../lib/net/counters.ts";
 import { Logger } from "../../lib/net/log.ts";
 import type { Accept, DialHandlers, Socket, Transport } from "../../lib/net/transport.ts";
-import { fixtureKey } from "../helpers/keys.ts";
+import { fixtureKey, TEST_NODE_SECRET } from "../helpers/keys.ts";
 import { ALICE, BOB, config } from "../helpers/reducer.ts";
 import { FakeTime } from "./fake_time.ts";
 import { decodeBase64Url, encodeBase64Url } from "../../lib/protocol/base64url.ts";
@@ -200,7 +200,7 @@ function setup(opts: {
     store,
     transport: fakeTransport,
     key: serverKey,
-    secret: "test secret",
+    secret: TEST_NODE_SECRET,
     channelKey: null,
     limits: state.config.limits,
     log: new Logger("debug", (l) => lines.push(l)),

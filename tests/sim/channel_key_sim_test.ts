@@ -1,13 +1,14 @@
 /**
  * The simulation with the real channel-key holder (lib/net/channel_key.ts) and its crypto instead of the
  * simulated one: the first node holds the public channel's key (sealed in its database), the others adopt it
- * from the RSA-OAEP wraps the first one's welcomes carry, seal it at rest (PBKDF2), and sign key shares with it.
+ * from the RSA-OAEP wraps the first one's welcomes carry, seal it at rest (HKDF under the node's random key), and
+ * sign key shares with it.
  * The crypto runs in real time while the simulated clock waits (Sim.realSettle), so a seed still replays
- * exactly. (Calm seeds only: RSA-4096 and PBKDF2 make each run take seconds; the storms use the simulated
+ * exactly. (Calm seeds only: RSA-4096 makes each run take about a second; the storms use the simulated
  * holder.)
  */
 import assert from "node:assert/strict";
-import { fixtureKey } from "../helpers/keys.ts";
+import { fixtureKey, TEST_NODE_SECRET } from "../helpers/keys.ts";
 import { openPrivateKey, sealPrivateKey } from "../../lib/crypto/keyfile.ts";
 import { PrivateKey } from "../../lib/crypto/rsa.ts";
 import { sha256, toHex } from "../../lib/protocol/sha256.ts";
@@ -22,7 +23,7 @@ for (const n of NAMES) {
 }
 /** The channel key: a fixture key no node uses as its identity (nodes use user1..user4). */
 const channelKey = await fixtureKey("user6");
-const secret = "sim channel secret";
+const secret = TEST_NODE_SECRET;
 const sealed = await sealPrivateKey(await channelKey.exportPkcs8(), secret);
 
 /** The fields whose bytes the real crypto randomizes. */

@@ -47,7 +47,7 @@ import type { Accept, DialHandlers, Socket, Transport } from "../../lib/net/tran
 import { Logger } from "../../lib/net/log.ts";
 import { Counters } from "../../lib/net/http.ts";
 import { Store } from "../../lib/store/sqlite.ts";
-import type { SealedKey } from "../../lib/crypto/keyfile.ts";
+import type { SealedKey, SealSecret } from "../../lib/crypto/keyfile.ts";
 import { setImmediate } from "node:timers";
 import { ForeignNode } from "./foreign.ts";
 import { ClientUser } from "./client_user.ts";
@@ -319,7 +319,7 @@ export class Sim {
   }
 
   /**
-   * Real crypto started by the last job (the real channel-key holder's RSA and PBKDF2), and what to do once it is
+   * Real crypto started by the last job (the real channel-key holder's RSA and sealing), and what to do once it is
    * done. The run loop waits for all of it with the clock stopped, then hands the results on one at a time in the
    * order the operations started, letting every promise settle after each: runs stay deterministic however long
    * the crypto takes.
@@ -339,16 +339,16 @@ export class Sim {
 
   /**
    * When set, nodes hold the public channel's key with the real {@linkcode ChannelKeyHolder} and its crypto
-   * (RSA-OAEP wraps, RSA-PSS key-share signatures, the key sealed at rest with PBKDF2) instead of the simulated
+   * (RSA-OAEP wraps, RSA-PSS key-share signatures, the key sealed at rest with HKDF under the node's random key) instead of the simulated
    * one: `privateKeys` are the nodes' identity keys (by public key); node 0 starts holding `channelKey` (as if it
    * had created it: sealed in its database as `sealed`), the others adopt it from the wraps they are sent.
-   * A node restarted after adopting takes the key back from this record, not by unsealing its row (PBKDF2).
+   * A node restarted after adopting takes the key back from this record, not by unsealing its row.
    */
   realChannel?: {
     privateKeys: Map<string, PrivateKey>;
     channelKey: PrivateKey;
     sealed: SealedKey;
-    secret: string;
+    secret: SealSecret;
   };
 
   /** Advance the clock by `ms`. */

@@ -1,10 +1,11 @@
 /**
  * The web app's history and tabs in a real browser (Debian Chromium through playwright-core, a persistent
  * profile): the encrypted history after a reload and after a browser restart, two tabs of one identity on one
- * connection (and the next tab taking over when the first closes), the same identity connected elsewhere shown in
- * words without a reconnect war, deleting a conversation, and sign-out. Each case builds on the one before
- * (the history it checks was made earlier), so they are steps of one test that starts the node, the profile and
- * the terminal-side user it shares (`await using`).
+ * connection (and the next tab taking over when the first closes; a message and a file handed to a leader tab
+ * that drops them and closes are sent once by the next; a hand-over a late leader gets twice is sent once), the
+ * same identity connected elsewhere shown in words without a reconnect war, deleting a conversation, and
+ * sign-out. Each case builds on the one before (the history it checks was made earlier), so they are steps of
+ * one test that starts the node, the profile and the terminal-side user it shares (`await using`).
  *
  * Sanitizers are off: playwright keeps its pipe to the browser and its timers open across tests.
  */
@@ -89,6 +90,38 @@ function storedCount(p: Page): Promise<number> {
     })`,
   );
 }
+
+/** Whether the page's tab leads or follows. */
+function role(p: Page): Promise<string> {
+  return inPage<string>(p, `document.querySelector(".shell")?.dataset.role ?? ""`);
+}
+
+/**
+ * The test's hand on the race between tabs: with `holdHandovers` set, what the page's channel between tabs brings
+ * as a hand-over (`send`) is held: "drop" keeps it for ever (a tab closing as it arrives), "twice" delivers the
+ * first two together once the second came (a leader answering late).
+ */
+const HOLD_HANDOVERS = `(() => {
+  const d = Object.getOwnPropertyDescriptor(BroadcastChannel.prototype, "onmessage");
+  globalThis.held = [];
+  globalThis.released = 0;
+  Object.defineProperty(BroadcastChannel.prototype, "onmessage", {
+    configurable: true,
+    get() { return d.get.call(this); },
+    set(f) {
+      d.set.call(this, (e) => {
+        const mode = globalThis.holdHandovers;
+        if (!mode || !e.data || e.data.t !== "send") return f.call(this, e);
+        globalThis.held.push(e);
+        if (mode === "twice" && globalThis.held.length === 2) {
+          globalThis.holdHandovers = "";
+          for (const x of globalThis.held.splice(0)) f.call(this, x);
+          globalThis.released = 2;
+        }
+      });
+    },
+  });
+})()`;
 
 Deno.test(
   { name: "web history: one identity's history, tabs and sign-out in one profile", ...opts },
@@ -275,6 +308,86 @@ Deno.test(
         );
         await waitOnline(page2);
         page = page2;
+        assert.deepEqual(errors2, []);
+      },
+    );
+
+    await t.step(
+      "web tabs: a message handed to a leader tab that closes at once is sent once, by the next leader",
+      async () => {
+        // Every page from now on can hold what its channel between tabs brings (the test's hand on the race).
+        await ctx.addInitScript(HOLD_HANDOVERS);
+        await page.reload();
+        await waitOnline(page, 60_000);
+        const follower = await openPage();
+        const errorsF = errors;
+        await until(async () => (await role(follower)) === "follower", "the new tab follows");
+        await follower.locator(`button.conv-item[data-conv="${U_TOM}"]`).click();
+        // The leader gets the hand-over and drops it (as a tab closing at that moment does), then closes.
+        await inPage(page, `globalThis.holdHandovers = "drop"`);
+        await typeMessage(follower, "handed to a closing tab");
+        // A file goes the same way.
+        const handedFile = new TextEncoder().encode("handed file line\n".repeat(300));
+        Deno.writeFileSync(`${tmp}/handed.txt`, handedFile);
+        await follower.locator("#file-input").setInputFiles(`${tmp}/handed.txt`);
+        await until(
+          async () => (await inPage<number>(page, "globalThis.held.length")) >= 2,
+          "the leader got both",
+        );
+        await page.close();
+        await until(
+          () => tomGot.some((e) => e.kind === "dm" && e.text === "handed to a closing tab" && e.verified),
+          "tom gets the message the closed tab dropped",
+          60_000,
+        );
+        const file = await until(
+          () => tomGot.find((e) => e.kind === "file" && e.name === "handed.txt"),
+          "tom gets the file the closed tab dropped",
+          60_000,
+        );
+        assert.ok(file.kind === "file" && file.bytes && file.verified);
+        assert.equal(await sha256Hex(file.bytes), await sha256Hex(handedFile));
+        await waitOnline(follower);
+        assert.equal(await role(follower), "leader");
+
+        // A leader that answers late gets the hand-over twice (the first and the one handed again at the
+        // deadline): it sends it once.
+        const second = await openPage();
+        const errors2 = errors;
+        await until(async () => (await role(second)) === "follower", "the third tab follows");
+        await second.locator(`button.conv-item[data-conv="${U_TOM}"]`).click();
+        await inPage(follower, `globalThis.holdHandovers = "twice"`);
+        await typeMessage(second, "handed twice");
+        await until(
+          async () => (await inPage<number>(follower, "globalThis.released")) === 2,
+          "both delivered",
+        );
+        await until(
+          () => tomGot.some((e) => e.kind === "dm" && e.text === "handed twice" && e.verified),
+          "tom gets the message handed twice",
+        );
+        // Later messages come after on the same connection: by then a second copy would have arrived too.
+        await typeMessage(second, "after the hand-overs");
+        await until(
+          () => tomGot.some((e) => e.kind === "dm" && e.text === "after the hand-overs"),
+          "tom gets the next one",
+        );
+        const times = (text: string) => tomGot.filter((e) => e.kind === "dm" && e.text === text).length;
+        assert.equal(times("handed to a closing tab"), 1);
+        assert.equal(times("handed twice"), 1);
+        assert.equal(tomGot.filter((e) => e.kind === "file" && e.name === "handed.txt").length, 1);
+        for (const p of [follower, second]) {
+          await until(
+            async () => (await messageTexts(p)).includes("after the hand-overs"),
+            "both tabs show it",
+          );
+          const texts = await messageTexts(p);
+          assert.equal(texts.filter((x) => x === "handed to a closing tab").length, 1);
+          assert.equal(texts.filter((x) => x === "handed twice").length, 1);
+        }
+        await second.close();
+        page = follower;
+        errors = errorsF;
         assert.deepEqual(errors2, []);
       },
     );

@@ -7,10 +7,11 @@
  * @module
  */
 import type { ClientEvent } from "../../client/client.ts";
+import { sanitizeFileName } from "../../client/filenames.ts";
 import type { HistoryBinding } from "./history_binding.ts";
 import type { Identity } from "./identity.ts";
 import { type ChatMessage, type Conversation, insertSorted, PUBLIC } from "./model.ts";
-import type { FromLeader } from "./tabs.ts";
+import type { FromLeader, Handed } from "./tabs.ts";
 
 /** Messages kept per conversation (older ones leave the history too). */
 export const MAX_PER_CONV = 2000;
@@ -69,6 +70,44 @@ export class Conversations {
       text,
       ts: Date.now(),
     };
+  }
+
+  /** The message of ours a hand-over between tabs stands for (its id and time are the hand-over's). */
+  handed(h: Handed): ChatMessage {
+    const { userId, displayName } = this.host.me;
+    const m: ChatMessage = {
+      id: h.id,
+      conv: h.to,
+      dir: "out",
+      from: userId,
+      fromName: displayName,
+      text: h.kind === "text" ? h.text : "",
+      ts: h.ts,
+      state: "sending",
+      detail: "waiting for the tab that holds the connection",
+    };
+    if (h.kind === "file") {
+      m.file = {
+        fileId: "",
+        name: sanitizeFileName(h.file.name),
+        size: h.file.size,
+        done: 0,
+        phase: "sending",
+      };
+    }
+    return m;
+  }
+
+  /** Message `id` of conversation `conv`, if there. */
+  find(conv: string, id: string): ChatMessage | undefined {
+    return this.all.get(conv)?.messages.find((m) => m.id === id);
+  }
+
+  /** Show `m` in this tab only (a follower's message not taken by the leader yet; not stored, not told). */
+  showHere(m: ChatMessage): void {
+    if (this.find(m.conv, m.id)) return;
+    insertSorted(this.conv(m.conv).messages, m);
+    this.host.changed();
   }
 
   /** Our text messages not sent yet, oldest first. */

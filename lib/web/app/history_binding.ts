@@ -27,6 +27,10 @@ export class HistoryBinding {
   private readonly removed: string[] = [];
   private stateDirty = false;
   private flushTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The last write (settled once it is on disk, or failed and said). */
+  private writing: Promise<void> = Promise.resolve();
+  /** Called once the next write is done. */
+  private readonly waiting: (() => void)[] = [];
 
   /** The binding of `host`'s conversations to `history`. */
   constructor(private readonly history: History, private readonly host: BindingHost) {}
@@ -74,6 +78,15 @@ export class HistoryBinding {
     this.flushTimer = setTimeout(() => this.flush(), 0);
   }
 
+  /**
+   * Settles once everything changed so far is written (or the write failed, which the user is told): the leader
+   * confirms a follower's hand-over after this (tabs.ts).
+   */
+  written(): Promise<void> {
+    if (!this.dirty.size && !this.stateDirty && !this.removed.length) return this.writing;
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
   /** Write what changed to the encrypted history. */
   flush(): void {
     clearTimeout(this.flushTimer);
@@ -84,9 +97,12 @@ export class HistoryBinding {
     const removed = this.removed.splice(0);
     const state = this.stateDirty ? this.appState() : undefined;
     this.stateDirty = false;
-    this.history.save(ms, state, removed).catch((e) =>
+    const done = this.waiting.splice(0);
+    this.writing = this.history.save(ms, state, removed).catch((e) =>
       this.host.note(null, `Could not save the history in this browser: ${(e as Error).message}`)
-    );
+    ).finally(() => {
+      for (const f of done) f();
+    });
   }
 
   /** Write nothing more (sign-out). */

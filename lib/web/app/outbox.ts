@@ -1,8 +1,8 @@
 /**
- * Our text messages on their way: each is shown at once (`sending`) and handed to the client core at once (the
- * client exists while offline; the core keeps what is written before a connection and sends it once one is
- * there); those still waiting in the history after a reload are handed to it when this tab leads. From there
- * each moves through the states the core's `message` events carry.
+ * Our text messages on their way: each is shown at once (`sending`) and handed to the client core once it is in
+ * the history (handovers.ts; the client exists while offline; the core keeps what is written before a
+ * connection and sends it once one is there); those still waiting in the history after a reload are handed to
+ * it when this tab leads. From there each moves through the states the core's `message` events carry.
  *
  * @module
  */
@@ -33,20 +33,12 @@ export class Outbox {
   /** The outbox of `host`. */
   constructor(private readonly host: OutboxHost) {}
 
-  /** Messages from the history still waiting to be sent (oldest first): handed to the client core now. */
+  /**
+   * Our messages `ms` (oldest first) to the client core now: new ones (in the history already: handovers.ts)
+   * and those still waiting in the history.
+   */
   resend(ms: ChatMessage[]): void {
     for (const m of ms) this.dispatch(m);
-  }
-
-  /** Send a text message to a user id or to the public channel. */
-  send(to: string, text: string): void {
-    const msg: ChatMessage = {
-      ...this.host.mine("e", to, text),
-      state: "sending",
-      detail: "waiting for the connection",
-    };
-    this.host.add(msg);
-    this.dispatch(msg);
   }
 
   /** Hand message `m` to the client core; its `message` events carry the states from here on. */

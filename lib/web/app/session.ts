@@ -5,9 +5,9 @@
  * actions. The parts, one concern each:
  *
  * - **tabs.ts**: one connection per identity and browser. One tab, the *leader* (it holds a Web Lock), owns the
- *   client and the history; the others (*followers*) mirror it and hand it what their user does. When the
- *   leader tab closes, a follower connects in its place. So the server sees one session, and every tab shows
- *   the same state.
+ *   client and the history; the others (*followers*) mirror it and hand it what their user does (kept until the
+ *   leader confirms it: handovers.ts). When the leader tab closes, a follower connects in its place. So the
+ *   server sees one session, and every tab shows the same state.
  * - **link.ts**: the leader's connection and the status shown for it (another device that took over is said in
  *   words; the session then connects again only when the user asks).
  * - **conversations.ts**: the conversations, their messages in send order and unread counts.
@@ -15,6 +15,7 @@
  *   history, and received files within its quota; a reload shows everything again.
  * - **outbox.ts**: our text messages on their way (also those typed before the connection, or still waiting
  *   after a reload).
+ * - **client_events.ts**: where the client core's events go.
  * - **people.ts**: people, labels and keys (the trust rules of PROFILE §16), and the notes when a key changes.
  * - **transfers.ts**: files received and sent.
  *
@@ -25,7 +26,8 @@
  *
  * @module
  */
-import type { ClientEvent, Contact, CryptoRunner, SocpClient } from "../../client/client.ts";
+import type { Contact, CryptoRunner, SocpClient } from "../../client/client.ts";
+import { routeEvent } from "./client_events.ts";
 import { Conversations } from "./conversations.ts";
 import type { Db } from "./db.ts";
 import type { History } from "./history.ts";
@@ -42,7 +44,8 @@ import {
 } from "./model.ts";
 import { Outbox } from "./outbox.ts";
 import { People } from "./people.ts";
-import { applyFromLeader, applyToLeader, type FromLeader, Tabs, type ToLeader } from "./tabs.ts";
+import { Handovers } from "./handovers.ts";
+import { applyFromLeader, applyToLeader, type FromLeader, type Handed, Tabs, type ToLeader } from "./tabs.ts";
 import { Transfers } from "./transfers.ts";
 import { IdbTrustStore } from "./trust_store.ts";
 
@@ -84,6 +87,7 @@ export class Session {
   private readonly files: Transfers;
   /** What the user did before the election said who carries it out (run once it did). */
   private readonly beforeElection: (() => void)[] = [];
+  private readonly handovers: Handovers;
 
   /**
    * The session of identity `me` (its contacts in `db`, its history in `history`) with the server at `wsUrl`;
@@ -139,7 +143,6 @@ export class Session {
     this.files = new Transfers({
       client,
       maxFileBytes: () => this.maxFileBytes,
-      mine,
       newId: (prefix) => this.model.newId(prefix),
       add,
       note: (text) => note(null, text),
@@ -149,6 +152,14 @@ export class Session {
       // A small file from a contact marked verified (the safety codes matched) needs no click.
       autoAccept: (e) =>
         e.size <= AUTO_ACCEPT_BYTES && !!e.verified && this.people.trustOf(e.from)?.verified === true,
+    });
+    this.handovers = new Handovers({
+      role: () => this.role,
+      post: (msg) => this.tabs.post(msg),
+      model: this.model,
+      written: () => this.saved.written(),
+      carryOut: (m, file) => file ? void this.files.sendFile(m.conv, file, m) : this.outbox.resend([m]),
+      online: () => this.status.kind === "online",
     });
     addEventListener("pagehide", (e) => {
       this.tabs.post({ t: "bye", tab: this.tabs.id });
@@ -199,22 +210,23 @@ export class Session {
 
   private lead(handover: boolean): void {
     this.role = "leader";
+    this.tabs.post({ t: "lead", tab: this.tabs.id });
     this.seeSelf();
     this.changed();
     this.link.start(handover);
-    // Ours still waiting (from the history, or mirrored from a leader that closed) go to the client core.
-    this.outbox.resend(this.model.waiting());
+    this.handovers.lead(); // ours still waiting, and what this tab handed to a leader that closed
     for (const f of this.beforeElection.splice(0)) f();
   }
 
-  /**
-   * Run `here` in the leader tab; a follower hands `msg` to the leader instead. Before the election said which
-   * this tab is, both wait for it (a message typed then is not lost).
-   */
+  /** Run `f` now, or once the election said which this tab is (what the user did meanwhile is not lost). */
+  private elected(f: () => void): void {
+    if (this.role === "electing") this.beforeElection.push(f);
+    else f();
+  }
+
+  /** Run `here` in the leader tab; a follower hands `msg` to the leader instead. */
   private route(msg: ToLeader, here: () => void): void {
-    if (this.role === "leader") here();
-    else if (this.role === "follower") this.tabs.post(msg);
-    else this.beforeElection.push(() => this.route(msg, here));
+    this.elected(() => this.role === "leader" ? here() : this.tabs.post(msg));
   }
 
   /** Tell the leader what this tab shows. */
@@ -240,8 +252,13 @@ export class Session {
     } else if (d.t === "signout") {
       if (this.role === "leader") this.stopLocal();
     } else if (this.role === "leader") applyToLeader(this, this.tabs, d as ToLeader);
-    else applyFromLeader(this, d as FromLeader);
+    else if (this.role === "follower") {
+      this.handovers.fromLeader(d as FromLeader, applyFromLeader.bind(null, this));
+    }
   }
+
+  /** Leader: take a follower's hand-over (once per id; `took` once it is in the history on disk). */
+  readonly take = (h: Handed): void => this.handovers.take(h);
 
   /** The leader's state, for a tab that starts following it. */
   snapshot(): FromLeader {
@@ -259,6 +276,7 @@ export class Session {
   private setStatus(s: LinkStatus): void {
     this.status = s;
     if (this.role === "leader") this.tabs.post({ t: "status", status: s });
+    if (s.kind === "online") this.handovers.online();
     this.changed();
   }
 
@@ -266,32 +284,11 @@ export class Session {
 
   /** The client was made (offline): its events come here. */
   private attach(c: SocpClient): void {
-    c.onEvent = (e) => this.onEvent(e);
-    for (const e of c.drainBuffered()) this.onEvent(e);
+    const { link, people, outbox, model, files } = this;
+    const parts = { link, people, outbox, model, files, current: () => this.current };
+    c.onEvent = (e) => routeEvent(parts, e);
+    for (const e of c.drainBuffered()) routeEvent(parts, e);
     this.people.changedSoon();
-  }
-
-  private onEvent(e: ClientEvent): void {
-    if (this.link.onEvent(e) || this.people.onEvent(e)) return;
-    switch (e.kind) {
-      case "message":
-        return this.outbox.onMessage(e.message);
-      case "dm":
-      case "public":
-        return this.model.received(e);
-      case "error":
-        // Refusals of our messages and files arrive as `message` / `fileRefused`; say the rest.
-        return this.model.note(this.current, `The server said: ${e.detail}`);
-      case "warning":
-        return this.model.note(this.current, e.detail);
-      case "ack":
-      case "fileStart":
-      case "fileProgress":
-      case "file":
-      case "fileSendProgress":
-      case "fileRefused":
-        return this.files.onEvent(e);
-    }
   }
 
   /** Stop this tab's connection and give up the lock (sign-out). */
@@ -322,12 +319,14 @@ export class Session {
 
   /** Send a text message to a user id or to the public channel. */
   send(to: string, text: string): void {
-    this.route({ t: "send", to, text }, () => this.outbox.send(to, text));
+    const h: Handed = { kind: "text", id: this.model.newId("e"), ts: Date.now(), to, text };
+    this.elected(() => this.handovers.send(h));
   }
 
   /** Send a file to a user id or the public channel; the size is checked before anything is read or sent. */
   sendFile(to: string, file: File): void {
-    this.route({ t: "file", to, file }, () => void this.files.sendFile(to, file));
+    const h: Handed = { kind: "file", id: this.model.newId("o"), ts: Date.now(), to, file };
+    this.elected(() => this.handovers.send(h));
   }
 
   /** Accept an offered file: it is decrypted now. */

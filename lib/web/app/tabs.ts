@@ -4,7 +4,14 @@
  * the *leader* (it holds the Web Lock `socp-tab-<user id>`), owns the client and the history; the others are
  * *followers*: they ask the leader (BroadcastChannel `socp-tab-<user id>`) for a snapshot, mirror every change
  * it announces, and hand it what their user does (send, accept a file, mark read). When the leader tab closes,
- * the lock passes to a follower, which connects in its place.
+ * the lock passes to a follower, which connects in its place (and says so: `lead`).
+ *
+ * **Hand-overs are confirmed.** A message or file written in a follower goes to the leader as `send` under an
+ * id and time the follower chose, and the follower keeps it (handovers.ts, handover_queue.ts: bounded) until
+ * the leader says `took`. The leader takes an id once: it adds the message, waits until it is written to the
+ * shared history on disk, says `took`, and only then hands it to the client core. Without `took` the follower hands it again at a deadline
+ * (the same id, so a leader that got it twice sends it once), at once to a new leader, and sends it itself once
+ * it leads; a leader tab closing as the hand-over arrives loses nothing.
  *
  * This module holds the messages between tabs, the election, the leader's view of which tab shows what, and
  * how a follower applies what the leader says ({@linkcode applyFromLeader}) and the leader what a follower asks
@@ -30,12 +37,22 @@ export type FromLeader =
   | ({ t: "people" } & PeopleSnapshot)
   | { t: "unread"; conv: string; n: number }
   | { t: "drop"; conv: string }
-  | { t: "wiped" };
+  | { t: "wiped" }
+  /** The hand-over `id` is taken (in the history on disk, or beyond "sending"): the follower forgets it. */
+  | { t: "took"; id: string }
+  /** Tab `tab` leads now (a follower hands it what it keeps). */
+  | { t: "lead"; tab: string };
+
+/** A message or file written in a follower tab, handed to the leader under the id and time the follower chose. */
+export type Handed =
+  | { kind: "text"; id: string; ts: number; to: string; text: string }
+  | { kind: "file"; id: string; ts: number; to: string; file: File };
 
 /** What the other tabs ask the leader (or tell everyone). */
 export type ToLeader =
   | { t: "hello" }
-  | { t: "send"; to: string; text: string }
+  | { t: "send"; h: Handed }
+  /** (The shape of a file hand-over before they were confirmed: taken, see `olderHanded`.) */
   | { t: "file"; to: string; file: File }
   | { t: "read"; conv: string }
   | { t: "tab"; tab: string; visible: boolean; current: string }
@@ -142,8 +159,8 @@ export class Tabs {
 /** What the leader does for the tabs that follow it (the session's actions, run in the leader). */
 export interface Leader {
   snapshot(): FromLeader;
-  send(to: string, text: string): void;
-  sendFile(to: string, file: File): void;
+  /** Take a follower's hand-over (once per id) and say `took` when it is safe. */
+  take(h: Handed): void;
   read(conv: string): void;
   conv(id: string): Conversation;
   accept(m: ChatMessage): void;
@@ -157,15 +174,37 @@ export interface Leader {
   trustServerKey(): void;
 }
 
+/** A hand-over as a tab of ours posts it (the channel is same-origin; this guards against our own older versions). */
+function validHanded(h: Handed | undefined): h is Handed {
+  if (!h || typeof h.id !== "string" || typeof h.to !== "string" || !Number.isFinite(h.ts)) return false;
+  return h.kind === "text" ? typeof h.text === "string" : h.kind === "file" && h.file instanceof Blob;
+}
+
+/**
+ * A hand-over from a tab still running the app as it was before hand-overs were confirmed (`send` with `to` and
+ * `text`, `file` with `to` and `file`): taken under a fresh id (that tab keeps nothing to hand again).
+ */
+function olderHanded(d: { t: string; to?: unknown; text?: unknown; file?: unknown }): Handed | undefined {
+  if (typeof d.to !== "string") return undefined;
+  const id = `${d.t === "file" ? "o" : "e"}-${crypto.randomUUID()}`;
+  if (d.t === "send" && typeof d.text === "string") {
+    return { kind: "text", id, ts: Date.now(), to: d.to, text: d.text };
+  }
+  if (d.t === "file" && d.file instanceof File) {
+    return { kind: "file", id, ts: Date.now(), to: d.to, file: d.file };
+  }
+}
+
 /** The leader carries out what follower tab asked. */
 export function applyToLeader(s: Leader, tabs: Tabs, d: ToLeader): void {
   switch (d.t) {
     case "hello":
       return tabs.post(s.snapshot());
     case "send":
-      return s.send(d.to, d.text);
-    case "file":
-      return s.sendFile(d.to, d.file);
+    case "file": {
+      const h = d.t === "send" && validHanded(d.h) ? d.h : olderHanded(d);
+      return h ? s.take(h) : undefined;
+    }
     case "read":
       return s.read(d.conv);
     case "tab":
@@ -260,6 +299,9 @@ export function applyFromLeader(s: Follower, d: FromLeader): void {
       s.conversations.clear();
       s.conv(PUBLIC);
       break;
+    case "took":
+    case "lead":
+      return; // the session's hand-overs (handovers.ts)
   }
   s.changed();
 }

@@ -15,8 +15,6 @@ export interface TransferHost {
   client(): SocpClient | null;
   /** Largest file the server accepts. */
   maxFileBytes(): number;
-  /** A new message of ours in conversation `to`, with a fresh id starting with `prefix`. */
-  mine(prefix: string, to: string, text: string): ChatMessage;
   /** A fresh message id starting with `prefix`. */
   newId(prefix: string): string;
   /** Add a message to its conversation. */
@@ -174,13 +172,11 @@ export class Transfers {
     this.host.changed(m);
   }
 
-  /** Send a file to a user id or the public channel; the size is checked before anything is read or sent. */
-  async sendFile(to: string, file: File): Promise<void> {
-    const m: ChatMessage = {
-      ...this.host.mine("o", to, ""),
-      file: { fileId: "", name: sanitizeFileName(file.name), size: file.size, done: 0, phase: "sending" },
-    };
-    this.host.add(m);
+  /**
+   * Send a file to a user id or the public channel, shown as our message `m` (with its `file`; added already);
+   * the size is checked before anything is read or sent.
+   */
+  async sendFile(to: string, file: File, m: ChatMessage): Promise<void> {
     const fail = (problem: string) => {
       m.file!.phase = "failed";
       m.file!.problem = problem;

@@ -1,0 +1,218 @@
+/**
+ * The session's hand-overs between tabs (lib/web/app/handovers.ts) without a browser: the real conversations,
+ * a history write the test settles by hand, and the channel between tabs as a list of what was posted. The
+ * leader takes an id once and confirms it only after the history write; the follower shows what it keeps and
+ * forgets it on the confirmation (its deadline timer with it: the sanitizers see a timer left behind).
+ */
+import assert from "node:assert/strict";
+import { Conversations } from "../../lib/web/app/conversations.ts";
+import type { HistoryBinding } from "../../lib/web/app/history_binding.ts";
+import { Handovers, type Timers } from "../../lib/web/app/handovers.ts";
+import type { Identity } from "../../lib/web/app/identity.ts";
+import type { ChatMessage } from "../../lib/web/app/model.ts";
+import {
+  applyToLeader,
+  type FromLeader,
+  type Handed,
+  type Leader,
+  type Tabs,
+  type ToLeader,
+} from "../../lib/web/app/tabs.ts";
+
+const TOM = "70a00000-0000-4000-8000-0000000000b6";
+
+/** Fake time and timers: the test moves the clock and fires what is due. */
+class FakeTimers implements Timers {
+  at = 0;
+  private seq = 0;
+  readonly live = new Map<number, { due: number; f: () => void }>();
+  now = () => this.at;
+  set = (f: () => void, ms: number) => {
+    this.live.set(++this.seq, { due: this.at + ms, f });
+    return this.seq;
+  };
+  clear = (id: unknown) => void this.live.delete(id as number);
+  /** Move to the next timer's moment and fire it (false: none armed). */
+  fireNext(): boolean {
+    const next = [...this.live.entries()].sort((a, b) => a[1].due - b[1].due)[0];
+    if (!next) return false;
+    this.live.delete(next[0]);
+    this.at = next[1].due;
+    next[1].f();
+    return true;
+  }
+}
+
+function tab(role: "leader" | "follower", connected = true) {
+  const timers = new FakeTimers();
+  const posted: (FromLeader | ToLeader)[] = [];
+  const stored: string[] = [];
+  const carried: string[] = [];
+  let settle: () => void = () => {};
+  let write = Promise.resolve();
+  const saved = {
+    changed: (m: ChatMessage) => {
+      stored.push(m.id);
+      write = new Promise<void>((r) => (settle = r));
+    },
+    stateChanged: () => {},
+    dropped: () => {},
+  } as unknown as HistoryBinding;
+  const model = new Conversations({
+    me: { userId: "a11ce000-0000-4000-8000-0000000000a5", displayName: "alice" } as Identity,
+    saved: () => saved,
+    post: (m) => posted.push(m),
+    showing: () => false,
+    incoming: () => {},
+    progress: () => {},
+    changed: () => {},
+  });
+  const h = new Handovers({
+    role: () => role,
+    post: (m) => posted.push(m),
+    model,
+    written: () => write,
+    carryOut: (m) => carried.push(m.id),
+    online: () => connected,
+    timers,
+  });
+  return { h, model, posted, stored, carried, timers, settle: () => settle() };
+}
+
+const text = (id: string, t = "hi tom"): Handed => ({ kind: "text", id, ts: 1_000, to: TOM, text: t });
+const took = (posted: (FromLeader | ToLeader)[]) => posted.filter((p) => p.t === "took").map((p) => p.id);
+const turn = () => new Promise((r) => setTimeout(r, 0));
+
+Deno.test("handovers: the leader confirms only after the history write, then sends; an id is taken once", async () => {
+  const l = tab("leader");
+  l.h.take(text("e-1"));
+  // Added (stored, told to the tabs) at once, under the follower's id and time; not confirmed, not sent yet.
+  const m = l.model.find(TOM, "e-1")!;
+  assert.equal(m.ts, 1_000);
+  assert.equal(m.state, "sending");
+  assert.deepEqual(l.stored, ["e-1"]);
+  await turn();
+  assert.deepEqual(took(l.posted), []);
+  assert.deepEqual(l.carried, []);
+  // The same hand-over again (the follower's deadline passed): nothing new.
+  l.h.take(text("e-1"));
+  l.settle();
+  await turn();
+  assert.deepEqual(took(l.posted), ["e-1", "e-1"]);
+  assert.deepEqual(l.carried, ["e-1"]);
+  assert.equal(l.model.conv(TOM).messages.length, 1);
+  // Later again (a new leader that mirrored it as sent): confirmed, not sent again.
+  m.state = "sent";
+  l.h.take(text("e-1"));
+  await turn();
+  assert.deepEqual(l.carried, ["e-1"]);
+  assert.deepEqual(took(l.posted), ["e-1", "e-1", "e-1"]);
+});
+
+Deno.test("handovers: a follower shows what it hands, keeps it until `took`, and hands it to a new leader", () => {
+  const f = tab("follower");
+  f.h.send(text("e-1", "typed here"));
+  assert.deepEqual(f.posted.map((p) => p.t), ["send"]);
+  const shown = f.model.find(TOM, "e-1")!;
+  assert.equal(shown.text, "typed here");
+  assert.equal(shown.state, "sending");
+  assert.deepEqual(f.stored, [], "a follower stores nothing");
+  // A snapshot from the leader that does not know it yet: it stays on screen.
+  f.h.fromLeader({ t: "wiped" }, () => f.model.all.clear());
+  assert.ok(f.model.find(TOM, "e-1"));
+  // A new leader: handed to it at once.
+  f.h.fromLeader({ t: "lead", tab: "t2" }, () => {});
+  assert.deepEqual(f.posted.map((p) => p.t), ["send", "send"]);
+  // The leader's copy still "sending" is no confirmation; `took` is.
+  f.h.fromLeader({ t: "msg", m: { ...shown } }, () => {});
+  f.h.fromLeader({ t: "lead", tab: "t3" }, () => {});
+  assert.equal(f.posted.length, 3);
+  // Confirmed: forgotten, and no timer is left armed.
+  assert.equal(f.timers.live.size, 1);
+  f.h.fromLeader({ t: "took", id: "e-1" }, () => {});
+  assert.equal(f.timers.live.size, 0);
+});
+
+Deno.test("handovers: a leader that never answers gets it again at each deadline, then no timer is armed", () => {
+  const f = tab("follower");
+  f.h.send(text("e-1"));
+  const times: number[] = [];
+  while (f.timers.fireNext()) times.push(f.timers.at);
+  assert.deepEqual(times, [2_000, 6_000, 14_000, 30_000, 60_000, 90_000]);
+  assert.equal(f.posted.filter((p) => p.t === "send").length, 7, "the first hand-over and six again");
+  assert.ok(
+    f.posted.every((p) => p.t === "send" && p.h.id === "e-1" && p.h.ts === 1_000),
+    "the same id and time",
+  );
+  assert.equal(f.timers.live.size, 0);
+  // Still kept: the next leader gets it.
+  f.h.fromLeader({ t: "lead", tab: "t2" }, () => {});
+  assert.equal(f.posted.length, 8);
+  assert.equal(f.timers.live.size, 1);
+  f.h.lead();
+  assert.equal(f.timers.live.size, 0, "a tab that leads hands nothing again");
+});
+
+Deno.test("handovers: the leader's copy beyond sending confirms it too; a follower that leads carries out the rest", () => {
+  const f = tab("follower");
+  f.h.send(text("e-1", "one"));
+  f.h.send(text("e-2", "two"));
+  const one = f.model.find(TOM, "e-1")!;
+  const mirror = (d: FromLeader) => {
+    if (d.t !== "msg") return;
+    const list = f.model.conv(d.m.conv).messages;
+    list.splice(list.findIndex((x) => x.id === d.m.id), 1, d.m);
+  };
+  f.h.fromLeader({ t: "msg", m: { ...one, state: "sent" } }, mirror);
+  // A third tab leads: only e-2 is handed to it.
+  f.h.fromLeader({ t: "lead", tab: "t2" }, mirror);
+  const sent = f.posted.filter((p) => p.t === "send").map((p) => p.h.id);
+  assert.deepEqual(sent, ["e-1", "e-2", "e-2"]);
+  // This tab leads now: what still waits (e-2) goes to its client core, once; e-1 does not.
+  f.h.lead();
+  assert.deepEqual(f.carried, ["e-2"]);
+  assert.equal(f.timers.live.size, 0);
+});
+
+Deno.test("handovers: a full follower says so at once and keeps nothing", () => {
+  const f = tab("follower");
+  for (let i = 0; i < 100; i++) f.h.send(text(`e-${i}`));
+  f.h.send(text("e-full", "one too many"));
+  const m = f.model.find(TOM, "e-full")!;
+  assert.equal(m.state, "failed");
+  assert.match(m.detail!, /too much waits/);
+  assert.equal(f.posted.length, 100);
+  f.h.lead(); // clears the deadline timer
+});
+
+Deno.test("handovers: a file taken while the leader is not connected waits for the connection, then goes once", async () => {
+  const l = tab("leader", false);
+  const file = new File(["kept bytes"], "a.txt");
+  l.h.take({ kind: "file", id: "o-1", ts: 1_000, to: TOM, file });
+  const m = l.model.find(TOM, "o-1")!;
+  assert.equal(m.file?.name, "a.txt");
+  assert.equal(m.file?.phase, "sending");
+  l.settle();
+  await turn();
+  assert.deepEqual(took(l.posted), ["o-1"], "confirmed: it is in the history");
+  assert.deepEqual(l.carried, [], "not sent while offline");
+  l.h.online();
+  l.h.online();
+  assert.deepEqual(l.carried, ["o-1"]);
+});
+
+Deno.test("handovers: the leader takes a well-formed hand-over, one from a tab on the older app under a fresh id, and drops the rest", () => {
+  const taken: Handed[] = [];
+  const s = { take: (h: Handed) => taken.push(h) } as unknown as Leader;
+  const give = (d: unknown) => applyToLeader(s, {} as Tabs, d as ToLeader);
+  give({ t: "send", h: text("e-1") });
+  give({ t: "send", to: TOM, text: "from an older tab" });
+  give({ t: "file", to: TOM, file: new File(["x"], "old.txt") });
+  give({ t: "send", h: { kind: "text", id: 7, ts: 1, to: TOM, text: "bad id" } });
+  give({ t: "send", h: { kind: "file", id: "o-1", ts: 1, to: TOM, file: "not a file" } });
+  give({ t: "send", to: 5, text: "bad target" });
+  assert.deepEqual(taken.map((h) => h.kind), ["text", "text", "file"]);
+  assert.equal(taken[0].id, "e-1");
+  assert.match(taken[1].id, /^e-[0-9a-f-]{36}$/);
+  assert.match(taken[2].id, /^o-[0-9a-f-]{36}$/);
+});
