@@ -2,9 +2,9 @@
  * `socp chat`: the terminal client, a shell over the client core ({@linkcode SocpClient}, made with `create` and
  * connected with `start`, like the web app's). Reads commands and plain text from stdin, prints what arrives
  * with timestamps, reconnects after a drop, and keeps contacts beside the key so DMs reach known users who are
- * offline. The first connection must succeed: a refusal or a failed first attempt is said and ends the chat. Its parts: chat_identity.ts (the key file), chat_state.ts
- * (the conversation on screen and what is kept in the history), chat_events.ts (what arrives),
- * chat_commands.ts (what the user types), screen.ts (the terminal).
+ * offline. The first connection must succeed: a refusal or a failed first attempt is said and ends the chat.
+ * Its parts: chat_identity.ts (the key file), chat_state.ts (the conversation on screen and what is kept in the
+ * history), chat_events.ts (what arrives), chat_commands.ts (what the user types), screen.ts (the terminal).
  *
  * @module
  */
