@@ -1,13 +1,14 @@
 /**
- * `socp chat`: the terminal client, a shell over the client core ({@linkcode SocpClient}). Reads commands and
- * plain text from stdin, prints what arrives with timestamps, reconnects after a drop, and keeps contacts beside
- * the key so DMs reach known users who are offline. Its parts: chat_identity.ts (the key file), chat_state.ts
- * (the conversation on screen and what is kept in the history), chat_events.ts (what arrives),
- * chat_commands.ts (what the user types), screen.ts (the terminal).
+ * `socp chat`: the terminal client, a shell over the client core ({@linkcode SocpClient}, made with `create` and
+ * connected with `start`, like the web app's). Reads commands and plain text from stdin, prints what arrives
+ * with timestamps, reconnects after a drop, and keeps contacts beside the key so DMs reach known users who are
+ * offline. The first connection must succeed: a refusal or a failed first attempt is said and ends the chat.
+ * Its parts: chat_identity.ts (the key file), chat_state.ts (the conversation on screen and what is kept in the
+ * history), chat_events.ts (what arrives), chat_commands.ts (what the user types), screen.ts (the terminal).
  *
  * @module
  */
-import { HelloRefused, SocpClient } from "../client/client.ts";
+import { type ClientEvent, SocpClient } from "../client/client.ts";
 import { ChatCommands, MAX_FILE_BYTES } from "./chat_commands.ts";
 import { ChatEvents } from "./chat_events.ts";
 import { defaultKeyPath, identity } from "./chat_identity.ts";
@@ -45,6 +46,26 @@ async function openHistory(
   }
 }
 
+/**
+ * Start `client` and wait for its first connection: null once the server accepted the hello, else what went
+ * wrong (a refusal, or the first attempt failed or got no answer in time; the client is closed then). Later
+ * drops are reconnected. The events that came meanwhile are left in `early`, in order, for the chat to show.
+ */
+async function firstConnection(client: SocpClient, early: ClientEvent[]): Promise<Safe | null> {
+  const first = Promise.withResolvers<Safe | null>();
+  client.onEvent = (e) => {
+    early.push(e);
+    if (e.kind === "ready") first.resolve(null);
+    else if (e.kind === "refused") first.resolve(term`the server refused us: ${e.code}: ${e.detail}`);
+    else if (e.kind === "reconnecting") first.resolve(term`${e.error ?? "cannot connect"}`);
+  };
+  client.start();
+  const problem = await first.promise;
+  client.onEvent = undefined;
+  if (problem) await client.close();
+  return problem;
+}
+
 /** Run the chat until /quit or end of input. Returns the exit code. */
 export async function runChat(
   opts: { server: string; name?: string; key?: string; downloads?: string },
@@ -69,18 +90,17 @@ export async function runChat(
 
   const store = new FileTrustStore(contactsPath(keyPath));
   const pinnedBefore = (await store.load(opts.server)).serverPin !== undefined;
-  let client: SocpClient;
-  try {
-    client = await SocpClient.connect(opts.server, {
-      userId: me.userId,
-      key: me.key,
-      displayName: me.displayName,
-      store,
-      maxFileBytes: MAX_FILE_BYTES,
-    });
-  } catch (e) {
-    if (e instanceof HelloRefused) err(term`the server refused us: ${e.message}`);
-    else err(term`${(e as Error).message}`);
+  const client = await SocpClient.create(opts.server, {
+    userId: me.userId,
+    key: me.key,
+    displayName: me.displayName,
+    store,
+    maxFileBytes: MAX_FILE_BYTES,
+  });
+  const early: ClientEvent[] = [];
+  const problem = await firstConnection(client, early);
+  if (problem) {
+    err(problem);
     return 1;
   }
   say(
@@ -92,7 +112,7 @@ export async function runChat(
 
   const chat = new ChatState(screen, client, me, history, opts.server);
   const events = new ChatEvents(chat, downloads, pinnedBefore);
-  for (const e of client.drainBuffered()) events.show(e);
+  for (const e of [...early, ...client.drainBuffered()]) events.show(e);
   client.onEvent = (e) => events.show(e);
 
   const lines = new LineReader(Deno.stdin.readable);

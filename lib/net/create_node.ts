@@ -220,11 +220,12 @@ export async function createNode(parts: NodeParts): Promise<RunningNode> {
     },
     ...(parts.timers ? { timers: parts.timers } : {}),
     ...(parts.readSoftware ? { readSoftware: parts.readSoftware } : {}),
-    onStoreFailed: (e) => {
-      // Crash-only: the node stops instead of running with memory ahead of disk.
+    onStoreFailed: (e, op = "write") => {
+      // Crash-only: the node stops instead of running with memory ahead of disk (a failed write), or acting on a
+      // partial view of it (a failed read).
       if (fatal) return;
       fatal = new Error(
-        `cannot write ${storeName} (${String(e).split("\n")[0]}): the node stopped so that it never ` +
+        `cannot ${op} ${storeName} (${String(e).split("\n")[0]}): the node stopped so that it never ` +
           "runs ahead of what is on disk; fix the cause (disk full, permissions, another process holding the " +
           "database) and start it again: it resumes from the database",
       );

@@ -29,9 +29,16 @@ import { Connections } from "./connections.ts";
 import { Claims, forwarded, handOver as startHandover } from "./handover.ts";
 import { CrashOnlyWrites, groupPersists, type PersistAll, persistAll } from "./persist.ts";
 import { PeerForms, peerKey } from "./forms.ts";
-import { type ChannelKeys, type FrameSigner, runtimeTimers, type Timers, type Write } from "./ports.ts";
+import {
+  type ChannelKeys,
+  type FrameSigner,
+  type Read,
+  runtimeTimers,
+  type Timers,
+  type Write,
+} from "./ports.ts";
 
-export type { ChannelKeys, Clock, FrameSigner, StoreLike, Timers, Write } from "./ports.ts";
+export type { ChannelKeys, Clock, FrameSigner, Read, StoreLike, Timers, Write } from "./ports.ts";
 export { STORED_PAGE } from "./handover.ts";
 export type { Executor, ExecutorContext } from "./executor_types.ts";
 import type { Executor, ExecutorContext } from "./executor_types.ts";
@@ -59,7 +66,9 @@ export function createExecutor(ctx: ExecutorContext): Executor {
   const nextTurn = (fn: () => void) => timers.immediate ? timers.immediate(fn) : timers.set(fn, 0);
   const claims = new Claims(); // offline-queue rows being handed over now
   const forms = new PeerForms();
-  const writes = new CrashOnlyWrites(log, ctx.onStoreFailed), write: Write = writes.write;
+  const writes = new CrashOnlyWrites(log, ctx.onStoreFailed),
+    write: Write = writes.write,
+    read: Read = writes.read;
   const sockets = new Connections({
     limits,
     timers,
@@ -210,7 +219,9 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         break;
       case "deliverQueued": {
         const remove = (ids: number[]) => write(() => store.dequeue(ids));
-        const ids = store.queuedIds(fx.userId, fx.notBefore);
+        // Reads are crash-only like writes: the reducer has counted these rows as handed over.
+        const ids = read(() => store.queuedIds(fx.userId, fx.notBefore));
+        if (!ids) return false;
         handOver(fx.conn, ids, "queue", (f) => f, remove, `queued for ${fx.userId}`, fx.userId);
         break;
       }
@@ -220,7 +231,9 @@ export function createExecutor(ctx: ExecutorContext): Executor {
         const at = now();
         const remove = fx.confirm ? undefined : (ids: number[]) => write(() => store.deleteOutbox(ids));
         const prepare = (f: Envelope) => forwarded(f, at, fx.confirm);
-        handOver(fx.conn, store.outboxIds(fx.serverId, fx.notBefore), "outbox", prepare, remove, fx.serverId);
+        const ids = read(() => store.outboxIds(fx.serverId, fx.notBefore));
+        if (!ids) return false;
+        handOver(fx.conn, ids, "outbox", prepare, remove, fx.serverId);
         break;
       }
       case "outboxHanded":
@@ -278,7 +291,7 @@ export function createExecutor(ctx: ExecutorContext): Executor {
       remove,
       link: sockets.get(conn),
       claims: queueOf === undefined ? undefined : claims,
-      load: (page) => store.storedFrames(table, page),
+      load: (page) => read(() => store.storedFrames(table, page)),
       prepare: (f) => ({ ...prepare(f), from: state.config.serverId }),
       sign: (payload) => signer.sign(payload, spaced),
       onDone: ({ returned }) =>

@@ -34,8 +34,8 @@ export interface ExecutorContext {
   log: Logger;
   /** Counters for `/metrics`. */
   counters: Counters;
-  /** Called on each failed store write (crash-only: the node stops). */
-  onStoreFailed(error: unknown): void;
+  /** Called once, on the first failed store write or read (crash-only: the node stops). */
+  onStoreFailed(error: unknown, op?: "read" | "write"): void;
   /** The clock (default `Date.now`). */
   now?: () => number;
   /** Reads a server's `software` (default: its `/.well-known/socp`, {@linkcode readSoftware}). */

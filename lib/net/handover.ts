@@ -47,8 +47,11 @@ export interface HandoverOptions {
   ids: number[];
   /** Where they go. */
   link: HandoverLink;
-  /** Read the frames of some rows (rows no longer stored are left out). */
-  load(page: number[]): { id: number; frame: unknown }[];
+  /**
+   * Read the frames of some rows (rows no longer stored are left out). Undefined: the read failed and the node is
+   * stopping (crash-only); the hand-over ends there, and what it did not send stays stored.
+   */
+  load(page: number[]): { id: number; frame: unknown }[] | undefined;
   /** The frame to sign and send for a stored one (sender, forwarding time…). */
   prepare(frame: Envelope): Envelope;
   /** Our signature over a payload. */
@@ -123,7 +126,9 @@ export class Handover {
     const size = this.o.page ?? STORED_PAGE;
     for (let at = 0; at < ids.length; at += size) {
       const page = ids.slice(at, at + size);
-      const found = new Map(load(page).map((r) => [r.id, r.frame as Envelope]));
+      const loaded = load(page);
+      if (!loaded) return this.#end(); // the store failed: the node stops; the rest stays stored
+      const found = new Map(loaded.map((r) => [r.id, r.frame as Envelope]));
       const frames = page.map((id) => {
         const f = found.get(id);
         this.#rows.set(id, f ? "loaded" : "missing");

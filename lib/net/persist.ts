@@ -1,5 +1,5 @@
 /**
- * The persist mapping and the crash-only write wrapper, shared by the node and the simulation.
+ * The persist mapping and the crash-only store wrapper, shared by the node and the simulation.
  *
  * {@linkcode persist} turns one reducer `persist` effect into the store call that makes it durable (a switch the
  * compiler checks is complete: a new op is a compile error here until it is mapped). Seen-cache keys are not
@@ -7,8 +7,10 @@
  * of a disk sync per frame).
  *
  * {@linkcode CrashOnlyWrites} runs every store write of the shell (persist effects, the hand-over's deletes, the
- * channel key): a failed write is logged, the node is told (it stops and restarts from the database instead of
- * running with memory ahead of disk), and nothing is written after it.
+ * channel key) and every store read it acts on at run time (the ids of a user's queue or a server's outbox, the
+ * stored frames a hand-over reads): a failed write or read is logged, the node is told (it stops and restarts
+ * from the database instead of running with memory ahead of disk, or acting on a partial view of it), and
+ * nothing is written or read after it.
  *
  * @example
  * ```ts ignore
@@ -103,18 +105,41 @@ export function outboxRef(payload: unknown): string {
 }
 
 /**
- * Every store write of the shell goes through one instance: a failed write is fatal (crash-only). It is logged,
- * `onFailed` hears it (the node stops), and every later write is refused without touching the store.
+ * Every store write of the shell, and every read it acts on, goes through one instance: a failed one is fatal
+ * (crash-only). It is logged, `onFailed` hears it (the node stops), and every later write or read is refused
+ * without touching the store. A read is fatal like a write because the shell acts on what it reads: a hand-over
+ * that went on past a failed read would skip the rows it could not read while the reducer counts them as handed
+ * over, and nothing would send them again until a restart.
  */
 export class CrashOnlyWrites {
   #failed = false;
 
-  /** `onFailed` is called once, with the first failure. */
-  constructor(private readonly log: Logger, private readonly onFailed: (error: unknown) => void) {}
+  /** `onFailed` is called once, with the first failure and whether it was a read or a write. */
+  constructor(
+    private readonly log: Logger,
+    private readonly onFailed: (error: unknown, op: "read" | "write") => void,
+  ) {}
 
-  /** A write failed: the node is stopping. */
+  /** A write or read failed: the node is stopping. */
   get failed(): boolean {
     return this.#failed;
+  }
+
+  /** Run one read; undefined when it failed or a store call failed before (then `f` is not run). */
+  read = <T>(f: () => T): T | undefined => {
+    if (this.#failed) return undefined;
+    try {
+      return f();
+    } catch (e) {
+      this.#fail(e, "read");
+      return undefined;
+    }
+  };
+
+  #fail(e: unknown, op: "read" | "write"): void {
+    this.#failed = true;
+    this.log.error(`store.${op}_failed`, { error: String(e) });
+    this.onFailed(e, op);
   }
 
   /** Run one write; false when it failed or a write failed before (then `f` is not run). */
@@ -124,9 +149,7 @@ export class CrashOnlyWrites {
       f();
       return true;
     } catch (e) {
-      this.#failed = true;
-      this.log.error("store.write_failed", { error: String(e) });
-      this.onFailed(e);
+      this.#fail(e, "write");
       return false;
     }
   };

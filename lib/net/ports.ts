@@ -113,6 +113,12 @@ export interface ChannelKeys {
 
 /**
  * The crash-only write wrapper (lib/net/persist.ts's `CrashOnlyWrites`): runs one store write; after a failed
- * write nothing more is written and the node is told (it stops). False when the write did not happen.
+ * write (or read) nothing more is written and the node is told (it stops). False when the write did not happen.
  */
 export type Write = (f: () => void) => boolean;
+
+/**
+ * The crash-only read wrapper (lib/net/persist.ts's `CrashOnlyWrites`): runs one store read the shell acts on;
+ * a failed read stops the node like a failed write. Undefined when the read did not happen.
+ */
+export type Read = <T>(f: () => T) => T | undefined;

@@ -11,7 +11,7 @@ import { derivesId } from "../../lib/protocol/user_id.ts";
 import { fixtureKey } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
 import { ScriptedServer } from "../helpers/scripted_server.ts";
-import { until } from "../helpers/until.ts";
+import { until, within } from "../helpers/until.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const [aliceKey, bobKey] = await Promise.all(["user5", "user6"].map(fixtureKey));
@@ -268,6 +268,36 @@ Deno.test("passphrase: asked again when wrong (3 tries), confirmed for a new key
   } finally {
     await node.kill();
   }
+});
+
+Deno.test("the first connection must succeed: a refused first hello, or no server, ends the chat (exit 1) and says why", async () => {
+  const { alicePath, env } = await setup();
+  const srvKey = await fixtureKey("user1");
+  let hellos = 0;
+  await using server = ScriptedServer.start({
+    key: srvKey,
+    onFrame: async (f, conn) => {
+      if (f.type !== "USER_HELLO") return;
+      hellos++;
+      await conn.send({
+        type: "ERROR",
+        from: "srv",
+        to: f.from,
+        payload: { code: "NAME_IN_USE", detail: "someone else holds this id" },
+      });
+    },
+  });
+  const refused = new Chat(["--server", `ws://127.0.0.1:${server.port}`, "--key", alicePath], env);
+  assert.equal(await within(refused.end(false), "the refused chat to exit", 30_000), 1);
+  assert.match(refused.err, /the server refused us: NAME_IN_USE: someone else holds this id/);
+  assert.ok(!refused.out.includes("connected to"), refused.out);
+  assert.equal(hellos, 1, "no second hello after a refusal");
+
+  // A key that exists (so no reachability check first) and nothing listening: the first attempt fails.
+  const nowhere = new Chat(["--server", "ws://127.0.0.1:1", "--key", alicePath], env);
+  assert.equal(await within(nowhere.end(false), "the chat without a server to exit", 30_000), 1);
+  assert.match(nowhere.err, /cannot connect to ws:\/\/127\.0\.0\.1:1/);
+  assert.ok(!nowhere.out.includes("connected to"), nowhere.out);
 });
 
 Deno.test("a scripted server that refuses us after a reconnect (NAME_IN_USE) is a permanent failure: the chat exits non-zero", async () => {

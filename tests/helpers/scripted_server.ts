@@ -6,6 +6,7 @@
  */
 import type { PrivateKey } from "../../lib/crypto/rsa.ts";
 import { canonicalJson } from "../../lib/protocol/canonical_json.ts";
+import { within } from "./until.ts";
 import type { Frame } from "./ws_peer.ts";
 
 const enc = new TextEncoder();
@@ -15,7 +16,33 @@ export function signPayload(key: PrivateKey, payload: unknown): Promise<string> 
   return key.sign(enc.encode(canonicalJson(payload)));
 }
 
-/** One WebSocket connection of the scripted server (inbound, or one it dialed). */
+/**
+ * A USER_ADVERTISE for `user` at `serverId` in the form of the spec (`user_id`, `server_id`, `meta`, `pubkey`),
+ * sent as `from` (by default the server itself); `ts` and `sig` are filled by {@linkcode ScriptedConn.send}.
+ */
+export function userAdvert(
+  user: { id: string; key: { publicKey: string } },
+  name: string,
+  serverId: string,
+  from = serverId,
+): Frame {
+  return {
+    type: "USER_ADVERTISE",
+    from,
+    to: "*",
+    payload: {
+      user_id: user.id,
+      server_id: serverId,
+      meta: { display_name: name },
+      pubkey: user.key.publicKey,
+    },
+  };
+}
+
+/**
+ * One WebSocket connection of the scripted server (inbound, or one it dialed). `await using` closes it and waits
+ * (at most 5 s) for the close to complete.
+ */
 export class ScriptedConn {
   /** Every frame, both directions, with the time it passed (for frames-per-minute counts). */
   readonly log: { at: number; dir: "in" | "out"; frame: Frame }[] = [];
@@ -39,6 +66,23 @@ export class ScriptedConn {
       this.waiters = this.waiters.filter((w) => (w.pred(f) ? (w.resolve(f), false) : true));
       this.onFrame?.(f, this);
     };
+  }
+
+  /** Dial `url` as a scripted server signing with `key`; resolves once the socket is open (at most `ms`). */
+  static async dial(url: string, key: PrivateKey, ms = 5000): Promise<ScriptedConn> {
+    const ws = new WebSocket(url);
+    const conn = new ScriptedConn(ws, key);
+    const open = new Promise<void>((resolve, reject) => {
+      ws.addEventListener("open", () => resolve());
+      ws.addEventListener("close", () => reject(new Error(`cannot dial ${url}`)));
+    });
+    try {
+      await within(open, `a connection to ${url}`, ms);
+    } catch (e) {
+      conn.close();
+      throw e;
+    }
+    return conn;
   }
 
   get open(): boolean {
@@ -86,6 +130,11 @@ export class ScriptedConn {
       this.ws.close(code, reason);
     } catch { /* already closed */ }
   }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    await within(this.closed, "a scripted connection to close", 5000);
+  }
 }
 
 /** Options of {@linkcode ScriptedServer.start}. */
@@ -101,18 +150,41 @@ export interface ScriptedServerOptions {
    */
   pingSeconds?: number;
   /** Called for every new inbound connection. */
-  onConnection: (conn: ScriptedConn) => void;
+  onConnection?: (conn: ScriptedConn) => void;
+  /**
+   * Called with every frame received on any connection, inbound or dialed with {@linkcode ScriptedServer.dial}
+   * (before `onConnection`'s own `onFrame`, which it replaces when that sets one).
+   */
+  onFrame?: (f: Frame, conn: ScriptedConn, server: ScriptedServer) => void | Promise<void>;
 }
 
-/** A scripted server on 127.0.0.1. */
+/** A scripted server on 127.0.0.1; `await using` stops it (see {@linkcode ScriptedServer.close}). */
 export class ScriptedServer {
+  /** Inbound connections, in the order they came. */
   readonly conns: ScriptedConn[] = [];
+  /** Connections this server dialed ({@linkcode ScriptedServer.dial}). */
+  readonly dialed: ScriptedConn[] = [];
   /** Paths and counts of HTTP requests that were not WebSocket upgrades. */
   readonly httpRequests: string[] = [];
   private constructor(
     private readonly server: Deno.HttpServer<Deno.NetAddr>,
     private readonly ac: AbortController,
+    private readonly opts: ScriptedServerOptions,
   ) {}
+
+  /** Route a connection's frames to `opts.onFrame`. */
+  private script(conn: ScriptedConn): ScriptedConn {
+    const onFrame = this.opts.onFrame;
+    if (onFrame) conn.onFrame = (f, c) => void onFrame(f, c, this);
+    return conn;
+  }
+
+  /** Dial `url` as this server (its key, its `onFrame`); closed with the server. */
+  async dial(url: string): Promise<ScriptedConn> {
+    const conn = this.script(await ScriptedConn.dial(url, this.opts.key));
+    this.dialed.push(conn);
+    return conn;
+  }
 
   get port(): number {
     return this.server.addr.port;
@@ -132,20 +204,25 @@ export class ScriptedServer {
         }
         if (url.pathname !== (opts.wsPath ?? "/")) return new Response("not found\n", { status: 404 });
         const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: opts.pingSeconds ?? 0 });
-        const conn = new ScriptedConn(socket, opts.key);
-        ref.self?.conns.push(conn);
-        socket.addEventListener("open", () => opts.onConnection(conn));
+        const conn = ref.self!.script(new ScriptedConn(socket, opts.key));
+        ref.self!.conns.push(conn);
+        socket.addEventListener("open", () => opts.onConnection?.(conn));
         return response;
       },
     );
-    ref.self = new ScriptedServer(server, ac);
+    ref.self = new ScriptedServer(server, ac, opts);
     return ref.self;
   }
 
-  /** Stop listening and close every connection. */
+  /** Stop listening and close every connection (a dialed one with 1000: a client may not send 1001). */
   async close(): Promise<void> {
     for (const c of this.conns) c.close(1001, "scripted server stopping");
+    for (const c of this.dialed) c.close(1000, "scripted server stopping");
     this.ac.abort();
     await this.server.finished;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

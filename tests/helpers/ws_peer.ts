@@ -79,6 +79,11 @@ export class RawPeer {
       this.ws.close();
     } catch { /* ignore */ }
   }
+
+  /** `using peer = await RawPeer.open(url)`: closed when the scope ends. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
 }
 
 /** Wait `ms` milliseconds. */

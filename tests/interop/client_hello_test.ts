@@ -35,7 +35,8 @@ function scripted(answer: (f: Frame, send: (f: Frame) => void, ws: WebSocket) =>
   return {
     url: `ws://127.0.0.1:${server.addr.port}`,
     got,
-    async stop() {
+    /** `await using`: close every socket and stop listening. */
+    async [Symbol.asyncDispose]() {
       for (const s of sockets) s.close();
       await server.shutdown();
     },
@@ -59,29 +60,27 @@ function bobAdvert(from: string): Frame {
 /**
  * Connect, DM bob, and check what the server received (a signed MSG_DIRECT) and what the client learnt. The hello
  * was accepted by the server's answer, not by the 3 s silence rule, when the client learnt the server id from it
- * (`serverId`; silence leaves it "").
+ * (`serverId`; silence leaves it ""). `connected` is called once the hello is accepted.
  */
-async function talk(s: ReturnType<typeof scripted>, serverId: string) {
+async function talk(s: ReturnType<typeof scripted>, serverId: string, connected?: () => void) {
   const c = await SocpClient.connect(s.url, { userId: ME, key: meKey, displayName: "me", reconnect: false });
-  try {
-    assert.equal(c.serverId, serverId, serverId ? "accepted by the server's answer" : "accepted by silence");
-    const hello = s.got.find((f) => f.type === "USER_HELLO");
-    assert.equal(hello.to, "*", "server id unknown before the hello: '*'");
-    assert.ok(await verifySignature(meKey.publicKey, signaturePreimages(hello.payload)[0], hello.sig));
-    await until(() => c.isOnline(BOB), "bob online");
-    const m = await c.tell("bob", "hello over there");
-    assert.equal(m.state, "sent");
-    const dm = await until(() => s.got.find((f) => f.type === "MSG_DIRECT"), "the DM reaches the server");
-    assert.ok(dm.sig, "user frames are signed (PROFILE §15)");
-    assert.ok(await verifySignature(meKey.publicKey, signaturePreimages(dm.payload)[0], dm.sig));
-    assert.equal(new TextDecoder().decode(await bobKey.decrypt(dm.payload.ciphertext)), "hello over there");
-  } finally {
-    await c.close(500);
-  }
+  await using _ = { [Symbol.asyncDispose]: () => c.close(500) };
+  connected?.();
+  assert.equal(c.serverId, serverId, serverId ? "accepted by the server's answer" : "accepted by silence");
+  const hello = s.got.find((f) => f.type === "USER_HELLO");
+  assert.equal(hello.to, "*", "server id unknown before the hello: '*'");
+  assert.ok(await verifySignature(meKey.publicKey, signaturePreimages(hello.payload)[0], hello.sig));
+  await until(() => c.isOnline(BOB), "bob online");
+  const m = await c.tell("bob", "hello over there");
+  assert.equal(m.state, "sent");
+  const dm = await until(() => s.got.find((f) => f.type === "MSG_DIRECT"), "the DM reaches the server");
+  assert.ok(dm.sig, "user frames are signed (PROFILE §15)");
+  assert.ok(await verifySignature(meKey.publicKey, signaturePreimages(dm.payload)[0], dm.sig));
+  assert.equal(new TextDecoder().decode(await bobKey.decrypt(dm.payload.ciphertext)), "hello over there");
 }
 
 Deno.test("hello answered our way: signed ACK {msg_ref:USER_HELLO, server_id, server_pub} and the snapshot", async () => {
-  const s = scripted(async (f, send) => {
+  await using s = scripted(async (f, send) => {
     if (f.type !== "USER_HELLO") return;
     send(
       await signedBy({
@@ -103,15 +102,11 @@ Deno.test("hello answered our way: signed ACK {msg_ref:USER_HELLO, server_id, se
       }),
     );
   });
-  try {
-    await talk(s, "srv-a");
-  } finally {
-    await s.stop();
-  }
+  await talk(s, "srv-a");
 });
 
 Deno.test("hello answered with ACK {msg_ref:USER_HELLO_OK, server_pub} + CLIENT_WELCOME {server_id}", async () => {
-  const s = scripted((f, send) => {
+  await using s = scripted((f, send) => {
     if (f.type !== "USER_HELLO") return;
     send({
       type: "ACK",
@@ -131,15 +126,11 @@ Deno.test("hello answered with ACK {msg_ref:USER_HELLO_OK, server_pub} + CLIENT_
     });
     send({ ...bobAdvert("srv-b-id"), sig: "" });
   });
-  try {
-    await talk(s, "srv-b-id");
-  } finally {
-    await s.stop();
-  }
+  await talk(s, "srv-b-id");
 });
 
 Deno.test("hello answered with ACK {message:'Welcome to the chat!'} from 'server'", async () => {
-  const s = scripted((f, send) => {
+  await using s = scripted((f, send) => {
     if (f.type !== "USER_HELLO") return;
     send({
       type: "ACK",
@@ -150,31 +141,24 @@ Deno.test("hello answered with ACK {message:'Welcome to the chat!'} from 'server
     });
     send({ ...bobAdvert("server"), sig: "" });
   });
-  try {
-    await talk(s, "server");
-  } finally {
-    await s.stop();
-  }
+  await talk(s, "server");
 });
 
 Deno.test("hello answered with nothing at all: accepted after 3 s without an ERROR", async () => {
   let hellos = 0;
-  const s = scripted((f, send) => {
+  let tellBob = () => {};
+  await using s = scripted((f, send) => {
     if (f.type !== "USER_HELLO") return;
     hellos++;
-    // It says nothing to the hello, but does tell about bob a little later.
-    setTimeout(() => send({ ...bobAdvert("quiet"), sig: "" }), 3500);
+    // It says nothing to the hello, but does tell about bob later (once our client took the silence as a yes).
+    tellBob = () => send({ ...bobAdvert("quiet"), sig: "" });
   });
-  try {
-    await talk(s, "");
-    assert.equal(hellos, 1);
-  } finally {
-    await s.stop();
-  }
+  await talk(s, "", () => tellBob());
+  assert.equal(hellos, 1);
 });
 
 Deno.test("a server that closes on an empty `to` accepts ours ('*'); its refusal would be a clear error", async () => {
-  const s = scripted((f, send, ws) => {
+  await using s = scripted((f, send, ws) => {
     if (f.type !== "USER_HELLO") return;
     if (!f.to) {
       send({
@@ -196,14 +180,10 @@ Deno.test("a server that closes on an empty `to` accepts ours ('*'); its refusal
     });
     send({ ...bobAdvert("server"), sig: "" });
   });
-  try {
-    await talk(s, "server");
-  } finally {
-    await s.stop();
-  }
+  await talk(s, "server");
   // And a server that refuses the hello: one clear error, no retry.
   let hellos = 0;
-  const r = scripted((f, send, ws) => {
+  await using r = scripted((f, send, ws) => {
     if (f.type !== "USER_HELLO") return;
     hellos++;
     send({
@@ -215,15 +195,11 @@ Deno.test("a server that closes on an empty `to` accepts ours ('*'); its refusal
     });
     ws.close();
   });
-  try {
-    await assert.rejects(
-      () => SocpClient.connect(r.url, { userId: ME, key: meKey }),
-      (e) => e instanceof HelloRefused && e.message === "UNKNOWN_TYPE: Invalid 'to' field",
-    );
-    // No retry: the refused client holds no timer and no socket now (this test keeps Deno's op and resource
-    // sanitizers on, so a reconnect timer or a new WebSocket left behind fails it), and it sent one hello.
-    assert.equal(hellos, 1, "no retry after a refusal");
-  } finally {
-    await r.stop();
-  }
+  await assert.rejects(
+    () => SocpClient.connect(r.url, { userId: ME, key: meKey }),
+    (e) => e instanceof HelloRefused && e.message === "UNKNOWN_TYPE: Invalid 'to' field",
+  );
+  // No retry: the refused client holds no timer and no socket now (this test keeps Deno's op and resource
+  // sanitizers on, so a reconnect timer or a new WebSocket left behind fails it), and it sent one hello.
+  assert.equal(hellos, 1, "no retry after a refusal");
 });

@@ -1,8 +1,9 @@
 /** Shared pieces of the interop suite: fixture identities, timers, and the checks every scenario makes. */
 import assert from "node:assert/strict";
-import type { ClientEvent, SocpClient } from "../../lib/client/client.ts";
+import { type ClientEvent, type ConnectOptions, SocpClient } from "../../lib/client/client.ts";
 import { encryptTo, type PrivateKey } from "../../lib/crypto/rsa.ts";
-import type { NodeProcess } from "../helpers/node_process.ts";
+import { fixtureKey } from "../helpers/keys.ts";
+import { NodeProcess } from "../helpers/node_process.ts";
 import type { ScriptedConn } from "../helpers/scripted_server.ts";
 import { until } from "../helpers/until.ts";
 import type { Frame } from "../helpers/ws_peer.ts";
@@ -11,6 +12,53 @@ import type { Frame } from "../helpers/ws_peer.ts";
 export const TIMERS = ["--heartbeat-interval", "0.5", "--link-timeout", "2"];
 /** Sanitizers off: the node runs as a child process and the scripted server's sockets outlive single steps. */
 export const opts = { sanitizeOps: false, sanitizeResources: false };
+/**
+ * For steps that run at the same time (`Promise.all` of `t.step`s, each with its own node and scripted peers):
+ * scenarios that spend seconds counting a link's heartbeats wait together instead of one after the other. Deno
+ * runs steps concurrently only with every sanitizer off.
+ */
+export const concurrent = { ...opts, sanitizeExit: false };
+
+/** A user of the interop scenarios: a fixed id and a fixture key. */
+export interface User {
+  id: string;
+  key: PrivateKey;
+}
+
+/** Our user, on our node (or connected to a scripted server by our client). */
+export const ours: User = { id: "0a000000-0000-4000-8000-0000000000a1", key: await fixtureKey("user1") };
+/** A user at home on the scripted server. */
+export const zed: User = { id: "2ed00000-0000-4000-8000-00000000002e", key: await fixtureKey("user6") };
+/** Another user of the scripted side. */
+export const zoe: User = { id: "20e00000-0000-4000-8000-00000000020e", key: await fixtureKey("user3") };
+/** The scripted server's own key. */
+export const serverKey: PrivateKey = await fixtureKey("user5");
+
+/**
+ * Our user `ours` connected with our real client (`SocpClient.connect`: resolves once the hello is accepted);
+ * `await using` closes it (CTRL_CLOSE, then at most `closeMs` for the close handshake).
+ */
+export async function connectOurs(
+  url: string,
+  extra: Partial<ConnectOptions> = {},
+  closeMs = 500,
+): Promise<SocpClient & AsyncDisposable> {
+  const c = await SocpClient.connect(url, { userId: ours.id, key: ours.key, displayName: "ours", ...extra });
+  return Object.assign(c, { [Symbol.asyncDispose]: () => c.close(closeMs) });
+}
+
+/**
+ * Our node, joining the network through a scripted introducer on `port` that signs with `key` (the bootstrap
+ * entry `127.0.0.1:PORT#KEY`, or `ws://127.0.0.1:PORT/PATH#KEY` with a `path`), on the short {@linkcode TIMERS}.
+ */
+export function joiningNode(
+  port: number,
+  key: { publicKey: string } = serverKey,
+  path?: string,
+): Promise<NodeProcess> {
+  const at = path === undefined ? `127.0.0.1:${port}` : `ws://127.0.0.1:${port}${path}`;
+  return NodeProcess.start({ args: ["--bootstrap", `${at}#${key.publicKey}`, ...TIMERS] });
+}
 
 const enc = new TextEncoder();
 

@@ -7,31 +7,26 @@
  * signature the pinned key does not verify, is refused with one clear ERROR and no link.
  */
 import assert from "node:assert/strict";
-import { SocpClient } from "../../lib/client/client.ts";
-import type { PrivateKey } from "../../lib/crypto/rsa.ts";
 import { fixtureKey } from "../helpers/keys.ts";
-import { NodeProcess } from "../helpers/node_process.ts";
 import { ScriptedConn, ScriptedServer, signPayload } from "../helpers/scripted_server.ts";
 import { until } from "../helpers/until.ts";
 import { type Frame, sleep } from "../helpers/ws_peer.ts";
-import { deliverFrom, health, linked, opts, readDeliver, TIMERS, watch } from "./common.ts";
+import {
+  connectOurs,
+  deliverFrom,
+  health,
+  joiningNode,
+  linked,
+  opts,
+  ours,
+  readDeliver,
+  serverKey as introKey,
+  watch,
+  zed,
+} from "./common.ts";
 
-const introKey = await fixtureKey("user5");
 const otherKey = await fixtureKey("user4");
-const zed = { id: "2ed00000-0000-4000-8000-00000000002e", key: await fixtureKey("user6") };
-const ours = { id: "0a000000-0000-4000-8000-0000000000a1", key: await fixtureKey("user1") };
 const INTRO = "db-1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9";
-
-/** Dial `url` as the scripted server and wrap the socket. */
-async function dialOut(url: string, key: PrivateKey): Promise<ScriptedConn> {
-  const ws = new WebSocket(url);
-  const conn = new ScriptedConn(ws, key);
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`cannot dial ${url}`)), 5000);
-    ws.addEventListener("open", () => (clearTimeout(t), resolve()));
-  });
-  return conn;
-}
 
 function presenceSync(to: string, from = INTRO): Frame {
   return {
@@ -47,80 +42,69 @@ function presenceSync(to: string, from = INTRO): Frame {
 
 /**
  * The dial-back introducer: welcomes a JOIN, closes the join socket, and (when `dialBack`) dials the joiner back
- * with `dialBack(conn, joinFrame)`. Inbound frames after the first JOIN (our redials) are kept in `conns`.
+ * with `dialBack(server, joinFrame)`. Inbound frames after the first JOIN (our redials) are kept in `conns`.
  */
-function introducer(dialBack?: (join: Frame) => Promise<void>, servers: Frame[] = []) {
+function introducer(
+  dialBack?: (server: ScriptedServer, join: Frame) => Promise<void>,
+  servers: Frame[] = [],
+) {
   let joined = false;
-  const server: ScriptedServer = ScriptedServer.start({
+  return ScriptedServer.start({
     key: introKey,
-    onConnection: (conn) => {
-      conn.onFrame = async (f: Frame) => {
-        if (f.type !== "SERVER_HELLO_JOIN" || joined) return;
-        joined = true;
-        await conn.send({
-          type: "SERVER_WELCOME",
-          from: INTRO,
-          to: f.from,
-          payload: { assigned_id: f.from, server_id: INTRO, server_pub: introKey.publicKey, servers },
-        });
-        await sleep(100);
-        conn.close(1000, "welcome sent; I will call you");
-        await dialBack?.(f);
-      };
+    onFrame: async (f, conn, server) => {
+      if (f.type !== "SERVER_HELLO_JOIN" || joined) return;
+      joined = true;
+      await conn.send({
+        type: "SERVER_WELCOME",
+        from: INTRO,
+        to: f.from,
+        payload: { assigned_id: f.from, server_id: INTRO, server_pub: introKey.publicKey, servers },
+      });
+      await sleep(100); // the deployed introducer's own pause between its welcome and its close
+      conn.close(1000, "welcome sent; I will call you");
+      await dialBack?.(server, f);
     },
   });
-  return server;
 }
 
 Deno.test(
   { name: "a dial-back introducer: PRESENCE_SYNC becomes the link, redial with ANNOUNCE", ...opts },
   async () => {
     let back: ScriptedConn | undefined;
-    const intro = introducer(async (join) => {
-      back = await dialOut(`ws://${join.payload.host}:${join.payload.port}`, introKey);
+    await using intro = introducer(async (server, join) => {
+      back = await server.dial(`ws://${join.payload.host}:${join.payload.port}`);
       await back.send(presenceSync(join.from));
     });
-    const node = await NodeProcess.start({
-      args: ["--bootstrap", `127.0.0.1:${intro.port}#${introKey.publicKey}`, ...TIMERS],
-    });
-    let client: SocpClient | undefined;
-    try {
-      await until(() => back, "the introducer's dial-back");
-      await linked(node, 1);
-      const link = back!;
-      client = await SocpClient.connect(node.url, { userId: ours.id, key: ours.key, displayName: "ours" });
-      const got = watch(client);
-      await until(() => client!.directory.has(zed.id), "zed (from PRESENCE_SYNC users) in our directory");
-      assert.equal(client.directory.get(zed.id)?.serverId, INTRO);
-      await link.waitFor((f) => f.type === "USER_ADVERTISE" && f.payload.user_id === ours.id, "our advert");
-      await client.tell(zed.id, "over the dial-back link");
-      const sd = await link.waitFor((f) => f.type === "SERVER_DELIVER", "our DM on the dial-back link");
-      assert.equal(await readDeliver(zed.key, sd), "over the dial-back link");
-      await link.send(await deliverFrom(zed, { id: ours.id, pubkey: ours.key.publicKey }, "and back", INTRO));
-      const dm = await until(() => got.find((e) => e.kind === "dm"), "zed's DM");
-      assert.ok(dm.kind === "dm" && dm.text === "and back" && dm.verified);
-      const errors = link.received.filter((f) => f.type === "ERROR");
-      assert.deepEqual(errors, [], "no ERROR on the dial-back link");
+    await using node = await joiningNode(intro.port, introKey);
+    const link = await until(() => back, "the introducer's dial-back");
+    await linked(node, 1);
+    await using client = await connectOurs(node.url);
+    const got = watch(client);
+    await until(() => client.directory.has(zed.id), "zed (from PRESENCE_SYNC users) in our directory");
+    assert.equal(client.directory.get(zed.id)?.serverId, INTRO);
+    await link.waitFor((f) => f.type === "USER_ADVERTISE" && f.payload.user_id === ours.id, "our advert");
+    await client.tell(zed.id, "over the dial-back link");
+    const sd = await link.waitFor((f) => f.type === "SERVER_DELIVER", "our DM on the dial-back link");
+    assert.equal(await readDeliver(zed.key, sd), "over the dial-back link");
+    await link.send(await deliverFrom(zed, { id: ours.id, pubkey: ours.key.publicKey }, "and back", INTRO));
+    const dm = await until(() => got.find((e) => e.kind === "dm"), "zed's DM");
+    assert.ok(dm.kind === "dm" && dm.text === "and back" && dm.verified);
+    const errors = link.received.filter((f) => f.type === "ERROR");
+    assert.deepEqual(errors, [], "no ERROR on the dial-back link");
 
-      // The link drops: our node redials the introducer with SERVER_ANNOUNCE, never a LINK it would ignore.
-      const before = intro.conns.length;
-      link.close(1000, "going away"); // a client socket: 1000 (a 1001 would throw, PROFILE §15)
-      const redial = await until(
-        () => intro.conns.slice(before).find((c) => c.received.length > 0),
-        "our node's redial and its first frame",
-        15_000,
-      );
-      const first = redial.received[0];
-      assert.equal(first.type, "SERVER_ANNOUNCE");
-      assert.equal(first.from, node.serverId);
-      assert.deepEqual(Object.keys(first.payload).sort(), ["host", "port", "pubkey"]);
-      assert.ok(intro.conns.slice(1).every((c) => c.received[0]?.type !== "SERVER_HELLO_LINK"));
-    } finally {
-      client?.close();
-      back?.close();
-      await node.kill();
-      await intro.close();
-    }
+    // The link drops: our node redials the introducer with SERVER_ANNOUNCE, never a LINK it would ignore.
+    const before = intro.conns.length;
+    link.close(1000, "going away"); // a client socket: 1000 (a 1001 would throw, PROFILE §15)
+    const redial = await until(
+      () => intro.conns.slice(before).find((c) => c.received.length > 0),
+      "our node's redial and its first frame",
+      15_000,
+    );
+    const first = redial.received[0];
+    assert.equal(first.type, "SERVER_ANNOUNCE");
+    assert.equal(first.from, node.serverId);
+    assert.deepEqual(Object.keys(first.payload).sort(), ["host", "port", "pubkey"]);
+    assert.ok(intro.conns.slice(1).every((c) => c.received[0]?.type !== "SERVER_HELLO_LINK"));
   },
 );
 
@@ -131,49 +115,42 @@ Deno.test({
   let joinFrame: Frame | undefined;
   // The welcome lists another server, S2: our node pins it (trust on introduction), but no welcome pinned it.
   const S2 = "s2-0b9c8d7e-6f5a-4b3c-9d2e-1f0a9b8c7d6e";
-  const intro = introducer((join) => {
+  await using intro = introducer((_, join) => {
     joinFrame = join;
     return Promise.resolve();
   }, [{ server_id: S2, host: "127.0.0.1", port: 9, pubkey: otherKey.publicKey }]);
-  const node = await NodeProcess.start({
-    args: ["--bootstrap", `127.0.0.1:${intro.port}#${introKey.publicKey}`, ...TIMERS],
-  });
-  try {
-    await until(() => joinFrame, "the JOIN");
-    await until(async () => (await health(node)).servers_linked === 0, "the join socket closed");
-    const url = `ws://127.0.0.1:${joinFrame!.payload.port}`;
+  await using node = await joiningNode(intro.port, introKey);
+  await until(() => joinFrame, "the JOIN");
+  await until(async () => (await health(node)).servers_linked === 0, "the join socket closed");
+  const url = `ws://127.0.0.1:${joinFrame!.payload.port}`;
 
-    // A stranger: an id no welcome pinned, signed with its own key.
-    const stranger = await dialOut(url, otherKey);
-    await stranger.send(presenceSync(node.serverId, "stranger-1"));
-    // The introducer's id, but signed with another key.
-    const forged = await dialOut(url, otherKey);
-    await forged.send(presenceSync(node.serverId));
-    // The introducer's id and key, but a payload the signature does not cover.
-    const edited = await dialOut(url, introKey);
-    const f = presenceSync(node.serverId);
-    const sig = await signPayload(introKey, f.payload);
-    edited.sendRaw({ ...f, ts: Date.now(), payload: { ...f.payload, users: [] }, sig });
+  // A stranger: an id no welcome pinned, signed with its own key.
+  await using stranger = await ScriptedConn.dial(url, otherKey);
+  await stranger.send(presenceSync(node.serverId, "stranger-1"));
+  // The introducer's id, but signed with another key.
+  await using forged = await ScriptedConn.dial(url, otherKey);
+  await forged.send(presenceSync(node.serverId));
+  // The introducer's id and key, but a payload the signature does not cover.
+  await using edited = await ScriptedConn.dial(url, introKey);
+  const f = presenceSync(node.serverId);
+  const sig = await signPayload(introKey, f.payload);
+  edited.sendRaw({ ...f, ts: Date.now(), payload: { ...f.payload, users: [] }, sig });
 
-    // S2, pinned from the welcome's list and signing with its pinned key: a server, but not our introducer.
-    const s2 = await dialOut(url, otherKey);
-    await s2.send(presenceSync(node.serverId, S2));
+  // S2, pinned from the welcome's list and signing with its pinned key: a server, but not our introducer.
+  await using s2 = await ScriptedConn.dial(url, otherKey);
+  await s2.send(presenceSync(node.serverId, S2));
 
-    const cases = [["stranger", stranger], ["forged", forged], ["edited", edited], [
-      "pinned, not ours",
-      s2,
-    ]] as const;
-    for (const [label, c] of cases) {
-      const err = await c.waitFor((x) => x.type === "ERROR", `the refusal (${label})`);
-      console.log(`[interop] dial-back refused (${label}): ${err.payload.code} ${err.payload.detail}`);
-      let closed = false;
-      c.closed.then(() => closed = true);
-      await until(() => closed, `the refused connection closed (${label})`);
-      assert.equal(c.received.filter((x) => x.type === "ERROR").length, 1, `one ERROR (${label})`);
-    }
-    assert.equal((await health(node)).servers_linked, 0, "no link");
-  } finally {
-    await node.kill();
-    await intro.close();
+  const cases = [["stranger", stranger], ["forged", forged], ["edited", edited], [
+    "pinned, not ours",
+    s2,
+  ]] as const;
+  for (const [label, c] of cases) {
+    const err = await c.waitFor((x) => x.type === "ERROR", `the refusal (${label})`);
+    console.log(`[interop] dial-back refused (${label}): ${err.payload.code} ${err.payload.detail}`);
+    let closed = false;
+    c.closed.then(() => closed = true);
+    await until(() => closed, `the refused connection closed (${label})`);
+    assert.equal(c.received.filter((x) => x.type === "ERROR").length, 1, `one ERROR (${label})`);
   }
+  assert.equal((await health(node)).servers_linked, 0, "no link");
 });

@@ -5,17 +5,22 @@
  * our side sent carries an `id` never used before on that connection.
  */
 import assert from "node:assert/strict";
-import { SocpClient } from "../../lib/client/client.ts";
-import { fixtureKey } from "../helpers/keys.ts";
-import { NodeProcess } from "../helpers/node_process.ts";
-import { type ScriptedConn, ScriptedServer } from "../helpers/scripted_server.ts";
+import { type ScriptedConn, ScriptedServer, userAdvert } from "../helpers/scripted_server.ts";
 import { until } from "../helpers/until.ts";
 import type { Frame } from "../helpers/ws_peer.ts";
-import { deliverFrom, linked, opts, readDeliver, TIMERS, watch } from "./common.ts";
+import {
+  connectOurs,
+  deliverFrom,
+  joiningNode,
+  linked,
+  opts,
+  ours,
+  readDeliver,
+  serverKey as srvKey,
+  watch,
+  zed,
+} from "./common.ts";
 
-const srvKey = await fixtureKey("user5");
-const zed = { id: "2ed00000-0000-4000-8000-00000000002e", key: await fixtureKey("user6") };
-const ours = { id: "0a000000-0000-4000-8000-0000000000a1", key: await fixtureKey("user1") };
 const S = "strict-7d1e5c2a-0b6f-4e39-a1c4-2f8e9d0b7a61";
 
 /**
@@ -23,29 +28,28 @@ const S = "strict-7d1e5c2a-0b6f-4e39-a1c4-2f8e9d0b7a61";
  * called with every frame it took.
  */
 function strict(accepted: (f: Frame, conn: ScriptedConn, server: ScriptedServer) => void | Promise<void>) {
-  const server: ScriptedServer = ScriptedServer.start({
+  const seen = new WeakMap<ScriptedConn, Set<string>>();
+  return ScriptedServer.start({
     key: srvKey,
-    onConnection: (conn) => {
-      const seen = new Set<string>();
-      conn.onFrame = (f: Frame) => {
-        if (typeof f.id !== "string" || f.id === "" || typeof f.ts !== "number") {
-          return conn.sendRaw({
-            type: "ERROR",
-            from: S,
-            to: f.from ?? "*",
-            ts: Date.now(),
-            payload: { code: "MISSING_ID_OR_TS", detail: "frame has no id or ts" },
-            sig: "",
-            id: crypto.randomUUID(),
-          });
-        }
-        if (seen.has(f.id)) return; // a repeated id is dropped silently
-        seen.add(f.id);
-        accepted(f, conn, server);
-      };
+    onFrame: (f, conn, server) => {
+      if (typeof f.id !== "string" || f.id === "" || typeof f.ts !== "number") {
+        return conn.sendRaw({
+          type: "ERROR",
+          from: S,
+          to: f.from ?? "*",
+          ts: Date.now(),
+          payload: { code: "MISSING_ID_OR_TS", detail: "frame has no id or ts" },
+          sig: "",
+          id: crypto.randomUUID(),
+        });
+      }
+      const ids = seen.get(conn) ?? new Set<string>();
+      seen.set(conn, ids);
+      if (ids.has(f.id)) return; // a repeated id is dropped silently (per connection)
+      ids.add(f.id);
+      return accepted(f, conn, server);
     },
   });
-  return server;
 }
 
 /** Every frame `conn` received had an `id`, and no two the same. */
@@ -59,7 +63,7 @@ function freshIds(conn: ScriptedConn, label: string): number {
 }
 
 Deno.test({ name: "our client and a server that requires envelope ids", ...opts }, async () => {
-  const server = strict(async (f, conn) => {
+  await using server = strict(async (f, conn) => {
     if (f.type === "USER_HELLO") {
       await conn.send({
         type: "ACK",
@@ -68,54 +72,37 @@ Deno.test({ name: "our client and a server that requires envelope ids", ...opts 
         payload: { msg_ref: "USER_HELLO", server_id: S, server_pub: srvKey.publicKey },
         id: crypto.randomUUID(),
       });
-      await conn.send({
-        type: "USER_ADVERTISE",
-        from: S,
-        to: "*",
-        payload: { user_id: zed.id, server_id: S, pubkey: zed.key.publicKey, meta: { display_name: "zed" } },
-        id: crypto.randomUUID(),
-      });
+      await conn.send({ ...userAdvert(zed, "zed", S), id: crypto.randomUUID() });
     }
   });
-  let client: SocpClient | undefined;
-  try {
-    client = await SocpClient.connect(`ws://127.0.0.1:${server.port}`, {
-      userId: ours.id,
-      key: ours.key,
-      displayName: "ours",
-      reconnect: false,
-    });
-    const got = watch(client);
-    const conn = server.conns[0];
-    await until(() => client!.isOnline(zed.id), "zed online");
-    await client.tell(zed.id, "hello strict");
-    const dm = await conn.waitFor((f) => f.type === "MSG_DIRECT", "our DM");
-    assert.equal(new TextDecoder().decode(await zed.key.decrypt(dm.payload.ciphertext)), "hello strict");
-    const back = await deliverFrom(zed, { id: ours.id, pubkey: ours.key.publicKey }, "hello ours", S);
-    await conn.send({
-      ...back,
-      type: "USER_DELIVER",
-      to: ours.id,
-      payload: {
-        ciphertext: back.payload.ciphertext,
-        sender: zed.id,
-        sender_pub: zed.key.publicKey,
-        content_sig: back.payload.content_sig,
-      },
-      id: crypto.randomUUID(),
-    });
-    const ev = await until(() => got.find((e) => e.kind === "dm"), "zed's DM");
-    assert.ok(ev.kind === "dm" && ev.text === "hello ours" && ev.verified);
-    const n = freshIds(conn, "client");
-    console.log(`[interop] envelope ids: our client sent ${n} frames, each with a fresh id`);
-  } finally {
-    await client?.close(500);
-    await server.close();
-  }
+  await using client = await connectOurs(`ws://127.0.0.1:${server.port}`, { reconnect: false });
+  const got = watch(client);
+  const conn = server.conns[0];
+  await until(() => client.isOnline(zed.id), "zed online");
+  await client.tell(zed.id, "hello strict");
+  const dm = await conn.waitFor((f) => f.type === "MSG_DIRECT", "our DM");
+  assert.equal(new TextDecoder().decode(await zed.key.decrypt(dm.payload.ciphertext)), "hello strict");
+  const back = await deliverFrom(zed, { id: ours.id, pubkey: ours.key.publicKey }, "hello ours", S);
+  await conn.send({
+    ...back,
+    type: "USER_DELIVER",
+    to: ours.id,
+    payload: {
+      ciphertext: back.payload.ciphertext,
+      sender: zed.id,
+      sender_pub: zed.key.publicKey,
+      content_sig: back.payload.content_sig,
+    },
+    id: crypto.randomUUID(),
+  });
+  const ev = await until(() => got.find((e) => e.kind === "dm"), "zed's DM");
+  assert.ok(ev.kind === "dm" && ev.text === "hello ours" && ev.verified);
+  const n = freshIds(conn, "client");
+  console.log(`[interop] envelope ids: our client sent ${n} frames, each with a fresh id`);
 });
 
 Deno.test({ name: "our node joins a server that requires envelope ids", ...opts }, async () => {
-  const server = strict(async (f, conn, srv) => {
+  await using server = strict(async (f, conn, srv) => {
     if (f.type !== "SERVER_HELLO_JOIN") return;
     await conn.send({
       type: "SERVER_WELCOME",
@@ -124,32 +111,17 @@ Deno.test({ name: "our node joins a server that requires envelope ids", ...opts 
       payload: { server_id: S, server_pub: srvKey.publicKey, host: "127.0.0.1", port: srv.port },
       id: crypto.randomUUID(),
     });
-    await conn.send({
-      type: "USER_ADVERTISE",
-      from: S,
-      to: "*",
-      payload: { user_id: zed.id, server_id: S, pubkey: zed.key.publicKey, meta: { display_name: "zed" } },
-      id: crypto.randomUUID(),
-    });
+    await conn.send({ ...userAdvert(zed, "zed", S), id: crypto.randomUUID() });
   });
-  const node = await NodeProcess.start({
-    args: ["--bootstrap", `127.0.0.1:${server.port}#${srvKey.publicKey}`, ...TIMERS],
-  });
-  let client: SocpClient | undefined;
-  try {
-    await linked(node, 1);
-    const link = server.conns[0];
-    client = await SocpClient.connect(node.url, { userId: ours.id, key: ours.key, displayName: "ours" });
-    await until(() => client!.isOnline(zed.id), "zed online through the link");
-    await client.tell(zed.id, "over the link");
-    const sd = await link.waitFor((f) => f.type === "SERVER_DELIVER", "our SERVER_DELIVER");
-    assert.equal(await readDeliver(zed.key, sd), "over the link");
-    await link.waitFor((f) => f.type === "HEARTBEAT", "a heartbeat");
-    const n = freshIds(link, "node");
-    console.log(`[interop] envelope ids: our node sent ${n} frames on the link, each with a fresh id`);
-  } finally {
-    client?.close();
-    await node.kill();
-    await server.close();
-  }
+  await using node = await joiningNode(server.port);
+  await linked(node, 1);
+  const link = server.conns[0];
+  await using client = await connectOurs(node.url);
+  await until(() => client.isOnline(zed.id), "zed online through the link");
+  await client.tell(zed.id, "over the link");
+  const sd = await link.waitFor((f) => f.type === "SERVER_DELIVER", "our SERVER_DELIVER");
+  assert.equal(await readDeliver(zed.key, sd), "over the link");
+  await link.waitFor((f) => f.type === "HEARTBEAT", "a heartbeat");
+  const n = freshIds(link, "node");
+  console.log(`[interop] envelope ids: our node sent ${n} frames on the link, each with a fresh id`);
 });

@@ -12,39 +12,32 @@
  * idle link carries a flat trickle of heartbeats (ours and their echoes), printed per minute.
  */
 import assert from "node:assert/strict";
-import { SocpClient } from "../../lib/client/client.ts";
-import { fixtureKey } from "../helpers/keys.ts";
-import { NodeProcess } from "../helpers/node_process.ts";
-import { type ScriptedConn, ScriptedServer } from "../helpers/scripted_server.ts";
+import { type ScriptedConn, ScriptedServer, userAdvert } from "../helpers/scripted_server.ts";
 import { until } from "../helpers/until.ts";
 import type { Frame } from "../helpers/ws_peer.ts";
 import {
+  concurrent,
+  connectOurs,
   deliverFrom,
   heartbeatRounds,
+  joiningNode,
   linked,
   noRefusals,
-  opts,
+  ours,
   quietLink,
   readDeliver,
-  TIMERS,
+  serverKey as fKey,
+  type User,
   watch,
+  zed,
+  zoe,
 } from "./common.ts";
 
-const fKey = await fixtureKey("user5");
-const zed = { id: "2ed00000-0000-4000-8000-00000000002e", key: await fixtureKey("user6") };
-const zoe = { id: "20e00000-0000-4000-8000-00000000020e", key: await fixtureKey("user3") };
-const ours = { id: "0a000000-0000-4000-8000-0000000000a1", key: await fixtureKey("user1") };
 const F = "f0e1d2c3-b4a5-4968-8776-655443322110";
 const HELLOS = new Set(["SERVER_HELLO_JOIN", "SERVER_HELLO_LINK", "SERVER_ANNOUNCE"]);
 
-function advert(u: { id: string; key: { publicKey: string } }, name: string): Frame {
-  return {
-    type: "USER_ADVERTISE",
-    from: "key1",
-    to: "*",
-    payload: { user_id: u.id, server_id: F, meta: { display_name: name }, pubkey: u.key.publicKey },
-  };
-}
+/** An advert of `u` at F, signed as `key1` (item 11). */
+const advert = (u: User, name: string): Frame => userAdvert(u, name, F, "key1");
 
 function foreignServer(): ScriptedServer {
   const server: ScriptedServer = ScriptedServer.start({
@@ -106,124 +99,117 @@ function foreignServer(): ScriptedServer {
   return server;
 }
 
-Deno.test({ name: "our node and a server speaking every deployed dialect at once", ...opts }, async () => {
-  const fs = foreignServer();
-  const node = await NodeProcess.start({
-    args: ["--bootstrap", `127.0.0.1:${fs.port}#${fKey.publicKey}`, ...TIMERS],
+/** Our node and a server speaking every deployed dialect at once (see the module doc). */
+async function everyDialect(): Promise<void> {
+  await using fs = foreignServer();
+  await using node = await joiningNode(fs.port);
+  await linked(node, 1);
+  const first: ScriptedConn = fs.conns[0];
+  assert.equal(first.received[0].type, "SERVER_HELLO_JOIN");
+  await until(() => fs.httpRequests.includes("/.well-known/socp"), "our node reads /.well-known/socp");
+
+  // Presence both ways; our advert comes back to us (echo) and is dropped quietly.
+  await using client = await connectOurs(node.url);
+  const got = watch(client);
+  await first.waitFor((f) => f.type === "USER_ADVERTISE" && f.payload.user_id === ours.id, "our advert");
+  await until(() => client.directory.has(zed.id), "zed (advertised as key1) in our directory");
+
+  // DMs both ways, once.
+  await client.tell(zed.id, "hi zed");
+  const sd = await first.waitFor((f) => f.type === "SERVER_DELIVER" && f.from === node.serverId, "our DM");
+  assert.equal(await readDeliver(zed.key, sd), "hi zed");
+  assert.equal(sd.payload.orig_ts, sd.ts);
+  await first.send(await deliverFrom(zed, { id: ours.id, pubkey: ours.key.publicKey }, "hi ours", "key1"));
+  const dm = await until(() => got.find((e) => e.kind === "dm"), "zed's DM (signed as key1)");
+  assert.ok(dm.kind === "dm" && dm.text === "hi ours" && dm.verified);
+
+  // Zoe was online and left: a DM to her is handed to the live link (no ACK extension), and never resent.
+  await first.send(advert(zoe, "zoe"));
+  await until(() => client.directory.has(zoe.id), "zoe online");
+  await first.send({
+    type: "USER_REMOVE",
+    from: "key1",
+    to: "*",
+    payload: { user_id: zoe.id, server_id: F },
   });
-  let client: SocpClient | undefined;
-  try {
-    await linked(node, 1);
-    const first: ScriptedConn = fs.conns[0];
-    assert.equal(first.received[0].type, "SERVER_HELLO_JOIN");
-    await until(() => fs.httpRequests.includes("/.well-known/socp"), "our node reads /.well-known/socp");
+  await until(() => !client.directory.has(zoe.id), "zoe gone");
+  await client.tell(zoe.id, "for later");
+  const toZoe = (f: Frame) => f.type === "SERVER_DELIVER" && f.payload.user_id === zoe.id;
+  const held = await first.waitFor(toZoe, "the DM for zoe");
+  assert.equal(held.payload.ack, undefined, "pysocp did not say socp/…: no payload.ack");
+  assert.equal(await readDeliver(zoe.key, held), "for later");
+  await until(() => got.find((e) => e.kind === "ack"), "our server's ACK: the DM was accepted");
 
-    // Presence both ways; our advert comes back to us (echo) and is dropped quietly.
-    client = await SocpClient.connect(node.url, { userId: ours.id, key: ours.key, displayName: "ours" });
-    const got = watch(client);
-    await first.waitFor((f) => f.type === "USER_ADVERTISE" && f.payload.user_id === ours.id, "our advert");
-    await until(() => client!.directory.has(zed.id), "zed (advertised as key1) in our directory");
+  // A flap: the foreign server drops the link. Our LINK is refused; we come back with JOIN.
+  first.close(1001, "going away");
+  await until(() => fs.conns.length >= 3 && fs.conns[2].open, "a JOIN after the refused LINK", 15_000);
+  await linked(node, 1);
+  const hellos = fs.conns.slice(1).map((c) => c.received[0]?.type);
+  assert.deepEqual(hellos, ["SERVER_HELLO_LINK", "SERVER_HELLO_JOIN"], "one LINK, then JOIN: no storm");
+  const relink = fs.conns[2];
+  // A DM sent now follows anything the node would resend on the new link (stored rows go out when a link comes
+  // up, before later traffic): once it is here, a resent DM for zoe would be too.
+  await client.tell(zed.id, "after the flap");
+  const toZed = (f: Frame) => f.type === "SERVER_DELIVER" && f.payload.user_id === zed.id;
+  const probe = await relink.waitFor(toZed, "the DM after the flap");
+  assert.equal(await readDeliver(zed.key, probe), "after the flap");
+  const all = fs.conns.flatMap((c) => c.received);
+  assert.equal(all.filter(toZoe).length, 1, "the DM for zoe was sent once, not resent after the flap");
+  assert.equal(all.filter(toZed).length, 2, "each DM for zed sent once");
+  assert.equal(got.filter((e) => e.kind === "dm").length, 1);
 
-    // DMs both ways, once.
-    await client.tell(zed.id, "hi zed");
-    const sd = await first.waitFor((f) => f.type === "SERVER_DELIVER" && f.from === node.serverId, "our DM");
-    assert.equal(await readDeliver(zed.key, sd), "hi zed");
-    assert.equal(sd.payload.orig_ts, sd.ts);
-    await first.send(await deliverFrom(zed, { id: ours.id, pubkey: ours.key.publicKey }, "hi ours", "key1"));
-    const dm = await until(() => got.find((e) => e.kind === "dm"), "zed's DM (signed as key1)");
-    assert.ok(dm.kind === "dm" && dm.text === "hi ours" && dm.verified);
+  // Idle: heartbeats only (ours and their echoes), flat, and the link outlives several link timeouts.
+  await quietLink("foreign server (echoes, key1, pings only, JOIN only, no ACK)", relink, 6, 500);
+  assert.equal(fs.conns.length, 3, "no redial while idle");
+  assert.ok(relink.open);
+  noRefusals(node, fs.conns, "foreign server"); // an ERROR is never answered with an ERROR either
+}
 
-    // Zoe was online and left: a DM to her is handed to the live link (no ACK extension), and never resent.
-    await first.send(advert(zoe, "zoe"));
-    await until(() => client!.directory.has(zoe.id), "zoe online");
-    await first.send({
-      type: "USER_REMOVE",
-      from: "key1",
-      to: "*",
-      payload: { user_id: zoe.id, server_id: F },
-    });
-    await until(() => !client!.directory.has(zoe.id), "zoe gone");
-    await client.tell(zoe.id, "for later");
-    const toZoe = (f: Frame) => f.type === "SERVER_DELIVER" && f.payload.user_id === zoe.id;
-    const held = await first.waitFor(toZoe, "the DM for zoe");
-    assert.equal(held.payload.ack, undefined, "pysocp did not say socp/…: no payload.ack");
-    assert.equal(await readDeliver(zoe.key, held), "for later");
-    await until(() => got.find((e) => e.kind === "ack"), "our server's ACK: the DM was accepted");
-
-    // A flap: the foreign server drops the link. Our LINK is refused; we come back with JOIN.
-    first.close(1001, "going away");
-    await until(() => fs.conns.length >= 3 && fs.conns[2].open, "a JOIN after the refused LINK", 15_000);
-    await linked(node, 1);
-    const hellos = fs.conns.slice(1).map((c) => c.received[0]?.type);
-    assert.deepEqual(hellos, ["SERVER_HELLO_LINK", "SERVER_HELLO_JOIN"], "one LINK, then JOIN: no storm");
-    const relink = fs.conns[2];
-    // A DM sent now follows anything the node would resend on the new link (stored rows go out when a link comes
-    // up, before later traffic): once it is here, a resent DM for zoe would be too.
-    await client.tell(zed.id, "after the flap");
-    const toZed = (f: Frame) => f.type === "SERVER_DELIVER" && f.payload.user_id === zed.id;
-    const probe = await relink.waitFor(toZed, "the DM after the flap");
-    assert.equal(await readDeliver(zed.key, probe), "after the flap");
-    const all = fs.conns.flatMap((c) => c.received);
-    assert.equal(all.filter(toZoe).length, 1, "the DM for zoe was sent once, not resent after the flap");
-    assert.equal(all.filter(toZed).length, 2, "each DM for zed sent once");
-    assert.equal(got.filter((e) => e.kind === "dm").length, 1);
-
-    // Idle: heartbeats only (ours and their echoes), flat, and the link outlives several link timeouts.
-    await quietLink("foreign server (echoes, key1, pings only, JOIN only, no ACK)", relink, 6, 500);
-    assert.equal(fs.conns.length, 3, "no redial while idle");
-    assert.ok(relink.open);
-    noRefusals(node, fs.conns, "foreign server"); // an ERROR is never answered with an ERROR either
-  } finally {
-    client?.close();
-    await node.kill();
-    await fs.close();
-  }
-});
-
-Deno.test({
-  name: "a server that closes at once on SERVER_HELLO_LINK is re-linked with JOIN, no storm",
-  ...opts,
-}, async () => {
-  const server: ScriptedServer = ScriptedServer.start({
+/** A server that closes at once on SERVER_HELLO_LINK is re-linked with JOIN, no storm. */
+async function instantCloseOnLink(): Promise<void> {
+  await using server = ScriptedServer.start({
     key: fKey,
     pingSeconds: 1,
-    onConnection: (conn) => {
-      conn.onFrame = async (f: Frame, c: ScriptedConn) => {
-        if (f.type === "SERVER_HELLO_LINK") {
-          return c.close(1008, "Unexpected initial message: SERVER_HELLO_LINK");
-        }
-        if (f.type === "SERVER_HELLO_JOIN") {
-          await c.send({
-            type: "SERVER_WELCOME",
-            from: F,
-            to: f.from,
-            payload: { server_id: F, pubkey: fKey.publicKey },
-          });
-        }
-      };
+    onFrame: async (f, c) => {
+      if (f.type === "SERVER_HELLO_LINK") {
+        return c.close(1008, "Unexpected initial message: SERVER_HELLO_LINK");
+      }
+      if (f.type === "SERVER_HELLO_JOIN") {
+        await c.send({
+          type: "SERVER_WELCOME",
+          from: F,
+          to: f.from,
+          payload: { server_id: F, pubkey: fKey.publicKey },
+        });
+      }
     },
   });
-  const node = await NodeProcess.start({
-    args: ["--bootstrap", `127.0.0.1:${server.port}#${fKey.publicKey}`, ...TIMERS],
-  });
-  try {
-    await linked(node, 1);
-    server.conns[0].close(1001, "going away");
-    await until(
-      () => server.conns.length >= 3 && server.conns[2].received.length > 0,
-      "a JOIN after the closed LINK",
-    );
-    await linked(node, 1);
-    // Three link timeouts of the node's own clock (12 of its 0.5 s heartbeats): the re-linked connection holds,
-    // nothing is redialed.
-    await heartbeatRounds(server.conns[2], 12, "instant close on LINK");
-    const hellos = server.conns.map((c) => c.received[0]?.type);
-    console.log(`[interop] instant close on LINK: hellos seen ${JSON.stringify(hellos)}`);
-    assert.deepEqual(hellos, ["SERVER_HELLO_JOIN", "SERVER_HELLO_LINK", "SERVER_HELLO_JOIN"]);
-    assert.ok(server.conns[2].open);
-    noRefusals(node, server.conns, "instant close on LINK");
-  } finally {
-    await node.kill();
-    await server.close();
-  }
+  await using node = await joiningNode(server.port);
+  await linked(node, 1);
+  server.conns[0].close(1001, "going away");
+  await until(
+    () => server.conns.length >= 3 && server.conns[2].received.length > 0,
+    "a JOIN after the closed LINK",
+  );
+  await linked(node, 1);
+  // Three link timeouts of the node's own clock (12 of its 0.5 s heartbeats): the re-linked connection holds,
+  // nothing is redialed.
+  await heartbeatRounds(server.conns[2], 12, "instant close on LINK");
+  const hellos = server.conns.map((c) => c.received[0]?.type);
+  console.log(`[interop] instant close on LINK: hellos seen ${JSON.stringify(hellos)}`);
+  assert.deepEqual(hellos, ["SERVER_HELLO_JOIN", "SERVER_HELLO_LINK", "SERVER_HELLO_JOIN"]);
+  assert.ok(server.conns[2].open);
+  noRefusals(node, server.conns, "instant close on LINK");
+}
+
+Deno.test({ name: "our node and foreign servers", ...concurrent }, async (t) => {
+  // Each ends counting twelve of its node's heartbeats on a quiet link: two nodes, at the same time.
+  await Promise.all([
+    t.step({ name: "a server speaking every deployed dialect at once", ...concurrent, fn: everyDialect }),
+    t.step({
+      name: "a server that closes at once on SERVER_HELLO_LINK is re-linked with JOIN, no storm",
+      ...concurrent,
+      fn: instantCloseOnLink,
+    }),
+  ]);
 });

@@ -5,77 +5,51 @@
  * new connection).
  */
 import assert from "node:assert/strict";
-import { fixtureKey } from "../helpers/keys.ts";
-import { NodeProcess } from "../helpers/node_process.ts";
 import { ScriptedServer } from "../helpers/scripted_server.ts";
-import { until } from "../helpers/until.ts";
-import type { Frame } from "../helpers/ws_peer.ts";
-import { opts, TIMERS } from "./common.ts";
-
-const introKey = await fixtureKey("user5");
+import { until, within } from "../helpers/until.ts";
+import { joiningNode, opts, serverKey as introKey } from "./common.ts";
 
 Deno.test({ name: "a JOIN answered by ERROR is closed for real and retried", ...opts }, async () => {
-  const intro = ScriptedServer.start({
+  await using intro = ScriptedServer.start({
     key: introKey,
-    onConnection: (conn) => {
-      conn.onFrame = (f: Frame) => {
-        if (f.type !== "SERVER_HELLO_JOIN") return;
-        conn.sendRaw({
-          type: "ERROR",
-          from: "server",
-          to: f.from,
-          ts: Date.now(),
-          payload: { code: "MISSING_ID_OR_TS", detail: "refused" },
-          sig: "",
-        });
-      };
+    onFrame: (f, conn) => {
+      if (f.type !== "SERVER_HELLO_JOIN") return;
+      conn.sendRaw({
+        type: "ERROR",
+        from: "server",
+        to: f.from,
+        ts: Date.now(),
+        payload: { code: "MISSING_ID_OR_TS", detail: "refused" },
+        sig: "",
+      });
     },
   });
-  const node = await NodeProcess.start({
-    args: ["--bootstrap", `127.0.0.1:${intro.port}#${introKey.publicKey}`, ...TIMERS],
-  });
-  try {
-    const first = await until(() => intro.conns[0], "the first join connection");
-    await first.waitFor((f) => f.type === "SERVER_HELLO_JOIN", "the first JOIN");
-    let closed: { code: number; reason: string } | undefined;
-    first.closed.then((c) => closed = c);
-    await until(() => closed, "our node to close the refused join connection", 10_000);
-    if (!closed) return;
-    console.log(
-      `[interop] JOIN answered by ERROR: closed by our node with ${closed.code} "${closed.reason}"`,
-    );
-    assert.ok(
-      closed.code === 1000 || (closed.code >= 3000 && closed.code <= 4999),
-      `a client close code, got ${closed.code}`,
-    );
-    const second = await until(() => intro.conns[1], "a second join connection (the retry)", 15_000);
-    const join = await second.waitFor((f) => f.type === "SERVER_HELLO_JOIN", "the retried JOIN");
-    assert.equal(join.from, first.received[0].from);
-    const errors = intro.conns.flatMap((c) => c.received.filter((f) => f.type === "ERROR"));
-    assert.deepEqual(errors, [], "an ERROR is never answered with an ERROR");
-  } finally {
-    await node.kill();
-    await intro.close();
-  }
+  await using _node = await joiningNode(intro.port, introKey);
+  const first = await until(() => intro.conns[0], "the first join connection");
+  await first.waitFor((f) => f.type === "SERVER_HELLO_JOIN", "the first JOIN");
+  const closed = await within(first.closed, "our node to close the refused join connection", 10_000);
+  console.log(
+    `[interop] JOIN answered by ERROR: closed by our node with ${closed.code} "${closed.reason}"`,
+  );
+  assert.ok(
+    closed.code === 1000 || (closed.code >= 3000 && closed.code <= 4999),
+    `a client close code, got ${closed.code}`,
+  );
+  const second = await until(() => intro.conns[1], "a second join connection (the retry)", 15_000);
+  const join = await second.waitFor((f) => f.type === "SERVER_HELLO_JOIN", "the retried JOIN");
+  assert.equal(join.from, first.received[0].from);
+  const errors = intro.conns.flatMap((c) => c.received.filter((f) => f.type === "ERROR"));
+  assert.deepEqual(errors, [], "an ERROR is never answered with an ERROR");
 });
 
 Deno.test({ name: "a JOIN never answered is closed with a client code and retried", ...opts }, async () => {
   // The join timeout closes with the reason we send as 1001 on accepted sockets: a client sends it as 4001.
-  const intro = ScriptedServer.start({ key: introKey, onConnection: () => {} });
-  const node = await NodeProcess.start({
-    args: ["--bootstrap", `127.0.0.1:${intro.port}#${introKey.publicKey}`, ...TIMERS],
-  });
-  try {
-    const first = await until(() => intro.conns[0], "the first join connection");
-    let closed: { code: number; reason: string } | undefined;
-    first.closed.then((c) => closed = c);
-    await until(() => closed, "our node to give up the silent join connection", 15_000);
-    console.log(`[interop] JOIN never answered: closed by our node with ${closed!.code} "${closed!.reason}"`);
-    assert.equal(closed!.code, 4001);
-    const second = await until(() => intro.conns[1], "a second join connection (the retry)", 15_000);
-    await second.waitFor((f) => f.type === "SERVER_HELLO_JOIN", "the retried JOIN");
-  } finally {
-    await node.kill();
-    await intro.close();
-  }
+  await using intro = ScriptedServer.start({ key: introKey });
+  await using _node = await joiningNode(intro.port, introKey);
+  const first = await until(() => intro.conns[0], "the first join connection");
+  const closed = await within(first.closed, "our node to give up the silent join connection", 15_000);
+  console.log(`[interop] JOIN never answered: closed by our node with ${closed.code} "${closed.reason}"`);
+  assert.equal(closed.code, 4001);
+  const second = await until(() => intro.conns[1], "a second join connection (the retry)", 15_000);
+  await second.waitFor((f) => f.type === "SERVER_HELLO_JOIN", "the retried JOIN");
 });

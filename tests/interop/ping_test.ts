@@ -4,10 +4,11 @@
  * HEARTBEAT frame) stays linked across many link timeouts.
  */
 import assert from "node:assert/strict";
-import { NodeProcess } from "../helpers/node_process.ts";
-import { until } from "../helpers/until.ts";
-import { health, opts, TIMERS } from "./common.ts";
 import { fixtureKey } from "../helpers/keys.ts";
+import { NodeProcess } from "../helpers/node_process.ts";
+import { ScriptedConn } from "../helpers/scripted_server.ts";
+import { until } from "../helpers/until.ts";
+import { concurrent, health, TIMERS } from "./common.ts";
 
 const enc = new TextEncoder();
 
@@ -94,69 +95,67 @@ async function deafPeer(
   return { opcodes, openMs: Date.now() - t0, gaveUp };
 }
 
-Deno.test(
-  { name: "our node pings the links it accepted: a peer that never pongs is dropped", ...opts },
-  async () => {
-    const node = await NodeProcess.start({ args: ["--introducer", ...TIMERS] });
-    try {
-      const peerKey = (await fixtureKey("user5")).publicKey;
-      const peerId = "de0f0000-0000-4000-8000-0000000000de";
-      // An unsigned JOIN is accepted (PROFILE §12); the node welcomes it, then pings it.
-      const result = deafPeer(node.port, {
-        type: "SERVER_HELLO_JOIN",
-        from: peerId,
-        to: `127.0.0.1:${node.port}`,
-        ts: Date.now(),
-        payload: { host: "127.0.0.1", port: 1, pubkey: peerKey },
-      });
-      await until(async () => (await health(node)).servers_linked === 1, "the deaf peer linked");
-      const { opcodes, openMs, gaveUp } = await result;
-      console.log(`[interop] a peer that never pongs: dropped after ${openMs} ms (link timeout 2000 ms)`);
-      assert.ok(opcodes.includes(0x9), `the node sent a WebSocket ping (opcodes ${opcodes.join(",")})`);
-      assert.ok(opcodes.includes(0x1), "and text frames (the welcome)");
-      assert.equal(gaveUp, false, `the node closed the connection (it was still open after ${openMs} ms)`);
-      await until(
-        () => node.logs.some((l) => l.includes("link.down") && l.includes(peerId)),
-        "link.down logged",
-      );
-      assert.equal((await health(node)).servers_linked, 0);
-    } finally {
-      await node.kill();
-    }
-  },
-);
+/** Our node pings the links it accepted: a peer that never pongs is dropped. */
+async function deafPeerDropped(): Promise<void> {
+  await using node = await NodeProcess.start({ args: ["--introducer", ...TIMERS] });
+  const peerKey = (await fixtureKey("user5")).publicKey;
+  const peerId = "de0f0000-0000-4000-8000-0000000000de";
+  // An unsigned JOIN is accepted (PROFILE §12); the node welcomes it, then pings it.
+  const result = deafPeer(node.port, {
+    type: "SERVER_HELLO_JOIN",
+    from: peerId,
+    to: `127.0.0.1:${node.port}`,
+    ts: Date.now(),
+    payload: { host: "127.0.0.1", port: 1, pubkey: peerKey },
+  });
+  await until(async () => (await health(node)).servers_linked === 1, "the deaf peer linked");
+  const { opcodes, openMs, gaveUp } = await result;
+  console.log(`[interop] a peer that never pongs: dropped after ${openMs} ms (link timeout 2000 ms)`);
+  assert.ok(opcodes.includes(0x9), `the node sent a WebSocket ping (opcodes ${opcodes.join(",")})`);
+  assert.ok(opcodes.includes(0x1), "and text frames (the welcome)");
+  assert.equal(gaveUp, false, `the node closed the connection (it was still open after ${openMs} ms)`);
+  await until(
+    () => node.logs.some((l) => l.includes("link.down") && l.includes(peerId)),
+    "link.down logged",
+  );
+  assert.equal((await health(node)).servers_linked, 0);
+}
 
-Deno.test(
-  { name: "a server that answers pings but never sends HEARTBEAT stays linked", ...opts },
-  async () => {
-    const node = await NodeProcess.start({ args: ["--introducer", ...TIMERS] });
-    const ws = new WebSocket(node.url); // Deno's WebSocket answers pings by itself
-    try {
-      await new Promise((resolve, reject) => {
-        ws.onopen = resolve;
-        ws.onerror = () => reject(new Error("cannot connect"));
-      });
-      let heartbeats = 0;
-      ws.onmessage = (e) => {
-        if (JSON.parse(String(e.data)).type === "HEARTBEAT") heartbeats++;
-      };
-      ws.send(JSON.stringify({
-        type: "SERVER_HELLO_JOIN",
-        from: "0e0e0000-0000-4000-8000-0000000000e0",
-        to: "x",
-        ts: Date.now(),
-        payload: { host: "127.0.0.1", port: 1, pubkey: (await fixtureKey("user6")).publicKey },
-      }));
-      await until(async () => (await health(node)).servers_linked === 1, "linked");
-      // Three link timeouts without a single frame from this peer, on the node's own clock: 12 more of its 0.5 s
-      // heartbeats (a loaded machine stretches the wait instead of breaking it).
-      const from = heartbeats;
-      await until(() => heartbeats >= from + 12, "12 more heartbeats from our node", 60_000);
-      assert.equal((await health(node)).servers_linked, 1);
-      assert.equal(ws.readyState, WebSocket.OPEN);
-    } finally {
-      ws.close();
-      await node.kill();
-    }
-  },
-);
+/** A server that answers pings but never sends HEARTBEAT stays linked. */
+async function pongingPeerStays(): Promise<void> {
+  await using node = await NodeProcess.start({ args: ["--introducer", ...TIMERS] });
+  // Deno's WebSocket answers pings by itself.
+  await using peer = await ScriptedConn.dial(node.url, await fixtureKey("user6"));
+  const heartbeats = () => peer.received.filter((f) => f.type === "HEARTBEAT").length;
+  peer.sendRaw({
+    type: "SERVER_HELLO_JOIN",
+    from: "0e0e0000-0000-4000-8000-0000000000e0",
+    to: "x",
+    ts: Date.now(),
+    payload: { host: "127.0.0.1", port: 1, pubkey: peer.key.publicKey },
+  });
+  await until(async () => (await health(node)).servers_linked === 1, "linked");
+  // Three link timeouts without a single frame from this peer, on the node's own clock: 12 more of its 0.5 s
+  // heartbeats (a loaded machine stretches the wait instead of breaking it); that is also longer than the
+  // node's WebSocket ping timeout (5 s at the least), so the pongs are what keeps the link.
+  const from = heartbeats();
+  await until(() => heartbeats() >= from + 12, "12 more heartbeats from our node", 60_000);
+  assert.equal((await health(node)).servers_linked, 1);
+  assert.ok(peer.open);
+}
+
+Deno.test({ name: "WebSocket-level liveness of the links our node accepted", ...concurrent }, async (t) => {
+  // Each waits seconds of its node's ping timeout or heartbeats: on two nodes at the same time.
+  await Promise.all([
+    t.step({
+      name: "a peer that never pongs is dropped",
+      ...concurrent,
+      fn: deafPeerDropped,
+    }),
+    t.step({
+      name: "a server that answers pings but never sends HEARTBEAT stays linked",
+      ...concurrent,
+      fn: pongingPeerStays,
+    }),
+  ]);
+});

@@ -8,19 +8,24 @@
  * And a frame whose spaced signature does not cover what it says is still refused.
  */
 import assert from "node:assert/strict";
-import { SocpClient } from "../../lib/client/client.ts";
 import { type PrivateKey, verifySignature } from "../../lib/crypto/rsa.ts";
-import { fixtureKey } from "../helpers/keys.ts";
 import { NodeProcess } from "../helpers/node_process.ts";
-import { ScriptedConn } from "../helpers/scripted_server.ts";
-import { ScriptedServer } from "../helpers/scripted_server.ts";
+import { ScriptedConn, ScriptedServer, userAdvert } from "../helpers/scripted_server.ts";
 import { until } from "../helpers/until.ts";
 import type { Frame } from "../helpers/ws_peer.ts";
-import { deliverFrom, health, opts, readDeliver, TIMERS, watch } from "./common.ts";
+import {
+  connectOurs,
+  deliverFrom,
+  health,
+  opts,
+  ours,
+  readDeliver,
+  serverKey as pyKey,
+  TIMERS,
+  watch,
+  zed,
+} from "./common.ts";
 
-const pyKey = await fixtureKey("user5");
-const zed = { id: "2ed00000-0000-4000-8000-00000000002e", key: await fixtureKey("user6") };
-const ours = { id: "0a000000-0000-4000-8000-0000000000a1", key: await fixtureKey("user1") };
 const PY = "py-5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9";
 const enc = new TextEncoder();
 
@@ -55,11 +60,8 @@ async function sendSpaced(conn: ScriptedConn, frame: Frame, key = pyKey): Promis
 Deno.test(
   { name: "a Python-style server joins our node: spaced signatures both ways", ...opts },
   async () => {
-    const node = await NodeProcess.start({ args: TIMERS });
-    const ws = new WebSocket(node.url);
-    const conn = new ScriptedConn(ws, pyKey);
-    await new Promise((r, j) => (ws.onopen = r, setTimeout(() => j(new Error("no connection")), 5000)));
-    let client: SocpClient | undefined;
+    await using node = await NodeProcess.start({ args: TIMERS });
+    await using conn = await ScriptedConn.dial(node.url, pyKey);
     const accepted: Frame[] = [];
     let dropped = 0;
     const ourPub: string = (await (await fetch(`${node.http}/.well-known/socp`)).json()).pubkey;
@@ -68,12 +70,10 @@ Deno.test(
       if (await spacedOk(ourPub, f)) accepted.push(f);
       else dropped++;
     };
-    try {
-      // A JOIN whose spaced signature does not cover its payload: refused with one ERROR, no link.
-      const join = { host: "127.0.0.1", port: 1, pubkey: pyKey.publicKey };
-      const ws2 = new WebSocket(node.url);
-      const bad = new ScriptedConn(ws2, pyKey);
-      await new Promise((r) => (ws2.onopen = r));
+    // A JOIN whose spaced signature does not cover its payload: refused with one ERROR, no link.
+    const join = { host: "127.0.0.1", port: 1, pubkey: pyKey.publicKey };
+    {
+      await using bad = await ScriptedConn.dial(node.url, pyKey);
       bad.sendRaw({
         type: "SERVER_HELLO_JOIN",
         from: "py-forged",
@@ -84,105 +84,71 @@ Deno.test(
       });
       const err = await bad.waitFor((f) => f.type === "ERROR", "the refusal of a forged JOIN");
       assert.equal(err.payload.code, "INVALID_SIG");
-      bad.close();
-
-      await sendSpaced(conn, { type: "SERVER_HELLO_JOIN", from: PY, to: "*", payload: join });
-      const welcome = await until(
-        () => accepted.find((f) => f.type === "SERVER_WELCOME"),
-        "a spaced WELCOME",
-      );
-      assert.equal(welcome.payload.assigned_id, PY);
-      await until(async () => (await health(node)).servers_linked === 1, "the link");
-      await sendSpaced(conn, {
-        type: "USER_ADVERTISE",
-        from: PY,
-        to: "*",
-        payload: { user_id: zed.id, server_id: PY, meta: { display_name: "zed" }, pubkey: zed.key.publicKey },
-      });
-      client = await SocpClient.connect(node.url, { userId: ours.id, key: ours.key, displayName: "ours" });
-      const got = watch(client);
-      await until(() => client!.directory.has(zed.id), "zed (advert signed spaced) in our directory");
-      await client.tell(zed.id, "spaced over");
-      const sd = await until(
-        () => accepted.find((f) => f.type === "SERVER_DELIVER"),
-        "a spaced SERVER_DELIVER",
-      );
-      assert.equal(await readDeliver(zed.key, sd), "spaced over");
-      const back = await deliverFrom(zed, { id: ours.id, pubkey: ours.key.publicKey }, "spaced back", PY);
-      await sendSpaced(conn, back);
-      const dm = await until(() => got.find((e) => e.kind === "dm"), "zed's DM");
-      assert.ok(dm.kind === "dm" && dm.text === "spaced back" && dm.verified);
-      // Our advert for ours went out spaced too; nothing we sent on this link needed the canonical form.
-      await until(() => accepted.find((f) => f.type === "USER_ADVERTISE"), "our advert, spaced");
-      console.log(
-        `[interop] spaced peer: ${accepted.length} frames of ours verified spaced, ${dropped} dropped (${
-          JSON.stringify(conn.received.filter((f) => !accepted.includes(f)).map((f) => f.type))
-        })`,
-      );
-      const errors = conn.received.filter((f) => f.type === "ERROR");
-      assert.deepEqual(errors, [], "no ERROR from our node on the spaced link");
-    } finally {
-      client?.close();
-      conn.close();
-      await conn.closed;
-      await node.kill();
     }
+
+    await sendSpaced(conn, { type: "SERVER_HELLO_JOIN", from: PY, to: "*", payload: join });
+    const welcome = await until(
+      () => accepted.find((f) => f.type === "SERVER_WELCOME"),
+      "a spaced WELCOME",
+    );
+    assert.equal(welcome.payload.assigned_id, PY);
+    await until(async () => (await health(node)).servers_linked === 1, "the link");
+    await sendSpaced(conn, userAdvert(zed, "zed", PY));
+    await using client = await connectOurs(node.url);
+    const got = watch(client);
+    await until(() => client.directory.has(zed.id), "zed (advert signed spaced) in our directory");
+    await client.tell(zed.id, "spaced over");
+    const sd = await until(
+      () => accepted.find((f) => f.type === "SERVER_DELIVER"),
+      "a spaced SERVER_DELIVER",
+    );
+    assert.equal(await readDeliver(zed.key, sd), "spaced over");
+    const back = await deliverFrom(zed, { id: ours.id, pubkey: ours.key.publicKey }, "spaced back", PY);
+    await sendSpaced(conn, back);
+    const dm = await until(() => got.find((e) => e.kind === "dm"), "zed's DM");
+    assert.ok(dm.kind === "dm" && dm.text === "spaced back" && dm.verified);
+    // Our advert for ours went out spaced too; nothing we sent on this link needed the canonical form.
+    await until(() => accepted.find((f) => f.type === "USER_ADVERTISE"), "our advert, spaced");
+    console.log(
+      `[interop] spaced peer: ${accepted.length} frames of ours verified spaced, ${dropped} dropped (${
+        JSON.stringify(conn.received.filter((f) => !accepted.includes(f)).map((f) => f.type))
+      })`,
+    );
+    const errors = conn.received.filter((f) => f.type === "ERROR");
+    assert.deepEqual(errors, [], "no ERROR from our node on the spaced link");
   },
 );
 
 Deno.test({ name: "our client and a server that signs spaced and drops other forms", ...opts }, async () => {
   let dmOk = false;
-  const srv = ScriptedServer.start({
+  await using srv = ScriptedServer.start({
     key: pyKey,
-    onConnection: (conn) => {
-      conn.onFrame = async (f: Frame) => {
-        if (f.type === "USER_HELLO") {
-          // The hello is accepted as sent (our client cannot know the server's form before its first answer).
-          await sendSpaced(conn, {
-            type: "ACK",
-            from: PY,
-            to: f.from,
-            payload: { msg_ref: "USER_HELLO", server_id: PY, server_pub: pyKey.publicKey },
-          });
-          await sendSpaced(conn, {
-            type: "USER_ADVERTISE",
-            from: PY,
-            to: "*",
-            payload: {
-              user_id: zed.id,
-              server_id: PY,
-              meta: { display_name: "zed" },
-              pubkey: zed.key.publicKey,
-            },
-          });
-          return;
-        }
-        if (f.type === "MSG_DIRECT" && await spacedOk(ours.key.publicKey, f)) dmOk = true;
-      };
+    onFrame: async (f, conn) => {
+      if (f.type === "USER_HELLO") {
+        // The hello is accepted as sent (our client cannot know the server's form before its first answer).
+        await sendSpaced(conn, {
+          type: "ACK",
+          from: PY,
+          to: f.from,
+          payload: { msg_ref: "USER_HELLO", server_id: PY, server_pub: pyKey.publicKey },
+        });
+        await sendSpaced(conn, userAdvert(zed, "zed", PY));
+        return;
+      }
+      if (f.type === "MSG_DIRECT" && await spacedOk(ours.key.publicKey, f)) dmOk = true;
     },
   });
-  let client: SocpClient | undefined;
-  try {
-    client = await SocpClient.connect(`ws://127.0.0.1:${srv.port}`, {
-      userId: ours.id,
-      key: ours.key,
-      displayName: "ours",
-      reconnect: false,
-    });
-    const got = watch(client);
-    const conn = srv.conns[0];
-    await until(() => client!.isOnline(zed.id), "zed (advert signed spaced) online");
-    await client.tell(zed.id, "spaced dm");
-    await until(() => dmOk, "our DM, signed spaced, taken by the server");
-    const back = await deliverFrom(zed, { id: ours.id, pubkey: ours.key.publicKey }, "from zed", PY);
-    const { user_id: _u, ...dmPayload } = back.payload;
-    await sendSpaced(conn, { type: "USER_DELIVER", from: PY, to: ours.id, ts: back.ts, payload: dmPayload });
-    const dm = await until(() => got.find((e) => e.kind === "dm"), "zed's DM, signed spaced by the server");
-    assert.ok(dm.kind === "dm" && dm.text === "from zed");
-    const warnings = got.filter((e) => e.kind === "warning");
-    assert.deepEqual(warnings, [], "no server frame dropped as unverified");
-  } finally {
-    await client?.close(500);
-    await srv.close();
-  }
+  await using client = await connectOurs(`ws://127.0.0.1:${srv.port}`, { reconnect: false });
+  const got = watch(client);
+  const conn = srv.conns[0];
+  await until(() => client.isOnline(zed.id), "zed (advert signed spaced) online");
+  await client.tell(zed.id, "spaced dm");
+  await until(() => dmOk, "our DM, signed spaced, taken by the server");
+  const back = await deliverFrom(zed, { id: ours.id, pubkey: ours.key.publicKey }, "from zed", PY);
+  const { user_id: _u, ...dmPayload } = back.payload;
+  await sendSpaced(conn, { type: "USER_DELIVER", from: PY, to: ours.id, ts: back.ts, payload: dmPayload });
+  const dm = await until(() => got.find((e) => e.kind === "dm"), "zed's DM, signed spaced by the server");
+  assert.ok(dm.kind === "dm" && dm.text === "from zed");
+  const warnings = got.filter((e) => e.kind === "warning");
+  assert.deepEqual(warnings, [], "no server frame dropped as unverified");
 });

@@ -596,6 +596,46 @@ Deno.test("a session that takes over while the old one hands the queue over: eac
   await until(() => ex.connections() === 0, "every connection gone");
 });
 
+Deno.test("queue rows one session hands over are not handed over again by another (Claims): each DM reaches bob once", async () => {
+  const { ex, store, gates, release } = gated();
+  const { bob, now, dm } = await aliceAndBob(ex, true);
+  await dm(1);
+  await dm(2);
+  await until(() => store.queue.length === 2, "two DMs queued");
+  // Session 1's hand-over of rows 1-2 waits for its signatures, and the session is cut meanwhile.
+  const b1 = await login(ex, bob, hello(BOB, bobKey.publicKey, now + 10));
+  await until(() => gates.length === 2, "session 1's hand-over signs its two rows");
+  b1.open = false;
+  b1.onClose();
+  await until(() => !ex.state().localUsers.has(BOB), "bob offline");
+  // A third DM is queued; session 2's hello reads all three rows, while rows 1-2 are still session 1's.
+  await dm(3);
+  await until(() => store.queue.length === 3, "three DMs queued");
+  const b2 = await login(ex, bob, hello(BOB, bobKey.publicKey, now + 20));
+  await until(() => gates.length > 2, "session 2's hand-over signs its rows");
+  // Session 3 takes over: session 2 is closed after what is queued on it, so its hand-over still sends.
+  const b3 = await login(ex, bob, hello(BOB, bobKey.publicKey, now + 30));
+  await until(() => b3.frames().some((f) => f.type === "ACK"), "session 3 accepted");
+  // Session 1's signatures arrive: its socket is gone, so it gives its rows back, and they are handed over on
+  // session 3 while session 2's hand-over still waits. Then every signature arrives.
+  const held = gates.length - 2;
+  release(2);
+  await until(() => gates.length > held, "session 3's hand-over signs the rows given back");
+  release();
+  await until(
+    () => store.queue.length === 0 && gates.length === 0 && ex.effectsWaiting() === 0,
+    "every row delivered and dequeued, all settled",
+  );
+  await T.settle();
+  const got = [b1, b2, b3].map((s) =>
+    s.frames().filter((f) => f.type === "USER_DELIVER").map((f) => f.payload.ciphertext as string)
+  );
+  assert.deepEqual(got.flat().toSorted(), ["C1", "C2", "C3"], `sessions 1, 2, 3 got ${JSON.stringify(got)}`);
+  assert.equal(ex.state().queued.get(BOB) ?? 0, 0, "the reducer's count matches the store");
+  ex.stop();
+  await until(() => ex.connections() === 0, "every connection gone");
+});
+
 Deno.test("a hand-over whose connection is gone before its turn keeps the reducer's count", async () => {
   const { ex, store, manualTurns, runTurns } = gated();
   const unsignedHello = (s: FakeSocket, i: number) =>

@@ -50,7 +50,14 @@ function rows(n: number): Map<number, Envelope> {
 }
 
 function run(
-  opts: { n: number; link?: FakeLink; remove?: boolean | "fails"; sign?: (p: unknown) => Promise<string> },
+  opts: {
+    n: number;
+    link?: FakeLink;
+    remove?: boolean | "fails";
+    sign?: (p: unknown) => Promise<string>;
+    /** The read of this page (0-based) fails (the node is stopping). */
+    failPage?: number;
+  },
 ) {
   const store = rows(opts.n);
   const loads: number[][] = [];
@@ -65,6 +72,7 @@ function run(
     log: new Logger("error", () => {}),
     load: (page) => {
       loads.push(page);
+      if (loads.length - 1 === opts.failPage) return undefined;
       return page.filter((id) => store.has(id)).map((id) => ({ id, frame: store.get(id) }));
     },
     prepare: (f) => ({ ...f, from: "us" }),
@@ -147,6 +155,17 @@ Deno.test("a failed delete leaves the rows sent (not deleted): the node stops an
   assert.equal(link.sent.length, 2);
   assert.equal(store.size, 2);
   assert.ok(h.states().every(([, s]) => s === "sent"));
+});
+
+Deno.test("a failed read ends the hand-over: the rows it did not read are given back and stay stored", async () => {
+  const { h, link, store, removed, results } = run({ n: STORED_PAGE + 3, failPage: 1 });
+  h.start();
+  await link.done();
+  assert.equal(link.sent.length, STORED_PAGE, "the first page went out");
+  assert.deepEqual(removed, [[...Array(STORED_PAGE).keys()].map((i) => i + 1)], "and only it was deleted");
+  assert.equal(store.size, 3);
+  assert.deepEqual(results, [{ sent: STORED_PAGE, returned: 3 }]);
+  assert.deepEqual(h.states().slice(STORED_PAGE).map(([, s]) => s), ["returned", "returned", "returned"]);
 });
 
 Deno.test("claims: a second hand-over of a user's rows takes only those no other one holds; gone links give all back", async () => {

@@ -133,6 +133,31 @@ Deno.test("crash-only writes: the first failure is logged and reported once, and
   assert.ok(lines.some((l) => l.includes("store.write_failed")));
 });
 
+Deno.test("crash-only reads: a failed read is reported like a failed write, and nothing is read or written after it", () => {
+  const lines: string[] = [];
+  const failures: [unknown, string][] = [];
+  const writes = new CrashOnlyWrites(
+    new Logger("debug", (l) => lines.push(l)),
+    (e, op) => failures.push([e, op]),
+  );
+  assert.deepEqual(writes.read(() => [1, 2]), [1, 2]);
+  assert.equal(
+    writes.read(() => {
+      throw new Error("no such table: queue");
+    }),
+    undefined,
+  );
+  assert.equal(writes.failed, true);
+  let ran = 0;
+  assert.equal(writes.read(() => ran++), undefined, "no read after the failure");
+  assert.equal(writes.write(() => ran++), false, "no write after the failure");
+  assert.equal(ran, 0);
+  assert.equal(failures.length, 1);
+  assert.match(String(failures[0][0]), /no such table/);
+  assert.equal(failures[0][1], "read");
+  assert.ok(lines.some((l) => l.includes("store.read_failed")));
+});
+
 Deno.test("a step's persist effects are one transaction: a failure in the second leaves nothing of the first", () => {
   const effects: Effect[] = [
     { kind: "persist", op: { op: "enqueue", userId: ALICE, frame: dm(ALICE), now: NOW } },
