@@ -275,7 +275,14 @@ Deno.test(
         await until(
           async () => (await messageTexts(alice.page)).includes("hi alice, from the terminal"),
           "alice gets carol's DM",
-        );
+          60_000,
+        ).catch(async (e) => {
+          // What the page showed instead (a CI run under load once timed out here after 10 s).
+          const shown = await messageTexts(alice.page).catch(() => []);
+          const status = await alice.page.locator("#status").getAttribute("data-state").catch(() => "?");
+          const logs = n1.logs.filter((l) => l.includes(U_CAROL)).slice(-8).join("\n");
+          throw new Error(`${e.message}; shown: ${JSON.stringify(shown)}; status ${status}\n${logs}`);
+        });
         await typeMessage(alice.page, "hi carol, from the browser");
         await until(
           () => got.some((e) => e.kind === "dm" && e.text === "hi carol, from the browser" && e.verified),
