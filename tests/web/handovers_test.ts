@@ -13,6 +13,7 @@ import {
   type FromLeader,
   type Handed,
   type Leader,
+  MAX_TEXT_CHARS,
   type TabChannel,
   type ToLeader,
 } from "../../lib/web/app/tab_messages.ts";
@@ -200,17 +201,61 @@ Deno.test("handovers: a file taken while the leader is not connected waits for t
 });
 
 Deno.test("handovers: the leader takes a well-formed hand-over, one from a tab on the older app under a fresh id, and drops the rest", () => {
+  const now = 1_800_000_000_000;
   const taken: Handed[] = [];
   const s = { take: (h: Handed) => taken.push(h) } as unknown as Leader;
-  const give = (d: unknown) => applyToLeader(s, {} as TabChannel, d as ToLeader);
-  give({ t: "send", h: text("e-1") });
+  const give = (d: unknown) => applyToLeader(s, {} as TabChannel, d as ToLeader, now);
+  const id = "e-0f0e0d0c-0b0a-4000-8000-000000000001";
+  give({ t: "send", h: { ...text(id), ts: now - 5_000 } });
   give({ t: "send", to: TOM, text: "from an older tab" });
   give({ t: "file", to: TOM, file: new File(["x"], "old.txt") });
-  give({ t: "send", h: { kind: "text", id: 7, ts: 1, to: TOM, text: "bad id" } });
-  give({ t: "send", h: { kind: "file", id: "o-1", ts: 1, to: TOM, file: "not a file" } });
+  give({ t: "send", h: { kind: "text", id: 7, ts: now, to: TOM, text: "bad id" } });
+  give({ t: "send", h: { kind: "file", id: "o-1", ts: now, to: TOM, file: "not a file" } });
   give({ t: "send", to: 5, text: "bad target" });
   assert.deepEqual(taken.map((h) => h.kind), ["text", "text", "file"]);
-  assert.equal(taken[0].id, "e-1");
+  assert.equal(taken[0].id, id);
   assert.match(taken[1].id, /^e-[0-9a-f-]{36}$/);
   assert.match(taken[2].id, /^o-[0-9a-f-]{36}$/);
+});
+
+Deno.test("handovers: a malformed or unbounded hand-over is dropped, never thrown on, whatever its form", () => {
+  const now = 1_800_000_000_000;
+  const l = tab("leader");
+  const taken: string[] = [];
+  // The real take: a hand-over that got through would be added to the conversations (and a Blob would throw).
+  const s = { take: (h: Handed) => (l.h.take(h), taken.push(h.id)) } as unknown as Leader;
+  const give = (d: unknown) => applyToLeader(s, {} as TabChannel, d as ToLeader, now);
+  const eid = "e-0f0e0d0c-0b0a-4000-8000-000000000002";
+  const oid = "o-0f0e0d0c-0b0a-4000-8000-000000000003";
+  const ok = { kind: "text", id: eid, ts: now, to: TOM, text: "fine" };
+  const okFile = { kind: "file", id: oid, ts: now, to: TOM, file: new File(["x"], "a.txt") };
+  const bad: unknown[] = [
+    { ...okFile, file: new Blob(["not a File"]) },
+    { ...ok, text: "x".repeat(50 * 1024 * 1024) },
+    { ...ok, text: "x".repeat(MAX_TEXT_CHARS + 1) },
+    { ...ok, text: "" },
+    { ...ok, id: `e-1"] , x[y="` },
+    { ...ok, id: "e-" + "a".repeat(36) },
+    { ...ok, id: oid }, // a file's id on a text
+    { ...okFile, id: eid },
+    { ...ok, to: "not a user id" },
+    { ...ok, to: `${TOM}"` },
+    { ...ok, ts: 1e300 },
+    { ...ok, ts: now + 25 * 3_600_000 },
+    { ...ok, ts: now - 25 * 3_600_000 },
+    { ...ok, ts: Number.NaN },
+    { ...ok, kind: "voice" },
+    null,
+    "text",
+  ];
+  for (const h of bad) assert.doesNotThrow(() => give({ t: "send", h }));
+  give({ t: "send", to: TOM, text: "x".repeat(MAX_TEXT_CHARS + 1) }); // the older form, too long
+  give({ t: "send", to: "nobody", text: "hi" });
+  give({ t: "file", to: TOM, file: new Blob(["not a File"]) });
+  assert.deepEqual(taken, [], "nothing malformed was taken");
+  assert.equal(l.model.conv(TOM).messages.length, 0);
+  // The well-formed ones (at the limits) are taken.
+  give({ t: "send", h: { ...ok, text: "x".repeat(MAX_TEXT_CHARS), ts: now - 23 * 3_600_000 } });
+  give({ t: "send", h: { ...okFile, to: "public" } });
+  assert.deepEqual(taken, [eid, oid]);
 });

@@ -87,35 +87,67 @@ export interface Leader {
   trustServerKey(): void;
 }
 
-/** A hand-over as a tab of ours posts it (the channel is same-origin; this guards against our own older versions). */
-function validHanded(h: Handed | undefined): h is Handed {
-  if (!h || typeof h.id !== "string" || typeof h.to !== "string" || !Number.isFinite(h.ts)) return false;
-  return h.kind === "text" ? typeof h.text === "string" : h.kind === "file" && h.file instanceof Blob;
+/** Most characters in one text message (the composer's limit, main.ts). */
+export const MAX_TEXT_CHARS = 4000;
+
+/** How far a hand-over's time may be from the leader's clock (the tabs share one machine's clock). */
+const MAX_SKEW_MS = 24 * 60 * 60 * 1000;
+
+const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
+/** A hand-over id as our tabs make it (conversations.ts `newId`: "e" for a text, "o" for a file, then a UUID). */
+const HANDED_ID = { text: new RegExp(`^e-${UUID}$`), file: new RegExp(`^o-${UUID}$`) };
+const USER_ID = new RegExp(`^${UUID}$`, "i");
+
+/** A conversation a message of ours may go to: the public channel or a user id. */
+function validTarget(to: unknown): to is string {
+  return typeof to === "string" && (to === PUBLIC || USER_ID.test(to));
+}
+
+function validText(text: unknown): text is string {
+  return typeof text === "string" && text.length > 0 && text.length <= MAX_TEXT_CHARS;
+}
+
+/**
+ * A hand-over as a tab of ours posts it (the channel is same-origin, but a tab on another version, or a page
+ * script, may post anything): every field checked and bounded, so that taking it cannot throw.
+ */
+export function validHanded(h: unknown, now: number): h is Handed {
+  if (!h || typeof h !== "object") return false;
+  const { kind, id, ts, to } = h as Record<string, unknown>;
+  if (kind !== "text" && kind !== "file") return false;
+  if (typeof id !== "string" || !HANDED_ID[kind].test(id) || !validTarget(to)) return false;
+  if (typeof ts !== "number" || !Number.isFinite(ts) || Math.abs(ts - now) > MAX_SKEW_MS) return false;
+  return kind === "text"
+    ? validText((h as { text?: unknown }).text)
+    : (h as { file?: unknown }).file instanceof File;
 }
 
 /**
  * A hand-over from a tab still running the app as it was before hand-overs were confirmed (`send` with `to` and
  * `text`, `file` with `to` and `file`): taken under a fresh id (that tab keeps nothing to hand again).
  */
-function olderHanded(d: { t: string; to?: unknown; text?: unknown; file?: unknown }): Handed | undefined {
-  if (typeof d.to !== "string") return undefined;
+function olderHanded(
+  d: { t: string; to?: unknown; text?: unknown; file?: unknown },
+  now: number,
+): Handed | undefined {
+  if (!validTarget(d.to)) return undefined;
   const id = `${d.t === "file" ? "o" : "e"}-${crypto.randomUUID()}`;
-  if (d.t === "send" && typeof d.text === "string") {
-    return { kind: "text", id, ts: Date.now(), to: d.to, text: d.text };
+  if (d.t === "send" && validText(d.text)) {
+    return { kind: "text", id, ts: now, to: d.to, text: d.text };
   }
   if (d.t === "file" && d.file instanceof File) {
-    return { kind: "file", id, ts: Date.now(), to: d.to, file: d.file };
+    return { kind: "file", id, ts: now, to: d.to, file: d.file };
   }
 }
 
-/** The leader carries out what follower tab asked. */
-export function applyToLeader(s: Leader, tabs: TabChannel, d: ToLeader): void {
+/** The leader carries out what follower tab asked (`now`: the leader's clock, for a hand-over's time). */
+export function applyToLeader(s: Leader, tabs: TabChannel, d: ToLeader, now: number = Date.now()): void {
   switch (d.t) {
     case "hello":
       return tabs.post(s.snapshot());
     case "send":
     case "file": {
-      const h = d.t === "send" && validHanded(d.h) ? d.h : olderHanded(d);
+      const h = d.t === "send" && "h" in d ? (validHanded(d.h, now) ? d.h : undefined) : olderHanded(d, now);
       return h ? s.take(h) : undefined;
     }
     case "read":
