@@ -193,7 +193,7 @@ Deno.test("handovers: a file taken while the leader is not connected waits for t
   assert.equal(m.file?.phase, "sending");
   l.settle();
   await turn();
-  assert.deepEqual(took(l.posted), ["o-1"], "confirmed: it is in the history");
+  assert.deepEqual(took(l.posted), [], "not confirmed: only its description is in the history");
   assert.deepEqual(l.carried, [], "not sent while offline");
   l.h.online();
   l.h.online();
@@ -258,4 +258,58 @@ Deno.test("handovers: a malformed or unbounded hand-over is dropped, never throw
   give({ t: "send", h: { ...ok, text: "x".repeat(MAX_TEXT_CHARS), ts: now - 23 * 3_600_000 } });
   give({ t: "send", h: { ...okFile, to: "public" } });
   assert.deepEqual(taken, [eid, oid]);
+});
+
+Deno.test("handovers: a file the leader took offline and never sent stays with the follower, which hands it to the next leader", async () => {
+  const f = tab("follower");
+  const l = tab("leader", false);
+  const next = tab("leader", false);
+  const file = new File(["the bytes"], "b.txt");
+  const oid = "o-0f0e0d0c-0b0a-4000-8000-000000000004";
+  /** What a leader posted, as the follower hears it (the session's mirror: the leader's copy replaces ours). */
+  const hear = (from: (FromLeader | ToLeader)[]) => {
+    for (const d of from.splice(0)) {
+      if (!("m" in d) && d.t !== "took" && d.t !== "lead") continue;
+      f.h.fromLeader(d as FromLeader, (d) => {
+        if (d.t !== "msg") return;
+        const list = f.model.conv(d.m.conv).messages;
+        const i = list.findIndex((x) => x.id === d.m.id);
+        list.splice(i < 0 ? list.length : i, i < 0 ? 0 : 1, structuredClone(d.m));
+      });
+    }
+  };
+  f.h.send({ kind: "file", id: oid, ts: 1_000, to: TOM, file });
+  const handed = f.posted.splice(0);
+  assert.deepEqual(handed.map((p) => p.t), ["send"]);
+  // The leader takes it (offline: it waits for the connection), writes it, and tells the tabs.
+  for (const d of handed) if (d.t === "send") l.h.take(d.h);
+  l.settle();
+  await turn();
+  assert.equal(l.model.find(TOM, oid)?.file?.phase, "sending");
+  hear(l.posted);
+  // The leader closes (offline, the file never went). The next leader announces itself: the follower still
+  // keeps the file and hands it, bytes and all, under the same id.
+  hear([{ t: "lead", tab: "t3" }]);
+  const again = f.posted.filter((p) => p.t === "send");
+  assert.equal(again.length, 1);
+  assert.ok(
+    again[0].t === "send" && again[0].h.id === oid && again[0].h.kind === "file" && again[0].h.file === file,
+  );
+  // The next leader (which mirrored the old one's copy) takes it and sends it once connected.
+  next.model.add(structuredClone(l.model.find(TOM, oid)!));
+  next.h.take(again[0].t === "send" ? again[0].h : text("x"));
+  next.settle();
+  await turn();
+  next.h.online();
+  assert.deepEqual(next.carried, [oid]);
+  // Its copy beyond "sending" (relayed whole) confirms it: the follower forgets it, and no timer is left.
+  const m = next.model.find(TOM, oid)!;
+  m.file = { ...m.file!, fileId: "f1", phase: "sending" };
+  hear([{ t: "msg", m: structuredClone(m) }]);
+  assert.equal(f.timers.live.size, 1, "uploading (its fileId known) is not beyond sending");
+  m.file = { ...m.file!, phase: "complete" };
+  hear([{ t: "msg", m: structuredClone(m) }]);
+  assert.equal(f.timers.live.size, 0);
+  hear([{ t: "lead", tab: "t4" }]);
+  assert.equal(f.posted.filter((p) => p.t === "send").length, 1, "forgotten: nothing handed to t4");
 });

@@ -112,23 +112,31 @@ export class Handovers {
 
   /**
    * Leader: carry out hand-over `h` once per id. New: added (stored, shown in every tab), then, once written to
-   * the history on disk, confirmed (`took`) and given to the client core. Taken before (the same hand-over again,
-   * or one this tab sends already): confirmed once the history is written.
+   * the history on disk, confirmed (`took`: a text) and given to the client core. Taken before (the same
+   * hand-over again, or one this tab sends already): a text is confirmed once the history is written, anything
+   * beyond "sending" too. A file still sending is not confirmed (the history holds its description, not its
+   * bytes, which live in this page until sent): the follower keeps it until the leader's copy is beyond
+   * "sending" (`msg`), so a leader that closes before it is sent leaves it to the next one.
    */
   take(h: Handed): void {
     const host = this.host;
     const known = host.model.find(h.to, h.id);
     const took = () => host.post({ t: "took", id: h.id });
-    if (known && (this.taken.has(known) || !pending(known))) return void host.written().then(took);
+    if (known && !pending(known)) return void host.written().then(took);
+    if (known && this.taken.has(known)) {
+      if (h.kind === "text") void host.written().then(took);
+      return;
+    }
     const m = known ?? host.model.handed(h);
     this.taken.add(m);
     m.detail = h.kind === "text" ? "waiting for the connection" : undefined;
     if (known) host.model.touch(m);
     else host.model.add(m);
     void host.written().then(() => {
-      took();
-      if (h.kind === "text") host.carryOut(m);
-      else if (host.online()) host.carryOut(m, h.file);
+      if (h.kind === "text") {
+        took();
+        host.carryOut(m);
+      } else if (host.online()) host.carryOut(m, h.file);
       else this.offline.push({ m, file: h.file });
     });
   }
@@ -154,7 +162,10 @@ export class Handovers {
   }
 }
 
-/** Our message or file not yet beyond "sending" (seeing it does not settle a hand-over of it). */
+/**
+ * Our message or file not yet beyond "sending" (seeing it does not settle a hand-over of it). A file counts by its
+ * phase alone: one being uploaded (its `fileId` known) is still only in the leader's page.
+ */
 function pending(m: ChatMessage): boolean {
-  return m.file ? m.file.phase === "sending" && !m.file.fileId : m.state === "sending";
+  return m.file ? m.file.phase === "sending" : m.state === "sending";
 }

@@ -257,7 +257,7 @@ export class Session {
     }
   }
 
-  /** Leader: take a follower's hand-over (once per id; `took` once it is in the history on disk). */
+  /** Leader: take a follower's hand-over (once per id; a text is `took` once it is in the history on disk). */
   readonly take = (h: Handed): void => this.handovers.take(h);
 
   /** The leader's state, for a tab that starts following it. */

@@ -24,7 +24,11 @@ export type FromLeader =
   | { t: "unread"; conv: string; n: number }
   | { t: "drop"; conv: string }
   | { t: "wiped" }
-  /** The hand-over `id` is taken (in the history on disk, or beyond "sending"): the follower forgets it. */
+  /**
+   * The hand-over `id` is taken (a text in the history on disk, or anything beyond "sending"): the follower
+   * forgets it. A file still sending is never `took` (its bytes are only in the leader's page): its `msg` beyond
+   * "sending" confirms it.
+   */
   | { t: "took"; id: string }
   /** Tab `tab` leads now (a follower hands it what it keeps). */
   | { t: "lead"; tab: string };
