@@ -47,12 +47,13 @@ function tab(role: "leader" | "follower", connected = true) {
   const posted: (FromLeader | ToLeader)[] = [];
   const stored: string[] = [];
   const carried: string[] = [];
-  let settle: () => void = () => {};
-  let write = Promise.resolve();
+  // The history write as the binding makes it: changes gather into the next write, settled by the test.
+  let settle: ((ok: boolean) => void) | undefined;
+  let write = Promise.resolve(true);
   const saved = {
     changed: (m: ChatMessage) => {
       stored.push(m.id);
-      write = new Promise<void>((r) => (settle = r));
+      if (!settle) write = new Promise<boolean>((r) => (settle = r));
     },
     stateChanged: () => {},
     dropped: () => {},
@@ -75,7 +76,11 @@ function tab(role: "leader" | "follower", connected = true) {
     online: () => connected,
     timers,
   });
-  return { h, model, posted, stored, carried, timers, settle: () => settle() };
+  const done = (ok = true) => {
+    settle?.(ok);
+    settle = undefined;
+  };
+  return { h, model, posted, stored, carried, timers, settle: done };
 }
 
 const text = (id: string, t = "hi tom"): Handed => ({ kind: "text", id, ts: 1_000, to: TOM, text: t });
@@ -312,4 +317,22 @@ Deno.test("handovers: a file the leader took offline and never sent stays with t
   assert.equal(f.timers.live.size, 0);
   hear([{ t: "lead", tab: "t4" }]);
   assert.equal(f.posted.filter((p) => p.t === "send").length, 1, "forgotten: nothing handed to t4");
+});
+
+Deno.test("handovers: a history write that failed sends the text but does not confirm it; handed again, it is confirmed after a write that holds it", async () => {
+  const l = tab("leader");
+  l.h.take(text("e-1"));
+  l.settle(false);
+  await turn();
+  assert.deepEqual(took(l.posted), [], "not on disk: no took");
+  assert.deepEqual(l.carried, ["e-1"], "sent all the same");
+  // The follower hands it again: stored again, and confirmed once that write is on disk; not sent again.
+  l.h.take(text("e-1"));
+  assert.deepEqual(l.stored, ["e-1", "e-1"]);
+  await turn();
+  assert.deepEqual(took(l.posted), []);
+  l.settle();
+  await turn();
+  assert.deepEqual(took(l.posted), ["e-1"]);
+  assert.deepEqual(l.carried, ["e-1"]);
 });

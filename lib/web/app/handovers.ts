@@ -18,8 +18,8 @@ export interface HandoversHost {
   post(msg: FromLeader | ToLeader): void;
   /** The conversations (a hand-over's message is shown, stored and told through them). */
   readonly model: Conversations;
-  /** Settles once the history holds everything changed so far (on disk). */
-  written(): Promise<void>;
+  /** Settles once everything changed so far is written: true when on disk, false when not (failed, stopped). */
+  written(): Promise<boolean>;
   /** Give our text message `m` to the client core, or send `file` as our message `m`. */
   carryOut(m: ChatMessage, file?: File): void;
   /** The leader is connected now (a file waits for that; text goes to the client core, which keeps it). */
@@ -124,7 +124,11 @@ export class Handovers {
     const took = () => host.post({ t: "took", id: h.id });
     if (known && !pending(known)) return void host.written().then(took);
     if (known && this.taken.has(known)) {
-      if (h.kind === "text") void host.written().then(took);
+      // Stored again, so that the confirmation follows a write that holds it (an earlier one may have failed).
+      if (h.kind === "text") {
+        host.model.touch(known);
+        void host.written().then((ok) => ok && took());
+      }
       return;
     }
     const m = known ?? host.model.handed(h);
@@ -132,9 +136,10 @@ export class Handovers {
     m.detail = h.kind === "text" ? "waiting for the connection" : undefined;
     if (known) host.model.touch(m);
     else host.model.add(m);
-    void host.written().then(() => {
+    void host.written().then((ok) => {
+      // Not on disk: sent all the same, but not confirmed (the follower keeps it, and hands it again).
       if (h.kind === "text") {
-        took();
+        if (ok) took();
         host.carryOut(m);
       } else if (host.online()) host.carryOut(m, h.file);
       else this.offline.push({ m, file: h.file });

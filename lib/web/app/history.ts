@@ -13,16 +13,13 @@
  * @module
  */
 import type { Db } from "./db.ts";
+import type { AppState } from "./history_binding.ts";
 import type { ChatMessage } from "./model.ts";
 
 /** Received file contents kept in this browser, at most (oldest evicted first). */
 export const FILE_QUOTA = 50 * 1024 * 1024;
 
-/** The app state kept beside the messages. */
-export interface AppState {
-  /** Unread counts by conversation. */
-  unread: Record<string, number>;
-}
+export type { AppState } from "./history_binding.ts";
 
 interface Sealed {
   id: string;
