@@ -68,11 +68,13 @@ Deno.test("history binding: written() is true once the write is on disk, false w
   const first = b.written();
   b.flush();
   assert.equal(await settled(first), undefined);
+  assert.deepEqual(saves[0].ids, ["e-1"]);
   saves[0].ok();
   assert.equal(await settled(first), true);
   b.changed(msg("e-2"));
   const second = b.written();
   b.flush();
+  await turn(); // (the write begins once the one before is done)
   saves[1].fail(new Error("quota exceeded"));
   assert.equal(await settled(second), false);
   assert.match(notes[0], /Could not save the history in this browser: quota exceeded/);
@@ -95,4 +97,36 @@ Deno.test("history binding: written() settles (false) when nothing will be writt
   other.b.flush();
   assert.equal(await settled(w), false);
   other.b.stop();
+});
+
+Deno.test("history binding: writes commit in the order made, and written() with nothing new covers every earlier write", async () => {
+  const { h, saves } = store();
+  const { b } = binding(h);
+  const m = msg("e-1");
+  b.changed(m);
+  b.flush(); // a large write (the message "sending")
+  m.state = "sent";
+  b.changed(m);
+  b.flush(); // a small later one ("sent"): it must not commit first
+  await turn();
+  assert.equal(saves.length, 1, "the later write waits for the earlier");
+  const all = b.written();
+  saves[0].ok();
+  await turn();
+  assert.equal(saves.length, 2);
+  assert.equal(await settled(all), undefined, "the later write is not on disk yet");
+  saves[1].ok();
+  assert.equal(await settled(all), true);
+  // A failed write does not stop the ones after it.
+  b.changed(msg("e-2"));
+  b.flush();
+  b.changed(msg("e-3"));
+  const later = b.written();
+  b.flush();
+  await turn();
+  saves[2].fail(new Error("refused"));
+  await turn();
+  assert.deepEqual(saves[3].ids, ["e-3"]);
+  saves[3].ok();
+  assert.equal(await settled(later), true);
 });

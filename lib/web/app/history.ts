@@ -106,7 +106,11 @@ export class History {
     return { messages, state };
   }
 
-  /** Store (replace) messages and, when given, the app state; delete the messages `removed`. */
+  /**
+   * Store (replace) messages and, when given, the app state; delete the messages `removed`. Each record is sealed
+   * before the one transaction opens, so two saves at once may commit out of order: the caller waits for one
+   * before the next (history_binding.ts).
+   */
   async save(messages: ChatMessage[], state?: AppState, removed: string[] = []): Promise<void> {
     const puts: { store: "history" | "vault"; rec: Sealed }[] = [];
     for (const m of messages) {

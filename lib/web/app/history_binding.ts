@@ -44,7 +44,7 @@ export class HistoryBinding {
   private readonly removed: string[] = [];
   private stateDirty = false;
   private flushTimer: ReturnType<typeof setTimeout> | undefined;
-  /** The last write: true once it is on disk, false when it failed (and the user was told). */
+  /** The writes so far, one after another: true once the last is on disk, false when it failed (and said). */
   private writing: Promise<boolean> = Promise.resolve(true);
   /** Told the outcome of the next write (false: failed, or never written). */
   private readonly waiting: ((ok: boolean) => void)[] = [];
@@ -121,7 +121,9 @@ export class HistoryBinding {
     const state = this.stateDirty ? this.appState() : undefined;
     this.stateDirty = false;
     const done = this.waiting.splice(0);
-    this.writing = this.history.save(ms, state, removed).then(() => true, (e) => {
+    // After the last write: History.save seals before its transaction, so two at once could commit out of order
+    // (an older copy of a message over a newer one); chained, each commits in turn, and `writing` covers them all.
+    this.writing = this.writing.then(() => this.history.save(ms, state, removed)).then(() => true, (e) => {
       this.host.note(null, `Could not save the history in this browser: ${(e as Error).message}`);
       return false;
     });
