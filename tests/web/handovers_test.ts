@@ -125,11 +125,11 @@ Deno.test("handovers: a follower shows what it hands, keeps it until `took`, and
   f.h.fromLeader({ t: "wiped" }, () => f.model.all.clear());
   assert.ok(f.model.find(TOM, "e-1"));
   // A new leader: handed to it at once.
-  f.h.fromLeader({ t: "lead", tab: "t2" }, () => {});
+  f.h.fromLeader({ t: "lead", tab: "t2", v: 2 }, () => {});
   assert.deepEqual(f.posted.map((p) => p.t), ["send", "send"]);
   // The leader's copy still "sending" is no confirmation; `took` is.
   f.h.fromLeader({ t: "msg", m: { ...shown } }, () => {});
-  f.h.fromLeader({ t: "lead", tab: "t3" }, () => {});
+  f.h.fromLeader({ t: "lead", tab: "t3", v: 2 }, () => {});
   assert.equal(f.posted.length, 3);
   // Confirmed: forgotten, and no timer is left armed.
   assert.equal(f.timers.live.size, 1);
@@ -145,12 +145,12 @@ Deno.test("handovers: a leader that never answers gets it again at each deadline
   assert.deepEqual(times, [2_000, 6_000, 14_000, 30_000, 60_000, 90_000]);
   assert.equal(f.posted.filter((p) => p.t === "send").length, 7, "the first hand-over and six again");
   assert.ok(
-    f.posted.every((p) => p.t === "send" && p.h.id === "e-1" && p.h.ts === 1_000),
+    f.posted.every((p) => "h" in p && p.h.id === "e-1" && p.h.ts === 1_000),
     "the same id and time",
   );
   assert.equal(f.timers.live.size, 0);
   // Still kept: the next leader gets it.
-  f.h.fromLeader({ t: "lead", tab: "t2" }, () => {});
+  f.h.fromLeader({ t: "lead", tab: "t2", v: 2 }, () => {});
   assert.equal(f.posted.length, 8);
   assert.equal(f.timers.live.size, 1);
   f.h.lead();
@@ -169,8 +169,8 @@ Deno.test("handovers: the leader's copy beyond sending confirms it too; a follow
   };
   f.h.fromLeader({ t: "msg", m: { ...one, state: "sent" } }, mirror);
   // A third tab leads: only e-2 is handed to it.
-  f.h.fromLeader({ t: "lead", tab: "t2" }, mirror);
-  const sent = f.posted.filter((p) => p.t === "send").map((p) => p.h.id);
+  f.h.fromLeader({ t: "lead", tab: "t2", v: 2 }, mirror);
+  const sent = f.posted.flatMap((p) => ("h" in p ? [p.h.id] : []));
   assert.deepEqual(sent, ["e-1", "e-2", "e-2"]);
   // This tab leads now: what still waits (e-2) goes to its client core, once; e-1 does not.
   f.h.lead();
@@ -287,22 +287,22 @@ Deno.test("handovers: a file the leader took offline and never sent stays with t
   const handed = f.posted.splice(0);
   assert.deepEqual(handed.map((p) => p.t), ["send"]);
   // The leader takes it (offline: it waits for the connection), writes it, and tells the tabs.
-  for (const d of handed) if (d.t === "send") l.h.take(d.h);
+  for (const d of handed) if ("h" in d) l.h.take(d.h);
   l.settle();
   await turn();
   assert.equal(l.model.find(TOM, oid)?.file?.phase, "sending");
   hear(l.posted);
   // The leader closes (offline, the file never went). The next leader announces itself: the follower still
   // keeps the file and hands it, bytes and all, under the same id.
-  hear([{ t: "lead", tab: "t3" }]);
+  hear([{ t: "lead", tab: "t3", v: 2 }]);
   const again = f.posted.filter((p) => p.t === "send");
   assert.equal(again.length, 1);
   assert.ok(
-    again[0].t === "send" && again[0].h.id === oid && again[0].h.kind === "file" && again[0].h.file === file,
+    "h" in again[0] && again[0].h.id === oid && again[0].h.kind === "file" && again[0].h.file === file,
   );
   // The next leader (which mirrored the old one's copy) takes it and sends it once connected.
   next.model.add(structuredClone(l.model.find(TOM, oid)!));
-  next.h.take(again[0].t === "send" ? again[0].h : text("x"));
+  next.h.take("h" in again[0] ? again[0].h : text("x"));
   next.settle();
   await turn();
   next.h.online();
@@ -315,7 +315,7 @@ Deno.test("handovers: a file the leader took offline and never sent stays with t
   m.file = { ...m.file!, phase: "complete" };
   hear([{ t: "msg", m: structuredClone(m) }]);
   assert.equal(f.timers.live.size, 0);
-  hear([{ t: "lead", tab: "t4" }]);
+  hear([{ t: "lead", tab: "t4", v: 2 }]);
   assert.equal(f.posted.filter((p) => p.t === "send").length, 1, "forgotten: nothing handed to t4");
 });
 
@@ -335,4 +335,36 @@ Deno.test("handovers: a history write that failed sends the text but does not co
   await turn();
   assert.deepEqual(took(l.posted), ["e-1"]);
   assert.deepEqual(l.carried, ["e-1"]);
+});
+
+Deno.test("handovers: a leader on the older app (no version announced) gets each hand-over once, in its form, and nothing is kept", () => {
+  const f = tab("follower");
+  const snap = (v?: number) =>
+    ({ t: "snap", convs: [], status: { kind: "online" }, v }) as unknown as FromLeader;
+  // Kept while the leader was a current one; then the leader's snapshot says no version.
+  f.h.fromLeader(snap(2), () => {});
+  f.h.send(text("e-1", "kept"));
+  assert.equal(f.timers.live.size, 1);
+  f.h.fromLeader(snap(), () => f.model.all.clear());
+  assert.deepEqual(
+    f.posted.slice(1),
+    [{ t: "send", to: TOM, text: "kept" }],
+    "what was kept, once, in the old form",
+  );
+  assert.equal(f.timers.live.size, 0, "not handed again");
+  assert.equal(f.model.find(TOM, "e-1"), undefined, "the older leader shows its own copy");
+  // New ones: once, in the old form (text and file), not shown here, not kept.
+  const file = new File(["x"], "c.txt");
+  f.h.send(text("e-2", "new"));
+  f.h.send({ kind: "file", id: "o-2", ts: 1_000, to: TOM, file });
+  assert.deepEqual(f.posted.slice(2), [{ t: "send", to: TOM, text: "new" }, { t: "file", to: TOM, file }]);
+  assert.equal(f.timers.live.size, 0);
+  assert.equal(f.model.find(TOM, "e-2"), undefined);
+  // A current leader announces itself: nothing of the older ones is handed to it; new ones are kept again.
+  f.h.fromLeader({ t: "lead", tab: "t2", v: 2 }, () => {});
+  assert.equal(f.posted.length, 4);
+  f.h.send(text("e-3"));
+  assert.ok("h" in f.posted[4] && f.posted[4].h.id === "e-3");
+  assert.equal(f.timers.live.size, 1);
+  f.h.lead();
 });

@@ -9,7 +9,7 @@
 import type { Conversations } from "./conversations.ts";
 import { HandoverQueue } from "./handover_queue.ts";
 import type { ChatMessage } from "./model.ts";
-import type { FromLeader, Handed, ToLeader } from "./tab_messages.ts";
+import { type FromLeader, type Handed, TABS_VERSION, type ToLeader } from "./tab_messages.ts";
 
 /** What the hand-overs need from the session. */
 export interface HandoversHost {
@@ -52,6 +52,11 @@ export class Handovers {
   private readonly clock: Timers;
   /** Leader: files taken while not connected, sent once it is (in this page's memory, as the core keeps text). */
   private readonly offline: { m: ChatMessage; file: File }[] = [];
+  /**
+   * Follower: the leader announced no version (it runs the app as it was before hand-overs were confirmed: it
+   * reads only the older form and never confirms).
+   */
+  private olderLeader = false;
 
   /** The hand-overs of `host`. */
   constructor(private readonly host: HandoversHost) {
@@ -69,6 +74,7 @@ export class Handovers {
 
   /** Follower: hand `h` to the leader and keep it until confirmed (or say at once that too much waits). */
   private hand(h: Handed): void {
+    if (this.olderLeader) return this.handOlder(h);
     const m = this.host.model.handed(h);
     const size = h.kind === "text" ? h.text.length * 3 : h.file.name.length * 3 + 256;
     if (this.kept.keep(h.id, { h, m }, size, this.clock.now())) {
@@ -83,10 +89,28 @@ export class Handovers {
     this.host.model.showHere(m);
   }
 
+  /**
+   * Follower: hand `h` once in the form a leader on the older app reads (`to` and `text`, or `to` and `file`),
+   * keeping nothing: that leader never confirms, and takes each copy as a new message. It shows the message in
+   * every tab itself.
+   */
+  private handOlder(h: Handed): void {
+    this.host.post(
+      h.kind === "text" ? { t: "send", to: h.to, text: h.text } : { t: "file", to: h.to, file: h.file },
+    );
+  }
+
   /** Follower: what the leader said: our hand-overs first (a confirmation, a new leader), then `mirror` it. */
   fromLeader(d: FromLeader, mirror: (d: FromLeader) => void): void {
+    if (d.t === "snap" || d.t === "lead") {
+      this.olderLeader = !(typeof d.v === "number" && d.v >= TABS_VERSION);
+    }
     if (d.t === "took" || (d.t === "msg" && d.m.dir === "out" && !pending(d.m))) {
       if (this.kept.confirm(d.t === "took" ? d.id : d.m.id)) this.arm();
+    } else if (this.olderLeader && this.kept.size) {
+      // A leader on the older app: what we kept goes to it once, in its form, and is forgotten.
+      for (const { item } of this.kept.takeAll()) this.handOlder(item.h);
+      this.arm();
     } else if (d.t === "lead") {
       for (const { item } of this.kept.newLeader(this.clock.now())) this.host.post({ t: "send", h: item.h });
       this.arm();

@@ -14,9 +14,15 @@ import {
   PUBLIC,
 } from "./model.ts";
 
+/**
+ * The version of these messages a leader announces (`v` in `snap` and `lead`): 2 since hand-overs are confirmed.
+ * A leader that says none runs the app as it was before: a follower hands it the older form (handovers.ts).
+ */
+export const TABS_VERSION = 2;
+
 /** What the leader tab tells the others. */
 export type FromLeader =
-  | ({ t: "snap"; convs: Conversation[]; status: LinkStatus } & PeopleSnapshot)
+  | ({ t: "snap"; convs: Conversation[]; status: LinkStatus; v?: number } & PeopleSnapshot)
   | { t: "msg"; m: ChatMessage }
   | { t: "prog"; id: string; conv: string; done: number; size: number }
   | { t: "status"; status: LinkStatus }
@@ -31,7 +37,7 @@ export type FromLeader =
    */
   | { t: "took"; id: string }
   /** Tab `tab` leads now (a follower hands it what it keeps). */
-  | { t: "lead"; tab: string };
+  | { t: "lead"; tab: string; v?: number };
 
 /** A message or file written in a follower tab, handed to the leader under the id and time the follower chose. */
 export type Handed =
@@ -42,7 +48,11 @@ export type Handed =
 export type ToLeader =
   | { t: "hello" }
   | { t: "send"; h: Handed }
-  /** (The shape of a file hand-over before they were confirmed: taken, see `olderHanded`.) */
+  /**
+   * (The shapes of hand-overs before they were confirmed: taken under a fresh id, see `olderHanded`; a follower
+   * posts them to a leader that announced no version.)
+   */
+  | { t: "send"; to: string; text: string }
   | { t: "file"; to: string; file: File }
   | { t: "read"; conv: string }
   | { t: "tab"; tab: string; visible: boolean; current: string }
