@@ -3,7 +3,7 @@
  * PBKDF2-SHA-256 (600,000 iterations, per-file random salt). Used for user key files and the node identity.
  * A node whose secret is a random key it generated (`node.secret`, 256 bits) seals with HKDF-SHA-256 instead
  * ({@linkcode RandomKey}): stretching protects guessable passphrases and adds nothing to a random key, while
- * costing ~0.3 s of CPU per key at every start. A passphrase never opens an HKDF-sealed key.
+ * costing 0.2–0.4 s of CPU per key at every start. A passphrase never opens an HKDF-sealed key.
  * A sealed key may bind additional data (AES-GCM AAD): a user key file binds its metadata (user id, public key,
  * display name), so none of them can be edited without the passphrase. Opening refuses iteration counts below
  * 600,000 (a weakened file) or above 10,000,000 (a file that would hang the program).

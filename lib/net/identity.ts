@@ -1,8 +1,8 @@
 /**
  * The node's identity: a UUID v4 server id and an RSA-4096 key, created on the first run and reused. The
  * private key is stored in SQLite sealed under a passphrase: `SOCP_NODE_PASSPHRASE` when set (PBKDF2), otherwise
- * a random 256-bit key kept in `<data>/node.secret` (mode 0600; HKDF, as a random key needs no stretching), so a
- * copy of the database alone does not reveal it.
+ * a random 256-bit key the node writes to `<data>/node.secret` (mode 0600; HKDF, as a random key needs no
+ * stretching), so a copy of the database alone does not reveal it.
  *
  * @module
  */
@@ -20,21 +20,28 @@ export interface Identity {
 }
 
 /**
- * What seals the node's own keys: the passphrase when one is set, else the random key in `<data>/node.secret`
- * (created on first use). A `node.secret` that is not base64url of ≥ 32 bytes (edited by hand) counts as a
- * passphrase, so it is stretched.
+ * How a `node.secret` written by this version begins. Only such a file counts as a random key (HKDF, no
+ * stretching): one an older version wrote, or one edited by hand, cannot be told apart from a typed passphrase,
+ * so it is stretched (PBKDF2) like one.
+ */
+export const RANDOM_SECRET_PREFIX = "socp-random-key-v1:";
+
+/**
+ * What seals the node's own keys: the passphrase when one is set, else what `<data>/node.secret` holds
+ * (created on first use with a random 256-bit key under {@linkcode RANDOM_SECRET_PREFIX}).
  */
 export async function nodeSecret(dataDir: string, passphrase?: string): Promise<SealSecret> {
   if (passphrase) return passphrase;
   const path = join(dataDir, "node.secret");
   try {
     const text = (await Deno.readTextFile(path)).trim();
-    return randomKeyBytes(text) ? { randomKey: text } : text;
+    const key = text.startsWith(RANDOM_SECRET_PREFIX) ? text.slice(RANDOM_SECRET_PREFIX.length) : "";
+    return randomKeyBytes(key) ? { randomKey: key } : text;
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   const secret = encodeBase64Url(crypto.getRandomValues(new Uint8Array(32)));
-  await Deno.writeTextFile(path, secret + "\n", { mode: 0o600, createNew: true });
+  await Deno.writeTextFile(path, RANDOM_SECRET_PREFIX + secret + "\n", { mode: 0o600, createNew: true });
   return { randomKey: secret };
 }
 
@@ -47,10 +54,15 @@ export async function loadOrCreateIdentity(
   const existing = store.getIdentity();
   if (existing) {
     const secret = await nodeSecret(dataDir, opts.passphrase);
-    const pkcs8 = await openPrivateKey(existing.sealed, secret).catch(() => {
+    const pkcs8 = await openPrivateKey(existing.sealed, secret).catch((e) => {
+      const file = join(dataDir, "node.secret");
       throw new Error(
-        "cannot open the node identity key: set SOCP_NODE_PASSPHRASE to the passphrase it was created with, " +
-          `or restore ${join(dataDir, "node.secret")}`,
+        existing.sealed.kdf === "HKDF-SHA256"
+          ? `cannot open the node identity key: it is sealed under ${file} (${e.message}); ` +
+            (opts.passphrase ? "unset SOCP_NODE_PASSPHRASE, and " : "") + `restore ${file} if it changed`
+          : "cannot open the node identity key (" + e.message +
+            "): set SOCP_NODE_PASSPHRASE to the passphrase " +
+            `it was created with, or restore ${file}`,
       );
     });
     return { serverId: existing.serverId, key: await PrivateKey.fromPkcs8(pkcs8), created: false };

@@ -3,7 +3,7 @@
 // deno-lint-ignore-file
 
 /** SHA-256 of the sources these bundles were made from (build:web rebuilds when it changes). */
-export const SOURCE_HASH: string = "1cc719df50049316ca2526239819552f9a809a5a598b2aa704c19a323555f951";
+export const SOURCE_HASH: string = "b40d4b3b6f7338b9bbbd12bf940d5a11d7579e2be3c86a8740c3fa8021dc97f0";
 /** The app page. */
 export const INDEX_HTML: string = "<!doctype html>\n<html lang=\"en\">\n  <head>\n    <meta charset=\"utf-8\">\n    <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n    <meta name=\"socp-server-id\" content=\"%SERVER_ID%\">\n    <title>socp chat</title>\n    <link rel=\"icon\" href=\"data:,\">\n    <link rel=\"stylesheet\" href=\"/app.css\">\n    <script type=\"module\" src=\"/app.js\"></script>\n  </head>\n  <body>\n    <a class=\"skip\" href=\"#composer-text\">Skip to the message box</a>\n    <noscript>\n      <p>This chat app needs JavaScript. Server <code>%SERVER_ID%</code>. From a terminal, in the socp folder:\n  <code>deno task chat --server %WS_URL% --name yourname</code> (with the single executable:\n  <code>./socp chat --server %WS_URL% --name yourname</code>)</p>\n    </noscript>\n    <div id=\"app\" aria-busy=\"true\">\n      <p class=\"loading\">Loading socp chat…</p>\n    </div>\n  </body>\n</html>\n";
 /** The app stylesheet. */

@@ -26,8 +26,8 @@ export function fixtureKey(name: string): Promise<PrivateKey> {
 }
 
 /**
- * A node's random key for sealing its own keys in tests (what `node.secret` holds: base64url of 32 bytes), so
- * sealing and opening take HKDF, as on a real node without a passphrase.
+ * A node's random key for sealing its own keys in tests (what `node.secret` holds after its prefix: base64url of
+ * ≥ 32 bytes), so sealing and opening take HKDF, as on a real node without a passphrase.
  */
 export const TEST_NODE_SECRET = { randomKey: "dGVzdC1ub2RlLXNlY3JldC0zMi1ieXRlcy1mb3Itc29jcA" } as const;
 
