@@ -173,7 +173,7 @@ export class ConvView {
   /** Move one progress bar and its text now (a redraw of everything waits for the next frame). */
   progress(m: ChatMessage): void {
     const f = m.file;
-    const box = () => this.log.querySelector(`article[data-id="${m.id}"]`);
+    const box = () => this.log.querySelector(`article[data-id="${CSS.escape(m.id)}"]`);
     let el = box();
     if (!el && m.conv === this.s.current) {
       this.drawNow(); // the transfer is newer than the last frame: draw it now, so every step shows

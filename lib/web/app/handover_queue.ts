@@ -2,9 +2,9 @@
  * What a follower tab handed to the leader tab, kept until the leader confirms it took it (tabs.ts). A
  * message written in a follower goes to the leader over the channel between tabs; a leader tab closing (or
  * reloading, or crashing) as it arrives would lose it. So the follower keeps each one, under the id it chose,
- * until the leader says `took` (it is in the shared history on disk, or already beyond "sending"); without
- * that it hands it again at a deadline (the same id: the leader takes an id once), at once to a new leader,
- * and carries it out itself once it leads.
+ * until the leader says `took` (a text is in the shared history on disk) or its copy is beyond "sending";
+ * without that it hands it again at a deadline (the same id: the leader takes an id once), at once to a new
+ * leader, and carries it out itself once it leads.
  *
  * Pure: the caller gives the time and arms one timer for {@linkcode HandoverQueue.next}; nothing here polls.
  *

@@ -9,7 +9,7 @@
 import type { Conversations } from "./conversations.ts";
 import { HandoverQueue } from "./handover_queue.ts";
 import type { ChatMessage } from "./model.ts";
-import type { FromLeader, Handed, ToLeader } from "./tab_messages.ts";
+import { type FromLeader, type Handed, TABS_VERSION, type ToLeader } from "./tab_messages.ts";
 
 /** What the hand-overs need from the session. */
 export interface HandoversHost {
@@ -18,8 +18,8 @@ export interface HandoversHost {
   post(msg: FromLeader | ToLeader): void;
   /** The conversations (a hand-over's message is shown, stored and told through them). */
   readonly model: Conversations;
-  /** Settles once the history holds everything changed so far (on disk). */
-  written(): Promise<void>;
+  /** Settles once everything changed so far is written: true when on disk, false when not (failed, stopped). */
+  written(): Promise<boolean>;
   /** Give our text message `m` to the client core, or send `file` as our message `m`. */
   carryOut(m: ChatMessage, file?: File): void;
   /** The leader is connected now (a file waits for that; text goes to the client core, which keeps it). */
@@ -52,6 +52,11 @@ export class Handovers {
   private readonly clock: Timers;
   /** Leader: files taken while not connected, sent once it is (in this page's memory, as the core keeps text). */
   private readonly offline: { m: ChatMessage; file: File }[] = [];
+  /**
+   * Follower: the leader announced no version (it runs the app as it was before hand-overs were confirmed: it
+   * reads only the older form and never confirms).
+   */
+  private olderLeader = false;
 
   /** The hand-overs of `host`. */
   constructor(private readonly host: HandoversHost) {
@@ -69,6 +74,7 @@ export class Handovers {
 
   /** Follower: hand `h` to the leader and keep it until confirmed (or say at once that too much waits). */
   private hand(h: Handed): void {
+    if (this.olderLeader) return this.handOlder(h);
     const m = this.host.model.handed(h);
     const size = h.kind === "text" ? h.text.length * 3 : h.file.name.length * 3 + 256;
     if (this.kept.keep(h.id, { h, m }, size, this.clock.now())) {
@@ -83,10 +89,28 @@ export class Handovers {
     this.host.model.showHere(m);
   }
 
+  /**
+   * Follower: hand `h` once in the form a leader on the older app reads (`to` and `text`, or `to` and `file`),
+   * keeping nothing: that leader never confirms, and takes each copy as a new message. It shows the message in
+   * every tab itself.
+   */
+  private handOlder(h: Handed): void {
+    this.host.post(
+      h.kind === "text" ? { t: "send", to: h.to, text: h.text } : { t: "file", to: h.to, file: h.file },
+    );
+  }
+
   /** Follower: what the leader said: our hand-overs first (a confirmation, a new leader), then `mirror` it. */
   fromLeader(d: FromLeader, mirror: (d: FromLeader) => void): void {
+    if (d.t === "snap" || d.t === "lead") {
+      this.olderLeader = !(typeof d.v === "number" && d.v >= TABS_VERSION);
+    }
     if (d.t === "took" || (d.t === "msg" && d.m.dir === "out" && !pending(d.m))) {
       if (this.kept.confirm(d.t === "took" ? d.id : d.m.id)) this.arm();
+    } else if (this.olderLeader && this.kept.size) {
+      // A leader on the older app: what we kept goes to it once, in its form, and is forgotten.
+      for (const { item } of this.kept.takeAll()) this.handOlder(item.h);
+      this.arm();
     } else if (d.t === "lead") {
       for (const { item } of this.kept.newLeader(this.clock.now())) this.host.post({ t: "send", h: item.h });
       this.arm();
@@ -112,23 +136,36 @@ export class Handovers {
 
   /**
    * Leader: carry out hand-over `h` once per id. New: added (stored, shown in every tab), then, once written to
-   * the history on disk, confirmed (`took`) and given to the client core. Taken before (the same hand-over again,
-   * or one this tab sends already): confirmed once the history is written.
+   * the history on disk, confirmed (`took`: a text) and given to the client core. Taken before (the same
+   * hand-over again, or one this tab sends already): a text is confirmed once the history is written, anything
+   * beyond "sending" too. A file still sending is not confirmed (the history holds its description, not its
+   * bytes, which live in this page until sent): the follower keeps it until the leader's copy is beyond
+   * "sending" (`msg`), so a leader that closes before it is sent leaves it to the next one.
    */
   take(h: Handed): void {
     const host = this.host;
     const known = host.model.find(h.to, h.id);
     const took = () => host.post({ t: "took", id: h.id });
-    if (known && (this.taken.has(known) || !pending(known))) return void host.written().then(took);
+    if (known && !pending(known)) return void host.written().then(took);
+    if (known && this.taken.has(known)) {
+      // Stored again, so that the confirmation follows a write that holds it (an earlier one may have failed).
+      if (h.kind === "text") {
+        host.model.touch(known);
+        void host.written().then((ok) => ok && took());
+      }
+      return;
+    }
     const m = known ?? host.model.handed(h);
     this.taken.add(m);
     m.detail = h.kind === "text" ? "waiting for the connection" : undefined;
     if (known) host.model.touch(m);
     else host.model.add(m);
-    void host.written().then(() => {
-      took();
-      if (h.kind === "text") host.carryOut(m);
-      else if (host.online()) host.carryOut(m, h.file);
+    void host.written().then((ok) => {
+      // Not on disk: sent all the same, but not confirmed (the follower keeps it, and hands it again).
+      if (h.kind === "text") {
+        if (ok) took();
+        host.carryOut(m);
+      } else if (host.online()) host.carryOut(m, h.file);
       else this.offline.push({ m, file: h.file });
     });
   }
@@ -154,7 +191,10 @@ export class Handovers {
   }
 }
 
-/** Our message or file not yet beyond "sending" (seeing it does not settle a hand-over of it). */
+/**
+ * Our message or file not yet beyond "sending" (seeing it does not settle a hand-over of it). A file counts by its
+ * phase alone: one being uploaded (its `fileId` known) is still only in the leader's page.
+ */
 function pending(m: ChatMessage): boolean {
-  return m.file ? m.file.phase === "sending" && !m.file.fileId : m.state === "sending";
+  return m.file ? m.file.phase === "sending" : m.state === "sending";
 }

@@ -13,16 +13,13 @@
  * @module
  */
 import type { Db } from "./db.ts";
+import type { AppState } from "./history_binding.ts";
 import type { ChatMessage } from "./model.ts";
 
 /** Received file contents kept in this browser, at most (oldest evicted first). */
 export const FILE_QUOTA = 50 * 1024 * 1024;
 
-/** The app state kept beside the messages. */
-export interface AppState {
-  /** Unread counts by conversation. */
-  unread: Record<string, number>;
-}
+export type { AppState } from "./history_binding.ts";
 
 interface Sealed {
   id: string;
@@ -109,7 +106,11 @@ export class History {
     return { messages, state };
   }
 
-  /** Store (replace) messages and, when given, the app state; delete the messages `removed`. */
+  /**
+   * Store (replace) messages and, when given, the app state; delete the messages `removed`. Each record is sealed
+   * before the one transaction opens, so two saves at once may commit out of order: the caller waits for one
+   * before the next (history_binding.ts).
+   */
   async save(messages: ChatMessage[], state?: AppState, removed: string[] = []): Promise<void> {
     const puts: { store: "history" | "vault"; rec: Sealed }[] = [];
     for (const m of messages) {

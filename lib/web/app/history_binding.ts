@@ -5,8 +5,25 @@
  *
  * @module
  */
-import type { AppState, History } from "./history.ts";
 import { type ChatMessage, type Conversation, insertSorted } from "./model.ts";
+
+/** The app state kept beside the messages (history.ts `AppState`). */
+export interface AppState {
+  /** Unread counts by conversation. */
+  unread: Record<string, number>;
+}
+
+/**
+ * The encrypted history the binding writes to (history.ts `History`; named here by shape so this module loads
+ * without the DOM's types, for unit tests).
+ */
+export interface HistoryStore {
+  load(): Promise<{ messages: ChatMessage[]; state: AppState }>;
+  save(messages: ChatMessage[], state?: AppState, removed?: string[]): Promise<void>;
+  keepFile(id: string, bytes: Uint8Array, at: number): Promise<{ kept: boolean; evicted: string[] }>;
+  file(id: string): Promise<Uint8Array | null>;
+  wipe(): Promise<void>;
+}
 
 /** What the binding needs from the session. */
 export interface BindingHost {
@@ -27,13 +44,13 @@ export class HistoryBinding {
   private readonly removed: string[] = [];
   private stateDirty = false;
   private flushTimer: ReturnType<typeof setTimeout> | undefined;
-  /** The last write (settled once it is on disk, or failed and said). */
-  private writing: Promise<void> = Promise.resolve();
-  /** Called once the next write is done. */
-  private readonly waiting: (() => void)[] = [];
+  /** The writes so far, one after another: true once the last is on disk, false when it failed (and said). */
+  private writing: Promise<boolean> = Promise.resolve(true);
+  /** Told the outcome of the next write (false: failed, or never written). */
+  private readonly waiting: ((ok: boolean) => void)[] = [];
 
   /** The binding of `host`'s conversations to `history`. */
-  constructor(private readonly history: History, private readonly host: BindingHost) {}
+  constructor(private readonly history: HistoryStore, private readonly host: BindingHost) {}
 
   /** Load the history into the conversations. */
   async load(): Promise<void> {
@@ -79,10 +96,11 @@ export class HistoryBinding {
   }
 
   /**
-   * Settles once everything changed so far is written (or the write failed, which the user is told): the leader
-   * confirms a follower's hand-over after this (tabs.ts).
+   * Settles once everything changed so far is written: true when it is on disk, false when the write failed (the
+   * user is told), or will not happen (this tab does not lead, or writes nothing more). The leader confirms a
+   * follower's hand-over only after true (handovers.ts).
    */
-  written(): Promise<void> {
+  written(): Promise<boolean> {
     if (!this.dirty.size && !this.stateDirty && !this.removed.length) return this.writing;
     return new Promise((resolve) => this.waiting.push(resolve));
   }
@@ -91,18 +109,30 @@ export class HistoryBinding {
   flush(): void {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    if (!this.host.leading() || (!this.dirty.size && !this.stateDirty && !this.removed.length)) return;
+    if (!this.host.leading()) return this.settle(false);
+    if (!this.dirty.size && !this.stateDirty && !this.removed.length) {
+      const done = this.waiting.splice(0);
+      if (done.length) void this.writing.then((ok) => done.forEach((f) => f(ok)));
+      return;
+    }
     const ms = [...this.dirty];
     this.dirty.clear();
     const removed = this.removed.splice(0);
     const state = this.stateDirty ? this.appState() : undefined;
     this.stateDirty = false;
     const done = this.waiting.splice(0);
-    this.writing = this.history.save(ms, state, removed).catch((e) =>
-      this.host.note(null, `Could not save the history in this browser: ${(e as Error).message}`)
-    ).finally(() => {
-      for (const f of done) f();
+    // After the last write: History.save seals before its transaction, so two at once could commit out of order
+    // (an older copy of a message over a newer one); chained, each commits in turn, and `writing` covers them all.
+    this.writing = this.writing.then(() => this.history.save(ms, state, removed)).then(() => true, (e) => {
+      this.host.note(null, `Could not save the history in this browser: ${(e as Error).message}`);
+      return false;
     });
+    void this.writing.then((ok) => done.forEach((f) => f(ok)));
+  }
+
+  /** Tell whoever waits for the next write that it will not be on disk. */
+  private settle(ok: boolean): void {
+    for (const f of this.waiting.splice(0)) f(ok);
   }
 
   /** Write nothing more (sign-out). */
@@ -110,6 +140,7 @@ export class HistoryBinding {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     this.dirty.clear();
+    this.settle(false);
   }
 
   private appState(): AppState {
@@ -161,6 +192,7 @@ export class HistoryBinding {
     this.dirty.clear();
     this.removed.length = 0;
     this.stateDirty = false;
+    this.settle(false);
     await this.history.wipe();
   }
 }

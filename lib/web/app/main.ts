@@ -20,6 +20,7 @@ import { openNetwork } from "./network_view.ts";
 import { Session } from "./session.ts";
 import { Sidebar } from "./sidebar.ts";
 import { StatusView } from "./status_view.ts";
+import { MAX_TEXT_CHARS } from "./tab_messages.ts";
 import { toast } from "./ui.ts";
 import { welcome } from "./welcome.ts";
 
@@ -151,7 +152,7 @@ class View {
   private submit(): void {
     const t = this.text.value.trim();
     if (!t) return;
-    if (t.length > 4000) {
+    if (t.length > MAX_TEXT_CHARS) {
       toast("That message is too long (4,000 characters at most).");
       return;
     }

@@ -46,6 +46,7 @@ import { Outbox } from "./outbox.ts";
 import { People } from "./people.ts";
 import { Handovers } from "./handovers.ts";
 import { applyFromLeader, applyToLeader, type FromLeader, type Handed, Tabs, type ToLeader } from "./tabs.ts";
+import { TABS_VERSION } from "./tab_messages.ts";
 import { Transfers } from "./transfers.ts";
 import { IdbTrustStore } from "./trust_store.ts";
 
@@ -210,7 +211,7 @@ export class Session {
 
   private lead(handover: boolean): void {
     this.role = "leader";
-    this.tabs.post({ t: "lead", tab: this.tabs.id });
+    this.tabs.post({ t: "lead", tab: this.tabs.id, v: TABS_VERSION });
     this.seeSelf();
     this.changed();
     this.link.start(handover);
@@ -257,13 +258,13 @@ export class Session {
     }
   }
 
-  /** Leader: take a follower's hand-over (once per id; `took` once it is in the history on disk). */
+  /** Leader: take a follower's hand-over (once per id; a text is `took` once it is in the history on disk). */
   readonly take = (h: Handed): void => this.handovers.take(h);
 
   /** The leader's state, for a tab that starts following it. */
   snapshot(): FromLeader {
     const convs = [...this.model.all.values()];
-    return { t: "snap", convs, status: this.status, ...this.people.snapshot() };
+    return { t: "snap", convs, status: this.status, v: TABS_VERSION, ...this.people.snapshot() };
   }
 
   /** True when the user looks at some tab of ours (the leader knows; a follower says its own). */

@@ -14,9 +14,15 @@ import {
   PUBLIC,
 } from "./model.ts";
 
+/**
+ * The version of these messages a leader announces (`v` in `snap` and `lead`): 2 since hand-overs are confirmed.
+ * A leader that says none runs the app as it was before: a follower hands it the older form (handovers.ts).
+ */
+export const TABS_VERSION = 2;
+
 /** What the leader tab tells the others. */
 export type FromLeader =
-  | ({ t: "snap"; convs: Conversation[]; status: LinkStatus } & PeopleSnapshot)
+  | ({ t: "snap"; convs: Conversation[]; status: LinkStatus; v?: number } & PeopleSnapshot)
   | { t: "msg"; m: ChatMessage }
   | { t: "prog"; id: string; conv: string; done: number; size: number }
   | { t: "status"; status: LinkStatus }
@@ -24,10 +30,14 @@ export type FromLeader =
   | { t: "unread"; conv: string; n: number }
   | { t: "drop"; conv: string }
   | { t: "wiped" }
-  /** The hand-over `id` is taken (in the history on disk, or beyond "sending"): the follower forgets it. */
+  /**
+   * The hand-over `id` is taken (a text in the history on disk, or anything beyond "sending"): the follower
+   * forgets it. A file still sending is never `took` (its bytes are only in the leader's page): its `msg` beyond
+   * "sending" confirms it.
+   */
   | { t: "took"; id: string }
   /** Tab `tab` leads now (a follower hands it what it keeps). */
-  | { t: "lead"; tab: string };
+  | { t: "lead"; tab: string; v?: number };
 
 /** A message or file written in a follower tab, handed to the leader under the id and time the follower chose. */
 export type Handed =
@@ -38,7 +48,11 @@ export type Handed =
 export type ToLeader =
   | { t: "hello" }
   | { t: "send"; h: Handed }
-  /** (The shape of a file hand-over before they were confirmed: taken, see `olderHanded`.) */
+  /**
+   * (The shapes of hand-overs before they were confirmed: taken under a fresh id, see `olderHanded`; a follower
+   * posts them to a leader that announced no version.)
+   */
+  | { t: "send"; to: string; text: string }
   | { t: "file"; to: string; file: File }
   | { t: "read"; conv: string }
   | { t: "tab"; tab: string; visible: boolean; current: string }
@@ -87,35 +101,67 @@ export interface Leader {
   trustServerKey(): void;
 }
 
-/** A hand-over as a tab of ours posts it (the channel is same-origin; this guards against our own older versions). */
-function validHanded(h: Handed | undefined): h is Handed {
-  if (!h || typeof h.id !== "string" || typeof h.to !== "string" || !Number.isFinite(h.ts)) return false;
-  return h.kind === "text" ? typeof h.text === "string" : h.kind === "file" && h.file instanceof Blob;
+/** Most characters in one text message (the composer's limit, main.ts). */
+export const MAX_TEXT_CHARS = 4000;
+
+/** How far a hand-over's time may be from the leader's clock (the tabs share one machine's clock). */
+const MAX_SKEW_MS = 24 * 60 * 60 * 1000;
+
+const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
+/** A hand-over id as our tabs make it (conversations.ts `newId`: "e" for a text, "o" for a file, then a UUID). */
+const HANDED_ID = { text: new RegExp(`^e-${UUID}$`), file: new RegExp(`^o-${UUID}$`) };
+const USER_ID = new RegExp(`^${UUID}$`, "i");
+
+/** A conversation a message of ours may go to: the public channel or a user id. */
+function validTarget(to: unknown): to is string {
+  return typeof to === "string" && (to === PUBLIC || USER_ID.test(to));
+}
+
+function validText(text: unknown): text is string {
+  return typeof text === "string" && text.length > 0 && text.length <= MAX_TEXT_CHARS;
+}
+
+/**
+ * A hand-over as a tab of ours posts it (the channel is same-origin, but a tab on another version, or a page
+ * script, may post anything): every field checked and bounded, so that taking it cannot throw.
+ */
+export function validHanded(h: unknown, now: number): h is Handed {
+  if (!h || typeof h !== "object") return false;
+  const { kind, id, ts, to } = h as Record<string, unknown>;
+  if (kind !== "text" && kind !== "file") return false;
+  if (typeof id !== "string" || !HANDED_ID[kind].test(id) || !validTarget(to)) return false;
+  if (typeof ts !== "number" || !Number.isFinite(ts) || Math.abs(ts - now) > MAX_SKEW_MS) return false;
+  return kind === "text"
+    ? validText((h as { text?: unknown }).text)
+    : (h as { file?: unknown }).file instanceof File;
 }
 
 /**
  * A hand-over from a tab still running the app as it was before hand-overs were confirmed (`send` with `to` and
  * `text`, `file` with `to` and `file`): taken under a fresh id (that tab keeps nothing to hand again).
  */
-function olderHanded(d: { t: string; to?: unknown; text?: unknown; file?: unknown }): Handed | undefined {
-  if (typeof d.to !== "string") return undefined;
+function olderHanded(
+  d: { t: string; to?: unknown; text?: unknown; file?: unknown },
+  now: number,
+): Handed | undefined {
+  if (!validTarget(d.to)) return undefined;
   const id = `${d.t === "file" ? "o" : "e"}-${crypto.randomUUID()}`;
-  if (d.t === "send" && typeof d.text === "string") {
-    return { kind: "text", id, ts: Date.now(), to: d.to, text: d.text };
+  if (d.t === "send" && validText(d.text)) {
+    return { kind: "text", id, ts: now, to: d.to, text: d.text };
   }
   if (d.t === "file" && d.file instanceof File) {
-    return { kind: "file", id, ts: Date.now(), to: d.to, file: d.file };
+    return { kind: "file", id, ts: now, to: d.to, file: d.file };
   }
 }
 
-/** The leader carries out what follower tab asked. */
-export function applyToLeader(s: Leader, tabs: TabChannel, d: ToLeader): void {
+/** The leader carries out what follower tab asked (`now`: the leader's clock, for a hand-over's time). */
+export function applyToLeader(s: Leader, tabs: TabChannel, d: ToLeader, now: number = Date.now()): void {
   switch (d.t) {
     case "hello":
       return tabs.post(s.snapshot());
     case "send":
     case "file": {
-      const h = d.t === "send" && validHanded(d.h) ? d.h : olderHanded(d);
+      const h = d.t === "send" && "h" in d ? (validHanded(d.h, now) ? d.h : undefined) : olderHanded(d, now);
       return h ? s.take(h) : undefined;
     }
     case "read":

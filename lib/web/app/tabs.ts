@@ -9,7 +9,9 @@
  * **Hand-overs are confirmed.** A message or file written in a follower goes to the leader as `send` under an
  * id and time the follower chose, and the follower keeps it (handovers.ts, handover_queue.ts: bounded) until
  * the leader says `took`. The leader takes an id once: it adds the message, waits until it is written to the
- * shared history on disk, says `took`, and only then hands it to the client core. Without `took` the follower hands it again at a deadline
+ * shared history on disk, says `took` (a file: its `msg` beyond "sending" confirms it, as its bytes are only in
+ * the leader's page until sent), and only then hands it to the client core. Without that the follower hands it
+ * again at a deadline
  * (the same id, so a leader that got it twice sends it once), at once to a new leader, and sends it itself once
  * it leads; a leader tab closing as the hand-over arrives loses nothing.
  *
