@@ -52,6 +52,22 @@ Deno.test(`simulation: ${Math.ceil(SEEDS / 4)} seeds of the storm with failing s
   assert.ok(cuts > 0, "no reader was cut as too slow");
 });
 
+Deno.test(`simulation: ${Math.ceil(SEEDS / 4)} seeds of the storm with failing store reads (crash-only nodes) and client-core users`, async () => {
+  // A read the node acts on (queued or outbox row ids, a hand-over's frames) fails now and then: the node stops
+  // as on a failed write and restarts from its database; every DM still arrives once.
+  const sc: Scenario = { ...STORE_STORM, faults: { ...STORE_STORM.faults, storeFail: 0, readFail: 0.05 } };
+  const failed: string[] = [];
+  let reads = 0;
+  for (let seed = 400; seed < 400 + Math.ceil(SEEDS / 4); seed++) {
+    const sim = await runScenario(seed, sc);
+    const problems = await check(sim);
+    reads += sim.failedReads;
+    if (problems.length) failed.push(`seed ${seed}: ${problems.slice(0, 3).join(" | ")}`);
+  }
+  assert.deepEqual(failed, []);
+  assert.ok(reads > 0, "no store read failed");
+});
+
 // Seeds that once failed, kept as named tests.
 Deno.test("simulation seed 302 (store failures): a DM whose enqueue failed is not taken for a duplicate after the restart", async () => {
   // The seen-cache key of a SERVER_DELIVER was written at the end of a turn while the DM's enqueue waited for the

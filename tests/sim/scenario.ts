@@ -25,7 +25,9 @@ export interface Scenario {
 export async function runScenario(seed: number, sc: Scenario, prepare?: (sim: Sim) => void): Promise<Sim> {
   const sim = new Sim(seed, KEYS);
   prepare?.(sim);
-  sim.dedupeAtClient = (sc.faults.storeFail ?? 0) > 0;
+  // A node that stops on a failed write or read may send a frame again after its restart (at least once on a
+  // crash): clients dedupe what arrives unchanged; the client-core users' "shown once" stays strict.
+  sim.dedupeAtClient = (sc.faults.storeFail ?? 0) > 0 || (sc.faults.readFail ?? 0) > 0;
   const { rng } = sim;
   sim.addNode(0, []);
   for (let i = 1; i < sc.nodes; i++) sim.addNode(i % KEYS.length, [0]);

@@ -96,6 +96,11 @@ export interface Faults {
    * crash-only: it stops at once and is restarted from its database a moment later.
    */
   storeFail?: number;
+  /**
+   * A store read the node acts on fails (queued and outbox row ids, a hand-over's frames): per read, on every
+   * node; crash-only like a failed write. Drawn from a stream of its own, so runs without it are unchanged.
+   */
+  readFail?: number;
   /** A user stops reading its connection for a while (its node's socket buffer fills; drain, too-slow, linger). */
   stall?: number;
 }
@@ -103,7 +108,7 @@ export interface Faults {
 export const NO_FAULTS: Faults = { breakLink: 0, duplicate: 0, reorder: 0 };
 
 /** What an injected store failure throws (told apart from a real failure, which is a violation). */
-export const INJECTED = "sim: injected store write failure";
+export const INJECTED = "sim: injected store failure";
 
 /** Network ticks: a socket's buffer is drained every this many simulated ms. */
 export const DRAIN_MS = 5;
@@ -279,16 +284,21 @@ export class Sim {
   private dmSeq = 0;
   /** Draws for store failures and restarts after them (a stream of its own, so other draws do not shift). */
   readonly faultRng: Rng;
+  /** Draws for failing reads (their own stream: a seed without read failures runs as it did before them). */
+  readonly readFaultRng: Rng;
   /** The executors' per-turn budget of frame bytes: small, so that effects held back to later turns run too. */
   turnBytes = 4096;
   /** Store writes that failed (injected), each followed by a crash and a restart. */
   storeFailures = 0;
-  /** The writes that failed: when, where, which and with what. */
+  /** The writes and reads that failed: when, where, which and with what. */
   readonly failedWrites: string[] = [];
+  /** How many of {@linkcode failedWrites} were reads. */
+  failedReads = 0;
 
   constructor(readonly seed: number, readonly keys: string[]) {
     this.rng = new Rng(seed);
     this.faultRng = new Rng(seed ^ 0x5ee0);
+    this.readFaultRng = new Rng(seed ^ 0x4ead);
     keys.forEach((k, i) => this.aliases.set(k, i));
   }
 
@@ -535,20 +545,26 @@ export class Sim {
   }
 
   /**
-   * The node's durable store, as the executor writes and reads it: the real {@linkcode Store}, with a write that
-   * fails now and then when the faults say so (before it changes anything, as a failed SQLite statement does).
-   * Reads (and the expiry the reads do) never fail here.
+   * The node's durable store, as the executor writes and reads it: the real {@linkcode Store}, with a write or a
+   * read that fails now and then when the faults say so (before it changes anything, as a failed SQLite
+   * statement does).
    */
   private storeOf(node: SimNode): StoreLike {
     const db = node.db;
+    const fail = (name: string, a: unknown[]) => {
+      this.failedWrites.push(`${this.now} node ${node.index} ${name}(${JSON.stringify(a).slice(0, 200)})`);
+      throw new Error(INJECTED);
+    };
     const w = <A extends unknown[]>(f: (...a: A) => void) => (...a: A) => {
-      if (this.faults.storeFail && this.faultRng.chance(this.faults.storeFail)) {
-        this.failedWrites.push(
-          `${this.now} node ${node.index} ${f.name}(${JSON.stringify(a).slice(0, 200)})`,
-        );
-        throw new Error(INJECTED);
-      }
+      if (this.faults.storeFail && this.faultRng.chance(this.faults.storeFail)) fail(f.name, a);
       f.apply(db, a);
+    };
+    const r = <A extends unknown[], R>(f: (...a: A) => R) => (...a: A): R => {
+      if (this.faults.readFail && this.readFaultRng.chance(this.faults.readFail)) {
+        this.failedReads++;
+        fail(f.name, a);
+      }
+      return f.apply(db, a);
     };
     return {
       tx: (fn) => db.tx(fn),
@@ -557,11 +573,11 @@ export class Sim {
       setServerId: w(db.setServerId),
       setHome: w(db.setHome),
       enqueue: w(db.enqueue),
-      queuedIds: (u, notBefore) => db.queuedIds(u, notBefore),
-      storedFrames: (table, ids) => db.storedFrames(table, ids),
+      queuedIds: r(db.queuedIds),
+      storedFrames: r(db.storedFrames),
       dequeue: w(db.dequeue),
       addOutbox: w(db.addOutbox),
-      outboxIds: (sv, notBefore) => db.outboxIds(sv, notBefore),
+      outboxIds: r(db.outboxIds),
       ackOutbox: w(db.ackOutbox),
       clearOutbox: w(db.clearOutbox),
       deleteOutbox: w(db.deleteOutbox),
@@ -876,7 +892,8 @@ export class Sim {
    * When set, a DM that reaches its recipient again, unchanged, is left to the client's dedupe (clients keep a
    * seen list by sender and ciphertext, PROFILE §16) and recorded in {@linkcode wireDuplicates} instead of being a
    * violation. Store-failure runs set it: a node that stops between two writes of one step (the DM queued, its
-   * msg_ref not yet remembered) takes the sender's resend as new after its restart.
+   * msg_ref not yet remembered) takes the sender's resend as new after its restart, and one that stops after
+   * handing queued rows to a user but before deleting them hands them over again.
    */
   dedupeAtClient = false;
   /** DMs delivered more than once (only recorded when {@linkcode dedupeAtClient}). */
