@@ -71,32 +71,14 @@ export class Conversations {
 
   /** A new outgoing message of ours in conversation `to`. */
   mine(prefix: string, to: string, text: string): ChatMessage {
-    const { userId, displayName } = this.host.me;
-    return {
-      id: this.newId(prefix),
-      conv: to,
-      dir: "out",
-      from: userId,
-      fromName: displayName,
-      text,
-      ts: Date.now(),
-    };
+    return this.ours(this.newId(prefix), to, text, Date.now());
   }
 
   /** The message of ours a hand-over between tabs stands for (its id and time are the hand-over's). */
   handed(h: Handed): ChatMessage {
-    const { userId, displayName } = this.host.me;
-    const m: ChatMessage = {
-      id: h.id,
-      conv: h.to,
-      dir: "out",
-      from: userId,
-      fromName: displayName,
-      text: h.kind === "text" ? h.text : "",
-      ts: h.ts,
-      state: "sending",
-      detail: "waiting for the tab that holds the connection",
-    };
+    const m = this.ours(h.id, h.to, h.kind === "text" ? h.text : "", h.ts);
+    m.state = "sending";
+    m.detail = "waiting for the tab that holds the connection";
     if (h.kind === "file") {
       m.file = {
         fileId: "",
@@ -107,6 +89,12 @@ export class Conversations {
       };
     }
     return m;
+  }
+
+  /** Our message `id` in conversation `to`. */
+  private ours(id: string, to: string, text: string, ts: number): ChatMessage {
+    const { userId, displayName } = this.host.me;
+    return { id, conv: to, dir: "out", from: userId, fromName: displayName, text, ts };
   }
 
   /** Message `id` of conversation `conv`, if there. */
